@@ -1,0 +1,328 @@
+//! The alert log: the seed's line format, which fail2ban reads, made impossible to forge.
+//!
+//! `2026-11-24 19:08:52.123 ERROR ip=192.0.2.10 reason=wrong_callerid_num callerid_num='abc' …`
+//!
+//! Two guarantees make it safe to ban on (design.md §5):
+//! - every caller value is quoted and escaped to printable ASCII without `'`, `\` or
+//!   `=`: no byte a caller sends can end the line, start another, or spell `ip=`;
+//! - each line is one `write(2)` to a file opened with `O_APPEND`, so any number of
+//!   processes can write at once and no line is torn or lost.
+
+use std::fmt::Write as _;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write as _};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use crate::call::Call;
+use crate::rules::Verdict;
+
+/// A caller value longer than this is cut in the log, with its full length noted:
+/// it keeps lines short enough to read and to write in one call.
+pub const MAX_VALUE_BYTES: usize = 512;
+/// The same for the raw request echoed in a `CRITICAL` line.
+pub const MAX_REQUEST_BYTES: usize = 4096;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Info,
+    Error,
+    Critical,
+}
+
+impl Level {
+    fn as_str(self) -> &'static str {
+        match self {
+            Level::Info => "INFO",
+            Level::Error => "ERROR",
+            Level::Critical => "CRITICAL",
+        }
+    }
+}
+
+/// One log line without its timestamp. Its text never holds a control character.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Line {
+    pub level: Level,
+    text: String,
+}
+
+impl Line {
+    /// The line for a judged call: `ERROR` for an alert, `INFO` otherwise.
+    pub fn for_call(verdict: &Verdict, call: &Call) -> Line {
+        let level = if verdict.is_alert() {
+            Level::Error
+        } else {
+            Level::Info
+        };
+        let mut text = format!("ip={} reason={}", call.peer_ip, verdict.reason_code());
+        for (key, value) in [
+            ("callerid_num", &call.callerid_num),
+            ("callerid_name", &call.callerid_name),
+            ("dest_exten", &call.exten),
+            ("peer_name", &call.peer_name),
+            ("user_agent", &call.user_agent),
+        ] {
+            text.push(' ');
+            text.push_str(key);
+            text.push('=');
+            quote(&mut text, value, MAX_VALUE_BYTES);
+        }
+        Line { level, text }
+    }
+
+    /// A request that could not be judged. It names no `ip=`, so fail2ban never bans on it.
+    pub fn bad_request(error: &str, request: &[u8]) -> Line {
+        let mut text = String::from("reason=bad_request error=");
+        quote(&mut text, error.as_bytes(), MAX_REQUEST_BYTES);
+        text.push_str(" request=");
+        quote(&mut text, request, MAX_REQUEST_BYTES);
+        Line {
+            level: Level::Critical,
+            text,
+        }
+    }
+
+    /// `<timestamp> <LEVEL> <text>\n`, ready for one `write(2)`.
+    pub fn render(&self, timestamp: &str) -> Vec<u8> {
+        format!("{timestamp} {} {}\n", self.level.as_str(), self.text).into_bytes()
+    }
+
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+}
+
+/// Appends `'value'` with every byte outside printable ASCII, and `'`, `\` and `=`,
+/// written as `\xNN`. Values over `max` bytes are cut and followed by `[+N bytes]`.
+///
+/// Only printable ASCII survives because fail2ban (Python) splits lines not only at LF
+/// but, depending on how it decodes, at CR, VT, FF, `\x1c`–`\x1e`, U+0085 and U+2028.
+/// `=` is escaped so that even the seed's unanchored filter cannot find `ip=` in a value.
+pub fn quote(out: &mut String, value: &[u8], max: usize) {
+    let shown = &value[..value.len().min(max)];
+    out.push('\'');
+    for &b in shown {
+        match b {
+            b'\'' | b'\\' | b'=' => {
+                let _ = write!(out, "\\x{b:02x}");
+            }
+            0x20..=0x7e => out.push(b as char),
+            _ => {
+                let _ = write!(out, "\\x{b:02x}");
+            }
+        }
+    }
+    out.push('\'');
+    if value.len() > shown.len() {
+        let _ = write!(out, "[+{} bytes]", value.len() - shown.len());
+    }
+}
+
+/// Local time as the seed's Python `logging` wrote it: `2026-11-24 19:08:52.123`.
+pub fn timestamp_now() -> String {
+    jiff::ZonedDateTime::now()
+        .strftime("%Y-%m-%d %H:%M:%S%.3f")
+        .to_string()
+}
+
+/// An open alert log.
+#[derive(Debug)]
+pub struct AlertLog {
+    path: PathBuf,
+    file: File,
+}
+
+/// Why a line could not be written. The message names the file and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error("cannot open the alert log {}: the folder {} does not exist", path.display(), folder.display())]
+    MissingFolder { path: PathBuf, folder: PathBuf },
+    #[error("cannot open the alert log {}: {source}", path.display())]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot write to the alert log {}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl AlertLog {
+    /// Opens `path` for appending, creating it with mode 0640 (fail2ban reads it as root;
+    /// the group lets an operator's tools read it too; callers' data is no one else's).
+    pub fn open(path: &Path) -> Result<AlertLog, LogError> {
+        let file = OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o640)
+            .open(path)
+            .map_err(|source| match path.parent() {
+                Some(folder)
+                    if source.kind() == io::ErrorKind::NotFound
+                        && !folder.as_os_str().is_empty()
+                        && !folder.exists() =>
+                {
+                    LogError::MissingFolder {
+                        path: path.to_path_buf(),
+                        folder: folder.to_path_buf(),
+                    }
+                }
+                _ => LogError::Open {
+                    path: path.to_path_buf(),
+                    source,
+                },
+            })?;
+        Ok(AlertLog {
+            path: path.to_path_buf(),
+            file,
+        })
+    }
+
+    /// Writes one line with the current time, in a single `write(2)`.
+    pub fn write(&mut self, line: &Line) -> Result<(), LogError> {
+        self.write_rendered(&line.render(&timestamp_now()))
+    }
+
+    /// A short write would leave half a line for the next writer to finish: report it
+    /// rather than loop, so that another process's line can never land in the middle.
+    pub fn write_rendered(&mut self, bytes: &[u8]) -> Result<(), LogError> {
+        let error = |source| LogError::Write {
+            path: self.path.clone(),
+            source,
+        };
+        match self.file.write(bytes) {
+            Ok(n) if n == bytes.len() => Ok(()),
+            Ok(n) => Err(error(io::Error::other(format!(
+                "short write: {n} of {} bytes",
+                bytes.len()
+            )))),
+            Err(e) => Err(error(e)),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::Reason;
+
+    fn quoted(value: &[u8]) -> String {
+        let mut s = String::new();
+        quote(&mut s, value, MAX_VALUE_BYTES);
+        s
+    }
+
+    #[test]
+    fn plain_values_are_quoted_as_they_are() {
+        assert_eq!(quoted(b"friendly-scanner"), "'friendly-scanner'");
+        assert_eq!(quoted(b""), "''");
+        assert_eq!(quoted(b"O Brien (x) :100"), "'O Brien (x) :100'");
+    }
+
+    #[test]
+    fn line_breakers_quotes_and_equals_are_escaped() {
+        assert_eq!(quoted(b"a\nb\rc"), r"'a\x0ab\x0dc'");
+        assert_eq!(quoted(b"O'Brien \\ x=1"), r"'O\x27Brien \x5c x\x3d1'");
+        assert_eq!(quoted(b"\x00\x0b\x0c\x1c\x7f"), r"'\x00\x0b\x0c\x1c\x7f'");
+        assert_eq!(
+            quoted("\u{2028}\u{85}é".as_bytes()),
+            r"'\xe2\x80\xa8\xc2\x85\xc3\xa9'"
+        );
+        assert_eq!(quoted(b"\xff\xfe"), r"'\xff\xfe'");
+    }
+
+    #[test]
+    fn long_values_are_cut_with_their_length() {
+        let s = quoted(&[b'9'; 600]);
+        assert_eq!(s, format!("'{}'[+88 bytes]", "9".repeat(512)));
+    }
+
+    #[test]
+    fn the_call_line_has_the_seed_layout() {
+        let call = Call {
+            callerid_num: b"abc".to_vec(),
+            callerid_name: b"x".to_vec(),
+            exten: b"123".to_vec(),
+            user_agent: b"friendly-scanner".to_vec(),
+            ..Call::new("192.0.2.10".parse().unwrap())
+        };
+        let line = Line::for_call(&Verdict::Alert(Reason::WrongCalleridNum), &call);
+        assert_eq!(
+            String::from_utf8(line.render("2026-11-24 19:08:52.123")).unwrap(),
+            "2026-11-24 19:08:52.123 ERROR ip=192.0.2.10 reason=wrong_callerid_num \
+             callerid_num='abc' callerid_name='x' dest_exten='123' peer_name='' \
+             user_agent='friendly-scanner'\n"
+        );
+        let ok = Line::for_call(&Verdict::Ok, &call);
+        assert!(
+            ok.render("T")
+                .starts_with(b"T INFO ip=192.0.2.10 reason=ok ")
+        );
+    }
+
+    #[test]
+    fn forged_log_text_in_a_value_stays_inside_its_quotes() {
+        let call = Call {
+            user_agent: b"x\n2026-11-24 19:08:52.123 ERROR ip=198.51.100.7 reason=x".to_vec(),
+            ..Call::new("192.0.2.10".parse().unwrap())
+        };
+        let rendered = Line::for_call(&Verdict::Ok, &call).render("T");
+        let text = String::from_utf8(rendered).unwrap();
+        assert_eq!(text.matches('\n').count(), 1);
+        assert!(text.ends_with('\n'));
+        assert_eq!(text.matches("ip=").count(), 1, "{text}");
+    }
+
+    #[test]
+    fn bad_request_lines_name_no_ip() {
+        let line = Line::bad_request("EOF while parsing", b"{\"ip\": \"1.2.3.4\n ip=5.6.7.8");
+        let text = String::from_utf8(line.render("T")).unwrap();
+        assert_eq!(
+            text,
+            "T CRITICAL reason=bad_request error='EOF while parsing' \
+             request='{\"ip\": \"1.2.3.4\\x0a ip\\x3d5.6.7.8'\n"
+        );
+    }
+
+    #[test]
+    fn timestamps_have_milliseconds() {
+        let t = timestamp_now();
+        assert_eq!(t.len(), "2026-11-24 19:08:52.123".len(), "{t}");
+        assert_eq!(&t[10..11], " ");
+        assert_eq!(&t[19..20], ".");
+    }
+
+    #[test]
+    fn a_missing_folder_is_named() {
+        let e = AlertLog::open(Path::new("/nonexistent-extsec/a.log")).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "cannot open the alert log /nonexistent-extsec/a.log: the folder /nonexistent-extsec does not exist"
+        );
+    }
+
+    #[test]
+    fn new_logs_are_created_0640_and_appended() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.log");
+        let mut log = AlertLog::open(&path).unwrap();
+        log.write_rendered(b"one\n").unwrap();
+        AlertLog::open(&path)
+            .unwrap()
+            .write_rendered(b"two\n")
+            .unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "one\ntwo\n");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode & !0o640, 0, "mode {mode:o}");
+    }
+}

@@ -1,0 +1,197 @@
+//! One System()-mode check: a parsed request in, lines written and a tarpit out.
+//!
+//! [`plan`] is pure so that `explain` can show exactly what `check` would do; only
+//! [`execute`] touches the log file and the clock.
+
+use std::time::Duration;
+
+use crate::alert_log::{AlertLog, Line, LogError};
+use crate::call::{Anomaly, Call};
+use crate::config::Config;
+use crate::exits;
+use crate::request::BadRequest;
+use crate::rules::{self, Verdict};
+
+/// What one request leads to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// The lines to write, in order: at most a `CRITICAL` and one call line.
+    pub lines: Vec<Line>,
+    /// The verdict, when the request named a peer to judge.
+    pub verdict: Option<Verdict>,
+    /// Why the request could not be judged, if it could not.
+    pub error: Option<String>,
+}
+
+impl Plan {
+    pub fn is_alert(&self) -> bool {
+        self.verdict.as_ref().is_some_and(Verdict::is_alert)
+    }
+
+    /// The process's exit status (see [`exits`]).
+    pub fn exit_status(&self, fail_on_alert: bool) -> u8 {
+        if self.error.is_some() {
+            exits::BAD_REQUEST
+        } else if fail_on_alert && self.is_alert() {
+            exits::ALERT
+        } else {
+            exits::OK
+        }
+    }
+}
+
+/// Decides what to write for one request.
+pub fn plan(config: &Config, request: Result<Call, BadRequest>) -> Plan {
+    match request {
+        Ok(call) => {
+            let verdict = rules::evaluate(config, &call);
+            let lines = if verdict.is_alert() || config.log_ok_calls {
+                vec![Line::for_call(&verdict, &call)]
+            } else {
+                Vec::new()
+            };
+            Plan {
+                lines,
+                verdict: Some(verdict),
+                error: None,
+            }
+        }
+        Err(bad) => {
+            let mut lines = vec![Line::bad_request(&bad.error, &bad.raw)];
+            // Only a caller can break the request this way: judge the transport's peer.
+            let verdict = bad.blame.map(|ip| {
+                let call = Call {
+                    anomaly: Some(Anomaly::MalformedRequest),
+                    ..Call::new(ip)
+                };
+                let verdict = rules::evaluate(config, &call);
+                if verdict.is_alert() {
+                    lines.push(Line::for_call(&verdict, &call));
+                }
+                verdict
+            });
+            Plan {
+                lines,
+                verdict,
+                error: Some(bad.error),
+            }
+        }
+    }
+}
+
+/// Writes the plan's lines, then holds the channel for the tarpit if an alert was
+/// written: never before writing (a caller who hangs up must not escape the log), never
+/// for accepted calls.
+pub fn execute(config: &Config, plan: &Plan, sleep: impl FnOnce(Duration)) -> Result<(), LogError> {
+    if plan.lines.is_empty() {
+        return Ok(());
+    }
+    let mut log = AlertLog::open(&config.log_file)?;
+    for line in &plan.lines {
+        log.write(line)?;
+    }
+    if plan.is_alert() && !config.tarpit.is_zero() {
+        sleep(config.tarpit);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alert_log::Level;
+    use crate::request::parse_json;
+    use std::cell::Cell;
+    use std::path::Path;
+
+    fn config(toml: &str) -> Config {
+        Config::from_toml(toml, Path::new("t.toml")).unwrap()
+    }
+
+    fn levels(plan: &Plan) -> Vec<Level> {
+        plan.lines.iter().map(|l| l.level).collect()
+    }
+
+    const GOOD: &str = r#"{"ip": "192.0.2.10", "callerid_num": "5551234", "callerid_num": "A", "dest_exten": "4915112345678"}"#;
+    const SCAN: &str = r#"{"ip": "192.0.2.10", "callerid_num": "5551234", "callerid_num": "A", "dest_exten": "100"}"#;
+    const BROKEN: &str =
+        r#"{"ip": "192.0.2.10", "callerid_num": "5551234", "callerid_num": "O"Brien"}"#;
+
+    #[test]
+    fn accepted_calls_log_info_unless_switched_off() {
+        let p = plan(&Config::default(), parse_json(GOOD.as_bytes()));
+        assert_eq!(levels(&p), [Level::Info]);
+        assert_eq!(p.exit_status(true), exits::OK);
+        let quiet = plan(&config("log_ok_calls = false"), parse_json(GOOD.as_bytes()));
+        assert!(quiet.lines.is_empty());
+    }
+
+    #[test]
+    fn alerts_log_error_and_exit_0_unless_asked() {
+        let p = plan(&Config::default(), parse_json(SCAN.as_bytes()));
+        assert_eq!(levels(&p), [Level::Error]);
+        assert_eq!(p.exit_status(false), exits::OK);
+        assert_eq!(p.exit_status(true), exits::ALERT);
+        let quiet = plan(&config("log_ok_calls = false"), parse_json(SCAN.as_bytes()));
+        assert_eq!(levels(&quiet), [Level::Error]);
+    }
+
+    #[test]
+    fn a_broken_request_is_critical_plus_an_alert_on_the_leading_ip() {
+        let p = plan(&Config::default(), parse_json(BROKEN.as_bytes()));
+        assert_eq!(levels(&p), [Level::Critical, Level::Error]);
+        assert!(
+            p.lines[1]
+                .text()
+                .starts_with("ip=192.0.2.10 reason=malformed_request ")
+        );
+        assert_eq!(p.exit_status(false), exits::BAD_REQUEST);
+        let trusted = plan(
+            &config("trusted_networks = ['192.0.2.0/24']"),
+            parse_json(BROKEN.as_bytes()),
+        );
+        assert_eq!(levels(&trusted), [Level::Critical]);
+    }
+
+    #[test]
+    fn a_request_without_a_peer_ip_alerts_on_no_one() {
+        let p = plan(
+            &Config::default(),
+            parse_json(br#"{"ip": "", "dest_exten": "1"}"#),
+        );
+        assert_eq!(levels(&p), [Level::Critical]);
+        assert_eq!(p.verdict, None);
+        assert_eq!(p.exit_status(false), exits::BAD_REQUEST);
+    }
+
+    #[test]
+    fn the_tarpit_follows_written_alerts_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("a.log");
+        let cfg = config(&format!("log_file = {:?}\ntarpit_seconds = 1.5", log));
+        let slept = Cell::new(None);
+        execute(&cfg, &plan(&cfg, parse_json(GOOD.as_bytes())), |d| {
+            slept.set(Some(d))
+        })
+        .unwrap();
+        assert_eq!(slept.get(), None);
+        execute(&cfg, &plan(&cfg, parse_json(SCAN.as_bytes())), |d| {
+            slept.set(Some(d))
+        })
+        .unwrap();
+        assert_eq!(slept.get(), Some(Duration::from_millis(1500)));
+        assert_eq!(std::fs::read_to_string(&log).unwrap().lines().count(), 2);
+
+        let missing = config("log_file = '/nonexistent-extsec/a.log'");
+        slept.set(None);
+        assert!(
+            execute(
+                &missing,
+                &plan(&missing, parse_json(SCAN.as_bytes())),
+                |d| slept.set(Some(d))
+            )
+            .is_err()
+        );
+        assert_eq!(slept.get(), None, "no tarpit when nothing was written");
+    }
+}

@@ -1,0 +1,19 @@
+//! extsecurity: judges Asterisk guest calls and writes the alert log fail2ban bans on.
+//!
+//! The core is pure: [`call::Call`] and [`config::Config`] in, [`rules::Verdict`] out
+//! ([`rules::evaluate`]). Adapters around it turn what Asterisk hands us into a `Call`
+//! ([`request`] for System()), and sinks turn a verdict into something durable
+//! ([`alert_log`]). ARCHITECTURE.md has the map and the invariants.
+
+pub mod alert_log;
+pub mod call;
+pub mod check;
+pub mod config;
+pub mod exits;
+pub mod peer;
+pub mod request;
+pub mod rules;
+
+pub use call::Call;
+pub use config::Config;
+pub use rules::{Reason, Verdict, evaluate};

@@ -1,0 +1,287 @@
+//! The `extsecurity` command: parses arguments, calls the library, maps results to the
+//! exit statuses in [`extsecurity::exits`]. Errors are printed once, on stderr,
+//! prefixed `extsecurity: `.
+
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use extsecurity::Call;
+use extsecurity::alert_log::timestamp_now;
+use extsecurity::check::{self, Plan};
+use extsecurity::config::{self, Config, Source};
+use extsecurity::exits;
+use extsecurity::request::{self, BadRequest, EncodedFields};
+
+#[derive(Parser)]
+#[command(
+    name = "extsecurity",
+    version,
+    about = "Judges Asterisk guest calls and writes the alert log that fail2ban bans on",
+    after_help = "Legacy form, as the seed's dialplan calls it: extsecurity '<json>'\n\
+                  (all arguments are joined by one space and read as the seed's JSON)."
+)]
+struct Cli {
+    /// Configuration file [default: $EXTSECURITY_CONFIG, else /etc/asterisk/extsecurity.toml,
+    /// else built-in defaults]
+    #[arg(long, global = true, value_name = "PATH")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Judge one call, write its line, hold the channel on alert (the System() entry point)
+    Check {
+        #[command(flatten)]
+        fields: EncodedArgs,
+        /// Exit with status 10 when the call is alerted on (SYSTEMSTATUS=APPERROR)
+        #[arg(long)]
+        fail_on_alert: bool,
+    },
+    /// Print the verdict and the line a request would produce; writes nothing, sleeps not
+    Explain {
+        #[command(flatten)]
+        fields: EncodedArgs,
+        #[command(flatten)]
+        plain: PlainArgs,
+        /// A legacy JSON request, as the seed's dialplan passes it
+        #[arg(value_name = "JSON", conflicts_with_all = ["ip", "callerid_num", "callerid_name", "exten", "user_agent", "peer_name"])]
+        json: Vec<OsString>,
+    },
+    /// Validate the configuration and print the effective settings
+    CheckConfig,
+}
+
+/// The System() request. Every caller value is base64 (Asterisk's `BASE64_ENCODE()`),
+/// attached with `=` so that an empty value cannot shift the next word.
+#[derive(Args)]
+struct EncodedArgs {
+    /// Peer address: ${CHANNEL(peerip)} or ${CHANNEL(pjsip,remote_addr)}
+    #[arg(long, require_equals = true, value_name = "ADDR")]
+    ip: Option<OsString>,
+    /// ${BASE64_ENCODE(${CALLERID(num)})}
+    #[arg(
+        long = "callerid-num-b64",
+        require_equals = true,
+        value_name = "BASE64"
+    )]
+    callerid_num: Option<OsString>,
+    /// ${BASE64_ENCODE(${CALLERID(name)})}
+    #[arg(
+        long = "callerid-name-b64",
+        require_equals = true,
+        value_name = "BASE64"
+    )]
+    callerid_name: Option<OsString>,
+    /// ${BASE64_ENCODE(${EXTEN})}
+    #[arg(long = "exten-b64", require_equals = true, value_name = "BASE64")]
+    exten: Option<OsString>,
+    /// ${BASE64_ENCODE(${CHANNEL(useragent)})} or of ${PJSIP_HEADER(read,User-Agent)}
+    #[arg(long = "user-agent-b64", require_equals = true, value_name = "BASE64")]
+    user_agent: Option<OsString>,
+    /// ${BASE64_ENCODE(${CHANNEL(peername)})} or of ${CHANNEL(endpoint)}
+    #[arg(long = "peer-name-b64", require_equals = true, value_name = "BASE64")]
+    peer_name: Option<OsString>,
+}
+
+/// Plain-text values, for trying a call by hand with `explain`. Never in a dialplan.
+#[derive(Args)]
+struct PlainArgs {
+    /// Caller id number, as text
+    #[arg(long, value_name = "TEXT", conflicts_with = "callerid_num")]
+    callerid_num_text: Option<OsString>,
+    /// Caller id name, as text
+    #[arg(long, value_name = "TEXT", conflicts_with = "callerid_name")]
+    callerid_name_text: Option<OsString>,
+    /// Dialed extension, as text
+    #[arg(long, value_name = "TEXT", conflicts_with = "exten")]
+    exten_text: Option<OsString>,
+    /// User agent, as text
+    #[arg(long, value_name = "TEXT", conflicts_with = "user_agent")]
+    user_agent_text: Option<OsString>,
+    /// Peer name, as text
+    #[arg(long, value_name = "TEXT", conflicts_with = "peer_name")]
+    peer_name_text: Option<OsString>,
+}
+
+impl EncodedArgs {
+    fn fields(&self) -> EncodedFields<'_> {
+        EncodedFields {
+            ip: self.ip.as_deref(),
+            callerid_num: self.callerid_num.as_deref(),
+            callerid_name: self.callerid_name.as_deref(),
+            exten: self.exten.as_deref(),
+            user_agent: self.user_agent.as_deref(),
+            peer_name: self.peer_name.as_deref(),
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let args: Vec<OsString> = std::env::args_os().collect();
+    ExitCode::from(match args.get(1) {
+        Some(first) if is_legacy_json(first) => run_legacy(&args[1..]),
+        _ => run(Cli::parse_from(&args), &args[1..]),
+    })
+}
+
+/// The seed's dialplan passes one JSON object, which the shell may have split into
+/// several words; nothing else starts with `{`.
+fn is_legacy_json(first: &OsStr) -> bool {
+    first.as_bytes().trim_ascii_start().first() == Some(&b'{')
+}
+
+/// All arguments joined by one space, as the seed script read its request.
+fn joined(args: &[OsString]) -> Vec<u8> {
+    let words: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+    words.join(&b' ')
+}
+
+fn run_legacy(args: &[OsString]) -> u8 {
+    let Some(config) = load_config(None) else {
+        return exits::CONFIG;
+    };
+    judge(&config, request::parse_json(&joined(args)), false)
+}
+
+fn run(cli: Cli, args: &[OsString]) -> u8 {
+    let Some(config) = load_config(cli.config.as_deref()) else {
+        return exits::CONFIG;
+    };
+    match cli.command {
+        Command::Check {
+            fields,
+            fail_on_alert,
+        } => judge(
+            &config,
+            request::parse_encoded(fields.fields(), &joined(args)),
+            fail_on_alert,
+        ),
+        Command::Explain {
+            fields,
+            plain,
+            json,
+        } => explain(&config, explain_request(&fields, &plain, &json, args)),
+        Command::CheckConfig => check_config(&config),
+    }
+}
+
+/// The whole check: plan, write, tarpit, exit status.
+fn judge(config: &(Config, Source), request: Result<Call, BadRequest>, fail_on_alert: bool) -> u8 {
+    let plan = check::plan(&config.0, request);
+    if let Some(error) = &plan.error {
+        eprintln!("extsecurity: bad request: {error}");
+    }
+    if let Err(e) = check::execute(&config.0, &plan, std::thread::sleep) {
+        eprintln!("extsecurity: {e}");
+        return exits::LOG;
+    }
+    plan.exit_status(fail_on_alert)
+}
+
+fn load_config(flag: Option<&std::path::Path>) -> Option<(Config, Source)> {
+    match config::load(flag, std::env::var_os(config::ENV_VAR)) {
+        Ok(loaded) => Some(loaded),
+        Err(e) => {
+            eprintln!("extsecurity: {e}");
+            None
+        }
+    }
+}
+
+fn explain_request(
+    fields: &EncodedArgs,
+    plain: &PlainArgs,
+    json: &[OsString],
+    args: &[OsString],
+) -> Result<Call, BadRequest> {
+    if !json.is_empty() {
+        return request::parse_json(&joined(json));
+    }
+    let mut call = request::parse_encoded(fields.fields(), &joined(args))?;
+    let text = |v: &Option<OsString>| v.as_ref().map(|v| v.as_bytes().to_vec());
+    for (slot, value) in [
+        (&mut call.callerid_num, text(&plain.callerid_num_text)),
+        (&mut call.callerid_name, text(&plain.callerid_name_text)),
+        (&mut call.exten, text(&plain.exten_text)),
+        (&mut call.user_agent, text(&plain.user_agent_text)),
+        (&mut call.peer_name, text(&plain.peer_name_text)),
+    ] {
+        if let Some(value) = value {
+            *slot = value;
+        }
+    }
+    Ok(call)
+}
+
+fn explain(config: &(Config, Source), request: Result<Call, BadRequest>) -> u8 {
+    let (config, source) = config;
+    let plan: Plan = check::plan(config, request);
+    println!("config:  {source}");
+    match (&plan.verdict, &plan.error) {
+        (Some(v), _) if v.is_alert() => println!("verdict: alert ({})", v.reason_code()),
+        (Some(v), _) => println!("verdict: accept ({})", v.reason_code()),
+        (None, _) => println!("verdict: none: the request names no valid peer to judge"),
+    }
+    if let Some(error) = &plan.error {
+        println!("error:   {error}");
+    }
+    let now = timestamp_now();
+    for line in &plan.lines {
+        print!("line:    {}", String::from_utf8_lossy(&line.render(&now)));
+    }
+    if plan.lines.is_empty() {
+        println!("line:    (none: log_ok_calls = false)");
+    }
+    if plan.is_alert() {
+        println!(
+            "tarpit:  {:?} (check would hold the channel this long)",
+            config.tarpit
+        );
+    }
+    println!(
+        "exit:    {} ({} with --fail-on-alert)",
+        plan.exit_status(false),
+        plan.exit_status(true)
+    );
+    exits::OK
+}
+
+fn check_config(config: &(Config, Source)) -> u8 {
+    let (c, source) = config;
+    println!("# effective settings, from {source}");
+    println!("log_file = {:?}", c.log_file);
+    println!("tarpit_seconds = {}", c.tarpit.as_secs_f64());
+    println!(
+        "callerid_num_must_be_numeric = {}",
+        c.callerid_num_must_be_numeric
+    );
+    println!("exten_must_be_numeric = {}", c.exten_must_be_numeric);
+    println!("exten_min_length = {}", c.exten_min_length);
+    println!("exten_max_length = {}", c.exten_max_length);
+    println!(
+        "blocked_extensions = {}",
+        toml_list(c.blocked_extensions.sources())
+    );
+    println!(
+        "blocked_user_agents = {}",
+        toml_list(c.blocked_user_agents.sources())
+    );
+    let nets: Vec<String> = c.trusted_networks.iter().map(ToString::to_string).collect();
+    println!("trusted_networks = {}", toml_list(&nets));
+    println!("log_ok_calls = {}", c.log_ok_calls);
+    exits::OK
+}
+
+/// A TOML array of literal strings (patterns hold backslashes).
+fn toml_list(items: &[String]) -> String {
+    let quoted: Vec<String> = items
+        .iter()
+        .map(|s| toml::Value::String(s.clone()).to_string())
+        .collect();
+    format!("[{}]", quoted.join(", "))
+}
