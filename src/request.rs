@@ -202,9 +202,37 @@ pub fn parse_encoded(fields: EncodedFields, raw: &[u8]) -> Result<Call, BadReque
     })
 }
 
-/// Asterisk's `BASE64_ENCODE()` writes the standard alphabet with padding.
+/// Decodes what Asterisk's `BASE64_ENCODE()` wrote: the standard alphabet with padding,
+/// possibly cut short.
+///
+/// Asterisk reads a function's result into a 4 KiB buffer and cuts an application's
+/// substituted data at 8 KiB (`VAR_BUF_SIZE`, `EXT_DATA_SIZE` in `main/pbx.c`), so a
+/// caller who sends a long value can end its base64 mid-quartet. Refusing that would
+/// let a long User-Agent switch the check off; we decode the whole quartets instead.
+/// Any byte outside the alphabet is still an error: it cannot come from the encoder.
 pub fn decode_base64(text: &[u8]) -> Result<Vec<u8>, base64::DecodeError> {
-    base64::engine::general_purpose::STANDARD.decode(text)
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+    const LENIENT: GeneralPurpose = GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        GeneralPurposeConfig::new()
+            .with_decode_padding_mode(DecodePaddingMode::Indifferent)
+            .with_decode_allow_trailing_bits(true),
+    );
+    let in_alphabet = |b: &u8| b.is_ascii_alphanumeric() || b"+/=".contains(b);
+    if let Some(at) = text.iter().position(|b| !in_alphabet(b)) {
+        return Err(base64::DecodeError::InvalidByte(at, text[at]));
+    }
+    let unpadded = text
+        .strip_suffix(b"==")
+        .or_else(|| text.strip_suffix(b"="))
+        .unwrap_or(text);
+    // A lone trailing symbol carries no whole byte: it is what the cut left.
+    let whole = if unpadded.len() % 4 == 1 {
+        &unpadded[..unpadded.len() - 1]
+    } else {
+        unpadded
+    };
+    LENIENT.decode(whole)
 }
 
 #[cfg(test)]
@@ -396,6 +424,23 @@ mod tests {
         assert_eq!(call.exten, b"");
         assert_eq!(call.user_agent, b"");
         assert_eq!(call.peer_name, b"1001");
+    }
+
+    #[test]
+    fn base64_cut_short_by_asterisk_decodes_its_whole_bytes() {
+        assert_eq!(decode_base64(b"NTU1MTIzNA==").unwrap(), b"5551234");
+        assert_eq!(decode_base64(b"NTU1MTIzNA=").unwrap(), b"5551234");
+        assert_eq!(decode_base64(b"NTU1MTIzNA").unwrap(), b"5551234");
+        assert_eq!(decode_base64(b"NTU1MTIzN").unwrap(), b"555123");
+        assert_eq!(decode_base64(b"NTU1M").unwrap(), b"555");
+        assert_eq!(decode_base64(b"").unwrap(), b"");
+        for bad in [&b"NTU1\n"[..], b"NT U1", b"NTU1$(id)", b"NT=U1", b"-_-_"] {
+            assert!(
+                decode_base64(bad).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
     }
 
     #[test]

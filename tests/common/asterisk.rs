@@ -1,0 +1,101 @@
+//! What Asterisk does to a dialplan `System()` line before `/bin/sh -c` runs it
+//! (design.md §3, §3a): `${…}` is replaced by the channel's values as they are, with
+//! no quoting; values are C strings, so a NUL (`%00`) cuts a value short.
+//!
+//! Not emulated: the re-parse of a value nested in `${FUNC(${…})}` (design.md §3a,
+//! "Nested substitution re-parses"); tests that need it pass the shortened value.
+
+use base64::Engine as _;
+
+/// The caller-controlled values of one call, plus the transport's address.
+#[derive(Debug, Clone, Default)]
+pub struct Channel {
+    /// chan_sip `CHANNEL(peerip)`, e.g. `203.0.113.5`.
+    pub peerip: String,
+    /// chan_pjsip `CHANNEL(pjsip,remote_addr)`, e.g. `203.0.113.5:5060`.
+    pub remote_addr: String,
+    pub callerid_num: Vec<u8>,
+    pub callerid_name: Vec<u8>,
+    pub exten: Vec<u8>,
+    pub user_agent: Vec<u8>,
+    pub peer_name: Vec<u8>,
+}
+
+impl Channel {
+    fn value(&self, name: &str) -> Vec<u8> {
+        let v: &[u8] = match name {
+            "CHANNEL(peerip)" => self.peerip.as_bytes(),
+            "CHANNEL(pjsip,remote_addr)" => self.remote_addr.as_bytes(),
+            "CALLERID(num)" => &self.callerid_num,
+            "CALLERID(name)" => &self.callerid_name,
+            "EXTEN" => &self.exten,
+            "CHANNEL(useragent)" | "PJSIP_HEADER(read,User-Agent)" => &self.user_agent,
+            "CHANNEL(peername)" | "CHANNEL(endpoint)" => &self.peer_name,
+            other => panic!("the emulator does not know ${{{other}}}"),
+        };
+        let end = v.iter().position(|&b| b == 0).unwrap_or(v.len());
+        v[..end].to_vec()
+    }
+}
+
+/// Substitutes every `${NAME}` and `${BASE64_ENCODE(${NAME})}` in `data`.
+pub fn substitute(data: &str, channel: &Channel) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut rest = data;
+    while let Some(start) = rest.find("${") {
+        out.extend_from_slice(rest[..start].as_bytes());
+        let after = &rest[start + 2..];
+        if let Some(inner) = after.strip_prefix("BASE64_ENCODE(${") {
+            let end = inner.find("})}").expect("closed BASE64_ENCODE");
+            let value = channel.value(&inner[..end]);
+            out.extend_from_slice(
+                base64::engine::general_purpose::STANDARD
+                    .encode(value)
+                    .as_bytes(),
+            );
+            rest = &inner[end + 3..];
+        } else {
+            let end = matching_brace(after);
+            out.extend_from_slice(&channel.value(&after[..end]));
+            rest = &after[end + 1..];
+        }
+    }
+    out.extend_from_slice(rest.as_bytes());
+    out
+}
+
+/// The index of the `}` closing a `${` whose body starts `body`.
+fn matching_brace(body: &str) -> usize {
+    let mut depth = 0;
+    for (i, c) in body.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            '}' if depth == 0 => return i,
+            _ => {}
+        }
+    }
+    panic!("unclosed ${{ in {body}")
+}
+
+/// One `exten => NAME,1,System(DATA)` line of a shipped `.conf` file.
+#[derive(Debug, Clone)]
+pub struct SystemLine {
+    pub exten: String,
+    pub data: String,
+}
+
+/// The `System()` lines of a dialplan file, with `/usr/bin/extsecurity` replaced by `bin`.
+pub fn system_lines(conf: &str, bin: &str) -> Vec<SystemLine> {
+    conf.lines()
+        .filter_map(|l| l.strip_prefix("exten => "))
+        .filter_map(|l| {
+            let (exten, rest) = l.split_once(",1,System(")?;
+            let data = rest.strip_suffix(')')?;
+            Some(SystemLine {
+                exten: exten.to_string(),
+                data: data.replace("/usr/bin/extsecurity", bin),
+            })
+        })
+        .collect()
+}
