@@ -1,0 +1,280 @@
+//! The command line as an administrator and Asterisk use it: exit statuses, error
+//! messages, `explain`, `check-config`, the tarpit, and many processes on one log.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use assert_cmd::Command as AssertCommand;
+use common::{Sandbox, bin, level, repo};
+use predicates::prelude::*;
+use predicates::str::contains;
+
+const SCAN: &str =
+    r#"{"ip": "203.0.113.5", "callerid_num": "5551234", "callerid_num": "A", "dest_exten": "100"}"#;
+const GOOD: &str = r#"{"ip": "203.0.113.5", "callerid_num": "5551234", "callerid_num": "A", "dest_exten": "4915112345678"}"#;
+
+fn cmd(sandbox: &Sandbox) -> AssertCommand {
+    AssertCommand::from_std(sandbox.command())
+}
+
+fn b64(s: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+#[test]
+fn legacy_json_exits_0_for_alerts_and_accepted_calls_as_the_seed() {
+    let s = Sandbox::new();
+    cmd(&s).arg(GOOD).assert().code(0);
+    cmd(&s).arg(SCAN).assert().code(0);
+    let lines = s.log_lines();
+    assert_eq!(
+        lines.iter().map(|l| level(l)).collect::<Vec<_>>(),
+        ["INFO", "ERROR"]
+    );
+}
+
+#[test]
+fn legacy_json_split_into_words_by_the_shell_is_joined_by_one_space() {
+    let s = Sandbox::new();
+    let words: Vec<&str> = GOOD.split(' ').collect();
+    cmd(&s).args(&words).assert().code(0);
+    assert!(
+        s.log_text()
+            .contains(" reason=ok callerid_num='5551234' callerid_name='A' ")
+    );
+}
+
+#[test]
+fn check_exits_10_on_alert_only_when_asked() {
+    let s = Sandbox::new();
+    let scan = [
+        "check",
+        "--ip=203.0.113.5",
+        "--callerid-num-b64=NTU1",
+        "--exten-b64=MTAw",
+    ];
+    cmd(&s).args(scan).assert().code(0);
+    cmd(&s).args(scan).arg("--fail-on-alert").assert().code(10);
+    let good = format!("--exten-b64={}", b64("4915112345678"));
+    cmd(&s)
+        .args([
+            "check",
+            "--fail-on-alert",
+            "--ip=203.0.113.5",
+            "--callerid-num-b64=NTU1",
+            &good,
+        ])
+        .assert()
+        .code(0);
+}
+
+#[test]
+fn a_missing_or_garbage_peer_ip_is_critical_and_bans_no_one() {
+    let s = Sandbox::new();
+    cmd(&s)
+        .args(["check", "--exten-b64=MTAw"])
+        .assert()
+        .code(3)
+        .stderr(contains("the peer IP is missing"));
+    cmd(&s)
+        .args(["check", "--ip=unknown", "--exten-b64=MTAw"])
+        .assert()
+        .code(3)
+        .stderr(contains("not an IPv4 or IPv6 address"));
+    cmd(&s)
+        .arg(r#"{"ip": "", "dest_exten": "100"}"#)
+        .assert()
+        .code(3);
+    let lines = s.log_lines();
+    assert_eq!(lines.len(), 3);
+    assert!(lines.iter().all(|l| level(l) == "CRITICAL"), "{lines:?}");
+}
+
+#[test]
+fn values_must_be_attached_with_equals() {
+    let s = Sandbox::new();
+    cmd(&s)
+        .args(["check", "--ip", "203.0.113.5"])
+        .assert()
+        .code(2)
+        .stderr(contains("equal sign is needed"));
+    assert!(s.log_lines().is_empty());
+}
+
+#[test]
+fn unknown_config_keys_are_named_with_file_and_line() {
+    let s =
+        Sandbox::with_config("tarpit_seconds = 0\nalert_if_dialed_exten_lenghts_les_than = 3\n");
+    cmd(&s).arg(GOOD).assert().code(4).stderr(contains(format!(
+        "extsecurity: {}:3:1: unknown field `alert_if_dialed_exten_lenghts_les_than`",
+        s.config.display()
+    )));
+    cmd(&s).arg("check-config").assert().code(4);
+}
+
+#[test]
+fn an_explicit_config_that_does_not_exist_is_an_error() {
+    let s = Sandbox::new();
+    cmd(&s)
+        .args(["--config", "/nonexistent/extsecurity.toml", "check-config"])
+        .assert()
+        .code(4)
+        .stderr(contains(
+            "/nonexistent/extsecurity.toml: cannot read the configuration",
+        ));
+}
+
+#[test]
+fn a_missing_log_folder_is_a_clear_error() {
+    let s = Sandbox::with_config("");
+    std::fs::write(
+        &s.config,
+        "log_file = '/nonexistent-extsec/x.log'\ntarpit_seconds = 5\n",
+    )
+    .unwrap();
+    let started = Instant::now();
+    cmd(&s).arg(SCAN).assert().code(5).stderr(contains(
+        "extsecurity: cannot open the alert log /nonexistent-extsec/x.log: the folder /nonexistent-extsec does not exist",
+    ));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "no tarpit when nothing was written"
+    );
+}
+
+#[test]
+fn an_unwritable_log_is_a_clear_error() {
+    let s = Sandbox::new();
+    std::fs::create_dir(&s.log).unwrap(); // a folder where the file should be
+    cmd(&s)
+        .arg(SCAN)
+        .assert()
+        .code(5)
+        .stderr(contains("cannot open the alert log"));
+}
+
+#[test]
+fn explain_writes_nothing_and_shows_the_line() {
+    let s = Sandbox::with_config("tarpit_seconds = 30\n");
+    let started = Instant::now();
+    cmd(&s)
+        .args([
+            "explain",
+            "--ip=[2001:db8::5]:5060",
+            "--exten-text=100",
+            "--callerid-num-text=555",
+        ])
+        .assert()
+        .code(0)
+        .stdout(contains("verdict: alert (wrong_exten_min_length(10))"))
+        .stdout(contains(
+            " ERROR ip=2001:db8::5 reason=wrong_exten_min_length(10) callerid_num='555' ",
+        ))
+        .stdout(contains("exit:    0 (10 with --fail-on-alert)"));
+    cmd(&s)
+        .args(["explain", SCAN])
+        .assert()
+        .code(0)
+        .stdout(contains("ERROR ip=203.0.113.5"));
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "explain never sleeps"
+    );
+    assert!(!s.log.exists(), "explain never writes");
+}
+
+#[test]
+fn check_config_prints_the_effective_settings_of_the_shipped_file() {
+    let shipped = repo().join("dist/extsecurity.toml");
+    let out = Command::new(bin())
+        .args(["--config", shipped.to_str().unwrap(), "check-config"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let builtin = Command::new(bin())
+        .args(["check-config"])
+        .env_remove("EXTSECURITY_CONFIG")
+        .output()
+        .unwrap();
+    let builtin = String::from_utf8(builtin.stdout).unwrap();
+    // The shipped file restates the built-in defaults (when /etc has no file).
+    if !std::path::Path::new("/etc/asterisk/extsecurity.toml").exists() {
+        assert_eq!(
+            text.lines().skip(1).collect::<Vec<_>>(),
+            builtin.lines().skip(1).collect::<Vec<_>>()
+        );
+    }
+    assert!(text.contains("exten_min_length = 10\n"));
+    assert!(text.contains("blocked_extensions = ['\\d{1,3}']\n"));
+}
+
+#[test]
+fn the_tarpit_holds_after_an_alert_and_not_after_an_accepted_call() {
+    let s = Sandbox::with_config("tarpit_seconds = 1.0\n");
+    let started = Instant::now();
+    cmd(&s).arg(GOOD).assert().code(0);
+    let accepted = started.elapsed();
+    let started = Instant::now();
+    cmd(&s).arg(SCAN).assert().code(0);
+    let alerted = started.elapsed();
+    assert!(alerted >= Duration::from_millis(1000), "{alerted:?}");
+    assert!(accepted < Duration::from_millis(1000), "{accepted:?}");
+    // The line was there before the sleep ended: it was written first.
+    assert_eq!(s.log_lines().len(), 2);
+}
+
+#[test]
+fn version_and_help_work() {
+    AssertCommand::new(bin())
+        .arg("--version")
+        .assert()
+        .success()
+        .stdout(predicate::str::starts_with("extsecurity "));
+    AssertCommand::new(bin())
+        .arg("--help")
+        .assert()
+        .success()
+        .stdout(contains("check-config"));
+}
+
+/// 200 processes started together, each writing one long line to the same log: every
+/// line arrives whole (design.md §4: one `write(2)` on an `O_APPEND` file).
+#[test]
+fn two_hundred_concurrent_processes_write_two_hundred_intact_lines() {
+    let s = Sandbox::new();
+    let ua = b64(&"U".repeat(400));
+    let children: Vec<Child> = (0..200)
+        .map(|i| {
+            s.command()
+                .args(["check", "--ip=203.0.113.5", "--callerid-num-b64=NTU1"])
+                .arg(format!("--exten-b64={}", b64(&format!("49151{i:08}"))))
+                .arg(format!("--user-agent-b64={ua}"))
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut child in children {
+        assert!(child.wait().unwrap().success());
+    }
+    let lines = s.log_lines();
+    assert_eq!(lines.len(), 200);
+    let mut extens: Vec<String> = lines
+        .iter()
+        .map(|l| {
+            assert!(
+                l.ends_with(&format!("user_agent='{}'", "U".repeat(400))),
+                "torn line: {l}"
+            );
+            assert_eq!(l.matches(" ip=").count(), 1, "{l}");
+            l.split("dest_exten='").nth(1).unwrap()[..13].to_string()
+        })
+        .collect();
+    extens.sort();
+    extens.dedup();
+    assert_eq!(extens.len(), 200, "every process's line is there once");
+}
