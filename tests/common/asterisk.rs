@@ -43,7 +43,7 @@ pub fn substitute(data: &str, channel: &Channel) -> Vec<u8> {
     let mut out = Vec::new();
     let mut rest = data;
     while let Some(start) = rest.find("${") {
-        out.extend_from_slice(rest[..start].as_bytes());
+        out.extend_from_slice(&rest.as_bytes()[..start]);
         let after = &rest[start + 2..];
         if let Some(inner) = after.strip_prefix("BASE64_ENCODE(${") {
             let end = inner.find("})}").expect("closed BASE64_ENCODE");
