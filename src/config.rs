@@ -13,7 +13,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ipnet::IpNet;
-use regex::bytes::{RegexSet, RegexSetBuilder};
+use regex_automata::meta::{self, Regex};
+use regex_automata::nfa::thompson::WhichCaptures;
+use regex_automata::util::syntax;
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -173,12 +175,13 @@ fn parse_network(text: &Spanned<String>) -> Result<IpNet, (Range<usize>, String)
 
 /// A compiled list of regular expressions, kept with their source for display.
 ///
-/// `regex` matches in linear time, so a 64 KiB extension cannot make a pattern
-/// backtrack for seconds the way Python's `re` can.
+/// `regex-automata` matches in linear time, so a 64 KiB extension cannot make a pattern
+/// backtrack for seconds the way Python's `re` can. Semantics are ASCII: `\d` is
+/// `[0-9]` as in an extension, case folding is ASCII's, and any byte can be matched.
 #[derive(Clone)]
 pub struct Patterns {
     sources: Vec<String>,
-    set: RegexSet,
+    regex: Regex,
 }
 
 impl Patterns {
@@ -199,35 +202,53 @@ impl Patterns {
         ignore_case: bool,
         wrap: impl Fn(&str) -> String,
     ) -> Result<Patterns, (Range<usize>, String)> {
-        // Compile each alone first so that an error names the pattern at fault.
-        for p in patterns {
-            RegexSetBuilder::new([wrap(p.get_ref())])
-                .case_insensitive(ignore_case)
-                .build()
-                .map_err(|e| {
-                    (
-                        p.span(),
-                        format!("invalid pattern {:?}: {}", p.get_ref(), regex_reason(&e)),
-                    )
-                })?;
-        }
-        let set = RegexSetBuilder::new(patterns.iter().map(|p| wrap(p.get_ref())))
-            .case_insensitive(ignore_case)
-            .build()
-            .map_err(|e| (0..0, format!("invalid pattern list: {}", regex_reason(&e))))?;
+        // No prefilter and no explicit capture groups: building the literal prefilter for
+        // case-insensitive patterns cost a millisecond on every System() call, and the
+        // values we search are short.
+        let compile = |sources: &[&Spanned<String>]| {
+            meta::Builder::new()
+                .configure(
+                    meta::Config::new()
+                        .auto_prefilter(false)
+                        .which_captures(WhichCaptures::Implicit)
+                        .utf8_empty(false),
+                )
+                .syntax(
+                    syntax::Config::new()
+                        .unicode(false)
+                        .utf8(false)
+                        .case_insensitive(ignore_case),
+                )
+                .build_many(
+                    &sources
+                        .iter()
+                        .map(|p| wrap(p.get_ref()))
+                        .collect::<Vec<_>>(),
+                )
+        };
+        let all: Vec<&Spanned<String>> = patterns.iter().collect();
+        let regex = compile(&all).map_err(|_| {
+            // Find the culprit only on the error path, so that its position is named.
+            let (p, e) = all
+                .iter()
+                .find_map(|p| compile(&[p]).err().map(|e| (p, e)))
+                .expect("a list that fails to compile has a pattern that fails");
+            (
+                p.span(),
+                format!("invalid pattern {:?}: {}", p.get_ref(), regex_reason(&e)),
+            )
+        })?;
         Ok(Patterns {
             sources: patterns.iter().map(|p| p.get_ref().clone()).collect(),
-            set,
+            regex,
         })
     }
 
-    /// The first pattern (in file order) that matches `value`.
-    pub fn first_match(&self, value: &[u8]) -> Option<&str> {
-        self.set
-            .matches(value)
-            .iter()
-            .next()
-            .map(|i| self.sources[i].as_str())
+    /// A pattern that matches `value` (the one whose match starts first), if any.
+    pub fn matching(&self, value: &[u8]) -> Option<&str> {
+        self.regex
+            .find(value)
+            .map(|m| self.sources[m.pattern().as_usize()].as_str())
     }
 
     pub fn sources(&self) -> &[String] {
@@ -241,9 +262,12 @@ impl fmt::Debug for Patterns {
     }
 }
 
-/// The regex crate's messages draw a caret diagram over several lines; keep the gist.
-fn regex_reason(e: &regex::Error) -> String {
-    let text = e.to_string();
+/// Regex syntax errors draw a caret diagram over several lines; keep the gist.
+fn regex_reason(e: &meta::BuildError) -> String {
+    let text = match e.syntax_error() {
+        Some(syntax) => syntax.to_string(),
+        None => e.to_string(),
+    };
     text.lines()
         .rev()
         .find_map(|l| l.trim().strip_prefix("error: "))
@@ -487,9 +511,9 @@ automatic_block_attempts_to_extensions = ['\d{1,2}', '900\d+']
     #[test]
     fn patterns_match_the_whole_extension() {
         let c = Config::default();
-        assert_eq!(c.blocked_extensions.first_match(b"123"), Some(r"\d{1,3}"));
-        assert_eq!(c.blocked_extensions.first_match(b"1234"), None);
-        assert_eq!(c.blocked_extensions.first_match(b"12\n"), None);
+        assert_eq!(c.blocked_extensions.matching(b"123"), Some(r"\d{1,3}"));
+        assert_eq!(c.blocked_extensions.matching(b"1234"), None);
+        assert_eq!(c.blocked_extensions.matching(b"12\n"), None);
     }
 
     #[test]
@@ -497,17 +521,13 @@ automatic_block_attempts_to_extensions = ['\d{1,2}', '900\d+']
         let c = Config::default();
         assert!(
             c.blocked_user_agents
-                .first_match(b"Friendly-Scanner")
+                .matching(b"Friendly-Scanner")
                 .is_some()
         );
+        assert!(c.blocked_user_agents.matching(b"x sipcli/v1.8").is_some());
         assert!(
             c.blocked_user_agents
-                .first_match(b"x sipcli/v1.8")
-                .is_some()
-        );
-        assert!(
-            c.blocked_user_agents
-                .first_match(b"Yealink SIP-T46S")
+                .matching(b"Yealink SIP-T46S")
                 .is_none()
         );
     }

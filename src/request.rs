@@ -13,8 +13,7 @@ use std::net::IpAddr;
 use std::os::unix::ffi::OsStrExt;
 
 use base64::Engine as _;
-use serde::Deserialize;
-use serde::de::{Deserializer, MapAccess, Visitor};
+use serde::de::{DeserializeSeed, Deserializer, MapAccess, Visitor};
 
 use crate::call::{Anomaly, Call};
 use crate::peer::parse_peer_ip;
@@ -55,9 +54,17 @@ pub fn parse_json(raw: &[u8]) -> Result<Call, BadRequest> {
         raw: raw.to_vec(),
         blame,
     };
-    let pairs = serde_json::from_slice::<Pairs>(raw)
-        .map_err(|e| bad(format!("malformed JSON request: {e}"), leading_ip(raw)))?
-        .0;
+    let mut pairs = Vec::new();
+    let mut de = serde_json::Deserializer::from_slice(raw);
+    if let Err(e) = PairsSeed(&mut pairs)
+        .deserialize(&mut de)
+        .and_then(|()| de.end())
+    {
+        return Err(bad(
+            format!("malformed JSON request: {e}"),
+            leading_ip(&pairs),
+        ));
+    }
     let fields = JsonFields::from_pairs(&pairs);
     let ip_text = fields
         .ip
@@ -127,37 +134,39 @@ impl<'a> JsonFields<'a> {
     }
 }
 
-/// The peer IP in a request that failed to parse, if the request *begins* with
-/// `{"ip": "<address>"`. The seed's line writes that field first, from the transport,
-/// before any caller value, so a caller can break what follows but not that.
-fn leading_ip(raw: &[u8]) -> Option<IpAddr> {
-    let re = regex::bytes::Regex::new(r#"\A\s*\{\s*"ip"\s*:\s*"([0-9A-Fa-f:.\[\]]{1,64})""#)
-        .expect("static regex");
-    let text = re.captures(raw)?.get(1)?.as_bytes();
-    parse_peer_ip(std::str::from_utf8(text).ok()?).ok()
+/// The peer IP of a request that failed to parse, if its *first* pair, read before the
+/// parser broke, is `"ip"` with a valid address. The seed's line writes that pair first,
+/// from the transport, before any caller value: a caller can break what follows but
+/// not that.
+fn leading_ip(pairs: &[(String, String)]) -> Option<IpAddr> {
+    match pairs.first() {
+        Some((key, value)) if key == "ip" => parse_peer_ip(value).ok(),
+        _ => None,
+    }
 }
 
-/// A JSON object as its ordered list of string pairs, duplicates kept, which
-/// `serde_json::Map` would silently merge.
-struct Pairs(Vec<(String, String)>);
+/// Reads a JSON object's pairs in order into a vector, duplicates kept (a
+/// `serde_json::Map` would silently merge them). The pairs read before a syntax error
+/// stay in the vector.
+struct PairsSeed<'a>(&'a mut Vec<(String, String)>);
 
-impl<'de> Deserialize<'de> for Pairs {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Pairs, D::Error> {
-        struct PairsVisitor;
-        impl<'de> Visitor<'de> for PairsVisitor {
-            type Value = Pairs;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("an object of string values")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Pairs, A::Error> {
-                let mut pairs = Vec::new();
-                while let Some(pair) = map.next_entry::<String, String>()? {
-                    pairs.push(pair);
-                }
-                Ok(Pairs(pairs))
-            }
+impl<'de> DeserializeSeed<'de> for PairsSeed<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for PairsSeed<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an object of string values")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(pair) = map.next_entry::<String, String>()? {
+            self.0.push(pair);
         }
-        d.deserialize_map(PairsVisitor)
+        Ok(())
     }
 }
 

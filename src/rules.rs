@@ -105,12 +105,12 @@ fn first_objection(config: &Config, call: &Call) -> Option<Reason> {
     if max > 0 && exten.len() > max {
         return Some(Reason::WrongExtenMaxLength(max));
     }
-    if config.blocked_extensions.first_match(exten).is_some() {
+    if config.blocked_extensions.matching(exten).is_some() {
         return Some(Reason::ExtensionBanned);
     }
     if config
         .blocked_user_agents
-        .first_match(&call.user_agent)
+        .matching(&call.user_agent)
         .is_some()
     {
         return Some(Reason::BlockedUserAgent);
