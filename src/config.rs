@@ -225,6 +225,7 @@ impl Patterns {
                         .map(|p| wrap(p.get_ref()))
                         .collect::<Vec<_>>(),
                 )
+                .map_err(|e| regex_reason(&e))
         };
         let all: Vec<&Spanned<String>> = patterns.iter().collect();
         let regex = compile(&all).map_err(|_| {
@@ -233,10 +234,7 @@ impl Patterns {
                 .iter()
                 .find_map(|p| compile(&[p]).err().map(|e| (p, e)))
                 .expect("a list that fails to compile has a pattern that fails");
-            (
-                p.span(),
-                format!("invalid pattern {:?}: {}", p.get_ref(), regex_reason(&e)),
-            )
+            (p.span(), format!("invalid pattern {:?}: {e}", p.get_ref()))
         })?;
         Ok(Patterns {
             sources: patterns.iter().map(|p| p.get_ref().clone()).collect(),
