@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The whole test suite, set-up included, on a fresh Debian 12 machine (README, "Tests").
+# .ci/run calls exactly this. Installs what the tests need when it is missing:
+#   fail2ban        the real fail2ban-regex runs the shipped filter over our logs
+#   rustfmt, clippy the style gates
+# then runs cargo fmt --check, cargo clippy --all-targets -D warnings and cargo test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+apt_install() {
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "test.sh: missing $*; install them (apt-get install $*) or run as root" >&2
+    exit 1
+  fi
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+need=()
+command -v fail2ban-regex >/dev/null || need+=(fail2ban)
+if ((${#need[@]})); then
+  echo "test.sh: installing ${need[*]}"
+  apt_install "${need[@]}"
+fi
+for component in rustfmt clippy; do
+  rustup component list --installed 2>/dev/null | grep -q "^$component" || rustup component add "$component"
+done
+
+cargo fmt --check
+cargo clippy --all-targets --quiet -- -D warnings
+cargo test
