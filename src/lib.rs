@@ -5,6 +5,7 @@
 //! ([`request`] for System()), and sinks turn a verdict into something durable
 //! ([`alert_log`]). ARCHITECTURE.md has the map and the invariants.
 
+pub mod agi;
 pub mod alert_log;
 pub mod call;
 pub mod check;

@@ -54,6 +54,8 @@ enum Command {
     },
     /// Validate the configuration and print the effective settings
     CheckConfig,
+    /// Judge one call over AGI on stdin/stdout: AGI(/usr/bin/extsecurity,agi)
+    Agi,
 }
 
 /// The System() request. Every caller value is base64 (Asterisk's `BASE64_ENCODE()`),
@@ -167,6 +169,7 @@ fn run(cli: Cli, args: &[OsString]) -> u8 {
             json,
         } => explain(&config, explain_request(&fields, &plain, &json, args)),
         Command::CheckConfig => check_config(&config),
+        Command::Agi => extsecurity::agi::stdio::run(&config.0),
     }
 }
 

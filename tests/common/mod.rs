@@ -2,6 +2,7 @@
 //! real binary, Asterisk's substitution of dialplan variables, and the real fail2ban.
 #![allow(dead_code)]
 
+pub mod agi_peer;
 pub mod asterisk;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,357 @@
+//! One AGI exchange, without I/O: lines from Asterisk in, commands out, a [`Call`] (or a
+//! refusal) at the end. The local `agi` mode and the FastAGI daemon drive the same code.
+//!
+//! Asterisk escapes nothing (design.md §3a): a caller's `%0A` in the Request-URI ends the
+//! `agi_*` block early and puts the caller's text where a reply is due. So:
+//! - the block is checked for shape: only `agi_key: value` lines, each key once, in
+//!   Asterisk's order, none of the always-present keys missing;
+//! - every value is read with one `GET FULL VARIABLE` whose values sit between random
+//!   tokens (`<T0>${…}<T1>${…}…<T6>`): a reply is ours only if it starts with `T0` and
+//!   ends with `T6`, which no caller can predict; LFs inside it are part of values;
+//! - any line where the reply was due, and any value holding a LF, is tampering: the
+//!   call is alerted on, against the transport's address read in that same reply.
+
+use std::net::IpAddr;
+
+use crate::agi::lines::Line;
+use crate::call::{Anomaly, Call};
+use crate::peer::parse_peer_ip;
+use crate::request::BadRequest;
+
+/// The keys Asterisk 20 writes, in the order `res_agi.c` writes them. FastAGI adds
+/// `agi_network` and `agi_network_script` first; `agi_arg_N` follow, N from 1.
+const ORDER: [&str; 22] = [
+    "network",
+    "network_script",
+    "request",
+    "channel",
+    "language",
+    "type",
+    "uniqueid",
+    "version",
+    "callerid",
+    "calleridname",
+    "callingpres",
+    "callingani2",
+    "callington",
+    "callingtns",
+    "dnid",
+    "rdnis",
+    "context",
+    "extension",
+    "priority",
+    "enhanced",
+    "accountcode",
+    "threadid",
+];
+/// `request` to `threadid`: always written, whatever the channel.
+const REQUIRED: std::ops::Range<usize> = 2..22;
+/// A block longer than this is not from Asterisk.
+const MAX_BLOCK_LINES: usize = 512;
+/// Lines tolerated between the block and our reply before giving up.
+const MAX_STRAY_LINES: usize = 512;
+
+/// What the driver must do next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Read more lines.
+    Read,
+    /// Write this command (it ends with LF), then read more lines.
+    Send(Vec<u8>),
+    /// The exchange is over: judge this.
+    Done(Result<Call, BadRequest>),
+}
+
+/// The random tokens that frame our query and its reply.
+#[derive(Debug, Clone)]
+pub struct Tokens([String; 7]);
+
+impl Tokens {
+    /// Seven tokens from the operating system's CSPRNG.
+    pub fn random() -> Tokens {
+        let mut bytes = [0u8; 7 * 12];
+        // Without randomness a token could be predicted: better to fail the check loudly.
+        getrandom::fill(&mut bytes).expect("the operating system's random source failed");
+        Tokens(std::array::from_fn(|i| {
+            let hex: String = bytes[i * 12..(i + 1) * 12]
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            format!("ext{hex}")
+        }))
+    }
+
+    /// Fixed tokens, for tests that replay recorded sessions.
+    pub fn fixed(tokens: [&str; 7]) -> Tokens {
+        Tokens(tokens.map(str::to_string))
+    }
+}
+
+/// The dialplan expressions for a channel technology (design.md §3).
+fn expressions(channel_type: &[u8]) -> [&'static str; 6] {
+    match channel_type {
+        b"PJSIP" => [
+            "${CHANNEL(pjsip,remote_addr)}",
+            "${CALLERID(num)}",
+            "${CALLERID(name)}",
+            "${EXTEN}",
+            "${PJSIP_HEADER(read,User-Agent)}",
+            "${CHANNEL(endpoint)}",
+        ],
+        // chan_sip, and IAX2, which also knows CHANNEL(peerip).
+        _ => [
+            "${CHANNEL(peerip)}",
+            "${CALLERID(num)}",
+            "${CALLERID(name)}",
+            "${EXTEN}",
+            "${CHANNEL(useragent)}",
+            "${CHANNEL(peername)}",
+        ],
+    }
+}
+
+#[derive(Debug)]
+enum Phase {
+    Block,
+    Reply,
+    Done,
+}
+
+/// The state of one exchange.
+#[derive(Debug)]
+pub struct Session {
+    phase: Phase,
+    tokens: Tokens,
+    /// Index in `ORDER` of the last known key seen.
+    last_key: Option<usize>,
+    seen: Vec<Vec<u8>>,
+    next_arg: usize,
+    channel_type: Vec<u8>,
+    block_lines: usize,
+    stray_lines: usize,
+    /// The reply so far (lines joined by LF), once its first line has arrived.
+    reply: Option<Vec<u8>>,
+    /// Evidence that a caller reshaped the stream.
+    tampered: Option<&'static str>,
+    /// Asterisk said `HANGUP` (FastAGI): information, not the end of the check.
+    pub hung_up: bool,
+}
+
+impl Session {
+    pub fn new(tokens: Tokens) -> Session {
+        Session {
+            phase: Phase::Block,
+            tokens,
+            last_key: None,
+            seen: Vec::new(),
+            next_arg: 1,
+            channel_type: Vec::new(),
+            block_lines: 0,
+            stray_lines: 0,
+            reply: None,
+            tampered: None,
+            hung_up: false,
+        }
+    }
+
+    /// Why the exchange looks tampered with, if it does.
+    pub fn tampering(&self) -> Option<&'static str> {
+        self.tampered
+    }
+
+    /// Feeds one line from Asterisk.
+    pub fn on_line(&mut self, line: Line) -> Step {
+        match self.phase {
+            Phase::Block => self.on_block_line(line),
+            Phase::Reply => self.on_reply_line(line),
+            Phase::Done => Step::Read,
+        }
+    }
+
+    /// Asterisk closed the stream, refused our query, or the driver gave up waiting before
+    /// our reply came: without the reply there is no peer address, so no one is blamed.
+    pub fn on_eof(&mut self, why: &str) -> Result<Call, BadRequest> {
+        self.phase = Phase::Done;
+        Err(BadRequest {
+            error: format!("AGI: no answer to our query: {why}"),
+            raw: Vec::new(),
+            blame: None,
+        })
+    }
+
+    fn tamper(&mut self, why: &'static str) {
+        self.tampered.get_or_insert(why);
+    }
+
+    fn on_block_line(&mut self, line: Line) -> Step {
+        self.block_lines += 1;
+        if self.block_lines > MAX_BLOCK_LINES {
+            return Step::Done(self.on_eof("the agi_* block never ended"));
+        }
+        let Line::Text(text) = line else {
+            self.tamper("an over-long line in the agi_* block");
+            return Step::Read;
+        };
+        if text.is_empty() {
+            if !REQUIRED
+                .clone()
+                .all(|i| self.seen.iter().any(|k| k == ORDER[i].as_bytes()))
+            {
+                self.tamper("the agi_* block ended early");
+            }
+            self.phase = Phase::Reply;
+            return Step::Send(self.query());
+        }
+        self.on_block_entry(&text);
+        Step::Read
+    }
+
+    fn on_block_entry(&mut self, text: &[u8]) {
+        let Some((key, value)) = text
+            .strip_prefix(b"agi_")
+            .and_then(|rest| split_once(rest, b": "))
+        else {
+            return self.tamper("a line in the agi_* block that is not an agi_ variable");
+        };
+        if self.seen.iter().any(|k| k == key) {
+            return self.tamper("a duplicated agi_ variable");
+        }
+        self.seen.push(key.to_vec());
+        if let Some(n) = key.strip_prefix(b"arg_") {
+            if n != self.next_arg.to_string().as_bytes() {
+                return self.tamper("agi_arg_N out of order");
+            }
+            self.next_arg += 1;
+            self.last_key = Some(ORDER.len());
+            return;
+        }
+        let Some(index) = ORDER.iter().position(|k| k.as_bytes() == key) else {
+            return; // A key a newer Asterisk may add: harmless, we read no block value.
+        };
+        if self.last_key.is_some_and(|last| index <= last) {
+            return self.tamper("agi_ variables out of order");
+        }
+        self.last_key = Some(index);
+        if key == b"type" {
+            self.channel_type = value.to_vec();
+        }
+    }
+
+    /// `GET FULL VARIABLE "<T0>${peer}<T1>${num}<T2>${name}<T3>${exten}<T4>${ua}<T5>${peer name}<T6>"`
+    fn query(&self) -> Vec<u8> {
+        let t = &self.tokens.0;
+        let e = expressions(&self.channel_type);
+        let mut q = format!("GET FULL VARIABLE \"{}", t[0]);
+        for (expr, token) in e.iter().zip(&t[1..]) {
+            q.push_str(expr);
+            q.push_str(token);
+        }
+        q.push_str("\"\n");
+        q.into_bytes()
+    }
+
+    fn on_reply_line(&mut self, line: Line) -> Step {
+        let Line::Text(text) = line else {
+            self.tamper("an over-long line where Asterisk's reply was due");
+            return self.stray();
+        };
+        let t = &self.tokens.0;
+        let reply = match self.reply.take() {
+            Some(mut so_far) => {
+                so_far.push(b'\n');
+                so_far.extend_from_slice(&text);
+                so_far
+            }
+            None if text.starts_with(format!("200 result=1 ({}", t[0]).as_bytes()) => text,
+            None if text == b"HANGUP" => {
+                self.hung_up = true;
+                return Step::Read;
+            }
+            // After a clean block nothing a caller sent can stand here, so a status line
+            // is Asterisk refusing our query (510 unknown, 511 dead channel, 520 usage).
+            None if self.tampered.is_none() && is_refusal(&text) => {
+                if text.starts_with(b"520-") {
+                    return Step::Read; // The usage text follows; "520 " ends it.
+                }
+                let refusal = String::from_utf8_lossy(&text).into_owned();
+                return Step::Done(self.on_eof(&format!("Asterisk refused our query ({refusal})")));
+            }
+            None => {
+                self.tamper("a line where Asterisk's reply was due");
+                return self.stray();
+            }
+        };
+        if reply.ends_with(format!("{})", t[6]).as_bytes()) {
+            self.phase = Phase::Done;
+            return Step::Done(self.judge(&reply));
+        }
+        if reply.len() > 8 * 64 * 1024 {
+            return Step::Done(self.on_eof("a reply over 512 KiB"));
+        }
+        self.reply = Some(reply);
+        Step::Read
+    }
+
+    fn stray(&mut self) -> Step {
+        self.stray_lines += 1;
+        if self.stray_lines > MAX_STRAY_LINES {
+            return Step::Done(self.on_eof("too many lines that were not our reply"));
+        }
+        Step::Read
+    }
+
+    /// Splits our reply at the tokens into the call's values.
+    fn judge(&mut self, reply: &[u8]) -> Result<Call, BadRequest> {
+        let t = &self.tokens.0;
+        let prefix = format!("200 result=1 ({}", t[0]).into_bytes();
+        let body = &reply[prefix.len()..reply.len() - t[6].len() - 1];
+        let mut values: Vec<&[u8]> = Vec::with_capacity(6);
+        let mut rest = body;
+        for token in &t[1..6] {
+            let (value, after) = split_once(rest, token.as_bytes()).ok_or_else(|| BadRequest {
+                error: "AGI: a token of our query is missing from its reply".into(),
+                raw: reply.to_vec(),
+                blame: None,
+            })?;
+            values.push(value);
+            rest = after;
+        }
+        values.push(rest);
+        if values.iter().any(|v| v.contains(&b'\n')) {
+            self.tamper("a value holding a line feed");
+        }
+        let peer = String::from_utf8_lossy(values[0]);
+        let peer_ip: IpAddr = parse_peer_ip(&peer).map_err(|e| BadRequest {
+            error: format!("AGI: {e}: {peer:?}"),
+            raw: reply.to_vec(),
+            blame: None,
+        })?;
+        Ok(Call {
+            peer_ip,
+            callerid_num: values[1].to_vec(),
+            callerid_name: values[2].to_vec(),
+            exten: values[3].to_vec(),
+            user_agent: values[4].to_vec(),
+            peer_name: values[5].to_vec(),
+            anomaly: self.tampered.map(|_| Anomaly::RequestTampering),
+        })
+    }
+}
+
+fn is_refusal(line: &[u8]) -> bool {
+    [&b"510 "[..], b"511 ", b"520 ", b"520-"]
+        .iter()
+        .any(|p| line.starts_with(p))
+}
+
+fn split_once<'a>(haystack: &'a [u8], needle: &[u8]) -> Option<(&'a [u8], &'a [u8])> {
+    let at = haystack.windows(needle.len()).position(|w| w == needle)?;
+    Some((&haystack[..at], &haystack[at + needle.len()..]))
+}
+
+/// `SET VARIABLE NAME "value"` for the verdict. Values are ours (`OK`, reason codes),
+/// never a caller's.
+pub fn set_variable(name: &str, value: &str) -> Vec<u8> {
+    debug_assert!(!value.contains(['"', '\\', '\n']));
+    format!("SET VARIABLE {name} \"{value}\"\n").into_bytes()
+}
