@@ -117,8 +117,10 @@ fn a_scan_is_alerted_with_its_reason() {
 /// `tampered`: the caller's bytes reshaped the stream (design.md §3a).
 #[test]
 fn recorded_sessions_are_judged_against_the_real_peer() {
-    // (capture, where the probe's first reply starts, tampered on [pjsip, chan_sip], …)
-    let cases: [(&str, &str, [bool; 2], &[u8], &[u8]); 9] = [
+    // (capture, where the probe's first reply starts, tampered on [pjsip, chan_sip],
+    // the caller number and the extension the caller sent)
+    type Case<'a> = (&'a str, &'a str, [bool; 2], &'a [u8], &'a [u8]);
+    let cases: [Case; 9] = [
         (
             "A0-plain",
             "200 result=1 (127.0.0.2",
