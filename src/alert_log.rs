@@ -250,6 +250,45 @@ impl AlertLog {
     }
 }
 
+/// The daemon's alert log: reopened when asked (SIGHUP, SIGUSR1) and whenever the file
+/// at the path is no longer the one open, as after logrotate moved it away, so that no
+/// line goes to a rotated or deleted file for long.
+#[derive(Debug, Default)]
+pub struct ReopeningLog {
+    open: Option<(AlertLog, FileId)>,
+}
+
+/// Device and inode: what identifies the file behind a path.
+type FileId = (u64, u64);
+
+fn file_id(meta: &std::fs::Metadata) -> FileId {
+    use std::os::unix::fs::MetadataExt;
+    (meta.dev(), meta.ino())
+}
+
+impl ReopeningLog {
+    /// Closes the file; the next write opens `path` afresh.
+    pub fn reopen(&mut self) {
+        self.open = None;
+    }
+
+    /// Writes one line to `path`, reopening first if the open file is not at `path`.
+    pub fn write(&mut self, path: &Path, line: &Line) -> Result<(), LogError> {
+        let current = std::fs::metadata(path).ok().map(|m| file_id(&m));
+        let stale = match &self.open {
+            Some((log, id)) => log.path() != path || current != Some(*id),
+            None => true,
+        };
+        if stale {
+            let log = AlertLog::open(path)?;
+            let id = log.file.metadata().map(|m| file_id(&m)).unwrap_or_default();
+            self.open = Some((log, id));
+        }
+        let (log, _) = self.open.as_mut().expect("opened above");
+        log.write(line)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -362,6 +401,28 @@ mod tests {
             e.to_string(),
             "cannot open the alert log /nonexistent-extsec/a.log: the folder /nonexistent-extsec does not exist"
         );
+    }
+
+    #[test]
+    fn the_reopening_log_follows_a_rotated_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.log");
+        let line = Line::bad_request("x", b"");
+        let mut log = ReopeningLog::default();
+        log.write(&path, &line).unwrap();
+        std::fs::rename(&path, dir.path().join("a.log.1")).unwrap();
+        log.write(&path, &line).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 1);
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("a.log.1"))
+                .unwrap()
+                .lines()
+                .count(),
+            1
+        );
+        log.reopen();
+        log.write(&path, &line).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 2);
     }
 
     #[test]

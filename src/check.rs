@@ -40,11 +40,21 @@ impl Plan {
     }
 }
 
-/// Decides what to write for one request.
+/// Decides what to write for one request, judged by the per-call rules.
 pub fn plan(config: &Config, request: Result<Call, BadRequest>) -> Plan {
+    plan_with(config, request, |call| rules::evaluate(config, call))
+}
+
+/// Decides what to write for one request, judged by `judge` (the daemon adds its rules
+/// with memory on top of the per-call ones).
+pub fn plan_with(
+    config: &Config,
+    request: Result<Call, BadRequest>,
+    mut judge: impl FnMut(&Call) -> Verdict,
+) -> Plan {
     match request {
         Ok(call) => {
-            let verdict = rules::evaluate(config, &call);
+            let verdict = judge(&call);
             let lines = if verdict.is_alert() || config.log_ok_calls {
                 vec![Line::for_call(&verdict, &call)]
             } else {
@@ -64,7 +74,7 @@ pub fn plan(config: &Config, request: Result<Call, BadRequest>) -> Plan {
                     anomaly: Some(Anomaly::MalformedRequest),
                     ..Call::new(ip)
                 };
-                let verdict = rules::evaluate(config, &call);
+                let verdict = judge(&call);
                 if verdict.is_alert() {
                     lines.push(Line::for_call(&verdict, &call));
                 }

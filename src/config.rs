@@ -7,7 +7,8 @@
 
 use std::ffi::OsString;
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroUsize;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -19,12 +20,16 @@ use regex_automata::util::syntax;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::memory::MemoryConfig;
+
 /// Where the configuration is read when neither `--config` nor the environment names one.
 pub const DEFAULT_PATH: &str = "/etc/asterisk/extsecurity.toml";
 /// The environment variable that names a configuration file.
 pub const ENV_VAR: &str = "EXTSECURITY_CONFIG";
 /// The seed's log file.
 pub const DEFAULT_LOG_FILE: &str = "/var/log/asterisk/inbound_extsecurity.log";
+/// Where the FastAGI daemon listens by default (Asterisk's default FastAGI port).
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:4573";
 /// A tarpit longer than this holds an Asterisk channel thread for no gain.
 pub const MAX_TARPIT_SECONDS: f64 = 300.0;
 
@@ -59,6 +64,24 @@ pub struct Config {
     /// Calls from these networks are never alerted on, whatever they send.
     pub trusted_networks: Vec<IpNet>,
     pub log_ok_calls: bool,
+    /// The daemon's rules with memory (`[memory]`).
+    pub memory: MemoryConfig,
+    /// The daemon's listener and limits (`[daemon]`).
+    pub daemon: DaemonConfig,
+}
+
+/// The FastAGI daemon's settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DaemonConfig {
+    pub listen: SocketAddr,
+    /// Connections served at once; further ones wait in the kernel's backlog.
+    pub max_connections: usize,
+    /// A connection silent for this long is closed.
+    pub idle_timeout: Duration,
+    /// Channels held in the tarpit at once; beyond it alerts are answered at once.
+    pub max_concurrent_tarpits: usize,
+    /// Where to serve Prometheus metrics (loopback only), if anywhere.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Default for Config {
@@ -106,6 +129,8 @@ impl Config {
                 .map(parse_network)
                 .collect::<Result<_, _>>()?,
             log_ok_calls: raw.log_ok_calls,
+            memory: raw.memory.validate()?,
+            daemon: raw.daemon.validate()?,
         })
     }
 }
@@ -137,6 +162,122 @@ struct RawConfig {
     blocked_user_agents: Vec<Spanned<String>>,
     trusted_networks: Vec<Spanned<String>>,
     log_ok_calls: bool,
+    memory: RawMemory,
+    daemon: RawDaemon,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawMemory {
+    enabled: bool,
+    window_seconds: Spanned<u64>,
+    max_extensions: usize,
+    max_calls: usize,
+    repeat_offender_seconds: u64,
+    max_tracked_ips: Spanned<usize>,
+}
+
+impl Default for RawMemory {
+    fn default() -> RawMemory {
+        let d = MemoryConfig::default();
+        RawMemory {
+            enabled: d.enabled,
+            window_seconds: Spanned::new(0..0, d.window.as_secs()),
+            max_extensions: d.max_extensions,
+            max_calls: d.max_calls,
+            repeat_offender_seconds: d.repeat_offender.as_secs(),
+            max_tracked_ips: Spanned::new(0..0, d.max_tracked_ips.get()),
+        }
+    }
+}
+
+impl RawMemory {
+    fn validate(self) -> Result<MemoryConfig, (Range<usize>, String)> {
+        if *self.window_seconds.get_ref() == 0 {
+            return Err((
+                self.window_seconds.span(),
+                "memory.window_seconds must be at least 1".into(),
+            ));
+        }
+        let max_tracked_ips = NonZeroUsize::new(*self.max_tracked_ips.get_ref()).ok_or((
+            self.max_tracked_ips.span(),
+            "memory.max_tracked_ips must be at least 1".to_string(),
+        ))?;
+        Ok(MemoryConfig {
+            enabled: self.enabled,
+            window: Duration::from_secs(*self.window_seconds.get_ref()),
+            max_extensions: self.max_extensions,
+            max_calls: self.max_calls,
+            repeat_offender: Duration::from_secs(self.repeat_offender_seconds),
+            max_tracked_ips,
+        })
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawDaemon {
+    listen: Spanned<String>,
+    max_connections: Spanned<usize>,
+    idle_timeout_seconds: Spanned<f64>,
+    max_concurrent_tarpits: usize,
+    metrics_listen: Spanned<String>,
+}
+
+impl Default for RawDaemon {
+    fn default() -> RawDaemon {
+        RawDaemon {
+            listen: Spanned::new(0..0, DEFAULT_LISTEN.to_string()),
+            max_connections: Spanned::new(0..0, 1024),
+            idle_timeout_seconds: Spanned::new(0..0, 10.0),
+            max_concurrent_tarpits: 256,
+            metrics_listen: Spanned::new(0..0, String::new()),
+        }
+    }
+}
+
+impl RawDaemon {
+    fn validate(self) -> Result<DaemonConfig, (Range<usize>, String)> {
+        let address = |s: &Spanned<String>, key: &str| {
+            s.get_ref().parse::<SocketAddr>().map_err(|_| {
+                (s.span(), format!("daemon.{key} {:?} is not an address:port such as 127.0.0.1:4573 or [::1]:4573", s.get_ref()))
+            })
+        };
+        let listen = address(&self.listen, "listen")?;
+        let metrics_listen = match self.metrics_listen.get_ref().as_str() {
+            "" => None,
+            _ => {
+                let addr = address(&self.metrics_listen, "metrics_listen")?;
+                if !addr.ip().is_loopback() {
+                    return Err((
+                        self.metrics_listen.span(),
+                        "daemon.metrics_listen must be a loopback address".into(),
+                    ));
+                }
+                Some(addr)
+            }
+        };
+        if *self.max_connections.get_ref() == 0 {
+            return Err((
+                self.max_connections.span(),
+                "daemon.max_connections must be at least 1".into(),
+            ));
+        }
+        let idle = *self.idle_timeout_seconds.get_ref();
+        if !(0.1..=3600.0).contains(&idle) {
+            return Err((
+                self.idle_timeout_seconds.span(),
+                "daemon.idle_timeout_seconds must be between 0.1 and 3600".into(),
+            ));
+        }
+        Ok(DaemonConfig {
+            listen,
+            max_connections: *self.max_connections.get_ref(),
+            idle_timeout: Duration::from_secs_f64(idle),
+            max_concurrent_tarpits: self.max_concurrent_tarpits,
+            metrics_listen,
+        })
+    }
 }
 
 impl Default for RawConfig {
@@ -156,6 +297,8 @@ impl Default for RawConfig {
                 .collect(),
             trusted_networks: Vec::new(),
             log_ok_calls: true,
+            memory: RawMemory::default(),
+            daemon: RawDaemon::default(),
         }
     }
 }
@@ -528,6 +671,30 @@ automatic_block_attempts_to_extensions = ['\d{1,2}', '900\d+']
                 .matching(b"Yealink SIP-T46S")
                 .is_none()
         );
+    }
+
+    #[test]
+    fn daemon_and_memory_tables_have_defaults_and_are_validated() {
+        let c = Config::default();
+        assert_eq!(c.daemon.listen.to_string(), "127.0.0.1:4573");
+        assert_eq!(c.daemon.metrics_listen, None);
+        assert_eq!(c.memory.max_extensions, 10);
+        let c = parse("[daemon]\nlisten = '[::1]:4600'\nmetrics_listen = '127.0.0.1:9100'\n[memory]\nmax_calls = 5\n").unwrap();
+        assert_eq!(c.daemon.listen.to_string(), "[::1]:4600");
+        assert_eq!(c.daemon.metrics_listen.unwrap().port(), 9100);
+        assert_eq!(c.memory.max_calls, 5);
+        let e = parse("[daemon]\nmetrics_listen = '0.0.0.0:9100'\n").unwrap_err();
+        assert!(
+            e.starts_with("t.toml:2:18: daemon.metrics_listen must be a loopback address"),
+            "{e}"
+        );
+        let e = parse("[memory]\nmax_tracked_ips = 0\n").unwrap_err();
+        assert!(
+            e.starts_with("t.toml:2:19: memory.max_tracked_ips must be at least 1"),
+            "{e}"
+        );
+        let e = parse("[memory]\nwindow = 5\n").unwrap_err();
+        assert!(e.starts_with("t.toml:2:1: unknown field `window`"), "{e}");
     }
 
     #[test]

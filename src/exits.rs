@@ -18,5 +18,7 @@ pub const BAD_REQUEST: u8 = 3;
 pub const CONFIG: u8 = 4;
 /// The alert log could not be opened or written.
 pub const LOG: u8 = 5;
+/// The daemon could not start (its address is taken, say).
+pub const SERVE: u8 = 6;
 /// The call was alerted on and `--fail-on-alert` was given.
 pub const ALERT: u8 = 10;

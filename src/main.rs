@@ -56,6 +56,12 @@ enum Command {
     CheckConfig,
     /// Judge one call over AGI on stdin/stdout: AGI(/usr/bin/extsecurity,agi)
     Agi,
+    /// Run the FastAGI daemon: AGI(agi://127.0.0.1/check)
+    Serve {
+        /// Address to listen on [default: daemon.listen, 127.0.0.1:4573]; [::1]:4573 for IPv6
+        #[arg(long, value_name = "ADDR:PORT")]
+        listen: Option<std::net::SocketAddr>,
+    },
 }
 
 /// The System() request. Every caller value is base64 (Asterisk's `BASE64_ENCODE()`),
@@ -170,6 +176,13 @@ fn run(cli: Cli, args: &[OsString]) -> u8 {
         } => explain(&config, explain_request(&fields, &plain, &json, args)),
         Command::CheckConfig => check_config(&config),
         Command::Agi => extsecurity::agi::stdio::run(&config.0),
+        Command::Serve { listen } => match serve(config.0, cli.config, listen) {
+            Ok(()) => exits::OK,
+            Err(e) => {
+                eprintln!("extsecurity: {e:#}");
+                exits::SERVE
+            }
+        },
     }
 }
 
@@ -184,6 +197,79 @@ fn judge(config: &(Config, Source), request: Result<Call, BadRequest>, fail_on_a
         return exits::LOG;
     }
     plan.exit_status(fail_on_alert)
+}
+
+/// Starts the daemon and runs it until SIGTERM or SIGINT. SIGHUP reloads the config
+/// (a bad one is reported and the old one kept) and reopens the alert log; SIGUSR1
+/// reopens the alert log.
+fn serve(
+    config: Config,
+    flag: Option<PathBuf>,
+    listen: Option<std::net::SocketAddr>,
+) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    use extsecurity::daemon::{self, Shared, metrics};
+    use std::sync::Arc;
+    use tokio::signal::unix::{SignalKind, signal};
+
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("EXTSECURITY_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let addr = listen.unwrap_or(config.daemon.listen);
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))?;
+        let metrics_addr = config.daemon.metrics_listen;
+        let (stop, stopping) = tokio::sync::watch::channel(false);
+        let source = (flag, std::env::var_os(config::ENV_VAR));
+        let shared = Arc::new(Shared::new(config, source, stopping));
+        if let Some(addr) = metrics_addr {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen for metrics on {addr}"))?;
+            let shared = shared.clone();
+            tokio::spawn(metrics::serve(listener, move || {
+                let tracked = shared.memory.lock().map(|m| m.len()).unwrap_or(0);
+                shared.metrics.render(tracked)
+            }));
+            tracing::info!(%addr, "metrics");
+        }
+        let mut hup = signal(SignalKind::hangup())?;
+        let mut usr1 = signal(SignalKind::user_defined1())?;
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        let signals = shared.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = hup.recv() => if let Err(e) = signals.reload() {
+                        tracing::error!("reload refused, keeping the running configuration: {e}");
+                    },
+                    _ = usr1.recv() => {
+                        signals.reopen_log();
+                        tracing::info!("alert log reopened");
+                    }
+                }
+            }
+        });
+        tracing::info!(%addr, "serving FastAGI");
+        let shutdown = async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            let _ = stop.send(true);
+        };
+        daemon::run(listener, shared, shutdown).await;
+        tracing::info!("stopped");
+        Ok(())
+    })
 }
 
 fn load_config(flag: Option<&std::path::Path>) -> Option<(Config, Source)> {

@@ -53,8 +53,15 @@ pub enum Reason {
     BlockedUserAgent,
     /// The request could not be parsed: only a caller can break the dialplan's JSON.
     MalformedRequest,
-    /// The request carried a duplicated or unexpected key, e.g. a second `ip`.
+    /// The request carried a duplicated or unexpected key, e.g. a second `ip`, or the
+    /// AGI stream was reshaped by a caller's bytes.
     RequestTampering,
+    /// Daemon only: more distinct extensions from one IP than allowed within the window.
+    ExtensionScan,
+    /// Daemon only: more calls from one IP than allowed within the window.
+    CallRate,
+    /// Daemon only: the IP was alerted on recently.
+    RepeatOffender,
 }
 
 impl fmt::Display for Reason {
@@ -68,6 +75,9 @@ impl fmt::Display for Reason {
             Reason::BlockedUserAgent => f.write_str("blocked_user_agent"),
             Reason::MalformedRequest => f.write_str("malformed_request"),
             Reason::RequestTampering => f.write_str("request_tampering"),
+            Reason::ExtensionScan => f.write_str("extension_scan"),
+            Reason::CallRate => f.write_str("call_rate"),
+            Reason::RepeatOffender => f.write_str("repeat_offender"),
         }
     }
 }
@@ -273,6 +283,9 @@ mod tests {
             Reason::BlockedUserAgent,
             Reason::MalformedRequest,
             Reason::RequestTampering,
+            Reason::ExtensionScan,
+            Reason::CallRate,
+            Reason::RepeatOffender,
         ];
         let codes: Vec<String> = all.iter().map(Reason::to_string).collect();
         assert_eq!(
@@ -286,6 +299,9 @@ mod tests {
                 "blocked_user_agent",
                 "malformed_request",
                 "request_tampering",
+                "extension_scan",
+                "call_rate",
+                "repeat_offender",
             ]
         );
         assert!(codes.iter().all(|c| !c.contains(char::is_whitespace)));

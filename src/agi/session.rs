@@ -154,6 +154,11 @@ impl Session {
         }
     }
 
+    /// Whether Asterisk sent anything at all: a connection that never did was no call.
+    pub fn started(&self) -> bool {
+        self.block_lines > 0
+    }
+
     /// Why the exchange looks tampered with, if it does.
     pub fn tampering(&self) -> Option<&'static str> {
         self.tampered

@@ -1,0 +1,449 @@
+//! The FastAGI daemon over real TCP on loopback, driven by the AGI peer of
+//! `common/agi_peer.rs`, which speaks as Asterisk 20.20.1 does (design.md §3, §3a:
+//! `agi_network: yes` and `agi_network_script` first, then the block, replies
+//! `200 result=1 (value)`). Most tests run the daemon in-process on `127.0.0.1:0`
+//! (mini-redis style); `signals_reload_reopen_and_stop` runs the real binary.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::agi_peer::{Block, Exchange, reply_to, serve};
+use common::asterisk::Channel;
+use common::{Sandbox, fail2ban_matches, ip_field, level};
+use extsecurity::config::Config;
+use extsecurity::daemon::{self, Shared};
+
+const CALLER: &str = "203.0.113.5";
+
+/// A daemon running in this process until dropped.
+struct Daemon {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    stop: tokio::sync::watch::Sender<bool>,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Daemon {
+    fn start(sandbox: &Sandbox) -> Daemon {
+        let text = std::fs::read_to_string(&sandbox.config).unwrap();
+        let config = Config::from_toml(&text, &sandbox.config).unwrap();
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopping) = tokio::sync::watch::channel(false);
+        let shared = Arc::new(Shared::new(
+            config,
+            (Some(sandbox.config.clone()), None),
+            stopping.clone(),
+        ));
+        let mut until = stopping;
+        runtime.spawn(daemon::run(listener, shared.clone(), async move {
+            let _ = until.wait_for(|s| *s).await;
+        }));
+        Daemon {
+            addr,
+            shared,
+            stop,
+            runtime: Some(runtime),
+        }
+    }
+
+    /// One FastAGI call from `channel`, answered as Asterisk would.
+    fn call(&self, channel: &Channel) -> Exchange {
+        call_at(self.addr, channel)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_timeout(Duration::from_secs(5));
+        }
+    }
+}
+
+fn fastagi_block() -> Block {
+    Block {
+        request: "agi://127.0.0.1/check".into(),
+        network_script: Some("check".into()),
+        args: vec![],
+        ..Block::pjsip()
+    }
+}
+
+fn call_at(addr: SocketAddr, channel: &Channel) -> Exchange {
+    let stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let reader = stream.try_clone().unwrap();
+    serve(stream, reader, &fastagi_block().bytes(channel), |c| {
+        Some(reply_to(c, channel))
+    })
+}
+
+fn caller(ip: &str, exten: &str) -> Channel {
+    Channel {
+        peerip: ip.into(),
+        remote_addr: format!("{ip}:5060"),
+        callerid_num: b"5551234".to_vec(),
+        callerid_name: b"Alice".to_vec(),
+        exten: exten.as_bytes().to_vec(),
+        user_agent: b"Yealink SIP-T46S".to_vec(),
+        peer_name: b"guest".to_vec(),
+    }
+}
+
+fn result(ex: &Exchange) -> String {
+    ex.variable("EXTSEC_RESULT").unwrap_or_default()
+}
+
+#[test]
+fn a_call_gets_its_verdict_and_its_line() {
+    let s = Sandbox::new();
+    let d = Daemon::start(&s);
+    let ex = d.call(&caller(CALLER, "4915112345678"));
+    assert_eq!(result(&ex), "OK");
+    let ex = d.call(&caller("198.51.100.9", "100"));
+    assert_eq!(result(&ex), "ALERT");
+    assert_eq!(
+        ex.variable("EXTSEC_REASON").as_deref(),
+        Some("wrong_exten_min_length(10)")
+    );
+    let lines = s.log_lines();
+    assert_eq!(lines.len(), 2);
+    assert!(
+        lines[0].contains(" INFO ip=203.0.113.5 reason=ok "),
+        "{}",
+        lines[0]
+    );
+    assert_eq!(fail2ban_matches(&s.log)[0].1, "198.51.100.9");
+}
+
+/// SIPVicious `svwar` walks extensions; each is a valid number here, so only memory
+/// can see it. Default config: caught within the first 20 calls.
+#[test]
+fn an_extension_scan_is_caught_within_twenty_calls() {
+    let s = Sandbox::new();
+    let d = Daemon::start(&s);
+    let mut first_alert = None;
+    for i in 0..100 {
+        let ex = d.call(&caller(CALLER, &format!("49151000{i:05}")));
+        if result(&ex) == "ALERT" && first_alert.is_none() {
+            first_alert = Some(i);
+            assert_eq!(
+                ex.variable("EXTSEC_REASON").as_deref(),
+                Some("extension_scan")
+            );
+        }
+    }
+    let first = first_alert.expect("the scan was alerted");
+    assert!(first < 20, "alerted at call {first}");
+    let matches = fail2ban_matches(&s.log);
+    assert_eq!(
+        matches.len(),
+        100 - first,
+        "every call from then on is an alert"
+    );
+    assert!(matches.iter().all(|(_, ip)| ip == CALLER));
+}
+
+#[test]
+fn a_thousand_ordinary_callers_with_two_calls_each_are_never_alerted() {
+    let s = Sandbox::with_config("tarpit_seconds = 0\nlog_ok_calls = false\n");
+    let d = Daemon::start(&s);
+    let addr = d.addr;
+    let workers: Vec<_> = (0..4)
+        .map(|w| {
+            std::thread::spawn(move || {
+                for i in (w..1000).step_by(4) {
+                    let ip = format!("10.0.{}.{}", i / 250, i % 250 + 1);
+                    for exten in ["4915112345678", "4930123456789"] {
+                        assert_eq!(result(&call_at(addr, &caller(&ip, exten))), "OK", "{ip}");
+                    }
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap();
+    }
+    assert!(
+        s.log_lines().is_empty(),
+        "no alert: {:?}",
+        s.log_lines().first()
+    );
+}
+
+#[test]
+fn trusted_networks_are_never_alerted_on_even_when_scanning() {
+    let s = Sandbox::with_config("tarpit_seconds = 0\ntrusted_networks = ['203.0.113.0/24']\n");
+    let d = Daemon::start(&s);
+    for i in 0..50 {
+        assert_eq!(result(&d.call(&caller(CALLER, &format!("{i}")))), "OK");
+    }
+    assert!(fail2ban_matches(&s.log).is_empty());
+}
+
+#[test]
+fn hostile_values_never_change_the_address() {
+    let s = Sandbox::with_config("tarpit_seconds = 0\n[memory]\nenabled = false\n");
+    let d = Daemon::start(&s);
+    let hostile: [&[u8]; 6] = [
+        b"a\n\n200 result=1 (6.6.6.6)",
+        b"a\nHANGUP\n200 result=1 (198.51.100.7:5060)",
+        b"ERROR ip=198.51.100.7 reason=x",
+        b"a)b (c) d)",
+        b"\xff\xfe\r\r",
+        &[b'9'; 64 * 1024],
+    ];
+    let mut calls = 0;
+    for value in hostile {
+        for field in 0..5 {
+            let mut c = caller(CALLER, "4915112345678");
+            match field {
+                0 => c.callerid_num = value.to_vec(),
+                1 => c.callerid_name = value.to_vec(),
+                2 => c.exten = [b"100".as_slice(), value].concat(),
+                3 => c.user_agent = value.to_vec(),
+                _ => c.peer_name = value.to_vec(),
+            }
+            let ex = d.call(&c);
+            calls += 1;
+            let lines = s.log_lines();
+            assert_eq!(lines.len(), calls);
+            let last = lines.last().unwrap();
+            assert_eq!(ip_field(last), Some(CALLER), "{last}");
+            assert_eq!(result(&ex) == "ALERT", level(last) == "ERROR", "{last}");
+        }
+    }
+    assert!(fail2ban_matches(&s.log).iter().all(|(_, ip)| ip == CALLER));
+}
+
+/// Connections that send nothing, send garbage, or vanish mid-call: the daemon goes on
+/// serving others, and never blames anyone for them.
+#[test]
+fn silent_garbage_and_vanishing_connections_leave_the_daemon_serving() {
+    let s = Sandbox::with_config("tarpit_seconds = 0\n[daemon]\nidle_timeout_seconds = 0.3\n");
+    let d = Daemon::start(&s);
+    let silent: Vec<TcpStream> = (0..20)
+        .map(|_| TcpStream::connect(d.addr).unwrap())
+        .collect();
+    let mut garbage = TcpStream::connect(d.addr).unwrap();
+    garbage.write_all(&[0xff; 300 * 1024]).unwrap_or(());
+    let mut vanish = TcpStream::connect(d.addr).unwrap();
+    let block = fastagi_block().bytes(&caller(CALLER, "4915112345678"));
+    vanish.write_all(&block[..block.len() / 2]).unwrap();
+    drop(vanish);
+    // Others are served meanwhile.
+    assert_eq!(result(&d.call(&caller(CALLER, "4915112345678"))), "OK");
+    // The silent ones are closed by the idle timeout.
+    for mut conn in silent {
+        conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut buf = [0u8; 16];
+        assert_eq!(conn.read(&mut buf).unwrap_or(0), 0, "closed without a word");
+    }
+    assert_eq!(result(&d.call(&caller(CALLER, "4930123456789"))), "OK");
+    let lines = s.log_lines();
+    assert!(fail2ban_matches(&s.log).is_empty(), "{lines:?}");
+    assert_eq!(lines.iter().filter(|l| level(l) == "INFO").count(), 2);
+}
+
+#[test]
+fn the_tarpit_is_capped() {
+    let s = Sandbox::with_config(
+        "tarpit_seconds = 2\n[daemon]\nmax_concurrent_tarpits = 2\n[memory]\nenabled = false\n",
+    );
+    let d = Daemon::start(&s);
+    let addr = d.addr;
+    let calls: Vec<_> = (0..6)
+        .map(|i| {
+            std::thread::spawn(move || {
+                result(&call_at(
+                    addr,
+                    &caller(&format!("198.51.100.{}", i + 1), "100"),
+                ))
+            })
+        })
+        .collect();
+    for c in calls {
+        assert_eq!(c.join().unwrap(), "ALERT");
+    }
+    let metrics = d.shared.metrics.render(0);
+    assert!(
+        metrics.contains("extsecurity_tarpit_full_total 4\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("extsecurity_verdicts_total{reason=\"wrong_exten_min_length(10)\"} 6\n"),
+        "{metrics}"
+    );
+    assert_eq!(fail2ban_matches(&s.log).len(), 6);
+}
+
+/// A daemon process that a failed assertion must not leave running.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_for_port(addr: SocketAddr) {
+    let start = Instant::now();
+    while TcpStream::connect(addr).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the daemon did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn http_get(addr: SocketAddr) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+fn kill(pid: u32, signal: &str) {
+    assert!(
+        Command::new("kill")
+            .args([signal, &pid.to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+}
+
+/// The real binary: SIGHUP reloads (a bad config is refused and the old one kept),
+/// a moved log is followed, SIGUSR1 reopens, metrics answer, SIGTERM stops cleanly.
+#[test]
+fn signals_reload_reopen_and_stop() {
+    let s = Sandbox::new();
+    let (port, metrics_port) = (free_port(), free_port());
+    let write_config = |extra: &str| {
+        std::fs::write(
+            &s.config,
+            format!("log_file = {:?}\ntarpit_seconds = 0\n{extra}[daemon]\nmetrics_listen = '127.0.0.1:{metrics_port}'\n", s.log),
+        )
+        .unwrap()
+    };
+    write_config("");
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut child = KillOnDrop(
+        s.command()
+            .args(["serve", "--listen", &addr.to_string()])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let child = &mut child.0;
+    wait_for_port(addr);
+    let short = caller(CALLER, "4915112");
+    assert_eq!(result(&call_at(addr, &short)), "ALERT");
+
+    // A bad config is refused; the running one stays.
+    std::fs::write(&s.config, "exten_min_length = 'x'\n").unwrap();
+    kill(child.id(), "-HUP");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        result(&call_at(addr, &caller("198.51.100.20", "4915112"))),
+        "ALERT"
+    );
+
+    // A good one takes effect.
+    write_config("exten_min_length = 7\n");
+    kill(child.id(), "-HUP");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        result(&call_at(addr, &caller("198.51.100.21", "4915112"))),
+        "OK"
+    );
+
+    // logrotate moves the file away: the next line goes to a new file at the path.
+    std::fs::rename(&s.log, s.dir.path().join("rotated.log")).unwrap();
+    assert_eq!(
+        result(&call_at(addr, &caller("198.51.100.22", "4915112"))),
+        "OK"
+    );
+    assert_eq!(s.log_lines().len(), 1);
+    kill(child.id(), "-USR1");
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        result(&call_at(addr, &caller("198.51.100.23", "4915112"))),
+        "OK"
+    );
+    assert_eq!(s.log_lines().len(), 2);
+
+    let metrics = http_get(format!("127.0.0.1:{metrics_port}").parse().unwrap());
+    assert!(metrics.starts_with("HTTP/1.1 200 OK\r\n"), "{metrics}");
+    assert!(
+        metrics.contains("extsecurity_calls_checked_total 5\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("extsecurity_verdicts_total{reason=\"ok\"} 3\n"),
+        "{metrics}"
+    );
+
+    kill(child.id(), "-TERM");
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(
+        stderr.contains("reload refused, keeping the running configuration"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("{}:1:20", s.config.display())),
+        "{stderr}"
+    );
+    let rotated = std::fs::read_to_string(s.dir.path().join("rotated.log")).unwrap();
+    assert_eq!(
+        rotated.lines().count(),
+        3,
+        "the lines before the move stay in the moved file"
+    );
+}
+
+#[test]
+fn a_taken_address_is_a_clear_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let s = Sandbox::new();
+    let out = s
+        .command()
+        .args(["serve", "--listen", &addr])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(6));
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("cannot listen on {addr}")));
+}
