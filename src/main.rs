@@ -363,6 +363,21 @@ fn check_config(config: &(Config, Source)) -> u8 {
     let nets: Vec<String> = c.trusted_networks.iter().map(ToString::to_string).collect();
     println!("trusted_networks = {}", toml_list(&nets));
     println!("log_ok_calls = {}", c.log_ok_calls);
+    let (m, d) = (&c.memory, &c.daemon);
+    println!("\n[memory]");
+    println!("enabled = {}", m.enabled);
+    println!("window_seconds = {}", m.window.as_secs());
+    println!("max_extensions = {}", m.max_extensions);
+    println!("max_calls = {}", m.max_calls);
+    println!("repeat_offender_seconds = {}", m.repeat_offender.as_secs());
+    println!("max_tracked_ips = {}", m.max_tracked_ips);
+    println!("\n[daemon]");
+    println!("listen = \"{}\"", d.listen);
+    println!("max_connections = {}", d.max_connections);
+    println!("idle_timeout_seconds = {}", d.idle_timeout.as_secs_f64());
+    println!("max_concurrent_tarpits = {}", d.max_concurrent_tarpits);
+    let metrics = d.metrics_listen.map(|a| a.to_string()).unwrap_or_default();
+    println!("metrics_listen = \"{metrics}\"");
     exits::OK
 }
 

@@ -62,28 +62,42 @@ pub enum Step {
     Done(Result<Call, BadRequest>),
 }
 
-/// The random tokens that frame our query and its reply.
+/// The random tokens that frame our query and its reply, with the reply's first and
+/// last bytes precomputed (they are compared against every line).
 #[derive(Debug, Clone)]
-pub struct Tokens([String; 7]);
+pub struct Tokens {
+    tokens: [String; 7],
+    /// `200 result=1 (<T0>`
+    reply_start: Vec<u8>,
+    /// `<T6>)`
+    reply_end: Vec<u8>,
+}
 
 impl Tokens {
-    /// Seven tokens from the operating system's CSPRNG.
+    /// Seven 96-bit tokens from the operating system's CSPRNG.
     pub fn random() -> Tokens {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
         let mut bytes = [0u8; 7 * 12];
         // Without randomness a token could be predicted: better to fail the check loudly.
         getrandom::fill(&mut bytes).expect("the operating system's random source failed");
-        Tokens(std::array::from_fn(|i| {
-            let hex: String = bytes[i * 12..(i + 1) * 12]
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect();
-            format!("ext{hex}")
+        Tokens::fixed(std::array::from_fn(|i| {
+            let mut token = String::from("ext");
+            for b in &bytes[i * 12..(i + 1) * 12] {
+                token.push(HEX[usize::from(b >> 4)] as char);
+                token.push(HEX[usize::from(b & 15)] as char);
+            }
+            token
         }))
     }
 
-    /// Fixed tokens, for tests that replay recorded sessions.
-    pub fn fixed(tokens: [&str; 7]) -> Tokens {
-        Tokens(tokens.map(str::to_string))
+    /// Given tokens, for tests.
+    pub fn fixed<S: Into<String>>(tokens: [S; 7]) -> Tokens {
+        let tokens = tokens.map(Into::into);
+        Tokens {
+            reply_start: format!("200 result=1 ({}", tokens[0]).into_bytes(),
+            reply_end: format!("{})", tokens[6]).into_bytes(),
+            tokens,
+        }
     }
 }
 
@@ -244,7 +258,7 @@ impl Session {
 
     /// `GET FULL VARIABLE "<T0>${peer}<T1>${num}<T2>${name}<T3>${exten}<T4>${ua}<T5>${peer name}<T6>"`
     fn query(&self) -> Vec<u8> {
-        let t = &self.tokens.0;
+        let t = &self.tokens.tokens;
         let e = expressions(&self.channel_type);
         let mut q = format!("GET FULL VARIABLE \"{}", t[0]);
         for (expr, token) in e.iter().zip(&t[1..]) {
@@ -260,14 +274,13 @@ impl Session {
             self.tamper("an over-long line where Asterisk's reply was due");
             return self.stray();
         };
-        let t = &self.tokens.0;
         let reply = match self.reply.take() {
             Some(mut so_far) => {
                 so_far.push(b'\n');
                 so_far.extend_from_slice(&text);
                 so_far
             }
-            None if text.starts_with(format!("200 result=1 ({}", t[0]).as_bytes()) => text,
+            None if text.starts_with(&self.tokens.reply_start) => text,
             None if text == b"HANGUP" => {
                 self.hung_up = true;
                 return Step::Read;
@@ -286,7 +299,7 @@ impl Session {
                 return self.stray();
             }
         };
-        if reply.ends_with(format!("{})", t[6]).as_bytes()) {
+        if reply.ends_with(&self.tokens.reply_end) {
             self.phase = Phase::Done;
             return Step::Done(self.judge(&reply));
         }
@@ -307,9 +320,8 @@ impl Session {
 
     /// Splits our reply at the tokens into the call's values.
     fn judge(&mut self, reply: &[u8]) -> Result<Call, BadRequest> {
-        let t = &self.tokens.0;
-        let prefix = format!("200 result=1 ({}", t[0]).into_bytes();
-        let body = &reply[prefix.len()..reply.len() - t[6].len() - 1];
+        let t = &self.tokens.tokens;
+        let body = &reply[self.tokens.reply_start.len()..reply.len() - self.tokens.reply_end.len()];
         let mut values: Vec<&[u8]> = Vec::with_capacity(6);
         let mut rest = body;
         for token in &t[1..6] {

@@ -72,7 +72,7 @@ async fn exchange(
     idle: Duration,
 ) -> Result<Call, BadRequest> {
     let deadline = tokio::time::Instant::now() + EXCHANGE_TIMEOUT;
-    let mut buf = vec![0u8; 16 * 1024];
+    let mut buf = vec![0u8; 4096];
     loop {
         while let Some(line) = lines.next_line() {
             match session.on_line(line) {

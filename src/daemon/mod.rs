@@ -133,6 +133,9 @@ async fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>, limit: &Arc<S
         match listener.accept().await {
             Ok((stream, peer)) => {
                 backoff = Duration::from_millis(10);
+                // Commands are small writes that wait for an answer: Nagle's algorithm
+                // would hold each behind the peer's delayed ACK (~40 ms a call).
+                let _ = stream.set_nodelay(true);
                 let shared = shared.clone();
                 tokio::spawn(async move {
                     connection::serve(stream, peer, &shared).await;

@@ -1,0 +1,252 @@
+//! Load benchmark for `extsecurity serve` (issue: AGI and a FastAGI daemon).
+//!
+//!     cargo bench --bench fastagi_load            # both runs, figures on stdout
+//!     CALLS=200000 CONCURRENCY=64 cargo bench --bench fastagi_load
+//!
+//! Starts the release binary as its own process on a loopback port with a private
+//! config (tarpit off, one INFO line per call), then:
+//! 1. load: CONCURRENCY connections at a time, each a whole FastAGI call as Asterisk
+//!    makes it (block, our query answered, the two SET VARIABLE acknowledged), from
+//!    1,000 caller addresses; reports calls/s, p50/p99 latency, the daemon's peak RSS;
+//! 2. flood: 1,000,000 calls from 1,000,000 distinct addresses; reports the daemon's
+//!    peak RSS and how many addresses it remembers (`extsecurity_tracked_ips`), which
+//!    the cap (`memory.max_tracked_ips`, 100,000 by default) must hold.
+//!
+//! The client speaks the wire format of design.md §3 (`agi_network: yes` first,
+//! replies `200 result=1 (value)`), as tests/common/agi_peer.rs does.
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn main() {
+    let calls = env_usize("CALLS", 100_000);
+    let concurrency = env_usize("CONCURRENCY", 32);
+    let flood = env_usize("FLOOD", 1_000_000);
+    let root = env!("CARGO_MANIFEST_DIR");
+    let status = Command::new("cargo")
+        .args(["build", "--release", "--quiet", "--bin", "extsecurity"])
+        .current_dir(root)
+        .status()
+        .expect("cargo build");
+    assert!(status.success());
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = dir.path().join("extsecurity.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "log_file = {:?}\ntarpit_seconds = 0\n[daemon]\nmax_connections = 4096\nmetrics_listen = '127.0.0.1:{metrics_port}'\n",
+            dir.path().join("alerts.log")
+        ),
+    )
+    .unwrap();
+    let daemon = Daemon(
+        Command::new(format!("{root}/target/release/extsecurity"))
+            .args([
+                "--config",
+                config.to_str().unwrap(),
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+            ])
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the daemon"),
+    );
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        while TcpStream::connect(addr).await.is_err() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        println!("extsecurity serve, FastAGI on loopback, {concurrency} concurrent connections");
+        let cpu_before = daemon.cpu_seconds();
+        let (elapsed, mut latencies) = drive(addr, calls, concurrency, |i| format!("10.0.{}.{}", (i % 1000) / 250, i % 250 + 1)).await;
+        let cpu = daemon.cpu_seconds() - cpu_before;
+        latencies.sort_unstable();
+        let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
+        println!(
+            "load:  {calls} calls in {:.2} s = {:.0} calls/s; latency p50 {:.2} ms, p99 {:.2} ms; \
+             daemon CPU {:.0} µs per call ({:.0} calls per daemon CPU second); daemon peak RSS {} MiB",
+            elapsed.as_secs_f64(),
+            calls as f64 / elapsed.as_secs_f64(),
+            pct(0.50).as_secs_f64() * 1e3,
+            pct(0.99).as_secs_f64() * 1e3,
+            cpu / calls as f64 * 1e6,
+            calls as f64 / cpu,
+            daemon.peak_rss_kib() / 1024
+        );
+        let (elapsed, _) = drive(addr, flood, concurrency, |i| {
+            let n = 0x0b00_0000u32 + i as u32;
+            std::net::Ipv4Addr::from(n).to_string()
+        })
+        .await;
+        let metrics = http_get(format!("127.0.0.1:{metrics_port}").parse().unwrap()).await;
+        let tracked = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("extsecurity_tracked_ips "))
+            .unwrap_or("?")
+            .to_string();
+        println!(
+            "flood: {flood} calls from {flood} distinct addresses in {:.1} s = {:.0} calls/s; tracked addresses {tracked}; daemon peak RSS {} MiB",
+            elapsed.as_secs_f64(),
+            flood as f64 / elapsed.as_secs_f64(),
+            daemon.peak_rss_kib() / 1024
+        );
+    });
+}
+
+/// Runs `calls` FastAGI calls, `concurrency` at a time; the i-th call comes from `ip(i)`.
+async fn drive(
+    addr: SocketAddr,
+    calls: usize,
+    concurrency: usize,
+    ip: impl Fn(usize) -> String + Send + Sync + 'static,
+) -> (Duration, Vec<Duration>) {
+    let next = Arc::new(AtomicUsize::new(0));
+    let ip = Arc::new(ip);
+    let start = Instant::now();
+    let workers: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let (next, ip) = (next.clone(), ip.clone());
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= calls {
+                        return latencies;
+                    }
+                    let t = Instant::now();
+                    one_call(addr, &ip(i)).await;
+                    latencies.push(t.elapsed());
+                }
+            })
+        })
+        .collect();
+    let mut all = Vec::with_capacity(calls);
+    for w in workers {
+        all.extend(w.await.unwrap());
+    }
+    (start.elapsed(), all)
+}
+
+/// One call as Asterisk makes it.
+async fn one_call(addr: SocketAddr, ip: &str) {
+    let stream = TcpStream::connect(addr).await.expect("connect");
+    stream.set_nodelay(true).unwrap();
+    let (read, mut write) = stream.into_split();
+    let mut read = BufReader::new(read);
+    let block = format!(
+        "agi_network: yes\nagi_network_script: check\nagi_request: agi://127.0.0.1/check\nagi_channel: PJSIP/anonymous-00000002\n\
+         agi_language: en\nagi_type: PJSIP\nagi_uniqueid: 1795633497.2\nagi_version: 20.20.1\nagi_callerid: 5551234\n\
+         agi_calleridname: Alice\nagi_callingpres: 0\nagi_callingani2: 0\nagi_callington: 0\nagi_callingtns: 0\n\
+         agi_dnid: 4915112345678\nagi_rdnis: unknown\nagi_context: default\nagi_extension: 4915112345678\nagi_priority: 1\n\
+         agi_enhanced: 0.0\nagi_accountcode: \nagi_threadid: 139665663317696\n\n"
+    );
+    write.write_all(block.as_bytes()).await.unwrap();
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if read.read_line(&mut line).await.unwrap() == 0 {
+            return;
+        }
+        let command = line.trim_end_matches('\n');
+        let reply = if let Some(arg) = command
+            .strip_prefix("GET FULL VARIABLE \"")
+            .and_then(|a| a.strip_suffix('"'))
+        {
+            format!("200 result=1 ({})\n", substitute(arg, ip))
+        } else {
+            "200 result=1\n".to_string()
+        };
+        if write.write_all(reply.as_bytes()).await.is_err() {
+            return;
+        }
+    }
+}
+
+fn substitute(arg: &str, ip: &str) -> String {
+    arg.replace("${CHANNEL(pjsip,remote_addr)}", &format!("{ip}:5060"))
+        .replace("${CALLERID(num)}", "5551234")
+        .replace("${CALLERID(name)}", "Alice")
+        .replace("${EXTEN}", "4915112345678")
+        .replace("${PJSIP_HEADER(read,User-Agent)}", "Yealink SIP-T46S")
+        .replace("${CHANNEL(endpoint)}", "guest")
+}
+
+async fn http_get(addr: SocketAddr) -> String {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").await.unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out
+}
+
+struct Daemon(Child);
+
+impl Daemon {
+    /// User plus system CPU time the daemon used so far.
+    fn cpu_seconds(&self) -> f64 {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.0.id())).unwrap_or_default();
+        // Fields after the command's closing parenthesis; utime and stime are 14 and 15.
+        let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        let field = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        let ticks = field(11) + field(12);
+        if std::env::var_os("SHOW_CPU_SPLIT").is_some() {
+            eprintln!(
+                "daemon user {} ticks, system {} ticks",
+                field(11),
+                field(12)
+            );
+        }
+        // SAFETY: sysconf has no preconditions.
+        ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
+    }
+
+    /// The daemon's peak resident set (VmHWM), in KiB.
+    fn peak_rss_kib(&self) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.0.id())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -1,0 +1,137 @@
+//! The shipped AGI and FastAGI dialplans and the systemd unit, exercised as written:
+//! the program and arguments of each `AGI()` line, the daemon's default address against
+//! the `agi://` URL, and the unit's commands against the real binary.
+
+mod common;
+
+use std::process::Stdio;
+
+use common::agi_peer::{Block, pipes, reply_to, serve};
+use common::asterisk::Channel;
+use common::{Sandbox, bin, level, repo};
+use extsecurity::config::{Config, DEFAULT_LISTEN};
+
+fn read(path: &str) -> String {
+    std::fs::read_to_string(repo().join(path)).unwrap()
+}
+
+/// The `AGI(...)` argument of each `exten => NAME,1,AGI(...)` line.
+fn agi_lines(conf: &str) -> Vec<(String, String)> {
+    conf.lines()
+        .filter_map(|l| l.strip_prefix("exten => "))
+        .filter_map(|l| {
+            let (exten, rest) = l.split_once(",1,AGI(")?;
+            Some((exten.to_string(), rest.strip_suffix(')')?.to_string()))
+        })
+        .collect()
+}
+
+#[test]
+fn the_agi_dialplan_runs_the_binary_in_agi_mode_and_acts_on_alert() {
+    let conf = read("dist/asterisk/extensions-agi.conf");
+    let lines = agi_lines(&conf);
+    assert_eq!(
+        lines.iter().map(|(e, _)| e.as_str()).collect::<Vec<_>>(),
+        ["s", "_X.", "_+X."]
+    );
+    assert_eq!(
+        conf.matches(r#"GotoIf($["${EXTSEC_RESULT}" = "ALERT"]?extsec-reject,s,1)"#)
+            .count(),
+        3
+    );
+    let s = Sandbox::new();
+    for (_, agi) in lines {
+        // AGI(program,arg1,...): Asterisk runs program with the arguments as argv.
+        let mut words = agi.split(',');
+        assert_eq!(words.next(), Some("/usr/bin/extsecurity"));
+        let args: Vec<&str> = words.collect();
+        let scan = Channel {
+            peerip: "203.0.113.5".into(),
+            remote_addr: "203.0.113.5:5060".into(),
+            callerid_num: b"5551234".to_vec(),
+            exten: b"100".to_vec(),
+            ..Channel::default()
+        };
+        let mut child = std::process::Command::new(bin())
+            .args(&args)
+            .env("EXTSECURITY_CONFIG", &s.config)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (stdin, stdout) = pipes(&mut child);
+        let ex = serve(stdin, stdout, &Block::pjsip().bytes(&scan), |c| {
+            Some(reply_to(c, &scan))
+        });
+        assert!(child.wait().unwrap().success());
+        assert_eq!(ex.variable("EXTSEC_RESULT").as_deref(), Some("ALERT"));
+    }
+    assert_eq!(s.log_lines().len(), 3);
+    assert!(s.log_lines().iter().all(|l| level(l) == "ERROR"));
+}
+
+#[test]
+fn the_fastagi_dialplan_points_at_the_daemons_default_address() {
+    let conf = read("dist/asterisk/extensions-fastagi.conf");
+    let lines = agi_lines(&conf);
+    assert_eq!(lines.len(), 3);
+    for (_, url) in lines {
+        // Asterisk's FastAGI port defaults to 4573, as does the daemon.
+        assert_eq!(url, "agi://127.0.0.1/check");
+    }
+    assert_eq!(DEFAULT_LISTEN, "127.0.0.1:4573");
+    assert_eq!(Config::default().daemon.listen.to_string(), DEFAULT_LISTEN);
+}
+
+#[test]
+fn the_systemd_unit_runs_commands_the_binary_accepts() {
+    let unit = read("dist/systemd/extsecurity.service");
+    let value = |key: &str| {
+        unit.lines()
+            .find_map(|l| l.strip_prefix(&format!("{key}=")))
+            .unwrap_or_else(|| panic!("{key} in the unit"))
+            .to_string()
+    };
+    assert_eq!(value("User"), "extsecurity", "runs unprivileged");
+    assert_eq!(value("Restart"), "on-failure");
+    assert_eq!(value("ExecReload"), "/bin/kill -HUP $MAINPID");
+    let s = Sandbox::new();
+    let pre = value("ExecStartPre");
+    let pre_args: Vec<&str> = pre.split(' ').skip(1).collect();
+    assert_eq!(pre_args, ["check-config"]);
+    assert!(
+        s.command()
+            .args(&pre_args)
+            .output()
+            .unwrap()
+            .status
+            .success()
+    );
+    let start = value("ExecStart");
+    assert_eq!(start, "/usr/bin/extsecurity serve");
+    // The same command, on a free port, starts and stops cleanly on SIGTERM.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = s
+        .command()
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(started.elapsed().as_secs() < 10, "the daemon did not start");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(
+        std::process::Command::new("kill")
+            .arg(child.id().to_string())
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(child.wait().unwrap().success());
+}
