@@ -158,13 +158,11 @@ async fn one_call(addr: SocketAddr, ip: &str) {
     stream.set_nodelay(true).unwrap();
     let (read, mut write) = stream.into_split();
     let mut read = BufReader::new(read);
-    let block = format!(
-        "agi_network: yes\nagi_network_script: check\nagi_request: agi://127.0.0.1/check\nagi_channel: PJSIP/anonymous-00000002\n\
+    let block = "agi_network: yes\nagi_network_script: check\nagi_request: agi://127.0.0.1/check\nagi_channel: PJSIP/anonymous-00000002\n\
          agi_language: en\nagi_type: PJSIP\nagi_uniqueid: 1795633497.2\nagi_version: 20.20.1\nagi_callerid: 5551234\n\
          agi_calleridname: Alice\nagi_callingpres: 0\nagi_callingani2: 0\nagi_callington: 0\nagi_callingtns: 0\n\
          agi_dnid: 4915112345678\nagi_rdnis: unknown\nagi_context: default\nagi_extension: 4915112345678\nagi_priority: 1\n\
-         agi_enhanced: 0.0\nagi_accountcode: \nagi_threadid: 139665663317696\n\n"
-    );
+         agi_enhanced: 0.0\nagi_accountcode: \nagi_threadid: 139665663317696\n\n";
     write.write_all(block.as_bytes()).await.unwrap();
     let mut line = String::new();
     loop {
