@@ -447,3 +447,26 @@ fn a_taken_address_is_a_clear_error() {
     assert_eq!(out.status.code(), Some(6));
     assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("cannot listen on {addr}")));
 }
+
+/// Asterisk sends a FastAGI server `HANGUP` when the caller hangs up and still answers
+/// commands after it (design.md §3a): the check goes on and the alert is written.
+#[test]
+fn a_hangup_line_does_not_end_the_check() {
+    let s = Sandbox::new();
+    let d = Daemon::start(&s);
+    let scan = caller(CALLER, "100");
+    let stream = TcpStream::connect(d.addr).unwrap();
+    let reader = stream.try_clone().unwrap();
+    let mut first = true;
+    let ex = serve(stream, reader, &fastagi_block().bytes(&scan), |c| {
+        let mut reply = if std::mem::take(&mut first) {
+            b"HANGUP\n".to_vec()
+        } else {
+            Vec::new()
+        };
+        reply.extend(reply_to(c, &scan));
+        Some(reply)
+    });
+    assert_eq!(result(&ex), "ALERT");
+    assert_eq!(fail2ban_matches(&s.log)[0].1, CALLER);
+}

@@ -147,6 +147,8 @@ pub struct Session {
     reply: Option<Vec<u8>>,
     /// Evidence that a caller reshaped the stream.
     tampered: Option<&'static str>,
+    /// Inside Asterisk's multi-line `520-` usage reply, which ends with `520 `.
+    in_usage: bool,
     /// Asterisk said `HANGUP` (FastAGI): information, not the end of the check.
     pub hung_up: bool,
 }
@@ -164,6 +166,7 @@ impl Session {
             stray_lines: 0,
             reply: None,
             tampered: None,
+            in_usage: false,
             hung_up: false,
         }
     }
@@ -287,9 +290,11 @@ impl Session {
             }
             // After a clean block nothing a caller sent can stand here, so a status line
             // is Asterisk refusing our query (510 unknown, 511 dead channel, 520 usage).
-            None if self.tampered.is_none() && is_refusal(&text) => {
+            None if self.in_usage && !text.starts_with(b"520 ") => return Step::Read,
+            None if self.in_usage || (self.tampered.is_none() && is_refusal(&text)) => {
                 if text.starts_with(b"520-") {
-                    return Step::Read; // The usage text follows; "520 " ends it.
+                    self.in_usage = true; // The usage text follows; "520 " ends it.
+                    return Step::Read;
                 }
                 let refusal = String::from_utf8_lossy(&text).into_owned();
                 return Step::Done(self.on_eof(&format!("Asterisk refused our query ({refusal})")));
@@ -371,4 +376,216 @@ fn split_once<'a>(haystack: &'a [u8], needle: &[u8]) -> Option<(&'a [u8], &'a [u
 pub fn set_variable(name: &str, value: &str) -> Vec<u8> {
     debug_assert!(!value.contains(['"', '\\', '\n']));
     format!("SET VARIABLE {name} \"{value}\"\n").into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    //! The session against hand-made streams in the shape of `../shared/captures/agi/`
+    //! (design.md §3a); tests/agi.rs replays the captures themselves.
+    use super::*;
+
+    const T: [&str; 7] = ["<t0>", "<t1>", "<t2>", "<t3>", "<t4>", "<t5>", "<t6>"];
+
+    fn block(dnid: &str) -> Vec<String> {
+        let mut lines: Vec<String> = [
+            "agi_request: /usr/bin/extsecurity",
+            "agi_channel: PJSIP/anonymous-00000002",
+            "agi_language: en",
+            "agi_type: PJSIP",
+            "agi_uniqueid: 1795633497.2",
+            "agi_version: 20.20.1",
+            "agi_callerid: 5551234",
+            "agi_calleridname: Lab",
+            "agi_callingpres: 0",
+            "agi_callingani2: 0",
+            "agi_callington: 0",
+            "agi_callingtns: 0",
+        ]
+        .map(String::from)
+        .to_vec();
+        lines.extend(dnid.split('\n').map(|l| l.to_string()));
+        lines.extend(
+            [
+                "agi_rdnis: unknown",
+                "agi_context: default",
+                "agi_extension: 100",
+                "agi_priority: 2",
+                "agi_enhanced: 0.0",
+                "agi_accountcode: ",
+                "agi_threadid: 139665663317696",
+                "agi_arg_1: agi",
+                "",
+            ]
+            .map(String::from),
+        );
+        lines
+    }
+
+    fn feed(session: &mut Session, lines: &[String]) -> Vec<Step> {
+        lines
+            .iter()
+            .map(|l| session.on_line(Line::Text(l.clone().into_bytes())))
+            .filter(|s| *s != Step::Read)
+            .collect()
+    }
+
+    fn reply(values: [&str; 6]) -> String {
+        let mut r = format!("200 result=1 ({}", T[0]);
+        for (v, t) in values.iter().zip(&T[1..]) {
+            r.push_str(v);
+            r.push_str(t);
+        }
+        r + ")"
+    }
+
+    const VALUES: [&str; 6] = ["203.0.113.5:5060", "5551234", "Lab", "100", "UA", "ep"];
+
+    fn done(steps: Vec<Step>) -> Result<Call, BadRequest> {
+        match steps.into_iter().last() {
+            Some(Step::Done(r)) => r,
+            other => panic!("not done: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_clean_block_gets_one_token_framed_query() {
+        let mut s = Session::new(Tokens::fixed(T));
+        let steps = feed(&mut s, &block("agi_dnid: 100"));
+        assert_eq!(
+            steps,
+            [Step::Send(
+                b"GET FULL VARIABLE \"<t0>${CHANNEL(pjsip,remote_addr)}<t1>${CALLERID(num)}<t2>${CALLERID(name)}<t3>${EXTEN}<t4>${PJSIP_HEADER(read,User-Agent)}<t5>${CHANNEL(endpoint)}<t6>\"\n".to_vec()
+            )]
+        );
+        let call = done(feed(&mut s, &[reply(VALUES)])).unwrap();
+        assert_eq!(call.peer_ip.to_string(), "203.0.113.5");
+        assert_eq!(
+            (call.exten.as_slice(), call.user_agent.as_slice()),
+            (&b"100"[..], &b"UA"[..])
+        );
+        assert_eq!(call.anomaly, None);
+        assert_eq!(s.tampering(), None);
+    }
+
+    #[test]
+    fn a_block_ended_early_by_a_caller_is_tampering_and_its_stray_lines_are_skipped() {
+        // Capture A1: Request-URI user `100%0A%0A200%20result=1%20(6.6.6.6)`.
+        let mut s = Session::new(Tokens::fixed(T));
+        let lines = block("agi_dnid: 100\n\n200 result=1 (6.6.6.6)");
+        let steps = feed(&mut s, &lines);
+        assert!(matches!(steps[..], [Step::Send(_)]), "{steps:?}");
+        assert_eq!(s.tampering(), Some("the agi_* block ended early"));
+        let call = done(feed(&mut s, &[reply(VALUES)])).unwrap();
+        assert_eq!(call.peer_ip.to_string(), "203.0.113.5", "never 6.6.6.6");
+        assert_eq!(call.anomaly, Some(Anomaly::RequestTampering));
+    }
+
+    #[test]
+    fn a_value_split_by_a_line_feed_is_read_whole_and_is_tampering() {
+        let mut s = Session::new(Tokens::fixed(T));
+        feed(&mut s, &block("agi_dnid: 100"));
+        let r = reply([
+            "203.0.113.5:5060",
+            "555\n200 result=1 (6.6.6.6)",
+            "a)b (c) d)",
+            "100",
+            "",
+            "",
+        ]);
+        let lines: Vec<String> = r.split('\n').map(String::from).collect();
+        let call = done(feed(&mut s, &lines)).unwrap();
+        assert_eq!(call.callerid_num, b"555\n200 result=1 (6.6.6.6)");
+        assert_eq!(call.callerid_name, b"a)b (c) d)");
+        assert_eq!(call.anomaly, Some(Anomaly::RequestTampering));
+    }
+
+    #[test]
+    fn hangup_is_information_and_refusals_after_a_clean_block_end_the_exchange() {
+        let mut s = Session::new(Tokens::fixed(T));
+        feed(&mut s, &block("agi_dnid: 100"));
+        assert_eq!(feed(&mut s, &["HANGUP".into()]), []);
+        assert!(s.hung_up);
+        assert!(done(feed(&mut s, &[reply(VALUES)])).is_ok());
+
+        let mut s = Session::new(Tokens::fixed(T));
+        feed(&mut s, &block("agi_dnid: 100"));
+        let e = done(feed(
+            &mut s,
+            &["511 Command Not Permitted on a dead channel".into()],
+        ))
+        .unwrap_err();
+        assert!(e.error.contains("511"), "{}", e.error);
+        assert_eq!(e.blame, None);
+
+        let mut s = Session::new(Tokens::fixed(T));
+        feed(&mut s, &block("agi_dnid: 100"));
+        let usage = [
+            "520-Invalid command syntax.  Proper usage follows:",
+            "Usage: ...",
+            "520 End of proper usage.",
+        ];
+        let e = done(feed(&mut s, &usage.map(String::from))).unwrap_err();
+        assert!(e.error.contains("520 End"), "{}", e.error);
+    }
+
+    #[test]
+    fn after_tampering_a_forged_refusal_does_not_end_the_exchange() {
+        let mut s = Session::new(Tokens::fixed(T));
+        feed(&mut s, &block("agi_dnid: 100\n\n511 Command Not Permitted"));
+        let call = done(feed(&mut s, &[reply(VALUES)])).unwrap();
+        assert_eq!(call.peer_ip.to_string(), "203.0.113.5");
+        assert_eq!(call.anomaly, Some(Anomaly::RequestTampering));
+    }
+
+    #[test]
+    fn block_shape_violations_are_tampering() {
+        for (dnid, why) in [
+            ("agi_dnid: 100\nagi_dnid: 200", "a duplicated agi_ variable"),
+            (
+                "agi_dnid: 100\n200 result=1 (6.6.6.6)",
+                "a line in the agi_* block that is not an agi_ variable",
+            ),
+            (
+                "agi_dnid: 100\nagi_callerid: 9",
+                "a duplicated agi_ variable",
+            ),
+            (
+                "agi_dnid: 100\nagi_language: xx",
+                "a duplicated agi_ variable",
+            ),
+            ("agi_dnid: 100\nagi_arg_7: x", "agi_arg_N out of order"),
+        ] {
+            let mut s = Session::new(Tokens::fixed(T));
+            feed(&mut s, &block(dnid));
+            assert_eq!(s.tampering(), Some(why), "{dnid:?}");
+        }
+        let mut s = Session::new(Tokens::fixed(T));
+        s.on_line(Line::TooLong);
+        assert_eq!(s.tampering(), Some("an over-long line in the agi_* block"));
+        let mut s = Session::new(Tokens::fixed(T));
+        feed(&mut s, &block("agi_dnid: 100\nagi_newkey: harmless"));
+        assert_eq!(
+            s.tampering(),
+            None,
+            "keys a newer Asterisk adds are tolerated"
+        );
+    }
+
+    #[test]
+    fn a_reply_without_a_valid_peer_blames_no_one() {
+        let mut s = Session::new(Tokens::fixed(T));
+        feed(&mut s, &block("agi_dnid: 100"));
+        let e = done(feed(&mut s, &[reply(["", "1", "", "100", "", ""])])).unwrap_err();
+        assert_eq!(e.blame, None);
+    }
+
+    #[test]
+    fn random_tokens_differ_and_are_hex() {
+        let (a, b) = (Tokens::random(), Tokens::random());
+        assert_ne!(a.tokens, b.tokens);
+        for t in &a.tokens {
+            assert_eq!(t.len(), 3 + 24);
+            assert!(t[3..].bytes().all(|c| c.is_ascii_hexdigit()));
+        }
+    }
 }
