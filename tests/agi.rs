@@ -26,28 +26,25 @@ fn capture(name: &str) -> Vec<u8> {
 }
 
 fn ordinary() -> Channel {
-    Channel {
-        peerip: CALLER.into(),
-        remote_addr: format!("{CALLER}:5060"),
-        callerid_num: b"5551234".to_vec(),
-        callerid_name: b"Alice".to_vec(),
-        exten: b"4915112345678".to_vec(),
-        user_agent: b"Yealink SIP-T46S".to_vec(),
-        peer_name: b"guest".to_vec(),
-    }
+    Channel::ordinary(CALLER)
 }
 
-/// Runs `extsecurity agi` against a peer that writes `prefix` and then answers as
-/// Asterisk would for `channel`.
-fn run_agi(sandbox: &Sandbox, prefix: &[u8], channel: &Channel) -> Exchange {
-    let mut child = sandbox
+/// `extsecurity agi` with its stdin and stdout piped, as Asterisk starts it.
+fn spawn_agi(sandbox: &Sandbox) -> std::process::Child {
+    sandbox
         .command()
         .arg("agi")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
-        .unwrap();
+        .unwrap()
+}
+
+/// Runs `extsecurity agi` against a peer that writes `prefix` and then answers as
+/// Asterisk would for `channel`.
+fn run_agi(sandbox: &Sandbox, prefix: &[u8], channel: &Channel) -> Exchange {
+    let mut child = spawn_agi(sandbox);
     let (stdin, stdout) = pipes(&mut child);
     let exchange = serve(stdin, stdout, prefix, |c| Some(reply_to(c, channel)));
     assert!(child.wait().unwrap().success());
@@ -271,13 +268,7 @@ fn a_peer_that_closes_mid_exchange_bans_no_one() {
     let s = Sandbox::new();
     let block = Block::pjsip().bytes(&ordinary());
     for cut in [0, 10, block.len() - 1, block.len()] {
-        let mut child = s
-            .command()
-            .arg("agi")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child = spawn_agi(&s);
         let (mut stdin, stdout) = pipes(&mut child);
         // Write part of the stream, then close: no reply will ever come.
         stdin.write_all(&block[..cut]).unwrap();
@@ -299,13 +290,7 @@ fn error_replies_to_our_query_ban_no_one() {
         &b"510 Invalid or unknown command\n"[..],
         b"511 Command Not Permitted on a dead channel or intercept routine\n",
     ] {
-        let mut child = s
-            .command()
-            .arg("agi")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child = spawn_agi(&s);
         let (stdin, stdout) = pipes(&mut child);
         let mut first = true;
         let ex = serve(stdin, stdout, &Block::pjsip().bytes(&ordinary()), |_| {
@@ -324,13 +309,7 @@ fn sighup_does_not_stop_the_check() {
     let s = Sandbox::new();
     let mut scan = ordinary();
     scan.exten = b"100".to_vec();
-    let mut child = s
-        .command()
-        .arg("agi")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_agi(&s);
     let pid = child.id().to_string();
     let (stdin, stdout) = pipes(&mut child);
     let mut hung_up = false;

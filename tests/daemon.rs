@@ -92,13 +92,8 @@ fn call_at(addr: SocketAddr, channel: &Channel) -> Exchange {
 
 fn caller(ip: &str, exten: &str) -> Channel {
     Channel {
-        peerip: ip.into(),
-        remote_addr: format!("{ip}:5060"),
-        callerid_num: b"5551234".to_vec(),
-        callerid_name: b"Alice".to_vec(),
         exten: exten.as_bytes().to_vec(),
-        user_agent: b"Yealink SIP-T46S".to_vec(),
-        peer_name: b"guest".to_vec(),
+        ..Channel::ordinary(ip)
     }
 }
 

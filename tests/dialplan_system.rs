@@ -50,15 +50,7 @@ fn hostile_values() -> Vec<Vec<u8>> {
 
 /// A plain call that passes every rule, from `CALLER`.
 fn ordinary() -> Channel {
-    Channel {
-        peerip: CALLER.into(),
-        remote_addr: format!("{CALLER}:5060"),
-        callerid_num: b"5551234".to_vec(),
-        callerid_name: b"Alice".to_vec(),
-        exten: b"4915112345678".to_vec(),
-        user_agent: b"Yealink SIP-T46S".to_vec(),
-        peer_name: b"guest".to_vec(),
-    }
+    Channel::ordinary(CALLER)
 }
 
 /// Every call `ordinary()` becomes with one hostile value in one field.

@@ -22,6 +22,19 @@ pub struct Channel {
 }
 
 impl Channel {
+    /// A plain call from `ip` that passes every default rule.
+    pub fn ordinary(ip: &str) -> Channel {
+        Channel {
+            peerip: ip.into(),
+            remote_addr: format!("{ip}:5060"),
+            callerid_num: b"5551234".to_vec(),
+            callerid_name: b"Alice".to_vec(),
+            exten: b"4915112345678".to_vec(),
+            user_agent: b"Yealink SIP-T46S".to_vec(),
+            peer_name: b"guest".to_vec(),
+        }
+    }
+
     fn value(&self, name: &str) -> Vec<u8> {
         let v: &[u8] = match name {
             "CHANNEL(peerip)" => self.peerip.as_bytes(),
