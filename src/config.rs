@@ -82,6 +82,11 @@ pub struct DaemonConfig {
     pub max_concurrent_tarpits: usize,
     /// Where to serve Prometheus metrics (loopback only), if anywhere.
     pub metrics_listen: Option<SocketAddr>,
+    /// TCP peers allowed to connect: the Asterisk servers. Others are closed at once.
+    pub allowed_clients: Vec<IpNet>,
+    /// When set, a FastAGI request counts only if its URL carries `?key=<secret>`
+    /// (`AGI(agi://127.0.0.1/check?key=…)`): other local users cannot submit calls.
+    pub secret: Option<String>,
 }
 
 impl Default for Config {
@@ -126,7 +131,7 @@ impl Config {
             trusted_networks: raw
                 .trusted_networks
                 .iter()
-                .map(parse_network)
+                .map(|n| parse_network(n, "trusted network"))
                 .collect::<Result<_, _>>()?,
             log_ok_calls: raw.log_ok_calls,
             memory: raw.memory.validate()?,
@@ -222,6 +227,9 @@ struct RawDaemon {
     idle_timeout_seconds: Spanned<f64>,
     max_concurrent_tarpits: usize,
     metrics_listen: Spanned<String>,
+    allowed_clients: Vec<Spanned<String>>,
+    secret: Spanned<String>,
+    secret_file: Spanned<String>,
 }
 
 impl Default for RawDaemon {
@@ -232,11 +240,52 @@ impl Default for RawDaemon {
             idle_timeout_seconds: Spanned::new(0..0, 10.0),
             max_concurrent_tarpits: 256,
             metrics_listen: Spanned::new(0..0, String::new()),
+            allowed_clients: ["127.0.0.0/8", "::1/128"]
+                .map(|n| Spanned::new(0..0, n.to_string()))
+                .to_vec(),
+            secret: Spanned::new(0..0, String::new()),
+            secret_file: Spanned::new(0..0, String::new()),
         }
     }
 }
 
 impl RawDaemon {
+    /// `secret`, or the first line of `secret_file`; both set is an error. A secret
+    /// travels in a URL query, so it must be URL-safe.
+    fn secret(&self) -> Result<Option<String>, (Range<usize>, String)> {
+        let (inline, file) = (self.secret.get_ref(), self.secret_file.get_ref());
+        let (secret, span) = match (inline.is_empty(), file.is_empty()) {
+            (true, true) => return Ok(None),
+            (false, false) => {
+                return Err((
+                    self.secret_file.span(),
+                    "daemon.secret and daemon.secret_file exclude each other".into(),
+                ));
+            }
+            (false, true) => (inline.clone(), self.secret.span()),
+            (true, false) => {
+                let text = std::fs::read_to_string(file).map_err(|e| {
+                    (
+                        self.secret_file.span(),
+                        format!("daemon.secret_file {file}: {e}"),
+                    )
+                })?;
+                (
+                    text.lines().next().unwrap_or("").trim().to_string(),
+                    self.secret_file.span(),
+                )
+            }
+        };
+        let url_safe = |c: char| c.is_ascii_alphanumeric() || "-._~".contains(c);
+        if secret.len() < 16 || !secret.chars().all(url_safe) {
+            return Err((
+                span,
+                "the daemon secret must be at least 16 characters of A-Z a-z 0-9 - . _ ~".into(),
+            ));
+        }
+        Ok(Some(secret))
+    }
+
     fn validate(self) -> Result<DaemonConfig, (Range<usize>, String)> {
         let address = |s: &Spanned<String>, key: &str| {
             s.get_ref().parse::<SocketAddr>().map_err(|_| {
@@ -270,7 +319,14 @@ impl RawDaemon {
                 "daemon.idle_timeout_seconds must be between 0.1 and 3600".into(),
             ));
         }
+        let allowed_clients = self
+            .allowed_clients
+            .iter()
+            .map(|n| parse_network(n, "daemon.allowed_clients entry"))
+            .collect::<Result<_, _>>()?;
         Ok(DaemonConfig {
+            secret: self.secret()?,
+            allowed_clients,
             listen,
             max_connections: *self.max_connections.get_ref(),
             idle_timeout: Duration::from_secs_f64(idle),
@@ -303,7 +359,7 @@ impl Default for RawConfig {
     }
 }
 
-fn parse_network(text: &Spanned<String>) -> Result<IpNet, (Range<usize>, String)> {
+fn parse_network(text: &Spanned<String>, what: &str) -> Result<IpNet, (Range<usize>, String)> {
     let s = text.get_ref().trim();
     s.parse::<IpNet>()
         .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
@@ -311,7 +367,7 @@ fn parse_network(text: &Spanned<String>) -> Result<IpNet, (Range<usize>, String)
         .map_err(|_| {
             (
                 text.span(),
-                format!("trusted network {s:?} is not an IPv4 or IPv6 address or CIDR"),
+                format!("{what} {s:?} is not an IPv4 or IPv6 address or CIDR"),
             )
         })
 }
@@ -693,6 +749,19 @@ automatic_block_attempts_to_extensions = ['\d{1,2}', '900\d+']
             e.starts_with("t.toml:2:19: memory.max_tracked_ips must be at least 1"),
             "{e}"
         );
+        assert_eq!(c.daemon.allowed_clients.len(), 2);
+        assert_eq!(c.daemon.secret, None);
+        let c = parse("[daemon]\nsecret = 'abcdefghijklmnop'\nallowed_clients = ['192.0.2.10']\n")
+            .unwrap();
+        assert_eq!(c.daemon.secret.as_deref(), Some("abcdefghijklmnop"));
+        assert!(c.daemon.allowed_clients[0].contains(&"192.0.2.10".parse::<IpAddr>().unwrap()));
+        let e = parse("[daemon]\nsecret = 'short'\n").unwrap_err();
+        assert!(
+            e.starts_with("t.toml:2:10: the daemon secret must be at least 16"),
+            "{e}"
+        );
+        let e = parse("[daemon]\nsecret = 'a&b=c&aaaaaaaaaaaaaaa'\n").unwrap_err();
+        assert!(e.contains("must be at least 16 characters of"), "{e}");
         let e = parse("[memory]\nwindow = 5\n").unwrap_err();
         assert!(e.starts_with("t.toml:2:1: unknown field `window`"), "{e}");
     }

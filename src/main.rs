@@ -378,6 +378,14 @@ fn check_config(config: &(Config, Source)) -> u8 {
     println!("max_concurrent_tarpits = {}", d.max_concurrent_tarpits);
     let metrics = d.metrics_listen.map(|a| a.to_string()).unwrap_or_default();
     println!("metrics_listen = \"{metrics}\"");
+    let clients: Vec<String> = d.allowed_clients.iter().map(ToString::to_string).collect();
+    println!("allowed_clients = {}", toml_list(&clients));
+    let secret = if d.secret.is_some() {
+        "(set, not shown)"
+    } else {
+        ""
+    };
+    println!("secret = \"{secret}\"");
     exits::OK
 }
 

@@ -465,3 +465,50 @@ fn a_hangup_line_does_not_end_the_check() {
     assert_eq!(result(&ex), "ALERT");
     assert_eq!(fail2ban_matches(&s.log)[0].1, CALLER);
 }
+
+/// Anyone who can reach the port could name any address to ban: with a secret, only
+/// requests whose URL carries it count, and only allowed clients may connect.
+#[test]
+fn with_a_secret_only_keyed_requests_are_judged() {
+    let s = Sandbox::with_config("tarpit_seconds = 0\n[daemon]\nsecret = '0123456789abcdef'\n");
+    let d = Daemon::start(&s);
+    let scan = caller(CALLER, "100");
+    let keyed = |script: &str| Block {
+        network_script: Some(script.into()),
+        ..fastagi_block()
+    };
+    for script in ["check", "check?key=wrong", "check?key=0123456789abcdef0"] {
+        let stream = TcpStream::connect(d.addr).unwrap();
+        let reader = stream.try_clone().unwrap();
+        let ex = serve(stream, reader, &keyed(script).bytes(&scan), |c| {
+            Some(reply_to(c, &scan))
+        });
+        assert_eq!(ex.variable("EXTSEC_RESULT"), None, "{script}");
+    }
+    assert!(s.log_lines().is_empty(), "{:?}", s.log_lines());
+    let stream = TcpStream::connect(d.addr).unwrap();
+    let reader = stream.try_clone().unwrap();
+    let ex = serve(
+        stream,
+        reader,
+        &keyed("check?key=0123456789abcdef").bytes(&scan),
+        |c| Some(reply_to(c, &scan)),
+    );
+    assert_eq!(result(&ex), "ALERT");
+    assert!(
+        d.shared
+            .metrics
+            .render(0)
+            .contains("extsecurity_refused_total 3\n")
+    );
+}
+
+#[test]
+fn clients_outside_allowed_clients_are_closed_unheard() {
+    let s = Sandbox::with_config("tarpit_seconds = 0\n[daemon]\nallowed_clients = ['192.0.2.1']\n");
+    let d = Daemon::start(&s);
+    let ex = d.call(&caller(CALLER, "100"));
+    assert_eq!(ex.variable("EXTSEC_RESULT"), None);
+    assert!(ex.commands.is_empty(), "not even our query was sent");
+    assert!(s.log_lines().is_empty());
+}

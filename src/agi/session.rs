@@ -141,6 +141,8 @@ pub struct Session {
     seen: Vec<Vec<u8>>,
     next_arg: usize,
     channel_type: Vec<u8>,
+    /// FastAGI: the path and query of the `agi://` URL, written before any caller value.
+    network_script: Option<Vec<u8>>,
     block_lines: usize,
     stray_lines: usize,
     /// The reply so far (lines joined by LF), once its first line has arrived.
@@ -162,6 +164,7 @@ impl Session {
             seen: Vec::new(),
             next_arg: 1,
             channel_type: Vec::new(),
+            network_script: None,
             block_lines: 0,
             stray_lines: 0,
             reply: None,
@@ -169,6 +172,12 @@ impl Session {
             in_usage: false,
             hung_up: false,
         }
+    }
+
+    /// FastAGI: the URL's script and query (`check?key=…`), from the dialplan, never from
+    /// a caller: it is the first line of the block.
+    pub fn network_script(&self) -> Option<&[u8]> {
+        self.network_script.as_deref()
     }
 
     /// Whether Asterisk sent anything at all: a connection that never did was no call.
@@ -254,8 +263,10 @@ impl Session {
             return self.tamper("agi_ variables out of order");
         }
         self.last_key = Some(index);
-        if key == b"type" {
-            self.channel_type = value.to_vec();
+        match key {
+            b"type" => self.channel_type = value.to_vec(),
+            b"network_script" => self.network_script = Some(value.to_vec()),
+            _ => {}
         }
     }
 

@@ -27,8 +27,19 @@ const ACK_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Serves one connection to the end. Never panics on input; errors are logged.
 pub async fn serve(mut stream: TcpStream, peer: SocketAddr, shared: &Shared) {
-    shared.metrics.connection_opened();
     let config = shared.config();
+    let client = peer.ip().to_canonical();
+    if !config
+        .daemon
+        .allowed_clients
+        .iter()
+        .any(|net| net.contains(&client))
+    {
+        shared.metrics.refused();
+        tracing::warn!(%peer, "connection refused: not in daemon.allowed_clients");
+        return;
+    }
+    shared.metrics.connection_opened();
     let mut session = Session::new(Tokens::random());
     let mut lines = LineBuffer::new(MAX_LINE);
     let result = exchange(
@@ -41,6 +52,15 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, shared: &Shared) {
     if !session.started() {
         // Not a call (a port probe, a health check): nothing to judge or to log.
         tracing::debug!(%peer, "connection closed before any AGI line");
+        shared.metrics.connection_closed();
+        return;
+    }
+    if let Some(secret) = &config.daemon.secret
+        && !carries_key(session.network_script().unwrap_or_default(), secret)
+    {
+        // Anyone who can reach the port could otherwise name any address to ban.
+        shared.metrics.refused();
+        tracing::warn!(%peer, "FastAGI request without the right ?key=: ignored");
         shared.metrics.connection_closed();
         return;
     }
@@ -95,6 +115,17 @@ async fn exchange(
     }
 }
 
+/// Whether the URL's query (`check?key=SECRET&…`) carries `key=secret`.
+fn carries_key(script: &[u8], secret: &str) -> bool {
+    let Some(query) = script.splitn(2, |&b| b == b'?').nth(1) else {
+        return false;
+    };
+    query
+        .split(|&b| b == b'&')
+        .filter_map(|pair| pair.strip_prefix(b"key="))
+        .any(|value| value == secret.as_bytes())
+}
+
 /// Writes the plan's lines and counts them.
 fn record(shared: &Shared, config: &crate::config::Config, plan: &Plan, peer: SocketAddr) {
     if let Some(error) = &plan.error {
@@ -142,5 +173,21 @@ async fn await_acks(stream: &mut TcpStream, lines: &mut LineBuffer, count: usize
             Ok(Ok(n)) if n > 0 => lines.extend(&buf[..n]),
             _ => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::carries_key;
+
+    #[test]
+    fn the_key_must_be_a_whole_query_parameter() {
+        let secret = "0123456789abcdef";
+        assert!(carries_key(b"check?key=0123456789abcdef", secret));
+        assert!(carries_key(b"check?x=1&key=0123456789abcdef", secret));
+        assert!(!carries_key(b"check", secret));
+        assert!(!carries_key(b"check?key=0123456789abcde", secret));
+        assert!(!carries_key(b"check?key=0123456789abcdefX", secret));
+        assert!(!carries_key(b"check?xkey=0123456789abcdef", secret));
     }
 }

@@ -15,6 +15,7 @@ use crate::rules::Verdict;
 pub struct Metrics {
     connections_total: AtomicU64,
     connections_open: AtomicI64,
+    refused: AtomicU64,
     calls_checked: AtomicU64,
     tampering: AtomicU64,
     tarpit_full: AtomicU64,
@@ -31,6 +32,10 @@ impl Metrics {
 
     pub fn connection_closed(&self) {
         self.connections_open.fetch_sub(1, Relaxed);
+    }
+
+    pub fn refused(&self) {
+        self.refused.fetch_add(1, Relaxed);
     }
 
     pub fn checked(&self, verdict: &Verdict) {
@@ -71,6 +76,12 @@ impl Metrics {
             "FastAGI connections being served.",
             "gauge",
             self.connections_open.load(Relaxed).to_string(),
+        );
+        counter(
+            "extsecurity_refused_total",
+            "Connections refused: not an allowed client, or without the daemon secret.",
+            "counter",
+            self.refused.load(Relaxed).to_string(),
         );
         counter(
             "extsecurity_calls_checked_total",
