@@ -2,6 +2,7 @@
 //!
 //!     cargo bench --bench fastagi_load            # both runs, figures on stdout
 //!     CALLS=200000 CONCURRENCY=64 cargo bench --bench fastagi_load
+//!     LOG_OK_CALLS=false cargo bench --bench fastagi_load   # no INFO lines
 //!
 //! Starts the release binary as its own process on a loopback port with a private
 //! config (tarpit off, one INFO line per call), then:
@@ -57,8 +58,9 @@ fn main() {
     std::fs::write(
         &config,
         format!(
-            "log_file = {:?}\ntarpit_seconds = 0\n[daemon]\nmax_connections = 4096\nmetrics_listen = '127.0.0.1:{metrics_port}'\n",
-            dir.path().join("alerts.log")
+            "log_file = {:?}\ntarpit_seconds = 0\nlog_ok_calls = {}\n[daemon]\nmax_connections = 4096\nmetrics_listen = '127.0.0.1:{metrics_port}'\n",
+            dir.path().join("alerts.log"),
+            std::env::var("LOG_OK_CALLS").map_or(true, |v| v != "false"),
         ),
     )
     .unwrap();
