@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, set-up included, on a fresh Debian 12 machine (README, "Tests").
 # .ci/run calls exactly this. Installs what the tests need when it is missing:
-#   fail2ban        the real fail2ban-regex runs the shipped filter over our logs
+#   fail2ban        the real fail2ban-regex and fail2ban-server run the shipped filter
+#                   and jail over our logs
+#   logrotate       the shipped logrotate file rotates while writers append
 #   rustfmt, clippy the style gates
 # then runs cargo fmt --check, cargo clippy --all-targets -D warnings and cargo test.
 set -euo pipefail
@@ -18,6 +20,7 @@ apt_install() {
 
 need=()
 command -v fail2ban-regex >/dev/null || need+=(fail2ban)
+command -v logrotate >/dev/null || need+=(logrotate)
 if ((${#need[@]})); then
   echo "test.sh: installing ${need[*]}"
   apt_install "${need[@]}"
