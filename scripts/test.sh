@@ -4,6 +4,7 @@
 #   fail2ban        the real fail2ban-regex and fail2ban-server run the shipped filter
 #                   and jail over our logs
 #   logrotate       the shipped logrotate file rotates while writers append
+#   nftables, iproute2  a real kernel ban between network namespaces the test makes
 #   rustfmt, clippy the style gates
 # then runs cargo fmt --check, cargo clippy --all-targets -D warnings and cargo test.
 set -euo pipefail
@@ -21,6 +22,8 @@ apt_install() {
 need=()
 command -v fail2ban-regex >/dev/null || need+=(fail2ban)
 command -v logrotate >/dev/null || need+=(logrotate)
+command -v nft >/dev/null || need+=(nftables)
+command -v ip >/dev/null || need+=(iproute2)
 if ((${#need[@]})); then
   echo "test.sh: installing ${need[*]}"
   apt_install "${need[@]}"

@@ -4,6 +4,7 @@
 
 pub mod agi_peer;
 pub mod asterisk;
+pub mod fail2ban_server;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

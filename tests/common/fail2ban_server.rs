@@ -1,0 +1,159 @@
+//! A real `fail2ban-server` (Debian's fail2ban 1.0.2) in the foreground with its own
+//! socket, pid file, database and log under a temporary folder, loading the shipped
+//! jail and filter unchanged. A `jail.d/zz-test.local` overrides only what a test must:
+//! `enabled` (the jail ships disabled), `logpath`, `backend = polling`, and the action.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::repo;
+
+/// fail2ban-server running on a private configuration until dropped.
+pub struct Fail2ban {
+    dir: PathBuf,
+    server: Child,
+}
+
+impl Fail2ban {
+    /// Starts fail2ban on `dir` reading `logpath`. `action` is the override line, in which
+    /// `{dir}` stands for `dir`; `netns` runs the server in that network namespace.
+    pub fn start(dir: &Path, logpath: &Path, action: &str, netns: Option<&str>) -> Fail2ban {
+        let conf = dir.join("conf");
+        for sub in ["filter.d", "action.d", "jail.d"] {
+            std::fs::create_dir_all(conf.join(sub)).unwrap();
+        }
+        // The distribution's base files, which the shipped jail builds on.
+        for file in [
+            "fail2ban.conf",
+            "jail.conf",
+            "paths-common.conf",
+            "paths-debian.conf",
+        ] {
+            std::fs::copy(Path::new("/etc/fail2ban").join(file), conf.join(file)).unwrap();
+        }
+        std::fs::copy(
+            "/etc/fail2ban/filter.d/common.conf",
+            conf.join("filter.d/common.conf"),
+        )
+        .unwrap();
+        for action in ["dummy.conf", "nftables.conf", "nftables-multiport.conf"] {
+            std::fs::copy(
+                Path::new("/etc/fail2ban/action.d").join(action),
+                conf.join("action.d").join(action),
+            )
+            .unwrap();
+        }
+        // Ours, unchanged.
+        std::fs::copy(
+            repo().join("dist/fail2ban/filter.d/extsecurity.conf"),
+            conf.join("filter.d/extsecurity.conf"),
+        )
+        .unwrap();
+        std::fs::copy(
+            repo().join("dist/fail2ban/jail.d/extsecurity.conf"),
+            conf.join("jail.d/extsecurity.conf"),
+        )
+        .unwrap();
+        std::fs::write(
+            conf.join("fail2ban.local"),
+            format!(
+                "[Definition]\nloglevel = INFO\nlogtarget = {}\nsocket = {}\npidfile = {}\ndbfile = {}\n",
+                dir.join("fail2ban.log").display(),
+                dir.join("fail2ban.sock").display(),
+                dir.join("fail2ban.pid").display(),
+                dir.join("fail2ban.sqlite3").display(),
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            conf.join("jail.d/zz-test.local"),
+            format!(
+                "[extsecurity]\nenabled = true\nlogpath = {}\nbackend = polling\n{}\n",
+                logpath.display(),
+                action.replace("{dir}", &dir.display().to_string())
+            ),
+        )
+        .unwrap();
+        let mut command = match netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, "fail2ban-server"]);
+                c
+            }
+            None => Command::new("fail2ban-server"),
+        };
+        let server = command
+            .args(["-f", "-x", "-c"])
+            .arg(&conf)
+            .args(["-s"])
+            .arg(dir.join("fail2ban.sock"))
+            .arg("-p")
+            .arg(dir.join("fail2ban.pid"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("fail2ban-server must be installed (.ci/run installs Debian's fail2ban)");
+        let f = Fail2ban {
+            dir: dir.to_path_buf(),
+            server,
+        };
+        f.wait_for(
+            |f| f.client(&["status", "extsecurity"]).is_some(),
+            "the jail to start",
+        );
+        f
+    }
+
+    pub fn client(&self, args: &[&str]) -> Option<String> {
+        let out = Command::new("fail2ban-client")
+            .arg("-s")
+            .arg(self.dir.join("fail2ban.sock"))
+            .args(args)
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    pub fn banned(&self) -> Vec<String> {
+        let out = self
+            .client(&["get", "extsecurity", "banned"])
+            .unwrap_or_default();
+        // A Python list: ['203.0.113.66'].
+        out.trim()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .split(',')
+            .map(|s| s.trim().trim_matches('\'').to_string())
+            .filter(|s| !s.is_empty())
+            .collect()
+    }
+
+    pub fn wait_for(&self, done: impl Fn(&Fail2ban) -> bool, what: &str) {
+        let start = Instant::now();
+        while !done(self) {
+            let log = std::fs::read_to_string(self.dir.join("fail2ban.log")).unwrap_or_default();
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "waited 20 s for {what}; fail2ban's log:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Fail2ban {
+    fn drop(&mut self) {
+        let _ = self.client(&["stop"]);
+        let start = Instant::now();
+        while self.server.try_wait().ok().flatten().is_none()
+            && start.elapsed() < Duration::from_secs(5)
+        {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+    }
+}
