@@ -5,8 +5,11 @@
 #                   and jail over our logs
 #   logrotate       the shipped logrotate file rotates while writers append
 #   nftables, iproute2  a real kernel ban between network namespaces the test makes
+#   lintian, cargo-deb  scripts/package.sh builds and checks the Debian package
 #   rustfmt, clippy the style gates
-# then runs cargo fmt --check, cargo clippy --all-targets -D warnings and cargo test.
+# then runs command -v cargo-deb >/dev/null || cargo install cargo-deb --locked --quiet
+
+cargo fmt --check, cargo clippy --all-targets -D warnings and cargo test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,6 +27,7 @@ command -v fail2ban-regex >/dev/null || need+=(fail2ban)
 command -v logrotate >/dev/null || need+=(logrotate)
 command -v nft >/dev/null || need+=(nftables)
 command -v ip >/dev/null || need+=(iproute2)
+command -v lintian >/dev/null || need+=(lintian)
 if ((${#need[@]})); then
   echo "test.sh: installing ${need[*]}"
   apt_install "${need[@]}"
@@ -32,6 +36,9 @@ for component in rustfmt clippy; do
   rustup component list --installed 2>/dev/null | grep -q "^$component" || rustup component add "$component"
 done
 
+command -v cargo-deb >/dev/null || cargo install cargo-deb --locked --quiet
+
 cargo fmt --check
 cargo clippy --all-targets --quiet -- -D warnings
 cargo test
+bash scripts/package.sh
