@@ -14,6 +14,7 @@ pub mod daemon;
 pub mod exits;
 pub mod memory;
 pub mod peer;
+pub mod report;
 pub mod request;
 pub mod rules;
 

@@ -56,6 +56,19 @@ enum Command {
     CheckConfig,
     /// Judge one call over AGI on stdin/stdout: AGI(/usr/bin/extsecurity,agi)
     Agi,
+    /// Summarise alert logs (rotated and .gz ones too): calls, alerts by reason, top
+    /// offenders, per-hour counts
+    Report {
+        /// Log files [default: the configured log_file]
+        #[arg(value_name = "LOG")]
+        logs: Vec<PathBuf>,
+        /// Print JSON instead of tables
+        #[arg(long)]
+        json: bool,
+        /// How many offending addresses to list
+        #[arg(long, default_value_t = 20, value_name = "N")]
+        top: usize,
+    },
     /// Run the FastAGI daemon: AGI(agi://127.0.0.1/check)
     Serve {
         /// Address to listen on [default: daemon.listen, 127.0.0.1:4573]; [::1]:4573 for IPv6
@@ -176,6 +189,7 @@ fn run(cli: Cli, args: &[OsString]) -> u8 {
         } => explain(&config, explain_request(&fields, &plain, &json, args)),
         Command::CheckConfig => check_config(&config),
         Command::Agi => extsecurity::agi::stdio::run(&config.0),
+        Command::Report { logs, json, top } => report(&config.0, &logs, json, top),
         Command::Serve { listen } => match serve(config.0, cli.config, listen) {
             Ok(()) => exits::OK,
             Err(e) => {
@@ -197,6 +211,25 @@ fn judge(config: &(Config, Source), request: Result<Call, BadRequest>, fail_on_a
         return exits::LOG;
     }
     plan.exit_status(fail_on_alert)
+}
+
+fn report(config: &Config, logs: &[PathBuf], json: bool, top: usize) -> u8 {
+    let default = [config.log_file.clone()];
+    let logs = if logs.is_empty() { &default[..] } else { logs };
+    let mut report = extsecurity::report::Report::default();
+    for path in logs {
+        if let Err(e) = report.add_file(path) {
+            eprintln!("extsecurity: {}: {e}", path.display());
+            return exits::LOG;
+        }
+    }
+    let text = if json {
+        report.to_json(top)
+    } else {
+        report.to_table(top)
+    };
+    println!("{}", text.trim_end());
+    exits::OK
 }
 
 /// Starts the daemon and runs it until SIGTERM or SIGINT. SIGHUP reloads the config

@@ -278,3 +278,64 @@ fn two_hundred_concurrent_processes_write_two_hundred_intact_lines() {
     extens.dedup();
     assert_eq!(extens.len(), 200, "every process's line is there once");
 }
+
+/// `report` over a live log and a rotated, gzip-compressed one, as logrotate leaves them.
+#[test]
+fn report_reads_rotated_and_compressed_logs() {
+    let s = Sandbox::new();
+    let scan = |ip: &str| {
+        cmd(&s)
+            .args([
+                "check",
+                &format!("--ip={ip}"),
+                "--callerid-num-b64=NTU1",
+                "--exten-b64=MTAw",
+            ])
+            .assert()
+            .code(0);
+    };
+    scan("203.0.113.5");
+    scan("203.0.113.5");
+    cmd(&s).arg(GOOD).assert().code(0);
+    let rotated = s.dir.path().join("inbound_extsecurity.log.1");
+    std::fs::rename(&s.log, &rotated).unwrap();
+    assert!(
+        Command::new("gzip")
+            .arg(&rotated)
+            .status()
+            .unwrap()
+            .success()
+    );
+    scan("198.51.100.9");
+    scan("203.0.113.5");
+
+    let out = cmd(&s)
+        .args(["report", "--json"])
+        .arg(&s.log)
+        .arg(s.dir.path().join("inbound_extsecurity.log.1.gz"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["calls"], 5);
+    assert_eq!(json["alerts"], 4);
+    assert_eq!(json["alerts_by_reason"]["wrong_exten_min_length(10)"], 4);
+    assert_eq!(json["top_offenders"][0]["ip"], "203.0.113.5");
+    assert_eq!(json["top_offenders"][0]["alerts"], 3);
+    assert_eq!(json["distinct_offenders"], 2);
+
+    // The table, on the configured log by default.
+    cmd(&s)
+        .arg("report")
+        .assert()
+        .code(0)
+        .stdout(contains("alerts        2\n"))
+        .stdout(contains("198.51.100.9"));
+    cmd(&s)
+        .args(["report", "/nonexistent/x.log"])
+        .assert()
+        .code(5)
+        .stderr(contains(
+            "extsecurity: /nonexistent/x.log: No such file or directory",
+        ));
+}

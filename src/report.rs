@@ -1,0 +1,401 @@
+//! `extsecurity report`: a summary of alert logs for the operator. Calls, alerts by
+//! reason, the top offending addresses with first and last seen, per-hour counts.
+//!
+//! Lines are streamed (rotated and gzip-compressed files too) and parsed by their fixed
+//! layout: `DATE TIME LEVEL ip=ADDR reason=CODE …`. Only the fields before the first
+//! caller value are read, and our writer escapes every caller value, so a value can
+//! never pose as a field here either.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::io::{self, BufRead, BufReader, Read};
+use std::path::Path;
+
+use serde::Serialize;
+
+/// A line longer than this is not one of ours; it is counted and skipped.
+const MAX_LINE: usize = 64 * 1024;
+
+/// Counts for one address.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Offender {
+    pub ip: String,
+    pub alerts: u64,
+    pub first_seen: String,
+    pub last_seen: String,
+}
+
+/// Counts for one hour (`2026-11-24 19`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Hour {
+    pub calls: u64,
+    pub alerts: u64,
+}
+
+/// The summary of every line read.
+#[derive(Debug, Default, Serialize)]
+pub struct Report {
+    pub lines: u64,
+    /// Judged calls (`INFO` and `ERROR` lines).
+    pub calls: u64,
+    pub alerts: u64,
+    /// `CRITICAL` lines: requests that could not be judged.
+    pub bad_requests: u64,
+    /// Lines not in our format.
+    pub unrecognised: u64,
+    pub first_seen: Option<String>,
+    pub last_seen: Option<String>,
+    pub alerts_by_reason: BTreeMap<String, u64>,
+    pub calls_by_reason: BTreeMap<String, u64>,
+    /// Every alerted address; `top` sorts them.
+    #[serde(skip)]
+    offenders: HashMap<String, Offender>,
+    pub per_hour: BTreeMap<String, Hour>,
+}
+
+impl Report {
+    /// Adds one line (without its LF).
+    pub fn add_line(&mut self, line: &[u8]) {
+        self.lines += 1;
+        match parse(line) {
+            Some(Parsed::Call {
+                time,
+                alert,
+                ip,
+                reason,
+            }) => self.add_call(time, alert, ip, reason),
+            Some(Parsed::Critical { time }) => {
+                self.bad_requests += 1;
+                self.seen(time);
+            }
+            None => self.unrecognised += 1,
+        }
+    }
+
+    fn add_call(&mut self, time: &str, alert: bool, ip: &str, reason: &str) {
+        self.calls += 1;
+        self.seen(time);
+        let hour = self.per_hour.entry(time[..13].to_string()).or_default();
+        hour.calls += 1;
+        bump(&mut self.calls_by_reason, reason);
+        if !alert {
+            return;
+        }
+        hour.alerts += 1;
+        self.alerts += 1;
+        bump(&mut self.alerts_by_reason, reason);
+        let offender = self
+            .offenders
+            .entry(ip.to_string())
+            .or_insert_with(|| Offender {
+                ip: ip.to_string(),
+                first_seen: time.to_string(),
+                ..Offender::default()
+            });
+        offender.alerts += 1;
+        // Rotated files may be read in any order: keep the extremes, not the latest.
+        if time < offender.first_seen.as_str() {
+            offender.first_seen = time.to_string();
+        }
+        if time > offender.last_seen.as_str() {
+            offender.last_seen = time.to_string();
+        }
+    }
+
+    fn seen(&mut self, time: &str) {
+        if self.first_seen.as_deref().is_none_or(|t| time < t) {
+            self.first_seen = Some(time.to_string());
+        }
+        if self.last_seen.as_deref().is_none_or(|t| time > t) {
+            self.last_seen = Some(time.to_string());
+        }
+    }
+
+    /// Reads every line of `input`, bounded in length.
+    pub fn add_reader(&mut self, input: impl Read) -> io::Result<()> {
+        let mut reader = BufReader::with_capacity(256 * 1024, input);
+        let mut line = Vec::with_capacity(512);
+        loop {
+            line.clear();
+            let n = (&mut reader)
+                .take(MAX_LINE as u64 + 1)
+                .read_until(b'\n', &mut line)?;
+            if n == 0 {
+                return Ok(());
+            }
+            if line.last() != Some(&b'\n') && line.len() > MAX_LINE {
+                // Over-long: count it and skip to its end.
+                self.lines += 1;
+                self.unrecognised += 1;
+                skip_line(&mut reader)?;
+                continue;
+            }
+            let text = line.strip_suffix(b"\n").unwrap_or(&line);
+            self.add_line(text);
+        }
+    }
+
+    /// Reads a log file; `.gz` files are decompressed on the fly.
+    pub fn add_file(&mut self, path: &Path) -> io::Result<()> {
+        let file = std::fs::File::open(path)?;
+        if path.extension().is_some_and(|e| e == "gz") {
+            self.add_reader(flate2::read::MultiGzDecoder::new(file))
+        } else {
+            self.add_reader(file)
+        }
+    }
+
+    /// The `n` addresses with the most alerts (ties: the earliest first).
+    pub fn top(&self, n: usize) -> Vec<Offender> {
+        let mut all: Vec<&Offender> = self.offenders.values().collect();
+        all.sort_by(|a, b| {
+            b.alerts
+                .cmp(&a.alerts)
+                .then(a.first_seen.cmp(&b.first_seen))
+                .then(a.ip.cmp(&b.ip))
+        });
+        all.into_iter().take(n).cloned().collect()
+    }
+
+    /// The report as JSON, with the top `n` offenders.
+    pub fn to_json(&self, n: usize) -> String {
+        #[derive(Serialize)]
+        struct WithTop<'a> {
+            #[serde(flatten)]
+            report: &'a Report,
+            distinct_offenders: usize,
+            top_offenders: Vec<Offender>,
+        }
+        let out = WithTop {
+            report: self,
+            distinct_offenders: self.offenders.len(),
+            top_offenders: self.top(n),
+        };
+        serde_json::to_string_pretty(&out).expect("a report always serialises")
+    }
+
+    /// The report as aligned text tables, with the top `n` offenders.
+    pub fn to_table(&self, n: usize) -> String {
+        let mut out = String::new();
+        let period = match (&self.first_seen, &self.last_seen) {
+            (Some(a), Some(b)) => format!("{a} to {b}"),
+            _ => "no calls".to_string(),
+        };
+        let _ = writeln!(out, "period        {period}");
+        let _ = writeln!(out, "calls         {}", self.calls);
+        let _ = writeln!(out, "alerts        {}", self.alerts);
+        let _ = writeln!(out, "bad requests  {}", self.bad_requests);
+        if self.unrecognised > 0 {
+            let _ = writeln!(out, "unrecognised  {} lines", self.unrecognised);
+        }
+        let _ = writeln!(out, "\nALERTS BY REASON");
+        for (reason, count) in sorted_desc(&self.alerts_by_reason) {
+            let _ = writeln!(out, "  {count:>10}  {reason}");
+        }
+        let _ = writeln!(
+            out,
+            "\nTOP OFFENDING ADDRESSES ({} in all)",
+            self.offenders.len()
+        );
+        let _ = writeln!(
+            out,
+            "  {:<39} {:>8}  {:<23}  {:<23}",
+            "address", "alerts", "first seen", "last seen"
+        );
+        for o in self.top(n) {
+            let _ = writeln!(
+                out,
+                "  {:<39} {:>8}  {:<23}  {:<23}",
+                o.ip, o.alerts, o.first_seen, o.last_seen
+            );
+        }
+        let _ = writeln!(out, "\nPER HOUR");
+        let _ = writeln!(out, "  {:<16} {:>10} {:>10}", "hour", "calls", "alerts");
+        for (hour, h) in &self.per_hour {
+            let _ = writeln!(
+                out,
+                "  {:<16} {:>10} {:>10}",
+                format!("{hour}:00"),
+                h.calls,
+                h.alerts
+            );
+        }
+        out
+    }
+}
+
+fn bump(map: &mut BTreeMap<String, u64>, key: &str) {
+    match map.get_mut(key) {
+        Some(n) => *n += 1,
+        None => {
+            map.insert(key.to_string(), 1);
+        }
+    }
+}
+
+fn sorted_desc(map: &BTreeMap<String, u64>) -> Vec<(&String, &u64)> {
+    let mut v: Vec<_> = map.iter().collect();
+    v.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+    v
+}
+
+fn skip_line(reader: &mut impl BufRead) -> io::Result<()> {
+    loop {
+        let buf = reader.fill_buf()?;
+        if buf.is_empty() {
+            return Ok(());
+        }
+        if let Some(i) = buf.iter().position(|&b| b == b'\n') {
+            reader.consume(i + 1);
+            return Ok(());
+        }
+        let n = buf.len();
+        reader.consume(n);
+    }
+}
+
+enum Parsed<'a> {
+    Call {
+        time: &'a str,
+        alert: bool,
+        ip: &'a str,
+        reason: &'a str,
+    },
+    Critical {
+        time: &'a str,
+    },
+}
+
+/// `2026-11-24 19:08:52.123 ERROR ip=192.0.2.10 reason=wrong_callerid_num …`
+fn parse(line: &[u8]) -> Option<Parsed<'_>> {
+    const TIME: usize = "2026-11-24 19:08:52.123".len();
+    let line = std::str::from_utf8(line).ok()?;
+    let time = line.get(..TIME)?;
+    let b = time.as_bytes();
+    let shape = b[4] == b'-'
+        && b[7] == b'-'
+        && b[10] == b' '
+        && b[13] == b':'
+        && b[16] == b':'
+        && b[19] == b'.';
+    if !shape
+        || !time
+            .bytes()
+            .enumerate()
+            .all(|(i, c)| matches!(i, 4 | 7 | 10 | 13 | 16 | 19) || c.is_ascii_digit())
+    {
+        return None;
+    }
+    let mut words = line[TIME..].strip_prefix(' ')?.splitn(4, ' ');
+    let alert = match words.next()? {
+        "ERROR" => true,
+        "INFO" => false,
+        "CRITICAL" => return Some(Parsed::Critical { time }),
+        _ => return None,
+    };
+    let ip = words.next()?.strip_prefix("ip=")?;
+    let reason = words.next()?.strip_prefix("reason=")?;
+    if ip.is_empty() || reason.is_empty() {
+        return None;
+    }
+    Some(Parsed::Call {
+        time,
+        alert,
+        ip,
+        reason,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(text: &str) -> Report {
+        let mut r = Report::default();
+        r.add_reader(text.as_bytes()).unwrap();
+        r
+    }
+
+    const LOG: &str = "\
+2026-11-24 19:08:52.123 ERROR ip=192.0.2.10 reason=blocked_user_agent callerid_num='1' user_agent='friendly-scanner'
+2026-11-24 19:10:00.000 INFO ip=192.0.2.20 reason=ok callerid_num='5551234' user_agent='ERROR ip\\x3d9.9.9.9 reason\\x3dx'
+2026-11-24 20:01:00.500 ERROR ip=192.0.2.10 reason=wrong_exten_type callerid_num='1'
+2026-11-24 18:59:59.999 ERROR ip=2001:db8::5 reason=wrong_exten_type callerid_num='1'
+2026-11-24 20:02:00.000 CRITICAL reason=bad_request error='x' request='y'
+not a line of ours
+";
+
+    #[test]
+    fn counts_calls_alerts_reasons_and_hours() {
+        let r = report(LOG);
+        assert_eq!(
+            (r.lines, r.calls, r.alerts, r.bad_requests, r.unrecognised),
+            (6, 4, 3, 1, 1)
+        );
+        assert_eq!(r.alerts_by_reason["wrong_exten_type"], 2);
+        assert_eq!(r.alerts_by_reason["blocked_user_agent"], 1);
+        assert_eq!(r.calls_by_reason["ok"], 1);
+        assert_eq!(
+            r.per_hour["2026-11-24 19"],
+            Hour {
+                calls: 2,
+                alerts: 1
+            }
+        );
+        assert_eq!(
+            r.per_hour["2026-11-24 20"],
+            Hour {
+                calls: 1,
+                alerts: 1
+            }
+        );
+        assert_eq!(r.first_seen.as_deref(), Some("2026-11-24 18:59:59.999"));
+        assert_eq!(r.last_seen.as_deref(), Some("2026-11-24 20:02:00.000"));
+    }
+
+    #[test]
+    fn top_offenders_have_first_and_last_seen_and_forged_text_is_no_offender() {
+        let top = report(LOG).top(10);
+        assert_eq!(
+            top.len(),
+            2,
+            "9.9.9.9 in an escaped value is not an address: {top:?}"
+        );
+        assert_eq!(
+            top[0],
+            Offender {
+                ip: "192.0.2.10".into(),
+                alerts: 2,
+                first_seen: "2026-11-24 19:08:52.123".into(),
+                last_seen: "2026-11-24 20:01:00.500".into(),
+            }
+        );
+        assert_eq!(top[1].ip, "2001:db8::5");
+    }
+
+    #[test]
+    fn over_long_and_broken_lines_are_counted_not_fatal() {
+        let long = format!(
+            "2026-11-24 19:08:52.123 ERROR ip=192.0.2.1 reason=x v='{}'\n",
+            "a".repeat(100_000)
+        );
+        let r = report(&format!(
+            "{long}\u{1}\n\n2026-11-24 19:08:52.123 ERROR ip=192.0.2.2 reason=y\n"
+        ));
+        assert_eq!((r.lines, r.alerts, r.unrecognised), (4, 1, 3));
+    }
+
+    #[test]
+    fn json_and_table_name_the_same_figures() {
+        let r = report(LOG);
+        let json: serde_json::Value = serde_json::from_str(&r.to_json(1)).unwrap();
+        assert_eq!(json["alerts"], 3);
+        assert_eq!(json["distinct_offenders"], 2);
+        assert_eq!(json["top_offenders"][0]["ip"], "192.0.2.10");
+        assert_eq!(json["per_hour"]["2026-11-24 20"]["alerts"], 1);
+        let table = r.to_table(5);
+        assert!(table.contains("alerts        3\n"), "{table}");
+        assert!(table.contains("192.0.2.10"), "{table}");
+        assert!(table.contains("2026-11-24 19:00"), "{table}");
+    }
+}
