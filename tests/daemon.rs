@@ -359,10 +359,22 @@ fn signals_reload_reopen_and_stop() {
     let short = caller(CALLER, "4915112");
     assert_eq!(result(&call_at(addr, &short)), "ALERT");
 
+    let metrics_addr: SocketAddr = format!("127.0.0.1:{metrics_port}").parse().unwrap();
+    let wait_for_metric = |line: &str| {
+        let start = Instant::now();
+        while !http_get(metrics_addr).contains(line) {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "waited for {line}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+
     // A bad config is refused; the running one stays.
     std::fs::write(&s.config, "exten_min_length = 'x'\n").unwrap();
     kill(child.id(), "-HUP");
-    std::thread::sleep(Duration::from_millis(300));
+    wait_for_metric("extsecurity_config_reload_failures_total 1\n");
     assert_eq!(
         result(&call_at(addr, &caller("198.51.100.20", "4915112"))),
         "ALERT"
@@ -371,7 +383,7 @@ fn signals_reload_reopen_and_stop() {
     // A good one takes effect.
     write_config("exten_min_length = 7\n");
     kill(child.id(), "-HUP");
-    std::thread::sleep(Duration::from_millis(300));
+    wait_for_metric("extsecurity_config_reloads_total 1\n");
     assert_eq!(
         result(&call_at(addr, &caller("198.51.100.21", "4915112"))),
         "OK"
@@ -392,7 +404,7 @@ fn signals_reload_reopen_and_stop() {
     );
     assert_eq!(s.log_lines().len(), 2);
 
-    let metrics = http_get(format!("127.0.0.1:{metrics_port}").parse().unwrap());
+    let metrics = http_get(metrics_addr);
     assert!(metrics.starts_with("HTTP/1.1 200 OK\r\n"), "{metrics}");
     assert!(
         metrics.contains("extsecurity_calls_checked_total 5\n"),

@@ -16,6 +16,8 @@ pub struct Metrics {
     connections_total: AtomicU64,
     connections_open: AtomicI64,
     refused: AtomicU64,
+    reloads: AtomicU64,
+    reload_failures: AtomicU64,
     calls_checked: AtomicU64,
     tampering: AtomicU64,
     tarpit_full: AtomicU64,
@@ -32,6 +34,16 @@ impl Metrics {
 
     pub fn connection_closed(&self) {
         self.connections_open.fetch_sub(1, Relaxed);
+    }
+
+    /// A SIGHUP reload that took effect (`ok`) or was refused.
+    pub fn reloaded(&self, ok: bool) {
+        let counter = if ok {
+            &self.reloads
+        } else {
+            &self.reload_failures
+        };
+        counter.fetch_add(1, Relaxed);
     }
 
     pub fn refused(&self) {
@@ -76,6 +88,18 @@ impl Metrics {
             "FastAGI connections being served.",
             "gauge",
             self.connections_open.load(Relaxed).to_string(),
+        );
+        counter(
+            "extsecurity_config_reloads_total",
+            "Configuration reloads that took effect.",
+            "counter",
+            self.reloads.load(Relaxed).to_string(),
+        );
+        counter(
+            "extsecurity_config_reload_failures_total",
+            "Configuration reloads refused (the running configuration was kept).",
+            "counter",
+            self.reload_failures.load(Relaxed).to_string(),
         );
         counter(
             "extsecurity_refused_total",

@@ -73,7 +73,9 @@ impl Shared {
     /// The listen address and the tarpit cap take effect at the next start.
     pub fn reload(&self) -> Result<(), ConfigError> {
         let (flag, env) = &self.source;
-        let (config, source) = config::load(flag.as_deref(), env.clone())?;
+        let loaded = config::load(flag.as_deref(), env.clone());
+        self.metrics.reloaded(loaded.is_ok());
+        let (config, source) = loaded?;
         self.memory
             .lock()
             .unwrap_or_else(|e| e.into_inner())
