@@ -7,6 +7,7 @@
 
 pub mod agi;
 pub mod alert_log;
+pub mod ami;
 pub mod call;
 pub mod check;
 pub mod config;
