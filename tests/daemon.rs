@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use common::agi_peer::{Block, Exchange, reply_to, serve};
 use common::asterisk::Channel;
-use common::{Sandbox, fail2ban_matches, ip_field, level};
+use common::{Sandbox, fail2ban_matches, free_port, ip_field, level};
 use extsecurity::config::Config;
 use extsecurity::daemon::{self, Shared};
 
@@ -292,14 +292,6 @@ impl Drop for KillOnDrop {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn wait_for_port(addr: SocketAddr) {

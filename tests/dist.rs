@@ -8,7 +8,7 @@ use std::process::Stdio;
 
 use common::agi_peer::{Block, pipes, reply_to, serve};
 use common::asterisk::Channel;
-use common::{Sandbox, bin, level, repo};
+use common::{Sandbox, ServeProcess, bin, level, repo};
 use extsecurity::config::{Config, DEFAULT_LISTEN};
 
 fn read(path: &str) -> String {
@@ -110,28 +110,14 @@ fn the_systemd_unit_runs_commands_the_binary_accepts() {
     let start = value("ExecStart");
     assert_eq!(start, "/usr/bin/extsecurity serve");
     // The same command, on a free port, starts and stops cleanly on SIGTERM.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut child = s
-        .command()
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let started = std::time::Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(started.elapsed().as_secs() < 10, "the daemon did not start");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    let mut daemon = ServeProcess::start(&s);
+    let pid = daemon.child.id().to_string();
     assert!(
         std::process::Command::new("kill")
-            .arg(child.id().to_string())
+            .arg(pid)
             .status()
             .unwrap()
             .success()
     );
-    assert!(child.wait().unwrap().success());
+    assert!(daemon.child.wait().unwrap().success());
 }

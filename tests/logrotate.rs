@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use common::agi_peer::{Block, reply_to, serve};
 use common::asterisk::Channel;
-use common::{Sandbox, level, repo};
+use common::{Sandbox, ServeProcess, level, repo};
 
 const WRITERS: usize = 50;
 
@@ -142,20 +142,8 @@ fn system_mode_writers_lose_no_line_across_rotations() {
 fn daemon_writers_lose_no_line_across_rotations() {
     let s = Arc::new(Sandbox::new());
     let conf = logrotate_conf(&s);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut daemon = s
-        .command()
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let daemon = ServeProcess::start(&s);
+    let port = daemon.port;
     let per_writer = 20;
     let done = Arc::new(AtomicBool::new(false));
     let writers: Vec<_> = (0..WRITERS)
@@ -183,8 +171,7 @@ fn daemon_writers_lose_no_line_across_rotations() {
         })
         .collect();
     let rotations = rotate_while(&s, &conf, &done, writers);
-    let _ = daemon.kill();
-    let _ = daemon.wait();
+    drop(daemon);
     check_every_line_is_there(&s, per_writer, rotations);
 }
 

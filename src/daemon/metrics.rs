@@ -70,73 +70,76 @@ impl Metrics {
 
     /// The Prometheus text exposition format.
     pub fn render(&self, tracked_ips: usize) -> String {
+        let load = |c: &AtomicU64| c.load(Relaxed).to_string();
+        let rows: [(&str, &str, &str, String); 10] = [
+            (
+                "extsecurity_connections_total",
+                "FastAGI connections accepted.",
+                "counter",
+                load(&self.connections_total),
+            ),
+            (
+                "extsecurity_connections_open",
+                "FastAGI connections being served.",
+                "gauge",
+                self.connections_open.load(Relaxed).to_string(),
+            ),
+            (
+                "extsecurity_config_reloads_total",
+                "Configuration reloads that took effect.",
+                "counter",
+                load(&self.reloads),
+            ),
+            (
+                "extsecurity_config_reload_failures_total",
+                "Configuration reloads refused (the running configuration was kept).",
+                "counter",
+                load(&self.reload_failures),
+            ),
+            (
+                "extsecurity_refused_total",
+                "Connections refused: not an allowed client, or without the daemon secret.",
+                "counter",
+                load(&self.refused),
+            ),
+            (
+                "extsecurity_calls_checked_total",
+                "Calls judged.",
+                "counter",
+                load(&self.calls_checked),
+            ),
+            (
+                "extsecurity_tampering_total",
+                "AGI exchanges reshaped by a caller's bytes.",
+                "counter",
+                load(&self.tampering),
+            ),
+            (
+                "extsecurity_tarpit_full_total",
+                "Alerts answered at once because the tarpit was full.",
+                "counter",
+                load(&self.tarpit_full),
+            ),
+            (
+                "extsecurity_log_errors_total",
+                "Lines that could not be written to the alert log.",
+                "counter",
+                load(&self.log_errors),
+            ),
+            (
+                "extsecurity_tracked_ips",
+                "Addresses the rules with memory remember.",
+                "gauge",
+                tracked_ips.to_string(),
+            ),
+        ];
         let mut out = String::new();
-        let mut counter = |name: &str, help: &str, kind: &str, value: String| {
+        for (name, help, kind, value) in rows {
             let _ = write!(
                 out,
                 "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
             );
-        };
-        counter(
-            "extsecurity_connections_total",
-            "FastAGI connections accepted.",
-            "counter",
-            self.connections_total.load(Relaxed).to_string(),
-        );
-        counter(
-            "extsecurity_connections_open",
-            "FastAGI connections being served.",
-            "gauge",
-            self.connections_open.load(Relaxed).to_string(),
-        );
-        counter(
-            "extsecurity_config_reloads_total",
-            "Configuration reloads that took effect.",
-            "counter",
-            self.reloads.load(Relaxed).to_string(),
-        );
-        counter(
-            "extsecurity_config_reload_failures_total",
-            "Configuration reloads refused (the running configuration was kept).",
-            "counter",
-            self.reload_failures.load(Relaxed).to_string(),
-        );
-        counter(
-            "extsecurity_refused_total",
-            "Connections refused: not an allowed client, or without the daemon secret.",
-            "counter",
-            self.refused.load(Relaxed).to_string(),
-        );
-        counter(
-            "extsecurity_calls_checked_total",
-            "Calls judged.",
-            "counter",
-            self.calls_checked.load(Relaxed).to_string(),
-        );
-        counter(
-            "extsecurity_tampering_total",
-            "AGI exchanges reshaped by a caller's bytes.",
-            "counter",
-            self.tampering.load(Relaxed).to_string(),
-        );
-        counter(
-            "extsecurity_tarpit_full_total",
-            "Alerts answered at once because the tarpit was full.",
-            "counter",
-            self.tarpit_full.load(Relaxed).to_string(),
-        );
-        counter(
-            "extsecurity_log_errors_total",
-            "Lines that could not be written to the alert log.",
-            "counter",
-            self.log_errors.load(Relaxed).to_string(),
-        );
-        counter(
-            "extsecurity_tracked_ips",
-            "Addresses the rules with memory remember.",
-            "gauge",
-            tracked_ips.to_string(),
-        );
+        }
         out.push_str("# HELP extsecurity_verdicts_total Calls judged, by reason (ok, trusted, or the alert's reason).\n");
         out.push_str("# TYPE extsecurity_verdicts_total counter\n");
         for (reason, n) in self

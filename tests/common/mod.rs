@@ -108,3 +108,44 @@ pub fn ip_field(line: &str) -> Option<&str> {
 pub fn level(line: &str) -> &str {
     line.split(' ').nth(2).unwrap_or("")
 }
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `extsecurity serve` as its own process on a free loopback port; killed when dropped.
+pub struct ServeProcess {
+    pub child: std::process::Child,
+    pub port: u16,
+}
+
+impl ServeProcess {
+    /// Starts the daemon with the sandbox's config and waits until it accepts.
+    pub fn start(sandbox: &Sandbox) -> ServeProcess {
+        let port = free_port();
+        let child = sandbox
+            .command()
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let started = std::time::Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(started.elapsed().as_secs() < 10, "the daemon did not start");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        ServeProcess { child, port }
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
