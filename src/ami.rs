@@ -1,7 +1,7 @@
 //! AMI security events, read so that a caller cannot steer them (design.md §3b).
 //!
-//! Groundwork for the AMI watcher (issue 6): the framing and validation, without I/O
-//! and not yet wired into the daemon.
+//! Groundwork for the AMI watcher (issue 6): the framing, the validation and the rules
+//! with memory, without I/O and not yet wired into the daemon.
 //!
 //! Asterisk writes event fields unescaped: a From user of
 //! `a%0D%0ARemoteAddress%3A%20IPV4/UDP/9.9.9.9/5` gives an event with two
@@ -188,6 +188,123 @@ pub fn classify(message: &Message) -> Verdict {
     })
 }
 
+/// What an event counts toward.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Category {
+    /// A wrong password for an account that exists: `auth_bruteforce`.
+    AuthFailure,
+    /// An account that does not exist: `account_scan`.
+    UnknownAccount,
+    /// FailedACL: `acl_violation`.
+    AclViolation,
+    /// Another error-severity event (its index in [`EVENT_TYPES`]): a reason named for it.
+    OtherError(usize),
+}
+
+impl Category {
+    /// The alert's reason code.
+    pub fn reason(self) -> String {
+        match self {
+            Category::AuthFailure => "auth_bruteforce".into(),
+            Category::UnknownAccount => "account_scan".into(),
+            Category::AclViolation => "acl_violation".into(),
+            Category::OtherError(i) => snake_case(EVENT_TYPES[i]),
+        }
+    }
+}
+
+/// `RequestBadFormat` → `request_bad_format`.
+fn snake_case(name: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in name.chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            out.push('_');
+        }
+        out.push(c.to_ascii_lowercase());
+    }
+    out
+}
+
+/// Which count an event adds to, if any (design.md §3b: what chan_pjsip raises).
+/// `SuccessfulAuth` counts toward nothing and clears nothing: guessers succeed, then
+/// abuse. A `ChallengeSent` to a known account is every client's normal first step.
+pub fn categorise(event: &Event) -> Option<Category> {
+    let unknown = event.account_id == b"<unknown>";
+    match event.kind.as_str() {
+        "SuccessfulAuth" => None,
+        "InvalidAccountID" => Some(Category::UnknownAccount),
+        "ChallengeSent" | "ChallengeResponseFailed" if unknown => Some(Category::UnknownAccount),
+        "ChallengeResponseFailed" | "InvalidPassword" => Some(Category::AuthFailure),
+        "FailedACL" => Some(Category::AclViolation),
+        kind if event.severity == "Error" => EVENT_TYPES
+            .iter()
+            .position(|t| *t == kind)
+            .map(Category::OtherError),
+        _ => None,
+    }
+}
+
+/// Per-address sliding windows, one per category, under a hard cap of addresses.
+pub struct Watch {
+    ips: lru::LruCache<(IpAddr, Category), Window>,
+    window: std::time::Duration,
+    threshold: usize,
+}
+
+#[derive(Debug, Default)]
+struct Window {
+    times: std::collections::VecDeque<std::time::Instant>,
+    /// Alerted and not yet back under the threshold: count on, write no more lines.
+    alerted: bool,
+}
+
+impl Watch {
+    /// More than `threshold` events of one category from one address within `window`
+    /// alert; at most `max_tracked` (address, category) pairs are remembered.
+    pub fn new(
+        threshold: usize,
+        window: std::time::Duration,
+        max_tracked: std::num::NonZeroUsize,
+    ) -> Watch {
+        Watch {
+            ips: lru::LruCache::new(max_tracked),
+            window,
+            threshold,
+        }
+    }
+
+    /// Counts `event`; returns the category if this event crossed its threshold (one
+    /// alert per crossing, however many events follow while the count stays high).
+    pub fn record(&mut self, event: &Event, now: std::time::Instant) -> Option<Category> {
+        let category = categorise(event)?;
+        let w = self
+            .ips
+            .get_or_insert_mut((event.remote_ip, category), Window::default);
+        if let Some(cutoff) = now.checked_sub(self.window) {
+            while w.times.front().is_some_and(|&t| t < cutoff) {
+                w.times.pop_front();
+            }
+        }
+        w.times.push_back(now);
+        if w.times.len() > self.threshold + 1 {
+            w.times.pop_front();
+        }
+        let over = w.times.len() > self.threshold;
+        let crossed = over && !w.alerted;
+        w.alerted = over;
+        crossed.then_some(category)
+    }
+
+    /// (address, category) pairs remembered.
+    pub fn len(&self) -> usize {
+        self.ips.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ips.is_empty()
+    }
+}
+
 /// `IPV4/UDP/203.0.113.5/5060` or `IPV6/UDP/2001:db8::5/5060` (no brackets): split at
 /// the first two and the last `/` (design.md §3b).
 pub fn parse_address(text: &[u8]) -> Option<IpAddr> {
@@ -324,6 +441,103 @@ mod tests {
             classify(&framer.next_message().unwrap()),
             Verdict::NotAnEvent
         );
+    }
+
+    fn event(kind: &str, severity: &str, account: &str, ip: &str) -> Event {
+        Event {
+            kind: kind.into(),
+            severity: severity.into(),
+            service: "PJSIP".into(),
+            account_id: account.as_bytes().to_vec(),
+            remote_ip: ip.parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn events_count_toward_the_category_design_3b_describes() {
+        let c = |k, s, a| categorise(&event(k, s, a, "192.0.2.1")).map(Category::reason);
+        assert_eq!(
+            c("ChallengeResponseFailed", "Error", "1001").as_deref(),
+            Some("auth_bruteforce")
+        );
+        assert_eq!(
+            c("InvalidPassword", "Error", "admin").as_deref(),
+            Some("auth_bruteforce")
+        );
+        assert_eq!(
+            c("InvalidAccountID", "Error", "9999").as_deref(),
+            Some("account_scan")
+        );
+        assert_eq!(
+            c("ChallengeSent", "Informational", "<unknown>").as_deref(),
+            Some("account_scan")
+        );
+        assert_eq!(
+            c("ChallengeResponseFailed", "Error", "<unknown>").as_deref(),
+            Some("account_scan")
+        );
+        assert_eq!(
+            c("FailedACL", "Error", "1002").as_deref(),
+            Some("acl_violation")
+        );
+        assert_eq!(
+            c("RequestBadFormat", "Error", "x").as_deref(),
+            Some("request_bad_format")
+        );
+        assert_eq!(c("ChallengeSent", "Informational", "1001"), None);
+        assert_eq!(c("SuccessfulAuth", "Informational", "1001"), None);
+    }
+
+    #[test]
+    fn a_burst_alerts_once_per_crossing_and_success_clears_nothing() {
+        let mut w = Watch::new(
+            5,
+            std::time::Duration::from_secs(60),
+            std::num::NonZeroUsize::new(1000).unwrap(),
+        );
+        let t0 = std::time::Instant::now();
+        let fail = event("ChallengeResponseFailed", "Error", "1001", "203.0.113.5");
+        let ok = event("SuccessfulAuth", "Informational", "1001", "203.0.113.5");
+        let mut alerts = Vec::new();
+        for i in 0..20u64 {
+            let at = t0 + std::time::Duration::from_millis(i * 100);
+            assert_eq!(w.record(&ok, at), None);
+            alerts.extend(w.record(&fail, at).map(|c| (i, c.reason())));
+        }
+        assert_eq!(
+            alerts,
+            [(5, "auth_bruteforce".to_string())],
+            "the sixth failure, once"
+        );
+        // After the window slides below the threshold, a new burst alerts again.
+        let later = t0 + std::time::Duration::from_secs(300);
+        let again: Vec<_> = (0..6)
+            .filter_map(|i| w.record(&fail, later + std::time::Duration::from_millis(i)))
+            .collect();
+        assert_eq!(again, [Category::AuthFailure]);
+        // Another address is counted apart.
+        assert_eq!(
+            w.record(
+                &event("InvalidAccountID", "Error", "x", "198.51.100.1"),
+                later
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn the_watch_is_capped() {
+        let mut w = Watch::new(
+            5,
+            std::time::Duration::from_secs(60),
+            std::num::NonZeroUsize::new(100).unwrap(),
+        );
+        let now = std::time::Instant::now();
+        for i in 0..10_000u32 {
+            let ip = std::net::Ipv4Addr::from(0x0a00_0000 + i).to_string();
+            w.record(&event("InvalidAccountID", "Error", "x", &ip), now);
+        }
+        assert_eq!(w.len(), 100);
     }
 
     #[test]
