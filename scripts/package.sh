@@ -47,5 +47,23 @@ lintian_out=$(lintian --allow-root --tag-display-limit 0 "$deb" 2>&1 || true)
 echo "$lintian_out" | sed 's/^/lintian: /'
 check "lintian reports no error" bash -c '! grep -q "^E: " <<<"$1"' _ "$lintian_out"
 
+# The README's quick start, for real, then purged: only where nothing of ours is
+# installed already (a machine of our own, as CI's is), and as root.
+if [ "$(id -u)" -eq 0 ] && ! dpkg -s extsecurity >/dev/null 2>&1 && [ ! -e /etc/asterisk/extsecurity.toml ]; then
+  purge() { DEBIAN_FRONTEND=noninteractive dpkg --purge extsecurity >/dev/null 2>&1 || true; rm -rf "$root"; }
+  trap purge EXIT
+  check "apt installs the package" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "./$deb"
+  check "extsecurity check-config reads the installed config" bash -c \
+    'extsecurity check-config | grep -q "from /etc/asterisk/extsecurity.toml\|^# effective settings, from /etc/asterisk/extsecurity.toml"'
+  check "the system user exists" getent passwd extsecurity
+  check "the unit is installed" test -f /usr/lib/systemd/system/extsecurity.service
+  check "the unit is not enabled" test ! -e /etc/systemd/system/multi-user.target.wants/extsecurity.service
+  check "dpkg --purge removes it" env DEBIAN_FRONTEND=noninteractive dpkg --purge extsecurity
+  check "nothing is left in /usr/bin" test ! -e /usr/bin/extsecurity
+  check "the purged conffile is gone" test ! -e /etc/asterisk/extsecurity.toml
+else
+  echo "package: the install/purge check needs root and a machine without extsecurity installed: skipped"
+fi
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
