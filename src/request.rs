@@ -6,7 +6,6 @@
 //! - the recommended options, `--ip=… --exten-b64=…`, where every caller value went
 //!   through Asterisk's `BASE64_ENCODE()` and so holds only `[A-Za-z0-9+/=]`.
 
-use std::collections::HashSet;
 use std::ffi::OsStr;
 use std::fmt;
 use std::net::IpAddr;
@@ -66,9 +65,8 @@ pub fn parse_json(raw: &[u8]) -> Result<Call, BadRequest> {
         ));
     }
     let fields = JsonFields::from_pairs(&pairs);
-    let ip_text = fields
-        .ip
-        .ok_or_else(|| bad("the request has no \"ip\" key".into(), None))?;
+    let ip_text =
+        fields.values[0].ok_or_else(|| bad("the request has no \"ip\" key".into(), None))?;
     let peer_ip = parse_peer_ip(ip_text).map_err(|e| bad(format!("{e}: {ip_text:?}"), None))?;
     if fields.ip_duplicated && pairs.first().map(|(k, _)| k.as_str()) != Some("ip") {
         // Without `ip` first we cannot tell the transport's address from a forged one.
@@ -91,7 +89,7 @@ pub fn parse_json(raw: &[u8]) -> Result<Call, BadRequest> {
 /// The seed's keys picked out of the JSON object's pairs, in order.
 #[derive(Default)]
 struct JsonFields<'a> {
-    ip: Option<&'a str>,
+    /// In `JSON_KEYS` order, slot 0 the `ip`; the first occurrence of each key.
     values: [Option<&'a str>; 6],
     ip_duplicated: bool,
     tampered: bool,
@@ -100,7 +98,6 @@ struct JsonFields<'a> {
 impl<'a> JsonFields<'a> {
     fn from_pairs(pairs: &'a [(String, String)]) -> JsonFields<'a> {
         let mut f = JsonFields::default();
-        let mut seen = HashSet::new();
         let mut callerid_nums = 0;
         for (key, value) in pairs {
             let key = key.as_str();
@@ -116,15 +113,12 @@ impl<'a> JsonFields<'a> {
                     continue;
                 }
             };
-            if !seen.insert(slot) {
+            if f.values[slot].is_some() {
                 f.tampered = true;
                 f.ip_duplicated |= slot == 0;
                 continue;
             }
             f.values[slot] = Some(value);
-            if slot == 0 {
-                f.ip = Some(value);
-            }
         }
         f
     }

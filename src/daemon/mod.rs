@@ -113,8 +113,8 @@ impl Shared {
 /// Serves FastAGI on `listener` until `shutdown` resolves, then waits for the calls in
 /// flight (at most [`DRAIN_TIMEOUT`]).
 pub async fn run(listener: TcpListener, shared: Arc<Shared>, shutdown: impl Future) {
-    let limit = Arc::new(Semaphore::new(shared.config().daemon.max_connections));
     let max = shared.config().daemon.max_connections;
+    let limit = Arc::new(Semaphore::new(max));
     tokio::select! {
         () = accept_loop(&listener, &shared, &limit) => {}
         _ = shutdown => tracing::info!("shutting down: finishing calls in flight"),
