@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use crate::alert_log::{AlertLog, Line, LogError};
+use crate::alert_log::{AlertLog, Line, LogError, timestamp_now};
 use crate::call::{Anomaly, Call};
 use crate::config::Config;
 use crate::exits;
@@ -96,9 +96,14 @@ pub fn execute(config: &Config, plan: &Plan, sleep: impl FnOnce(Duration)) -> Re
     if plan.lines.is_empty() {
         return Ok(());
     }
+    // Render first: the file is held open only for the writes themselves, so a
+    // rotation cannot move it away between our open and our write (the time zone is
+    // read from disk on the first timestamp).
+    let now = timestamp_now();
+    let rendered: Vec<Vec<u8>> = plan.lines.iter().map(|l| l.render(&now)).collect();
     let mut log = AlertLog::open(&config.log_file)?;
-    for line in &plan.lines {
-        log.write(line)?;
+    for bytes in &rendered {
+        log.write_rendered(bytes)?;
     }
     if plan.is_alert() && !config.tarpit.is_zero() {
         sleep(config.tarpit);

@@ -175,8 +175,13 @@ fn daemon_writers_lose_no_line_across_rotations() {
     check_every_line_is_there(&s, per_writer, rotations);
 }
 
-/// Rotates every 100 ms until the writers are done, at most 6 times (the shipped file
+/// Rotates every 300 ms until the writers are done, at most 6 times (the shipped file
 /// keeps 8 rotations: more would delete lines on purpose); returns how many ran.
+///
+/// Real rotations are days apart. A line can only be lost if a writer holds the file
+/// from before one rotation until after the next compresses it; with 50 processes on
+/// 2 cores a writer can wait 100 ms and more for the CPU, so rotations faster than
+/// that would test a race no logrotate schedule produces.
 fn rotate_while(
     s: &Sandbox,
     conf: &std::path::Path,
@@ -192,7 +197,7 @@ fn rotate_while(
             done.store(true, Ordering::SeqCst);
         });
         while !done.load(Ordering::SeqCst) {
-            std::thread::sleep(Duration::from_millis(100));
+            std::thread::sleep(Duration::from_millis(300));
             if s.log.exists() && rotations < 6 {
                 rotate(s, conf);
                 rotations += 1;
