@@ -7,9 +7,8 @@
 #   nftables, iproute2  a real kernel ban between network namespaces the test makes
 #   lintian, cargo-deb  scripts/package.sh builds and checks the Debian package
 #   rustfmt, clippy the style gates
-# then runs command -v cargo-deb >/dev/null || cargo install cargo-deb --locked --quiet
-
-cargo fmt --check, cargo clippy --all-targets -D warnings and cargo test.
+# then runs cargo fmt --check, cargo clippy --all-targets -D warnings, cargo test, and
+# scripts/package.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
