@@ -20,6 +20,7 @@ use regex_automata::util::syntax;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::ami::Limits;
 use crate::memory::MemoryConfig;
 
 /// Where the configuration is read when neither `--config` nor the environment names one.
@@ -68,11 +69,27 @@ pub struct Config {
     pub memory: MemoryConfig,
     /// The daemon's listener and limits (`[daemon]`).
     pub daemon: DaemonConfig,
+    /// The AMI security-event watcher (`[ami]`); off unless the table is present.
+    pub ami: Option<AmiConfig>,
+}
+
+/// Where and how the daemon reads Asterisk's security events.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AmiConfig {
+    pub address: SocketAddr,
+    pub username: String,
+    pub secret: String,
+    /// How often to send `Action: Ping`; a connection silent for three times this is
+    /// taken for dead and made again.
+    pub ping_interval: Duration,
+    pub limits: Limits,
 }
 
 /// The FastAGI daemon's settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DaemonConfig {
+    /// Whether to serve FastAGI at all (`false`: the AMI watcher alone).
+    pub fastagi: bool,
     pub listen: SocketAddr,
     /// Connections served at once; further ones wait in the kernel's backlog.
     pub max_connections: usize,
@@ -136,6 +153,7 @@ impl Config {
             log_ok_calls: raw.log_ok_calls,
             memory: raw.memory.validate()?,
             daemon: raw.daemon.validate()?,
+            ami: raw.ami.map(RawAmi::validate).transpose()?,
         })
     }
 }
@@ -169,6 +187,7 @@ struct RawConfig {
     log_ok_calls: bool,
     memory: RawMemory,
     daemon: RawDaemon,
+    ami: Option<Spanned<RawAmi>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -222,6 +241,7 @@ impl RawMemory {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 struct RawDaemon {
+    fastagi: bool,
     listen: Spanned<String>,
     max_connections: Spanned<usize>,
     idle_timeout_seconds: Spanned<f64>,
@@ -235,6 +255,7 @@ struct RawDaemon {
 impl Default for RawDaemon {
     fn default() -> RawDaemon {
         RawDaemon {
+            fastagi: true,
             listen: Spanned::new(0..0, DEFAULT_LISTEN.to_string()),
             max_connections: Spanned::new(0..0, 1024),
             idle_timeout_seconds: Spanned::new(0..0, 10.0),
@@ -250,31 +271,10 @@ impl Default for RawDaemon {
 }
 
 impl RawDaemon {
-    /// `secret`, or the first line of `secret_file`; both set is an error. A secret
-    /// travels in a URL query, so it must be URL-safe.
+    /// A secret travels in a URL query, so it must be URL-safe.
     fn secret(&self) -> Result<Option<String>, (Range<usize>, String)> {
-        let (inline, file) = (self.secret.get_ref(), self.secret_file.get_ref());
-        let (secret, span) = match (inline.is_empty(), file.is_empty()) {
-            (true, true) => return Ok(None),
-            (false, false) => {
-                return Err((
-                    self.secret_file.span(),
-                    "daemon.secret and daemon.secret_file exclude each other".into(),
-                ));
-            }
-            (false, true) => (inline.clone(), self.secret.span()),
-            (true, false) => {
-                let text = std::fs::read_to_string(file).map_err(|e| {
-                    (
-                        self.secret_file.span(),
-                        format!("daemon.secret_file {file}: {e}"),
-                    )
-                })?;
-                (
-                    text.lines().next().unwrap_or("").trim().to_string(),
-                    self.secret_file.span(),
-                )
-            }
+        let Some((secret, span)) = read_secret(&self.secret, &self.secret_file, "daemon")? else {
+            return Ok(None);
         };
         let url_safe = |c: char| c.is_ascii_alphanumeric() || "-._~".contains(c);
         if secret.len() < 16 || !secret.chars().all(url_safe) {
@@ -325,6 +325,7 @@ impl RawDaemon {
             .map(|n| parse_network(n, "daemon.allowed_clients entry"))
             .collect::<Result<_, _>>()?;
         Ok(DaemonConfig {
+            fastagi: self.fastagi,
             secret: self.secret()?,
             allowed_clients,
             listen,
@@ -355,7 +356,128 @@ impl Default for RawConfig {
             log_ok_calls: true,
             memory: RawMemory::default(),
             daemon: RawDaemon::default(),
+            ami: None,
         }
+    }
+}
+
+/// `{table}.secret`, or the first line of `{table}.secret_file`, with where it was
+/// set; both set is an error.
+fn read_secret(
+    inline: &Spanned<String>,
+    file: &Spanned<String>,
+    table: &str,
+) -> Result<Option<(String, Range<usize>)>, (Range<usize>, String)> {
+    match (inline.get_ref().is_empty(), file.get_ref().is_empty()) {
+        (true, true) => Ok(None),
+        (false, false) => Err((
+            file.span(),
+            format!("{table}.secret and {table}.secret_file exclude each other"),
+        )),
+        (false, true) => Ok(Some((inline.get_ref().clone(), inline.span()))),
+        (true, false) => {
+            let text = std::fs::read_to_string(file.get_ref()).map_err(|e| {
+                (
+                    file.span(),
+                    format!("{table}.secret_file {}: {e}", file.get_ref()),
+                )
+            })?;
+            let first = text.lines().next().unwrap_or("").trim().to_string();
+            Ok(Some((first, file.span())))
+        }
+    }
+}
+
+/// The `[ami]` table as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawAmi {
+    address: Spanned<String>,
+    username: Spanned<String>,
+    secret: Spanned<String>,
+    secret_file: Spanned<String>,
+    ping_interval_seconds: Spanned<f64>,
+    window_seconds: Spanned<u64>,
+    max_auth_failures: usize,
+    max_unknown_accounts: usize,
+    max_error_events: usize,
+}
+
+impl Default for RawAmi {
+    fn default() -> RawAmi {
+        let limits = Limits::default();
+        RawAmi {
+            address: Spanned::new(0..0, "127.0.0.1:5038".into()),
+            username: Spanned::new(0..0, String::new()),
+            secret: Spanned::new(0..0, String::new()),
+            secret_file: Spanned::new(0..0, String::new()),
+            ping_interval_seconds: Spanned::new(0..0, 20.0),
+            window_seconds: Spanned::new(0..0, limits.window.as_secs()),
+            max_auth_failures: limits.auth_failures,
+            max_unknown_accounts: limits.unknown_accounts,
+            max_error_events: limits.error_events,
+        }
+    }
+}
+
+impl RawAmi {
+    fn validate(table: Spanned<RawAmi>) -> Result<AmiConfig, (Range<usize>, String)> {
+        let span = table.span();
+        let raw = table.into_inner();
+        let address = raw.address.get_ref().parse::<SocketAddr>().map_err(|_| {
+            (
+                raw.address.span(),
+                format!(
+                    "ami.address {:?} is not an address:port such as 127.0.0.1:5038",
+                    raw.address.get_ref()
+                ),
+            )
+        })?;
+        // Both go into the Login action as `Key: Value` lines: a CR or LF would add
+        // lines of its own.
+        let printable = |s: &str| !s.is_empty() && s.chars().all(|c| !c.is_control());
+        if !printable(raw.username.get_ref()) {
+            let at = if raw.username.get_ref().is_empty() {
+                span.clone()
+            } else {
+                raw.username.span()
+            };
+            return Err((at, "ami.username is required and must be printable".into()));
+        }
+        let Some((secret, secret_span)) = read_secret(&raw.secret, &raw.secret_file, "ami")? else {
+            return Err((span, "ami.secret or ami.secret_file is required".into()));
+        };
+        if !printable(&secret) {
+            return Err((
+                secret_span,
+                "the AMI secret must be printable and not empty".into(),
+            ));
+        }
+        let ping = *raw.ping_interval_seconds.get_ref();
+        if !(1.0..=3600.0).contains(&ping) {
+            return Err((
+                raw.ping_interval_seconds.span(),
+                "ami.ping_interval_seconds must be between 1 and 3600".into(),
+            ));
+        }
+        if *raw.window_seconds.get_ref() == 0 {
+            return Err((
+                raw.window_seconds.span(),
+                "ami.window_seconds must be at least 1".into(),
+            ));
+        }
+        Ok(AmiConfig {
+            address,
+            username: raw.username.into_inner(),
+            secret,
+            ping_interval: Duration::from_secs_f64(ping),
+            limits: Limits {
+                window: Duration::from_secs(*raw.window_seconds.get_ref()),
+                auth_failures: raw.max_auth_failures,
+                unknown_accounts: raw.max_unknown_accounts,
+                error_events: raw.max_error_events,
+            },
+        })
     }
 }
 
@@ -764,6 +886,64 @@ automatic_block_attempts_to_extensions = ['\d{1,2}', '900\d+']
         assert!(e.contains("must be at least 16 characters of"), "{e}");
         let e = parse("[memory]\nwindow = 5\n").unwrap_err();
         assert!(e.starts_with("t.toml:2:1: unknown field `window`"), "{e}");
+    }
+
+    #[test]
+    fn the_ami_table_is_off_unless_present_and_validated() {
+        assert_eq!(parse("").unwrap().ami, None);
+        let c = parse("[ami]\nusername = 'extsecurity'\nsecret = 'pw'\nmax_auth_failures = 3\n")
+            .unwrap();
+        let ami = c.ami.unwrap();
+        assert_eq!(ami.address.to_string(), "127.0.0.1:5038");
+        assert_eq!(
+            (ami.username.as_str(), ami.secret.as_str()),
+            ("extsecurity", "pw")
+        );
+        assert_eq!(ami.limits.auth_failures, 3);
+        assert_eq!(ami.limits.unknown_accounts, 5);
+        assert_eq!(ami.limits.window, Duration::from_secs(60));
+        for (text, error) in [
+            (
+                "[ami]\nsecret = 'pw'\n",
+                "t.toml:1:1: ami.username is required",
+            ),
+            (
+                "[ami]\nusername = 'u'\n",
+                "t.toml:1:1: ami.secret or ami.secret_file is required",
+            ),
+            (
+                "[ami]\nusername = \"u\\r\\nAction: Originate\"\nsecret = 'pw'\n",
+                "t.toml:2:12: ami.username is required and must be printable",
+            ),
+            (
+                "[ami]\nusername = 'u'\nsecret = \"p\\nw\"\n",
+                "t.toml:3:10: the AMI secret must be printable",
+            ),
+            (
+                "[ami]\nusername = 'u'\nsecret = 'pw'\naddress = 'localhost'\n",
+                "t.toml:4:11: ami.address \"localhost\" is not",
+            ),
+            (
+                "[ami]\nusername = 'u'\nsecret = 'pw'\nsecret_file = '/x'\n",
+                "t.toml:4:15: ami.secret and ami.secret_file exclude",
+            ),
+            (
+                "[ami]\nusername = 'u'\nsecret_file = '/nonexistent/s'\n",
+                "t.toml:3:15: ami.secret_file /nonexistent/s: No such file",
+            ),
+            (
+                "[ami]\nusername = 'u'\nsecret = 'pw'\nwindow_seconds = 0\n",
+                "t.toml:4:18: ami.window_seconds must be at least 1",
+            ),
+            (
+                "[ami]\nusername = 'u'\nsecret = 'pw'\nping = 1\n",
+                "t.toml:4:1: unknown field `ping`",
+            ),
+        ] {
+            let e = parse(text).unwrap_err();
+            assert!(e.starts_with(error), "{text:?}: {e}");
+        }
+        assert!(!parse("[daemon]\nfastagi = false\n").unwrap().daemon.fastagi);
     }
 
     #[test]

@@ -405,6 +405,7 @@ fn check_config(config: &(Config, Source)) -> u8 {
     println!("repeat_offender_seconds = {}", m.repeat_offender.as_secs());
     println!("max_tracked_ips = {}", m.max_tracked_ips);
     println!("\n[daemon]");
+    println!("fastagi = {}", d.fastagi);
     println!("listen = \"{}\"", d.listen);
     println!("max_connections = {}", d.max_connections);
     println!("idle_timeout_seconds = {}", d.idle_timeout.as_secs_f64());
@@ -419,6 +420,20 @@ fn check_config(config: &(Config, Source)) -> u8 {
         ""
     };
     println!("secret = \"{secret}\"");
+    match &c.ami {
+        None => println!("\n# [ami] absent: the AMI watcher is off"),
+        Some(a) => {
+            println!("\n[ami]");
+            println!("address = \"{}\"", a.address);
+            println!("username = {}", toml::Value::String(a.username.clone()));
+            println!("secret = \"(set, not shown)\"");
+            println!("ping_interval_seconds = {}", a.ping_interval.as_secs_f64());
+            println!("window_seconds = {}", a.limits.window.as_secs());
+            println!("max_auth_failures = {}", a.limits.auth_failures);
+            println!("max_unknown_accounts = {}", a.limits.unknown_accounts);
+            println!("max_error_events = {}", a.limits.error_events);
+        }
+    }
     exits::OK
 }
 
