@@ -11,9 +11,11 @@
 use std::fmt::Write as _;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write as _};
+use std::net::IpAddr;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use jiff::tz::TimeZone;
 
@@ -72,6 +74,29 @@ impl Line {
             quote(&mut text, value, MAX_VALUE_BYTES);
         }
         Line { level, text }
+    }
+
+    /// An address that crossed an AMI security-event limit. `service` and `account` come
+    /// from the event (the account is caller-chosen: a SIP From user), so both are quoted.
+    pub fn for_security_alert(
+        ip: IpAddr,
+        reason: &str,
+        events: usize,
+        window: Duration,
+        last: (&str, &[u8], &[u8]),
+    ) -> Line {
+        let (kind, service, account) = last;
+        let mut text = format!(
+            "ip={ip} reason={reason} events={events} window_seconds={} last_event={kind} service=",
+            window.as_secs()
+        );
+        quote(&mut text, service, MAX_VALUE_BYTES);
+        text.push_str(" account=");
+        quote(&mut text, account, MAX_VALUE_BYTES);
+        Line {
+            level: Level::Error,
+            text,
+        }
     }
 
     /// A request that could not be judged. It names no `ip=`, so fail2ban never bans on it.

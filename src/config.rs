@@ -46,6 +46,9 @@ pub const DEFAULT_BLOCKED_USER_AGENTS: &[&str] = &[
     "sundayddr",
 ];
 
+/// A value that failed validation: where it was written, and what is wrong with it.
+type Invalid = (Range<usize>, String);
+
 /// The validated settings the rules and sinks use.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -128,7 +131,7 @@ impl Config {
         self.trusted_networks.iter().any(|net| net.contains(&ip))
     }
 
-    fn from_raw(raw: RawConfig) -> Result<Config, (Range<usize>, String)> {
+    fn from_raw(raw: RawConfig) -> Result<Config, Invalid> {
         let tarpit = *raw.tarpit_seconds.get_ref();
         if !(0.0..=MAX_TARPIT_SECONDS).contains(&tarpit) {
             return Err((
@@ -216,7 +219,7 @@ impl Default for RawMemory {
 }
 
 impl RawMemory {
-    fn validate(self) -> Result<MemoryConfig, (Range<usize>, String)> {
+    fn validate(self) -> Result<MemoryConfig, Invalid> {
         if *self.window_seconds.get_ref() == 0 {
             return Err((
                 self.window_seconds.span(),
@@ -272,7 +275,7 @@ impl Default for RawDaemon {
 
 impl RawDaemon {
     /// A secret travels in a URL query, so it must be URL-safe.
-    fn secret(&self) -> Result<Option<String>, (Range<usize>, String)> {
+    fn secret(&self) -> Result<Option<String>, Invalid> {
         let Some((secret, span)) = read_secret(&self.secret, &self.secret_file, "daemon")? else {
             return Ok(None);
         };
@@ -286,7 +289,7 @@ impl RawDaemon {
         Ok(Some(secret))
     }
 
-    fn validate(self) -> Result<DaemonConfig, (Range<usize>, String)> {
+    fn validate(self) -> Result<DaemonConfig, Invalid> {
         let address = |s: &Spanned<String>, key: &str| {
             s.get_ref().parse::<SocketAddr>().map_err(|_| {
                 (s.span(), format!("daemon.{key} {:?} is not an address:port such as 127.0.0.1:4573 or [::1]:4573", s.get_ref()))
@@ -367,7 +370,7 @@ fn read_secret(
     inline: &Spanned<String>,
     file: &Spanned<String>,
     table: &str,
-) -> Result<Option<(String, Range<usize>)>, (Range<usize>, String)> {
+) -> Result<Option<(String, Range<usize>)>, Invalid> {
     match (inline.get_ref().is_empty(), file.get_ref().is_empty()) {
         (true, true) => Ok(None),
         (false, false) => Err((
@@ -421,7 +424,7 @@ impl Default for RawAmi {
 }
 
 impl RawAmi {
-    fn validate(table: Spanned<RawAmi>) -> Result<AmiConfig, (Range<usize>, String)> {
+    fn validate(table: Spanned<RawAmi>) -> Result<AmiConfig, Invalid> {
         let span = table.span();
         let raw = table.into_inner();
         let address = raw.address.get_ref().parse::<SocketAddr>().map_err(|_| {
@@ -481,7 +484,7 @@ impl RawAmi {
     }
 }
 
-fn parse_network(text: &Spanned<String>, what: &str) -> Result<IpNet, (Range<usize>, String)> {
+fn parse_network(text: &Spanned<String>, what: &str) -> Result<IpNet, Invalid> {
     let s = text.get_ref().trim();
     s.parse::<IpNet>()
         .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
@@ -507,14 +510,12 @@ pub struct Patterns {
 
 impl Patterns {
     /// Each pattern must match the whole value.
-    fn whole(patterns: &[Spanned<String>]) -> Result<Patterns, (Range<usize>, String)> {
+    fn whole(patterns: &[Spanned<String>]) -> Result<Patterns, Invalid> {
         Patterns::build(patterns, false, |p| format!(r"\A(?:{p})\z"))
     }
 
     /// Each pattern may match anywhere in the value, ignoring case.
-    fn anywhere_ignoring_case(
-        patterns: &[Spanned<String>],
-    ) -> Result<Patterns, (Range<usize>, String)> {
+    fn anywhere_ignoring_case(patterns: &[Spanned<String>]) -> Result<Patterns, Invalid> {
         Patterns::build(patterns, true, |p| format!("(?:{p})"))
     }
 
@@ -522,7 +523,7 @@ impl Patterns {
         patterns: &[Spanned<String>],
         ignore_case: bool,
         wrap: impl Fn(&str) -> String,
-    ) -> Result<Patterns, (Range<usize>, String)> {
+    ) -> Result<Patterns, Invalid> {
         // No prefilter and no explicit capture groups: building the literal prefilter for
         // case-insensitive patterns cost a millisecond on every System() call, and the
         // values we search are short.

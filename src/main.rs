@@ -254,10 +254,18 @@ fn serve(
         .init();
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async move {
+        if !config.daemon.fastagi && config.ami.is_none() {
+            anyhow::bail!("nothing to serve: [daemon] fastagi = false and no [ami] table");
+        }
         let addr = listen.unwrap_or(config.daemon.listen);
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("cannot listen on {addr}"))?;
+        let listener = match config.daemon.fastagi {
+            true => Some(
+                tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen on {addr}"))?,
+            ),
+            false => None,
+        };
         let metrics_addr = config.daemon.metrics_listen;
         let (stop, stopping) = tokio::sync::watch::channel(false);
         let source = (flag, std::env::var_os(config::ENV_VAR));
@@ -291,7 +299,11 @@ fn serve(
                 }
             }
         });
-        tracing::info!(%addr, "serving FastAGI");
+        let watcher = shared
+            .config()
+            .ami
+            .is_some()
+            .then(|| tokio::spawn(daemon::ami::run(shared.clone())));
         let shutdown = async move {
             tokio::select! {
                 _ = term.recv() => {}
@@ -299,7 +311,19 @@ fn serve(
             }
             let _ = stop.send(true);
         };
-        daemon::run(listener, shared, shutdown).await;
+        match listener {
+            Some(listener) => {
+                tracing::info!(%addr, "serving FastAGI");
+                daemon::run(listener, shared, shutdown).await;
+            }
+            None => {
+                tracing::info!("FastAGI off ([daemon] fastagi = false): AMI watcher only");
+                shutdown.await;
+            }
+        }
+        if let Some(watcher) = watcher {
+            let _ = watcher.await;
+        }
         tracing::info!("stopped");
         Ok(())
     })

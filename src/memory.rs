@@ -83,6 +83,12 @@ impl Memory {
         self.ips.resize(max_tracked_ips);
     }
 
+    /// Remembers that `ip` was alerted on elsewhere (an AMI rule), so that a call it
+    /// places within `repeat_offender` alerts at once: guessers succeed, then call.
+    pub fn mark_alerted(&mut self, ip: IpAddr, now: Instant) {
+        self.ips.get_or_insert_mut(ip, History::default).alerted_at = Some(now);
+    }
+
     /// Records `call` and returns the verdict with the memory rules applied on top of
     /// the per-call `verdict`.
     pub fn judge(
@@ -161,6 +167,23 @@ mod tests {
     fn memory() -> (Memory, MemoryConfig) {
         let config = MemoryConfig::default();
         (Memory::new(config.max_tracked_ips), config)
+    }
+
+    #[test]
+    fn an_address_alerted_on_elsewhere_is_a_repeat_offender_when_it_calls() {
+        let (mut m, c) = memory();
+        let t0 = Instant::now();
+        m.mark_alerted("203.0.113.5".parse().unwrap(), t0);
+        let later = t0 + Duration::from_secs(600);
+        let ok = Verdict::Ok;
+        assert_eq!(
+            m.judge(&c, later, &call("203.0.113.5", "4915100000001"), ok.clone()),
+            Verdict::Alert(Reason::RepeatOffender)
+        );
+        assert_eq!(
+            m.judge(&c, later, &call("203.0.113.6", "4915100000001"), ok.clone()),
+            ok
+        );
     }
 
     #[test]

@@ -92,7 +92,8 @@ impl Default for Limits {
 }
 
 impl Limits {
-    fn of(&self, category: Category) -> Option<usize> {
+    /// The limit for `category`, `None` when its rule is off.
+    pub fn of(&self, category: Category) -> Option<usize> {
         let limit = match category {
             Category::AuthFailure => self.auth_failures,
             Category::UnknownAccount => self.unknown_accounts,

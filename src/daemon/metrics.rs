@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
+use crate::ami::codec::EVENT_TYPES;
 use crate::rules::Verdict;
 
 #[derive(Debug, Default)]
@@ -24,6 +25,121 @@ pub struct Metrics {
     log_errors: AtomicU64,
     /// Verdicts by reason code (`ok`, `trusted`, and each alert reason).
     verdicts: Mutex<BTreeMap<String, u64>>,
+    pub ami: AmiMetrics,
+}
+
+/// The AMI watcher's counters. Events are counted per type in a fixed array: at a
+/// million events a second a map behind a lock would cost more than the parsing.
+#[derive(Debug, Default)]
+pub struct AmiMetrics {
+    connected: AtomicI64,
+    reconnects: AtomicU64,
+    login_failures: AtomicU64,
+    events: [AtomicU64; EVENT_TYPES.len()],
+    tampered: AtomicU64,
+    tracked: AtomicU64,
+    alerts: Mutex<BTreeMap<String, u64>>,
+}
+
+impl AmiMetrics {
+    pub fn connected(&self, up: bool) {
+        self.connected.store(i64::from(up), Relaxed);
+    }
+
+    /// A connection attempt after a lost or refused one.
+    pub fn reconnecting(&self) {
+        self.reconnects.fetch_add(1, Relaxed);
+    }
+
+    pub fn login_failed(&self) {
+        self.login_failures.fetch_add(1, Relaxed);
+    }
+
+    pub fn event(&self, kind: &str) {
+        if let Some(i) = EVENT_TYPES.iter().position(|t| *t == kind) {
+            self.events[i].fetch_add(1, Relaxed);
+        }
+    }
+
+    pub fn tampered(&self) {
+        self.tampered.fetch_add(1, Relaxed);
+    }
+
+    pub fn tracked(&self, pairs: usize) {
+        self.tracked.store(pairs as u64, Relaxed);
+    }
+
+    pub fn alert(&self, reason: &str) {
+        let mut alerts = self.alerts.lock().unwrap_or_else(|e| e.into_inner());
+        *alerts.entry(reason.to_string()).or_default() += 1;
+    }
+
+    /// Events read so far, all types together.
+    pub fn events_total(&self) -> u64 {
+        self.events.iter().map(|c| c.load(Relaxed)).sum()
+    }
+
+    fn render(&self, out: &mut String) {
+        let rows: [(&str, &str, &str, String); 5] = [
+            (
+                "extsecurity_ami_connected",
+                "1 while logged in to AMI.",
+                "gauge",
+                self.connected.load(Relaxed).to_string(),
+            ),
+            (
+                "extsecurity_ami_reconnects_total",
+                "AMI connection attempts after a lost or refused one.",
+                "counter",
+                self.reconnects.load(Relaxed).to_string(),
+            ),
+            (
+                "extsecurity_ami_login_failures_total",
+                "AMI logins Asterisk refused.",
+                "counter",
+                self.login_failures.load(Relaxed).to_string(),
+            ),
+            (
+                "extsecurity_ami_tampered_total",
+                "AMI messages reshaped by a caller's bytes (or oversized): counted, never acted on.",
+                "counter",
+                self.tampered.load(Relaxed).to_string(),
+            ),
+            (
+                "extsecurity_ami_tracked",
+                "(address, category) pairs the AMI rules remember.",
+                "gauge",
+                self.tracked.load(Relaxed).to_string(),
+            ),
+        ];
+        render_rows(out, rows);
+        out.push_str("# HELP extsecurity_ami_events_total Security events read, by type.\n");
+        out.push_str("# TYPE extsecurity_ami_events_total counter\n");
+        for (kind, n) in EVENT_TYPES.iter().zip(&self.events) {
+            let _ = writeln!(
+                out,
+                "extsecurity_ami_events_total{{type=\"{kind}\"}} {}",
+                n.load(Relaxed)
+            );
+        }
+        out.push_str("# HELP extsecurity_ami_alerts_total Alert lines written by the AMI rules, by reason.\n");
+        out.push_str("# TYPE extsecurity_ami_alerts_total counter\n");
+        for (reason, n) in self.alerts.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            let _ = writeln!(
+                out,
+                "extsecurity_ami_alerts_total{{reason=\"{reason}\"}} {n}"
+            );
+        }
+    }
+}
+
+fn render_rows<const N: usize>(out: &mut String, rows: [(&str, &str, &str, String); N]) {
+    for (name, help, kind, value) in rows {
+        let _ = write!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+        );
+    }
 }
 
 impl Metrics {
@@ -134,12 +250,7 @@ impl Metrics {
             ),
         ];
         let mut out = String::new();
-        for (name, help, kind, value) in rows {
-            let _ = write!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
-            );
-        }
+        render_rows(&mut out, rows);
         out.push_str("# HELP extsecurity_verdicts_total Calls judged, by reason (ok, trusted, or the alert's reason).\n");
         out.push_str("# TYPE extsecurity_verdicts_total counter\n");
         for (reason, n) in self
@@ -150,6 +261,7 @@ impl Metrics {
         {
             let _ = writeln!(out, "extsecurity_verdicts_total{{reason=\"{reason}\"}} {n}");
         }
+        self.ami.render(&mut out);
         out
     }
 }

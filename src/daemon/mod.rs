@@ -8,6 +8,7 @@
 //! connection is one task ([`connection`]); on shutdown the accept loop stops and `run`
 //! waits for the connections in flight to finish.
 
+pub mod ami;
 pub mod connection;
 pub mod metrics;
 

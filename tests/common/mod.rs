@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod agi_peer;
+pub mod ami_peer;
 pub mod asterisk;
 pub mod fail2ban_server;
 

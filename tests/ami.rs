@@ -1,0 +1,322 @@
+//! The AMI watcher end to end: the real `extsecurity serve` (FastAGI off) logs in to
+//! the AMI peer of `common/ami_peer.rs`, which speaks as Asterisk 20.20.1 does
+//! (design.md §3b) and sends the events of `tests/captures/ami/`, hostile ones
+//! included; the alert log it writes goes through the real `fail2ban-regex` with the
+//! shipped filter.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use common::ami_peer::{AmiPeer, Script, Then, capture_events, from_address};
+use common::{Sandbox, fail2ban_matches, free_port, ip_field, level};
+
+/// `extsecurity serve` with only the AMI watcher, its stderr kept in the sandbox.
+struct Watcher {
+    sandbox: Sandbox,
+    child: Child,
+    metrics_port: u16,
+}
+
+impl Watcher {
+    fn start(peer: &AmiPeer, extra: &str) -> Watcher {
+        let metrics_port = free_port();
+        let sandbox = Sandbox::with_config(&format!(
+            "tarpit_seconds = 0\n{extra}\n\
+             [daemon]\nfastagi = false\nmetrics_listen = \"127.0.0.1:{metrics_port}\"\n\
+             [ami]\naddress = \"{}\"\nusername = \"extsecurity\"\nsecret = \"s3cmon-test\"\n\
+             ping_interval_seconds = 1\n",
+            peer.addr
+        ));
+        let stderr = std::fs::File::create(sandbox.dir.path().join("stderr")).unwrap();
+        let child = sandbox
+            .command()
+            .arg("serve")
+            .env("EXTSECURITY_LOG", "info")
+            .stderr(stderr)
+            .spawn()
+            .unwrap();
+        let w = Watcher {
+            sandbox,
+            child,
+            metrics_port,
+        };
+        w.wait_for("the metrics endpoint", || {
+            std::net::TcpStream::connect(("127.0.0.1", metrics_port)).is_ok()
+        });
+        w
+    }
+
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(self.sandbox.dir.path().join("stderr")).unwrap_or_default()
+    }
+
+    /// The value of a metric line such as `extsecurity_ami_tampered_total`.
+    fn metric(&self, name: &str) -> f64 {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.metrics_port)).unwrap();
+        s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        text.lines()
+            .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+            .sum()
+    }
+
+    fn events_read(&self) -> f64 {
+        self.metric("extsecurity_ami_events_total{")
+    }
+
+    fn wait_for(&self, what: &str, mut done: impl FnMut() -> bool) {
+        let start = Instant::now();
+        while !done() {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "timed out waiting for {what}; stderr:\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    /// The alert log's ERROR lines.
+    fn alerts(&self) -> Vec<String> {
+        self.sandbox
+            .log_lines()
+            .into_iter()
+            .filter(|l| level(l) == "ERROR")
+            .collect()
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn repeat(events: &[u8], times: usize) -> Vec<u8> {
+    events.repeat(times)
+}
+
+/// One ChallengeSent + one ChallengeResponseFailed (and the capture's own AMI
+/// SuccessfulAuth) per copy: a wrong password for endpoint 1001.
+fn wrong_passwords(ip: &str, times: usize) -> Vec<u8> {
+    repeat(&from_address(&capture_events("ami-wrongpw.bin"), ip), times)
+}
+
+#[test]
+fn a_burst_of_wrong_passwords_is_banned_once() {
+    let peer = AmiPeer::start(vec![Script::accept(
+        wrong_passwords("203.0.113.5", 8),
+        Then::Hold,
+    )]);
+    let w = Watcher::start(&peer, "");
+    w.wait_for("24 events", || w.events_read() >= 24.0);
+    w.wait_for("the alert", || !w.alerts().is_empty());
+    let alerts = w.alerts();
+    assert_eq!(alerts.len(), 1, "one line per crossing: {alerts:?}");
+    assert!(
+        alerts[0].contains(" ERROR ip=203.0.113.5 reason=auth_bruteforce events=6 window_seconds=60 last_event=ChallengeResponseFailed service='PJSIP' account='1001'"),
+        "{}",
+        alerts[0]
+    );
+    // The real fail2ban-regex, the shipped filter: exactly the attacker. Our own AMI
+    // login (SuccessfulAuth from 127.0.0.1) counts toward nothing.
+    let matches = fail2ban_matches(&w.sandbox.log);
+    assert_eq!(matches.len(), 1, "{matches:?}");
+    assert_eq!(matches[0].1, "203.0.113.5");
+    assert_eq!(
+        w.metric("extsecurity_ami_alerts_total{reason=\"auth_bruteforce\"}"),
+        1.0
+    );
+    assert_eq!(w.metric("extsecurity_ami_connected"), 1.0);
+    // The login as design §3b has it, and FastAGI really off.
+    let login = peer.received(0);
+    for line in [
+        "Action: Login\r\n",
+        "Username: extsecurity\r\n",
+        "Secret: s3cmon-test\r\n",
+        "Events: security\r\n",
+    ] {
+        assert!(login.contains(line), "{login:?}");
+    }
+    assert!(w.stderr().contains("AMI watcher only"), "{}", w.stderr());
+}
+
+#[test]
+fn forged_addresses_are_never_banned() {
+    // ami-spoof.bin: an InvalidAccountID with a forged `RemoteAddress: …/9.9.9.9/5`
+    // first, and a Call-ID spelling `RemoteAddress: IPV4/UDP/8.8.8.8/1`; ami-crlf.bin:
+    // one event split in two by CR LF CR LF in the From user.
+    let attacker = "198.51.100.20";
+    let spoof = from_address(&capture_events("ami-spoof.bin"), attacker);
+    let crlf = from_address(&capture_events("ami-crlf.bin"), attacker);
+    let events = [repeat(&spoof, 10), repeat(&crlf, 10)].concat();
+    let peer = AmiPeer::start(vec![Script::accept(events, Then::Hold)]);
+    let w = Watcher::start(&peer, "");
+    // 1 tampered message per spoof copy, 2 per crlf copy.
+    w.wait_for("30 tampered messages", || {
+        w.metric("extsecurity_ami_tampered_total") >= 30.0
+    });
+    assert_eq!(w.metric("extsecurity_ami_tampered_total"), 30.0);
+    w.wait_for("the scan alert", || !w.alerts().is_empty());
+    let log = w.sandbox.log_text();
+    for forged in ["9.9.9.9", "8.8.8.8"] {
+        assert!(!log.contains(forged), "{log}");
+    }
+    let matches = fail2ban_matches(&w.sandbox.log);
+    assert!(!matches.is_empty());
+    assert!(
+        matches.iter().all(|(_, ip)| ip == attacker),
+        "only the real sender: {matches:?}"
+    );
+    assert!(
+        w.alerts()
+            .iter()
+            .all(|l| ip_field(l) == Some(attacker) && l.contains("reason=account_scan")),
+        "{:?}",
+        w.alerts()
+    );
+    assert!(
+        w.stderr().contains("reshaped by a caller's bytes"),
+        "{}",
+        w.stderr()
+    );
+}
+
+#[test]
+fn trusted_networks_are_never_alerted_on() {
+    let unknown = from_address(&capture_events("ami-unknown.bin"), "198.51.100.9");
+    let events = [wrong_passwords("203.0.113.5", 10), repeat(&unknown, 10)].concat();
+    let peer = AmiPeer::start(vec![Script::accept(events, Then::Hold)]);
+    let w = Watcher::start(&peer, "trusted_networks = [\"203.0.113.0/24\"]");
+    w.wait_for("the scan alert", || !w.alerts().is_empty());
+    w.wait_for("every event", || {
+        w.metric("extsecurity_ami_events_total{type=\"InvalidAccountID\"}") >= 20.0
+            && w.metric("extsecurity_ami_events_total{type=\"ChallengeResponseFailed\"}") >= 20.0
+    });
+    let alerts = w.alerts();
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!(ip_field(&alerts[0]), Some("198.51.100.9"));
+    assert!(alerts[0].contains("reason=account_scan"), "{}", alerts[0]);
+}
+
+#[test]
+fn counting_goes_on_across_a_dropped_connection_and_a_refused_login() {
+    // Asterisk restarts mid-event after three failures, then refuses one login (its
+    // manager.conf not loaded yet), then accepts: three more failures cross the limit.
+    let three = wrong_passwords("203.0.113.5", 3);
+    let cut = [
+        three.clone(),
+        b"Event: ChallengeResponseFailed\r\nPrivilege: secu".to_vec(),
+    ]
+    .concat();
+    let peer = AmiPeer::start(vec![
+        Script::accept(cut, Then::Close),
+        Script::refuse(),
+        Script::accept(three, Then::Hold),
+    ]);
+    let w = Watcher::start(&peer, "");
+    w.wait_for("the third connection", || peer.connections() == 3);
+    w.wait_for("the alert", || !w.alerts().is_empty());
+    let alerts = w.alerts();
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert!(
+        alerts[0].contains("ip=203.0.113.5 reason=auth_bruteforce"),
+        "{}",
+        alerts[0]
+    );
+    let stderr = w.stderr();
+    assert!(
+        stderr.contains("Asterisk closed the connection; reconnecting in 1s"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("login refused: Authentication failed; retrying in 2s"),
+        "{stderr}"
+    );
+    assert_eq!(w.metric("extsecurity_ami_reconnects_total"), 2.0);
+    assert_eq!(w.metric("extsecurity_ami_login_failures_total"), 1.0);
+    assert_eq!(
+        w.metric("extsecurity_ami_tampered_total"),
+        0.0,
+        "the cut event is dropped, not misread"
+    );
+}
+
+#[test]
+fn huge_and_oversized_messages_keep_the_connection() {
+    // Call-IDs of 20k, 60k and 65.2k bytes (SessionID lines that long) are read; a
+    // 300 KB message is skipped; the failures after them still count.
+    let ip = "203.0.113.8";
+    let mut events = [
+        from_address(&capture_events("ami-bigcid.bin"), ip),
+        from_address(&capture_events("ami-maxcid.bin"), ip),
+    ]
+    .concat();
+    events.extend_from_slice(b"Event: InvalidAccountID\r\nPrivilege: security,all\r\nSessionID: ");
+    events.extend(std::iter::repeat_n(b'A', 300_000));
+    events.extend_from_slice(b"\r\n\r\n");
+    events.extend(wrong_passwords(ip, 6));
+    let peer = AmiPeer::start(vec![Script::accept(events, Then::Hold)]);
+    let w = Watcher::start(&peer, "");
+    w.wait_for("the alert", || {
+        w.alerts()
+            .iter()
+            .any(|l| l.contains("reason=auth_bruteforce"))
+    });
+    assert_eq!(
+        w.metric("extsecurity_ami_tampered_total"),
+        1.0,
+        "the oversized message"
+    );
+    assert!(w.metric("extsecurity_ami_events_total{type=\"InvalidAccountID\"}") >= 3.0);
+    assert_eq!(peer.connections(), 1, "{}", w.stderr());
+    assert!(w.alerts().iter().all(|l| ip_field(l) == Some(ip)));
+}
+
+#[test]
+fn a_silent_asterisk_is_pinged_then_left_for_a_new_connection() {
+    let peer = AmiPeer::start(vec![
+        Script::accept(Vec::new(), Then::HoldSilent),
+        Script::accept(wrong_passwords("203.0.113.5", 6), Then::Hold),
+    ]);
+    let w = Watcher::start(&peer, "");
+    w.wait_for("the second connection", || peer.connections() == 2);
+    assert!(
+        peer.received(0).contains("Action: Ping\r\n"),
+        "{:?}",
+        peer.received(0)
+    );
+    w.wait_for("the alert", || !w.alerts().is_empty());
+    assert!(w.stderr().contains("Ping unanswered"), "{}", w.stderr());
+}
+
+#[test]
+fn serve_with_nothing_to_serve_says_so() {
+    let sandbox = Sandbox::with_config("[daemon]\nfastagi = false\n");
+    let out = sandbox
+        .command()
+        .arg("serve")
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(6));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("nothing to serve: [daemon] fastagi = false and no [ami] table"),
+        "{stderr}"
+    );
+    let sandbox = Sandbox::with_config("[ami]\nsecret = 'x'\n");
+    let out = sandbox.run(&["check-config"]);
+    assert_eq!(out.status.code(), Some(4));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(":2:1: ami.username is required"),
+        "{stderr}"
+    );
+}
