@@ -77,15 +77,16 @@ impl Line {
     }
 
     /// An address that crossed an AMI security-event limit. `service` and `account` come
-    /// from the event (the account is caller-chosen: a SIP From user), so both are quoted.
+    /// from the event (the account is caller-chosen: a SIP From user), so both are
+    /// quoted; `account_cut` bytes were cut off the account before it got here.
     pub fn for_security_alert(
         ip: IpAddr,
         reason: &str,
         events: usize,
         window: Duration,
-        last: (&str, &[u8], &[u8]),
+        last: (&str, &[u8], &[u8], usize),
     ) -> Line {
-        let (kind, service, account) = last;
+        let (kind, service, account, account_cut) = last;
         let mut text = format!(
             "ip={ip} reason={reason} events={events} window_seconds={} last_event={kind} service=",
             window.as_secs()
@@ -93,6 +94,9 @@ impl Line {
         quote(&mut text, service, MAX_VALUE_BYTES);
         text.push_str(" account=");
         quote(&mut text, account, MAX_VALUE_BYTES);
+        if account_cut > 0 {
+            let _ = write!(text, "[+{account_cut} bytes]");
+        }
         Line {
             level: Level::Error,
             text,

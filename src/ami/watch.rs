@@ -53,7 +53,7 @@ fn snake_case(name: &str) -> String {
 /// Failed AMI logins (`InvalidPassword`, `InvalidAccountID` with `Service: AMI`) count
 /// like any other service's.
 pub fn categorise(event: &Event) -> Option<Category> {
-    let unknown = event.account_id == b"<unknown>";
+    let unknown = event.account_id.shown() == b"<unknown>";
     match event.kind {
         "SuccessfulAuth" => None,
         "InvalidAccountID" => Some(Category::UnknownAccount),
@@ -166,13 +166,14 @@ impl Watch {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ami::codec::AccountId;
 
     fn event(kind: &'static str, error: bool, account: &str, ip: &str) -> Event {
         Event {
             kind,
             is_error: error,
             service: "PJSIP".into(),
-            account_id: account.as_bytes().to_vec(),
+            account_id: AccountId::new(account.as_bytes()),
             remote_ip: ip.parse().unwrap(),
         }
     }

@@ -199,8 +199,8 @@ fn login_answer(message: Message<'_>) -> Option<Result<(), String>> {
     let Message::Body(body) = message else {
         return None;
     };
-    let fields = codec::fields(body)?;
-    let get = |key: &[u8]| fields.iter().find(|(k, _)| *k == key).map(|(_, v)| *v);
+    let fields = codec::Fields::parse(body)?;
+    let get = |key: &[u8]| fields.get(key);
     if get(b"ActionID") != Some(LOGIN_ID.as_bytes()) {
         return None;
     }
@@ -222,7 +222,7 @@ async fn read_events(
     config: &AmiConfig,
     tx: &mpsc::Sender<Vec<Verdict>>,
 ) -> String {
-    let mut buf = vec![0u8; 64 * 1024];
+    let mut buf = vec![0u8; 256 * 1024];
     let mut ping = tokio::time::interval(config.ping_interval);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ping.tick().await;
@@ -236,7 +236,7 @@ async fn read_events(
                     Err(e) => return format!("reading failed: {e}"),
                 };
                 last_read = tokio::time::Instant::now();
-                let mut batch = Vec::new();
+                let mut batch = Vec::with_capacity(n / 256);
                 framer.feed(&buf[..n], |m| batch.push(codec::classify(m)));
                 if !batch.is_empty() && tx.send(batch).await.is_err() {
                     return "the evaluator stopped".into();
@@ -308,7 +308,12 @@ fn alert(
         &reason,
         limits.of(category).unwrap_or_default() + 1,
         limits.window,
-        (event.kind, event.service.as_bytes(), &event.account_id),
+        (
+            event.kind,
+            event.service.as_bytes(),
+            event.account_id.shown(),
+            event.account_id.cut(),
+        ),
     );
     shared.metrics.ami.alert(&reason);
     if let Err(e) = shared.write(config, &line) {
