@@ -69,7 +69,8 @@ enum Command {
         #[arg(long, default_value_t = 20, value_name = "N")]
         top: usize,
     },
-    /// Run the FastAGI daemon: AGI(agi://127.0.0.1/check)
+    /// Run the daemon: FastAGI, AGI(agi://127.0.0.1/check), and with [ami] the AMI
+    /// security-event watcher
     Serve {
         /// Address to listen on [default: daemon.listen, 127.0.0.1:4573]; [::1]:4573 for IPv6
         #[arg(long, value_name = "ADDR:PORT")]

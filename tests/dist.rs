@@ -121,3 +121,69 @@ fn the_systemd_unit_runs_commands_the_binary_accepts() {
     );
     assert!(daemon.child.wait().unwrap().success());
 }
+
+/// `key = value` lines of one `[section]` of an Asterisk .conf file.
+fn conf_section(conf: &str, section: &str) -> Vec<(String, String)> {
+    let header = format!("[{section}]");
+    conf.lines()
+        .skip_while(|l| l.trim() != header)
+        .skip(1)
+        .take_while(|l| !l.starts_with('['))
+        .map(|l| l.split(';').next().unwrap().trim())
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect()
+}
+
+#[test]
+fn the_manager_user_reads_security_events_from_loopback_and_writes_nothing() {
+    let user = conf_section(&read("dist/asterisk/manager.conf"), "extsecurity");
+    let get = |key: &str| -> Vec<&str> {
+        user.iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    };
+    assert_eq!(get("read"), ["security"]);
+    assert_eq!(get("write"), [""]);
+    assert_eq!(get("deny"), ["0.0.0.0/0.0.0.0"]);
+    assert_eq!(get("permit"), ["127.0.0.1/255.255.255.255"]);
+    assert_eq!(get("secret").len(), 1);
+}
+
+#[test]
+fn the_shipped_ami_table_uncommented_is_valid_and_restates_the_defaults() {
+    // The commented `#[ami]` block of dist/extsecurity.toml, uncommented (prose lines
+    // start with `##` and stay comments), with its secret file in place.
+    let sandbox = Sandbox::new();
+    let secret = sandbox.dir.path().join("extsecurity-ami.secret");
+    std::fs::write(&secret, "s3cret\n").unwrap();
+    let shipped = read("dist/extsecurity.toml");
+    let text: String = shipped
+        .lines()
+        .map(|l| match l.strip_prefix('#') {
+            Some(rest) if !rest.starts_with(['#', ' ']) && !rest.is_empty() => rest,
+            _ => l,
+        })
+        .map(|l| {
+            l.replace(
+                "/etc/asterisk/extsecurity-ami.secret",
+                secret.to_str().unwrap(),
+            )
+        })
+        .map(|l| l + "\n")
+        .collect();
+    assert!(
+        text.contains("\n[ami]\n"),
+        "the block is there to uncomment"
+    );
+    let config = Config::from_toml(&text, std::path::Path::new("shipped.toml")).unwrap();
+    let ami = config.ami.expect("[ami] uncommented");
+    assert_eq!(ami.address.to_string(), "127.0.0.1:5038");
+    assert_eq!(ami.username, "extsecurity");
+    assert_eq!(ami.secret, "s3cret");
+    assert_eq!(ami.limits, extsecurity::ami::Limits::default());
+    assert_eq!(ami.ping_interval, std::time::Duration::from_secs(20));
+    // And the user name matches the manager.conf section shipped beside it.
+    assert!(read("dist/asterisk/manager.conf").contains(&format!("\n[{}]\n", ami.username)));
+}
