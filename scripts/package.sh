@@ -24,7 +24,8 @@ for f in ./usr/bin/extsecurity ./etc/asterisk/extsecurity.toml \
          ./usr/share/doc/extsecurity/asterisk/extensions-pjsip.conf \
          ./usr/share/doc/extsecurity/asterisk/extensions-chan_sip.conf \
          ./usr/share/doc/extsecurity/asterisk/extensions-agi.conf \
-         ./usr/share/doc/extsecurity/asterisk/extensions-fastagi.conf; do
+         ./usr/share/doc/extsecurity/asterisk/extensions-fastagi.conf \
+         ./usr/share/doc/extsecurity/asterisk/manager.conf; do
   check "contains $f" grep -q " $f\$" <<<"$contents"
 done
 conffiles=$(dpkg-deb -I "$deb" conffiles)

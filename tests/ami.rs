@@ -10,7 +10,9 @@ use std::io::{Read, Write};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
+use common::agi_peer::{Block, reply_to, serve};
 use common::ami_peer::{AmiPeer, Script, Then, capture_events, from_address};
+use common::asterisk::Channel;
 use common::{Sandbox, fail2ban_matches, free_port, ip_field, level};
 
 /// `extsecurity serve` with only the AMI watcher, its stderr kept in the sandbox.
@@ -22,10 +24,15 @@ struct Watcher {
 
 impl Watcher {
     fn start(peer: &AmiPeer, extra: &str) -> Watcher {
+        Watcher::start_with(peer, extra, "fastagi = false")
+    }
+
+    /// `daemon` is put in the `[daemon]` table.
+    fn start_with(peer: &AmiPeer, extra: &str, daemon: &str) -> Watcher {
         let metrics_port = free_port();
         let sandbox = Sandbox::with_config(&format!(
             "tarpit_seconds = 0\n{extra}\n\
-             [daemon]\nfastagi = false\nmetrics_listen = \"127.0.0.1:{metrics_port}\"\n\
+             [daemon]\n{daemon}\nmetrics_listen = \"127.0.0.1:{metrics_port}\"\n\
              [ami]\naddress = \"{}\"\nusername = \"extsecurity\"\nsecret = \"s3cmon-test\"\n\
              ping_interval_seconds = 1\n",
             peer.addr
@@ -319,4 +326,38 @@ fn serve_with_nothing_to_serve_says_so() {
         stderr.contains(":2:1: ami.username is required"),
         "{stderr}"
     );
+}
+
+#[test]
+fn fastagi_and_ami_share_one_memory() {
+    // A password guesser banned through AMI that then places a call through FastAGI:
+    // the call is a repeat offender, whatever the call itself looks like.
+    let peer = AmiPeer::start(vec![Script::accept(
+        wrong_passwords("203.0.113.5", 6),
+        Then::Hold,
+    )]);
+    let port = free_port();
+    let w = Watcher::start_with(&peer, "", &format!("listen = \"127.0.0.1:{port}\""));
+    w.wait_for("the AMI alert", || !w.alerts().is_empty());
+    let call = |ip: &str| {
+        let stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        let reader = stream.try_clone().unwrap();
+        let block = Block {
+            request: "agi://127.0.0.1/check".into(),
+            network_script: Some("check".into()),
+            args: vec![],
+            ..Block::pjsip()
+        };
+        let channel = Channel::ordinary(ip);
+        serve(stream, reader, &block.bytes(&channel), |c| {
+            Some(reply_to(c, &channel))
+        })
+        .variable("EXTSEC_REASON")
+        .unwrap_or_default()
+    };
+    assert_eq!(call("203.0.113.5"), "repeat_offender");
+    assert_eq!(call("203.0.113.6"), "ok", "another address is not affected");
 }
