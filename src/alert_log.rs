@@ -50,6 +50,9 @@ impl Level {
 pub struct Line {
     pub level: Level,
     text: String,
+    /// For an `ERROR` line: the address it bans and the reason code, for sinks other
+    /// than the log (CrowdSec) that must not parse the text back.
+    alert: Option<(IpAddr, String)>,
 }
 
 impl Line {
@@ -73,7 +76,10 @@ impl Line {
             text.push('=');
             quote(&mut text, value, MAX_VALUE_BYTES);
         }
-        Line { level, text }
+        let alert = verdict
+            .is_alert()
+            .then(|| (call.peer_ip, verdict.reason_code()));
+        Line { level, text, alert }
     }
 
     /// An address that crossed an AMI security-event limit. `service` and `account` come
@@ -100,6 +106,7 @@ impl Line {
         Line {
             level: Level::Error,
             text,
+            alert: Some((ip, reason.to_string())),
         }
     }
 
@@ -112,6 +119,7 @@ impl Line {
         Line {
             level: Level::Critical,
             text,
+            alert: None,
         }
     }
 
@@ -122,6 +130,13 @@ impl Line {
 
     pub fn text(&self) -> &str {
         &self.text
+    }
+
+    /// The banned address and reason, for an `ERROR` line.
+    pub fn alert(&self) -> Option<(IpAddr, &str)> {
+        self.alert
+            .as_ref()
+            .map(|(ip, reason)| (*ip, reason.as_str()))
     }
 }
 

@@ -20,5 +20,7 @@ pub const CONFIG: u8 = 4;
 pub const LOG: u8 = 5;
 /// The daemon could not start (its address is taken, say).
 pub const SERVE: u8 = 6;
+/// `crowdsec-check`: the LAPI is unreachable or refused the machine's login.
+pub const CROWDSEC: u8 = 7;
 /// The call was alerted on and `--fail-on-alert` was given.
 pub const ALERT: u8 = 10;

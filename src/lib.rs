@@ -11,6 +11,7 @@ pub mod ami;
 pub mod call;
 pub mod check;
 pub mod config;
+pub mod crowdsec;
 pub mod daemon;
 pub mod exits;
 pub mod memory;

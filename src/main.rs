@@ -54,6 +54,8 @@ enum Command {
     },
     /// Validate the configuration and print the effective settings
     CheckConfig,
+    /// Log in to the CrowdSec LAPI of [crowdsec] and say what is wrong, if anything
+    CrowdsecCheck,
     /// Judge one call over AGI on stdin/stdout: AGI(/usr/bin/extsecurity,agi)
     Agi,
     /// Summarise alert logs (rotated and .gz ones too): calls, alerts by reason, top
@@ -189,6 +191,7 @@ fn run(cli: Cli, args: &[OsString]) -> u8 {
             json,
         } => explain(&config, explain_request(&fields, &plain, &json, args)),
         Command::CheckConfig => check_config(&config),
+        Command::CrowdsecCheck => crowdsec_check(&config.0),
         Command::Agi => extsecurity::agi::stdio::run(&config.0),
         Command::Report { logs, json, top } => report(&config.0, &logs, json, top),
         Command::Serve { listen } => match serve(config.0, cli.config, listen) {
@@ -212,6 +215,28 @@ fn judge(config: &(Config, Source), request: Result<Call, BadRequest>, fail_on_a
         return exits::LOG;
     }
     plan.exit_status(fail_on_alert)
+}
+
+/// One login as the configured machine: proves the URL, the machine and its password.
+fn crowdsec_check(config: &Config) -> u8 {
+    let Some(c) = &config.crowdsec else {
+        eprintln!("extsecurity: no [crowdsec] table in the configuration: nothing to check");
+        return exits::CONFIG;
+    };
+    let mut client = extsecurity::crowdsec::Client::new(c.clone());
+    match client.login() {
+        Ok(expire) => {
+            println!(
+                "OK: machine {:?} logged in to the CrowdSec LAPI at {} (token valid until {expire}); bans will last {}",
+                c.machine_id, c.lapi_url, c.ban_duration
+            );
+            exits::OK
+        }
+        Err(e) => {
+            eprintln!("extsecurity: {e}");
+            exits::CROWDSEC
+        }
+    }
 }
 
 fn report(config: &Config, logs: &[PathBuf], json: bool, top: usize) -> u8 {
@@ -305,6 +330,10 @@ fn serve(
             .ami
             .is_some()
             .then(|| tokio::spawn(daemon::ami::run(shared.clone())));
+        let pusher = shared.crowdsec.is_some().then(|| {
+            tracing::info!("pushing alerts to CrowdSec");
+            tokio::spawn(daemon::crowdsec::run(shared.clone()))
+        });
         let shutdown = async move {
             tokio::select! {
                 _ = term.recv() => {}
@@ -322,8 +351,8 @@ fn serve(
                 shutdown.await;
             }
         }
-        if let Some(watcher) = watcher {
-            let _ = watcher.await;
+        for task in [watcher, pusher].into_iter().flatten() {
+            let _ = task.await;
         }
         tracing::info!("stopped");
         Ok(())
@@ -457,6 +486,21 @@ fn check_config(config: &(Config, Source)) -> u8 {
             println!("max_auth_failures = {}", a.limits.auth_failures);
             println!("max_unknown_accounts = {}", a.limits.unknown_accounts);
             println!("max_error_events = {}", a.limits.error_events);
+        }
+    }
+    match &c.crowdsec {
+        None => println!("\n# [crowdsec] absent: alerts are not pushed to CrowdSec"),
+        Some(cs) => {
+            println!("\n[crowdsec]");
+            println!("lapi_url = {}", toml::Value::String(cs.lapi_url.clone()));
+            println!(
+                "machine_id = {}",
+                toml::Value::String(cs.machine_id.clone())
+            );
+            println!("password = \"(set, not shown)\"");
+            println!("ban_duration = \"{}\"", cs.ban_duration);
+            println!("queue_size = {}", cs.queue_size);
+            println!("batch_size = {}", cs.batch_size);
         }
     }
     exits::OK

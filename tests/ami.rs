@@ -10,7 +10,7 @@ use std::io::{Read, Write};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::agi_peer::{Block, reply_to, serve};
+use common::agi_peer::fastagi_call;
 use common::ami_peer::{AmiPeer, Script, Then, capture_events, from_address};
 use common::asterisk::Channel;
 use common::{Sandbox, fail2ban_matches, free_port, ip_field, level};
@@ -340,23 +340,9 @@ fn fastagi_and_ami_share_one_memory() {
     let w = Watcher::start_with(&peer, "", &format!("listen = \"127.0.0.1:{port}\""));
     w.wait_for("the AMI alert", || !w.alerts().is_empty());
     let call = |ip: &str| {
-        let stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(20)))
-            .unwrap();
-        let reader = stream.try_clone().unwrap();
-        let block = Block {
-            request: "agi://127.0.0.1/check".into(),
-            network_script: Some("check".into()),
-            args: vec![],
-            ..Block::pjsip()
-        };
-        let channel = Channel::ordinary(ip);
-        serve(stream, reader, &block.bytes(&channel), |c| {
-            Some(reply_to(c, &channel))
-        })
-        .variable("EXTSEC_REASON")
-        .unwrap_or_default()
+        fastagi_call(port, &Channel::ordinary(ip))
+            .variable("EXTSEC_REASON")
+            .unwrap_or_default()
     };
     assert_eq!(call("203.0.113.5"), "repeat_offender");
     assert_eq!(call("203.0.113.6"), "ok", "another address is not affected");

@@ -26,6 +26,91 @@ pub struct Metrics {
     /// Verdicts by reason code (`ok`, `trusted`, and each alert reason).
     verdicts: Mutex<BTreeMap<String, u64>>,
     pub ami: AmiMetrics,
+    pub crowdsec: CrowdsecMetrics,
+}
+
+/// The CrowdSec pusher's counters.
+#[derive(Debug, Default)]
+pub struct CrowdsecMetrics {
+    queued: AtomicU64,
+    delivered: AtomicU64,
+    dropped: AtomicU64,
+    rejected: AtomicU64,
+    retries: AtomicU64,
+    queue_len: AtomicU64,
+}
+
+impl CrowdsecMetrics {
+    pub fn queued(&self) {
+        self.queued.fetch_add(1, Relaxed);
+    }
+
+    pub fn delivered(&self, n: usize) {
+        self.delivered.fetch_add(n as u64, Relaxed);
+    }
+
+    pub fn dropped(&self) {
+        self.dropped.fetch_add(1, Relaxed);
+    }
+
+    pub fn rejected(&self, n: usize) {
+        self.rejected.fetch_add(n as u64, Relaxed);
+    }
+
+    pub fn retried(&self) {
+        self.retries.fetch_add(1, Relaxed);
+    }
+
+    pub fn queue_len(&self, n: usize) {
+        self.queue_len.store(n as u64, Relaxed);
+    }
+
+    pub fn delivered_total(&self) -> u64 {
+        self.delivered.load(Relaxed)
+    }
+
+    fn render(&self, out: &mut String) {
+        let load = |c: &AtomicU64| c.load(Relaxed).to_string();
+        let rows: [(&str, &str, &str, String); 6] = [
+            (
+                "extsecurity_crowdsec_queued_total",
+                "Alerts queued for the CrowdSec LAPI.",
+                "counter",
+                load(&self.queued),
+            ),
+            (
+                "extsecurity_crowdsec_delivered_total",
+                "Alerts the LAPI accepted.",
+                "counter",
+                load(&self.delivered),
+            ),
+            (
+                "extsecurity_crowdsec_dropped_total",
+                "Alerts dropped because the queue was full.",
+                "counter",
+                load(&self.dropped),
+            ),
+            (
+                "extsecurity_crowdsec_rejected_total",
+                "Alerts the LAPI rejected as malformed (HTTP 4xx other than 401/403).",
+                "counter",
+                load(&self.rejected),
+            ),
+            (
+                "extsecurity_crowdsec_retries_total",
+                "Failed pushes retried (LAPI unreachable, 5xx, refused login).",
+                "counter",
+                load(&self.retries),
+            ),
+            (
+                "extsecurity_crowdsec_queue_length",
+                "Alerts waiting when the last batch was taken.",
+                "gauge",
+                load(&self.queue_len),
+            ),
+        ];
+        render_rows(out, rows);
+    }
 }
 
 /// The AMI watcher's counters. Events are counted per type in a fixed array: at a
@@ -262,6 +347,7 @@ impl Metrics {
             let _ = writeln!(out, "extsecurity_verdicts_total{{reason=\"{reason}\"}} {n}");
         }
         self.ami.render(&mut out);
+        self.crowdsec.render(&mut out);
         out
     }
 }

@@ -10,6 +10,7 @@
 
 pub mod ami;
 pub mod connection;
+pub mod crowdsec;
 pub mod metrics;
 
 use std::ffi::OsString;
@@ -43,6 +44,8 @@ pub struct Shared {
     pub tarpits: Semaphore,
     /// Becomes true when the daemon is shutting down.
     shutdown: watch::Receiver<bool>,
+    /// Alerts waiting for the CrowdSec pusher, when `[crowdsec]` is set at start.
+    pub crowdsec: Option<crowdsec::Queue>,
 }
 
 impl Shared {
@@ -53,6 +56,10 @@ impl Shared {
         shutdown: watch::Receiver<bool>,
     ) -> Shared {
         Shared {
+            crowdsec: config
+                .crowdsec
+                .as_ref()
+                .map(|c| crowdsec::Queue::new(c.queue_size)),
             memory: Mutex::new(Memory::new(config.memory.max_tracked_ips)),
             tarpits: Semaphore::new(config.daemon.max_concurrent_tarpits),
             config: RwLock::new(Arc::new(config)),
@@ -92,12 +99,25 @@ impl Shared {
         self.log.lock().unwrap_or_else(|e| e.into_inner()).reopen();
     }
 
-    /// Appends a line to the configured alert log.
+    /// Appends a line to the configured alert log and, for an alert, offers it to
+    /// CrowdSec (never waiting; trusted networks never pushed, whatever made the line).
     pub fn write(&self, config: &Config, line: &Line) -> Result<(), LogError> {
-        self.log
+        let written = self
+            .log
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .write(&config.log_file, line)
+            .write(&config.log_file, line);
+        if let (Some(queue), Some((ip, reason))) = (&self.crowdsec, line.alert())
+            && !config.is_trusted(ip)
+        {
+            let alert = crate::crowdsec::Alert {
+                ip,
+                reason: reason.to_string(),
+                at: jiff::Timestamp::now(),
+            };
+            queue.offer(alert, &self.metrics.crowdsec);
+        }
+        written
     }
 
     pub fn is_shutting_down(&self) -> bool {

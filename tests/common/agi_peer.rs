@@ -167,3 +167,22 @@ pub fn serve(
 pub fn pipes(child: &mut Child) -> (ChildStdin, ChildStdout) {
     (child.stdin.take().unwrap(), child.stdout.take().unwrap())
 }
+
+/// One whole FastAGI call to a daemon on `127.0.0.1:port`, from `channel`, as Asterisk
+/// makes it for `AGI(agi://127.0.0.1/check)`.
+pub fn fastagi_call(port: u16, channel: &Channel) -> Exchange {
+    let stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    let reader = stream.try_clone().unwrap();
+    let block = Block {
+        request: "agi://127.0.0.1/check".into(),
+        network_script: Some("check".into()),
+        args: vec![],
+        ..Block::pjsip()
+    };
+    serve(stream, reader, &block.bytes(channel), |c| {
+        Some(reply_to(c, channel))
+    })
+}

@@ -5,6 +5,7 @@
 pub mod agi_peer;
 pub mod ami_peer;
 pub mod asterisk;
+pub mod crowdsec;
 pub mod fail2ban_server;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,307 @@
+//! CrowdSec's Local API, as a *machine* (design.md §3c): log in, push alerts that carry
+//! a ban decision. The HTTP calls block; the daemon makes them on a blocking thread.
+//!
+//! What the LAPI of Debian's `crowdsec` 1.4.6 requires, as measured: a `User-Agent` of
+//! the form `name/version` at login (without one it answers 401 "incorrect Username or
+//! Password", as if the password were wrong); every field of an alert below, or an
+//! HTTP 500; a token that lasts an hour. A POST that failed with a 5xx may have stored
+//! its alerts anyway, so a retried batch can duplicate bans: harmless.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::config::CrowdsecConfig;
+
+/// Exactly one `/`: the LAPI checks the form.
+pub const USER_AGENT: &str = concat!("extsecurity/", env!("CARGO_PKG_VERSION"));
+/// A request that takes longer is taken for a failure (and retried).
+const TIMEOUT: Duration = Duration::from_secs(10);
+/// The `origin` of our decisions (`cscli decisions list -a` shows them).
+pub const ORIGIN: &str = "extsecurity";
+
+/// One alert to push: an address extsecurity wrote an `ERROR` line for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Alert {
+    pub ip: IpAddr,
+    /// The reason code of the line (`auth_bruteforce`, `wrong_exten_min_length(10)`…).
+    pub reason: String,
+    pub at: jiff::Timestamp,
+}
+
+impl Alert {
+    /// `extsecurity/<reason>`, the reason's `(N)` argument left out: one scenario per
+    /// rule, whatever its setting.
+    pub fn scenario(&self) -> String {
+        let rule = self.reason.split('(').next().unwrap_or_default();
+        format!("extsecurity/{rule}")
+    }
+}
+
+/// The body of `POST /v1/alerts` for `alerts`: one alert each, with its ban.
+pub fn alerts_body(alerts: &[Alert], ban_duration: &str) -> String {
+    let items: Vec<serde_json::Value> = alerts
+        .iter()
+        .map(|a| {
+            let (ip, at, scenario) = (a.ip.to_string(), a.at.to_string(), a.scenario());
+            json!({
+                "scenario": scenario,
+                "scenario_hash": "",
+                "scenario_version": env!("CARGO_PKG_VERSION"),
+                "message": format!("extsecurity: {ip} {}", a.reason),
+                "events_count": 1,
+                "start_at": at,
+                "stop_at": at,
+                "capacity": 0,
+                "leakspeed": "0",
+                "simulated": false,
+                "remediation": true,
+                "events": [{
+                    "timestamp": at,
+                    "meta": [
+                        {"key": "source_ip", "value": ip},
+                        {"key": "reason", "value": a.reason},
+                        {"key": "service", "value": "asterisk"},
+                    ],
+                }],
+                "source": {"scope": "Ip", "value": ip, "ip": ip},
+                "decisions": [{
+                    "origin": ORIGIN,
+                    "type": "ban",
+                    "scope": "Ip",
+                    "value": ip,
+                    "duration": ban_duration,
+                    "scenario": scenario,
+                }],
+            })
+        })
+        .collect();
+    serde_json::Value::Array(items).to_string()
+}
+
+/// Why a call to the LAPI failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LapiError {
+    /// Connection refused, timed out, TLS failure, a 5xx: try again later.
+    #[error("the LAPI at {url} is unreachable or failing: {why}")]
+    Unavailable { url: String, why: String },
+    /// A 401/403: the machine is unknown, not validated, or its password is wrong.
+    #[error("the LAPI at {url} refused machine {machine:?}: {why}")]
+    Refused {
+        url: String,
+        machine: String,
+        why: String,
+    },
+    /// Any other 4xx: the request itself is wrong; sending it again will not help.
+    #[error("the LAPI at {url} rejected the request: HTTP {status}: {body}")]
+    Rejected {
+        url: String,
+        status: u16,
+        body: String,
+    },
+}
+
+/// A logged-in (or not yet logged-in) machine.
+pub struct Client {
+    agent: ureq::Agent,
+    config: CrowdsecConfig,
+    token: Option<Token>,
+}
+
+struct Token {
+    value: String,
+    /// When to log in again: a minute before the LAPI's `expire`.
+    renew_at: jiff::Timestamp,
+}
+
+impl Client {
+    pub fn new(config: CrowdsecConfig) -> Client {
+        let agent = ureq::Agent::config_builder()
+            .timeout_global(Some(TIMEOUT))
+            .user_agent(USER_AGENT)
+            .http_status_as_error(false)
+            .build()
+            .into();
+        Client {
+            agent,
+            config,
+            token: None,
+        }
+    }
+
+    pub fn config(&self) -> &CrowdsecConfig {
+        &self.config
+    }
+
+    /// Logs in; returns when the token expires, as the LAPI wrote it.
+    pub fn login(&mut self) -> Result<String, LapiError> {
+        let body = json!({
+            "machine_id": self.config.machine_id,
+            "password": self.config.password,
+            "scenarios": [],
+        })
+        .to_string();
+        let (status, text) = self.post("/v1/watchers/login", None, &body)?;
+        if status != 200 {
+            return Err(self.status_error(status, text));
+        }
+        let answer: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| self.unavailable(format!("login answer: {e}")))?;
+        let value = answer["token"].as_str().unwrap_or_default().to_string();
+        let expire = answer["expire"].as_str().unwrap_or_default().to_string();
+        if value.is_empty() {
+            return Err(self.unavailable(format!("login answer without a token: {text}")));
+        }
+        let renew_at = expire
+            .parse::<jiff::Timestamp>()
+            .ok()
+            .and_then(|t| t.checked_sub(jiff::SignedDuration::from_secs(60)).ok())
+            .unwrap_or_else(|| jiff::Timestamp::now() + jiff::SignedDuration::from_secs(600));
+        self.token = Some(Token { value, renew_at });
+        Ok(expire)
+    }
+
+    /// Pushes one batch, logging in first when there is no valid token, and once more
+    /// if the LAPI answers 401 (its token expired early, or it restarted with a new
+    /// secret).
+    pub fn push(&mut self, alerts: &[Alert]) -> Result<(), LapiError> {
+        let body = alerts_body(alerts, &self.config.ban_duration);
+        for attempt in 0..2 {
+            let stale = self
+                .token
+                .as_ref()
+                .is_none_or(|t| jiff::Timestamp::now() >= t.renew_at);
+            if stale {
+                self.login()?;
+            }
+            let token = self.token.as_ref().map(|t| t.value.clone());
+            let (status, text) = self.post("/v1/alerts", token.as_deref(), &body)?;
+            match status {
+                200 | 201 => return Ok(()),
+                401 if attempt == 0 => self.token = None,
+                _ => return Err(self.status_error(status, text)),
+            }
+        }
+        Err(self.unavailable("unauthorised right after a fresh login".into()))
+    }
+
+    fn post(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        body: &str,
+    ) -> Result<(u16, String), LapiError> {
+        let url = format!("{}{path}", self.config.lapi_url);
+        let mut request = self
+            .agent
+            .post(&url)
+            .header("Content-Type", "application/json");
+        if let Some(token) = token {
+            request = request.header("Authorization", &format!("Bearer {token}"));
+        }
+        let mut response = request
+            .send(body)
+            .map_err(|e| self.unavailable(e.to_string()))?;
+        let status = response.status().as_u16();
+        let text = response
+            .body_mut()
+            .with_config()
+            .limit(1024 * 1024)
+            .read_to_string()
+            .unwrap_or_default();
+        Ok((status, text))
+    }
+
+    fn status_error(&self, status: u16, body: String) -> LapiError {
+        let body: String = body.trim().chars().take(300).collect();
+        match status {
+            401 | 403 => LapiError::Refused {
+                url: self.config.lapi_url.clone(),
+                machine: self.config.machine_id.clone(),
+                why: format!(
+                    "HTTP {status} {body} (is the machine added and validated, `cscli machines list`, and its password right?)"
+                ),
+            },
+            400..=499 => LapiError::Rejected {
+                url: self.config.lapi_url.clone(),
+                status,
+                body,
+            },
+            _ => self.unavailable(format!("HTTP {status} {body}")),
+        }
+    }
+
+    fn unavailable(&self, why: String) -> LapiError {
+        LapiError::Unavailable {
+            url: self.config.lapi_url.clone(),
+            why,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alert(ip: &str, reason: &str) -> Alert {
+        Alert {
+            ip: ip.parse().unwrap(),
+            reason: reason.into(),
+            at: "2026-11-25T23:00:00Z".parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn the_user_agent_has_exactly_one_slash() {
+        assert_eq!(USER_AGENT.matches('/').count(), 1, "{USER_AGENT}");
+    }
+
+    #[test]
+    fn an_alert_carries_every_required_field_and_its_ban() {
+        // design.md §3c: a missing field is an HTTP 500.
+        let body = alerts_body(&[alert("203.0.113.5", "wrong_exten_min_length(10)")], "4h");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let a = &v[0];
+        for field in [
+            "scenario",
+            "scenario_hash",
+            "scenario_version",
+            "message",
+            "events_count",
+            "start_at",
+            "stop_at",
+            "capacity",
+            "leakspeed",
+            "simulated",
+            "events",
+            "source",
+        ] {
+            assert!(!a[field].is_null(), "{field} missing: {body}");
+        }
+        assert_eq!(a["scenario"], "extsecurity/wrong_exten_min_length");
+        assert_eq!(
+            a["source"],
+            json!({"scope": "Ip", "value": "203.0.113.5", "ip": "203.0.113.5"})
+        );
+        assert_eq!(
+            a["decisions"][0],
+            json!({"origin": "extsecurity", "type": "ban", "scope": "Ip", "value": "203.0.113.5",
+                   "duration": "4h", "scenario": "extsecurity/wrong_exten_min_length"})
+        );
+        assert_eq!(
+            a["events"][0]["meta"][1],
+            json!({"key": "reason", "value": "wrong_exten_min_length(10)"})
+        );
+        assert_eq!(a["start_at"], "2026-11-25T23:00:00Z");
+    }
+
+    #[test]
+    fn a_batch_is_one_array() {
+        let body = alerts_body(&[alert("192.0.2.1", "a"), alert("2001:db8::1", "b")], "90m");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v.as_array().unwrap().len(), 2);
+        assert_eq!(v[1]["source"]["value"], "2001:db8::1");
+        assert_eq!(v[1]["decisions"][0]["duration"], "90m");
+    }
+}

@@ -1,0 +1,337 @@
+//! extsecurity and a real CrowdSec (Debian's 1.4.6, started by `common/crowdsec.rs` as
+//! design.md §3c records): our log read through the shipped acquisition, parsers and
+//! scenario; and the daemon pushing its alerts to the LAPI as a machine, through an
+//! outage and with wrong credentials. Calls reach the daemon as Asterisk makes them
+//! (`common/agi_peer.rs`), AMI events as Asterisk writes them (`common/ami_peer.rs`).
+
+mod common;
+
+use std::io::{Read, Write};
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use common::agi_peer::fastagi_call;
+use common::ami_peer::{AmiPeer, Script, Then, capture_events, from_address};
+use common::asterisk::Channel;
+use common::crowdsec::{Lapi, wait_for};
+use common::{Sandbox, free_port};
+
+const MACHINE: &str = "pbx1";
+const PASSWORD: &str = "pbx1-test-password-0123456789";
+
+/// A call every rule objects to: a 3-digit extension (`wrong_exten_min_length(10)`).
+fn bad_call(ip: &str) -> Channel {
+    Channel {
+        exten: b"123".to_vec(),
+        ..Channel::ordinary(ip)
+    }
+}
+
+/// `extsecurity serve` on free ports, its stderr kept.
+struct Daemon {
+    sandbox: Sandbox,
+    child: Child,
+    port: u16,
+    metrics_port: u16,
+}
+
+impl Daemon {
+    fn start(config: &str) -> Daemon {
+        let (port, metrics_port) = (free_port(), free_port());
+        let sandbox = Sandbox::with_config(&format!(
+            "tarpit_seconds = 0\ntrusted_networks = [\"192.0.2.0/24\"]\n{config}\n\
+             [daemon]\nlisten = \"127.0.0.1:{port}\"\nmetrics_listen = \"127.0.0.1:{metrics_port}\"\n"
+        ));
+        let stderr = std::fs::File::create(sandbox.dir.path().join("stderr")).unwrap();
+        let child = sandbox
+            .command()
+            .arg("serve")
+            .stderr(stderr)
+            .spawn()
+            .unwrap();
+        let d = Daemon {
+            sandbox,
+            child,
+            port,
+            metrics_port,
+        };
+        wait_for("the daemon", Duration::from_secs(10), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        d
+    }
+
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(self.sandbox.dir.path().join("stderr")).unwrap_or_default()
+    }
+
+    fn metric(&self, name: &str) -> f64 {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.metrics_port)).unwrap();
+        s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        text.lines()
+            .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+            .sum()
+    }
+
+    fn call(&self, channel: &Channel) -> String {
+        fastagi_call(self.port, channel)
+            .variable("EXTSEC_REASON")
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn push_config(lapi: &Lapi, password: &str) -> String {
+    format!(
+        "[crowdsec]\nlapi_url = \"{}\"\nmachine_id = \"{MACHINE}\"\npassword = \"{password}\"\nban_duration = \"2h\"\n",
+        lapi.url()
+    )
+}
+
+#[test]
+fn our_log_is_a_crowdsec_source_and_forged_text_bans_no_one() {
+    let sandbox = Sandbox::new();
+    std::fs::write(&sandbox.log, "").unwrap();
+    let lapi = Lapi::start(Some(&sandbox.log));
+    let b64 = |s: &str| {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(s)
+    };
+    // The agent tails the log from its end once it is up: until a probe alert is
+    // banned, lines could be written before it looks.
+    wait_for("the agent to read the log", Duration::from_secs(30), || {
+        sandbox.run(&[
+            "check",
+            "--ip=192.0.2.200",
+            &format!("--exten-b64={}", b64("1")),
+        ]);
+        std::thread::sleep(Duration::from_millis(300));
+        !lapi.decisions("192.0.2.200").is_null()
+    });
+    let probes = sandbox.log_lines().len();
+    // An alert, and an accepted call whose user agent spells an alert for 9.9.9.9.
+    let alert = sandbox.run(&[
+        "check",
+        "--ip=203.0.113.5",
+        &format!("--exten-b64={}", b64("123")),
+    ]);
+    assert!(alert.status.success());
+    let forged = sandbox.run(&[
+        "check",
+        "--ip=198.51.100.7",
+        &format!("--callerid-num-b64={}", b64("4915100000000")),
+        &format!("--exten-b64={}", b64("4915100000001")),
+        &format!(
+            "--user-agent-b64={}",
+            b64("x\n2026-11-25 10:00:00.000 ERROR ip=9.9.9.9 reason=x")
+        ),
+    ]);
+    assert!(forged.status.success());
+    // The live agent bans the alert's address, and only it.
+    wait_for("the ban", Duration::from_secs(30), || {
+        !lapi.decisions("203.0.113.5").is_null()
+    });
+    let ban = &lapi.decisions("203.0.113.5")[0];
+    assert_eq!(ban["scenario"], "extsecurity/alert");
+    assert_eq!(ban["type"], "ban");
+    assert!(lapi.decisions("9.9.9.9").is_null());
+    assert!(lapi.decisions("198.51.100.7").is_null());
+    // cscli explain shows why, line by line.
+    let explain = lapi.cscli(&[
+        "explain",
+        "--file",
+        sandbox.log.to_str().unwrap(),
+        "--type",
+        "extsecurity",
+    ]);
+    let text = String::from_utf8_lossy(&explain.stdout);
+    // One block per line, not necessarily in file order.
+    let blocks: Vec<&str> = text.split("line: ").skip(1).collect();
+    assert_eq!(blocks.len(), probes + 2, "{text}");
+    let block = |start: &str| {
+        let found: Vec<&&str> = blocks.iter().filter(|b| b.contains(start)).collect();
+        assert_eq!(found.len(), 1, "{start}: {text}");
+        found[0].to_string()
+    };
+    let alert = block(" ERROR ip=203.0.113.5 ");
+    assert!(alert.contains("🟢 extsecurity/alert"), "{alert}");
+    let accepted = block(" INFO ip=198.51.100.7 ");
+    assert!(accepted.contains("parser failure"), "{accepted}");
+    assert!(!accepted.contains("extsecurity/alert"), "{accepted}");
+}
+
+#[test]
+fn the_daemon_pushes_every_alert_but_never_a_trusted_network() {
+    let lapi = Lapi::start(None);
+    lapi.add_machine(MACHINE, PASSWORD);
+    let check = Sandbox::with_config(&push_config(&lapi, PASSWORD)).run(&["crowdsec-check"]);
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    assert!(String::from_utf8_lossy(&check.stdout).starts_with("OK: machine \"pbx1\" logged in"));
+    // FastAGI calls and an AMI burst, one daemon.
+    let peer = AmiPeer::start(vec![Script::accept(
+        from_address(&capture_events("ami-wrongpw.bin"), "198.51.100.20").repeat(6),
+        Then::Hold,
+    )]);
+    let d = Daemon::start(&format!(
+        "{}[ami]\naddress = \"{}\"\nusername = \"extsecurity\"\nsecret = \"s3cmon-test\"\n",
+        push_config(&lapi, PASSWORD),
+        peer.addr
+    ));
+    assert_eq!(
+        d.call(&bad_call("203.0.113.5")),
+        "wrong_exten_min_length(10)"
+    );
+    assert_eq!(d.call(&bad_call("192.0.2.10")), "trusted");
+    wait_for("two alerts delivered", Duration::from_secs(30), || {
+        d.metric("extsecurity_crowdsec_delivered_total") >= 2.0
+    });
+    let call_ban = &lapi.decisions("203.0.113.5")[0];
+    assert_eq!(call_ban["scenario"], "extsecurity/wrong_exten_min_length");
+    assert_eq!(call_ban["origin"], "extsecurity");
+    assert_eq!(call_ban["type"], "ban");
+    let duration = call_ban["duration"].as_str().unwrap();
+    assert!(
+        duration.starts_with("1h59m"),
+        "ban_duration = 2h: {duration}"
+    );
+    let ami_ban = &lapi.decisions("198.51.100.20")[0];
+    assert_eq!(ami_ban["scenario"], "extsecurity/auth_bruteforce");
+    assert!(
+        lapi.decisions("192.0.2.10").is_null(),
+        "trusted: never pushed"
+    );
+    assert_eq!(d.metric("extsecurity_crowdsec_delivered_total"), 2.0);
+}
+
+#[test]
+fn an_outage_loses_no_alert_that_fit_in_the_queue() {
+    let mut lapi = Lapi::start(None);
+    lapi.add_machine(MACHINE, PASSWORD);
+    let d = Daemon::start(&push_config(&lapi, PASSWORD));
+    assert_eq!(
+        d.call(&bad_call("203.0.113.1")),
+        "wrong_exten_min_length(10)"
+    );
+    wait_for("the first delivery", Duration::from_secs(30), || {
+        d.metric("extsecurity_crowdsec_delivered_total") >= 1.0
+    });
+    lapi.stop();
+    // Calls are answered at once while the LAPI is down.
+    let started = Instant::now();
+    let ips: Vec<String> = (10..60).map(|i| format!("203.0.113.{i}")).collect();
+    for ip in &ips {
+        assert_eq!(d.call(&bad_call(ip)), "wrong_exten_min_length(10)");
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "50 calls took {:?}: calls must not wait on CrowdSec",
+        started.elapsed()
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(d.metric("extsecurity_crowdsec_retries_total") >= 1.0);
+    assert!(
+        d.stderr().contains("alerts stay queued and are retried"),
+        "{}",
+        d.stderr()
+    );
+    lapi.start_again();
+    wait_for("every queued alert", Duration::from_secs(60), || {
+        d.metric("extsecurity_crowdsec_delivered_total") >= 51.0
+    });
+    for ip in &ips {
+        assert!(!lapi.decisions(ip).is_null(), "{ip} lost");
+    }
+    assert_eq!(d.metric("extsecurity_crowdsec_dropped_total"), 0.0);
+    assert!(
+        d.stderr().contains("the LAPI takes alerts again"),
+        "{}",
+        d.stderr()
+    );
+}
+
+#[test]
+fn wrong_credentials_give_a_clear_error_and_no_crash() {
+    let lapi = Lapi::start(None);
+    lapi.add_machine(MACHINE, PASSWORD);
+    let s = Sandbox::with_config(&push_config(&lapi, "not-the-password"));
+    let check = s.run(&["crowdsec-check"]);
+    assert_eq!(check.status.code(), Some(7));
+    let stderr = String::from_utf8_lossy(&check.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "the LAPI at {} refused machine \"pbx1\": HTTP 401",
+            lapi.url()
+        )),
+        "{stderr}"
+    );
+    let unreachable = Sandbox::with_config(
+        "[crowdsec]\nlapi_url = \"http://127.0.0.1:1\"\nmachine_id = \"m\"\npassword = \"p\"\n",
+    )
+    .run(&["crowdsec-check"]);
+    assert_eq!(unreachable.status.code(), Some(7));
+    assert!(String::from_utf8_lossy(&unreachable.stderr).contains("unreachable"));
+    // The daemon keeps serving, says why once, and keeps the alerts queued.
+    let d = Daemon::start(&push_config(&lapi, "not-the-password"));
+    for ip in ["203.0.113.1", "203.0.113.2"] {
+        assert_eq!(d.call(&bad_call(ip)), "wrong_exten_min_length(10)");
+    }
+    wait_for("a retry", Duration::from_secs(20), || {
+        d.metric("extsecurity_crowdsec_retries_total") >= 1.0
+    });
+    assert_eq!(d.call(&Channel::ordinary("198.51.100.1")), "ok");
+    assert_eq!(d.metric("extsecurity_crowdsec_delivered_total"), 0.0);
+    let stderr = d.stderr();
+    assert_eq!(stderr.matches("refused machine").count(), 1, "{stderr}");
+    assert!(lapi.decisions("203.0.113.1").is_null());
+}
+
+#[test]
+fn a_full_queue_drops_counts_and_says_so_once() {
+    // No LAPI at all: the pusher holds one batch and retries; the queue takes 5 more.
+    let d = Daemon::start(
+        "[crowdsec]\nlapi_url = \"http://127.0.0.1:1\"\nmachine_id = \"m\"\npassword = \"p\"\nqueue_size = 5\nbatch_size = 1\n",
+    );
+    for i in 1..=12 {
+        assert_eq!(
+            d.call(&bad_call(&format!("203.0.113.{i}"))),
+            "wrong_exten_min_length(10)"
+        );
+    }
+    let (queued, dropped) = (
+        d.metric("extsecurity_crowdsec_queued_total"),
+        d.metric("extsecurity_crowdsec_dropped_total"),
+    );
+    assert_eq!(queued + dropped, 12.0);
+    assert!(
+        (5.0..=6.0).contains(&queued),
+        "queue of 5 plus the batch in hand: {queued}"
+    );
+    let stderr = d.stderr();
+    assert_eq!(
+        stderr.matches("CrowdSec: queue full").count(),
+        1,
+        "{stderr}"
+    );
+    // Every alert is still in the alert log, for fail2ban.
+    assert_eq!(
+        d.sandbox
+            .log_lines()
+            .iter()
+            .filter(|l| l.contains(" ERROR ip=203.0.113."))
+            .count(),
+        12
+    );
+}
