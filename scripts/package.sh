@@ -25,7 +25,11 @@ for f in ./usr/bin/extsecurity ./etc/asterisk/extsecurity.toml \
          ./usr/share/doc/extsecurity/asterisk/extensions-chan_sip.conf \
          ./usr/share/doc/extsecurity/asterisk/extensions-agi.conf \
          ./usr/share/doc/extsecurity/asterisk/extensions-fastagi.conf \
-         ./usr/share/doc/extsecurity/asterisk/manager.conf; do
+         ./usr/share/doc/extsecurity/asterisk/manager.conf \
+         ./etc/crowdsec/acquis.d/extsecurity.yaml \
+         ./etc/crowdsec/parsers/s00-raw/extsecurity-raw.yaml \
+         ./etc/crowdsec/parsers/s01-parse/extsecurity-logs.yaml \
+         ./etc/crowdsec/scenarios/extsecurity-alert.yaml; do
   check "contains $f" grep -q " $f\$" <<<"$contents"
 done
 conffiles=$(dpkg-deb -I "$deb" conffiles)
@@ -59,6 +63,13 @@ if [ "$(id -u)" -eq 0 ] && ! dpkg -s extsecurity >/dev/null 2>&1 && [ ! -e /etc/
   check "the system user exists" getent passwd extsecurity
   check "the unit is installed" test -f /usr/lib/systemd/system/extsecurity.service
   check "the unit is not enabled" test ! -e /etc/systemd/system/multi-user.target.wants/extsecurity.service
+  if command -v cscli >/dev/null; then
+    # --branch: without it cscli asks the network which hub branch to use.
+    check "CrowdSec finds our parsers where it looks for local items" bash -c \
+      'cscli --branch master parsers list -a -o raw 2>/dev/null | grep -q "^extsecurity-logs.yaml,\"enabled,local\""'
+    check "CrowdSec finds our scenario" bash -c \
+      'cscli --branch master scenarios list -a -o raw 2>/dev/null | grep -q "^extsecurity-alert.yaml,\"enabled,local\""'
+  fi
   check "dpkg --purge removes it" env DEBIAN_FRONTEND=noninteractive dpkg --purge extsecurity
   check "nothing is left in /usr/bin" test ! -e /usr/bin/extsecurity
   check "the purged conffile is gone" test ! -e /etc/asterisk/extsecurity.toml

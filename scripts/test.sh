@@ -6,6 +6,10 @@
 #   logrotate       the shipped logrotate file rotates while writers append
 #   nftables, iproute2  a real kernel ban between network namespaces the test makes
 #   lintian, cargo-deb  scripts/package.sh builds and checks the Debian package
+#   crowdsec        a real LAPI and agent read our log and take the daemon's pushes;
+#                   installed offline as design.md §3c says (a comment-only
+#                   online_api_credentials.yaml first, or postinst fails registering
+#                   with the Central API)
 #   rustfmt, clippy the style gates
 # then runs cargo fmt --check, cargo clippy --all-targets -D warnings, cargo test, and
 # scripts/package.sh.
@@ -27,6 +31,13 @@ command -v logrotate >/dev/null || need+=(logrotate)
 command -v nft >/dev/null || need+=(nftables)
 command -v ip >/dev/null || need+=(iproute2)
 command -v lintian >/dev/null || need+=(lintian)
+if ! command -v crowdsec >/dev/null; then
+  if [ "$(id -u)" -eq 0 ] && [ ! -e /etc/crowdsec/online_api_credentials.yaml ]; then
+    mkdir -p /etc/crowdsec
+    echo '# offline: no Central API (extsecurity tests)' >/etc/crowdsec/online_api_credentials.yaml
+  fi
+  need+=(crowdsec)
+fi
 if ((${#need[@]})); then
   echo "test.sh: installing ${need[*]}"
   apt_install "${need[@]}"
