@@ -295,7 +295,8 @@ impl Default for RawDaemon {
 impl RawDaemon {
     /// A secret travels in a URL query, so it must be URL-safe.
     fn secret(&self) -> Result<Option<String>, Invalid> {
-        let Some((secret, span)) = read_secret(&self.secret, &self.secret_file, "daemon")? else {
+        let Some((secret, span)) = read_secret(&self.secret, &self.secret_file, "daemon.secret")?
+        else {
             return Ok(None);
         };
         let url_safe = |c: char| c.is_ascii_alphanumeric() || "-._~".contains(c);
@@ -384,27 +385,23 @@ impl Default for RawConfig {
     }
 }
 
-/// `{table}.secret`, or the first line of `{table}.secret_file`, with where it was
-/// set; both set is an error.
+/// `inline` (`{key}`), or the first line of the file `file` names (`{key}_file`), with
+/// where it was set; both set is an error. `key` is `daemon.secret`, say.
 fn read_secret(
     inline: &Spanned<String>,
     file: &Spanned<String>,
-    table: &str,
+    key: &str,
 ) -> Result<Option<(String, Range<usize>)>, Invalid> {
     match (inline.get_ref().is_empty(), file.get_ref().is_empty()) {
         (true, true) => Ok(None),
         (false, false) => Err((
             file.span(),
-            format!("{table}.secret and {table}.secret_file exclude each other"),
+            format!("{key} and {key}_file exclude each other"),
         )),
         (false, true) => Ok(Some((inline.get_ref().clone(), inline.span()))),
         (true, false) => {
-            let text = std::fs::read_to_string(file.get_ref()).map_err(|e| {
-                (
-                    file.span(),
-                    format!("{table}.secret_file {}: {e}", file.get_ref()),
-                )
-            })?;
+            let text = std::fs::read_to_string(file.get_ref())
+                .map_err(|e| (file.span(), format!("{key}_file {}: {e}", file.get_ref())))?;
             let first = text.lines().next().unwrap_or("").trim().to_string();
             Ok(Some((first, file.span())))
         }
@@ -467,7 +464,8 @@ impl RawAmi {
             };
             return Err((at, "ami.username is required and must be printable".into()));
         }
-        let Some((secret, secret_span)) = read_secret(&raw.secret, &raw.secret_file, "ami")? else {
+        let Some((secret, secret_span)) = read_secret(&raw.secret, &raw.secret_file, "ami.secret")?
+        else {
             return Err((span, "ami.secret or ami.secret_file is required".into()));
         };
         if !printable(&secret) {
@@ -562,7 +560,8 @@ impl RawCrowdsec {
                 "crowdsec.machine_id is required (the name given to cscli machines add)".into(),
             ));
         }
-        let Some((password, _)) = read_secret(&raw.password, &raw.password_file, "crowdsec")?
+        let Some((password, _)) =
+            read_secret(&raw.password, &raw.password_file, "crowdsec.password")?
         else {
             return Err((
                 span,
@@ -1117,6 +1116,10 @@ automatic_block_attempts_to_extensions = ['\d{1,2}', '900\d+']
             (
                 "[crowdsec]\nmachine_id = 'm'\npassword = 'pw'\nban_duration = '4 hours'\n",
                 "t.toml:4:16: crowdsec.ban_duration \"4 hours\" is not",
+            ),
+            (
+                "[crowdsec]\nmachine_id = 'm'\npassword_file = '/nonexistent/p'\n",
+                "t.toml:3:17: crowdsec.password_file /nonexistent/p: No such file",
             ),
             (
                 "[crowdsec]\nmachine_id = 'm'\npassword = 'pw'\nbatch_size = 0\n",

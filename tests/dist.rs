@@ -152,12 +152,14 @@ fn the_manager_user_reads_security_events_from_loopback_and_writes_nothing() {
 }
 
 #[test]
-fn the_shipped_ami_table_uncommented_is_valid_and_restates_the_defaults() {
+fn the_shipped_ami_and_crowdsec_tables_uncommented_are_valid_and_restate_the_defaults() {
     // The commented `#[ami]` block of dist/extsecurity.toml, uncommented (prose lines
     // start with `##` and stay comments), with its secret file in place.
     let sandbox = Sandbox::new();
     let secret = sandbox.dir.path().join("extsecurity-ami.secret");
     std::fs::write(&secret, "s3cret\n").unwrap();
+    let password = sandbox.dir.path().join("extsecurity-crowdsec.secret");
+    std::fs::write(&password, "machine-password\n").unwrap();
     let shipped = read("dist/extsecurity.toml");
     let text: String = shipped
         .lines()
@@ -169,6 +171,10 @@ fn the_shipped_ami_table_uncommented_is_valid_and_restates_the_defaults() {
             l.replace(
                 "/etc/asterisk/extsecurity-ami.secret",
                 secret.to_str().unwrap(),
+            )
+            .replace(
+                "/etc/asterisk/extsecurity-crowdsec.secret",
+                password.to_str().unwrap(),
             )
         })
         .map(|l| l + "\n")
@@ -184,6 +190,17 @@ fn the_shipped_ami_table_uncommented_is_valid_and_restates_the_defaults() {
     assert_eq!(ami.secret, "s3cret");
     assert_eq!(ami.limits, extsecurity::ami::Limits::default());
     assert_eq!(ami.ping_interval, std::time::Duration::from_secs(20));
+    let crowdsec = config.crowdsec.expect("[crowdsec] uncommented");
+    assert_eq!(crowdsec.lapi_url, "http://127.0.0.1:8080");
+    assert_eq!(crowdsec.password, "machine-password");
+    assert_eq!(
+        (
+            crowdsec.ban_duration.as_str(),
+            crowdsec.queue_size,
+            crowdsec.batch_size
+        ),
+        ("4h", 10_000, 100)
+    );
     // And the user name matches the manager.conf section shipped beside it.
     assert!(read("dist/asterisk/manager.conf").contains(&format!("\n[{}]\n", ami.username)));
 }
