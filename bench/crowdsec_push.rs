@@ -1,0 +1,210 @@
+//! CrowdSec push benchmark (issue: fleets through CrowdSec).
+//!
+//!     cargo bench --bench crowdsec_push
+//!     CALLS=40000 CONCURRENCY=16 BATCH=100 cargo bench --bench crowdsec_push
+//!
+//! Starts a real LAPI from Debian's `crowdsec` package (SQLite with WAL, as
+//! tests/common/crowdsec.rs does) and the release daemon, then makes CALLS FastAGI
+//! calls, CONCURRENCY at a time, each from its own address and each an alert (a
+//! 3-digit extension), twice: without `[crowdsec]`, and pushing every alert to the
+//! LAPI. Reports calls/s and latency percentiles for both runs, and for the second the
+//! alerts delivered per second (first call to the last alert accepted by the LAPI,
+//! from `extsecurity_crowdsec_delivered_total`), alerts lost, and how many decisions
+//! the LAPI holds afterwards.
+
+#[path = "../tests/common/mod.rs"]
+#[allow(dead_code, unused_imports)]
+mod common;
+
+use std::io::{Read, Write};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::agi_peer::fastagi_call;
+use common::asterisk::Channel;
+use common::crowdsec::{Lapi, wait_for};
+use common::free_port;
+
+fn env(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn main() {
+    let calls = env("CALLS", 20_000);
+    let concurrency = env("CONCURRENCY", 16);
+    let batch = env("BATCH", 100);
+    let root = env!("CARGO_MANIFEST_DIR");
+    let status = Command::new("cargo")
+        .args(["build", "--release", "--quiet", "--bin", "extsecurity"])
+        .current_dir(root)
+        .status()
+        .expect("cargo build");
+    assert!(status.success());
+    let lapi = Lapi::start(None);
+    lapi.add_machine("bench", "bench-password-0123456789");
+    println!(
+        "CrowdSec push: {calls} alert calls, {concurrency} at a time, each from its own address; LAPI and daemon on the same 2 cores"
+    );
+    let plain = run(root, "", calls, concurrency, 0);
+    plain.print("without CrowdSec", None);
+    let push = format!(
+        "[crowdsec]\nlapi_url = \"{}\"\nmachine_id = \"bench\"\npassword = \"bench-password-0123456789\"\nqueue_size = {}\nbatch_size = {batch}\n",
+        lapi.url(),
+        calls * 2
+    );
+    // A different address range, so that the LAPI holds exactly this run's bans.
+    let pushed = run(root, &push, calls, concurrency, 1);
+    pushed.print("pushing to the LAPI", Some(&lapi));
+}
+
+struct Outcome {
+    calls: usize,
+    elapsed: Duration,
+    latencies: Vec<Duration>,
+    delivered: Option<(f64, Duration)>,
+    dropped: f64,
+    first_octet: u8,
+}
+
+impl Outcome {
+    fn print(&self, name: &str, lapi: Option<&Lapi>) {
+        let mut l = self.latencies.clone();
+        l.sort();
+        let pct =
+            |p: f64| l[((l.len() as f64 * p) as usize).min(l.len() - 1)].as_secs_f64() * 1000.0;
+        println!(
+            "{name:>20}: {:>6.0} calls/s, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+            self.calls as f64 / self.elapsed.as_secs_f64(),
+            pct(0.50),
+            pct(0.99),
+            pct(1.0)
+        );
+        if let (Some((delivered, took)), Some(lapi)) = (self.delivered, lapi) {
+            let sample: Vec<String> = (0..20)
+                .map(|i| address(self.first_octet, i * (self.calls / 20)))
+                .collect();
+            let banned = sample
+                .iter()
+                .filter(|ip| !lapi.decisions(ip).is_null())
+                .count();
+            println!(
+                "{:>20}  {delivered} alerts delivered in {:.2} s: {:.0} alerts/s; lost {}; dropped (queue full) {}; sampled bans present {banned}/20",
+                "",
+                took.as_secs_f64(),
+                delivered / took.as_secs_f64(),
+                self.calls as f64 - delivered,
+                self.dropped
+            );
+        }
+    }
+}
+
+/// The i-th caller address of a run: 10.N.x.y.
+fn address(first: u8, i: usize) -> String {
+    format!("10.{}.{}.{}", first, (i >> 8) & 0xff, i & 0xff)
+}
+
+fn run(root: &str, extra: &str, calls: usize, concurrency: usize, first_octet: u8) -> Outcome {
+    let dir = tempfile::tempdir().unwrap();
+    let (port, metrics_port) = (free_port(), free_port());
+    let config = dir.path().join("extsecurity.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "log_file = {:?}\ntarpit_seconds = 0\n{extra}\n[daemon]\nlisten = '127.0.0.1:{port}'\nmetrics_listen = '127.0.0.1:{metrics_port}'\nmax_connections = 4096\n[memory]\nenabled = false\n",
+            dir.path().join("alerts.log")
+        ),
+    )
+    .unwrap();
+    let daemon = Daemon(
+        Command::new(format!("{root}/target/release/extsecurity"))
+            .args(["serve", "--config"])
+            .arg(&config)
+            .env("EXTSECURITY_LOG", "warn")
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for("the daemon", Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let latencies = Arc::new(Mutex::new(Vec::with_capacity(calls)));
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let started = Instant::now();
+    let workers: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let (latencies, next) = (latencies.clone(), next.clone());
+            std::thread::spawn(move || {
+                let mut mine = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if i >= calls {
+                        break;
+                    }
+                    let channel = Channel {
+                        exten: b"123".to_vec(),
+                        ..Channel::ordinary(&address(first_octet, i))
+                    };
+                    let t = Instant::now();
+                    let reason = fastagi_call(port, &channel).variable("EXTSEC_REASON");
+                    mine.push(t.elapsed());
+                    assert_eq!(reason.as_deref(), Some("wrong_exten_min_length(10)"));
+                }
+                latencies.lock().unwrap().extend(mine);
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap();
+    }
+    let elapsed = started.elapsed();
+    let delivered = (!extra.is_empty()).then(|| {
+        let deadline = Instant::now() + Duration::from_secs(600);
+        let mut n = 0.0;
+        while Instant::now() < deadline {
+            n = metric(metrics_port, "extsecurity_crowdsec_delivered_total");
+            if n >= calls as f64 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        (n, started.elapsed())
+    });
+    let dropped = metric(metrics_port, "extsecurity_crowdsec_dropped_total");
+    drop(daemon);
+    let latencies = std::mem::take(&mut *latencies.lock().unwrap());
+    Outcome {
+        calls,
+        elapsed,
+        latencies,
+        delivered,
+        dropped,
+        first_octet,
+    }
+}
+
+fn metric(port: u16, name: &str) -> f64 {
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return 0.0;
+    };
+    let _ = s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n");
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    text.lines()
+        .filter(|l| l.starts_with(name))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
