@@ -13,7 +13,7 @@
 //! the LAPI holds afterwards.
 
 #[path = "../tests/common/mod.rs"]
-#[allow(dead_code, unused_imports)]
+#[allow(unused_imports)]
 mod common;
 
 use std::io::{Read, Write};
