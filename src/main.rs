@@ -330,6 +330,7 @@ fn serve(
             .ami
             .is_some()
             .then(|| tokio::spawn(daemon::ami::run(shared.clone())));
+        let shared_for_close = shared.clone();
         let pusher = shared.crowdsec.is_some().then(|| {
             tracing::info!("pushing alerts to CrowdSec");
             tokio::spawn(daemon::crowdsec::run(shared.clone()))
@@ -351,8 +352,16 @@ fn serve(
                 shutdown.await;
             }
         }
-        for task in [watcher, pusher].into_iter().flatten() {
-            let _ = task.await;
+        // The calls in flight are finished and the AMI watcher has stopped: no more
+        // alerts, so the pusher may deliver what is queued and end.
+        if let Some(watcher) = watcher {
+            let _ = watcher.await;
+        }
+        if let Some(pusher) = pusher {
+            if let Some(queue) = &shared_for_close.crowdsec {
+                queue.close();
+            }
+            let _ = pusher.await;
         }
         tracing::info!("stopped");
         Ok(())

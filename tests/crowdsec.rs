@@ -335,3 +335,47 @@ fn a_full_queue_drops_counts_and_says_so_once() {
         12
     );
 }
+
+#[test]
+fn alerts_queued_at_shutdown_are_delivered_before_exit() {
+    let mut lapi = Lapi::start(None);
+    lapi.add_machine(MACHINE, PASSWORD);
+    lapi.stop();
+    let mut d = Daemon::start(&push_config(&lapi, PASSWORD));
+    let ips: Vec<String> = (1..=5).map(|i| format!("203.0.113.{i}")).collect();
+    for ip in &ips {
+        assert_eq!(d.call(&bad_call(ip)), "wrong_exten_min_length(10)");
+    }
+    wait_for("a failed push", Duration::from_secs(20), || {
+        d.metric("extsecurity_crowdsec_retries_total") >= 1.0
+    });
+    // The LAPI is back, but the pusher is in its backoff when SIGTERM comes: the
+    // daemon delivers what it holds before it exits.
+    lapi.start_again();
+    // SAFETY: kill(2) on our own child's pid.
+    assert_eq!(unsafe { libc::kill(d.child.id() as i32, libc::SIGTERM) }, 0);
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = d.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the daemon did not exit"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{}", d.stderr());
+    for ip in &ips {
+        assert!(
+            !lapi.decisions(ip).is_null(),
+            "{ip} lost at shutdown: {}",
+            d.stderr()
+        );
+    }
+    assert!(
+        !d.stderr().contains("not delivered at shutdown"),
+        "{}",
+        d.stderr()
+    );
+}

@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::sync::mpsc::{self, error::TrySendError};
+use tokio::sync::watch;
 
 use crate::crowdsec::{Alert, Client, LapiError};
 use crate::daemon::Shared;
@@ -30,6 +31,8 @@ const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct Queue {
     tx: mpsc::Sender<Alert>,
     rx: Mutex<Option<mpsc::Receiver<Alert>>>,
+    /// Set by [`Queue::close`] once nothing will write alerts any more.
+    closing: watch::Sender<bool>,
     /// Set when an alert was dropped; cleared when a batch is delivered.
     overflowing: AtomicBool,
 }
@@ -40,15 +43,28 @@ impl Queue {
         Queue {
             tx,
             rx: Mutex::new(Some(rx)),
+            closing: watch::channel(false).0,
             overflowing: AtomicBool::new(false),
         }
+    }
+
+    /// Tells the pusher that no more alerts will come (the daemon has finished its calls
+    /// in flight): it delivers what is queued, for a few seconds at most, and ends.
+    pub fn close(&self) {
+        self.closing.send_replace(true);
+    }
+
+    async fn closed(&self) {
+        let mut rx = self.closing.subscribe();
+        let _ = rx.wait_for(|closing| *closing).await;
     }
 
     /// Queues `alert` for the LAPI, or drops it if the queue is full. Never waits.
     pub fn offer(&self, alert: Alert, metrics: &CrowdsecMetrics) {
         match self.tx.try_send(alert) {
             Ok(()) => metrics.queued(),
-            Err(TrySendError::Full(alert) | TrySendError::Closed(alert)) => {
+            Err(TrySendError::Closed(_)) => metrics.dropped(),
+            Err(TrySendError::Full(alert)) => {
                 metrics.dropped();
                 if !self.overflowing.swap(true, Ordering::Relaxed) {
                     tracing::error!(
@@ -62,8 +78,8 @@ impl Queue {
     }
 }
 
-/// Delivers queued alerts until shutdown, then tries for a few seconds to deliver what
-/// is left.
+/// Delivers queued alerts until [`Queue::close`], then tries for a few seconds to
+/// deliver what is left.
 pub async fn run(shared: Arc<Shared>) {
     let Some(queue) = shared.crowdsec.as_ref() else {
         return;
@@ -76,20 +92,20 @@ pub async fn run(shared: Arc<Shared>) {
         backoff: FIRST_BACKOFF,
         failing: false,
     };
+    let mut left = Vec::new();
     loop {
         let first = tokio::select! {
             alert = rx.recv() => alert,
-            () = shared.shutting_down() => None,
+            () = queue.closed() => None,
         };
         let Some(first) = first else { break };
         let batch = fill(first, &mut rx, &shared);
-        tokio::select! {
-            () = pusher.deliver(&shared, batch) => {}
-            () = shared.shutting_down() => break,
+        if let Some(undelivered) = pusher.deliver(&shared, queue, batch).await {
+            left = undelivered;
+            break;
         }
     }
     rx.close();
-    let mut left = Vec::new();
     while let Ok(alert) = rx.try_recv() {
         left.push(alert);
     }
@@ -130,16 +146,25 @@ struct Pusher {
 }
 
 impl Pusher {
-    /// Sends `batch` until it is delivered or rejected, backing off between attempts.
-    async fn deliver(&mut self, shared: &Shared, batch: Vec<Alert>) {
+    /// Sends `batch` until it is delivered or rejected, backing off between attempts;
+    /// gives it back if the queue is closed while it waits.
+    async fn deliver(
+        &mut self,
+        shared: &Shared,
+        queue: &Queue,
+        batch: Vec<Alert>,
+    ) -> Option<Vec<Alert>> {
         let mut batch = batch;
         loop {
             match self.attempt(shared, batch).await {
-                Attempt::Done => return,
+                Attempt::Done => return None,
                 Attempt::Retry(back) => {
                     batch = back;
                     shared.metrics.crowdsec.retried();
-                    tokio::time::sleep(self.backoff).await;
+                    tokio::select! {
+                        () = tokio::time::sleep(self.backoff) => {}
+                        () = queue.closed() => return Some(batch),
+                    }
                     self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
                 }
             }
