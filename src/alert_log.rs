@@ -345,6 +345,28 @@ mod tests {
     }
 
     #[test]
+    fn only_error_lines_name_an_address_for_other_sinks() {
+        let call = Call::new("203.0.113.5".parse().unwrap());
+        let alert = Line::for_call(&Verdict::Alert(Reason::CallRate), &call);
+        assert_eq!(alert.alert(), Some((call.peer_ip, "call_rate")));
+        assert_eq!(Line::for_call(&Verdict::Ok, &call).alert(), None);
+        assert_eq!(Line::for_call(&Verdict::Trusted, &call).alert(), None);
+        assert_eq!(Line::bad_request("x", b"ip=9.9.9.9").alert(), None);
+        let ami = Line::for_security_alert(
+            call.peer_ip,
+            "account_scan",
+            6,
+            Duration::from_secs(60),
+            ("InvalidAccountID", b"PJSIP", b"a'b\r\nip=9.9.9.9", 12),
+        );
+        assert_eq!(ami.alert(), Some((call.peer_ip, "account_scan")));
+        assert_eq!(
+            ami.text(),
+            r"ip=203.0.113.5 reason=account_scan events=6 window_seconds=60 last_event=InvalidAccountID service='PJSIP' account='a\x27b\x0d\x0aip\x3d9.9.9.9'[+12 bytes]"
+        );
+    }
+
+    #[test]
     fn plain_values_are_quoted_as_they_are() {
         assert_eq!(quoted(b"friendly-scanner"), "'friendly-scanner'");
         assert_eq!(quoted(b""), "''");
