@@ -283,6 +283,12 @@ fn serve(
         if !config.daemon.fastagi && config.ami.is_none() {
             anyhow::bail!("nothing to serve: [daemon] fastagi = false and no [ami] table");
         }
+        // Before anything can be seen from outside (the port accepting): a SIGTERM
+        // sent as soon as the port answers must stop the daemon cleanly, not kill it.
+        let mut hup = signal(SignalKind::hangup())?;
+        let mut usr1 = signal(SignalKind::user_defined1())?;
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
         let addr = listen.unwrap_or(config.daemon.listen);
         let listener = match config.daemon.fastagi {
             true => Some(
@@ -307,10 +313,6 @@ fn serve(
             }));
             tracing::info!(%addr, "metrics");
         }
-        let mut hup = signal(SignalKind::hangup())?;
-        let mut usr1 = signal(SignalKind::user_defined1())?;
-        let mut term = signal(SignalKind::terminate())?;
-        let mut int = signal(SignalKind::interrupt())?;
         let signals = shared.clone();
         tokio::spawn(async move {
             loop {
