@@ -23,21 +23,17 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+#[allow(dead_code)]
+mod support;
+
+use support::{Daemon, metric, release_binary};
+
 fn main() {
-    let events: usize = std::env::var("EVENTS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000_000);
-    let root = env!("CARGO_MANIFEST_DIR");
-    let status = Command::new("cargo")
-        .args(["build", "--release", "--quiet", "--bin", "extsecurity"])
-        .current_dir(root)
-        .status()
-        .expect("cargo build");
-    assert!(status.success());
+    let events = support::env_usize("EVENTS", 1_000_000);
+    let binary = release_binary();
     println!(
         "AMI flood, {events} events per run, daemon on loopback (2 cores shared with the generator)"
     );
@@ -49,7 +45,7 @@ fn main() {
             continue;
         }
         let stream = build(events, addresses, kind);
-        run(root, name, events, &stream);
+        run(&binary, name, events, &stream);
     }
 }
 
@@ -78,7 +74,7 @@ fn build(count: usize, addresses: usize, kind: &str) -> Vec<u8> {
     out
 }
 
-fn run(root: &str, name: &str, events: usize, stream: &[u8]) {
+fn run(binary: &str, name: &str, events: usize, stream: &[u8]) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let ami = listener.local_addr().unwrap();
     let metrics_port = TcpListener::bind("127.0.0.1:0")
@@ -99,7 +95,7 @@ fn run(root: &str, name: &str, events: usize, stream: &[u8]) {
     )
     .unwrap();
     let daemon = Daemon(
-        Command::new(format!("{root}/target/release/extsecurity"))
+        Command::new(binary)
             .args(["serve", "--config"])
             .arg(&config)
             .env("EXTSECURITY_LOG", "warn")
@@ -175,38 +171,4 @@ fn read_message(conn: &mut TcpStream) -> String {
         got.push(byte[0]);
     }
     String::from_utf8_lossy(&got).into_owned()
-}
-
-fn metric(port: u16, name: &str) -> f64 {
-    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
-        return 0.0;
-    };
-    let _ = s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n");
-    let mut text = String::new();
-    let _ = s.read_to_string(&mut text);
-    text.lines()
-        .filter(|l| l.starts_with(name))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
-struct Daemon(Child);
-
-impl Daemon {
-    /// The daemon's peak resident set (VmHWM), in KiB.
-    fn peak_rss_kib(&self) -> u64 {
-        std::fs::read_to_string(format!("/proc/{}/status", self.0.id()))
-            .unwrap_or_default()
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
-            .unwrap_or(0)
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }

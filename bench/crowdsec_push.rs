@@ -16,40 +16,31 @@
 #[allow(unused_imports)]
 mod common;
 
-use std::io::{Read, Write};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::agi_peer::fastagi_call;
 use common::asterisk::Channel;
-use common::crowdsec::{Lapi, wait_for};
-use common::free_port;
+use common::crowdsec::Lapi;
+use common::{free_port, wait_for};
 
-fn env(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+#[allow(dead_code)]
+mod support;
+
+use support::{Daemon, env_usize as env, metric, release_binary};
 
 fn main() {
     let calls = env("CALLS", 20_000);
     let concurrency = env("CONCURRENCY", 16);
     let batch = env("BATCH", 100);
-    let root = env!("CARGO_MANIFEST_DIR");
-    let status = Command::new("cargo")
-        .args(["build", "--release", "--quiet", "--bin", "extsecurity"])
-        .current_dir(root)
-        .status()
-        .expect("cargo build");
-    assert!(status.success());
+    let binary = release_binary();
     let lapi = Lapi::start(None);
     lapi.add_machine("bench", "bench-password-0123456789");
     println!(
         "CrowdSec push: {calls} alert calls, {concurrency} at a time, each from its own address; LAPI and daemon on the same 2 cores"
     );
-    let plain = run(root, "", calls, concurrency, 0);
+    let plain = run(&binary, "", calls, concurrency, 0);
     plain.print("without CrowdSec", None);
     let push = format!(
         "[crowdsec]\nlapi_url = \"{}\"\nmachine_id = \"bench\"\npassword = \"bench-password-0123456789\"\nqueue_size = {}\nbatch_size = {batch}\n",
@@ -57,7 +48,7 @@ fn main() {
         calls * 2
     );
     // A different address range, so that the LAPI holds exactly this run's bans.
-    let pushed = run(root, &push, calls, concurrency, 1);
+    let pushed = run(&binary, &push, calls, concurrency, 1);
     pushed.print("pushing to the LAPI", Some(&lapi));
 }
 
@@ -108,7 +99,7 @@ fn address(first: u8, i: usize) -> String {
     format!("10.{}.{}.{}", first, (i >> 8) & 0xff, i & 0xff)
 }
 
-fn run(root: &str, extra: &str, calls: usize, concurrency: usize, first_octet: u8) -> Outcome {
+fn run(binary: &str, extra: &str, calls: usize, concurrency: usize, first_octet: u8) -> Outcome {
     let dir = tempfile::tempdir().unwrap();
     let (port, metrics_port) = (free_port(), free_port());
     let config = dir.path().join("extsecurity.toml");
@@ -121,7 +112,7 @@ fn run(root: &str, extra: &str, calls: usize, concurrency: usize, first_octet: u
     )
     .unwrap();
     let daemon = Daemon(
-        Command::new(format!("{root}/target/release/extsecurity"))
+        Command::new(binary)
             .args(["serve", "--config"])
             .arg(&config)
             .env("EXTSECURITY_LOG", "warn")
@@ -184,27 +175,5 @@ fn run(root: &str, extra: &str, calls: usize, concurrency: usize, first_octet: u
         delivered,
         dropped,
         first_octet,
-    }
-}
-
-fn metric(port: u16, name: &str) -> f64 {
-    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
-        return 0.0;
-    };
-    let _ = s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n");
-    let mut text = String::new();
-    let _ = s.read_to_string(&mut text);
-    text.lines()
-        .filter(|l| l.starts_with(name))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }

@@ -17,32 +17,24 @@
 //! replies `200 result=1 (value)`), as tests/common/agi_peer.rs does.
 
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+#[allow(dead_code)]
+mod support;
+
+use support::{Daemon, env_usize, metric, release_binary};
 
 fn main() {
     let calls = env_usize("CALLS", 100_000);
     let concurrency = env_usize("CONCURRENCY", 32);
     let flood = env_usize("FLOOD", 1_000_000);
-    let root = env!("CARGO_MANIFEST_DIR");
-    let status = Command::new("cargo")
-        .args(["build", "--release", "--quiet", "--bin", "extsecurity"])
-        .current_dir(root)
-        .status()
-        .expect("cargo build");
-    assert!(status.success());
+    let binary = release_binary();
     let dir = tempfile::tempdir().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -65,7 +57,7 @@ fn main() {
     )
     .unwrap();
     let daemon = Daemon(
-        Command::new(format!("{root}/target/release/extsecurity"))
+        Command::new(&binary)
             .args([
                 "--config",
                 config.to_str().unwrap(),
@@ -105,12 +97,7 @@ fn main() {
             std::net::Ipv4Addr::from(n).to_string()
         })
         .await;
-        let metrics = http_get(format!("127.0.0.1:{metrics_port}").parse().unwrap()).await;
-        let tracked = metrics
-            .lines()
-            .find_map(|l| l.strip_prefix("extsecurity_tracked_ips "))
-            .unwrap_or("?")
-            .to_string();
+        let tracked = metric(metrics_port, "extsecurity_tracked_ips ");
         println!(
             "flood: {flood} calls from {flood} distinct addresses in {:.1} s = {:.0} calls/s; tracked addresses {tracked}; daemon peak RSS {} MiB",
             elapsed.as_secs_f64(),
@@ -194,59 +181,4 @@ fn substitute(arg: &str, ip: &str) -> String {
         .replace("${EXTEN}", "4915112345678")
         .replace("${PJSIP_HEADER(read,User-Agent)}", "Yealink SIP-T46S")
         .replace("${CHANNEL(endpoint)}", "guest")
-}
-
-async fn http_get(addr: SocketAddr) -> String {
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    s.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").await.unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.unwrap();
-    out
-}
-
-struct Daemon(Child);
-
-impl Daemon {
-    /// User plus system CPU time the daemon used so far.
-    fn cpu_seconds(&self) -> f64 {
-        let stat =
-            std::fs::read_to_string(format!("/proc/{}/stat", self.0.id())).unwrap_or_default();
-        // Fields after the command's closing parenthesis; utime and stime are 14 and 15.
-        let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-        let fields: Vec<&str> = after.split_whitespace().collect();
-        let field = |i: usize| {
-            fields
-                .get(i)
-                .and_then(|v| v.parse::<f64>().ok())
-                .unwrap_or(0.0)
-        };
-        let ticks = field(11) + field(12);
-        if std::env::var_os("SHOW_CPU_SPLIT").is_some() {
-            eprintln!(
-                "daemon user {} ticks, system {} ticks",
-                field(11),
-                field(12)
-            );
-        }
-        // SAFETY: sysconf has no preconditions.
-        ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
-    }
-
-    /// The daemon's peak resident set (VmHWM), in KiB.
-    fn peak_rss_kib(&self) -> u64 {
-        let status =
-            std::fs::read_to_string(format!("/proc/{}/status", self.0.id())).unwrap_or_default();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
-            .unwrap_or(0)
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }

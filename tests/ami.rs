@@ -6,19 +6,19 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Stdio;
+use std::time::Duration;
 
 use common::agi_peer::fastagi_call;
 use common::ami_peer::{AmiPeer, Script, Then, capture_events, from_address};
 use common::asterisk::Channel;
-use common::{Sandbox, fail2ban_matches, free_port, ip_field, level};
+use common::{
+    LoggedServe, Sandbox, fail2ban_matches, free_port, ip_field, level, metric, wait_until,
+};
 
 /// `extsecurity serve` with only the AMI watcher, its stderr kept in the sandbox.
 struct Watcher {
-    sandbox: Sandbox,
-    child: Child,
+    serve: LoggedServe,
     metrics_port: u16,
 }
 
@@ -37,71 +37,44 @@ impl Watcher {
              ping_interval_seconds = 1\n",
             peer.addr
         ));
-        let stderr = std::fs::File::create(sandbox.dir.path().join("stderr")).unwrap();
-        let child = sandbox
-            .command()
-            .arg("serve")
-            .env("EXTSECURITY_LOG", "info")
-            .stderr(stderr)
-            .spawn()
-            .unwrap();
-        let w = Watcher {
-            sandbox,
-            child,
+        Watcher {
+            serve: LoggedServe::start(sandbox, metrics_port),
             metrics_port,
-        };
-        w.wait_for("the metrics endpoint", || {
-            std::net::TcpStream::connect(("127.0.0.1", metrics_port)).is_ok()
-        });
-        w
+        }
     }
 
     fn stderr(&self) -> String {
-        std::fs::read_to_string(self.sandbox.dir.path().join("stderr")).unwrap_or_default()
+        self.serve.stderr()
+    }
+
+    fn log(&self) -> &Sandbox {
+        &self.serve.sandbox
     }
 
     /// The value of a metric line such as `extsecurity_ami_tampered_total`.
     fn metric(&self, name: &str) -> f64 {
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.metrics_port)).unwrap();
-        s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
-        let mut text = String::new();
-        s.read_to_string(&mut text).unwrap();
-        text.lines()
-            .filter(|l| l.starts_with(name) && !l.starts_with('#'))
-            .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
-            .sum()
+        metric(self.metrics_port, name)
     }
 
     fn events_read(&self) -> f64 {
         self.metric("extsecurity_ami_events_total{")
     }
 
-    fn wait_for(&self, what: &str, mut done: impl FnMut() -> bool) {
-        let start = Instant::now();
-        while !done() {
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "timed out waiting for {what}; stderr:\n{}",
-                self.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(25));
-        }
+    fn wait_for(&self, what: &str, done: impl FnMut() -> bool) {
+        assert!(
+            wait_until(Duration::from_secs(20), done),
+            "timed out waiting for {what}; stderr:\n{}",
+            self.stderr()
+        );
     }
 
     /// The alert log's ERROR lines.
     fn alerts(&self) -> Vec<String> {
-        self.sandbox
+        self.log()
             .log_lines()
             .into_iter()
             .filter(|l| level(l) == "ERROR")
             .collect()
-    }
-}
-
-impl Drop for Watcher {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -133,7 +106,7 @@ fn a_burst_of_wrong_passwords_is_banned_once() {
     );
     // The real fail2ban-regex, the shipped filter: exactly the attacker. Our own AMI
     // login (SuccessfulAuth from 127.0.0.1) counts toward nothing.
-    let matches = fail2ban_matches(&w.sandbox.log);
+    let matches = fail2ban_matches(&w.log().log);
     assert_eq!(matches.len(), 1, "{matches:?}");
     assert_eq!(matches[0].1, "203.0.113.5");
     assert_eq!(
@@ -171,11 +144,11 @@ fn forged_addresses_are_never_banned() {
     });
     assert_eq!(w.metric("extsecurity_ami_tampered_total"), 30.0);
     w.wait_for("the scan alert", || !w.alerts().is_empty());
-    let log = w.sandbox.log_text();
+    let log = w.log().log_text();
     for forged in ["9.9.9.9", "8.8.8.8"] {
         assert!(!log.contains(forged), "{log}");
     }
-    let matches = fail2ban_matches(&w.sandbox.log);
+    let matches = fail2ban_matches(&w.log().log);
     assert!(!matches.is_empty());
     assert!(
         matches.iter().all(|(_, ip)| ip == attacker),

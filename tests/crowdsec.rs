@@ -6,15 +6,13 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::process::Child;
 use std::time::{Duration, Instant};
 
 use common::agi_peer::fastagi_call;
 use common::ami_peer::{AmiPeer, Script, Then, capture_events, from_address};
 use common::asterisk::Channel;
-use common::crowdsec::{Lapi, wait_for};
-use common::{Sandbox, free_port};
+use common::crowdsec::Lapi;
+use common::{LoggedServe, Sandbox, free_port, metric, wait_for};
 
 const MACHINE: &str = "pbx1";
 const PASSWORD: &str = "pbx1-test-password-0123456789";
@@ -29,8 +27,7 @@ fn bad_call(ip: &str) -> Channel {
 
 /// `extsecurity serve` on free ports, its stderr kept.
 struct Daemon {
-    sandbox: Sandbox,
-    child: Child,
+    serve: LoggedServe,
     port: u16,
     metrics_port: u16,
 }
@@ -42,51 +39,25 @@ impl Daemon {
             "tarpit_seconds = 0\ntrusted_networks = [\"192.0.2.0/24\"]\n{config}\n\
              [daemon]\nlisten = \"127.0.0.1:{port}\"\nmetrics_listen = \"127.0.0.1:{metrics_port}\"\n"
         ));
-        let stderr = std::fs::File::create(sandbox.dir.path().join("stderr")).unwrap();
-        let child = sandbox
-            .command()
-            .arg("serve")
-            .stderr(stderr)
-            .spawn()
-            .unwrap();
-        let d = Daemon {
-            sandbox,
-            child,
+        Daemon {
+            serve: LoggedServe::start(sandbox, port),
             port,
             metrics_port,
-        };
-        wait_for("the daemon", Duration::from_secs(10), || {
-            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-        });
-        d
+        }
     }
 
     fn stderr(&self) -> String {
-        std::fs::read_to_string(self.sandbox.dir.path().join("stderr")).unwrap_or_default()
+        self.serve.stderr()
     }
 
     fn metric(&self, name: &str) -> f64 {
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.metrics_port)).unwrap();
-        s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
-        let mut text = String::new();
-        s.read_to_string(&mut text).unwrap();
-        text.lines()
-            .filter(|l| l.starts_with(name) && !l.starts_with('#'))
-            .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
-            .sum()
+        metric(self.metrics_port, name)
     }
 
     fn call(&self, channel: &Channel) -> String {
         fastagi_call(self.port, channel)
             .variable("EXTSEC_REASON")
             .unwrap_or_default()
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -327,7 +298,8 @@ fn a_full_queue_drops_counts_and_says_so_once() {
     );
     // Every alert is still in the alert log, for fail2ban.
     assert_eq!(
-        d.sandbox
+        d.serve
+            .sandbox
             .log_lines()
             .iter()
             .filter(|l| l.contains(" ERROR ip=203.0.113."))
@@ -353,10 +325,13 @@ fn alerts_queued_at_shutdown_are_delivered_before_exit() {
     // daemon delivers what it holds before it exits.
     lapi.start_again();
     // SAFETY: kill(2) on our own child's pid.
-    assert_eq!(unsafe { libc::kill(d.child.id() as i32, libc::SIGTERM) }, 0);
+    assert_eq!(
+        unsafe { libc::kill(d.serve.child.id() as i32, libc::SIGTERM) },
+        0
+    );
     let started = Instant::now();
     let status = loop {
-        if let Some(status) = d.child.try_wait().unwrap() {
+        if let Some(status) = d.serve.child.try_wait().unwrap() {
             break status;
         }
         assert!(

@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::{free_port, repo};
 
@@ -155,15 +155,14 @@ impl Lapi {
             .spawn()
             .expect("start crowdsec");
         self.child = Some(child);
-        let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "the LAPI did not start:\n{}",
-                std::fs::read_to_string(self.path("crowdsec.out")).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let port = self.port;
+        assert!(
+            super::wait_until(Duration::from_secs(30), || {
+                std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+            }),
+            "the LAPI did not start:\n{}",
+            self.output()
+        );
     }
 
     /// What a bouncer reads: `GET /v1/decisions?ip=` (JSON `null` when there is none).
@@ -184,15 +183,6 @@ impl Lapi {
 impl Drop for Lapi {
     fn drop(&mut self) {
         self.stop();
-    }
-}
-
-/// Waits for `done`, up to `limit`.
-pub fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
     }
 }
 

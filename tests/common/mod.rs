@@ -8,8 +8,10 @@ pub mod asterisk;
 pub mod crowdsec;
 pub mod fail2ban_server;
 
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output};
+use std::time::{Duration, Instant};
 
 /// The binary under test, as cargo built it.
 pub fn bin() -> &'static str {
@@ -136,11 +138,9 @@ impl ServeProcess {
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        let started = std::time::Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(started.elapsed().as_secs() < 10, "the daemon did not start");
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
+        wait_for("the daemon to start", Duration::from_secs(10), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
         ServeProcess { child, port }
     }
 }
@@ -150,4 +150,75 @@ impl Drop for ServeProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `extsecurity serve` with the sandbox's config and its stderr kept in the sandbox;
+/// killed when dropped.
+pub struct LoggedServe {
+    pub sandbox: Sandbox,
+    pub child: Child,
+}
+
+impl LoggedServe {
+    /// Starts it and waits until `127.0.0.1:ready` accepts: the FastAGI port, or the
+    /// metrics port when FastAGI is off.
+    pub fn start(sandbox: Sandbox, ready: u16) -> LoggedServe {
+        let stderr = std::fs::File::create(sandbox.dir.path().join("stderr")).unwrap();
+        let child = sandbox
+            .command()
+            .arg("serve")
+            .stderr(stderr)
+            .spawn()
+            .unwrap();
+        let serve = LoggedServe { sandbox, child };
+        assert!(
+            wait_until(Duration::from_secs(10), || {
+                std::net::TcpStream::connect(("127.0.0.1", ready)).is_ok()
+            }),
+            "the daemon did not start: {}",
+            serve.stderr()
+        );
+        serve
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(self.sandbox.dir.path().join("stderr")).unwrap_or_default()
+    }
+}
+
+impl Drop for LoggedServe {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The sum of the daemon's metric lines whose name starts with `name` (a whole name,
+/// or `name{` for every label), from its endpoint on `127.0.0.1:port`.
+pub fn metric(port: u16, name: &str) -> f64 {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    text.lines()
+        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+        .sum()
+}
+
+/// Whether `done` became true within `limit`.
+pub fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while !done() {
+        if start.elapsed() >= limit {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    true
+}
+
+/// Waits for `done`, up to `limit`, or fails the test naming `what`.
+pub fn wait_for(what: &str, limit: Duration, done: impl FnMut() -> bool) {
+    assert!(wait_until(limit, done), "timed out waiting for {what}");
 }
