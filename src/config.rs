@@ -311,9 +311,7 @@ impl RawDaemon {
 
     fn validate(self) -> Result<DaemonConfig, Invalid> {
         let address = |s: &Spanned<String>, key: &str| {
-            s.get_ref().parse::<SocketAddr>().map_err(|_| {
-                (s.span(), format!("daemon.{key} {:?} is not an address:port such as 127.0.0.1:4573 or [::1]:4573", s.get_ref()))
-            })
+            socket_address(s, &format!("daemon.{key}"), "127.0.0.1:4573 or [::1]:4573")
         };
         let listen = address(&self.listen, "listen")?;
         let metrics_listen = match self.metrics_listen.get_ref().as_str() {
@@ -385,6 +383,19 @@ impl Default for RawConfig {
     }
 }
 
+/// `text` as an `address:port`; the error names `key` and shows `example`.
+fn socket_address(text: &Spanned<String>, key: &str, example: &str) -> Result<SocketAddr, Invalid> {
+    text.get_ref().parse().map_err(|_| {
+        (
+            text.span(),
+            format!(
+                "{key} {:?} is not an address:port such as {example}",
+                text.get_ref()
+            ),
+        )
+    })
+}
+
 /// `inline` (`{key}`), or the first line of the file `file` names (`{key}_file`), with
 /// where it was set; both set is an error. `key` is `daemon.secret`, say.
 fn read_secret(
@@ -444,15 +455,7 @@ impl RawAmi {
     fn validate(table: Spanned<RawAmi>) -> Result<AmiConfig, Invalid> {
         let span = table.span();
         let raw = table.into_inner();
-        let address = raw.address.get_ref().parse::<SocketAddr>().map_err(|_| {
-            (
-                raw.address.span(),
-                format!(
-                    "ami.address {:?} is not an address:port such as 127.0.0.1:5038",
-                    raw.address.get_ref()
-                ),
-            )
-        })?;
+        let address = socket_address(&raw.address, "ami.address", "127.0.0.1:5038")?;
         // Both go into the Login action as `Key: Value` lines: a CR or LF would add
         // lines of its own.
         let printable = |s: &str| !s.is_empty() && s.chars().all(|c| !c.is_control());

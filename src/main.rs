@@ -332,7 +332,6 @@ fn serve(
             .ami
             .is_some()
             .then(|| tokio::spawn(daemon::ami::run(shared.clone())));
-        let shared_for_close = shared.clone();
         let pusher = shared.crowdsec.is_some().then(|| {
             tracing::info!("pushing alerts to CrowdSec");
             tokio::spawn(daemon::crowdsec::run(shared.clone()))
@@ -347,7 +346,7 @@ fn serve(
         match listener {
             Some(listener) => {
                 tracing::info!(%addr, "serving FastAGI");
-                daemon::run(listener, shared, shutdown).await;
+                daemon::run(listener, shared.clone(), shutdown).await;
             }
             None => {
                 tracing::info!("FastAGI off ([daemon] fastagi = false): AMI watcher only");
@@ -360,7 +359,7 @@ fn serve(
             let _ = watcher.await;
         }
         if let Some(pusher) = pusher {
-            if let Some(queue) = &shared_for_close.crowdsec {
+            if let Some(queue) = &shared.crowdsec {
                 queue.close();
             }
             let _ = pusher.await;

@@ -122,11 +122,7 @@ pub async fn run(shared: Arc<Shared>) {
 
 /// `first` and whatever else is queued, up to the batch size.
 fn fill(first: Alert, rx: &mut mpsc::Receiver<Alert>, shared: &Shared) -> Vec<Alert> {
-    let max = shared
-        .config()
-        .crowdsec
-        .as_ref()
-        .map_or(100, |c| c.batch_size);
+    let max = batch_size(shared);
     let mut batch = vec![first];
     while batch.len() < max {
         match rx.try_recv() {
@@ -136,6 +132,15 @@ fn fill(first: Alert, rx: &mut mpsc::Receiver<Alert>, shared: &Shared) -> Vec<Al
     }
     shared.metrics.crowdsec.queue_len(rx.len());
     batch
+}
+
+/// The configured batch size (the running config's: a reload may have changed it).
+fn batch_size(shared: &Shared) -> usize {
+    shared
+        .config()
+        .crowdsec
+        .as_ref()
+        .map_or(100, |c| c.batch_size)
 }
 
 struct Pusher {
@@ -173,12 +178,7 @@ impl Pusher {
 
     /// One attempt per batch of `alerts`; whether all were delivered.
     async fn deliver_once(&mut self, shared: &Shared, alerts: Vec<Alert>) -> bool {
-        let size = shared
-            .config()
-            .crowdsec
-            .as_ref()
-            .map_or(100, |c| c.batch_size);
-        for chunk in alerts.chunks(size) {
+        for chunk in alerts.chunks(batch_size(shared)) {
             if let Attempt::Retry(_) = self.attempt(shared, chunk.to_vec()).await {
                 return false;
             }
