@@ -143,7 +143,7 @@ fn run(binary: &str, extra: &str, calls: usize, concurrency: usize, first_octet:
                     let t = Instant::now();
                     let reason = fastagi_call(port, &channel).variable("EXTSEC_REASON");
                     mine.push(t.elapsed());
-                    assert_eq!(reason.as_deref(), Some("wrong_exten_min_length(10)"));
+                    assert_eq!(reason.as_deref(), Some("wrong_exten_min_length(3)"));
                 }
                 latencies.lock().unwrap().extend(mine);
             })

@@ -25,6 +25,15 @@ impl Verdict {
         matches!(self, Verdict::Alert(_))
     }
 
+    /// The rule that decided: `ok`, `trusted` or [`Reason::name`] (metrics' label).
+    pub fn rule(&self) -> &'static str {
+        match self {
+            Verdict::Ok => "ok",
+            Verdict::Trusted => "trusted",
+            Verdict::Alert(reason) => reason.name(),
+        }
+    }
+
     /// The `reason=` token written to the alert log.
     pub fn reason_code(&self) -> String {
         match self {
@@ -43,9 +52,11 @@ pub enum Reason {
     WrongCalleridNum,
     /// The dialed extension is not a number (seed: `wrong_exten_type`).
     WrongExtenType,
-    /// The extension is shorter than the configured minimum (seed: `wrong_exten_min_lenghts(N)`).
+    /// The extension is shorter than the configured minimum; N is its length as dialed
+    /// (seed: `wrong_exten_min_lenghts(N)`, `100` → `(3)`).
     WrongExtenMinLength(usize),
-    /// The extension is longer than the configured maximum (seed: `wrong_exten_max_lenghts(N)`).
+    /// The extension is longer than the configured maximum; N is its length as dialed
+    /// (seed: `wrong_exten_max_lenghts(N)`).
     WrongExtenMaxLength(usize),
     /// The extension matches a blocked pattern (seed: `exension_banned`).
     ExtensionBanned,
@@ -64,20 +75,32 @@ pub enum Reason {
     RepeatOffender,
 }
 
+impl Reason {
+    /// The rule's name: the code without its `(N)`. A bounded set of labels for metrics
+    /// (the code itself carries a length a caller chooses).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Reason::WrongCalleridNum => "wrong_callerid_num",
+            Reason::WrongExtenType => "wrong_exten_type",
+            Reason::WrongExtenMinLength(_) => "wrong_exten_min_length",
+            Reason::WrongExtenMaxLength(_) => "wrong_exten_max_length",
+            Reason::ExtensionBanned => "extension_banned",
+            Reason::BlockedUserAgent => "blocked_user_agent",
+            Reason::MalformedRequest => "malformed_request",
+            Reason::RequestTampering => "request_tampering",
+            Reason::ExtensionScan => "extension_scan",
+            Reason::CallRate => "call_rate",
+            Reason::RepeatOffender => "repeat_offender",
+        }
+    }
+}
+
 impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())?;
         match self {
-            Reason::WrongCalleridNum => f.write_str("wrong_callerid_num"),
-            Reason::WrongExtenType => f.write_str("wrong_exten_type"),
-            Reason::WrongExtenMinLength(n) => write!(f, "wrong_exten_min_length({n})"),
-            Reason::WrongExtenMaxLength(n) => write!(f, "wrong_exten_max_length({n})"),
-            Reason::ExtensionBanned => f.write_str("extension_banned"),
-            Reason::BlockedUserAgent => f.write_str("blocked_user_agent"),
-            Reason::MalformedRequest => f.write_str("malformed_request"),
-            Reason::RequestTampering => f.write_str("request_tampering"),
-            Reason::ExtensionScan => f.write_str("extension_scan"),
-            Reason::CallRate => f.write_str("call_rate"),
-            Reason::RepeatOffender => f.write_str("repeat_offender"),
+            Reason::WrongExtenMinLength(n) | Reason::WrongExtenMaxLength(n) => write!(f, "({n})"),
+            _ => Ok(()),
         }
     }
 }
@@ -107,13 +130,14 @@ fn first_objection(config: &Config, call: &Call) -> Option<Reason> {
     if config.exten_must_be_numeric && !is_number(exten) {
         return Some(Reason::WrongExtenType);
     }
+    // The seed names the length as dialed, not the limit (design.md §2).
     let min = config.exten_min_length;
     if min > 0 && exten.len() < min {
-        return Some(Reason::WrongExtenMinLength(min));
+        return Some(Reason::WrongExtenMinLength(exten.len()));
     }
     let max = config.exten_max_length;
     if max > 0 && exten.len() > max {
-        return Some(Reason::WrongExtenMaxLength(max));
+        return Some(Reason::WrongExtenMaxLength(exten.len()));
     }
     if config.blocked_extensions.matching(exten).is_some() {
         return Some(Reason::ExtensionBanned);
@@ -208,12 +232,13 @@ mod tests {
     #[test]
     fn rules_3_and_4_bound_the_length_and_0_disables_them() {
         let c = Config::default();
-        assert_eq!(verdict(&c, "1", "123456789"), "wrong_exten_min_length(10)");
+        assert_eq!(verdict(&c, "1", "123456789"), "wrong_exten_min_length(9)");
+        assert_eq!(verdict(&c, "1", "100"), "wrong_exten_min_length(3)");
         assert_eq!(verdict(&c, "1", "1234567890"), "ok");
         assert_eq!(verdict(&c, "1", "12345678901234"), "ok");
         assert_eq!(
             verdict(&c, "1", "123456789012345"),
-            "wrong_exten_max_length(14)"
+            "wrong_exten_max_length(15)"
         );
         let off = config("exten_min_length = 0\nexten_max_length = 0\nblocked_extensions = []");
         assert_eq!(verdict(&off, "1", "1"), "ok");

@@ -74,8 +74,8 @@ fn an_ordinary_call_is_judged_and_the_verdict_set() {
         let ex = run_agi(&s, &block.bytes(&ordinary()), &ordinary());
         assert_eq!(ex.variable("EXTSEC_RESULT").as_deref(), Some("OK"));
         assert_eq!(ex.variable("EXTSEC_REASON").as_deref(), Some("ok"));
-        // One query, then the two variables.
-        assert_eq!(ex.commands.len(), 3, "{:?}", ex.commands);
+        // One query, then both variables in one command.
+        assert_eq!(ex.commands.len(), 2, "{:?}", ex.commands);
     }
     let lines = s.log_lines();
     assert_eq!(lines.len(), 2);
@@ -83,6 +83,78 @@ fn an_ordinary_call_is_judged_and_the_verdict_set() {
         assert!(line.contains(
             " INFO ip=203.0.113.5 reason=ok callerid_num='5551234' callerid_name='Alice' dest_exten='4915112345678' peer_name='guest' user_agent='Yealink SIP-T46S'"
         ), "{line}");
+    }
+}
+
+/// The peer reads as res_agi's `run_agi` does (design.md §3a): a command written in the
+/// same burst as the one before is seen only when the program writes more or closes.
+/// Both halves of that, so the driver tests below can trust it.
+#[test]
+fn the_peer_reads_one_line_per_wake_up_like_res_agi() {
+    use std::os::unix::net::UnixStream;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    // Two commands in one write: the second waits for the program to close.
+    let (program, asterisk) = UnixStream::pair().unwrap();
+    let closed = Arc::new(AtomicBool::new(false));
+    let program_closed = closed.clone();
+    let program = std::thread::spawn(move || {
+        let mut program = program;
+        program
+            .write_all(b"SET VARIABLE A \"1\"\nSET VARIABLE B \"2\"\n")
+            .unwrap();
+        let mut answer = [0u8; 13];
+        std::io::Read::read_exact(&mut program, &mut answer).unwrap();
+        assert_eq!(&answer, b"200 result=1\n");
+        program_closed.store(true, Ordering::SeqCst);
+    });
+    let mut seen_after_close = Vec::new();
+    let ex = serve(asterisk.try_clone().unwrap(), asterisk, b"", |c| {
+        seen_after_close.push(closed.load(Ordering::SeqCst));
+        Some(reply_to(c, &ordinary()))
+    });
+    program.join().unwrap();
+    assert_eq!(ex.commands.len(), 2);
+    assert_eq!(seen_after_close, [false, true], "B is read only at EOF");
+    assert_eq!(ex.written_early, [1]);
+
+    // One command, its answer, then the next: each seen as it comes.
+    let (program, asterisk) = UnixStream::pair().unwrap();
+    let program = std::thread::spawn(move || {
+        let mut program = program;
+        for command in [&b"SET VARIABLE A \"1\"\n"[..], b"SET VARIABLE B \"2\"\n"] {
+            program.write_all(command).unwrap();
+            let mut answer = [0u8; 13];
+            std::io::Read::read_exact(&mut program, &mut answer).unwrap();
+        }
+    });
+    let ex = serve(asterisk.try_clone().unwrap(), asterisk, b"", |c| {
+        Some(reply_to(c, &ordinary()))
+    });
+    program.join().unwrap();
+    assert_eq!(ex.commands.len(), 2);
+    assert!(ex.written_early.is_empty(), "{:?}", ex.written_early);
+}
+
+/// Issue 11: with two `SET VARIABLE`s in one write, every call waited for the
+/// program's 2 s ack timeout on a real Asterisk. Each command must be answered before
+/// the next is written; the verdict is one `EXEC MSet`.
+#[test]
+fn commands_are_written_one_at_a_time() {
+    let s = Sandbox::new();
+    let mut scan = ordinary();
+    scan.exten = b"100".to_vec();
+    for (block, channel) in [
+        (Block::pjsip(), ordinary()),
+        (Block::chan_sip(), ordinary()),
+        (Block::pjsip(), scan.clone()),
+    ] {
+        let ex = run_agi(&s, &block.bytes(&channel), &channel);
+        assert!(ex.written_early.is_empty(), "{:?}", ex.commands);
+        assert_eq!(ex.commands.len(), 2, "{:?}", ex.commands);
+        assert!(ex.commands[0].starts_with(b"GET FULL VARIABLE \""));
+        assert!(ex.commands[1].starts_with(b"EXEC MSet EXTSEC_RESULT="));
     }
 }
 
@@ -95,7 +167,7 @@ fn a_scan_is_alerted_with_its_reason() {
     assert_eq!(ex.variable("EXTSEC_RESULT").as_deref(), Some("ALERT"));
     assert_eq!(
         ex.variable("EXTSEC_REASON").as_deref(),
-        Some("wrong_exten_min_length(10)")
+        Some("wrong_exten_min_length(3)")
     );
     assert_eq!(fail2ban_matches(&s.log)[0].1, CALLER);
 }

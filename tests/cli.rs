@@ -169,9 +169,9 @@ fn explain_writes_nothing_and_shows_the_line() {
         ])
         .assert()
         .code(0)
-        .stdout(contains("verdict: alert (wrong_exten_min_length(10))"))
+        .stdout(contains("verdict: alert (wrong_exten_min_length(3))"))
         .stdout(contains(
-            " ERROR ip=2001:db8::5 reason=wrong_exten_min_length(10) callerid_num='555' ",
+            " ERROR ip=2001:db8::5 reason=wrong_exten_min_length(3) callerid_num='555' ",
         ))
         .stdout(contains("exit:    0 (10 with --fail-on-alert)"));
     cmd(&s)
@@ -319,7 +319,7 @@ fn report_reads_rotated_and_compressed_logs() {
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["calls"], 5);
     assert_eq!(json["alerts"], 4);
-    assert_eq!(json["alerts_by_reason"]["wrong_exten_min_length(10)"], 4);
+    assert_eq!(json["alerts_by_reason"]["wrong_exten_min_length(3)"], 4);
     assert_eq!(json["top_offenders"][0]["ip"], "203.0.113.5");
     assert_eq!(json["top_offenders"][0]["alerts"], 3);
     assert_eq!(json["distinct_offenders"], 2);

@@ -17,7 +17,7 @@ use common::{LoggedServe, Sandbox, free_port, metric, wait_for};
 const MACHINE: &str = "pbx1";
 const PASSWORD: &str = "pbx1-test-password-0123456789";
 
-/// A call every rule objects to: a 3-digit extension (`wrong_exten_min_length(10)`).
+/// A call every rule objects to: a 3-digit extension (`wrong_exten_min_length(3)`).
 fn bad_call(ip: &str) -> Channel {
     Channel {
         exten: b"123".to_vec(),
@@ -163,7 +163,7 @@ fn the_daemon_pushes_every_alert_but_never_a_trusted_network() {
     ));
     assert_eq!(
         d.call(&bad_call("203.0.113.5")),
-        "wrong_exten_min_length(10)"
+        "wrong_exten_min_length(3)"
     );
     assert_eq!(d.call(&bad_call("192.0.2.10")), "trusted");
     wait_for("two alerts delivered", Duration::from_secs(30), || {
@@ -194,7 +194,7 @@ fn an_outage_loses_no_alert_that_fit_in_the_queue() {
     let d = Daemon::start(&push_config(&lapi, PASSWORD));
     assert_eq!(
         d.call(&bad_call("203.0.113.1")),
-        "wrong_exten_min_length(10)"
+        "wrong_exten_min_length(3)"
     );
     wait_for("the first delivery", Duration::from_secs(30), || {
         d.metric("extsecurity_crowdsec_delivered_total") >= 1.0
@@ -204,7 +204,7 @@ fn an_outage_loses_no_alert_that_fit_in_the_queue() {
     let started = Instant::now();
     let ips: Vec<String> = (10..60).map(|i| format!("203.0.113.{i}")).collect();
     for ip in &ips {
-        assert_eq!(d.call(&bad_call(ip)), "wrong_exten_min_length(10)");
+        assert_eq!(d.call(&bad_call(ip)), "wrong_exten_min_length(3)");
     }
     assert!(
         started.elapsed() < Duration::from_secs(10),
@@ -257,7 +257,7 @@ fn wrong_credentials_give_a_clear_error_and_no_crash() {
     // The daemon keeps serving, says why once, and keeps the alerts queued.
     let d = Daemon::start(&push_config(&lapi, "not-the-password"));
     for ip in ["203.0.113.1", "203.0.113.2"] {
-        assert_eq!(d.call(&bad_call(ip)), "wrong_exten_min_length(10)");
+        assert_eq!(d.call(&bad_call(ip)), "wrong_exten_min_length(3)");
     }
     wait_for("a retry", Duration::from_secs(20), || {
         d.metric("extsecurity_crowdsec_retries_total") >= 1.0
@@ -278,7 +278,7 @@ fn a_full_queue_drops_counts_and_says_so_once() {
     for i in 1..=12 {
         assert_eq!(
             d.call(&bad_call(&format!("203.0.113.{i}"))),
-            "wrong_exten_min_length(10)"
+            "wrong_exten_min_length(3)"
         );
     }
     let (queued, dropped) = (
@@ -316,7 +316,7 @@ fn alerts_queued_at_shutdown_are_delivered_before_exit() {
     let mut d = Daemon::start(&push_config(&lapi, PASSWORD));
     let ips: Vec<String> = (1..=5).map(|i| format!("203.0.113.{i}")).collect();
     for ip in &ips {
-        assert_eq!(d.call(&bad_call(ip)), "wrong_exten_min_length(10)");
+        assert_eq!(d.call(&bad_call(ip)), "wrong_exten_min_length(3)");
     }
     wait_for("a failed push", Duration::from_secs(20), || {
         d.metric("extsecurity_crowdsec_retries_total") >= 1.0

@@ -111,7 +111,7 @@ fn a_call_gets_its_verdict_and_its_line() {
     assert_eq!(result(&ex), "ALERT");
     assert_eq!(
         ex.variable("EXTSEC_REASON").as_deref(),
-        Some("wrong_exten_min_length(10)")
+        Some("wrong_exten_min_length(3)")
     );
     let lines = s.log_lines();
     assert_eq!(lines.len(), 2);
@@ -121,6 +121,22 @@ fn a_call_gets_its_verdict_and_its_line() {
         lines[0]
     );
     assert_eq!(fail2ban_matches(&s.log)[0].1, "198.51.100.9");
+}
+
+/// Issue 11: the daemon wrote both `SET VARIABLE`s in one write, and a real Asterisk,
+/// which reads one line per wake-up (design.md §3a), saw the second only when the
+/// daemon's 2 s ack timeout closed the connection. Each command must be answered before
+/// the next is written (the peer reads as res_agi does).
+#[test]
+fn commands_are_written_one_at_a_time() {
+    let s = Sandbox::new();
+    let d = Daemon::start(&s);
+    for exten in ["4915112345678", "100"] {
+        let ex = d.call(&caller(CALLER, exten));
+        assert!(ex.written_early.is_empty(), "{:?}", ex.commands);
+        assert_eq!(ex.commands.len(), 2, "{:?}", ex.commands);
+        assert!(ex.commands[1].starts_with(b"EXEC MSet EXTSEC_RESULT="));
+    }
 }
 
 /// SIPVicious `svwar` walks extensions; each is a valid number here, so only memory
@@ -278,7 +294,7 @@ fn the_tarpit_is_capped() {
         "{metrics}"
     );
     assert!(
-        metrics.contains("extsecurity_verdicts_total{reason=\"wrong_exten_min_length(10)\"} 6\n"),
+        metrics.contains("extsecurity_verdicts_total{reason=\"wrong_exten_min_length\"} 6\n"),
         "{metrics}"
     );
     assert_eq!(fail2ban_matches(&s.log).len(), 6);

@@ -252,7 +252,7 @@ fn the_seed_lines_are_read_verbatim() {
         log[0]
     );
     assert!(
-        log[2].contains(" ERROR ip=203.0.113.5 reason=wrong_exten_min_length(10) "),
+        log[2].contains(" ERROR ip=203.0.113.5 reason=wrong_exten_min_length(3) "),
         "{}",
         log[2]
     );

@@ -60,7 +60,13 @@ fn samples() -> Vec<Sample> {
         },
         Sample {
             why: "an IPv6 caller to a short extension",
-            line: render(alert(Reason::WrongExtenMinLength(10)), &call("2001:db8::5")),
+            line: render(
+                alert(Reason::WrongExtenMinLength(3)),
+                &Call {
+                    exten: b"100".to_vec(),
+                    ..call("2001:db8::5")
+                },
+            ),
             host: Some("2001:db8::5"),
         },
         Sample {

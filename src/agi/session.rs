@@ -382,11 +382,33 @@ fn split_once<'a>(haystack: &'a [u8], needle: &[u8]) -> Option<(&'a [u8], &'a [u
     Some((&haystack[..at], &haystack[at + needle.len()..]))
 }
 
-/// `SET VARIABLE NAME "value"` for the verdict. Values are ours (`OK`, reason codes),
-/// never a caller's.
-pub fn set_variable(name: &str, value: &str) -> Vec<u8> {
-    debug_assert!(!value.contains(['"', '\\', '\n']));
-    format!("SET VARIABLE {name} \"{value}\"\n").into_bytes()
+/// Asterisk's answer to a command sent after our query's reply (the verdict).
+///
+/// Every caller byte came inside the token-framed reply, which is consumed whole, so
+/// what follows is Asterisk's own: one status line per command (`200 result=0`, `510 …`,
+/// `511 …`), or a `520-` usage text ended by `520 `. FastAGI's `HANGUP` is no answer, and
+/// neither is anything that does not start with a status code.
+#[derive(Debug, Default)]
+pub struct Answer {
+    in_usage: bool,
+}
+
+impl Answer {
+    /// Feeds one line; the status line once the answer is complete.
+    pub fn on_line(&mut self, line: Line) -> Option<Vec<u8>> {
+        let Line::Text(text) = line else {
+            return None;
+        };
+        let status = text.len() >= 4 && text[..3].iter().all(u8::is_ascii_digit);
+        match (status, text.get(3)) {
+            (true, Some(b'-')) if text.starts_with(b"520-") => {
+                self.in_usage = true;
+                None
+            }
+            (true, Some(b' ')) if !self.in_usage || text.starts_with(b"520 ") => Some(text),
+            _ => None,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -598,5 +620,30 @@ mod tests {
             assert_eq!(t.len(), 3 + 24);
             assert!(t[3..].bytes().all(|c| c.is_ascii_hexdigit()));
         }
+    }
+
+    #[test]
+    fn an_answer_is_a_status_line_and_hangup_is_none() {
+        let mut a = Answer::default();
+        assert_eq!(a.on_line(Line::Text(b"HANGUP".to_vec())), None);
+        assert_eq!(a.on_line(Line::TooLong), None);
+        assert_eq!(a.on_line(Line::Text(b"agi_x: y".to_vec())), None);
+        assert_eq!(
+            a.on_line(Line::Text(b"200 result=0".to_vec())),
+            Some(b"200 result=0".to_vec())
+        );
+        let mut a = Answer::default();
+        assert_eq!(
+            a.on_line(Line::Text(b"520-Invalid command syntax.".to_vec())),
+            None
+        );
+        assert_eq!(
+            a.on_line(Line::Text(b"200 in the usage text".to_vec())),
+            None
+        );
+        assert_eq!(
+            a.on_line(Line::Text(b"520 End of proper usage.".to_vec())),
+            Some(b"520 End of proper usage.".to_vec())
+        );
     }
 }

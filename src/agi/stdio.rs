@@ -6,9 +6,9 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::agi::lines::LineBuffer;
-use crate::agi::session::{Session, Step, Tokens};
-use crate::agi::{MAX_LINE, verdict_commands};
+use crate::agi::lines::{Line, LineBuffer};
+use crate::agi::session::{Answer, Session, Step, Tokens};
+use crate::agi::{MAX_LINE, verdict_command};
 use crate::call::Call;
 use crate::check;
 use crate::config::Config;
@@ -27,13 +27,11 @@ const ACK_TIMEOUT: Duration = Duration::from_secs(2);
 /// it and finish.
 pub fn run(config: &Config) -> u8 {
     ignore_sighup();
-    let input = spawn_reader(std::io::stdin());
-    let mut output = std::io::stdout().lock();
+    let mut asterisk = Asterisk::new(std::io::stdin(), std::io::stdout().lock());
     let mut session = Session::new(Tokens::random());
     let result = exchange(
         &mut session,
-        &input,
-        &mut output,
+        &mut asterisk,
         Instant::now() + EXCHANGE_TIMEOUT,
     );
     let plan = check::plan(config, result);
@@ -47,45 +45,90 @@ pub fn run(config: &Config) -> u8 {
             exits::LOG
         }
     };
-    // Asterisk may be gone (hangup): a failed write changes nothing we can act on.
-    let _ = output
-        .write_all(&verdict_commands(&plan))
-        .and_then(|()| output.flush());
-    await_acks(&input, 2, Instant::now() + ACK_TIMEOUT);
+    // Asterisk may be gone (hangup): a failed command changes nothing we can act on.
+    let _ = asterisk.command(&verdict_command(&plan), Instant::now() + ACK_TIMEOUT);
     status
 }
 
-/// Feeds the session until it is done, sending its commands to `output`.
-pub fn exchange(
-    session: &mut Session,
-    input: &Receiver<Vec<u8>>,
-    output: &mut impl Write,
-    deadline: Instant,
-) -> Result<Call, BadRequest> {
-    let mut lines = LineBuffer::new(MAX_LINE);
-    loop {
-        while let Some(line) = lines.next_line() {
-            match session.on_line(line) {
-                Step::Read => {}
-                Step::Send(command) => {
-                    if let Err(e) = output.write_all(&command).and_then(|()| output.flush()) {
-                        return session.on_eof(&format!("writing to Asterisk failed ({e})"));
-                    }
-                }
-                Step::Done(result) => return result,
+/// Asterisk at the other end of a pipe pair: its lines in, our commands out.
+pub struct Asterisk<W> {
+    /// Chunks read on a thread of their own, so that reads time out.
+    input: Receiver<Vec<u8>>,
+    lines: LineBuffer,
+    output: W,
+}
+
+impl<W: Write> Asterisk<W> {
+    pub fn new(input: impl Read + Send + 'static, output: W) -> Asterisk<W> {
+        Asterisk {
+            input: spawn_reader(input),
+            lines: LineBuffer::new(MAX_LINE),
+            output,
+        }
+    }
+
+    /// The next line, or why none came before `deadline`.
+    pub fn next_line(&mut self, deadline: Instant) -> Result<Line, &'static str> {
+        loop {
+            if let Some(line) = self.lines.next_line() {
+                return Ok(line);
+            }
+            let timeout = deadline.saturating_duration_since(Instant::now());
+            match self.input.recv_timeout(timeout) {
+                Ok(chunk) => self.lines.extend(&chunk),
+                Err(RecvTimeoutError::Timeout) => return Err("timed out"),
+                Err(RecvTimeoutError::Disconnected) => return Err("end of input"),
             }
         }
-        let timeout = deadline.saturating_duration_since(Instant::now());
-        match input.recv_timeout(timeout) {
-            Ok(chunk) => lines.extend(&chunk),
-            Err(RecvTimeoutError::Timeout) => return session.on_eof("timed out"),
-            Err(RecvTimeoutError::Disconnected) => return session.on_eof("end of input"),
+    }
+
+    /// Writes one command (it ends with LF) and flushes it.
+    pub fn send(&mut self, command: &[u8]) -> std::io::Result<()> {
+        self.output.write_all(command)?;
+        self.output.flush()
+    }
+
+    /// Sends one command and waits for its answer, the only way Asterisk reads: one
+    /// line per wake-up, so a command written before the previous one was answered
+    /// sits unseen in its buffer (design.md §3a). Call only after the query's reply.
+    pub fn command(&mut self, command: &[u8], deadline: Instant) -> Result<Vec<u8>, String> {
+        self.send(command)
+            .map_err(|e| format!("writing to Asterisk failed ({e})"))?;
+        let mut answer = Answer::default();
+        loop {
+            if let Some(status) = answer.on_line(self.next_line(deadline)?) {
+                return Ok(status);
+            }
+        }
+    }
+}
+
+/// Feeds the session until it is done, sending its commands to Asterisk. The session
+/// sends one command and reads until its reply: never two at once.
+pub fn exchange<W: Write>(
+    session: &mut Session,
+    asterisk: &mut Asterisk<W>,
+    deadline: Instant,
+) -> Result<Call, BadRequest> {
+    loop {
+        let line = match asterisk.next_line(deadline) {
+            Ok(line) => line,
+            Err(why) => return session.on_eof(why),
+        };
+        match session.on_line(line) {
+            Step::Read => {}
+            Step::Send(command) => {
+                if let Err(e) = asterisk.send(&command) {
+                    return session.on_eof(&format!("writing to Asterisk failed ({e})"));
+                }
+            }
+            Step::Done(result) => return result,
         }
     }
 }
 
 /// Reads `input` on a thread of its own, so that the exchange can time out.
-pub fn spawn_reader(mut input: impl Read + Send + 'static) -> Receiver<Vec<u8>> {
+fn spawn_reader(mut input: impl Read + Send + 'static) -> Receiver<Vec<u8>> {
     let (tx, rx) = mpsc::channel();
     thread::spawn(move || {
         let mut buf = vec![0u8; 16 * 1024];
@@ -101,18 +144,6 @@ pub fn spawn_reader(mut input: impl Read + Send + 'static) -> Receiver<Vec<u8>> 
         }
     });
     rx
-}
-
-/// Waits until `count` lines arrived or the deadline passed, whichever is first.
-fn await_acks(input: &Receiver<Vec<u8>>, count: usize, deadline: Instant) {
-    let mut seen = 0;
-    while seen < count {
-        let timeout = deadline.saturating_duration_since(Instant::now());
-        match input.recv_timeout(timeout) {
-            Ok(chunk) => seen += chunk.iter().filter(|&&b| b == b'\n').count(),
-            Err(_) => return,
-        }
-    }
 }
 
 fn ignore_sighup() {

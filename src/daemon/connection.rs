@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::agi::lines::LineBuffer;
-use crate::agi::session::{Session, Step, Tokens};
-use crate::agi::{MAX_LINE, verdict_commands};
+use crate::agi::lines::{Line, LineBuffer};
+use crate::agi::session::{Answer, Session, Step, Tokens};
+use crate::agi::{MAX_LINE, verdict_command};
 use crate::call::Call;
 use crate::check::{self, Plan};
 use crate::daemon::Shared;
@@ -41,14 +41,8 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, shared: &Shared) {
     }
     shared.metrics.connection_opened();
     let mut session = Session::new(Tokens::random());
-    let mut lines = LineBuffer::new(MAX_LINE);
-    let result = exchange(
-        &mut stream,
-        &mut session,
-        &mut lines,
-        config.daemon.idle_timeout,
-    )
-    .await;
+    let mut asterisk = Asterisk::new(&mut stream, config.daemon.idle_timeout);
+    let result = exchange(&mut asterisk, &mut session).await;
     if !session.started() {
         // Not a call (a port probe, a health check): nothing to judge or to log.
         tracing::debug!(%peer, "connection closed before any AGI line");
@@ -78,39 +72,88 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, shared: &Shared) {
     if plan.is_alert() && !config.tarpit.is_zero() {
         tarpit(shared, config.tarpit).await;
     }
-    if stream.write_all(&verdict_commands(&plan)).await.is_ok() {
-        await_acks(&mut stream, &mut lines, 2).await;
-    }
+    // Asterisk may have hung up: a failed command changes nothing we can act on.
+    let deadline = tokio::time::Instant::now() + ACK_TIMEOUT;
+    let _ = asterisk.command(&verdict_command(&plan), deadline).await;
     shared.metrics.connection_closed();
 }
 
-/// Drives the AGI session until it yields a call or a refusal.
-async fn exchange(
-    stream: &mut TcpStream,
-    session: &mut Session,
-    lines: &mut LineBuffer,
+/// Asterisk at the other end of a FastAGI connection: its lines in, our commands out.
+struct Asterisk<'a> {
+    stream: &'a mut TcpStream,
+    lines: LineBuffer,
+    /// The longest wait for any one read.
     idle: Duration,
-) -> Result<Call, BadRequest> {
-    let deadline = tokio::time::Instant::now() + EXCHANGE_TIMEOUT;
-    let mut buf = vec![0u8; 4096];
-    loop {
-        while let Some(line) = lines.next_line() {
-            match session.on_line(line) {
-                Step::Read => {}
-                Step::Send(command) => {
-                    if let Err(e) = stream.write_all(&command).await {
-                        return session.on_eof(&format!("writing to Asterisk failed ({e})"));
-                    }
-                }
-                Step::Done(result) => return result,
+}
+
+impl<'a> Asterisk<'a> {
+    fn new(stream: &'a mut TcpStream, idle: Duration) -> Asterisk<'a> {
+        Asterisk {
+            stream,
+            lines: LineBuffer::new(MAX_LINE),
+            idle,
+        }
+    }
+
+    /// The next line, or why none came before `deadline` (or within `idle`).
+    async fn next_line(&mut self, deadline: tokio::time::Instant) -> Result<Line, String> {
+        let mut buf = [0u8; 4096];
+        loop {
+            if let Some(line) = self.lines.next_line() {
+                return Ok(line);
+            }
+            let now = tokio::time::Instant::now();
+            let wait = self.idle.min(deadline.saturating_duration_since(now));
+            match tokio::time::timeout(wait, self.stream.read(&mut buf)).await {
+                Ok(Ok(0)) => return Err("the connection was closed".into()),
+                Ok(Ok(n)) => self.lines.extend(&buf[..n]),
+                Ok(Err(e)) => return Err(format!("reading failed ({e})")),
+                Err(_) => return Err("the connection was idle too long".into()),
             }
         }
-        let wait = idle.min(deadline.saturating_duration_since(tokio::time::Instant::now()));
-        match tokio::time::timeout(wait, stream.read(&mut buf)).await {
-            Ok(Ok(0)) => return session.on_eof("the connection was closed"),
-            Ok(Ok(n)) => lines.extend(&buf[..n]),
-            Ok(Err(e)) => return session.on_eof(&format!("reading failed ({e})")),
-            Err(_) => return session.on_eof("the connection was idle too long"),
+    }
+
+    async fn send(&mut self, command: &[u8]) -> std::io::Result<()> {
+        self.stream.write_all(command).await
+    }
+
+    /// Sends one command and waits for its answer, the only way Asterisk reads: one
+    /// line per wake-up, so a command written before the previous one was answered
+    /// sits unseen in its buffer (design.md §3a). Call only after the query's reply.
+    async fn command(
+        &mut self,
+        command: &[u8],
+        deadline: tokio::time::Instant,
+    ) -> Result<Vec<u8>, String> {
+        self.send(command)
+            .await
+            .map_err(|e| format!("writing to Asterisk failed ({e})"))?;
+        let mut answer = Answer::default();
+        loop {
+            if let Some(status) = answer.on_line(self.next_line(deadline).await?) {
+                return Ok(status);
+            }
+        }
+    }
+}
+
+/// Drives the AGI session until it yields a call or a refusal. The session sends one
+/// command and reads until its reply: never two at once.
+async fn exchange(asterisk: &mut Asterisk<'_>, session: &mut Session) -> Result<Call, BadRequest> {
+    let deadline = tokio::time::Instant::now() + EXCHANGE_TIMEOUT;
+    loop {
+        let line = match asterisk.next_line(deadline).await {
+            Ok(line) => line,
+            Err(why) => return session.on_eof(&why),
+        };
+        match session.on_line(line) {
+            Step::Read => {}
+            Step::Send(command) => {
+                if let Err(e) = asterisk.send(&command).await {
+                    return session.on_eof(&format!("writing to Asterisk failed ({e})"));
+                }
+            }
+            Step::Done(result) => return result,
         }
     }
 }
@@ -154,25 +197,6 @@ async fn tarpit(shared: &Shared, duration: Duration) {
             }
         }
         Err(_) => shared.metrics.tarpit_full(),
-    }
-}
-
-/// Reads until `count` lines arrived, the peer closed, or [`ACK_TIMEOUT`] passed.
-async fn await_acks(stream: &mut TcpStream, lines: &mut LineBuffer, count: usize) {
-    let deadline = tokio::time::Instant::now() + ACK_TIMEOUT;
-    let mut seen = 0;
-    let mut buf = [0u8; 1024];
-    while seen < count {
-        while lines.next_line().is_some() {
-            seen += 1;
-        }
-        if seen >= count {
-            return;
-        }
-        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
-            Ok(Ok(n)) if n > 0 => lines.extend(&buf[..n]),
-            _ => return,
-        }
     }
 }
 

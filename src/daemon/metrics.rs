@@ -23,8 +23,8 @@ pub struct Metrics {
     tampering: AtomicU64,
     tarpit_full: AtomicU64,
     log_errors: AtomicU64,
-    /// Verdicts by reason code (`ok`, `trusted`, and each alert reason).
-    verdicts: Mutex<BTreeMap<String, u64>>,
+    /// Verdicts by rule (`ok`, `trusted`, and each alert rule without its `(N)`).
+    verdicts: Mutex<BTreeMap<&'static str, u64>>,
     pub ami: AmiMetrics,
     pub crowdsec: CrowdsecMetrics,
 }
@@ -254,7 +254,7 @@ impl Metrics {
     pub fn checked(&self, verdict: &Verdict) {
         self.calls_checked.fetch_add(1, Relaxed);
         let mut v = self.verdicts.lock().unwrap_or_else(|e| e.into_inner());
-        *v.entry(verdict.reason_code()).or_default() += 1;
+        *v.entry(verdict.rule()).or_default() += 1;
     }
 
     pub fn tampering(&self) {
@@ -336,7 +336,7 @@ impl Metrics {
         ];
         let mut out = String::new();
         render_rows(&mut out, rows);
-        out.push_str("# HELP extsecurity_verdicts_total Calls judged, by reason (ok, trusted, or the alert's reason).\n");
+        out.push_str("# HELP extsecurity_verdicts_total Calls judged, by rule (ok, trusted, or the alert's rule without its (N)).\n");
         out.push_str("# TYPE extsecurity_verdicts_total counter\n");
         for (reason, n) in self
             .verdicts

@@ -4,7 +4,8 @@
 //! `200 result=1 (` + the raw substituted value + `)`. `agi_block_matches_the_capture`
 //! in tests/agi.rs checks this block against a real capture byte for byte.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::process::{Child, ChildStdin, ChildStdout};
 
 use super::asterisk::{Channel, substitute};
@@ -106,6 +107,9 @@ pub fn reply_to(command: &[u8], channel: &Channel) -> Vec<u8> {
         reply
     } else if text.starts_with("SET VARIABLE ") {
         b"200 result=1\n".to_vec()
+    } else if text.starts_with("EXEC MSet ") {
+        // handle_exec answers with the application's return value: MSet's is 0.
+        b"200 result=0\n".to_vec()
     } else {
         b"510 Invalid or unknown command\n".to_vec()
     }
@@ -116,26 +120,134 @@ pub fn reply_to(command: &[u8], channel: &Channel) -> Vec<u8> {
 pub struct Exchange {
     /// Every command the program sent, in order.
     pub commands: Vec<Vec<u8>>,
+    /// The commands (indices into `commands`) whose bytes had reached us before we had
+    /// answered the command before them. res_agi would have left each of them unseen
+    /// until the program wrote more or closed (design.md §3a, "One command, then wait
+    /// for its answer").
+    pub written_early: Vec<usize>,
 }
 
 impl Exchange {
-    /// The value a `SET VARIABLE NAME "value"` gave `name`.
+    /// The value a `SET VARIABLE NAME "value"` or an `EXEC MSet NAME=value,…` gave `name`.
     pub fn variable(&self, name: &str) -> Option<String> {
-        let prefix = format!("SET VARIABLE {name} \"");
-        self.commands.iter().find_map(|c| {
+        self.commands.iter().rev().find_map(|c| {
             let c = String::from_utf8_lossy(c);
-            c.strip_prefix(&prefix)?
+            if let Some(pairs) = c.strip_prefix("EXEC MSet ") {
+                return mset_pairs(pairs)
+                    .into_iter()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, v)| v);
+            }
+            c.strip_prefix(&format!("SET VARIABLE {name} \""))?
                 .strip_suffix('"')
                 .map(str::to_string)
         })
     }
 }
 
+/// `NAME=value,NAME=value` as MSet splits it (main/pbx_variables.c: the arguments at
+/// commas outside parentheses, each at its first `=`).
+fn mset_pairs(args: &str) -> Vec<(String, String)> {
+    let mut pairs = Vec::new();
+    let (mut depth, mut start) = (0i32, 0);
+    let bytes = args.as_bytes();
+    for i in 0..=bytes.len() {
+        match bytes.get(i) {
+            Some(b'(') => depth += 1,
+            Some(b')') => depth -= 1,
+            Some(b',') if depth > 0 => {}
+            Some(b',') | None => {
+                if let Some((n, v)) = args[start..i].split_once('=') {
+                    pairs.push((n.to_string(), v.to_string()));
+                }
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    pairs
+}
+
+/// Reads a program's commands the way res_agi's `run_agi` does (Asterisk 20.20.1,
+/// design.md §3a): wait until the descriptor is readable, then take ONE line with
+/// `fgets` through a stdio buffer, answer it, and wait again. A line that arrived in
+/// the same read as the one before stays in the buffer, unseen, until the descriptor
+/// wakes again: when the program writes more or closes.
+pub struct ResAgiReader<R> {
+    input: R,
+    /// glibc's stdio buffer: what `read(2)` returned beyond the line `fgets` took.
+    buffer: Vec<u8>,
+    eof: bool,
+}
+
+/// How long the peer waits for a readable descriptor. Asterisk waits forever (only a
+/// hangup ends it); a test must end.
+const WAKE_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+impl<R: std::io::Read + AsFd> ResAgiReader<R> {
+    pub fn new(input: R) -> Self {
+        ResAgiReader {
+            input,
+            buffer: Vec::new(),
+            eof: false,
+        }
+    }
+
+    /// The next command line (without its LF), or `None` at EOF.
+    pub fn next_command(&mut self) -> Option<Vec<u8>> {
+        // ast_waitfor_nandfds: the descriptor, never the stdio buffer.
+        if !self.eof && !wait_readable(self.input.as_fd(), WAKE_LIMIT) {
+            return None;
+        }
+        // fgets: from the buffer, reading (blocking) only while it holds no whole line.
+        loop {
+            if let Some(at) = self.buffer.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = self.buffer.drain(..=at).collect();
+                return Some(line[..at].to_vec());
+            }
+            if self.eof {
+                // A last line without LF is still a command; nothing at all is EOF.
+                return (!self.buffer.is_empty()).then(|| std::mem::take(&mut self.buffer));
+            }
+            let mut chunk = [0u8; 4096];
+            match self.input.read(&mut chunk) {
+                Ok(0) | Err(_) => self.eof = true,
+                Ok(n) => self.buffer.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+
+    /// Whether the program has already written more than the command we are about to
+    /// answer: bytes in our buffer or waiting in the kernel.
+    pub fn holds_more(&self) -> bool {
+        !self.buffer.is_empty() || pending_bytes(self.input.as_fd()) > 0
+    }
+}
+
+fn wait_readable(fd: BorrowedFd, limit: std::time::Duration) -> bool {
+    let mut poll = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ms = i32::try_from(limit.as_millis()).unwrap_or(i32::MAX);
+    // SAFETY: one valid pollfd for the duration of the call.
+    unsafe { libc::poll(&mut poll, 1, ms) > 0 }
+}
+
+fn pending_bytes(fd: BorrowedFd) -> usize {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one c_int; the descriptor is open (borrowed).
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONREAD, &mut n) };
+    if rc == 0 { n.max(0) as usize } else { 0 }
+}
+
 /// Plays Asterisk for a program: writes `prefix` (a block, perhaps a capture's), then
-/// answers each command line with `answer`, until the program closes its output.
+/// reads commands as res_agi does ([`ResAgiReader`]) and answers each with `answer`,
+/// until the program closes its output.
 pub fn serve(
     mut to_program: impl Write,
-    from_program: impl std::io::Read,
+    from_program: impl std::io::Read + AsFd,
     prefix: &[u8],
     mut answer: impl FnMut(&[u8]) -> Option<Vec<u8>>,
 ) -> Exchange {
@@ -144,21 +256,18 @@ pub fn serve(
     let _ = to_program
         .write_all(prefix)
         .and_then(|()| to_program.flush());
-    let mut reader = BufReader::new(from_program);
-    let mut line = Vec::new();
-    loop {
-        line.clear();
-        match reader.read_until(b'\n', &mut line) {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {}
-        }
-        let command = line.strip_suffix(b"\n").unwrap_or(&line).to_vec();
-        if let Some(reply) = answer(&command) {
+    let mut reader = ResAgiReader::new(from_program);
+    while let Some(command) = reader.next_command() {
+        let index = exchange.commands.len();
+        exchange.commands.push(command);
+        if let Some(reply) = answer(&exchange.commands[index]) {
+            if reader.holds_more() {
+                exchange.written_early.push(index + 1);
+            }
             let _ = to_program
                 .write_all(&reply)
                 .and_then(|()| to_program.flush());
         }
-        exchange.commands.push(command);
     }
     exchange
 }
