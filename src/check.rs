@@ -28,14 +28,48 @@ impl Plan {
         self.verdict.as_ref().is_some_and(Verdict::is_alert)
     }
 
-    /// The process's exit status (see [`exits`]).
+    /// The process's exit status (see [`exits`]). An alert wins over an error: a
+    /// request only the caller can have broken is both, and must be hung up on.
     pub fn exit_status(&self, fail_on_alert: bool) -> u8 {
-        if self.error.is_some() {
-            exits::BAD_REQUEST
-        } else if fail_on_alert && self.is_alert() {
+        if fail_on_alert && self.is_alert() {
             exits::ALERT
+        } else if self.error.is_some() {
+            exits::BAD_REQUEST
         } else {
             exits::OK
+        }
+    }
+}
+
+/// What the dialplan does with a call whose check could not run (README, "A check that
+/// could not run"): the dialplan's `EXTSEC_ON_ERROR`, passed to `check --on-error=`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnError {
+    /// Let the call go on (the default): a broken monitor must not take the phones down.
+    /// The call is still logged (`CRITICAL`) and counted.
+    #[default]
+    Continue,
+    /// Hang up: no call passes unjudged.
+    Hangup,
+}
+
+impl OnError {
+    /// `continue`, `hangup`, or empty (the dialplan variable unset) for the default.
+    pub fn parse(text: &str) -> Result<OnError, String> {
+        match text {
+            "" | "continue" => Ok(OnError::Continue),
+            "hangup" => Ok(OnError::Hangup),
+            other => Err(format!("{other:?} is neither continue nor hangup")),
+        }
+    }
+
+    /// The exit status System() should see: SYSTEMSTATUS is only SUCCESS (0) or
+    /// APPERROR (anything else), so with `Continue` a status that says "could not run"
+    /// becomes 0, and only an alert stays non-zero.
+    pub fn exit_status(self, status: u8) -> u8 {
+        match self {
+            OnError::Continue if status != exits::ALERT => exits::OK,
+            _ => status,
         }
     }
 }
@@ -161,6 +195,12 @@ mod tests {
                 .starts_with("ip=192.0.2.10 reason=malformed_request ")
         );
         assert_eq!(p.exit_status(false), exits::BAD_REQUEST);
+        // Both an error and an alert: the alert decides, whatever EXTSEC_ON_ERROR says.
+        assert_eq!(p.exit_status(true), exits::ALERT);
+        assert_eq!(
+            OnError::Continue.exit_status(p.exit_status(true)),
+            exits::ALERT
+        );
         let trusted = plan(
             &config("trusted_networks = ['192.0.2.0/24']"),
             parse_json(BROKEN.as_bytes()),
@@ -177,6 +217,27 @@ mod tests {
         assert_eq!(levels(&p), [Level::Critical]);
         assert_eq!(p.verdict, None);
         assert_eq!(p.exit_status(false), exits::BAD_REQUEST);
+    }
+
+    #[test]
+    fn on_error_continue_turns_could_not_run_into_success_and_nothing_else() {
+        assert_eq!(OnError::parse(""), Ok(OnError::Continue));
+        assert_eq!(OnError::parse("continue"), Ok(OnError::Continue));
+        assert_eq!(OnError::parse("hangup"), Ok(OnError::Hangup));
+        assert!(OnError::parse("Hangup").is_err());
+        for status in [
+            exits::BAD_REQUEST,
+            exits::CONFIG,
+            exits::LOG,
+            exits::INTERNAL,
+        ] {
+            assert_eq!(OnError::Continue.exit_status(status), exits::OK);
+            assert_eq!(OnError::Hangup.exit_status(status), status);
+        }
+        for on_error in [OnError::Continue, OnError::Hangup] {
+            assert_eq!(on_error.exit_status(exits::ALERT), exits::ALERT);
+            assert_eq!(on_error.exit_status(exits::OK), exits::OK);
+        }
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use extsecurity::Call;
 use extsecurity::alert_log::timestamp_now;
-use extsecurity::check::{self, Plan};
+use extsecurity::check::{self, OnError, Plan};
 use extsecurity::config::{self, Config, Source};
 use extsecurity::exits;
 use extsecurity::request::{self, BadRequest, EncodedFields};
@@ -41,6 +41,12 @@ enum Command {
         /// Exit with status 10 when the call is alerted on (SYSTEMSTATUS=APPERROR)
         #[arg(long)]
         fail_on_alert: bool,
+        /// When the check cannot run (bad config, unwritable log, bad request): continue
+        /// exits 0 so the call goes on, hangup exits non-zero. Empty means continue; the
+        /// dialplan passes ${EXTSEC_ON_ERROR}. Without it, every status as listed
+        /// (README, "Exit status")
+        #[arg(long, require_equals = true, value_name = "continue|hangup", value_parser = OnError::parse)]
+        on_error: Option<OnError>,
     },
     /// Print the verdict and the line a request would produce; writes nothing, sleeps not
     Explain {
@@ -174,16 +180,23 @@ fn run_legacy(args: &[OsString]) -> u8 {
 
 fn run(cli: Cli, args: &[OsString]) -> u8 {
     let Some(config) = load_config(cli.config.as_deref()) else {
-        return exits::CONFIG;
+        return match cli.command {
+            Command::Check { on_error, .. } => on_error_status(on_error, exits::CONFIG),
+            _ => exits::CONFIG,
+        };
     };
     match cli.command {
         Command::Check {
             fields,
             fail_on_alert,
-        } => judge(
-            &config,
-            request::parse_encoded(fields.fields(), &joined(args)),
-            fail_on_alert,
+            on_error,
+        } => on_error_status(
+            on_error,
+            judge(
+                &config,
+                request::parse_encoded(fields.fields(), &joined(args)),
+                fail_on_alert,
+            ),
         ),
         Command::Explain {
             fields,
@@ -204,6 +217,12 @@ fn run(cli: Cli, args: &[OsString]) -> u8 {
     }
 }
 
+/// `check`'s status as `--on-error` wants it; without the option, as it is (the
+/// shipped dialplans always pass it, scripts may want every status).
+fn on_error_status(on_error: Option<OnError>, status: u8) -> u8 {
+    on_error.map_or(status, |o| o.exit_status(status))
+}
+
 /// The whole check: plan, write, tarpit, exit status.
 fn judge(config: &(Config, Source), request: Result<Call, BadRequest>, fail_on_alert: bool) -> u8 {
     let plan = check::plan(&config.0, request);
@@ -212,7 +231,10 @@ fn judge(config: &(Config, Source), request: Result<Call, BadRequest>, fail_on_a
     }
     if let Err(e) = check::execute(&config.0, &plan, std::thread::sleep) {
         eprintln!("extsecurity: {e}");
-        return exits::LOG;
+        // The rules have spoken: an alert is still an alert for the dialplan.
+        if !(fail_on_alert && plan.is_alert()) {
+            return exits::LOG;
+        }
     }
     plan.exit_status(fail_on_alert)
 }

@@ -339,3 +339,45 @@ fn report_reads_rotated_and_compressed_logs() {
             "extsecurity: /nonexistent/x.log: No such file or directory",
         ));
 }
+
+/// `--on-error` (README, "A check that could not run"): only a check that could not run
+/// changes its status; without the option every status stays as listed.
+#[test]
+fn on_error_decides_only_for_a_check_that_could_not_run() {
+    let s = Sandbox::new();
+    std::fs::write(&s.config, "log_file = '/nonexistent-extsecurity/x.log'\n").unwrap();
+    let ordinary = [
+        "check",
+        "--fail-on-alert",
+        "--ip=203.0.113.5",
+        "--callerid-num-b64=NTU1MTIzNA==",
+        "--exten-b64=NDkxNTExMjM0NTY3OA==",
+    ];
+    for (on_error, status) in [
+        (None, 5),
+        (Some("--on-error="), 0),
+        (Some("--on-error=continue"), 0),
+        (Some("--on-error=hangup"), 5),
+    ] {
+        cmd(&s)
+            .args(ordinary)
+            .args(on_error)
+            .assert()
+            .code(status)
+            .stderr(contains("cannot open the alert log"));
+    }
+    // An alert exits 10 whatever the switch, even when its line could not be written.
+    for on_error in ["--on-error=", "--on-error=hangup"] {
+        cmd(&s)
+            .args(["check", "--fail-on-alert", on_error, "--ip=203.0.113.5"])
+            .args(["--callerid-num-b64=NTU1MTIzNA==", "--exten-b64=MTAw"])
+            .assert()
+            .code(10);
+    }
+    cmd(&s)
+        .args(ordinary)
+        .arg("--on-error=Hangup")
+        .assert()
+        .code(2)
+        .stderr(contains("neither continue nor hangup"));
+}

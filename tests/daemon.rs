@@ -266,6 +266,13 @@ fn silent_garbage_and_vanishing_connections_leave_the_daemon_serving() {
     let lines = s.log_lines();
     assert!(fail2ban_matches(&s.log).is_empty(), "{lines:?}");
     assert_eq!(lines.iter().filter(|l| level(l) == "INFO").count(), 2);
+    // The half block was a call that could not be judged: logged and counted.
+    assert_eq!(lines.iter().filter(|l| level(l) == "CRITICAL").count(), 1);
+    let metrics = d.shared.metrics.render(0);
+    assert!(
+        metrics.contains("extsecurity_calls_unjudged_total 1\n"),
+        "{metrics}"
+    );
 }
 
 #[test]

@@ -174,8 +174,9 @@ fn record(shared: &Shared, config: &crate::config::Config, plan: &Plan, peer: So
     if let Some(error) = &plan.error {
         tracing::warn!(%peer, error, "call could not be judged");
     }
-    if let Some(verdict) = &plan.verdict {
-        shared.metrics.checked(verdict);
+    match &plan.verdict {
+        Some(verdict) => shared.metrics.checked(verdict),
+        None => shared.metrics.unjudged(),
     }
     for line in &plan.lines {
         if let Err(e) = shared.write(config, line) {

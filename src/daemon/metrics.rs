@@ -22,6 +22,7 @@ pub struct Metrics {
     calls_checked: AtomicU64,
     tampering: AtomicU64,
     tarpit_full: AtomicU64,
+    unjudged: AtomicU64,
     log_errors: AtomicU64,
     /// Verdicts by rule (`ok`, `trusted`, and each alert rule without its `(N)`).
     verdicts: Mutex<BTreeMap<&'static str, u64>>,
@@ -261,6 +262,12 @@ impl Metrics {
         self.tampering.fetch_add(1, Relaxed);
     }
 
+    /// A call that reached us but could not be judged (no answer to our query, a
+    /// refusal, a reply without a valid peer): its dialplan follows EXTSEC_ON_ERROR.
+    pub fn unjudged(&self) {
+        self.unjudged.fetch_add(1, Relaxed);
+    }
+
     pub fn tarpit_full(&self) {
         self.tarpit_full.fetch_add(1, Relaxed);
     }
@@ -272,7 +279,7 @@ impl Metrics {
     /// The Prometheus text exposition format.
     pub fn render(&self, tracked_ips: usize) -> String {
         let load = |c: &AtomicU64| c.load(Relaxed).to_string();
-        let rows: [(&str, &str, &str, String); 10] = [
+        let rows: [(&str, &str, &str, String); 11] = [
             (
                 "extsecurity_connections_total",
                 "FastAGI connections accepted.",
@@ -308,6 +315,12 @@ impl Metrics {
                 "Calls judged.",
                 "counter",
                 load(&self.calls_checked),
+            ),
+            (
+                "extsecurity_calls_unjudged_total",
+                "Calls that reached the daemon but could not be judged (EXTSEC_RESULT=ERROR; each has a CRITICAL line).",
+                "counter",
+                load(&self.unjudged),
             ),
             (
                 "extsecurity_tampering_total",

@@ -19,6 +19,8 @@ pub struct Channel {
     pub exten: Vec<u8>,
     pub user_agent: Vec<u8>,
     pub peer_name: Vec<u8>,
+    /// `EXTSEC_ON_ERROR`, the administrator's `[globals]` switch; empty when unset.
+    pub on_error: String,
 }
 
 impl Channel {
@@ -32,6 +34,7 @@ impl Channel {
             exten: b"4915112345678".to_vec(),
             user_agent: b"Yealink SIP-T46S".to_vec(),
             peer_name: b"guest".to_vec(),
+            on_error: String::new(),
         }
     }
 
@@ -44,6 +47,7 @@ impl Channel {
             "EXTEN" => &self.exten,
             "CHANNEL(useragent)" | "PJSIP_HEADER(read,User-Agent)" => &self.user_agent,
             "CHANNEL(peername)" | "CHANNEL(endpoint)" => &self.peer_name,
+            "EXTSEC_ON_ERROR" => self.on_error.as_bytes(),
             other => panic!("the emulator does not know ${{{other}}}"),
         };
         let end = v.iter().position(|&b| b == 0).unwrap_or(v.len());
@@ -91,7 +95,7 @@ fn matching_brace(body: &str) -> usize {
     panic!("unclosed ${{ in {body}")
 }
 
-/// One `exten => NAME,1,System(DATA)` line of a shipped `.conf` file.
+/// One `exten => NAME,1,System(DATA)` (or `TrySystem`) line of a shipped `.conf` file.
 #[derive(Debug, Clone)]
 pub struct SystemLine {
     pub exten: String,
@@ -103,7 +107,9 @@ pub fn system_lines(conf: &str, bin: &str) -> Vec<SystemLine> {
     conf.lines()
         .filter_map(|l| l.strip_prefix("exten => "))
         .filter_map(|l| {
-            let (exten, rest) = l.split_once(",1,System(")?;
+            let (exten, rest) = l
+                .split_once(",1,System(")
+                .or_else(|| l.split_once(",1,TrySystem("))?;
             let data = rest.strip_suffix(')')?;
             Some(SystemLine {
                 exten: exten.to_string(),
@@ -111,4 +117,87 @@ pub fn system_lines(conf: &str, bin: &str) -> Vec<SystemLine> {
             })
         })
         .collect()
+}
+
+/// How a dialplan subroutine ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// `Return()`: the call goes on.
+    Continued,
+    /// `Hangup()`.
+    HungUp,
+}
+
+/// Runs `s,1` of `[context]` in a dialplan file the way pbx.c does, for the few
+/// applications the shipped verdict subroutines use: `GotoIf($["${VAR}" = "TEXT"]?label)`
+/// (an unset variable is empty; `=` compares the strings), `Return()` and `Hangup(N)`.
+/// Anything else is a test failure, so a subroutine cannot grow past what is emulated.
+pub fn run_subroutine(conf: &str, context: &str, variables: &[(&str, &str)]) -> Outcome {
+    let steps = context_steps(conf, context);
+    let mut at = 0;
+    while let Some((_, app)) = steps.get(at) {
+        if app.starts_with("Return(") {
+            return Outcome::Continued;
+        }
+        if app.starts_with("Hangup(") {
+            return Outcome::HungUp;
+        }
+        let (var, expected, label) = parse_goto_if(app);
+        let value = variables
+            .iter()
+            .find(|(name, _)| *name == var)
+            .map_or("", |(_, v)| *v);
+        at = if value == expected {
+            steps
+                .iter()
+                .position(|(l, _)| l.as_deref() == Some(label))
+                .unwrap_or_else(|| panic!("[{context}]: no label {label}"))
+        } else {
+            at + 1
+        };
+    }
+    panic!("[{context}] ran off its end")
+}
+
+/// `(label, application)` for each priority of `s` in `[context]`.
+fn context_steps(conf: &str, context: &str) -> Vec<(Option<String>, String)> {
+    let header = format!("[{context}]");
+    let body = conf
+        .split_once(&format!("\n{header}\n"))
+        .unwrap_or_else(|| panic!("no {header}"))
+        .1;
+    let mut steps = Vec::new();
+    for line in body.lines() {
+        let line = line.trim();
+        if line.starts_with('[') {
+            break;
+        }
+        if let Some(app) = line.strip_prefix("exten => s,1,") {
+            assert!(steps.is_empty(), "{header}: s,1 twice");
+            steps.push((None, app.to_string()));
+        } else if let Some(rest) = line.strip_prefix("same => n") {
+            let (label, app) = match rest.strip_prefix('(') {
+                Some(r) => {
+                    let (label, app) = r.split_once("),").expect("n(label),App");
+                    (Some(label.to_string()), app)
+                }
+                None => (None, rest.strip_prefix(',').expect("n,App")),
+            };
+            steps.push((label, app.to_string()));
+        } else {
+            assert!(line.is_empty() || line.starts_with(';'), "{header}: {line}");
+        }
+    }
+    steps
+}
+
+/// `GotoIf($["${VAR}" = "TEXT"]?label)` → `(VAR, TEXT, label)`.
+fn parse_goto_if(app: &str) -> (&str, &str, &str) {
+    let parse = || {
+        let rest = app.strip_prefix("GotoIf($[\"${")?;
+        let (var, rest) = rest.split_once("}\" = \"")?;
+        let (text, rest) = rest.split_once("\"]?")?;
+        Some((var, text, rest.strip_suffix(')')?))
+    };
+    parse().unwrap_or_else(|| panic!("not emulated: {app}"))
 }
