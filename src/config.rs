@@ -113,6 +113,10 @@ pub struct DaemonConfig {
     pub listen: SocketAddr,
     /// Connections served at once; further ones wait in the kernel's backlog.
     pub max_connections: usize,
+    /// The listen backlog: connections the kernel completes and holds for us while
+    /// every `max_connections` slot is busy (capped by `net.core.somaxconn`). Beyond it
+    /// the kernel drops the SYN, and Asterisk's 2 s FastAGI connect gives up.
+    pub listen_backlog: u32,
     /// A connection silent for this long is closed.
     pub idle_timeout: Duration,
     /// Channels held in the tarpit at once; beyond it alerts are answered at once.
@@ -266,6 +270,7 @@ struct RawDaemon {
     fastagi: bool,
     listen: Spanned<String>,
     max_connections: Spanned<usize>,
+    listen_backlog: Spanned<u32>,
     idle_timeout_seconds: Spanned<f64>,
     max_concurrent_tarpits: usize,
     metrics_listen: Spanned<String>,
@@ -280,6 +285,7 @@ impl Default for RawDaemon {
             fastagi: true,
             listen: Spanned::new(0..0, DEFAULT_LISTEN.to_string()),
             max_connections: Spanned::new(0..0, 1024),
+            listen_backlog: Spanned::new(0..0, 4096),
             idle_timeout_seconds: Spanned::new(0..0, 10.0),
             max_concurrent_tarpits: 256,
             metrics_listen: Spanned::new(0..0, String::new()),
@@ -333,6 +339,12 @@ impl RawDaemon {
                 "daemon.max_connections must be at least 1".into(),
             ));
         }
+        if *self.listen_backlog.get_ref() == 0 {
+            return Err((
+                self.listen_backlog.span(),
+                "daemon.listen_backlog must be at least 1".into(),
+            ));
+        }
         let idle = *self.idle_timeout_seconds.get_ref();
         if !(0.1..=3600.0).contains(&idle) {
             return Err((
@@ -351,6 +363,7 @@ impl RawDaemon {
             allowed_clients,
             listen,
             max_connections: *self.max_connections.get_ref(),
+            listen_backlog: *self.listen_backlog.get_ref(),
             idle_timeout: Duration::from_secs_f64(idle),
             max_concurrent_tarpits: self.max_concurrent_tarpits,
             metrics_listen,

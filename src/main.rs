@@ -295,6 +295,8 @@ fn serve(
 
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal, never into the journal.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("EXTSECURITY_LOG")
                 .unwrap_or_else(|_| "info".into()),
@@ -314,8 +316,7 @@ fn serve(
         let addr = listen.unwrap_or(config.daemon.listen);
         let listener = match config.daemon.fastagi {
             true => Some(
-                tokio::net::TcpListener::bind(addr)
-                    .await
+                daemon::bind(addr, config.daemon.listen_backlog)
                     .with_context(|| format!("cannot listen on {addr}"))?,
             ),
             false => None,
@@ -494,6 +495,7 @@ fn check_config(config: &(Config, Source)) -> u8 {
     println!("fastagi = {}", d.fastagi);
     println!("listen = \"{}\"", d.listen);
     println!("max_connections = {}", d.max_connections);
+    println!("listen_backlog = {}", d.listen_backlog);
     println!("idle_timeout_seconds = {}", d.idle_timeout.as_secs_f64());
     println!("max_concurrent_tarpits = {}", d.max_concurrent_tarpits);
     let metrics = d.metrics_listen.map(|a| a.to_string()).unwrap_or_default();

@@ -23,6 +23,10 @@ pub struct Metrics {
     tampering: AtomicU64,
     tarpit_full: AtomicU64,
     unjudged: AtomicU64,
+    accept_queue: AtomicU64,
+    accept_queue_limit: AtomicU64,
+    listen_overflows: AtomicU64,
+    overloaded: AtomicU64,
     log_errors: AtomicU64,
     /// Verdicts by rule (`ok`, `trusted`, and each alert rule without its `(N)`).
     verdicts: Mutex<BTreeMap<&'static str, u64>>,
@@ -268,6 +272,17 @@ impl Metrics {
         self.unjudged.fetch_add(1, Relaxed);
     }
 
+    /// The latest sample of the FastAGI accept queue, and the connections the kernel
+    /// dropped in this network namespace since the daemon started.
+    pub fn accept_queue(&self, sample: crate::daemon::overload::Sample, dropped: u64) {
+        self.accept_queue
+            .store(sample.queue.waiting.into(), Relaxed);
+        self.accept_queue_limit
+            .store(sample.queue.limit.into(), Relaxed);
+        self.listen_overflows.store(dropped, Relaxed);
+        self.overloaded.store(sample.overloaded().into(), Relaxed);
+    }
+
     pub fn tarpit_full(&self) {
         self.tarpit_full.fetch_add(1, Relaxed);
     }
@@ -279,7 +294,7 @@ impl Metrics {
     /// The Prometheus text exposition format.
     pub fn render(&self, tracked_ips: usize) -> String {
         let load = |c: &AtomicU64| c.load(Relaxed).to_string();
-        let rows: [(&str, &str, &str, String); 11] = [
+        let rows: [(&str, &str, &str, String); 15] = [
             (
                 "extsecurity_connections_total",
                 "FastAGI connections accepted.",
@@ -315,6 +330,30 @@ impl Metrics {
                 "Calls judged.",
                 "counter",
                 load(&self.calls_checked),
+            ),
+            (
+                "extsecurity_fastagi_accept_queue",
+                "FastAGI connections the kernel holds that no slot has taken yet (sampled every 250 ms).",
+                "gauge",
+                load(&self.accept_queue),
+            ),
+            (
+                "extsecurity_fastagi_accept_queue_limit",
+                "The most the accept queue holds (daemon.listen_backlog capped by net.core.somaxconn); past it connections are dropped.",
+                "gauge",
+                load(&self.accept_queue_limit),
+            ),
+            (
+                "extsecurity_fastagi_overloaded",
+                "1 while every max_connections slot is busy with callers waiting, or the accept queue is full.",
+                "gauge",
+                load(&self.overloaded),
+            ),
+            (
+                "extsecurity_listen_overflows_total",
+                "Connections the kernel dropped because a listen queue was full, since the daemon started (every listening socket of this network namespace: TcpExt ListenOverflows).",
+                "counter",
+                load(&self.listen_overflows),
             ),
             (
                 "extsecurity_calls_unjudged_total",

@@ -12,6 +12,7 @@ pub mod ami;
 pub mod connection;
 pub mod crowdsec;
 pub mod metrics;
+pub mod overload;
 
 use std::ffi::OsString;
 use std::future::Future;
@@ -131,15 +132,32 @@ impl Shared {
     }
 }
 
+/// Binds the FastAGI listener with `backlog` (tokio's `bind` takes 1024): a burst
+/// waits in the kernel's queue rather than being dropped.
+pub fn bind(addr: std::net::SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
+    let socket = match addr {
+        std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        std::net::SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(backlog)
+}
+
 /// Serves FastAGI on `listener` until `shutdown` resolves, then waits for the calls in
 /// flight (at most [`DRAIN_TIMEOUT`]).
 pub async fn run(listener: TcpListener, shared: Arc<Shared>, shutdown: impl Future) {
     let max = shared.config().daemon.max_connections;
     let limit = Arc::new(Semaphore::new(max));
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&listener);
+    let watcher = tokio::spawn(overload::watch(fd, shared.clone(), limit.clone(), max));
     tokio::select! {
         () = accept_loop(&listener, &shared, &limit) => {}
         _ = shutdown => tracing::info!("shutting down: finishing calls in flight"),
     }
+    // The watcher borrows the listener's descriptor: stop it before closing that.
+    watcher.abort();
+    let _ = watcher.await;
     drop(listener);
     let drained = tokio::time::timeout(DRAIN_TIMEOUT, limit.acquire_many(max as u32)).await;
     if drained.is_err() {

@@ -1,0 +1,194 @@
+//! Seeing FastAGI overload before it bites.
+//!
+//! When every `max_connections` slot is busy, new connections wait in the kernel's
+//! accept queue; when that is full too, the kernel drops their SYNs, Asterisk's FastAGI
+//! connect gives up after 2 s and the call runs on unchecked, with no line in our log
+//! (measured on a real PBX at 800 calls/s, design.md §3a). The daemon cannot see those
+//! calls, but it can see the queue filling: the kernel reports a listening socket's
+//! queue length and limit in `TCP_INFO`, and the namespace's dropped connections in
+//! `/proc/net/netstat`. [`watch`] samples both, keeps the metrics current, and says
+//! so in one WARNING line when overload starts and one INFO line when it ends.
+
+use std::os::fd::{AsRawFd, BorrowedFd};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+
+use crate::daemon::Shared;
+
+/// How often the queue is sampled.
+pub const INTERVAL: Duration = Duration::from_millis(250);
+
+/// A listening socket's accept queue, as the kernel reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AcceptQueue {
+    /// Connections the kernel completed that we have not accepted yet.
+    pub waiting: u32,
+    /// The most it holds: `listen()`'s backlog, capped by `net.core.somaxconn`.
+    pub limit: u32,
+}
+
+/// The accept queue of a listening TCP socket: for a socket in LISTEN state, Linux
+/// reports the queue length in `tcpi_unacked` and its limit in `tcpi_sacked`.
+pub fn accept_queue(listener: BorrowedFd<'_>) -> Option<AcceptQueue> {
+    // SAFETY: tcp_info is plain old data; all zeros is a valid value.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: `info` and `len` are valid for writes of the sizes given; the descriptor
+    // is open for the duration of the borrow.
+    let rc = unsafe {
+        libc::getsockopt(
+            listener.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut libc::tcp_info).cast(),
+            &mut len,
+        )
+    };
+    (rc == 0).then_some(AcceptQueue {
+        waiting: info.tcpi_unacked,
+        limit: info.tcpi_sacked,
+    })
+}
+
+/// `TcpExt: ListenOverflows` of this network namespace: connections dropped because a
+/// listening socket's queue was full (every socket's, not only ours).
+pub fn listen_overflows() -> Option<u64> {
+    parse_listen_overflows(&std::fs::read_to_string("/proc/net/netstat").ok()?)
+}
+
+/// `/proc/net/netstat` holds pairs of lines, names then values, per protocol.
+fn parse_listen_overflows(netstat: &str) -> Option<u64> {
+    let mut lines = netstat.lines();
+    while let (Some(names), Some(values)) = (lines.next(), lines.next()) {
+        let (Some(names), Some(values)) = (
+            names.strip_prefix("TcpExt:"),
+            values.strip_prefix("TcpExt:"),
+        ) else {
+            continue;
+        };
+        let at = names
+            .split_whitespace()
+            .position(|n| n == "ListenOverflows")?;
+        return values.split_whitespace().nth(at)?.parse().ok();
+    }
+    None
+}
+
+/// What one sample shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sample {
+    pub queue: AcceptQueue,
+    /// `max_connections` slots in use.
+    pub busy: usize,
+    pub max: usize,
+}
+
+impl Sample {
+    /// Every slot busy with callers waiting behind them, or the queue full (the
+    /// kernel drops what comes next).
+    pub fn overloaded(&self) -> bool {
+        let waiting = self.queue.waiting;
+        (self.busy >= self.max && waiting > 0)
+            || (self.queue.limit > 0 && waiting >= self.queue.limit)
+    }
+}
+
+/// Samples the listener until the task is dropped (when `run` returns).
+pub async fn watch(
+    listener: std::os::fd::RawFd,
+    shared: Arc<Shared>,
+    slots: Arc<Semaphore>,
+    max: usize,
+) {
+    let mut ticks = tokio::time::interval(INTERVAL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let start = listen_overflows();
+    let mut since: Option<tokio::time::Instant> = None;
+    loop {
+        ticks.tick().await;
+        // SAFETY: `run` owns the listener and drops this task before closing it.
+        let fd = unsafe { BorrowedFd::borrow_raw(listener) };
+        let Some(queue) = accept_queue(fd) else {
+            continue;
+        };
+        let sample = Sample {
+            queue,
+            busy: max - slots.available_permits(),
+            max,
+        };
+        let dropped = match (start, listen_overflows()) {
+            (Some(a), Some(b)) => b.saturating_sub(a),
+            _ => 0,
+        };
+        shared.metrics.accept_queue(sample, dropped);
+        match (sample.overloaded(), since) {
+            (true, None) => {
+                since = Some(tokio::time::Instant::now());
+                tracing::warn!(
+                    busy = sample.busy,
+                    waiting = queue.waiting,
+                    queue_limit = queue.limit,
+                    dropped_since_start = dropped,
+                    "FastAGI overloaded: every max_connections slot is busy and calls wait in \
+                     the accept queue; once it is full the kernel drops them, and Asterisk \
+                     runs a call unchecked when its FastAGI connect is not answered within 2 s"
+                );
+            }
+            (false, Some(at)) => {
+                since = None;
+                tracing::info!(
+                    lasted_ms = at.elapsed().as_millis() as u64,
+                    "FastAGI no longer overloaded"
+                );
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_overflows_are_read_from_the_tcpext_pair() {
+        let netstat = "TcpExt: SyncookiesSent ListenOverflows ListenDrops\n\
+                       TcpExt: 0 17 19\n\
+                       IpExt: InNoRoutes\n\
+                       IpExt: 0\n";
+        assert_eq!(parse_listen_overflows(netstat), Some(17));
+        assert_eq!(parse_listen_overflows("IpExt: A\nIpExt: 1\n"), None);
+    }
+
+    #[test]
+    fn overload_is_every_slot_busy_with_callers_waiting_or_a_full_queue() {
+        let sample = |busy, waiting| Sample {
+            queue: AcceptQueue { waiting, limit: 8 },
+            busy,
+            max: 4,
+        };
+        assert!(
+            !sample(3, 5).overloaded(),
+            "a slot is free: the queue drains"
+        );
+        assert!(!sample(4, 0).overloaded(), "busy but no one waits");
+        assert!(sample(4, 1).overloaded());
+        assert!(sample(0, 8).overloaded(), "full: the next SYN is dropped");
+    }
+
+    #[test]
+    fn the_kernel_reports_a_listeners_queue_and_limit() {
+        use std::os::fd::AsFd;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let clients: Vec<_> = (0..3)
+            .map(|_| std::net::TcpStream::connect(addr).unwrap())
+            .collect();
+        let queue = accept_queue(listener.as_fd()).unwrap();
+        assert_eq!(queue.waiting, 3, "connected, never accepted");
+        assert!(queue.limit >= 128, "{queue:?}");
+        drop(clients);
+    }
+}
