@@ -1,20 +1,28 @@
-//! Load benchmark for `extsecurity serve` (issue: AGI and a FastAGI daemon).
+//! Load benchmark for `extsecurity serve` (issues: a FastAGI daemon; one AGI command at
+//! a time).
 //!
-//!     cargo bench --bench fastagi_load            # both runs, figures on stdout
+//!     cargo bench --bench fastagi_load            # figures on stdout
 //!     CALLS=200000 CONCURRENCY=64 cargo bench --bench fastagi_load
 //!     LOG_OK_CALLS=false cargo bench --bench fastagi_load   # no INFO lines
+//!     FLOOD=0 cargo bench --bench fastagi_load               # skip the flood
+//!     BINARY=/path/to/other/extsecurity cargo bench --bench fastagi_load  # another build
 //!
 //! Starts the release binary as its own process on a loopback port with a private
-//! config (tarpit off, one INFO line per call), then:
-//! 1. load: CONCURRENCY connections at a time, each a whole FastAGI call as Asterisk
-//!    makes it (block, our query answered, the two SET VARIABLE acknowledged), from
-//!    1,000 caller addresses; reports calls/s, p50/p99 latency, the daemon's peak RSS;
-//! 2. flood: 1,000,000 calls from 1,000,000 distinct addresses; reports the daemon's
-//!    peak RSS and how many addresses it remembers (`extsecurity_tracked_ips`), which
-//!    the cap (`memory.max_tracked_ips`, 100,000 by default) must hold.
+//! config (tarpit off, memory rules off so that 1,000 addresses calling at full speed
+//! stay innocent, one INFO line per call), then:
+//! 1. side by side, two rounds each, interleaved: CONCURRENCY connections at a time,
+//!    each a whole FastAGI call as Asterisk makes it, against (a) a null FastAGI server
+//!    in this process that asks one variable and sets one, no rules and no log, and
+//!    (b) the daemon; calls/s, p50/p99 and the ratio;
+//! 2. flood: FLOOD calls from as many distinct addresses (memory rules on); the
+//!    daemon's peak RSS and how many addresses it remembers (`extsecurity_tracked_ips`),
+//!    which the cap (`memory.max_tracked_ips`, 100,000 by default) must hold.
 //!
-//! The client speaks the wire format of design.md §3 (`agi_network: yes` first,
-//! replies `200 result=1 (value)`), as tests/common/agi_peer.rs does.
+//! The client reads as res_agi's `run_agi` does (design.md §3a): it waits until the
+//! socket is readable, takes ONE line from its buffer, answers it, and waits for the
+//! socket again, so a second command written in the same burst stalls as it does on a
+//! real Asterisk. It counts such stalls: a server that writes two commands at once
+//! shows up here as calls that end only when the server closes.
 
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
@@ -22,8 +30,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
 
 #[allow(dead_code)]
 mod support;
@@ -36,75 +44,123 @@ fn main() {
     let flood = env_usize("FLOOD", 1_000_000);
     let binary = release_binary();
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let config = dir.path().join("extsecurity.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "log_file = {:?}\ntarpit_seconds = 0\nlog_ok_calls = {}\n[daemon]\nmax_connections = 4096\nmetrics_listen = '127.0.0.1:{metrics_port}'\n",
-            dir.path().join("alerts.log"),
-            std::env::var("LOG_OK_CALLS").map_or(true, |v| v != "false"),
-        ),
-    )
-    .unwrap();
-    let daemon = Daemon(
-        Command::new(&binary)
-            .args([
-                "--config",
-                config.to_str().unwrap(),
-                "serve",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-            ])
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the daemon"),
-    );
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let free_port = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let (port, metrics_port, flood_port) = (free_port(), free_port(), free_port());
+    let start = |port: u16, memory: bool| {
+        let config = dir.path().join(format!("extsecurity-{port}.toml"));
+        std::fs::write(
+            &config,
+            format!(
+                "log_file = {:?}\ntarpit_seconds = 0\nlog_ok_calls = {}\n[memory]\nenabled = {memory}\n\
+                 [daemon]\nmax_connections = 4096\nmetrics_listen = '127.0.0.1:{metrics_port}'\n",
+                dir.path().join(format!("alerts-{port}.log")),
+                std::env::var("LOG_OK_CALLS").map_or(true, |v| v != "false"),
+            ),
+        )
+        .unwrap();
+        Daemon(
+            Command::new(&binary)
+                .args(["--config", config.to_str().unwrap(), "serve", "--listen"])
+                .arg(format!("127.0.0.1:{port}"))
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start the daemon"),
+        )
+    };
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        while TcpStream::connect(addr).await.is_err() {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        println!("extsecurity serve, FastAGI on loopback, {concurrency} concurrent connections");
-        let cpu_before = daemon.cpu_seconds();
-        let (elapsed, mut latencies) = drive(addr, calls, concurrency, |i| format!("10.0.{}.{}", (i % 1000) / 250, i % 250 + 1)).await;
-        let cpu = daemon.cpu_seconds() - cpu_before;
-        latencies.sort_unstable();
-        let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
+        let null = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let null_addr = null.local_addr().unwrap();
+        tokio::spawn(null_server(null));
+        let daemon = start(port, false);
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        wait_listening(addr).await;
         println!(
-            "load:  {calls} calls in {:.2} s = {:.0} calls/s; latency p50 {:.2} ms, p99 {:.2} ms; \
-             daemon CPU {:.0} µs per call ({:.0} calls per daemon CPU second); daemon peak RSS {} MiB",
-            elapsed.as_secs_f64(),
-            calls as f64 / elapsed.as_secs_f64(),
-            pct(0.50).as_secs_f64() * 1e3,
-            pct(0.99).as_secs_f64() * 1e3,
-            cpu / calls as f64 * 1e6,
-            calls as f64 / cpu,
-            daemon.peak_rss_kib() / 1024
+            "FastAGI on loopback, {concurrency} calls in flight, {calls} calls a run, a peer that reads like res_agi"
         );
-        let (elapsed, _) = drive(addr, flood, concurrency, |i| {
-            let n = 0x0b00_0000u32 + i as u32;
-            std::net::Ipv4Addr::from(n).to_string()
+        let from_1000 = |i: usize| format!("10.0.{}.{}", (i % 1000) / 250, i % 250 + 1);
+        let mut rates = [Vec::new(), Vec::new()];
+        for round in 1..=2 {
+            for (which, target) in [(0, null_addr), (1, addr)] {
+                let cpu_before = daemon.cpu_seconds();
+                let run = drive(target, calls, concurrency, from_1000).await;
+                let cpu = daemon.cpu_seconds() - cpu_before;
+                let name = ["null server (GET + SET)", "extsecurity serve"][which];
+                let cpu_note = match which {
+                    1 => format!(
+                        "; daemon CPU {:.0} µs per call, peak RSS {} MiB",
+                        cpu / calls as f64 * 1e6,
+                        daemon.peak_rss_kib() / 1024
+                    ),
+                    _ => String::new(),
+                };
+                println!("round {round}: {name:26} {}{cpu_note}", run.summary());
+                rates[which].push(run.rate());
+            }
+        }
+        let ratio: Vec<String> = rates[1]
+            .iter()
+            .zip(&rates[0])
+            .map(|(ours, null)| format!("{:.0}%", 100.0 * ours / null))
+            .collect();
+        println!("extsecurity serve / null server, per round: {}", ratio.join(", "));
+        drop(daemon);
+        if flood == 0 {
+            return;
+        }
+        let daemon = start(flood_port, true);
+        let addr: SocketAddr = format!("127.0.0.1:{flood_port}").parse().unwrap();
+        wait_listening(addr).await;
+        let run = drive(addr, flood, concurrency, |i| {
+            std::net::Ipv4Addr::from(0x0b00_0000u32 + i as u32).to_string()
         })
         .await;
         let tracked = metric(metrics_port, "extsecurity_tracked_ips ");
         println!(
-            "flood: {flood} calls from {flood} distinct addresses in {:.1} s = {:.0} calls/s; tracked addresses {tracked}; daemon peak RSS {} MiB",
-            elapsed.as_secs_f64(),
-            flood as f64 / elapsed.as_secs_f64(),
+            "flood: {flood} calls from {flood} distinct addresses: {}; tracked addresses {tracked}; daemon peak RSS {} MiB",
+            run.summary(),
             daemon.peak_rss_kib() / 1024
         );
     });
+}
+
+async fn wait_listening(addr: SocketAddr) {
+    while TcpStream::connect(addr).await.is_err() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// What one run measured.
+struct Run {
+    elapsed: Duration,
+    latencies: Vec<Duration>,
+    /// Calls in which a command waited in our buffer for the socket to wake.
+    stalled: usize,
+}
+
+impl Run {
+    fn rate(&self) -> f64 {
+        self.latencies.len() as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn summary(&self) -> String {
+        let mut sorted = self.latencies.clone();
+        sorted.sort_unstable();
+        let pct = |p: f64| sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)];
+        format!(
+            "{:>7.0} calls/s, p50 {:.2} ms, p99 {:.2} ms, {} stalled calls",
+            self.rate(),
+            pct(0.50).as_secs_f64() * 1e3,
+            pct(0.99).as_secs_f64() * 1e3,
+            self.stalled
+        )
+    }
 }
 
 /// Runs `calls` FastAGI calls, `concurrency` at a time; the i-th call comes from `ip(i)`.
@@ -113,7 +169,7 @@ async fn drive(
     calls: usize,
     concurrency: usize,
     ip: impl Fn(usize) -> String + Send + Sync + 'static,
-) -> (Duration, Vec<Duration>) {
+) -> Run {
     let next = Arc::new(AtomicUsize::new(0));
     let ip = Arc::new(ip);
     let start = Instant::now();
@@ -121,56 +177,94 @@ async fn drive(
         .map(|_| {
             let (next, ip) = (next.clone(), ip.clone());
             tokio::spawn(async move {
-                let mut latencies = Vec::new();
+                let (mut latencies, mut stalled) = (Vec::new(), 0);
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     if i >= calls {
-                        return latencies;
+                        return (latencies, stalled);
                     }
                     let t = Instant::now();
-                    one_call(addr, &ip(i)).await;
+                    stalled += usize::from(one_call(addr, &ip(i)).await);
                     latencies.push(t.elapsed());
                 }
             })
         })
         .collect();
-    let mut all = Vec::with_capacity(calls);
+    let mut run = Run {
+        elapsed: Duration::ZERO,
+        latencies: Vec::with_capacity(calls),
+        stalled: 0,
+    };
     for w in workers {
-        all.extend(w.await.unwrap());
+        let (latencies, stalled) = w.await.unwrap();
+        run.latencies.extend(latencies);
+        run.stalled += stalled;
     }
-    (start.elapsed(), all)
+    run.elapsed = start.elapsed();
+    run
 }
 
-/// One call as Asterisk makes it.
-async fn one_call(addr: SocketAddr, ip: &str) {
-    let stream = TcpStream::connect(addr).await.expect("connect");
+const BLOCK: &str = "agi_network: yes\nagi_network_script: check\nagi_request: agi://127.0.0.1/check\nagi_channel: PJSIP/anonymous-00000002\n\
+     agi_language: en\nagi_type: PJSIP\nagi_uniqueid: 1795633497.2\nagi_version: 20.20.1\nagi_callerid: 5551234\n\
+     agi_calleridname: Alice\nagi_callingpres: 0\nagi_callingani2: 0\nagi_callington: 0\nagi_callingtns: 0\n\
+     agi_dnid: 4915112345678\nagi_rdnis: unknown\nagi_context: default\nagi_extension: 4915112345678\nagi_priority: 1\n\
+     agi_enhanced: 0.0\nagi_accountcode: \nagi_threadid: 139665663317696\n\n";
+
+/// One call as Asterisk makes it and reads it; true when a command had to wait for the
+/// socket to wake although it had already arrived (design.md §3a).
+async fn one_call(addr: SocketAddr, ip: &str) -> bool {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
     stream.set_nodelay(true).unwrap();
-    let (read, mut write) = stream.into_split();
-    let mut read = BufReader::new(read);
-    let block = "agi_network: yes\nagi_network_script: check\nagi_request: agi://127.0.0.1/check\nagi_channel: PJSIP/anonymous-00000002\n\
-         agi_language: en\nagi_type: PJSIP\nagi_uniqueid: 1795633497.2\nagi_version: 20.20.1\nagi_callerid: 5551234\n\
-         agi_calleridname: Alice\nagi_callingpres: 0\nagi_callingani2: 0\nagi_callington: 0\nagi_callingtns: 0\n\
-         agi_dnid: 4915112345678\nagi_rdnis: unknown\nagi_context: default\nagi_extension: 4915112345678\nagi_priority: 1\n\
-         agi_enhanced: 0.0\nagi_accountcode: \nagi_threadid: 139665663317696\n\n";
-    write.write_all(block.as_bytes()).await.unwrap();
-    let mut line = String::new();
+    stream.write_all(BLOCK.as_bytes()).await.unwrap();
+    let (mut buffer, mut eof, mut stalled) = (Vec::new(), false, false);
+    let mut chunk = [0u8; 4096];
     loop {
-        line.clear();
-        if read.read_line(&mut line).await.unwrap() == 0 {
-            return;
+        // ast_waitfor_nandfds: wake on the socket only, never on what is buffered.
+        if !buffer.is_empty() && !eof {
+            stalled = true;
         }
-        let command = line.trim_end_matches('\n');
-        let reply = if let Some(arg) = command
-            .strip_prefix("GET FULL VARIABLE \"")
-            .and_then(|a| a.strip_suffix('"'))
-        {
-            format!("200 result=1 ({})\n", substitute(arg, ip))
-        } else {
-            "200 result=1\n".to_string()
+        if !eof {
+            let _ = stream.readable().await;
+        }
+        // fgets: one line from the buffer, reading only while it has none.
+        let line = loop {
+            if let Some(at) = buffer.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = buffer.drain(..=at).collect();
+                break Some(line);
+            }
+            if eof {
+                break None;
+            }
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => eof = true,
+                Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+            }
         };
-        if write.write_all(reply.as_bytes()).await.is_err() {
-            return;
+        let Some(line) = line else {
+            return stalled;
+        };
+        let command = String::from_utf8_lossy(&line[..line.len() - 1]).into_owned();
+        if stream
+            .write_all(reply(&command, ip).as_bytes())
+            .await
+            .is_err()
+        {
+            return stalled;
         }
+    }
+}
+
+/// Asterisk's answer to one command (design.md §3: `200 result=1 (value)`, MSet's 0).
+fn reply(command: &str, ip: &str) -> String {
+    if let Some(arg) = command
+        .strip_prefix("GET FULL VARIABLE \"")
+        .and_then(|a| a.strip_suffix('"'))
+    {
+        format!("200 result=1 ({})\n", substitute(arg, ip))
+    } else if command.starts_with("EXEC ") {
+        "200 result=0\n".to_string()
+    } else {
+        "200 result=1\n".to_string()
     }
 }
 
@@ -181,4 +275,40 @@ fn substitute(arg: &str, ip: &str) -> String {
         .replace("${EXTEN}", "4915112345678")
         .replace("${PJSIP_HEADER(read,User-Agent)}", "Yealink SIP-T46S")
         .replace("${CHANNEL(endpoint)}", "guest")
+}
+
+/// The least a FastAGI checker can do: read the block, ask one variable, set one, one
+/// command at a time. No rules, no log: the yardstick for the daemon's own cost.
+async fn null_server(listener: TcpListener) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        tokio::spawn(async move {
+            let (read, mut write) = stream.into_split();
+            let mut read = BufReader::new(read);
+            let mut line = String::new();
+            loop {
+                line.clear();
+                if read.read_line(&mut line).await.unwrap_or(0) == 0 {
+                    return;
+                }
+                if line == "\n" {
+                    break;
+                }
+            }
+            for command in [
+                "GET FULL VARIABLE \"${CHANNEL(pjsip,remote_addr)}\"\n",
+                "SET VARIABLE EXTSEC_RESULT \"OK\"\n",
+            ] {
+                line.clear();
+                if write.write_all(command.as_bytes()).await.is_err()
+                    || read.read_line(&mut line).await.unwrap_or(0) == 0
+                {
+                    return;
+                }
+            }
+        });
+    }
 }

@@ -13,7 +13,12 @@ pub fn env_usize(name: &str, default: usize) -> usize {
 }
 
 /// Builds the release binary and returns its path: benchmarks measure what ships.
+/// `BINARY=path` measures another build instead (an older commit, a variant), side by
+/// side with the same load.
 pub fn release_binary() -> String {
+    if let Ok(path) = std::env::var("BINARY") {
+        return path;
+    }
     let root = env!("CARGO_MANIFEST_DIR");
     let status = Command::new("cargo")
         .args(["build", "--release", "--quiet", "--bin", "extsecurity"])
