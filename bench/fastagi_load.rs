@@ -39,7 +39,7 @@ mod support;
 use support::{Daemon, env_usize, metric, release_binary};
 
 fn main() {
-    let calls = env_usize("CALLS", 100_000);
+    let calls = env_usize("CALLS", 50_000);
     let concurrency = env_usize("CONCURRENCY", 32);
     let flood = env_usize("FLOOD", 1_000_000);
     let binary = release_binary();
