@@ -26,7 +26,8 @@ pub fn release_binary() -> String {
         .status()
         .expect("cargo build");
     assert!(status.success());
-    format!("{root}/target/release/extsecurity")
+    let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| format!("{root}/target"));
+    format!("{target}/release/extsecurity")
 }
 
 /// The sum of the metric lines whose name starts with `name`, from the daemon's
