@@ -82,19 +82,20 @@ impl Line {
         Line { level, text, alert }
     }
 
-    /// An address that crossed an AMI security-event limit. `service` and `account` come
-    /// from the event (the account is caller-chosen: a SIP From user), so both are
-    /// quoted; `account_cut` bytes were cut off the account before it got here.
+    /// An address that crossed an AMI limit: `count` of the rule's `unit` (`names`,
+    /// `tries`, `requests`) within `window`. `service` and `account` come from the event
+    /// (the account is caller-chosen: a SIP From user), so both are quoted;
+    /// `account_cut` bytes were cut off the account before it got here.
     pub fn for_security_alert(
         ip: IpAddr,
         reason: &str,
-        events: usize,
+        (unit, count): (&str, usize),
         window: Duration,
         last: (&str, &[u8], &[u8], usize),
     ) -> Line {
         let (kind, service, account, account_cut) = last;
         let mut text = format!(
-            "ip={ip} reason={reason} events={events} window_seconds={} last_event={kind} service=",
+            "ip={ip} reason={reason} {unit}={count} window_seconds={} last_event={kind} service=",
             window.as_secs()
         );
         quote(&mut text, service, MAX_VALUE_BYTES);
@@ -355,14 +356,14 @@ mod tests {
         let ami = Line::for_security_alert(
             call.peer_ip,
             "account_scan",
-            6,
+            ("names", 6),
             Duration::from_secs(60),
             ("InvalidAccountID", b"PJSIP", b"a'b\r\nip=9.9.9.9", 12),
         );
         assert_eq!(ami.alert(), Some((call.peer_ip, "account_scan")));
         assert_eq!(
             ami.text(),
-            r"ip=203.0.113.5 reason=account_scan events=6 window_seconds=60 last_event=InvalidAccountID service='PJSIP' account='a\x27b\x0d\x0aip\x3d9.9.9.9'[+12 bytes]"
+            r"ip=203.0.113.5 reason=account_scan names=6 window_seconds=60 last_event=InvalidAccountID service='PJSIP' account='a\x27b\x0d\x0aip\x3d9.9.9.9'[+12 bytes]"
         );
     }
 

@@ -443,8 +443,9 @@ struct RawAmi {
     ping_interval_seconds: Spanned<f64>,
     window_seconds: Spanned<u64>,
     max_auth_failures: usize,
-    max_unknown_accounts: usize,
+    max_unknown_accounts: Spanned<usize>,
     max_error_events: usize,
+    max_unauthenticated_requests: usize,
 }
 
 impl Default for RawAmi {
@@ -458,8 +459,9 @@ impl Default for RawAmi {
             ping_interval_seconds: Spanned::new(0..0, 20.0),
             window_seconds: Spanned::new(0..0, limits.window.as_secs()),
             max_auth_failures: limits.auth_failures,
-            max_unknown_accounts: limits.unknown_accounts,
+            max_unknown_accounts: Spanned::new(0..0, limits.unknown_accounts),
             max_error_events: limits.error_events,
+            max_unauthenticated_requests: limits.unauthenticated_requests,
         }
     }
 }
@@ -503,6 +505,16 @@ impl RawAmi {
                 "ami.window_seconds must be at least 1".into(),
             ));
         }
+        if *raw.max_unknown_accounts.get_ref() > Limits::MAX_UNKNOWN_ACCOUNTS {
+            // Each address keeps one more name than the limit: this bounds its memory.
+            return Err((
+                raw.max_unknown_accounts.span(),
+                format!(
+                    "ami.max_unknown_accounts must be at most {}",
+                    Limits::MAX_UNKNOWN_ACCOUNTS
+                ),
+            ));
+        }
         Ok(AmiConfig {
             address,
             username: raw.username.into_inner(),
@@ -511,8 +523,9 @@ impl RawAmi {
             limits: Limits {
                 window: Duration::from_secs(*raw.window_seconds.get_ref()),
                 auth_failures: raw.max_auth_failures,
-                unknown_accounts: raw.max_unknown_accounts,
+                unknown_accounts: raw.max_unknown_accounts.into_inner(),
                 error_events: raw.max_error_events,
+                unauthenticated_requests: raw.max_unauthenticated_requests,
             },
         })
     }
@@ -1043,6 +1056,12 @@ automatic_block_attempts_to_extensions = ['\d{1,2}', '900\d+']
         assert!(e.contains("must be at least 16 characters of"), "{e}");
         let e = parse("[memory]\nwindow = 5\n").unwrap_err();
         assert!(e.starts_with("t.toml:2:1: unknown field `window`"), "{e}");
+        assert_eq!(Config::default().daemon.listen_backlog, 4096);
+        let e = parse("[daemon]\nlisten_backlog = 0\n").unwrap_err();
+        assert!(
+            e.starts_with("t.toml:2:18: daemon.listen_backlog must be at least 1"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -1058,6 +1077,7 @@ automatic_block_attempts_to_extensions = ['\d{1,2}', '900\d+']
         );
         assert_eq!(ami.limits.auth_failures, 3);
         assert_eq!(ami.limits.unknown_accounts, 5);
+        assert_eq!(ami.limits.unauthenticated_requests, 120);
         assert_eq!(ami.limits.window, Duration::from_secs(60));
         for (text, error) in [
             (
@@ -1095,6 +1115,10 @@ automatic_block_attempts_to_extensions = ['\d{1,2}', '900\d+']
             (
                 "[ami]\nusername = 'u'\nsecret = 'pw'\nping = 1\n",
                 "t.toml:4:1: unknown field `ping`",
+            ),
+            (
+                "[ami]\nusername = 'u'\nsecret = 'pw'\nmax_unknown_accounts = 51\n",
+                "t.toml:4:24: ami.max_unknown_accounts must be at most 50",
             ),
         ] {
             let e = parse(text).unwrap_err();

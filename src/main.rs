@@ -520,6 +520,10 @@ fn check_config(config: &(Config, Source)) -> u8 {
             println!("max_auth_failures = {}", a.limits.auth_failures);
             println!("max_unknown_accounts = {}", a.limits.unknown_accounts);
             println!("max_error_events = {}", a.limits.error_events);
+            println!(
+                "max_unauthenticated_requests = {}",
+                a.limits.unauthenticated_requests
+            );
         }
     }
     match &c.crowdsec {

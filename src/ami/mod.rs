@@ -6,4 +6,4 @@ pub mod codec;
 pub mod watch;
 
 pub use codec::{Event, Framer, Message, Verdict, classify};
-pub use watch::{Category, Limits, Watch};
+pub use watch::{Alert, Limits, Rule, Watch};

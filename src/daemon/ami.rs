@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 
 use crate::alert_log::Line;
 use crate::ami::codec::{self, Event, Framer, Message, Verdict};
-use crate::ami::{Category, Limits, Watch};
+use crate::ami::{Alert, Limits, Watch};
 use crate::config::AmiConfig;
 use crate::daemon::Shared;
 
@@ -277,8 +277,8 @@ fn evaluate(shared: &Shared, mut rx: mpsc::Receiver<Vec<Verdict>>) {
                     if config.is_trusted(event.remote_ip) {
                         continue;
                     }
-                    if let Some(category) = watch.record(&limits, &event, now) {
-                        alert(shared, &config, &limits, &event, category, now);
+                    for found in watch.record(&limits, &event, now) {
+                        alert(shared, &config, &limits, &event, found, now);
                     }
                 }
                 Verdict::Tampering(why) => {
@@ -299,14 +299,14 @@ fn alert(
     config: &crate::config::Config,
     limits: &Limits,
     event: &Event,
-    category: Category,
+    found: Alert,
     now: Instant,
 ) {
-    let reason = category.reason();
+    let reason = found.rule.reason();
     let line = Line::for_security_alert(
         event.remote_ip,
         &reason,
-        limits.of(category).unwrap_or_default() + 1,
+        (found.rule.unit(), found.count),
         limits.window,
         (
             event.kind,

@@ -14,8 +14,9 @@ use std::time::Duration;
 /// What one connection does.
 pub struct Script {
     pub accept_login: bool,
-    /// Written after a successful login, in one go.
-    pub events: Vec<u8>,
+    /// Written after a successful login: each chunk after waiting its pause (from the
+    /// previous write, so that a descheduled peer spreads chunks out, never bunches them).
+    pub events: Vec<(Duration, Vec<u8>)>,
     pub then: Then,
 }
 
@@ -31,6 +32,11 @@ pub enum Then {
 
 impl Script {
     pub fn accept(events: Vec<u8>, then: Then) -> Script {
+        Script::paced(vec![(Duration::ZERO, events)], then)
+    }
+
+    /// Events as a client's tries raise them, one chunk after another.
+    pub fn paced(events: Vec<(Duration, Vec<u8>)>, then: Then) -> Script {
         Script {
             accept_login: true,
             events,
@@ -116,7 +122,10 @@ fn serve(mut stream: TcpStream, script: &Script, log: &Mutex<Vec<Vec<u8>>>, stop
         stream,
         "Response: Success\r\nActionID: {id}\r\nMessage: Authentication accepted\r\n\r\n"
     );
-    let _ = stream.write_all(&script.events);
+    for (pause, chunk) in &script.events {
+        std::thread::sleep(*pause);
+        let _ = stream.write_all(chunk);
+    }
     if script.then == Then::Close {
         return;
     }
@@ -195,6 +204,34 @@ pub fn capture_events(name: &str) -> Vec<u8> {
     let banner = find(&bytes, b"\r\n").unwrap() + 2;
     let login_answer = banner + find(&bytes[banner..], b"\r\n\r\n").unwrap() + 4;
     bytes[login_answer..].to_vec()
+}
+
+/// The events of a message stream, each with its empty line.
+pub fn split_events(events: &[u8]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut rest = events;
+    while let Some(i) = find(rest, b"\r\n\r\n") {
+        out.push(rest[..i + 4].to_vec());
+        rest = &rest[i + 4..];
+    }
+    out
+}
+
+/// `events` with every `AccountID: from` line naming `to` instead.
+pub fn with_account(events: &[u8], from: &str, to: &str) -> Vec<u8> {
+    let (from, to) = (
+        format!("AccountID: {from}\r\n"),
+        format!("AccountID: {to}\r\n"),
+    );
+    let mut out = Vec::with_capacity(events.len());
+    let mut rest = events;
+    while let Some(i) = find(rest, from.as_bytes()) {
+        out.extend_from_slice(&rest[..i]);
+        out.extend_from_slice(to.as_bytes());
+        rest = &rest[i + from.len()..];
+    }
+    out.extend_from_slice(rest);
+    out
 }
 
 /// The capture as if its SIP requests had come from `ip`: the honest
