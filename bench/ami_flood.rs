@@ -18,7 +18,7 @@
 //!
 //! Reported per flood: events/s (first byte written to the last event counted by the
 //! daemon's `extsecurity_ami_events_total`), events lost (written minus counted),
-//! stalled writes, reconnects, alert lines, (address, category) pairs tracked, and the
+//! stalled writes, reconnects, alert lines, addresses tracked, and the
 //! daemon's peak RSS.
 
 use std::io::{Read, Write};
@@ -153,7 +153,7 @@ fn run(binary: &str, name: &str, events: usize, stream: &[u8]) {
         .lines()
         .count();
     println!(
-        "{name:>8}: {:>9.0} events/s ({events} in {:.3} s, written in {:.3} s), lost {lost}, stalled writes (Asterisk would drop us) {stalled}, reconnects {}, alert lines {alerts}, tracked pairs {}, peak RSS {:.1} MiB",
+        "{name:>8}: {:>9.0} events/s ({events} in {:.3} s, written in {:.3} s), lost {lost}, stalled writes (Asterisk would drop us) {stalled}, reconnects {}, alert lines {alerts}, tracked addresses {}, peak RSS {:.1} MiB",
         counted / elapsed.as_secs_f64(),
         elapsed.as_secs_f64(),
         written.as_secs_f64(),
