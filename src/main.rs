@@ -280,19 +280,13 @@ fn report(config: &Config, logs: &[PathBuf], json: bool, top: usize) -> u8 {
     exits::OK
 }
 
-/// Starts the daemon and runs it until SIGTERM or SIGINT. SIGHUP reloads the config
-/// (a bad one is reported and the old one kept) and reopens the alert log; SIGUSR1
-/// reopens the alert log.
+/// `extsecurity serve`: diagnostics on stderr (the journal under systemd), then the
+/// daemon until SIGTERM or SIGINT.
 fn serve(
     config: Config,
     flag: Option<PathBuf>,
     listen: Option<std::net::SocketAddr>,
 ) -> anyhow::Result<()> {
-    use anyhow::Context as _;
-    use extsecurity::daemon::{self, Shared, metrics};
-    use std::sync::Arc;
-    use tokio::signal::unix::{SignalKind, signal};
-
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         // Colour codes only for a person at a terminal, never into the journal.
@@ -302,94 +296,8 @@ fn serve(
                 .unwrap_or_else(|_| "info".into()),
         )
         .init();
-    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    runtime.block_on(async move {
-        if !config.daemon.fastagi && config.ami.is_none() {
-            anyhow::bail!("nothing to serve: [daemon] fastagi = false and no [ami] table");
-        }
-        // Before anything can be seen from outside (the port accepting): a SIGTERM
-        // sent as soon as the port answers must stop the daemon cleanly, not kill it.
-        let mut hup = signal(SignalKind::hangup())?;
-        let mut usr1 = signal(SignalKind::user_defined1())?;
-        let mut term = signal(SignalKind::terminate())?;
-        let mut int = signal(SignalKind::interrupt())?;
-        let addr = listen.unwrap_or(config.daemon.listen);
-        let listener = match config.daemon.fastagi {
-            true => Some(
-                daemon::bind(addr, config.daemon.listen_backlog)
-                    .with_context(|| format!("cannot listen on {addr}"))?,
-            ),
-            false => None,
-        };
-        let metrics_addr = config.daemon.metrics_listen;
-        let (stop, stopping) = tokio::sync::watch::channel(false);
-        let source = (flag, std::env::var_os(config::ENV_VAR));
-        let shared = Arc::new(Shared::new(config, source, stopping));
-        if let Some(addr) = metrics_addr {
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("cannot listen for metrics on {addr}"))?;
-            let shared = shared.clone();
-            tokio::spawn(metrics::serve(listener, move || {
-                let tracked = shared.memory.lock().map(|m| m.len()).unwrap_or(0);
-                shared.metrics.render(tracked)
-            }));
-            tracing::info!(%addr, "metrics");
-        }
-        let signals = shared.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = hup.recv() => if let Err(e) = signals.reload() {
-                        tracing::error!("reload refused, keeping the running configuration: {e}");
-                    },
-                    _ = usr1.recv() => {
-                        signals.reopen_log();
-                        tracing::info!("alert log reopened");
-                    }
-                }
-            }
-        });
-        let watcher = shared
-            .config()
-            .ami
-            .is_some()
-            .then(|| tokio::spawn(daemon::ami::run(shared.clone())));
-        let pusher = shared.crowdsec.is_some().then(|| {
-            tracing::info!("pushing alerts to CrowdSec");
-            tokio::spawn(daemon::crowdsec::run(shared.clone()))
-        });
-        let shutdown = async move {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-            let _ = stop.send(true);
-        };
-        match listener {
-            Some(listener) => {
-                tracing::info!(%addr, "serving FastAGI");
-                daemon::run(listener, shared.clone(), shutdown).await;
-            }
-            None => {
-                tracing::info!("FastAGI off ([daemon] fastagi = false): AMI watcher only");
-                shutdown.await;
-            }
-        }
-        // The calls in flight are finished and the AMI watcher has stopped: no more
-        // alerts, so the pusher may deliver what is queued and end.
-        if let Some(watcher) = watcher {
-            let _ = watcher.await;
-        }
-        if let Some(pusher) = pusher {
-            if let Some(queue) = &shared.crowdsec {
-                queue.close();
-            }
-            let _ = pusher.await;
-        }
-        tracing::info!("stopped");
-        Ok(())
-    })
+    let source = (flag, std::env::var_os(config::ENV_VAR));
+    extsecurity::daemon::serve::run(config, source, listen)
 }
 
 fn load_config(flag: Option<&std::path::Path>) -> Option<(Config, Source)> {

@@ -13,6 +13,7 @@ pub mod connection;
 pub mod crowdsec;
 pub mod metrics;
 pub mod overload;
+pub mod serve;
 
 use std::ffi::OsString;
 use std::future::Future;

@@ -1,0 +1,198 @@
+//! `[crowdsec]`: pushing alerts to a CrowdSec Local API.
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::{Invalid, read_secret};
+/// Where and as whom the daemon pushes its alerts to CrowdSec.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CrowdsecConfig {
+    /// The LAPI's base URL, without a trailing slash: `http://127.0.0.1:8080`.
+    pub lapi_url: String,
+    pub machine_id: String,
+    pub password: String,
+    /// How long the pushed ban lasts, as CrowdSec writes durations: `4h`, `90m`, `1h30m`.
+    pub ban_duration: String,
+    /// Alerts kept while the LAPI is unreachable; beyond this new alerts are dropped.
+    pub queue_size: usize,
+    /// Alerts sent in one POST at most.
+    pub batch_size: usize,
+}
+
+/// The `[crowdsec]` table as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawCrowdsec {
+    lapi_url: Spanned<String>,
+    machine_id: Spanned<String>,
+    password: Spanned<String>,
+    password_file: Spanned<String>,
+    ban_duration: Spanned<String>,
+    queue_size: Spanned<usize>,
+    batch_size: Spanned<usize>,
+}
+
+impl Default for RawCrowdsec {
+    fn default() -> RawCrowdsec {
+        let text = |s: &str| Spanned::new(0..0, s.to_string());
+        RawCrowdsec {
+            lapi_url: text("http://127.0.0.1:8080"),
+            machine_id: text(""),
+            password: text(""),
+            password_file: text(""),
+            ban_duration: text("4h"),
+            queue_size: Spanned::new(0..0, 10_000),
+            batch_size: Spanned::new(0..0, 100),
+        }
+    }
+}
+
+impl RawCrowdsec {
+    pub(super) fn validate(table: Spanned<RawCrowdsec>) -> Result<CrowdsecConfig, Invalid> {
+        let span = table.span();
+        let raw = table.into_inner();
+        let url = raw.lapi_url.get_ref().trim_end_matches('/');
+        let host = url
+            .strip_prefix("http://")
+            .or_else(|| url.strip_prefix("https://"))
+            .unwrap_or("");
+        if host.is_empty() || host.contains(['/', '?', '#', ' ']) {
+            return Err((
+                raw.lapi_url.span(),
+                format!(
+                    "crowdsec.lapi_url {:?} is not an http:// or https:// base URL such as http://127.0.0.1:8080",
+                    raw.lapi_url.get_ref()
+                ),
+            ));
+        }
+        let machine = raw.machine_id.get_ref();
+        if machine.is_empty() || machine.chars().any(|c| c.is_control() || c == '"') {
+            let at = if machine.is_empty() {
+                span.clone()
+            } else {
+                raw.machine_id.span()
+            };
+            return Err((
+                at,
+                "crowdsec.machine_id is required (the name given to cscli machines add)".into(),
+            ));
+        }
+        let Some((password, _)) =
+            read_secret(&raw.password, &raw.password_file, "crowdsec.password")?
+        else {
+            return Err((
+                span,
+                "crowdsec.password or crowdsec.password_file is required".into(),
+            ));
+        };
+        if !is_go_duration(raw.ban_duration.get_ref()) {
+            return Err((
+                raw.ban_duration.span(),
+                format!(
+                    "crowdsec.ban_duration {:?} is not a duration such as 4h, 90m or 1h30m",
+                    raw.ban_duration.get_ref()
+                ),
+            ));
+        }
+        if *raw.queue_size.get_ref() == 0 {
+            return Err((
+                raw.queue_size.span(),
+                "crowdsec.queue_size must be at least 1".into(),
+            ));
+        }
+        if !(1..=1000).contains(raw.batch_size.get_ref()) {
+            return Err((
+                raw.batch_size.span(),
+                "crowdsec.batch_size must be between 1 and 1000".into(),
+            ));
+        }
+        Ok(CrowdsecConfig {
+            lapi_url: url.to_string(),
+            machine_id: machine.clone(),
+            password,
+            ban_duration: raw.ban_duration.into_inner(),
+            queue_size: raw.queue_size.into_inner(),
+            batch_size: raw.batch_size.into_inner(),
+        })
+    }
+}
+
+/// `4h`, `90m`, `1h30m`, `45s`: what CrowdSec (Go's `time.ParseDuration`) takes for a
+/// decision, whole numbers of hours, minutes and seconds, not zero.
+fn is_go_duration(text: &str) -> bool {
+    let mut rest = text;
+    let mut total = 0u64;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let Ok(n) = rest[..digits].parse::<u64>() else {
+            return false;
+        };
+        let unit = match rest[digits..].chars().next() {
+            Some('h') => 3600,
+            Some('m') => 60,
+            Some('s') => 1,
+            _ => return false,
+        };
+        total = total.saturating_add(n.saturating_mul(unit));
+        rest = &rest[digits + 1..];
+    }
+    total > 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::parse;
+    use super::is_go_duration;
+
+    #[test]
+    fn the_crowdsec_table_is_off_unless_present_and_validated() {
+        assert_eq!(parse("").unwrap().crowdsec, None);
+        let c = parse("[crowdsec]\nmachine_id = 'pbx1'\npassword = 'pw'\nlapi_url = 'https://lapi.example.net:8080/'\n")
+            .unwrap()
+            .crowdsec
+            .unwrap();
+        assert_eq!(c.lapi_url, "https://lapi.example.net:8080");
+        assert_eq!((c.machine_id.as_str(), c.password.as_str()), ("pbx1", "pw"));
+        assert_eq!(
+            (c.ban_duration.as_str(), c.queue_size, c.batch_size),
+            ("4h", 10_000, 100)
+        );
+        for (text, error) in [
+            (
+                "[crowdsec]\npassword = 'pw'\n",
+                "t.toml:1:1: crowdsec.machine_id is required",
+            ),
+            (
+                "[crowdsec]\nmachine_id = 'm'\n",
+                "t.toml:1:1: crowdsec.password or crowdsec.password_file is required",
+            ),
+            (
+                "[crowdsec]\nmachine_id = 'm'\npassword = 'pw'\nlapi_url = '127.0.0.1:8080'\n",
+                "t.toml:4:12: crowdsec.lapi_url \"127.0.0.1:8080\" is not",
+            ),
+            (
+                "[crowdsec]\nmachine_id = 'm'\npassword = 'pw'\nban_duration = '4 hours'\n",
+                "t.toml:4:16: crowdsec.ban_duration \"4 hours\" is not",
+            ),
+            (
+                "[crowdsec]\nmachine_id = 'm'\npassword_file = '/nonexistent/p'\n",
+                "t.toml:3:17: crowdsec.password_file /nonexistent/p: No such file",
+            ),
+            (
+                "[crowdsec]\nmachine_id = 'm'\npassword = 'pw'\nbatch_size = 0\n",
+                "t.toml:4:14: crowdsec.batch_size must be between 1 and 1000",
+            ),
+        ] {
+            let e = parse(text).unwrap_err();
+            assert!(e.starts_with(error), "{text:?}: {e}");
+        }
+        for ok in ["4h", "90m", "1h30m", "45s", "168h"] {
+            assert!(is_go_duration(ok), "{ok}");
+        }
+        for bad in ["", "0h", "4", "h", "4d", "-4h", "4h "] {
+            assert!(!is_go_duration(bad), "{bad:?}");
+        }
+    }
+}
