@@ -15,6 +15,7 @@ pub mod crowdsec;
 pub mod daemon;
 pub mod exits;
 pub mod memory;
+pub mod nftables;
 pub mod peer;
 pub mod report;
 pub mod request;

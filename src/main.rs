@@ -449,6 +449,17 @@ fn check_config(config: &(Config, Source)) -> u8 {
             println!("batch_size = {}", cs.batch_size);
         }
     }
+    match &c.nftables {
+        None => println!("\n# [nftables] off: no kernel bans from the daemon"),
+        Some(n) => {
+            println!("\n[nftables]");
+            println!("enabled = true");
+            println!("ports = {:?}", n.ports);
+            println!("ban_seconds = {}", n.ban.as_secs());
+            println!("table = {}", toml::Value::String(n.table.clone()));
+            println!("max_elements = {}", n.max_elements);
+        }
+    }
     exits::OK
 }
 

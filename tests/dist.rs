@@ -152,7 +152,7 @@ fn the_manager_user_reads_security_events_from_loopback_and_writes_nothing() {
 }
 
 #[test]
-fn the_shipped_ami_and_crowdsec_tables_uncommented_are_valid_and_restate_the_defaults() {
+fn the_shipped_ami_crowdsec_and_nftables_tables_uncommented_are_valid_and_restate_the_defaults() {
     // The commented `#[ami]` block of dist/extsecurity.toml, uncommented (prose lines
     // start with `##` and stay comments), with its secret file in place.
     let sandbox = Sandbox::new();
@@ -200,6 +200,16 @@ fn the_shipped_ami_and_crowdsec_tables_uncommented_are_valid_and_restate_the_def
             crowdsec.batch_size
         ),
         ("4h", 10_000, 100)
+    );
+    let nft = config.nftables.expect("[nftables] uncommented");
+    assert_eq!(
+        (
+            nft.ports,
+            nft.ban.as_secs(),
+            nft.table.as_str(),
+            nft.max_elements
+        ),
+        (vec![5060, 5061], 86_400, "extsecurity", 65_536)
     );
     // And the user name matches the manager.conf section shipped beside it.
     assert!(read("dist/asterisk/manager.conf").contains(&format!("\n[{}]\n", ami.username)));

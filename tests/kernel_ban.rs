@@ -9,118 +9,14 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::Sandbox;
 use common::fail2ban_server::Fail2ban;
+use common::netns::{Lab, Listener};
 
-const PBX_A: &str = "203.0.113.1";
-const ATTACKER: &str = "203.0.113.66";
-const PBX_I: &str = "198.51.100.1";
-const INNOCENT: &str = "198.51.100.44";
-
-fn ip(args: &[&str]) -> Result<(), String> {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .map_err(|e| format!("ip: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "ip {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
-}
-
-/// The namespaces of one test run, deleted when dropped.
-struct Lab {
-    names: [String; 3],
-}
-
-impl Lab {
-    fn new() -> Result<Lab, String> {
-        let id = std::process::id() % 100_000;
-        let names = ["pbx", "atk", "inn"].map(|n| format!("xs{n}{id}"));
-        let lab = Lab { names };
-        let [pbx, atk, inn] = &lab.names;
-        for ns in &lab.names {
-            ip(&["netns", "add", ns])?;
-            ip(&["-n", ns, "link", "set", "lo", "up"])?;
-        }
-        for (peer, here, there, short) in [(atk, PBX_A, ATTACKER, "a"), (inn, PBX_I, INNOCENT, "i")]
-        {
-            let (outer, inner) = (format!("xs{short}{id}p"), format!("xs{short}{id}c"));
-            ip(&[
-                "-n", pbx, "link", "add", &outer, "type", "veth", "peer", "name", &inner, "netns",
-                peer,
-            ])?;
-            ip(&[
-                "-n",
-                pbx,
-                "addr",
-                "add",
-                &format!("{here}/24"),
-                "dev",
-                &outer,
-            ])?;
-            ip(&["-n", pbx, "link", "set", &outer, "up"])?;
-            ip(&[
-                "-n",
-                peer,
-                "addr",
-                "add",
-                &format!("{there}/24"),
-                "dev",
-                &inner,
-            ])?;
-            ip(&["-n", peer, "link", "set", &inner, "up"])?;
-        }
-        Ok(lab)
-    }
-
-    fn ns(&self, i: usize) -> &str {
-        &self.names[i]
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        for ns in &self.names {
-            let _ = ip(&["netns", "del", ns]);
-        }
-    }
-}
-
-/// A UDP listener on 5060 inside `pbx` that prints each datagram's source address.
-struct Listener(Child);
-
-impl Listener {
-    fn start(ns: &str, out: &std::path::Path) -> Listener {
-        let script = "import socket,sys\n\
-                      s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n\
-                      s.bind(('0.0.0.0',5060))\n\
-                      f=open(sys.argv[1],'a',buffering=1)\n\
-                      while True:\n    d,a=s.recvfrom(2048); f.write(a[0]+' '+d.decode()+'\\n')\n";
-        let child = Command::new("ip")
-            .args(["netns", "exec", ns, "python3", "-c", script])
-            .arg(out)
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        Listener(child)
-    }
-}
-
-impl Drop for Listener {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use common::netns::{ATTACKER, INNOCENT, PBX_A, PBX_I};
 
 /// Sends one datagram from namespace `ns` to `to`:5060.
 fn send(ns: &str, to: &str, payload: &str) {

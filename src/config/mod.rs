@@ -20,17 +20,20 @@ mod ami;
 mod crowdsec;
 mod daemon;
 mod memory;
+mod nftables;
 mod patterns;
 
 pub use ami::AmiConfig;
 pub use crowdsec::CrowdsecConfig;
 pub use daemon::DaemonConfig;
+pub use nftables::NftablesConfig;
 pub use patterns::Patterns;
 
 use ami::RawAmi;
 use crowdsec::RawCrowdsec;
 use daemon::RawDaemon;
 use memory::RawMemory;
+use nftables::RawNftables;
 
 use crate::memory::MemoryConfig;
 
@@ -87,6 +90,8 @@ pub struct Config {
     pub ami: Option<AmiConfig>,
     /// Pushing alerts to a CrowdSec LAPI (`[crowdsec]`); off unless the table is present.
     pub crowdsec: Option<CrowdsecConfig>,
+    /// Bans in the kernel (`[nftables]`); off unless `enabled = true`.
+    pub nftables: Option<NftablesConfig>,
 }
 
 impl Default for Config {
@@ -138,6 +143,7 @@ impl Config {
             daemon: raw.daemon.validate()?,
             ami: raw.ami.map(RawAmi::validate).transpose()?,
             crowdsec: raw.crowdsec.map(RawCrowdsec::validate).transpose()?,
+            nftables: raw.nftables.validate()?,
         })
     }
 }
@@ -173,6 +179,7 @@ struct RawConfig {
     daemon: RawDaemon,
     ami: Option<Spanned<RawAmi>>,
     crowdsec: Option<Spanned<RawCrowdsec>>,
+    nftables: RawNftables,
 }
 
 impl Default for RawConfig {
@@ -196,6 +203,7 @@ impl Default for RawConfig {
             daemon: RawDaemon::default(),
             ami: None,
             crowdsec: None,
+            nftables: RawNftables::default(),
         }
     }
 }

@@ -32,6 +32,85 @@ pub struct Metrics {
     verdicts: Mutex<BTreeMap<&'static str, u64>>,
     pub ami: AmiMetrics,
     pub crowdsec: CrowdsecMetrics,
+    pub bans: BanMetrics,
+}
+
+/// The nftables ban sink's counters and how long a ban took to land.
+#[derive(Debug, Default)]
+pub struct BanMetrics {
+    added: AtomicU64,
+    failed: AtomicU64,
+    dropped: AtomicU64,
+    /// Bans by latency (alert line written → kernel acknowledged), per [`BAN_BUCKETS`].
+    latency: [AtomicU64; BAN_BUCKETS.len()],
+    latency_sum_us: AtomicU64,
+}
+
+/// Upper bounds (seconds) of the ban latency histogram's buckets.
+const BAN_BUCKETS: [f64; 8] = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.05, 0.1, 1.0];
+
+impl BanMetrics {
+    pub fn added(&self, latency: Duration) {
+        self.added.fetch_add(1, Relaxed);
+        let secs = latency.as_secs_f64();
+        for (bucket, bound) in self.latency.iter().zip(BAN_BUCKETS) {
+            if secs <= bound {
+                bucket.fetch_add(1, Relaxed);
+            }
+        }
+        self.latency_sum_us
+            .fetch_add(latency.as_micros() as u64, Relaxed);
+    }
+
+    pub fn failed(&self, n: usize) {
+        self.failed.fetch_add(n as u64, Relaxed);
+    }
+
+    pub fn dropped(&self) {
+        self.dropped.fetch_add(1, Relaxed);
+    }
+
+    fn render(&self, out: &mut String) {
+        let added = self.added.load(Relaxed);
+        let rows = [
+            (
+                "extsecurity_bans_added_total",
+                "Addresses added to the nftables sets.",
+                self.added.load(Relaxed),
+            ),
+            (
+                "extsecurity_ban_errors_total",
+                "Bans the kernel refused (a full set, a missing table, no CAP_NET_ADMIN).",
+                self.failed.load(Relaxed),
+            ),
+            (
+                "extsecurity_bans_dropped_total",
+                "Bans dropped because the ban queue was full.",
+                self.dropped.load(Relaxed),
+            ),
+        ];
+        for (name, help, value) in rows {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+            );
+        }
+        let name = "extsecurity_ban_latency_seconds";
+        let _ = writeln!(
+            out,
+            "# HELP {name} From the alert line to the kernel's acknowledgement of the ban.\n# TYPE {name} histogram"
+        );
+        for (bucket, bound) in self.latency.iter().zip(BAN_BUCKETS) {
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{le=\"{bound}\"}} {}",
+                bucket.load(Relaxed)
+            );
+        }
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {added}");
+        let sum = self.latency_sum_us.load(Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {added}");
+    }
 }
 
 /// The CrowdSec pusher's counters.
@@ -400,6 +479,7 @@ impl Metrics {
         }
         self.ami.render(&mut out);
         self.crowdsec.render(&mut out);
+        self.bans.render(&mut out);
         out
     }
 }

@@ -9,6 +9,7 @@
 //! waits for the connections in flight to finish.
 
 pub mod ami;
+pub mod bans;
 pub mod connection;
 pub mod crowdsec;
 pub mod metrics;
@@ -48,6 +49,8 @@ pub struct Shared {
     shutdown: watch::Receiver<bool>,
     /// Alerts waiting for the CrowdSec pusher, when `[crowdsec]` is set at start.
     pub crowdsec: Option<crowdsec::Queue>,
+    /// Addresses waiting for the kernel, once `[nftables]` was set up at start.
+    pub bans: std::sync::OnceLock<bans::Sink>,
 }
 
 impl Shared {
@@ -69,6 +72,7 @@ impl Shared {
             log: Mutex::new(ReopeningLog::default()),
             metrics: Metrics::default(),
             shutdown,
+            bans: std::sync::OnceLock::new(),
         }
     }
 
@@ -109,6 +113,11 @@ impl Shared {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .write(&config.log_file, line);
+        if let (Some(sink), Some((ip, reason))) = (self.bans.get(), line.alert())
+            && !config.is_trusted(ip)
+        {
+            sink.offer(ip, reason, &self.metrics.bans);
+        }
         if let (Some(queue), Some((ip, reason))) = (&self.crowdsec, line.alert())
             && !config.is_trusted(ip)
         {

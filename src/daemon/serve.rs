@@ -43,7 +43,12 @@ pub fn run(
         };
         let metrics_addr = config.daemon.metrics_listen;
         let (stop, stopping) = tokio::sync::watch::channel(false);
+        let nftables = config.nftables.clone();
+        let never = never_banned(&config);
         let shared = Arc::new(Shared::new(config, source, stopping));
+        if let Some(nft) = nftables {
+            start_bans(&shared, nft, never);
+        }
         if let Some(addr) = metrics_addr {
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
@@ -109,4 +114,40 @@ pub fn run(
         tracing::info!("stopped");
         Ok(())
     })
+}
+
+/// This host's addresses and the peers it talks to: banning them would cut the daemon
+/// off from Asterisk or CrowdSec.
+fn never_banned(config: &Config) -> Vec<std::net::IpAddr> {
+    let mut never = crate::nftables::own_addresses();
+    never.extend(config.ami.as_ref().map(|a| a.address.ip()));
+    let lapi_host: Option<std::net::IpAddr> = config.crowdsec.as_ref().and_then(|c| {
+        let rest = c.lapi_url.split("://").nth(1)?;
+        let host = rest.split(['/']).next()?;
+        let host = host.rsplit_once(':').map_or(host, |(h, _)| h);
+        host.trim_matches(['[', ']']).parse().ok()
+    });
+    never.extend(lapi_host);
+    never
+}
+
+/// Sets the nftables table up and starts the ban thread; without the capability (or
+/// nft), one clear line and the alert log alone.
+fn start_bans(
+    shared: &Arc<Shared>,
+    nft: crate::config::NftablesConfig,
+    never: Vec<std::net::IpAddr>,
+) {
+    let table = nft.table.clone();
+    if let Err(e) = crate::nftables::setup(&nft) {
+        tracing::warn!(
+            "nftables bans off: {e} (the unit grants CAP_NET_ADMIN); serving with the alert log alone"
+        );
+        return;
+    }
+    let _ = shared.bans.set(daemon::bans::Sink::new(nft, never));
+    match daemon::bans::spawn(shared.clone()) {
+        Ok(_) => tracing::info!(table, "nftables bans on"),
+        Err(e) => tracing::warn!("nftables bans off: cannot open netlink: {e}"),
+    }
 }

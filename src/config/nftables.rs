@@ -1,0 +1,116 @@
+//! `[nftables]`: bans the daemon puts into the kernel itself.
+
+use serde::Deserialize;
+use std::time::Duration;
+use toml::Spanned;
+
+use super::Invalid;
+
+/// Where and how long the daemon bans (README, "Kernel bans").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NftablesConfig {
+    /// Destination ports dropped for a banned source, UDP and TCP; empty: every port.
+    pub ports: Vec<u16>,
+    /// How long a ban lasts (the jail's bantime).
+    pub ban: Duration,
+    /// The `inet` table of our own; nothing else is touched.
+    pub table: String,
+    /// The most addresses each set (IPv4, IPv6) holds; past it new bans fail, counted.
+    pub max_elements: u32,
+}
+
+/// The `[nftables]` table as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawNftables {
+    enabled: bool,
+    ports: Vec<u16>,
+    ban_seconds: Spanned<u64>,
+    table: Spanned<String>,
+    max_elements: Spanned<u32>,
+}
+
+impl Default for RawNftables {
+    fn default() -> RawNftables {
+        RawNftables {
+            enabled: false,
+            ports: vec![5060, 5061],
+            ban_seconds: Spanned::new(0..0, 86_400),
+            table: Spanned::new(0..0, "extsecurity".into()),
+            max_elements: Spanned::new(0..0, 65_536),
+        }
+    }
+}
+
+impl RawNftables {
+    /// `None` when off.
+    pub(super) fn validate(self) -> Result<Option<NftablesConfig>, Invalid> {
+        if !self.enabled {
+            return Ok(None);
+        }
+        let ban = *self.ban_seconds.get_ref();
+        if ban == 0 {
+            return Err((
+                self.ban_seconds.span(),
+                "nftables.ban_seconds must be at least 1".into(),
+            ));
+        }
+        let table = self.table.get_ref();
+        let name_ok = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+        if table.is_empty() || table.len() > 64 || !table.chars().all(name_ok) {
+            return Err((
+                self.table.span(),
+                "nftables.table must be 1-64 characters of A-Z a-z 0-9 _ -".into(),
+            ));
+        }
+        if *self.max_elements.get_ref() == 0 {
+            return Err((
+                self.max_elements.span(),
+                "nftables.max_elements must be at least 1".into(),
+            ));
+        }
+        let mut ports = self.ports;
+        ports.sort_unstable();
+        ports.dedup();
+        Ok(Some(NftablesConfig {
+            ports,
+            ban: Duration::from_secs(ban),
+            table: self.table.into_inner(),
+            max_elements: self.max_elements.into_inner(),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::parse;
+
+    #[test]
+    fn the_nftables_table_is_off_unless_enabled_and_validated() {
+        assert_eq!(parse("").unwrap().nftables, None);
+        assert_eq!(
+            parse("[nftables]\nports = [5060]\n").unwrap().nftables,
+            None
+        );
+        let n = parse("[nftables]\nenabled = true\nports = [5061, 5060, 5060]\n")
+            .unwrap()
+            .nftables
+            .unwrap();
+        assert_eq!(n.ports, [5060, 5061]);
+        assert_eq!((n.table.as_str(), n.ban.as_secs()), ("extsecurity", 86_400));
+        for (text, error) in [
+            (
+                "[nftables]\nenabled = true\nban_seconds = 0\n",
+                "t.toml:3:15: nftables.ban_seconds must be at least 1",
+            ),
+            (
+                "[nftables]\nenabled = true\ntable = 'a b'\n",
+                "t.toml:3:9: nftables.table must be 1-64 characters",
+            ),
+            ("[nftables]\nenabled = true\nports = [70000]\n", "t.toml:3:"),
+        ] {
+            let e = parse(text).unwrap_err();
+            assert!(e.starts_with(error), "{text:?}: {e}");
+        }
+    }
+}

@@ -1,0 +1,415 @@
+//! Set elements over netlink: the few nf_tables messages a ban needs, encoded by hand
+//! (the kernel's uapi `linux/netfilter/nf_tables.h`), sent as one batch per flush.
+//!
+//! Why not a process per ban: forking `nft` costs milliseconds and a process; a batch
+//! of a thousand elements is one `sendmsg`. Why not a crate: the maintained nf_tables
+//! crates are GPL or bind the GPL libnftnl, and we need three message types.
+
+use std::io;
+use std::net::IpAddr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::time::Duration;
+
+const NETLINK_NETFILTER: i32 = 12;
+const NLM_F_REQUEST: u16 = 0x1;
+const NLM_F_ACK: u16 = 0x4;
+const NLM_F_CREATE: u16 = 0x400;
+const NLMSG_ERROR: u16 = 2;
+const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
+const NFNL_MSG_BATCH_END: u16 = 0x11;
+const NFNL_SUBSYS_NFTABLES: u16 = 10;
+const NFT_MSG_NEWSETELEM: u16 = 12;
+const NFT_MSG_DELSETELEM: u16 = 14;
+const NFPROTO_INET: u8 = 1;
+const NLA_F_NESTED: u16 = 0x8000;
+const NFTA_SET_ELEM_LIST_TABLE: u16 = 1;
+const NFTA_SET_ELEM_LIST_SET: u16 = 2;
+const NFTA_SET_ELEM_LIST_ELEMENTS: u16 = 3;
+const NFTA_LIST_ELEM: u16 = 1;
+const NFTA_SET_ELEM_KEY: u16 = 1;
+const NFTA_SET_ELEM_TIMEOUT: u16 = 4;
+const NFTA_SET_ELEM_USERDATA: u16 = 6;
+const NFTA_DATA_VALUE: u16 = 1;
+/// libnftnl's user-data record for an element's comment, which `nft` shows.
+const NFTNL_UDATA_SET_ELEM_COMMENT: u8 = 0;
+
+/// The set an address belongs in, by family.
+pub fn set_name(ip: IpAddr) -> &'static str {
+    match ip {
+        IpAddr::V4(_) => "v4",
+        IpAddr::V6(_) => "v6",
+    }
+}
+
+/// One element to add: the address, its timeout, and the comment `nft` shows (the
+/// alert's reason).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Element {
+    pub ip: IpAddr,
+    pub timeout: Duration,
+    pub comment: String,
+}
+
+/// A netlink message under construction.
+struct Message {
+    bytes: Vec<u8>,
+    /// Offsets of nested attributes still open, to write their length at the end.
+    open: Vec<usize>,
+}
+
+impl Message {
+    fn new(kind: u16, flags: u16, seq: u32, family: u8, res_id: u16) -> Message {
+        let mut bytes = Vec::with_capacity(256);
+        bytes.extend_from_slice(&0u32.to_ne_bytes()); // length, set in `finish`
+        bytes.extend_from_slice(&kind.to_ne_bytes());
+        bytes.extend_from_slice(&flags.to_ne_bytes());
+        bytes.extend_from_slice(&seq.to_ne_bytes());
+        bytes.extend_from_slice(&0u32.to_ne_bytes()); // port id: the kernel's
+        bytes.push(family);
+        bytes.push(0); // NFNETLINK_V0
+        bytes.extend_from_slice(&res_id.to_be_bytes());
+        Message {
+            bytes,
+            open: Vec::new(),
+        }
+    }
+
+    fn attr(&mut self, kind: u16, value: &[u8]) {
+        let len = 4 + value.len();
+        self.bytes.extend_from_slice(&(len as u16).to_ne_bytes());
+        self.bytes.extend_from_slice(&kind.to_ne_bytes());
+        self.bytes.extend_from_slice(value);
+        self.pad();
+    }
+
+    fn string(&mut self, kind: u16, value: &str) {
+        let mut v = value.as_bytes().to_vec();
+        v.push(0);
+        self.attr(kind, &v);
+    }
+
+    fn begin(&mut self, kind: u16) {
+        self.open.push(self.bytes.len());
+        self.bytes.extend_from_slice(&0u16.to_ne_bytes());
+        self.bytes
+            .extend_from_slice(&(kind | NLA_F_NESTED).to_ne_bytes());
+    }
+
+    fn end(&mut self) {
+        let at = self.open.pop().expect("a nested attribute is open");
+        let len = (self.bytes.len() - at) as u16;
+        self.bytes[at..at + 2].copy_from_slice(&len.to_ne_bytes());
+    }
+
+    fn pad(&mut self) {
+        while self.bytes.len() % 4 != 0 {
+            self.bytes.push(0);
+        }
+    }
+
+    fn finish(mut self) -> Vec<u8> {
+        debug_assert!(self.open.is_empty());
+        let len = self.bytes.len() as u32;
+        self.bytes[..4].copy_from_slice(&len.to_ne_bytes());
+        self.bytes
+    }
+}
+
+fn key(ip: IpAddr) -> Vec<u8> {
+    match ip {
+        IpAddr::V4(v4) => v4.octets().to_vec(),
+        IpAddr::V6(v6) => v6.octets().to_vec(),
+    }
+}
+
+/// The comment as libnftnl stores it: type, length, the text and its NUL; cut to fit.
+fn comment_userdata(comment: &str) -> Vec<u8> {
+    let text: Vec<u8> = comment.bytes().take(127).collect();
+    let mut out = vec![NFTNL_UDATA_SET_ELEM_COMMENT, (text.len() + 1) as u8];
+    out.extend_from_slice(&text);
+    out.push(0);
+    out
+}
+
+/// A batch (BEGIN, one NEWSETELEM per set named, END) that adds `elements` to the sets
+/// `v4` and `v6` of `inet table`; the sequence numbers of the messages to be acked.
+pub fn add_batch(table: &str, elements: &[Element], first_seq: u32) -> (Vec<u8>, Vec<u32>) {
+    let mut out = Message::new(
+        NFNL_MSG_BATCH_BEGIN,
+        NLM_F_REQUEST,
+        first_seq,
+        0,
+        NFNL_SUBSYS_NFTABLES,
+    )
+    .finish();
+    let mut seq = first_seq;
+    let mut acked = Vec::new();
+    for set in ["v4", "v6"] {
+        let mine: Vec<&Element> = elements.iter().filter(|e| set_name(e.ip) == set).collect();
+        if mine.is_empty() {
+            continue;
+        }
+        seq += 1;
+        acked.push(seq);
+        let kind = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWSETELEM;
+        let mut m = Message::new(
+            kind,
+            NLM_F_REQUEST | NLM_F_CREATE | NLM_F_ACK,
+            seq,
+            NFPROTO_INET,
+            0,
+        );
+        m.string(NFTA_SET_ELEM_LIST_TABLE, table);
+        m.string(NFTA_SET_ELEM_LIST_SET, set);
+        m.begin(NFTA_SET_ELEM_LIST_ELEMENTS);
+        for e in mine {
+            m.begin(NFTA_LIST_ELEM);
+            m.begin(NFTA_SET_ELEM_KEY);
+            m.attr(NFTA_DATA_VALUE, &key(e.ip));
+            m.end();
+            let ms = u64::try_from(e.timeout.as_millis()).unwrap_or(u64::MAX);
+            m.attr(NFTA_SET_ELEM_TIMEOUT, &ms.to_be_bytes());
+            m.attr(NFTA_SET_ELEM_USERDATA, &comment_userdata(&e.comment));
+            m.end();
+        }
+        m.end();
+        out.extend_from_slice(&m.finish());
+    }
+    seq += 1;
+    out.extend_from_slice(
+        &Message::new(
+            NFNL_MSG_BATCH_END,
+            NLM_F_REQUEST,
+            seq,
+            0,
+            NFNL_SUBSYS_NFTABLES,
+        )
+        .finish(),
+    );
+    (out, acked)
+}
+
+/// A batch that deletes `ip` from its set.
+pub fn delete_batch(table: &str, ip: IpAddr, first_seq: u32) -> (Vec<u8>, Vec<u32>) {
+    let mut out = Message::new(
+        NFNL_MSG_BATCH_BEGIN,
+        NLM_F_REQUEST,
+        first_seq,
+        0,
+        NFNL_SUBSYS_NFTABLES,
+    )
+    .finish();
+    let seq = first_seq + 1;
+    let kind = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_DELSETELEM;
+    let mut m = Message::new(kind, NLM_F_REQUEST | NLM_F_ACK, seq, NFPROTO_INET, 0);
+    m.string(NFTA_SET_ELEM_LIST_TABLE, table);
+    m.string(NFTA_SET_ELEM_LIST_SET, set_name(ip));
+    m.begin(NFTA_SET_ELEM_LIST_ELEMENTS);
+    m.begin(NFTA_LIST_ELEM);
+    m.begin(NFTA_SET_ELEM_KEY);
+    m.attr(NFTA_DATA_VALUE, &key(ip));
+    m.end();
+    m.end();
+    m.end();
+    out.extend_from_slice(&m.finish());
+    out.extend_from_slice(
+        &Message::new(
+            NFNL_MSG_BATCH_END,
+            NLM_F_REQUEST,
+            seq + 1,
+            0,
+            NFNL_SUBSYS_NFTABLES,
+        )
+        .finish(),
+    );
+    (out, vec![seq])
+}
+
+/// The kernel's answers in `buf`: (sequence number, errno or 0) of each NLMSG_ERROR.
+pub fn parse_acks(mut buf: &[u8]) -> Vec<(u32, i32)> {
+    let mut acks = Vec::new();
+    while buf.len() >= 16 {
+        let len = u32::from_ne_bytes(buf[0..4].try_into().unwrap()) as usize;
+        if len < 16 || len > buf.len() {
+            break;
+        }
+        let kind = u16::from_ne_bytes(buf[4..6].try_into().unwrap());
+        let seq = u32::from_ne_bytes(buf[8..12].try_into().unwrap());
+        if kind == NLMSG_ERROR && len >= 20 {
+            let errno = i32::from_ne_bytes(buf[16..20].try_into().unwrap());
+            acks.push((seq, -errno));
+        }
+        buf = &buf[(len + 3) & !3..];
+    }
+    acks
+}
+
+/// A netlink socket to nf_tables.
+pub struct Socket {
+    fd: OwnedFd,
+    seq: u32,
+}
+
+impl Socket {
+    /// Opens it; fails without `CAP_NET_ADMIN` only when a batch is sent.
+    pub fn open() -> io::Result<Socket> {
+        // SAFETY: plain socket(2); the descriptor is owned at once.
+        let fd = unsafe {
+            libc::socket(
+                libc::AF_NETLINK,
+                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+                NETLINK_NETFILTER,
+            )
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` is a fresh descriptor nobody else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let timeout = libc::timeval {
+            tv_sec: 2,
+            tv_usec: 0,
+        };
+        // SAFETY: a valid timeval for SO_RCVTIMEO on an open socket.
+        unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                (&timeout as *const libc::timeval).cast(),
+                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+            );
+        }
+        Ok(Socket { fd, seq: 1 })
+    }
+
+    /// Adds `elements`; an error names the kernel's reason (a full set: ENFILE).
+    pub fn add(&mut self, table: &str, elements: &[Element]) -> io::Result<()> {
+        let (batch, acked) = add_batch(table, elements, self.next_seq(elements.len()));
+        self.send(&batch, &acked)
+    }
+
+    /// Removes `ip`; `Ok(false)` when it was not banned.
+    pub fn delete(&mut self, table: &str, ip: IpAddr) -> io::Result<bool> {
+        let (batch, acked) = delete_batch(table, ip, self.next_seq(1));
+        match self.send(&batch, &acked) {
+            Ok(()) => Ok(true),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn next_seq(&mut self, _n: usize) -> u32 {
+        let seq = self.seq;
+        self.seq = self.seq.wrapping_add(4);
+        seq
+    }
+
+    fn send(&mut self, batch: &[u8], acked: &[u32]) -> io::Result<()> {
+        // SAFETY: a zeroed sockaddr_nl is the kernel's address (pid 0, no groups).
+        let mut to: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+        to.nl_family = libc::AF_NETLINK as u16;
+        // SAFETY: the buffer and address are valid for the lengths given.
+        let sent = unsafe {
+            libc::sendto(
+                self.fd.as_raw_fd(),
+                batch.as_ptr().cast(),
+                batch.len(),
+                0,
+                (&to as *const libc::sockaddr_nl).cast(),
+                std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+            )
+        };
+        if sent < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let mut pending: Vec<u32> = acked.to_vec();
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut first_error = None;
+        while !pending.is_empty() {
+            // SAFETY: `buf` is valid for its length.
+            let n =
+                unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+            if n < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            for (seq, errno) in parse_acks(&buf[..n as usize]) {
+                pending.retain(|&s| s != seq);
+                if errno != 0 && first_error.is_none() {
+                    first_error = Some(io::Error::from_raw_os_error(errno));
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_element_is_a_key_a_timeout_and_a_comment() {
+        let e = Element {
+            ip: "203.0.113.5".parse().unwrap(),
+            timeout: Duration::from_secs(86_400),
+            comment: "auth_bruteforce".into(),
+        };
+        let (batch, acked) = add_batch("extsecurity", &[e], 100);
+        assert_eq!(acked, [101]);
+        // BEGIN (20 bytes), NEWSETELEM, END (20 bytes).
+        assert_eq!(&batch[4..6], &0x10u16.to_ne_bytes());
+        assert_eq!(
+            &batch[16..20],
+            &[0, 0, 0, 10],
+            "res_id: nf_tables, big-endian"
+        );
+        let msg = &batch[20..batch.len() - 20];
+        let len = u32::from_ne_bytes(msg[..4].try_into().unwrap()) as usize;
+        assert_eq!(len, msg.len());
+        assert_eq!(&msg[4..6], &0x0a0cu16.to_ne_bytes(), "NFT_MSG_NEWSETELEM");
+        assert_eq!(msg[16], NFPROTO_INET);
+        let find = |needle: &[u8]| msg.windows(needle.len()).any(|w| w == needle);
+        assert!(find(b"extsecurity\0"));
+        assert!(find(b"v4\0"));
+        assert!(find(&[203, 0, 113, 5]));
+        assert!(
+            find(&86_400_000u64.to_be_bytes()),
+            "the timeout in ms, big-endian"
+        );
+        assert!(
+            find(b"\0\x10auth_bruteforce\0"),
+            "libnftnl's comment record"
+        );
+        assert_eq!(msg.len() % 4, 0);
+    }
+
+    #[test]
+    fn each_family_goes_to_its_own_set() {
+        let e = |ip: &str| Element {
+            ip: ip.parse().unwrap(),
+            timeout: Duration::from_secs(60),
+            comment: "x".into(),
+        };
+        let (batch, acked) = add_batch("t", &[e("192.0.2.1"), e("2001:db8::1")], 0);
+        assert_eq!(acked.len(), 2);
+        let find = |needle: &[u8]| batch.windows(needle.len()).any(|w| w == needle);
+        assert!(find(b"v4\0") && find(b"v6\0"));
+        let (_, acked) = add_batch("t", &[e("2001:db8::1")], 0);
+        assert_eq!(acked.len(), 1);
+    }
+
+    #[test]
+    fn acks_carry_the_sequence_and_the_errno() {
+        let mut ack = Vec::new();
+        ack.extend_from_slice(&36u32.to_ne_bytes());
+        ack.extend_from_slice(&NLMSG_ERROR.to_ne_bytes());
+        ack.extend_from_slice(&0u16.to_ne_bytes());
+        ack.extend_from_slice(&7u32.to_ne_bytes());
+        ack.extend_from_slice(&0u32.to_ne_bytes());
+        ack.extend_from_slice(&(-23i32).to_ne_bytes()); // ENFILE: the set is full
+        ack.extend_from_slice(&[0; 16]);
+        assert_eq!(parse_acks(&ack), [(7, 23)]);
+        assert_eq!(parse_acks(&ack[..10]), []);
+    }
+}

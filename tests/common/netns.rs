@@ -1,0 +1,128 @@
+//! Network namespaces for kernel-ban tests: `pbx`, `atk` (the attacker) and `inn` (an
+//! innocent caller), each of the two joined to `pbx` by a veth pair.
+
+use std::process::{Child, Command, Stdio};
+
+pub const PBX_A: &str = "203.0.113.1";
+pub const ATTACKER: &str = "203.0.113.66";
+pub const PBX_I: &str = "198.51.100.1";
+pub const INNOCENT: &str = "198.51.100.44";
+
+pub fn ip(args: &[&str]) -> Result<(), String> {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| format!("ip: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// The namespaces of one test run, deleted when dropped.
+pub struct Lab {
+    names: [String; 3],
+}
+
+impl Lab {
+    pub fn new() -> Result<Lab, String> {
+        // Unique per test process and per lab: tests of one binary run side by side.
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let id = (std::process::id() % 10_000) * 10 + n % 10;
+        let names = ["pbx", "atk", "inn"].map(|n| format!("xs{n}{id}"));
+        let lab = Lab { names };
+        let [pbx, atk, inn] = &lab.names;
+        for ns in &lab.names {
+            ip(&["netns", "add", ns])?;
+            ip(&["-n", ns, "link", "set", "lo", "up"])?;
+        }
+        for (peer, here, there, short) in [(atk, PBX_A, ATTACKER, "a"), (inn, PBX_I, INNOCENT, "i")]
+        {
+            let (outer, inner) = (format!("xs{short}{id}p"), format!("xs{short}{id}c"));
+            ip(&[
+                "-n", pbx, "link", "add", &outer, "type", "veth", "peer", "name", &inner, "netns",
+                peer,
+            ])?;
+            ip(&[
+                "-n",
+                pbx,
+                "addr",
+                "add",
+                &format!("{here}/24"),
+                "dev",
+                &outer,
+            ])?;
+            ip(&["-n", pbx, "link", "set", &outer, "up"])?;
+            ip(&[
+                "-n",
+                peer,
+                "addr",
+                "add",
+                &format!("{there}/24"),
+                "dev",
+                &inner,
+            ])?;
+            ip(&["-n", peer, "link", "set", &inner, "up"])?;
+        }
+        Ok(lab)
+    }
+
+    pub fn ns(&self, i: usize) -> &str {
+        &self.names[i]
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for ns in &self.names {
+            let _ = ip(&["netns", "del", ns]);
+        }
+    }
+}
+
+/// A UDP listener on 5060 inside `pbx` that prints each datagram's source address.
+pub struct Listener(Child);
+
+impl Listener {
+    pub fn start(ns: &str, out: &std::path::Path) -> Listener {
+        let script = "import socket,sys\n\
+                      s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n\
+                      s.bind(('0.0.0.0',5060))\n\
+                      f=open(sys.argv[1],'a',buffering=1)\n\
+                      while True:\n    d,a=s.recvfrom(2048); f.write(a[0]+' '+d.decode()+'\\n')\n";
+        let child = Command::new("ip")
+            .args(["netns", "exec", ns, "python3", "-c", script])
+            .arg(out)
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        Listener(child)
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs `f` on a thread of its own inside namespace `ns`: sockets it opens live there.
+pub fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let path = format!("/run/netns/{ns}");
+    std::thread::spawn(move || {
+        let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        // SAFETY: setns on this thread only, with a namespace file we hold open.
+        let rc = unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&file), libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
+        f()
+    })
+    .join()
+    .unwrap()
+}
