@@ -22,5 +22,8 @@ pub const LOG: u8 = 5;
 pub const SERVE: u8 = 6;
 /// `crowdsec-check`: the LAPI is unreachable or refused the machine's login.
 pub const CROWDSEC: u8 = 7;
+/// `bans`, `unban`: the kernel's sets could not be read or changed, or the daemon
+/// could not be told.
+pub const BANS: u8 = 8;
 /// The call was alerted on and `--fail-on-alert` was given.
 pub const ALERT: u8 = 10;

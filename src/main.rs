@@ -76,6 +76,19 @@ enum Command {
         /// How many offending addresses to list
         #[arg(long, default_value_t = 20, value_name = "N")]
         top: usize,
+        /// Print every line that names this address instead, from the configured log
+        /// and its rotations (.gz too) when no LOG is given
+        #[arg(long, value_name = "ADDR")]
+        address: Option<std::net::IpAddr>,
+    },
+    /// List the addresses the daemon banned in the kernel ([nftables]), with reason and
+    /// time left; works while the daemon is down
+    Bans,
+    /// Lift a kernel ban and make the running daemon forget the address; prints how to
+    /// lift it in fail2ban and CrowdSec too
+    Unban {
+        #[arg(value_name = "ADDR")]
+        address: std::net::IpAddr,
     },
     /// Run the daemon: FastAGI, AGI(agi://127.0.0.1/check), and with [ami] the AMI
     /// security-event watcher
@@ -206,7 +219,16 @@ fn run(cli: Cli, args: &[OsString]) -> u8 {
         Command::CheckConfig => check_config(&config),
         Command::CrowdsecCheck => crowdsec_check(&config.0),
         Command::Agi => extsecurity::agi::stdio::run(&config.0),
-        Command::Report { logs, json, top } => report(&config.0, &logs, json, top),
+        Command::Report {
+            logs,
+            address: Some(ip),
+            ..
+        } => report_address(&config.0, &logs, ip),
+        Command::Report {
+            logs, json, top, ..
+        } => report(&config.0, &logs, json, top),
+        Command::Bans => bans(&config.0),
+        Command::Unban { address } => unban(&config.0, address.to_canonical()),
         Command::Serve { listen } => match serve(config.0, cli.config, listen) {
             Ok(()) => exits::OK,
             Err(e) => {
@@ -278,6 +300,109 @@ fn report(config: &Config, logs: &[PathBuf], json: bool, top: usize) -> u8 {
     };
     println!("{}", text.trim_end());
     exits::OK
+}
+
+/// Every line naming `ip`, oldest log first.
+fn report_address(config: &Config, logs: &[PathBuf], ip: std::net::IpAddr) -> u8 {
+    let logs = match logs {
+        [] => extsecurity::report::with_rotations(&config.log_file),
+        given => given.to_vec(),
+    };
+    let mut found = 0usize;
+    let mut stdout = std::io::stdout().lock();
+    for path in &logs {
+        let printed = extsecurity::report::lines_about(path, ip, |line| {
+            found += 1;
+            let _ = std::io::Write::write_all(&mut stdout, line)
+                .and_then(|()| std::io::Write::write_all(&mut stdout, b"\n"));
+        });
+        if let Err(e) = printed {
+            eprintln!("extsecurity: {}: {e}", path.display());
+            return exits::LOG;
+        }
+    }
+    if found == 0 {
+        eprintln!(
+            "extsecurity: no line names {ip} in {} log file(s)",
+            logs.len()
+        );
+    }
+    exits::OK
+}
+
+/// The table `[nftables]` names, or the default one.
+fn nft_table(config: &Config) -> String {
+    config
+        .nftables
+        .as_ref()
+        .map_or_else(|| "extsecurity".to_string(), |n| n.table.clone())
+}
+
+fn bans(config: &Config) -> u8 {
+    let table = nft_table(config);
+    match extsecurity::nftables::list(&table) {
+        Ok(mut banned) => {
+            banned.sort_by_key(|b| std::cmp::Reverse(b.expires));
+            println!("{:<40} {:<28} time left", "address", "reason");
+            for b in &banned {
+                println!(
+                    "{:<40} {:<28} {}",
+                    b.ip.to_string(),
+                    b.reason,
+                    jiff::SignedDuration::from_secs(b.expires.as_secs() as i64)
+                );
+            }
+            println!("{} banned (table inet {table})", banned.len());
+            exits::OK
+        }
+        Err(e) => {
+            eprintln!("extsecurity: cannot read the bans of table inet {table}: {e}");
+            exits::BANS
+        }
+    }
+}
+
+fn unban(config: &Config, ip: std::net::IpAddr) -> u8 {
+    let table = nft_table(config);
+    let lifted =
+        extsecurity::nftables::netlink::Socket::open().and_then(|mut s| s.delete(&table, ip));
+    let mut status = exits::OK;
+    match lifted {
+        Ok(true) => println!("{ip}: kernel ban lifted (table inet {table})"),
+        Ok(false) => println!("{ip}: not banned in table inet {table}"),
+        Err(e) => {
+            eprintln!("extsecurity: {ip}: cannot lift the kernel ban: {e} (run as root)");
+            status = exits::BANS;
+        }
+    }
+    match &config.daemon.control_socket {
+        Some(path) => match forget(path, ip) {
+            Ok(answer) => println!("{ip}: the daemon says: {answer}"),
+            Err(e) => {
+                eprintln!(
+                    "extsecurity: {ip}: the daemon was not told ({}: {e}); if it runs, its next alert may ban {ip} again",
+                    path.display()
+                );
+                status = exits::BANS;
+            }
+        },
+        None => println!("{ip}: no control_socket configured: restart the daemon to forget it"),
+    }
+    println!("to lift it elsewhere too:");
+    println!("  fail2ban-client set extsecurity unbanip {ip}");
+    println!("  cscli decisions delete --ip {ip}");
+    status
+}
+
+/// Asks the running daemon to forget `ip`; its one-line answer.
+fn forget(path: &std::path::Path, ip: std::net::IpAddr) -> std::io::Result<String> {
+    use std::io::{BufRead, Write};
+    let mut stream = std::os::unix::net::UnixStream::connect(path)?;
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
+    stream.write_all(format!("forget {ip}\n").as_bytes())?;
+    let mut answer = String::new();
+    std::io::BufReader::new(stream).read_line(&mut answer)?;
+    Ok(answer.trim_end().to_string())
 }
 
 /// `extsecurity serve`: diagnostics on stderr (the journal under systemd), then the
@@ -404,6 +529,11 @@ fn check_config(config: &(Config, Source)) -> u8 {
     println!("listen = \"{}\"", d.listen);
     println!("max_connections = {}", d.max_connections);
     println!("listen_backlog = {}", d.listen_backlog);
+    let control = d.control_socket.as_deref().map(|p| p.display().to_string());
+    println!(
+        "control_socket = {}",
+        toml::Value::String(control.unwrap_or_default())
+    );
     println!("idle_timeout_seconds = {}", d.idle_timeout.as_secs_f64());
     println!("max_concurrent_tarpits = {}", d.max_concurrent_tarpits);
     let metrics = d.metrics_listen.map(|a| a.to_string()).unwrap_or_default();

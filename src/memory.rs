@@ -83,6 +83,12 @@ impl Memory {
         self.ips.resize(max_tracked_ips);
     }
 
+    /// Forgets everything about `ip` (`extsecurity unban`): its windows and its
+    /// repeat-offender mark. Whether it was remembered.
+    pub fn forget(&mut self, ip: IpAddr) -> bool {
+        self.ips.pop(&ip).is_some()
+    }
+
     /// Remembers that `ip` was alerted on elsewhere (an AMI rule), so that a call it
     /// places within `repeat_offender` alerts at once: guessers succeed, then call.
     pub fn mark_alerted(&mut self, ip: IpAddr, now: Instant) {

@@ -9,9 +9,86 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::io::{self, BufRead, BufReader, Read};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
+
+/// Calls `f` with each line of `input` (without its LF), or `None` for a line over
+/// [`MAX_LINE`], which is skipped.
+fn for_each_line(input: impl Read, mut f: impl FnMut(Option<&[u8]>)) -> io::Result<()> {
+    let mut reader = BufReader::with_capacity(256 * 1024, input);
+    let mut line = Vec::with_capacity(512);
+    loop {
+        line.clear();
+        let n = (&mut reader)
+            .take(MAX_LINE as u64 + 1)
+            .read_until(b'\n', &mut line)?;
+        if n == 0 {
+            return Ok(());
+        }
+        if line.last() != Some(&b'\n') && line.len() > MAX_LINE {
+            f(None);
+            skip_line(&mut reader)?;
+            continue;
+        }
+        f(Some(line.strip_suffix(b"\n").unwrap_or(&line)));
+    }
+}
+
+/// A log file, decompressed on the fly when it ends in `.gz`.
+fn open_log(path: &Path) -> io::Result<Box<dyn Read>> {
+    let file = std::fs::File::open(path)?;
+    Ok(if path.extension().is_some_and(|e| e == "gz") {
+        Box::new(flate2::read::MultiGzDecoder::new(file))
+    } else {
+        Box::new(file)
+    })
+}
+
+/// `log_file` and what logrotate made of it (`NAME.1`, `NAME.2.gz`, …), oldest first.
+pub fn with_rotations(log_file: &Path) -> Vec<PathBuf> {
+    let (Some(dir), Some(name)) = (log_file.parent(), log_file.file_name()) else {
+        return vec![log_file.to_path_buf()];
+    };
+    let name = name.to_string_lossy();
+    let mut rotated: Vec<(u32, PathBuf)> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let file = entry.file_name().to_string_lossy().into_owned();
+            let rest = file.strip_prefix(&*name)?.strip_prefix('.')?;
+            let n = rest.strip_suffix(".gz").unwrap_or(rest).parse().ok()?;
+            Some((n, entry.path()))
+        })
+        .collect();
+    rotated.sort_by_key(|r| std::cmp::Reverse(r.0));
+    let mut all: Vec<PathBuf> = rotated.into_iter().map(|(_, p)| p).collect();
+    all.push(log_file.to_path_buf());
+    all
+}
+
+/// Every line of `path` whose `ip=` field is `ip` (the field our writer puts before any
+/// caller value), passed to `out`.
+pub fn lines_about(
+    path: &Path,
+    ip: std::net::IpAddr,
+    mut out: impl FnMut(&[u8]),
+) -> io::Result<()> {
+    let input = open_log(path)?;
+    for_each_line(input, |line| {
+        let Some(text) = line else { return };
+        let named = match parse(text) {
+            Some(Parsed::Call { ip: field, .. }) => {
+                field.parse::<std::net::IpAddr>().ok() == Some(ip)
+            }
+            _ => false,
+        };
+        if named {
+            out(text);
+        }
+    })
+}
 
 /// A line longer than this is not one of ours; it is counted and skipped.
 const MAX_LINE: usize = 64 * 1024;
@@ -113,36 +190,19 @@ impl Report {
 
     /// Reads every line of `input`, bounded in length.
     pub fn add_reader(&mut self, input: impl Read) -> io::Result<()> {
-        let mut reader = BufReader::with_capacity(256 * 1024, input);
-        let mut line = Vec::with_capacity(512);
-        loop {
-            line.clear();
-            let n = (&mut reader)
-                .take(MAX_LINE as u64 + 1)
-                .read_until(b'\n', &mut line)?;
-            if n == 0 {
-                return Ok(());
-            }
-            if line.last() != Some(&b'\n') && line.len() > MAX_LINE {
-                // Over-long: count it and skip to its end.
+        for_each_line(input, |line| match line {
+            Some(text) => self.add_line(text),
+            None => {
                 self.lines += 1;
                 self.unrecognised += 1;
-                skip_line(&mut reader)?;
-                continue;
             }
-            let text = line.strip_suffix(b"\n").unwrap_or(&line);
-            self.add_line(text);
-        }
+        })
     }
 
     /// Reads a log file; `.gz` files are decompressed on the fly.
     pub fn add_file(&mut self, path: &Path) -> io::Result<()> {
-        let file = std::fs::File::open(path)?;
-        if path.extension().is_some_and(|e| e == "gz") {
-            self.add_reader(flate2::read::MultiGzDecoder::new(file))
-        } else {
-            self.add_reader(file)
-        }
+        let mut input = open_log(path)?;
+        self.add_reader(&mut input)
     }
 
     /// The `n` addresses with the most alerts (ties: the earliest first).

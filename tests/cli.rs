@@ -381,3 +381,51 @@ fn on_error_decides_only_for_a_check_that_could_not_run() {
         .code(2)
         .stderr(contains("neither continue nor hangup"));
 }
+
+/// `report --address` reads the configured log and what logrotate made of it, oldest
+/// first, `.gz` too, and prints only the lines whose `ip=` field is the address (not
+/// one that merely mentions it in a caller value).
+#[test]
+fn report_address_prints_every_line_of_one_address_across_rotations() {
+    let s = Sandbox::new();
+    let line = |t: &str, ip: &str, ua: &str| {
+        format!(
+            "2026-11-2{t} ERROR ip={ip} reason=extension_banned callerid_num='1' callerid_name='' dest_exten='100' peer_name='' user_agent='{ua}'\n"
+        )
+    };
+    std::fs::write(
+        s.dir.path().join("inbound_extsecurity.log.2"),
+        line("1 10:00:00.000", "203.0.113.5", ""),
+    )
+    .unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(
+        &mut gz,
+        line("2 10:00:00.000", "203.0.113.5", "").as_bytes(),
+    )
+    .unwrap();
+    std::fs::write(
+        s.dir.path().join("inbound_extsecurity.log.1.gz"),
+        gz.finish().unwrap(),
+    )
+    .unwrap();
+    std::fs::write(
+        &s.log,
+        line("3 10:00:00.000", "198.51.100.7", "ip=203.0.113.5")
+            + &line("4 10:00:00.000", "203.0.113.5", ""),
+    )
+    .unwrap();
+    let out = cmd(&s)
+        .args(["report", "--address", "203.0.113.5"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let days: Vec<&str> = text.lines().map(|l| &l[..10]).collect();
+    assert_eq!(days, ["2026-11-21", "2026-11-22", "2026-11-24"], "{text}");
+    cmd(&s)
+        .args(["report", "--address", "192.0.2.99"])
+        .assert()
+        .success()
+        .stderr(contains("no line names 192.0.2.99 in 3 log file(s)"));
+}

@@ -285,3 +285,108 @@ fn without_the_capability_serve_says_so_once_and_keeps_serving() {
     assert!(stderr.contains("Operation not permitted"), "{stderr}");
     assert_eq!(s.log_lines().len(), 1);
 }
+
+/// `extsecurity` run inside namespace `ns` with the sandbox's config.
+fn cli_in(ns: &str, sandbox: &Sandbox, args: &[&str]) -> std::process::Output {
+    Command::new("ip")
+        .args(["netns", "exec", ns])
+        .arg(common::bin())
+        .arg("--config")
+        .arg(&sandbox.config)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// See, explain, lift: `bans` reads the kernel's sets, `report --address` finds the
+/// line, `unban` removes the element and makes the daemon forget the address, so that
+/// its next call is judged afresh (not a repeat offender) and its datagrams arrive.
+#[test]
+fn a_ban_can_be_seen_explained_and_lifted_for_good() {
+    let Some(lab) = lab() else { return };
+    let (pbx, atk) = (lab.ns(0), lab.ns(1));
+    let s = Sandbox::new();
+    let control = s.dir.path().join("control.sock");
+    std::fs::write(
+        &s.config,
+        format!(
+            "log_file = {:?}\ntarpit_seconds = 0\n[daemon]\ncontrol_socket = {:?}\n[nftables]\nenabled = true\n",
+            s.log, control
+        ),
+    )
+    .unwrap();
+    let _daemon = Daemon::start(pbx, &s);
+    let call = |exten: &'static [u8]| {
+        in_netns(pbx, move || {
+            let channel = Channel {
+                exten: exten.to_vec(),
+                ..Channel::ordinary(ATTACKER)
+            };
+            fastagi_call(4573, &channel).variable("EXTSEC_REASON")
+        })
+    };
+    assert_eq!(call(b"100").as_deref(), Some("wrong_exten_min_length(3)"));
+
+    let bans = cli_in(pbx, &s, &["bans"]);
+    let text = String::from_utf8_lossy(&bans.stdout);
+    assert!(bans.status.success(), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with(ATTACKER) && l.contains("wrong_exten_min_length(3)")),
+        "{text}"
+    );
+    assert!(text.contains("1 banned (table inet extsecurity)"), "{text}");
+
+    let report = s.run(&["report", "--address", ATTACKER]);
+    let text = String::from_utf8_lossy(&report.stdout);
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert!(text.contains(&format!(
+        " ERROR ip={ATTACKER} reason=wrong_exten_min_length(3) "
+    )));
+
+    let unban = cli_in(pbx, &s, &["unban", ATTACKER]);
+    let text = String::from_utf8_lossy(&unban.stdout);
+    assert!(
+        unban.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&unban.stderr)
+    );
+    assert!(
+        text.contains(&format!("{ATTACKER}: kernel ban lifted")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("the daemon says: forgotten {ATTACKER}")),
+        "{text}"
+    );
+    assert!(text.contains(&format!(
+        "fail2ban-client set extsecurity unbanip {ATTACKER}"
+    )));
+    assert!(text.contains(&format!("cscli decisions delete --ip {ATTACKER}")));
+    assert!(!nft_list(pbx).contains(ATTACKER));
+
+    // Not a repeat offender: its next ordinary call is OK, and its packets arrive.
+    assert_eq!(call(b"4915112345678").as_deref(), Some("ok"));
+    assert!(!nft_list(pbx).contains(ATTACKER));
+    let got = s.dir.path().join("received");
+    let mut listener = timed_listener(pbx, &got);
+    wait_for("the attacker's datagram", Duration::from_secs(10), || {
+        let _ = Command::new("ip")
+            .args(["netns", "exec", atk, "python3", "-c"])
+            .arg(format!(
+                "import socket; socket.socket(socket.AF_INET,socket.SOCK_DGRAM).sendto(b'1',('{PBX_A}',5060))"
+            ))
+            .status();
+        arrivals(&got).iter().any(|(src, _)| src == ATTACKER)
+    });
+    let _ = listener.kill();
+    let _ = listener.wait();
+    // A second unban says what it found, and the socket is the daemon user's alone.
+    let again = cli_in(pbx, &s, &["unban", ATTACKER]);
+    assert!(String::from_utf8_lossy(&again.stdout).contains("not banned"));
+    let mode = std::fs::metadata(&control).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,
+        0o600
+    );
+}

@@ -277,6 +277,11 @@ impl Watch {
         self.sources.resize(max_tracked);
     }
 
+    /// Forgets everything counted for `ip` (`extsecurity unban`).
+    pub fn forget(&mut self, ip: IpAddr) -> bool {
+        self.sources.pop(&ip).is_some()
+    }
+
     /// Addresses remembered.
     pub fn len(&self) -> usize {
         self.sources.len()

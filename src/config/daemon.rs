@@ -8,6 +8,9 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::{DEFAULT_LISTEN, Invalid, parse_network, read_secret, socket_address};
+
+/// Where `extsecurity unban` finds the daemon: the unit's `RuntimeDirectory`.
+pub const DEFAULT_CONTROL_SOCKET: &str = "/run/extsecurity/control.sock";
 /// The FastAGI daemon's settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DaemonConfig {
@@ -28,6 +31,8 @@ pub struct DaemonConfig {
     pub metrics_listen: Option<SocketAddr>,
     /// TCP peers allowed to connect: the Asterisk servers. Others are closed at once.
     pub allowed_clients: Vec<IpNet>,
+    /// Where `extsecurity unban` reaches the running daemon (mode 0600); `None`: off.
+    pub control_socket: Option<std::path::PathBuf>,
     /// When set, a FastAGI request counts only if its URL carries `?key=<secret>`
     /// (`AGI(agi://127.0.0.1/check?key=…)`): other local users cannot submit calls.
     pub secret: Option<String>,
@@ -46,6 +51,7 @@ pub(super) struct RawDaemon {
     allowed_clients: Vec<Spanned<String>>,
     secret: Spanned<String>,
     secret_file: Spanned<String>,
+    control_socket: std::path::PathBuf,
 }
 
 impl Default for RawDaemon {
@@ -63,6 +69,7 @@ impl Default for RawDaemon {
                 .to_vec(),
             secret: Spanned::new(0..0, String::new()),
             secret_file: Spanned::new(0..0, String::new()),
+            control_socket: DEFAULT_CONTROL_SOCKET.into(),
         }
     }
 }
@@ -126,7 +133,10 @@ impl RawDaemon {
             .iter()
             .map(|n| parse_network(n, "daemon.allowed_clients entry"))
             .collect::<Result<_, _>>()?;
+        let control_socket =
+            (!self.control_socket.as_os_str().is_empty()).then(|| self.control_socket.clone());
         Ok(DaemonConfig {
+            control_socket,
             fastagi: self.fastagi,
             secret: self.secret()?,
             allowed_clients,

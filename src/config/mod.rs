@@ -25,7 +25,7 @@ mod patterns;
 
 pub use ami::AmiConfig;
 pub use crowdsec::CrowdsecConfig;
-pub use daemon::DaemonConfig;
+pub use daemon::{DEFAULT_CONTROL_SOCKET, DaemonConfig};
 pub use nftables::NftablesConfig;
 pub use patterns::Patterns;
 

@@ -270,6 +270,10 @@ fn evaluate(shared: &Shared, mut rx: mpsc::Receiver<Vec<Verdict>>) {
             .map(|a| a.limits.clone())
             .unwrap_or_default();
         let now = Instant::now();
+        for ip in std::mem::take(&mut *shared.ami_forget.lock().unwrap_or_else(|e| e.into_inner()))
+        {
+            watch.forget(ip);
+        }
         for verdict in batch {
             match verdict {
                 Verdict::Event(event) => {

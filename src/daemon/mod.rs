@@ -11,6 +11,7 @@
 pub mod ami;
 pub mod bans;
 pub mod connection;
+pub mod control;
 pub mod crowdsec;
 pub mod metrics;
 pub mod overload;
@@ -51,6 +52,8 @@ pub struct Shared {
     pub crowdsec: Option<crowdsec::Queue>,
     /// Addresses waiting for the kernel, once `[nftables]` was set up at start.
     pub bans: std::sync::OnceLock<bans::Sink>,
+    /// Addresses `extsecurity unban` lifted, for the AMI evaluator to forget too.
+    pub ami_forget: Mutex<Vec<std::net::IpAddr>>,
 }
 
 impl Shared {
@@ -73,6 +76,7 @@ impl Shared {
             metrics: Metrics::default(),
             shutdown,
             bans: std::sync::OnceLock::new(),
+            ami_forget: Mutex::new(Vec::new()),
         }
     }
 
@@ -129,6 +133,20 @@ impl Shared {
             queue.offer(alert, &self.metrics.crowdsec);
         }
         written
+    }
+
+    /// Forgets `ip` in every rule with memory (`extsecurity unban`): the per-call
+    /// windows and repeat-offender mark now, the AMI counts at the evaluator's next
+    /// batch. Whether the per-call memory knew it.
+    pub fn forget(&self, ip: std::net::IpAddr) -> bool {
+        self.ami_forget
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(ip);
+        self.memory
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .forget(ip)
     }
 
     pub fn is_shutting_down(&self) -> bool {

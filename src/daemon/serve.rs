@@ -60,6 +60,17 @@ pub fn run(
             }));
             tracing::info!(%addr, "metrics");
         }
+        if let Some(path) = shared.config().daemon.control_socket.clone() {
+            match daemon::control::bind(&path) {
+                Ok(listener) => {
+                    tokio::spawn(daemon::control::serve(listener, shared.clone()));
+                }
+                Err(e) => tracing::warn!(
+                    path = %path.display(),
+                    "control socket off ({e}): extsecurity unban cannot reach this daemon"
+                ),
+            }
+        }
         let signals = shared.clone();
         tokio::spawn(async move {
             loop {
