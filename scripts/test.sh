@@ -6,6 +6,7 @@
 #   logrotate       the shipped logrotate file rotates while writers append
 #   nftables, iproute2  a real kernel ban between network namespaces the test makes
 #   libcap2-bin     capsh drops CAP_NET_ADMIN to show serve without it
+#   systemd         systemd-analyze rates the shipped unit's hardening
 #   lintian, cargo-deb  scripts/package.sh builds and checks the Debian package
 #   crowdsec        a real LAPI and agent read our log and take the daemon's pushes;
 #                   installed offline as design.md §3c says (a comment-only
@@ -32,6 +33,7 @@ command -v logrotate >/dev/null || need+=(logrotate)
 command -v nft >/dev/null || need+=(nftables)
 command -v ip >/dev/null || need+=(iproute2)
 command -v capsh >/dev/null || need+=(libcap2-bin)
+command -v systemd-analyze >/dev/null || need+=(systemd)
 command -v lintian >/dev/null || need+=(lintian)
 if ! command -v crowdsec >/dev/null; then
   if [ "$(id -u)" -eq 0 ] && [ ! -e /etc/crowdsec/online_api_credentials.yaml ]; then

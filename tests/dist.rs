@@ -214,3 +214,41 @@ fn the_shipped_ami_crowdsec_and_nftables_tables_uncommented_are_valid_and_restat
     // And the user name matches the manager.conf section shipped beside it.
     assert!(read("dist/asterisk/manager.conf").contains(&format!("\n[{}]\n", ami.username)));
 }
+
+/// Issue 13: granting CAP_NET_ADMIN must make the unit tighter, not looser.
+/// `systemd-analyze security --offline=yes` rates it at most 2.0 (Debian's fail2ban and
+/// crowdsec units rate 9.6), with AF_INET, AF_INET6 and AF_NETLINK allowed and no
+/// address allow list, so a remote Asterisk, AMI or LAPI still works.
+#[test]
+fn the_systemd_unit_is_rated_at_most_2_0_by_systemd_analyze() {
+    let unit = repo().join("dist/systemd/extsecurity.service");
+    let out = std::process::Command::new("systemd-analyze")
+        .args(["security", "--offline=yes", "--no-pager"])
+        .arg(&unit)
+        .output()
+        .expect("systemd-analyze (scripts/test.sh installs systemd)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let level: f64 = text
+        .lines()
+        .find_map(|l| {
+            l.split("Overall exposure level for extsecurity.service: ")
+                .nth(1)
+        })
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| {
+            panic!(
+                "no rating in:\n{text}{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    assert!(level <= 2.0, "rated {level}:\n{text}");
+    let unit = read("dist/systemd/extsecurity.service");
+    for needed in [
+        "RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX AF_NETLINK",
+        "CapabilityBoundingSet=CAP_NET_ADMIN\n",
+        "AmbientCapabilities=CAP_NET_ADMIN\n",
+    ] {
+        assert!(unit.contains(needed), "{needed}");
+    }
+    assert!(!unit.contains("PrivateNetwork=yes") && !unit.contains("IPAddressDeny="));
+}

@@ -53,9 +53,10 @@ pub fn accept_queue(listener: BorrowedFd<'_>) -> Option<AcceptQueue> {
 }
 
 /// `TcpExt: ListenOverflows` of this network namespace: connections dropped because a
-/// listening socket's queue was full (every socket's, not only ours).
+/// listening socket's queue was full (every socket's, not only ours). Read through
+/// `/proc/self`, which the unit's `ProcSubset=pid` leaves visible.
 pub fn listen_overflows() -> Option<u64> {
-    parse_listen_overflows(&std::fs::read_to_string("/proc/net/netstat").ok()?)
+    parse_listen_overflows(&std::fs::read_to_string("/proc/self/net/netstat").ok()?)
 }
 
 /// `/proc/net/netstat` holds pairs of lines, names then values, per protocol.
