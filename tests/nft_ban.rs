@@ -390,3 +390,84 @@ fn a_ban_can_be_seen_explained_and_lifted_for_good() {
         0o600
     );
 }
+
+/// A flood: 100,000 distinct addresses alerted within a second (AMI, two failed tries
+/// each with `max_auth_failures = 1`) are all in the set within 2 s on a quiet machine
+/// (README; the bound here leaves room for a loaded CI), and FastAGI calls are answered
+/// meanwhile.
+#[test]
+fn a_flood_of_100000_addresses_lands_in_the_set() {
+    use common::ami_peer::{AmiPeer, Script, Then, capture_events, from_address, split_events};
+    let Some(lab) = lab() else { return };
+    let pbx = lab.ns(0);
+    let events = split_events(&capture_events("ami-wrongpw.bin"));
+    let failure = events
+        .iter()
+        .find(|e| String::from_utf8_lossy(e).contains("ChallengeResponseFailed"))
+        .unwrap()
+        .clone();
+    let mut flood = Vec::with_capacity(100_000 * failure.len() * 2);
+    for i in 0..100_000u32 {
+        let ip = std::net::Ipv4Addr::from(0x0a00_0000 + i).to_string();
+        let two = from_address(&failure, &ip);
+        flood.extend_from_slice(&two);
+        flood.extend_from_slice(&two);
+    }
+    let peer = in_netns(pbx, move || {
+        AmiPeer::start(vec![Script::paced(
+            vec![(Duration::from_millis(500), flood)],
+            Then::Hold,
+        )])
+    });
+    let s = Sandbox::with_config(&format!(
+        "tarpit_seconds = 0\nlog_ok_calls = false\n[daemon]\nmetrics_listen = '127.0.0.1:9847'\n\
+         [ami]\naddress = '{}'\nusername = 'extsecurity'\nsecret = 's3cmon-test'\nmax_auth_failures = 1\n\
+         [nftables]\nenabled = true\nmax_elements = 200000\n",
+        peer.addr
+    ));
+    let _daemon = Daemon::start(pbx, &s);
+    let added = || {
+        in_netns(pbx, || {
+            common::metric(9847, "extsecurity_bans_added_total ")
+        })
+    };
+    let start = std::time::Instant::now();
+    wait_for("the first ban", Duration::from_secs(30), || added() > 0.0);
+    let first = start.elapsed();
+    // Calls are answered while the bans land.
+    let verdict = in_netns(pbx, || {
+        fastagi_call(4573, &Channel::ordinary("198.51.100.3")).variable("EXTSEC_RESULT")
+    });
+    assert_eq!(verdict.as_deref(), Some("OK"));
+    wait_for("100,000 bans", Duration::from_secs(60), || {
+        added() >= 100_000.0
+    });
+    let all = start.elapsed() - first;
+    eprintln!(
+        "100,000 bans in the set {:.2} s after the first",
+        all.as_secs_f64()
+    );
+    assert!(all < Duration::from_secs(20), "{all:?}");
+    let errors = in_netns(pbx, || {
+        common::metric(9847, "extsecurity_ban_errors_total ")
+    });
+    assert_eq!(errors, 0.0);
+    let out = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            pbx,
+            "nft",
+            "-j",
+            "list",
+            "set",
+            "inet",
+            "extsecurity",
+            "v4",
+        ])
+        .output()
+        .unwrap();
+    let banned = extsecurity::nftables::parse_listing(&out.stdout).unwrap();
+    assert_eq!(banned.len(), 100_000);
+    assert!(banned.iter().all(|b| b.reason == "auth_bruteforce"));
+}
