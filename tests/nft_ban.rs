@@ -10,121 +10,16 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use common::agi_peer::fastagi_call;
 use common::asterisk::Channel;
-use common::netns::{ATTACKER, INNOCENT, Lab, PBX_A, PBX_I, in_netns};
-use common::{Sandbox, wait_for};
-
-/// CLOCK_MONOTONIC in nanoseconds, as Python's `time.monotonic_ns()` reads it.
-fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes one timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
-/// Sends `count` datagrams from `ns` to `to`:5060, one every `every_ms`.
-fn sender(ns: &str, to: &str, count: u32, every_ms: f64) -> Child {
-    let script = format!(
-        "import socket,time\n\
-         s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n\
-         t=time.monotonic()\n\
-         for i in range({count}):\n    s.sendto(b'%d' % i, ('{to}', 5060))\n    \
-         t+={every_ms}/1000\n    time.sleep(max(0, t-time.monotonic()))\n"
-    );
-    Command::new("ip")
-        .args(["netns", "exec", ns, "python3", "-c", &script])
-        .spawn()
-        .unwrap()
-}
-
-/// A listener that writes `source seq monotonic_ns` per datagram.
-fn timed_listener(ns: &str, out: &std::path::Path) -> Child {
-    let script = "import socket,sys,time\n\
-                  s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n\
-                  s.bind(('0.0.0.0',5060))\n\
-                  f=open(sys.argv[1],'a',buffering=1)\n\
-                  while True:\n    d,a=s.recvfrom(2048); f.write('%s %s %d\\n' % (a[0], d.decode(), time.monotonic_ns()))\n";
-    Command::new("ip")
-        .args(["netns", "exec", ns, "python3", "-c", script])
-        .arg(out)
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
-}
-
-/// `(source, arrival ns)` of each datagram received.
-fn arrivals(path: &std::path::Path) -> Vec<(String, u64)> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| {
-            let mut f = l.split(' ');
-            let (src, _, at) = (f.next()?, f.next()?, f.next()?);
-            Some((src.to_string(), at.parse().ok()?))
-        })
-        .collect()
-}
-
-fn nft_list(ns: &str) -> String {
-    let out = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            ns,
-            "nft",
-            "list",
-            "table",
-            "inet",
-            "extsecurity",
-        ])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// `extsecurity serve` inside `ns`, killed when dropped.
-struct Daemon(Child);
-
-impl Daemon {
-    fn start(ns: &str, sandbox: &Sandbox) -> Daemon {
-        let child = Command::new("ip")
-            .args(["netns", "exec", ns])
-            .arg(common::bin())
-            .args(["--config"])
-            .arg(&sandbox.config)
-            .arg("serve")
-            .stderr(std::fs::File::create(sandbox.dir.path().join("stderr")).unwrap())
-            .spawn()
-            .unwrap();
-        let daemon = Daemon(child);
-        let ns = ns.to_string();
-        wait_for(
-            "the daemon in the namespace",
-            Duration::from_secs(10),
-            || {
-                let ns = ns.clone();
-                in_netns(&ns, || {
-                    std::net::TcpStream::connect("127.0.0.1:4573").is_ok()
-                })
-            },
-        );
-        daemon
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use common::netns::{
+    ATTACKER, Daemon, INNOCENT, Lab, PBX_A, PBX_I, arrivals, in_netns, nft_list, sender,
+    timed_listener,
+};
+use common::{Sandbox, monotonic_ns, wait_for};
 
 fn lab() -> Option<Lab> {
     if Command::new("nft").arg("--version").output().is_err() {

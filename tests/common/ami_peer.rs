@@ -58,6 +58,8 @@ pub struct AmiPeer {
     pub addr: SocketAddr,
     received: Arc<Mutex<Vec<Vec<u8>>>>,
     stop: Arc<AtomicBool>,
+    /// CLOCK_MONOTONIC (ns) at which each event chunk was written, in order.
+    written: Arc<Mutex<Vec<u64>>>,
 }
 
 impl AmiPeer {
@@ -66,21 +68,29 @@ impl AmiPeer {
         let addr = listener.local_addr().unwrap();
         let received = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
-        let (r, s) = (received.clone(), stop.clone());
+        let written = Arc::new(Mutex::new(Vec::new()));
+        let (r, s, w) = (received.clone(), stop.clone(), written.clone());
         std::thread::spawn(move || {
             for script in scripts {
                 let Ok((stream, _)) = listener.accept() else {
                     return;
                 };
                 r.lock().unwrap().push(Vec::new());
-                serve(stream, &script, &r, &s);
+                serve(stream, &script, &r, &s, &w);
             }
         });
         AmiPeer {
             addr,
             received,
             stop,
+            written,
         }
+    }
+
+    /// When each event chunk was about to be written (CLOCK_MONOTONIC ns, as the kernel and
+    /// Python's `time.monotonic_ns()` count).
+    pub fn written_at(&self) -> Vec<u64> {
+        self.written.lock().unwrap().clone()
     }
 
     /// Connections accepted so far.
@@ -101,7 +111,13 @@ impl Drop for AmiPeer {
     }
 }
 
-fn serve(mut stream: TcpStream, script: &Script, log: &Mutex<Vec<Vec<u8>>>, stop: &AtomicBool) {
+fn serve(
+    mut stream: TcpStream,
+    script: &Script,
+    log: &Mutex<Vec<Vec<u8>>>,
+    stop: &AtomicBool,
+    written: &Mutex<Vec<u64>>,
+) {
     stream
         .set_read_timeout(Some(Duration::from_millis(50)))
         .unwrap();
@@ -124,6 +140,8 @@ fn serve(mut stream: TcpStream, script: &Script, log: &Mutex<Vec<Vec<u8>>>, stop
     );
     for (pause, chunk) in &script.events {
         std::thread::sleep(*pause);
+        // Taken before the write: the reader may act on it before write_all returns.
+        written.lock().unwrap().push(super::monotonic_ns());
         let _ = stream.write_all(chunk);
     }
     if script.then == Then::Close {

@@ -223,3 +223,15 @@ pub fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
 pub fn wait_for(what: &str, limit: Duration, done: impl FnMut() -> bool) {
     assert!(wait_until(limit, done), "timed out waiting for {what}");
 }
+
+/// CLOCK_MONOTONIC in nanoseconds: what every network namespace shares and Python's
+/// `time.monotonic_ns()` reads.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
