@@ -321,6 +321,12 @@ fn a_flood_of_100000_addresses_lands_in_the_set() {
         peer.addr
     ));
     let _daemon = Daemon::start(pbx, &s);
+    // The metrics port opens just after the FastAGI one.
+    wait_for("the metrics endpoint", Duration::from_secs(10), || {
+        in_netns(pbx, || {
+            std::net::TcpStream::connect("127.0.0.1:9847").is_ok()
+        })
+    });
     let added = || {
         in_netns(pbx, || {
             common::metric(9847, "extsecurity_bans_added_total ")
@@ -365,4 +371,62 @@ fn a_flood_of_100000_addresses_lands_in_the_set() {
     let banned = extsecurity::nftables::parse_listing(&out.stdout).unwrap();
     assert_eq!(banned.len(), 100_000);
     assert!(banned.iter().all(|b| b.reason == "auth_bruteforce"));
+}
+
+/// IPv6 sources go to the `v6` set and their packets are dropped; an alert line that
+/// names one of this host's own addresses bans nothing.
+#[test]
+fn ipv6_attackers_are_banned_and_own_addresses_never() {
+    use common::netns::{ATTACKER6, PBX_A6};
+    let Some(lab) = lab() else { return };
+    let (pbx, atk) = (lab.ns(0), lab.ns(1));
+    let s = Sandbox::with_config("tarpit_seconds = 0\n[nftables]\nenabled = true\n");
+    let _daemon = Daemon::start(pbx, &s);
+    let got = s.dir.path().join("received");
+    let mut listener = timed_listener(pbx, &got);
+    wait_for(
+        "an IPv6 datagram before the ban",
+        Duration::from_secs(10),
+        || {
+            sender(atk, PBX_A6, 1, 1.0).wait().unwrap();
+            arrivals(&got).iter().any(|(src, _)| src == ATTACKER6)
+        },
+    );
+    let call = |remote_addr: String| {
+        in_netns(pbx, move || {
+            let channel = Channel {
+                exten: b"100".to_vec(),
+                remote_addr,
+                ..Channel::ordinary("192.0.2.1")
+            };
+            fastagi_call(4573, &channel).variable("EXTSEC_RESULT")
+        })
+    };
+    assert_eq!(call(format!("{PBX_A}:5060")).as_deref(), Some("ALERT"));
+    assert_eq!(
+        call(format!("[{ATTACKER6}]:5060")).as_deref(),
+        Some("ALERT")
+    );
+    wait_for("the IPv6 ban", Duration::from_secs(10), || {
+        nft_list(pbx).contains(ATTACKER6)
+    });
+    let before = arrivals(&got).len();
+    sender(atk, PBX_A6, 50, 2.0).wait().unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let _ = listener.kill();
+    let _ = listener.wait();
+    assert_eq!(
+        arrivals(&got).len(),
+        before,
+        "no IPv6 datagram after the ban"
+    );
+    let table = nft_list(pbx);
+    assert!(!table.contains(PBX_A), "this host's own address: {table}");
+    let lines = s.log_lines();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains(&format!(" ERROR ip={PBX_A} "))),
+        "still logged: {lines:?}"
+    );
 }

@@ -10,6 +10,9 @@ pub const PBX_A: &str = "203.0.113.1";
 pub const ATTACKER: &str = "203.0.113.66";
 pub const PBX_I: &str = "198.51.100.1";
 pub const INNOCENT: &str = "198.51.100.44";
+/// The attacker's link carries IPv6 too.
+pub const PBX_A6: &str = "2001:db8:66::1";
+pub const ATTACKER6: &str = "2001:db8:66::66";
 
 pub fn ip(args: &[&str]) -> Result<(), String> {
     let out = Command::new("ip")
@@ -72,6 +75,12 @@ impl Lab {
                 &inner,
             ])?;
             ip(&["-n", peer, "link", "set", &inner, "up"])?;
+            if short == "a" {
+                for (ns, addr, dev) in [(pbx, PBX_A6, &outer), (peer, ATTACKER6, &inner)] {
+                    let cidr = format!("{addr}/64");
+                    ip(&["-n", ns, "-6", "addr", "add", &cidr, "dev", dev, "nodad"])?;
+                }
+            }
         }
         Ok(lab)
     }
@@ -134,7 +143,7 @@ pub fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'sta
 pub fn sender(ns: &str, to: &str, count: u32, every_ms: f64) -> Child {
     let script = format!(
         "import socket,time\n\
-         s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n\
+         s=socket.socket(socket.AF_INET6 if ':' in '{to}' else socket.AF_INET,socket.SOCK_DGRAM)\n\
          t=time.monotonic()\n\
          for i in range({count}):\n    s.sendto(b'%d' % i, ('{to}', 5060))\n    \
          t+={every_ms}/1000\n    time.sleep(max(0, t-time.monotonic()))\n"
@@ -148,10 +157,11 @@ pub fn sender(ns: &str, to: &str, count: u32, every_ms: f64) -> Child {
 /// A listener that writes `source seq monotonic_ns` per datagram.
 pub fn timed_listener(ns: &str, out: &std::path::Path) -> Child {
     let script = "import socket,sys,time\n\
-                  s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n\
-                  s.bind(('0.0.0.0',5060))\n\
+                  s=socket.socket(socket.AF_INET6,socket.SOCK_DGRAM)\n\
+                  s.setsockopt(socket.IPPROTO_IPV6,socket.IPV6_V6ONLY,0)\n\
+                  s.bind(('::',5060))\n\
                   f=open(sys.argv[1],'a',buffering=1)\n\
-                  while True:\n    d,a=s.recvfrom(2048); f.write('%s %s %d\\n' % (a[0], d.decode(), time.monotonic_ns()))\n";
+                  while True:\n    d,a=s.recvfrom(2048); f.write('%s %s %d\\n' % (a[0].removeprefix('::ffff:'), d.decode(), time.monotonic_ns()))\n";
     Command::new("ip")
         .args(["netns", "exec", ns, "python3", "-c", script])
         .arg(out)
