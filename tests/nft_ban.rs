@@ -370,6 +370,12 @@ fn a_flood_of_100000_addresses_lands_in_the_set() {
         .unwrap();
     let banned = extsecurity::nftables::parse_listing(&out.stdout).unwrap();
     assert_eq!(banned.len(), 100_000);
+    // The size gauge reads the sets over netlink every 10 s.
+    wait_for("the set-size gauge", Duration::from_secs(30), || {
+        in_netns(pbx, || {
+            common::metric(9847, "extsecurity_ban_set_elements ")
+        }) == 100_000.0
+    });
     assert!(banned.iter().all(|b| b.reason == "auth_bruteforce"));
 }
 

@@ -18,6 +18,16 @@ use crate::nftables::netlink::{Element, Socket};
 const QUEUE: usize = 200_000;
 /// Elements in one netlink message at most.
 const BATCH: usize = 1_000;
+/// How often the sets' size is read for `extsecurity_ban_set_elements`.
+const SIZE_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Reads both sets' size into the metrics; a failure leaves the last value.
+fn count(socket: &mut Socket, sink: &Sink, metrics: &BanMetrics) {
+    let table = &sink.config.table;
+    if let (Ok(v4), Ok(v6)) = (socket.count(table, "v4"), socket.count(table, "v6")) {
+        metrics.set_size(v4 + v6);
+    }
+}
 
 /// One address to ban, and when its alert line was written.
 struct Ban {
@@ -83,7 +93,24 @@ fn apply(shared: &Shared, socket: &mut Socket, rx: Receiver<Ban>) {
     };
     let metrics = &shared.metrics.bans;
     let mut failing = false;
-    while let Ok(first) = rx.recv() {
+    // What a previous run left: a restart keeps the bans.
+    count(socket, sink, metrics);
+    let mut counted = Instant::now();
+    loop {
+        // Every 10 s, and when idle, the sets' size for the metric.
+        let first = match rx.recv_timeout(SIZE_EVERY) {
+            Ok(ban) => ban,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                count(socket, sink, metrics);
+                counted = Instant::now();
+                continue;
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => return,
+        };
+        if counted.elapsed() >= SIZE_EVERY {
+            count(socket, sink, metrics);
+            counted = Instant::now();
+        }
         let mut batch = vec![first];
         while batch.len() < BATCH {
             match rx.try_recv() {

@@ -44,6 +44,7 @@ pub struct BanMetrics {
     /// Bans by latency (alert line written → kernel acknowledged), per [`BAN_BUCKETS`].
     latency: [AtomicU64; BAN_BUCKETS.len()],
     latency_sum_us: AtomicU64,
+    set_elements: AtomicU64,
 }
 
 /// Upper bounds (seconds) of the ban latency histogram's buckets.
@@ -70,8 +71,18 @@ impl BanMetrics {
         self.dropped.fetch_add(1, Relaxed);
     }
 
+    pub fn set_size(&self, n: usize) {
+        self.set_elements.store(n as u64, Relaxed);
+    }
+
     fn render(&self, out: &mut String) {
         let added = self.added.load(Relaxed);
+        let name = "extsecurity_ban_set_elements";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Addresses in the nftables sets (IPv4 and IPv6), read every 10 s.\n# TYPE {name} gauge\n{name} {}",
+            self.set_elements.load(Relaxed)
+        );
         let rows = [
             (
                 "extsecurity_bans_added_total",

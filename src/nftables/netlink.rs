@@ -19,7 +19,12 @@ const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
 const NFNL_MSG_BATCH_END: u16 = 0x11;
 const NFNL_SUBSYS_NFTABLES: u16 = 10;
 const NFT_MSG_NEWSETELEM: u16 = 12;
+const NFT_MSG_GETSETELEM: u16 = 13;
 const NFT_MSG_DELSETELEM: u16 = 14;
+const NLM_F_DUMP: u16 = 0x300;
+const NLMSG_DONE: u16 = 3;
+/// The attribute type without its NESTED and NET_BYTEORDER flags.
+const NLA_TYPE_MASK: u16 = 0x3fff;
 const NFPROTO_INET: u8 = 1;
 const NLA_F_NESTED: u16 = 0x8000;
 const NFTA_SET_ELEM_LIST_TABLE: u16 = 1;
@@ -225,6 +230,64 @@ pub fn delete_batch(table: &str, ip: IpAddr, first_seq: u32) -> (Vec<u8>, Vec<u3
     (out, vec![seq])
 }
 
+/// A dump request for the elements of one set.
+pub fn dump_request(table: &str, set: &str, seq: u32) -> Vec<u8> {
+    let kind = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETSETELEM;
+    let mut m = Message::new(kind, NLM_F_REQUEST | NLM_F_DUMP, seq, NFPROTO_INET, 0);
+    m.string(NFTA_SET_ELEM_LIST_TABLE, table);
+    m.string(NFTA_SET_ELEM_LIST_SET, set);
+    m.finish()
+}
+
+/// What one chunk of a dump held: elements counted, and whether it ended the dump
+/// (NLMSG_DONE, or an error's errno).
+pub fn parse_dump(mut buf: &[u8]) -> (usize, Option<i32>) {
+    let mut elements = 0;
+    while buf.len() >= 16 {
+        let len = u32::from_ne_bytes(buf[0..4].try_into().unwrap()) as usize;
+        if len < 16 || len > buf.len() {
+            break;
+        }
+        let kind = u16::from_ne_bytes(buf[4..6].try_into().unwrap());
+        match kind {
+            NLMSG_DONE => return (elements, Some(0)),
+            NLMSG_ERROR if len >= 20 => {
+                let errno = -i32::from_ne_bytes(buf[16..20].try_into().unwrap());
+                return (elements, Some(errno));
+            }
+            _ if kind == (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWSETELEM && len >= 20 => {
+                for (kind, value) in attributes(&buf[20..len]) {
+                    if kind == NFTA_SET_ELEM_LIST_ELEMENTS {
+                        elements += attributes(value)
+                            .filter(|(k, _)| *k == NFTA_LIST_ELEM)
+                            .count();
+                    }
+                }
+            }
+            _ => {}
+        }
+        buf = &buf[((len + 3) & !3).min(buf.len())..];
+    }
+    (elements, None)
+}
+
+/// The (type, payload) of each attribute in `buf`.
+fn attributes(mut buf: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
+    std::iter::from_fn(move || {
+        if buf.len() < 4 {
+            return None;
+        }
+        let len = usize::from(u16::from_ne_bytes([buf[0], buf[1]]));
+        let kind = u16::from_ne_bytes([buf[2], buf[3]]) & NLA_TYPE_MASK;
+        if len < 4 || len > buf.len() {
+            return None;
+        }
+        let value = &buf[4..len];
+        buf = &buf[((len + 3) & !3).min(buf.len())..];
+        Some((kind, value))
+    })
+}
+
 /// The kernel's answers in `buf`: (sequence number, errno or 0) of each NLMSG_ERROR.
 pub fn parse_acks(mut buf: &[u8]) -> Vec<(u32, i32)> {
     let mut acks = Vec::new();
@@ -299,13 +362,36 @@ impl Socket {
         }
     }
 
+    /// The number of elements in `set` (a netlink dump, no process).
+    pub fn count(&mut self, table: &str, set: &str) -> io::Result<usize> {
+        let request = dump_request(table, set, self.next_seq(1));
+        self.send_raw(&request)?;
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut total = 0;
+        loop {
+            // SAFETY: `buf` is valid for its length.
+            let n =
+                unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+            if n < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            let (elements, end) = parse_dump(&buf[..n as usize]);
+            total += elements;
+            match end {
+                Some(0) => return Ok(total),
+                Some(errno) => return Err(io::Error::from_raw_os_error(errno)),
+                None => {}
+            }
+        }
+    }
+
     fn next_seq(&mut self, _n: usize) -> u32 {
         let seq = self.seq;
         self.seq = self.seq.wrapping_add(4);
         seq
     }
 
-    fn send(&mut self, batch: &[u8], acked: &[u32]) -> io::Result<()> {
+    fn send_raw(&mut self, bytes: &[u8]) -> io::Result<()> {
         // SAFETY: a zeroed sockaddr_nl is the kernel's address (pid 0, no groups).
         let mut to: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
         to.nl_family = libc::AF_NETLINK as u16;
@@ -313,8 +399,8 @@ impl Socket {
         let sent = unsafe {
             libc::sendto(
                 self.fd.as_raw_fd(),
-                batch.as_ptr().cast(),
-                batch.len(),
+                bytes.as_ptr().cast(),
+                bytes.len(),
                 0,
                 (&to as *const libc::sockaddr_nl).cast(),
                 std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
@@ -323,6 +409,11 @@ impl Socket {
         if sent < 0 {
             return Err(io::Error::last_os_error());
         }
+        Ok(())
+    }
+
+    fn send(&mut self, batch: &[u8], acked: &[u32]) -> io::Result<()> {
+        self.send_raw(batch)?;
         let mut pending: Vec<u32> = acked.to_vec();
         let mut buf = vec![0u8; 64 * 1024];
         let mut first_error = None;
@@ -397,6 +488,38 @@ mod tests {
         assert!(find(b"v4\0") && find(b"v6\0"));
         let (_, acked) = add_batch("t", &[e("2001:db8::1")], 0);
         assert_eq!(acked.len(), 1);
+    }
+
+    #[test]
+    fn a_dump_counts_the_elements_of_each_message_until_done() {
+        // One NEWSETELEM carrying two elements, then NLMSG_DONE.
+        let e = |ip: &str| Element {
+            ip: ip.parse().unwrap(),
+            timeout: Duration::from_secs(60),
+            comment: "x".into(),
+        };
+        let (batch, _) = add_batch("t", &[e("192.0.2.1"), e("192.0.2.2")], 0);
+        let message = &batch[20..batch.len() - 20];
+        let mut done = vec![0u8; 20];
+        done[..4].copy_from_slice(&20u32.to_ne_bytes());
+        done[4..6].copy_from_slice(&NLMSG_DONE.to_ne_bytes());
+        assert_eq!(parse_dump(message), (2, None));
+        assert_eq!(parse_dump(&[message, &done].concat()), (2, Some(0)));
+        assert_eq!(
+            parse_dump(&message[..30]),
+            (0, None),
+            "a cut message counts nothing"
+        );
+        let request = dump_request("t", "v4", 9);
+        assert_eq!(
+            &request[4..6],
+            &0x0a0du16.to_ne_bytes(),
+            "NFT_MSG_GETSETELEM"
+        );
+        assert_eq!(
+            u16::from_ne_bytes([request[6], request[7]]) & NLM_F_DUMP,
+            NLM_F_DUMP
+        );
     }
 
     #[test]
