@@ -12,6 +12,10 @@
 //! datagram to `pbx` every millisecond throughout. Reported: how long after the 6th
 //! guess was written the attacker's last datagram arrived, and how many arrived after
 //! it. Times are CLOCK_MONOTONIC, shared by every namespace.
+//!
+//! Then a flood: 100,000 distinct addresses alerted over AMI within a second, and
+//! FastAGI calls (8 at a time) answered meanwhile: their p50/p99 beside the same calls
+//! without the flood, and how long the 100,000 bans took to land.
 
 #[path = "../tests/common/mod.rs"]
 #[allow(unused_imports)]
@@ -51,6 +55,110 @@ fn main() {
             .collect();
         println!("{mode:44} {}", shown.join(", "));
     }
+    for (flood, bans) in [(false, true), (true, false), (true, true)] {
+        let (p50, p99, landed) = calls_during(flood, bans);
+        let what = match (flood, bans) {
+            (false, _) => "without a flood",
+            (true, false) => "during the AMI flood, no [nftables]",
+            (true, true) => "during the flood, banning",
+        };
+        let landed = landed.map_or(String::new(), |d| {
+            format!(
+                "; 100,000 bans landed {:.2} s after the first",
+                d.as_secs_f64()
+            )
+        });
+        println!("FastAGI calls {what:36} p50 {p50:.2} ms, p99 {p99:.2} ms{landed}");
+    }
+}
+
+/// FastAGI call latencies (p50, p99 in ms) for 4 s, 8 calls at a time, with or without
+/// 100,000 addresses alerted over AMI meanwhile, with or without kernel bans; how long
+/// the bans took to land.
+fn calls_during(flood: bool, bans: bool) -> (f64, f64, Option<Duration>) {
+    use common::agi_peer::fastagi_call;
+    use common::asterisk::Channel;
+    let lab = Lab::new().expect("network namespaces (run as root)");
+    let pbx = lab.ns(0).to_string();
+    let failure = split_events(&capture_events("ami-wrongpw.bin"))
+        .into_iter()
+        .find(|e| String::from_utf8_lossy(e).contains("ChallengeResponseFailed"))
+        .unwrap();
+    let mut events = Vec::new();
+    for i in 0..if flood { 100_000u32 } else { 0 } {
+        let two = from_address(
+            &failure,
+            &std::net::Ipv4Addr::from(0x0a00_0000 + i).to_string(),
+        );
+        events.extend_from_slice(&two);
+        events.extend_from_slice(&two);
+    }
+    let peer = in_netns(&pbx, move || {
+        AmiPeer::start(vec![Script::paced(
+            vec![(Duration::from_millis(1000), events)],
+            Then::Hold,
+        )])
+    });
+    let s = Sandbox::with_config(&format!(
+        "tarpit_seconds = 0\n[memory]\nenabled = false\n[daemon]\nmetrics_listen = '127.0.0.1:9847'\n\
+         [ami]\naddress = '{}'\nusername = 'extsecurity'\nsecret = 's3cmon-test'\nmax_auth_failures = 1\n\
+         [nftables]\nenabled = {bans}\nmax_elements = 200000\n",
+        peer.addr
+    ));
+    let _daemon = Daemon::start(&pbx, &s);
+    let start = std::time::Instant::now();
+    // The bans are counted while the calls run.
+    let landing = (flood && bans).then(|| {
+        let pbx = pbx.clone();
+        std::thread::spawn(move || {
+            in_netns(&pbx, move || {
+                while std::net::TcpStream::connect("127.0.0.1:9847").is_err() {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                let mut first = None;
+                loop {
+                    let added = common::metric(9847, "extsecurity_bans_added_total ");
+                    if added > 0.0 && first.is_none() {
+                        first = Some(std::time::Instant::now());
+                    }
+                    if added >= 100_000.0 || start.elapsed() > Duration::from_secs(60) {
+                        return first.map(|f: std::time::Instant| f.elapsed());
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            })
+        })
+    });
+    let workers: Vec<_> = (0..8)
+        .map(|w| {
+            let pbx = pbx.clone();
+            std::thread::spawn(move || {
+                in_netns(&pbx, move || {
+                    let mut times = Vec::new();
+                    let begin = std::time::Instant::now();
+                    let mut i = 0u32;
+                    while begin.elapsed() < Duration::from_secs(4) {
+                        let ip = format!("192.0.{}.{}", w, i % 250 + 1);
+                        let t = std::time::Instant::now();
+                        fastagi_call(4573, &Channel::ordinary(&ip));
+                        times.push(t.elapsed());
+                        i += 1;
+                    }
+                    times
+                })
+            })
+        })
+        .collect();
+    let mut times: Vec<Duration> = workers
+        .into_iter()
+        .flat_map(|w| w.join().unwrap())
+        .collect();
+    times.sort_unstable();
+    let pct = |p: f64| {
+        times[((times.len() as f64 * p) as usize).min(times.len() - 1)].as_secs_f64() * 1e3
+    };
+    let landed = landing.and_then(|t| t.join().unwrap());
+    (pct(0.50), pct(0.99), landed)
 }
 
 /// One run; (ms from the deciding event to the attacker's last datagram, datagrams
