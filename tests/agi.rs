@@ -6,7 +6,7 @@ mod common;
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use common::agi_peer::{Block, Exchange, pipes, reply_to, serve};
 use common::asterisk::Channel;
@@ -29,22 +29,10 @@ fn ordinary() -> Channel {
     Channel::ordinary(CALLER)
 }
 
-/// `extsecurity agi` with its stdin and stdout piped, as Asterisk starts it.
-fn spawn_agi(sandbox: &Sandbox) -> std::process::Child {
-    sandbox
-        .command()
-        .arg("agi")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
-}
-
 /// Runs `extsecurity agi` against a peer that writes `prefix` and then answers as
 /// Asterisk would for `channel`.
 fn run_agi(sandbox: &Sandbox, prefix: &[u8], channel: &Channel) -> Exchange {
-    let mut child = spawn_agi(sandbox);
+    let mut child = sandbox.spawn_agi();
     let (stdin, stdout) = pipes(&mut child);
     let exchange = serve(stdin, stdout, prefix, |c| Some(reply_to(c, channel)));
     assert!(child.wait().unwrap().success());
@@ -340,7 +328,7 @@ fn a_peer_that_closes_mid_exchange_bans_no_one() {
     let s = Sandbox::new();
     let block = Block::pjsip().bytes(&ordinary());
     for cut in [0, 10, block.len() - 1, block.len()] {
-        let mut child = spawn_agi(&s);
+        let mut child = s.spawn_agi();
         let (mut stdin, stdout) = pipes(&mut child);
         // Write part of the stream, then close: no reply will ever come.
         stdin.write_all(&block[..cut]).unwrap();
@@ -362,7 +350,7 @@ fn error_replies_to_our_query_ban_no_one() {
         &b"510 Invalid or unknown command\n"[..],
         b"511 Command Not Permitted on a dead channel or intercept routine\n",
     ] {
-        let mut child = spawn_agi(&s);
+        let mut child = s.spawn_agi();
         let (stdin, stdout) = pipes(&mut child);
         let mut first = true;
         let ex = serve(stdin, stdout, &Block::pjsip().bytes(&ordinary()), |_| {
@@ -381,7 +369,7 @@ fn sighup_does_not_stop_the_check() {
     let s = Sandbox::new();
     let mut scan = ordinary();
     scan.exten = b"100".to_vec();
-    let mut child = spawn_agi(&s);
+    let mut child = s.spawn_agi();
     let pid = child.id().to_string();
     let (stdin, stdout) = pipes(&mut child);
     let mut hung_up = false;

@@ -10,7 +10,6 @@
 
 mod common;
 
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -93,14 +92,7 @@ fn process_agi_judges_every_call_under_load() {
     let s = sandbox.clone();
     let exchanges = paced(move |i| {
         let (channel, _) = caller(i);
-        let mut child = s
-            .command()
-            .arg("agi")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = s.spawn_agi();
         let (stdin, stdout) = pipes(&mut child);
         let ex = serve(stdin, stdout, &Block::pjsip().bytes(&channel), |c| {
             Some(reply_to(c, &channel))

@@ -17,7 +17,7 @@ use common::agi_peer::fastagi_call;
 use common::asterisk::Channel;
 use common::netns::{
     ATTACKER, Daemon, INNOCENT, Lab, PBX_A, PBX_I, arrivals, in_netns, nft_list, sender,
-    timed_listener,
+    timed_listener, until_one_arrives,
 };
 use common::{Sandbox, monotonic_ns, wait_for};
 
@@ -45,15 +45,7 @@ fn an_alert_drops_the_attackers_next_packets_within_milliseconds() {
     let daemon = Daemon::start(pbx, &s);
     let got = s.dir.path().join("received");
     let mut listener = timed_listener(pbx, &got);
-    wait_for("the listener", Duration::from_secs(10), || {
-        let _ = Command::new("ip")
-            .args(["netns", "exec", atk, "python3", "-c"])
-            .arg(format!(
-                "import socket; socket.socket(socket.AF_INET,socket.SOCK_DGRAM).sendto(b'-1',('{PBX_A}',5060))"
-            ))
-            .status();
-        arrivals(&got).iter().any(|(src, _)| src == ATTACKER)
-    });
+    until_one_arrives(atk, PBX_A, &got, ATTACKER);
     let mut attacker = sender(atk, PBX_A, 2_000, 1.0);
     let mut innocent = sender(inn, PBX_I, 400, 5.0);
     std::thread::sleep(Duration::from_millis(500));
@@ -265,15 +257,7 @@ fn a_ban_can_be_seen_explained_and_lifted_for_good() {
     assert!(!nft_list(pbx).contains(ATTACKER));
     let got = s.dir.path().join("received");
     let mut listener = timed_listener(pbx, &got);
-    wait_for("the attacker's datagram", Duration::from_secs(10), || {
-        let _ = Command::new("ip")
-            .args(["netns", "exec", atk, "python3", "-c"])
-            .arg(format!(
-                "import socket; socket.socket(socket.AF_INET,socket.SOCK_DGRAM).sendto(b'1',('{PBX_A}',5060))"
-            ))
-            .status();
-        arrivals(&got).iter().any(|(src, _)| src == ATTACKER)
-    });
+    until_one_arrives(atk, PBX_A, &got, ATTACKER);
     let _ = listener.kill();
     let _ = listener.wait();
     // A second unban says what it found, and the socket is the daemon user's alone.
@@ -390,14 +374,7 @@ fn ipv6_attackers_are_banned_and_own_addresses_never() {
     let _daemon = Daemon::start(pbx, &s);
     let got = s.dir.path().join("received");
     let mut listener = timed_listener(pbx, &got);
-    wait_for(
-        "an IPv6 datagram before the ban",
-        Duration::from_secs(10),
-        || {
-            sender(atk, PBX_A6, 1, 1.0).wait().unwrap();
-            arrivals(&got).iter().any(|(src, _)| src == ATTACKER6)
-        },
-    );
+    until_one_arrives(atk, PBX_A6, &got, ATTACKER6);
     let call = |remote_addr: String| {
         in_netns(pbx, move || {
             let channel = Channel {

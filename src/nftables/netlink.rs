@@ -136,107 +136,115 @@ fn comment_userdata(comment: &str) -> Vec<u8> {
     out
 }
 
-/// A batch (BEGIN, one NEWSETELEM per set named, END) that adds `elements` to the sets
-/// `v4` and `v6` of `inet table`; the sequence numbers of the messages to be acked.
-pub fn add_batch(table: &str, elements: &[Element], first_seq: u32) -> (Vec<u8>, Vec<u32>) {
-    let mut out = Message::new(
-        NFNL_MSG_BATCH_BEGIN,
-        NLM_F_REQUEST,
-        first_seq,
+/// A set-element message (`NEWSETELEM`, `DELSETELEM`, `GETSETELEM`) for `set` of
+/// `inet table`; `elements` writes what goes in its element list, if anything.
+fn setelem(
+    op: u16,
+    flags: u16,
+    seq: u32,
+    (table, set): (&str, &str),
+    elements: Option<&dyn Fn(&mut Message)>,
+) -> Vec<u8> {
+    let mut m = Message::new(
+        (NFNL_SUBSYS_NFTABLES << 8) | op,
+        flags,
+        seq,
+        NFPROTO_INET,
         0,
-        NFNL_SUBSYS_NFTABLES,
-    )
-    .finish();
-    let mut seq = first_seq;
+    );
+    m.string(NFTA_SET_ELEM_LIST_TABLE, table);
+    m.string(NFTA_SET_ELEM_LIST_SET, set);
+    if let Some(write) = elements {
+        m.begin(NFTA_SET_ELEM_LIST_ELEMENTS);
+        write(&mut m);
+        m.end();
+    }
+    m.finish()
+}
+
+/// One element's key: its address.
+fn element_key(m: &mut Message, ip: IpAddr) {
+    m.begin(NFTA_SET_ELEM_KEY);
+    m.attr(NFTA_DATA_VALUE, &key(ip));
+    m.end();
+}
+
+/// `messages` between BEGIN (at `first_seq`) and END: nf_tables applies them as one
+/// transaction.
+fn batch(first_seq: u32, messages: Vec<Vec<u8>>) -> Vec<u8> {
+    let framing =
+        |kind, seq| Message::new(kind, NLM_F_REQUEST, seq, 0, NFNL_SUBSYS_NFTABLES).finish();
+    let end_seq = first_seq + messages.len() as u32 + 1;
+    let mut out = framing(NFNL_MSG_BATCH_BEGIN, first_seq);
+    for m in messages {
+        out.extend_from_slice(&m);
+    }
+    out.extend_from_slice(&framing(NFNL_MSG_BATCH_END, end_seq));
+    out
+}
+
+/// A batch with one NEWSETELEM per set named that adds `elements` to the sets `v4` and
+/// `v6` of `inet table`; the sequence numbers of the messages to be acked.
+pub fn add_batch(table: &str, elements: &[Element], first_seq: u32) -> (Vec<u8>, Vec<u32>) {
+    let mut messages = Vec::new();
     let mut acked = Vec::new();
     for set in ["v4", "v6"] {
         let mine: Vec<&Element> = elements.iter().filter(|e| set_name(e.ip) == set).collect();
         if mine.is_empty() {
             continue;
         }
-        seq += 1;
+        let seq = first_seq + 1 + messages.len() as u32;
         acked.push(seq);
-        let kind = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWSETELEM;
-        let mut m = Message::new(
-            kind,
-            NLM_F_REQUEST | NLM_F_CREATE | NLM_F_ACK,
+        let write = |m: &mut Message| {
+            for e in &mine {
+                m.begin(NFTA_LIST_ELEM);
+                element_key(m, e.ip);
+                let ms = u64::try_from(e.timeout.as_millis()).unwrap_or(u64::MAX);
+                m.attr(NFTA_SET_ELEM_TIMEOUT, &ms.to_be_bytes());
+                m.attr(NFTA_SET_ELEM_USERDATA, &comment_userdata(&e.comment));
+                m.end();
+            }
+        };
+        let flags = NLM_F_REQUEST | NLM_F_CREATE | NLM_F_ACK;
+        messages.push(setelem(
+            NFT_MSG_NEWSETELEM,
+            flags,
             seq,
-            NFPROTO_INET,
-            0,
-        );
-        m.string(NFTA_SET_ELEM_LIST_TABLE, table);
-        m.string(NFTA_SET_ELEM_LIST_SET, set);
-        m.begin(NFTA_SET_ELEM_LIST_ELEMENTS);
-        for e in mine {
-            m.begin(NFTA_LIST_ELEM);
-            m.begin(NFTA_SET_ELEM_KEY);
-            m.attr(NFTA_DATA_VALUE, &key(e.ip));
-            m.end();
-            let ms = u64::try_from(e.timeout.as_millis()).unwrap_or(u64::MAX);
-            m.attr(NFTA_SET_ELEM_TIMEOUT, &ms.to_be_bytes());
-            m.attr(NFTA_SET_ELEM_USERDATA, &comment_userdata(&e.comment));
-            m.end();
-        }
-        m.end();
-        out.extend_from_slice(&m.finish());
+            (table, set),
+            Some(&write),
+        ));
     }
-    seq += 1;
-    out.extend_from_slice(
-        &Message::new(
-            NFNL_MSG_BATCH_END,
-            NLM_F_REQUEST,
-            seq,
-            0,
-            NFNL_SUBSYS_NFTABLES,
-        )
-        .finish(),
-    );
-    (out, acked)
+    (batch(first_seq, messages), acked)
 }
 
 /// A batch that deletes `ip` from its set.
 pub fn delete_batch(table: &str, ip: IpAddr, first_seq: u32) -> (Vec<u8>, Vec<u32>) {
-    let mut out = Message::new(
-        NFNL_MSG_BATCH_BEGIN,
-        NLM_F_REQUEST,
-        first_seq,
-        0,
-        NFNL_SUBSYS_NFTABLES,
-    )
-    .finish();
     let seq = first_seq + 1;
-    let kind = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_DELSETELEM;
-    let mut m = Message::new(kind, NLM_F_REQUEST | NLM_F_ACK, seq, NFPROTO_INET, 0);
-    m.string(NFTA_SET_ELEM_LIST_TABLE, table);
-    m.string(NFTA_SET_ELEM_LIST_SET, set_name(ip));
-    m.begin(NFTA_SET_ELEM_LIST_ELEMENTS);
-    m.begin(NFTA_LIST_ELEM);
-    m.begin(NFTA_SET_ELEM_KEY);
-    m.attr(NFTA_DATA_VALUE, &key(ip));
-    m.end();
-    m.end();
-    m.end();
-    out.extend_from_slice(&m.finish());
-    out.extend_from_slice(
-        &Message::new(
-            NFNL_MSG_BATCH_END,
-            NLM_F_REQUEST,
-            seq + 1,
-            0,
-            NFNL_SUBSYS_NFTABLES,
-        )
-        .finish(),
+    let write = |m: &mut Message| {
+        m.begin(NFTA_LIST_ELEM);
+        element_key(m, ip);
+        m.end();
+    };
+    let flags = NLM_F_REQUEST | NLM_F_ACK;
+    let message = setelem(
+        NFT_MSG_DELSETELEM,
+        flags,
+        seq,
+        (table, set_name(ip)),
+        Some(&write),
     );
-    (out, vec![seq])
+    (batch(first_seq, vec![message]), vec![seq])
 }
 
 /// A dump request for the elements of one set.
 pub fn dump_request(table: &str, set: &str, seq: u32) -> Vec<u8> {
-    let kind = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETSETELEM;
-    let mut m = Message::new(kind, NLM_F_REQUEST | NLM_F_DUMP, seq, NFPROTO_INET, 0);
-    m.string(NFTA_SET_ELEM_LIST_TABLE, table);
-    m.string(NFTA_SET_ELEM_LIST_SET, set);
-    m.finish()
+    setelem(
+        NFT_MSG_GETSETELEM,
+        NLM_F_REQUEST | NLM_F_DUMP,
+        seq,
+        (table, set),
+        None,
+    )
 }
 
 /// What one chunk of a dump held: elements counted, and whether it ended the dump

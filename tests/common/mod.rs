@@ -54,6 +54,17 @@ impl Sandbox {
         c
     }
 
+    /// `extsecurity agi` with its stdin and stdout piped, as Asterisk starts it.
+    pub fn spawn_agi(&self) -> std::process::Child {
+        self.command()
+            .arg("agi")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start extsecurity agi")
+    }
+
     pub fn run(&self, args: &[&str]) -> Output {
         self.command().args(args).output().expect("run extsecurity")
     }

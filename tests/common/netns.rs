@@ -236,3 +236,12 @@ impl Drop for Daemon {
         let _ = self.0.wait();
     }
 }
+
+/// Sends one datagram at a time from `ns` to `to`:5060 until the listener writing `got`
+/// has one from `source` (it may need a moment to bind).
+pub fn until_one_arrives(ns: &str, to: &str, got: &std::path::Path, source: &str) {
+    super::wait_for("a datagram through", Duration::from_secs(10), || {
+        let _ = sender(ns, to, 1, 1.0).wait();
+        arrivals(got).iter().any(|(src, _)| src == source)
+    });
+}
