@@ -20,7 +20,7 @@ pub enum NftError {
     Spawn(std::io::Error),
     #[error("nft refused the ruleset: {0}")]
     Refused(String),
-    #[error("nft's listing could not be read: {0}")]
+    #[error("nft cannot list the bans: {0}")]
     Listing(String),
 }
 
@@ -97,8 +97,11 @@ pub fn list(table: &str) -> Result<Vec<Banned>, NftError> {
             .output()
             .map_err(NftError::Spawn)?;
         if !out.status.success() {
-            let why = String::from_utf8_lossy(&out.stderr).trim().to_string();
-            return Err(NftError::Refused(why));
+            let why = String::from_utf8_lossy(&out.stderr);
+            let why = why.lines().next().unwrap_or_default().trim();
+            return Err(NftError::Listing(format!(
+                "{why} (is [nftables] enabled and the daemon started once?)"
+            )));
         }
         all.extend(parse_listing(&out.stdout)?);
     }

@@ -23,6 +23,8 @@ const NFT_MSG_GETSETELEM: u16 = 13;
 const NFT_MSG_DELSETELEM: u16 = 14;
 const NLM_F_DUMP: u16 = 0x300;
 const NLMSG_DONE: u16 = 3;
+/// Sequence numbers a batch may use: BEGIN, a message per set, END.
+const SEQ_PER_BATCH: u32 = 4;
 /// The attribute type without its NESTED and NET_BYTEORDER flags.
 const NLA_TYPE_MASK: u16 = 0x3fff;
 const NFPROTO_INET: u8 = 1;
@@ -356,14 +358,16 @@ impl Socket {
 
     /// Adds `elements`; an error names the kernel's reason (a full set: ENFILE).
     pub fn add(&mut self, table: &str, elements: &[Element]) -> io::Result<()> {
-        let (batch, acked) = add_batch(table, elements, self.next_seq(elements.len()));
-        self.send(&batch, &acked)
+        let first = self.next_seq();
+        let (batch, acked) = add_batch(table, elements, first);
+        self.send(&batch, first, &acked)
     }
 
     /// Removes `ip`; `Ok(false)` when it was not banned.
     pub fn delete(&mut self, table: &str, ip: IpAddr) -> io::Result<bool> {
-        let (batch, acked) = delete_batch(table, ip, self.next_seq(1));
-        match self.send(&batch, &acked) {
+        let first = self.next_seq();
+        let (batch, acked) = delete_batch(table, ip, first);
+        match self.send(&batch, first, &acked) {
             Ok(()) => Ok(true),
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(false),
             Err(e) => Err(e),
@@ -372,7 +376,7 @@ impl Socket {
 
     /// The number of elements in `set` (a netlink dump, no process).
     pub fn count(&mut self, table: &str, set: &str) -> io::Result<usize> {
-        let request = dump_request(table, set, self.next_seq(1));
+        let request = dump_request(table, set, self.next_seq());
         self.send_raw(&request)?;
         let mut buf = vec![0u8; 256 * 1024];
         let mut total = 0;
@@ -393,9 +397,10 @@ impl Socket {
         }
     }
 
-    fn next_seq(&mut self, _n: usize) -> u32 {
+    /// The first sequence number of the next batch; each batch has [`SEQ_PER_BATCH`].
+    fn next_seq(&mut self) -> u32 {
         let seq = self.seq;
-        self.seq = self.seq.wrapping_add(4);
+        self.seq = self.seq.wrapping_add(SEQ_PER_BATCH);
         seq
     }
 
@@ -420,11 +425,15 @@ impl Socket {
         Ok(())
     }
 
-    fn send(&mut self, batch: &[u8], acked: &[u32]) -> io::Result<()> {
+    /// Sends a batch whose messages are numbered from `first_seq` and waits for the
+    /// acknowledgements of `acked`. An error for any message of this batch (the kernel
+    /// refuses a batch without CAP_NET_ADMIN at its BEGIN) fails it at once; answers
+    /// to an earlier batch that timed out are ignored.
+    fn send(&mut self, batch: &[u8], first_seq: u32, acked: &[u32]) -> io::Result<()> {
         self.send_raw(batch)?;
+        let ours = first_seq..first_seq.wrapping_add(SEQ_PER_BATCH);
         let mut pending: Vec<u32> = acked.to_vec();
         let mut buf = vec![0u8; 64 * 1024];
-        let mut first_error = None;
         while !pending.is_empty() {
             // SAFETY: `buf` is valid for its length.
             let n =
@@ -433,13 +442,16 @@ impl Socket {
                 return Err(io::Error::last_os_error());
             }
             for (seq, errno) in parse_acks(&buf[..n as usize]) {
-                pending.retain(|&s| s != seq);
-                if errno != 0 && first_error.is_none() {
-                    first_error = Some(io::Error::from_raw_os_error(errno));
+                if !ours.contains(&seq) {
+                    continue;
                 }
+                if errno != 0 {
+                    return Err(io::Error::from_raw_os_error(errno));
+                }
+                pending.retain(|&s| s != seq);
             }
         }
-        first_error.map_or(Ok(()), Err)
+        Ok(())
     }
 }
 
