@@ -93,24 +93,19 @@ fn apply(shared: &Shared, socket: &mut Socket, rx: Receiver<Ban>) {
     };
     let metrics = &shared.metrics.bans;
     let mut failing = false;
-    // What a previous run left: a restart keeps the bans.
-    count(socket, sink, metrics);
-    let mut counted = Instant::now();
+    // The sets' size for the metric: at start (a restart keeps the bans), then every
+    // SIZE_EVERY, busy or idle.
+    let mut counted: Option<Instant> = None;
     loop {
-        // Every 10 s, and when idle, the sets' size for the metric.
+        if counted.is_none_or(|t| t.elapsed() >= SIZE_EVERY) {
+            count(socket, sink, metrics);
+            counted = Some(Instant::now());
+        }
         let first = match rx.recv_timeout(SIZE_EVERY) {
             Ok(ban) => ban,
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                count(socket, sink, metrics);
-                counted = Instant::now();
-                continue;
-            }
+            Err(mpsc::RecvTimeoutError::Timeout) => continue,
             Err(mpsc::RecvTimeoutError::Disconnected) => return,
         };
-        if counted.elapsed() >= SIZE_EVERY {
-            count(socket, sink, metrics);
-            counted = Instant::now();
-        }
         let mut batch = vec![first];
         while batch.len() < BATCH {
             match rx.try_recv() {

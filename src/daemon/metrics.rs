@@ -77,35 +77,36 @@ impl BanMetrics {
 
     fn render(&self, out: &mut String) {
         let added = self.added.load(Relaxed);
-        let name = "extsecurity_ban_set_elements";
-        let _ = writeln!(
+        let load = |c: &AtomicU64| c.load(Relaxed).to_string();
+        render_rows(
             out,
-            "# HELP {name} Addresses in the nftables sets (IPv4 and IPv6), read every 10 s.\n# TYPE {name} gauge\n{name} {}",
-            self.set_elements.load(Relaxed)
+            [
+                (
+                    "extsecurity_ban_set_elements",
+                    "Addresses in the nftables sets (IPv4 and IPv6), read every 10 s.",
+                    "gauge",
+                    load(&self.set_elements),
+                ),
+                (
+                    "extsecurity_bans_added_total",
+                    "Addresses added to the nftables sets.",
+                    "counter",
+                    added.to_string(),
+                ),
+                (
+                    "extsecurity_ban_errors_total",
+                    "Bans the kernel refused (a full set, a missing table, no CAP_NET_ADMIN).",
+                    "counter",
+                    load(&self.failed),
+                ),
+                (
+                    "extsecurity_bans_dropped_total",
+                    "Bans dropped because the ban queue was full.",
+                    "counter",
+                    load(&self.dropped),
+                ),
+            ],
         );
-        let rows = [
-            (
-                "extsecurity_bans_added_total",
-                "Addresses added to the nftables sets.",
-                self.added.load(Relaxed),
-            ),
-            (
-                "extsecurity_ban_errors_total",
-                "Bans the kernel refused (a full set, a missing table, no CAP_NET_ADMIN).",
-                self.failed.load(Relaxed),
-            ),
-            (
-                "extsecurity_bans_dropped_total",
-                "Bans dropped because the ban queue was full.",
-                self.dropped.load(Relaxed),
-            ),
-        ];
-        for (name, help, value) in rows {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
-            );
-        }
         let name = "extsecurity_ban_latency_seconds";
         let _ = writeln!(
             out,

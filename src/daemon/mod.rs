@@ -117,14 +117,13 @@ impl Shared {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .write(&config.log_file, line);
-        if let (Some(sink), Some((ip, reason))) = (self.bans.get(), line.alert())
-            && !config.is_trusted(ip)
-        {
+        let Some((ip, reason)) = line.alert().filter(|(ip, _)| !config.is_trusted(*ip)) else {
+            return written;
+        };
+        if let Some(sink) = self.bans.get() {
             sink.offer(ip, reason, &self.metrics.bans);
         }
-        if let (Some(queue), Some((ip, reason))) = (&self.crowdsec, line.alert())
-            && !config.is_trusted(ip)
-        {
+        if let Some(queue) = &self.crowdsec {
             let alert = crate::crowdsec::Alert {
                 ip,
                 reason: reason.to_string(),

@@ -381,13 +381,8 @@ impl Socket {
         let mut buf = vec![0u8; 256 * 1024];
         let mut total = 0;
         loop {
-            // SAFETY: `buf` is valid for its length.
-            let n =
-                unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-            if n < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            let (elements, end) = parse_dump(&buf[..n as usize]);
+            let n = self.recv(&mut buf)?;
+            let (elements, end) = parse_dump(&buf[..n]);
             total += elements;
             match end {
                 Some(0) => return Ok(total),
@@ -402,6 +397,13 @@ impl Socket {
         let seq = self.seq;
         self.seq = self.seq.wrapping_add(SEQ_PER_BATCH);
         seq
+    }
+
+    /// One datagram from the kernel into `buf`; its length.
+    fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        // SAFETY: `buf` is valid for its length.
+        let n = unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+        usize::try_from(n).map_err(|_| io::Error::last_os_error())
     }
 
     fn send_raw(&mut self, bytes: &[u8]) -> io::Result<()> {
@@ -435,13 +437,8 @@ impl Socket {
         let mut pending: Vec<u32> = acked.to_vec();
         let mut buf = vec![0u8; 64 * 1024];
         while !pending.is_empty() {
-            // SAFETY: `buf` is valid for its length.
-            let n =
-                unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-            if n < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            for (seq, errno) in parse_acks(&buf[..n as usize]) {
+            let n = self.recv(&mut buf)?;
+            for (seq, errno) in parse_acks(&buf[..n]) {
                 if !ours.contains(&seq) {
                     continue;
                 }
