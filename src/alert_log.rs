@@ -169,14 +169,17 @@ pub fn quote(out: &mut String, value: &[u8], max: usize) {
 
 /// Local time as the seed's Python `logging` wrote it: `2026-11-24 19:08:52.123`.
 pub fn timestamp_now() -> String {
-    static ZONE: OnceLock<TimeZone> = OnceLock::new();
-    let zone = ZONE
-        .get_or_init(|| local_time_zone(std::env::var("TZ").ok().as_deref()))
-        .clone();
     jiff::Timestamp::now()
-        .to_zoned_datetime(zone)
+        .to_zoned_datetime(local_zone())
         .strftime("%Y-%m-%d %H:%M:%S%.3f")
         .to_string()
+}
+
+/// The zone the alert log's times are written in (and read back in).
+pub fn local_zone() -> TimeZone {
+    static ZONE: OnceLock<TimeZone> = OnceLock::new();
+    ZONE.get_or_init(|| local_time_zone(std::env::var("TZ").ok().as_deref()))
+        .clone()
 }
 
 /// The local time zone as libc (and so Python's `logging`) finds it: `$TZ` (a zoneinfo

@@ -7,7 +7,7 @@
 //! HTTP 500; a token that lasts an hour. A POST that failed with a 5xx may have stored
 //! its alerts anyway, so a retried batch can duplicate bans: harmless.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
 use serde_json::json;
@@ -18,6 +18,10 @@ use crate::config::CrowdsecConfig;
 pub const USER_AGENT: &str = concat!("extsecurity/", env!("CARGO_PKG_VERSION"));
 /// A request that takes longer is taken for a failure (and retried).
 const TIMEOUT: Duration = Duration::from_secs(10);
+/// A LAPI that does not accept a connection within this is down for now.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// The LAPI's answer is read up to this; its error text is logged whole.
+const MAX_ANSWER: u64 = 64 * 1024;
 /// The `origin` of our decisions (`cscli decisions list -a` shows them).
 pub const ORIGIN: &str = "extsecurity";
 
@@ -31,6 +35,48 @@ pub struct Alert {
 }
 
 impl Alert {
+    /// The alert an alert-log line stands for: an `ERROR` line's address, reason and
+    /// time (local, as written). `None` for any other line. The fields read come before
+    /// any caller value, which the writer escapes, so a caller cannot forge one.
+    pub fn from_log_line(line: &[u8]) -> Option<Alert> {
+        let Some(crate::report::Parsed::Call {
+            time,
+            alert: true,
+            ip,
+            reason,
+        }) = crate::report::parse(line)
+        else {
+            return None;
+        };
+        let rule = reason.split('(').next().unwrap_or_default();
+        let argument_ok = match reason[rule.len()..].strip_prefix('(') {
+            None => reason.len() == rule.len(),
+            Some(rest) => rest
+                .strip_suffix(')')
+                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())),
+        };
+        if rule.is_empty()
+            || !rule.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+            || !argument_ok
+        {
+            return None;
+        }
+        let civil: jiff::civil::DateTime = time.parse().ok()?;
+        let at = crate::alert_log::local_zone().to_timestamp(civil).ok()?;
+        Some(Alert {
+            ip: ip.parse().ok()?,
+            reason: reason.to_string(),
+            at,
+        })
+    }
+
+    /// What is left of a ban of `ban` that started at this alert, at `now`.
+    pub fn remaining(&self, ban: Duration, now: jiff::Timestamp) -> Duration {
+        let age = now.duration_since(self.at);
+        let age = Duration::try_from(age).unwrap_or_default();
+        ban.saturating_sub(age)
+    }
+
     /// `extsecurity/<reason>`, the reason's `(N)` argument left out: one scenario per
     /// rule, whatever its setting.
     pub fn scenario(&self) -> String {
@@ -48,7 +94,10 @@ impl Alert {
 /// makes such alerts too). The alert's `source` is its first address; each decision
 /// names its own. Fewer alerts also means Debian's `flush.max_items` reaches our bans
 /// later.
-pub fn alerts_body(alerts: &[Alert], ban_duration: &str) -> String {
+///
+/// A ban lasts `ban` from the alert, not from the push: an alert delivered after an
+/// outage bans for what is left (its decision's `duration` in seconds).
+pub fn alerts_body(alerts: &[Alert], ban: &Ban, now: jiff::Timestamp) -> String {
     let mut scenarios: Vec<String> = alerts.iter().map(Alert::scenario).collect();
     scenarios.sort();
     scenarios.dedup();
@@ -59,14 +108,38 @@ pub fn alerts_body(alerts: &[Alert], ban_duration: &str) -> String {
                 .iter()
                 .filter(|a| &a.scenario() == scenario)
                 .collect();
-            scenario_alert(scenario, &group, ban_duration)
+            scenario_alert(scenario, &group, ban, now)
         })
         .collect();
     serde_json::Value::Array(items).to_string()
 }
 
+/// How long a pushed ban lasts: as configured (`4h`), and in seconds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ban<'a> {
+    pub text: &'a str,
+    pub length: Duration,
+}
+
+impl Ban<'_> {
+    /// The decision's `duration` for a ban that started at `at`: the configured text
+    /// while under a second has passed, else the seconds left (at least one).
+    fn left(&self, at: jiff::Timestamp, now: jiff::Timestamp) -> String {
+        let age = Duration::try_from(now.duration_since(at)).unwrap_or_default();
+        if age < Duration::from_secs(1) {
+            return self.text.to_string();
+        }
+        format!("{}s", self.length.saturating_sub(age).as_secs().max(1))
+    }
+}
+
 /// One CrowdSec alert for `group` (non-empty, one scenario).
-fn scenario_alert(scenario: &str, group: &[&Alert], ban_duration: &str) -> serde_json::Value {
+fn scenario_alert(
+    scenario: &str,
+    group: &[&Alert],
+    ban: &Ban,
+    now: jiff::Timestamp,
+) -> serde_json::Value {
     let first = group[0];
     let (start, stop) = group.iter().fold((first.at, first.at), |(lo, hi), a| {
         (lo.min(a.at), hi.max(a.at))
@@ -90,12 +163,18 @@ fn scenario_alert(scenario: &str, group: &[&Alert], ban_duration: &str) -> serde
     let decisions: Vec<serde_json::Value> = ips
         .iter()
         .map(|ip| {
+            let latest = group
+                .iter()
+                .filter(|a| a.ip == *ip)
+                .map(|a| a.at)
+                .max()
+                .unwrap_or(now);
             json!({
                 "origin": ORIGIN,
                 "type": "ban",
                 "scope": "Ip",
                 "value": ip.to_string(),
-                "duration": ban_duration,
+                "duration": ban.left(latest, now),
                 "scenario": scenario,
             })
         })
@@ -126,9 +205,13 @@ fn scenario_alert(scenario: &str, group: &[&Alert], ban_duration: &str) -> serde
 /// Why a call to the LAPI failed.
 #[derive(Debug, thiserror::Error)]
 pub enum LapiError {
-    /// Connection refused, timed out, TLS failure, a 5xx: try again later.
-    #[error("the LAPI at {url} is unreachable or failing: {why}")]
-    Unavailable { url: String, why: String },
+    /// Connection refused or timed out, TLS failure: try again once it accepts a
+    /// connection ([`probe`]).
+    #[error("the LAPI at {url} is unreachable: {why}")]
+    Unreachable { url: String, why: String },
+    /// It answered, but with a 5xx or something that is not its answer: try later.
+    #[error("the LAPI at {url} is failing: {why}")]
+    Failing { url: String, why: String },
     /// A 401/403: the machine is unknown, not validated, or its password is wrong.
     #[error("the LAPI at {url} refused machine {machine:?}: {why}")]
     Refused {
@@ -162,6 +245,7 @@ impl Client {
     pub fn new(config: CrowdsecConfig) -> Client {
         let agent = ureq::Agent::config_builder()
             .timeout_global(Some(TIMEOUT))
+            .timeout_connect(Some(CONNECT_TIMEOUT))
             .user_agent(USER_AGENT)
             .http_status_as_error(false)
             .build()
@@ -189,12 +273,12 @@ impl Client {
         if status != 200 {
             return Err(self.status_error(status, text));
         }
-        let answer: serde_json::Value = serde_json::from_str(&text)
-            .map_err(|e| self.unavailable(format!("login answer: {e}")))?;
+        let answer: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| self.failing(format!("login answer: {e}")))?;
         let value = answer["token"].as_str().unwrap_or_default().to_string();
         let expire = answer["expire"].as_str().unwrap_or_default().to_string();
         if value.is_empty() {
-            return Err(self.unavailable(format!("login answer without a token: {text}")));
+            return Err(self.failing(format!("login answer without a token: {text}")));
         }
         let renew_at = expire
             .parse::<jiff::Timestamp>()
@@ -208,8 +292,12 @@ impl Client {
     /// Pushes one batch, logging in first when there is no valid token, and once more
     /// if the LAPI answers 401 (its token expired early, or it restarted with a new
     /// secret).
-    pub fn push(&mut self, alerts: &[Alert]) -> Result<(), LapiError> {
-        let body = alerts_body(alerts, &self.config.ban_duration);
+    pub fn push(&mut self, alerts: &[Alert], now: jiff::Timestamp) -> Result<(), LapiError> {
+        let ban = Ban {
+            text: &self.config.ban_duration,
+            length: self.config.ban_length,
+        };
+        let body = alerts_body(alerts, &ban, now);
         for attempt in 0..2 {
             let stale = self
                 .token
@@ -226,7 +314,7 @@ impl Client {
                 _ => return Err(self.status_error(status, text)),
             }
         }
-        Err(self.unavailable("unauthorised right after a fresh login".into()))
+        Err(self.failing("unauthorised right after a fresh login".into()))
     }
 
     fn post(
@@ -243,21 +331,24 @@ impl Client {
         if let Some(token) = token {
             request = request.header("Authorization", &format!("Bearer {token}"));
         }
-        let mut response = request
-            .send(body)
-            .map_err(|e| self.unavailable(e.to_string()))?;
+        let mut response = request.send(body).map_err(|e| LapiError::Unreachable {
+            url: self.config.lapi_url.clone(),
+            why: e.to_string(),
+        })?;
         let status = response.status().as_u16();
         let text = response
             .body_mut()
             .with_config()
-            .limit(1024 * 1024)
+            .limit(MAX_ANSWER)
             .read_to_string()
             .unwrap_or_default();
         Ok((status, text))
     }
 
+    /// The LAPI's reason is kept whole: an operator needs all of `unable to create
+    /// alerts: … database is locked`, not its first words.
     fn status_error(&self, status: u16, body: String) -> LapiError {
-        let body: String = body.trim().chars().take(300).collect();
+        let body = body.trim().to_string();
         match status {
             401 | 403 => LapiError::Refused {
                 url: self.config.lapi_url.clone(),
@@ -271,16 +362,42 @@ impl Client {
                 status,
                 body,
             },
-            _ => self.unavailable(format!("HTTP {status} {body}")),
+            _ => self.failing(format!("HTTP {status} {body}")),
         }
     }
 
-    fn unavailable(&self, why: String) -> LapiError {
-        LapiError::Unavailable {
+    fn failing(&self, why: String) -> LapiError {
+        LapiError::Failing {
             url: self.config.lapi_url.clone(),
             why,
         }
     }
+}
+
+/// Whether the LAPI at `lapi_url` accepts a TCP connection now: the cheapest sign that
+/// a LAPI that was down is back (a login costs it a bcrypt hash).
+pub fn probe(lapi_url: &str, timeout: Duration) -> bool {
+    let Some((host, port)) = host_port(lapi_url) else {
+        return false;
+    };
+    let Ok(addrs) = (host.as_str(), port).to_socket_addrs() else {
+        return false;
+    };
+    addrs
+        .into_iter()
+        .any(|addr| TcpStream::connect_timeout(&addr, timeout).is_ok())
+}
+
+/// `host` (brackets of an IPv6 literal removed) and port of an `http(s)://` base URL.
+fn host_port(url: &str) -> Option<(String, u16)> {
+    let (scheme, rest) = url.split_once("://")?;
+    let authority = rest.split('/').next()?;
+    let default = if scheme == "https" { 443 } else { 80 };
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) if !p.contains(']') => (h, p.parse().ok()?),
+        _ => (authority, default),
+    };
+    Some((host.trim_matches(['[', ']']).to_string(), port))
 }
 
 #[cfg(test)]
@@ -295,6 +412,80 @@ mod tests {
         }
     }
 
+    fn ban(text: &str, hours: u64) -> Ban<'_> {
+        Ban {
+            text,
+            length: Duration::from_secs(hours * 3600),
+        }
+    }
+
+    #[test]
+    fn an_alert_is_read_from_an_error_line_only() {
+        let line = b"2026-11-25 23:00:00.250 ERROR ip=203.0.113.5 reason=wrong_exten_min_length(10) callerid_num='x ip\\x3d9.9.9.9'";
+        let a = Alert::from_log_line(line).unwrap();
+        assert_eq!(a.ip.to_string(), "203.0.113.5");
+        assert_eq!(a.reason, "wrong_exten_min_length(10)");
+        let local = a.at.to_zoned_datetime(crate::alert_log::local_zone());
+        assert_eq!(
+            local.strftime("%F %T%.3f").to_string(),
+            "2026-11-25 23:00:00.250"
+        );
+        for other in [
+            &b"2026-11-25 23:00:00.250 INFO ip=203.0.113.5 reason=ok callerid_num=''"[..],
+            b"2026-11-25 23:00:00.250 CRITICAL reason=bad_request error='ip=1.2.3.4'",
+            b"2026-11-25 23:00:00.250 ERROR ip=not-an-address reason=call_rate",
+            b"2026-11-25 23:00:00.250 ERROR ip=203.0.113.5 reason=Call-Rate",
+            b"2026-11-25 23:00:00.250 ERROR ip=203.0.113.5 reason=x(1",
+            b"garbage ERROR ip=203.0.113.5 reason=call_rate",
+        ] {
+            assert_eq!(
+                Alert::from_log_line(other),
+                None,
+                "{}",
+                String::from_utf8_lossy(other)
+            );
+        }
+    }
+
+    #[test]
+    fn a_late_push_bans_for_what_is_left() {
+        let a = alert("203.0.113.5", "call_rate");
+        let later = "2026-11-25T23:30:00Z".parse().unwrap();
+        assert_eq!(
+            a.remaining(Duration::from_secs(3600), later),
+            Duration::from_secs(1800)
+        );
+        assert_eq!(a.remaining(Duration::from_secs(600), later), Duration::ZERO);
+        let v: serde_json::Value =
+            serde_json::from_str(&alerts_body(&[a], &ban("1h", 1), later)).unwrap();
+        assert_eq!(v[0]["decisions"][0]["duration"], "1800s");
+    }
+
+    #[test]
+    fn the_probe_reads_host_and_port_from_the_url() {
+        assert_eq!(
+            host_port("http://127.0.0.1:8080"),
+            Some(("127.0.0.1".into(), 8080))
+        );
+        assert_eq!(
+            host_port("https://lapi.example.net"),
+            Some(("lapi.example.net".into(), 443))
+        );
+        assert_eq!(
+            host_port("http://[2001:db8::1]:81/x"),
+            Some(("2001:db8::1".into(), 81))
+        );
+        assert_eq!(
+            host_port("http://[2001:db8::1]"),
+            Some(("2001:db8::1".into(), 80))
+        );
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        assert!(probe(&url, Duration::from_secs(1)));
+        drop(listener);
+        assert!(!probe(&url, Duration::from_secs(1)));
+    }
+
     #[test]
     fn the_user_agent_has_exactly_one_slash() {
         assert_eq!(USER_AGENT.matches('/').count(), 1, "{USER_AGENT}");
@@ -303,7 +494,11 @@ mod tests {
     #[test]
     fn an_alert_carries_every_required_field_and_its_ban() {
         // design.md §3c: a missing field is an HTTP 500.
-        let body = alerts_body(&[alert("203.0.113.5", "wrong_exten_min_length(10)")], "4h");
+        let body = alerts_body(
+            &[alert("203.0.113.5", "wrong_exten_min_length(10)")],
+            &ban("4h", 4),
+            "2026-11-25T23:00:00.5Z".parse().unwrap(),
+        );
         let v: serde_json::Value = serde_json::from_str(&body).unwrap();
         let a = &v[0];
         for field in [
@@ -348,7 +543,9 @@ mod tests {
             alert("192.0.2.1", "call_rate"),
             alert("192.0.2.3", "wrong_exten_min_length(12)"),
         ];
-        let v: serde_json::Value = serde_json::from_str(&alerts_body(&batch, "90m")).unwrap();
+        let now = "2026-11-25T23:00:00Z".parse().unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(&alerts_body(&batch, &ban("90m", 1), now)).unwrap();
         let alerts = v.as_array().unwrap();
         assert_eq!(alerts.len(), 2, "{v}");
         let banned = |a: &serde_json::Value| -> Vec<String> {

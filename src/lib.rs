@@ -14,6 +14,7 @@ pub mod config;
 pub mod crowdsec;
 pub mod daemon;
 pub mod exits;
+pub mod follow;
 pub mod memory;
 pub mod nftables;
 pub mod peer;

@@ -575,8 +575,11 @@ fn check_config(config: &(Config, Source)) -> u8 {
             );
             println!("password = \"(set, not shown)\"");
             println!("ban_duration = \"{}\"", cs.ban_duration);
-            println!("queue_size = {}", cs.queue_size);
             println!("batch_size = {}", cs.batch_size);
+            println!(
+                "state_file = {}",
+                toml::Value::String(cs.state_file.display().to_string())
+            );
         }
     }
     match &c.nftables {

@@ -314,7 +314,7 @@ fn skip_line(reader: &mut impl BufRead) -> io::Result<()> {
     }
 }
 
-enum Parsed<'a> {
+pub(crate) enum Parsed<'a> {
     Call {
         time: &'a str,
         alert: bool,
@@ -327,7 +327,7 @@ enum Parsed<'a> {
 }
 
 /// `2026-11-24 19:08:52.123 ERROR ip=192.0.2.10 reason=wrong_callerid_num …`
-fn parse(line: &[u8]) -> Option<Parsed<'_>> {
+pub(crate) fn parse(line: &[u8]) -> Option<Parsed<'_>> {
     const TIME: usize = "2026-11-24 19:08:52.123".len();
     let line = std::str::from_utf8(line).ok()?;
     let time = line.get(..TIME)?;

@@ -61,9 +61,10 @@ impl Daemon {
     }
 }
 
+/// `[crowdsec]` for `lapi`; `@DIR@` becomes the daemon's sandbox folder.
 fn push_config(lapi: &Lapi, password: &str) -> String {
     format!(
-        "[crowdsec]\nlapi_url = \"{}\"\nmachine_id = \"{MACHINE}\"\npassword = \"{password}\"\nban_duration = \"2h\"\n",
+        "[crowdsec]\nlapi_url = \"{}\"\nmachine_id = \"{MACHINE}\"\npassword = \"{password}\"\nban_duration = \"2h\"\nstate_file = \"@DIR@/crowdsec.position\"\n",
         lapi.url()
     )
 }
@@ -187,8 +188,12 @@ fn the_daemon_pushes_every_alert_but_never_a_trusted_network() {
     assert_eq!(d.metric("extsecurity_crowdsec_delivered_total"), 2.0);
 }
 
+/// Issue 14: the alert log is the queue. The LAPI down, 50 alerts: the backlog gauge
+/// shows them live with their age, one WARNING says why; the LAPI back: the first
+/// delivery comes within a second of it accepting connections, and every alert is
+/// delivered.
 #[test]
-fn an_outage_loses_no_alert_that_fit_in_the_queue() {
+fn an_outage_loses_no_alert_and_delivery_resumes_within_a_second() {
     let mut lapi = Lapi::start(None);
     lapi.add_machine(MACHINE, PASSWORD);
     let d = Daemon::start(&push_config(&lapi, PASSWORD));
@@ -199,6 +204,7 @@ fn an_outage_loses_no_alert_that_fit_in_the_queue() {
     wait_for("the first delivery", Duration::from_secs(30), || {
         d.metric("extsecurity_crowdsec_delivered_total") >= 1.0
     });
+    assert_eq!(d.metric("extsecurity_crowdsec_backlog_alerts"), 0.0);
     lapi.stop();
     // Calls are answered at once while the LAPI is down.
     let started = Instant::now();
@@ -211,25 +217,50 @@ fn an_outage_loses_no_alert_that_fit_in_the_queue() {
         "50 calls took {:?}: calls must not wait on CrowdSec",
         started.elapsed()
     );
-    std::thread::sleep(Duration::from_secs(3));
+    wait_for("the backlog gauge", Duration::from_secs(5), || {
+        d.metric("extsecurity_crowdsec_backlog_alerts") == 50.0
+    });
+    wait_for("the outage said", Duration::from_secs(10), || {
+        d.metric("extsecurity_crowdsec_failing") == 1.0
+    });
+    assert!(d.metric("extsecurity_crowdsec_backlog_age_seconds") >= 1.0);
     assert!(d.metric("extsecurity_crowdsec_retries_total") >= 1.0);
-    assert!(
-        d.stderr().contains("alerts stay queued and are retried"),
-        "{}",
-        d.stderr()
+    std::thread::sleep(Duration::from_secs(2));
+    let stderr = d.stderr();
+    assert_eq!(
+        stderr
+            .matches("CrowdSec: pushing fails: the LAPI at")
+            .count(),
+        1,
+        "one WARNING per outage: {stderr}"
     );
+    assert!(stderr.contains("unreachable"), "{stderr}");
     lapi.start_again();
-    wait_for("every queued alert", Duration::from_secs(60), || {
+    let back = Instant::now();
+    wait_for(
+        "the first delivery after the outage",
+        Duration::from_secs(10),
+        || d.metric("extsecurity_crowdsec_delivered_total") > 1.0,
+    );
+    let first = back.elapsed();
+    assert!(
+        first < Duration::from_secs(1),
+        "first delivery {first:?} after the LAPI accepted connections again"
+    );
+    wait_for("every alert", Duration::from_secs(30), || {
         d.metric("extsecurity_crowdsec_delivered_total") >= 51.0
     });
     for ip in &ips {
         assert!(!lapi.decisions(ip).is_null(), "{ip} lost");
     }
-    assert_eq!(d.metric("extsecurity_crowdsec_dropped_total"), 0.0);
-    assert!(
-        d.stderr().contains("the LAPI takes alerts again"),
-        "{}",
-        d.stderr()
+    assert_eq!(d.metric("extsecurity_crowdsec_backlog_alerts"), 0.0);
+    assert_eq!(d.metric("extsecurity_crowdsec_backlog_age_seconds"), 0.0);
+    assert_eq!(d.metric("extsecurity_crowdsec_failing"), 0.0);
+    let stderr = d.stderr();
+    assert_eq!(
+        stderr.matches("the LAPI takes alerts again").count(),
+        1,
+        "{stderr}"
     );
 }
 
@@ -259,9 +290,10 @@ fn wrong_credentials_give_a_clear_error_and_no_crash() {
     for ip in ["203.0.113.1", "203.0.113.2"] {
         assert_eq!(d.call(&bad_call(ip)), "wrong_exten_min_length(3)");
     }
-    wait_for("a retry", Duration::from_secs(20), || {
-        d.metric("extsecurity_crowdsec_retries_total") >= 1.0
+    wait_for("the outage said", Duration::from_secs(20), || {
+        d.metric("extsecurity_crowdsec_failing") == 1.0
     });
+    assert!(d.metric("extsecurity_crowdsec_retries_total") >= 2.0);
     assert_eq!(d.call(&Channel::ordinary("198.51.100.1")), "ok");
     assert_eq!(d.metric("extsecurity_crowdsec_delivered_total"), 0.0);
     let stderr = d.stderr();
@@ -269,34 +301,25 @@ fn wrong_credentials_give_a_clear_error_and_no_crash() {
     assert!(lapi.decisions("203.0.113.1").is_null());
 }
 
+/// No LAPI at all for a long while: nothing is dropped and memory holds one batch;
+/// the gauge counts every alert, the log keeps them.
 #[test]
-fn a_full_queue_drops_counts_and_says_so_once() {
-    // No LAPI at all: the pusher holds one batch and retries; the queue takes 5 more.
+fn without_a_lapi_every_alert_waits_in_the_log_and_is_counted() {
     let d = Daemon::start(
-        "[crowdsec]\nlapi_url = \"http://127.0.0.1:1\"\nmachine_id = \"m\"\npassword = \"p\"\nqueue_size = 5\nbatch_size = 1\n",
+        "[crowdsec]\nlapi_url = \"http://127.0.0.1:1\"\nmachine_id = \"m\"\npassword = \"p\"\nbatch_size = 1\nstate_file = \"@DIR@/position\"\n",
     );
-    for i in 1..=12 {
+    for i in 1..=200 {
         assert_eq!(
             d.call(&bad_call(&format!("203.0.113.{i}"))),
             "wrong_exten_min_length(3)"
         );
     }
-    let (queued, dropped) = (
-        d.metric("extsecurity_crowdsec_queued_total"),
-        d.metric("extsecurity_crowdsec_dropped_total"),
-    );
-    assert_eq!(queued + dropped, 12.0);
-    assert!(
-        (5.0..=6.0).contains(&queued),
-        "queue of 5 plus the batch in hand: {queued}"
-    );
-    let stderr = d.stderr();
-    assert_eq!(
-        stderr.matches("CrowdSec: queue full").count(),
-        1,
-        "{stderr}"
-    );
-    // Every alert is still in the alert log, for fail2ban.
+    // Trusted: written as INFO, never counted or pushed.
+    assert_eq!(d.call(&bad_call("192.0.2.10")), "trusted");
+    wait_for("the backlog gauge", Duration::from_secs(5), || {
+        d.metric("extsecurity_crowdsec_backlog_alerts") == 200.0
+    });
+    assert_eq!(d.metric("extsecurity_crowdsec_delivered_total"), 0.0);
     assert_eq!(
         d.serve
             .sandbox
@@ -304,53 +327,60 @@ fn a_full_queue_drops_counts_and_says_so_once() {
             .iter()
             .filter(|l| l.contains(" ERROR ip=203.0.113."))
             .count(),
-        12
+        200
     );
 }
 
+/// A restart in the middle of an outage: the daemon stops at once (the undelivered
+/// batch stays in the log), and the next start pushes exactly what was not accepted.
 #[test]
-fn alerts_queued_at_shutdown_are_delivered_before_exit() {
+fn a_restart_resumes_where_the_lapi_last_accepted() {
     let mut lapi = Lapi::start(None);
     lapi.add_machine(MACHINE, PASSWORD);
-    lapi.stop();
     let mut d = Daemon::start(&push_config(&lapi, PASSWORD));
-    let ips: Vec<String> = (1..=5).map(|i| format!("203.0.113.{i}")).collect();
-    for ip in &ips {
+    let before: Vec<String> = (1..=3).map(|i| format!("203.0.113.{i}")).collect();
+    for ip in &before {
         assert_eq!(d.call(&bad_call(ip)), "wrong_exten_min_length(3)");
     }
-    wait_for("a failed push", Duration::from_secs(20), || {
-        d.metric("extsecurity_crowdsec_retries_total") >= 1.0
+    wait_for("three delivered", Duration::from_secs(30), || {
+        d.metric("extsecurity_crowdsec_delivered_total") >= 3.0
     });
-    // The LAPI is back, but the pusher is in its backoff when SIGTERM comes: the
-    // daemon delivers what it holds before it exits.
-    lapi.start_again();
-    // SAFETY: kill(2) on our own child's pid.
-    assert_eq!(
-        unsafe { libc::kill(d.serve.child.id() as i32, libc::SIGTERM) },
-        0
-    );
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = d.serve.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "the daemon did not exit"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert!(status.success(), "{}", d.stderr());
-    for ip in &ips {
-        assert!(
-            !lapi.decisions(ip).is_null(),
-            "{ip} lost at shutdown: {}",
-            d.stderr()
-        );
+    lapi.stop();
+    let during: Vec<String> = (10..=14).map(|i| format!("203.0.113.{i}")).collect();
+    for ip in &during {
+        assert_eq!(d.call(&bad_call(ip)), "wrong_exten_min_length(3)");
     }
+    wait_for("five waiting", Duration::from_secs(20), || {
+        d.metric("extsecurity_crowdsec_backlog_alerts") == 5.0
+    });
+    let stopped = Instant::now();
+    let status = d.serve.terminate();
+    assert!(status.success(), "{}", d.stderr());
     assert!(
-        !d.stderr().contains("not delivered at shutdown"),
+        stopped.elapsed() < Duration::from_secs(5),
+        "a LAPI outage must not hold the shutdown: {:?}",
+        stopped.elapsed()
+    );
+    assert!(
+        d.stderr()
+            .contains("stopping with 5 alerts not yet accepted"),
         "{}",
         d.stderr()
     );
+    lapi.start_again();
+    d.serve.restart(d.port);
+    wait_for(
+        "the five after the restart",
+        Duration::from_secs(30),
+        || d.metric("extsecurity_crowdsec_delivered_total") >= 5.0,
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        d.metric("extsecurity_crowdsec_delivered_total"),
+        5.0,
+        "what was accepted before the restart is not pushed again"
+    );
+    for ip in before.iter().chain(&during) {
+        assert!(!lapi.decisions(ip).is_null(), "{ip} lost: {}", d.stderr());
+    }
 }

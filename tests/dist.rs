@@ -196,10 +196,10 @@ fn the_shipped_ami_crowdsec_and_nftables_tables_uncommented_are_valid_and_restat
     assert_eq!(
         (
             crowdsec.ban_duration.as_str(),
-            crowdsec.queue_size,
-            crowdsec.batch_size
+            crowdsec.batch_size,
+            crowdsec.state_file.to_str().unwrap()
         ),
-        ("4h", 10_000, 100)
+        ("4h", 100, "/var/lib/extsecurity/crowdsec.position")
     );
     let nft = config.nftables.expect("[nftables] uncommented");
     assert_eq!(

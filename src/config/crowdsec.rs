@@ -1,5 +1,8 @@
 //! `[crowdsec]`: pushing alerts to a CrowdSec Local API.
 
+use std::path::PathBuf;
+use std::time::Duration;
+
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -13,10 +16,13 @@ pub struct CrowdsecConfig {
     pub password: String,
     /// How long the pushed ban lasts, as CrowdSec writes durations: `4h`, `90m`, `1h30m`.
     pub ban_duration: String,
-    /// Alerts kept while the LAPI is unreachable; beyond this new alerts are dropped.
-    pub queue_size: usize,
+    /// `ban_duration` as a length, to ban for what is left when an alert goes late.
+    pub ban_length: Duration,
     /// Alerts sent in one POST at most.
     pub batch_size: usize,
+    /// Where the pusher keeps its place in the alert log (the last alert the LAPI
+    /// accepted), so that a restart resumes there.
+    pub state_file: PathBuf,
 }
 
 /// The `[crowdsec]` table as written.
@@ -28,8 +34,11 @@ pub(super) struct RawCrowdsec {
     password: Spanned<String>,
     password_file: Spanned<String>,
     ban_duration: Spanned<String>,
-    queue_size: Spanned<usize>,
+    /// Accepted and ignored: the alert log is the queue now, with no size to set.
+    #[allow(dead_code)]
+    queue_size: Option<usize>,
     batch_size: Spanned<usize>,
+    state_file: Spanned<String>,
 }
 
 impl Default for RawCrowdsec {
@@ -41,8 +50,9 @@ impl Default for RawCrowdsec {
             password: text(""),
             password_file: text(""),
             ban_duration: text("4h"),
-            queue_size: Spanned::new(0..0, 10_000),
+            queue_size: None,
             batch_size: Spanned::new(0..0, 100),
+            state_file: text("/var/lib/extsecurity/crowdsec.position"),
         }
     }
 }
@@ -85,7 +95,7 @@ impl RawCrowdsec {
                 "crowdsec.password or crowdsec.password_file is required".into(),
             ));
         };
-        if !is_go_duration(raw.ban_duration.get_ref()) {
+        let Some(ban_seconds) = go_duration_seconds(raw.ban_duration.get_ref()) else {
             return Err((
                 raw.ban_duration.span(),
                 format!(
@@ -93,17 +103,21 @@ impl RawCrowdsec {
                     raw.ban_duration.get_ref()
                 ),
             ));
-        }
-        if *raw.queue_size.get_ref() == 0 {
-            return Err((
-                raw.queue_size.span(),
-                "crowdsec.queue_size must be at least 1".into(),
-            ));
-        }
+        };
         if !(1..=1000).contains(raw.batch_size.get_ref()) {
             return Err((
                 raw.batch_size.span(),
                 "crowdsec.batch_size must be between 1 and 1000".into(),
+            ));
+        }
+        let state_file = PathBuf::from(raw.state_file.get_ref());
+        if !state_file.is_absolute() || state_file.file_name().is_none() {
+            return Err((
+                raw.state_file.span(),
+                format!(
+                    "crowdsec.state_file {:?} must be an absolute file path such as /var/lib/extsecurity/crowdsec.position",
+                    raw.state_file.get_ref()
+                ),
             ));
         }
         Ok(CrowdsecConfig {
@@ -111,40 +125,39 @@ impl RawCrowdsec {
             machine_id: machine.clone(),
             password,
             ban_duration: raw.ban_duration.into_inner(),
-            queue_size: raw.queue_size.into_inner(),
+            ban_length: Duration::from_secs(ban_seconds),
             batch_size: raw.batch_size.into_inner(),
+            state_file,
         })
     }
 }
 
 /// `4h`, `90m`, `1h30m`, `45s`: what CrowdSec (Go's `time.ParseDuration`) takes for a
-/// decision, whole numbers of hours, minutes and seconds, not zero.
-fn is_go_duration(text: &str) -> bool {
+/// decision, whole numbers of hours, minutes and seconds, not zero; in seconds.
+fn go_duration_seconds(text: &str) -> Option<u64> {
     let mut rest = text;
     let mut total = 0u64;
     while !rest.is_empty() {
         let digits = rest
             .find(|c: char| !c.is_ascii_digit())
             .unwrap_or(rest.len());
-        let Ok(n) = rest[..digits].parse::<u64>() else {
-            return false;
-        };
+        let n = rest[..digits].parse::<u64>().ok()?;
         let unit = match rest[digits..].chars().next() {
             Some('h') => 3600,
             Some('m') => 60,
             Some('s') => 1,
-            _ => return false,
+            _ => return None,
         };
         total = total.saturating_add(n.saturating_mul(unit));
         rest = &rest[digits + 1..];
     }
-    total > 0
+    (total > 0).then_some(total)
 }
 
 #[cfg(test)]
 mod tests {
     use super::super::tests::parse;
-    use super::is_go_duration;
+    use super::go_duration_seconds;
 
     #[test]
     fn the_crowdsec_table_is_off_unless_present_and_validated() {
@@ -156,8 +169,16 @@ mod tests {
         assert_eq!(c.lapi_url, "https://lapi.example.net:8080");
         assert_eq!((c.machine_id.as_str(), c.password.as_str()), ("pbx1", "pw"));
         assert_eq!(
-            (c.ban_duration.as_str(), c.queue_size, c.batch_size),
-            ("4h", 10_000, 100)
+            (
+                c.ban_duration.as_str(),
+                c.ban_length.as_secs(),
+                c.batch_size
+            ),
+            ("4h", 4 * 3600, 100)
+        );
+        assert_eq!(
+            c.state_file.to_str(),
+            Some("/var/lib/extsecurity/crowdsec.position")
         );
         for (text, error) in [
             (
@@ -184,15 +205,27 @@ mod tests {
                 "[crowdsec]\nmachine_id = 'm'\npassword = 'pw'\nbatch_size = 0\n",
                 "t.toml:4:14: crowdsec.batch_size must be between 1 and 1000",
             ),
+            (
+                "[crowdsec]\nmachine_id = 'm'\npassword = 'pw'\nstate_file = 'pos'\n",
+                "t.toml:4:14: crowdsec.state_file \"pos\" must be an absolute file path",
+            ),
         ] {
             let e = parse(text).unwrap_err();
             assert!(e.starts_with(error), "{text:?}: {e}");
         }
-        for ok in ["4h", "90m", "1h30m", "45s", "168h"] {
-            assert!(is_go_duration(ok), "{ok}");
+        for (ok, seconds) in [
+            ("4h", 14_400),
+            ("90m", 5_400),
+            ("1h30m", 5_400),
+            ("45s", 45),
+            ("168h", 604_800),
+        ] {
+            assert_eq!(go_duration_seconds(ok), Some(seconds), "{ok}");
         }
         for bad in ["", "0h", "4", "h", "4d", "-4h", "4h "] {
-            assert!(!is_go_duration(bad), "{bad:?}");
+            assert_eq!(go_duration_seconds(bad), None, "{bad:?}");
         }
+        // A queue_size from an older config is still accepted (and has no effect).
+        assert!(parse("[crowdsec]\nmachine_id = 'm'\npassword = 'p'\nqueue_size = 5\n").is_ok());
     }
 }

@@ -1,247 +1,493 @@
-//! Pushing the daemon's alerts to a CrowdSec LAPI (design.md §3c), without ever making
-//! a call wait.
+//! Pushing alerts to a CrowdSec LAPI (design.md §3c) with the alert log as the queue.
 //!
-//! Every `ERROR` line the daemon writes (FastAGI calls, rules with memory, AMI rules)
-//! is offered to a bounded queue with `try_send`: a full queue drops the alert (counted,
-//! logged once per episode), nothing blocks. One pusher task — one at a time per LAPI:
-//! concurrent posts make SQLite answer `database is locked` — takes what is queued in
-//! batches of up to `batch_size`, makes the blocking HTTP call on tokio's blocking
-//! pool, and on failure keeps the batch and retries with a doubling backoff (1 s to
-//! 30 s) while new alerts wait in the queue. A changed `[crowdsec]` table (SIGHUP)
-//! applies from the next attempt.
+//! The pusher reads the `ERROR` lines appended to the alert log — by this daemon or by
+//! any `extsecurity` process writing the same log — following logrotate's moves
+//! ([`crate::follow`]), and keeps its place in `crowdsec.state_file`, which advances
+//! only past batches the LAPI accepted. So an outage of any length loses no alert (the
+//! log holds them, a full disk aside), a restart resumes where the last accepted batch
+//! ended, and memory holds one batch whatever the backlog. A retried batch may reach
+//! the LAPI twice (a POST that failed may have been stored): a ban twice is harmless.
+//!
+//! It runs on a thread of its own: file reads and HTTP calls block, and none of it may
+//! make a call wait. The daemon nudges it after writing an alert; lines other processes
+//! write are seen within [`POLL`]. While the LAPI is down it is probed every
+//! [`PROBE_EVERY`] with a bare TCP connect, so the first delivery comes within a
+//! fraction of a second of its return instead of after a long backoff.
+//!
+//! Honest signals: the backlog (alerts in the log not yet accepted) and its age are
+//! gauges a second fresh at most, and an outage is one WARNING when it has lasted
+//! [`WARN_AFTER`] — a single `database is locked` answered right on the retry is not
+//! one — and one INFO when it ends, each with the LAPI's reason in full.
 
-use std::sync::Arc;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc::{self, error::TrySendError};
-use tokio::sync::watch;
-
+use crate::config::{Config, CrowdsecConfig};
 use crate::crowdsec::{Alert, Client, LapiError};
 use crate::daemon::Shared;
 use crate::daemon::metrics::CrowdsecMetrics;
+use crate::follow::{Follower, PositionFile, Saved};
 
-const FIRST_BACKOFF: Duration = Duration::from_secs(1);
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
-/// At shutdown, how long to try delivering what is still queued.
-const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
+/// Lines written by other processes are seen within this.
+const POLL: Duration = Duration::from_secs(1);
+/// While the LAPI is unreachable, how often to try a TCP connect to it.
+const PROBE_EVERY: Duration = Duration::from_millis(200);
+const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
+/// Backoff after an answered failure (5xx, refused login): from this, doubling...
+const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+/// ...up to this; an unreachable LAPI is also tried this often whatever the probe says.
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// Failures shorter than this are retried quietly (counted, logged at debug).
+const WARN_AFTER: Duration = Duration::from_secs(2);
+/// How often a position that only moved past non-alert lines is saved.
+const SAVE_EVERY: Duration = Duration::from_secs(1);
+/// At shutdown, how long to go on delivering what the log still holds.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The sending side, held by `Shared`; the receiving side waits for [`run`].
-pub struct Queue {
-    tx: mpsc::Sender<Alert>,
-    rx: Mutex<Option<mpsc::Receiver<Alert>>>,
-    /// Set by [`Queue::close`] once nothing will write alerts any more.
-    closing: watch::Sender<bool>,
-    /// Set when an alert was dropped; cleared when a batch is delivered.
-    overflowing: AtomicBool,
+/// The daemon's handle on the pusher thread: wake it, stop it.
+#[derive(Debug, Default)]
+pub struct Outbox {
+    state: Mutex<Wake>,
+    cond: Condvar,
 }
 
-impl Queue {
-    pub fn new(capacity: usize) -> Queue {
-        let (tx, rx) = mpsc::channel(capacity);
-        Queue {
-            tx,
-            rx: Mutex::new(Some(rx)),
-            closing: watch::channel(false).0,
-            overflowing: AtomicBool::new(false),
-        }
+#[derive(Debug, Default)]
+struct Wake {
+    nudged: bool,
+    closing: bool,
+}
+
+impl Outbox {
+    /// An alert line was written: read the log now rather than at the next poll.
+    pub fn nudge(&self) {
+        self.lock().nudged = true;
+        self.cond.notify_one();
     }
 
-    /// Tells the pusher that no more alerts will come (the daemon has finished its calls
-    /// in flight): it delivers what is queued, for a few seconds at most, and ends.
+    /// No more alerts will be written (the daemon has finished its calls): deliver
+    /// what the log holds, for [`DRAIN_TIMEOUT`] at most, save the position and end.
     pub fn close(&self) {
-        self.closing.send_replace(true);
+        self.lock().closing = true;
+        self.cond.notify_one();
     }
 
-    async fn closed(&self) {
-        let mut rx = self.closing.subscribe();
-        let _ = rx.wait_for(|closing| *closing).await;
+    fn lock(&self) -> std::sync::MutexGuard<'_, Wake> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Queues `alert` for the LAPI, or drops it if the queue is full. Never waits.
-    pub fn offer(&self, alert: Alert, metrics: &CrowdsecMetrics) {
-        match self.tx.try_send(alert) {
-            Ok(()) => metrics.queued(),
-            Err(TrySendError::Closed(_)) => metrics.dropped(),
-            Err(TrySendError::Full(alert)) => {
-                metrics.dropped();
-                if !self.overflowing.swap(true, Ordering::Relaxed) {
-                    tracing::error!(
-                        ip = %alert.ip,
-                        capacity = self.tx.max_capacity(),
-                        "CrowdSec: queue full, alerts are dropped (still written to the alert log) until the LAPI takes them again"
-                    );
-                }
+    fn is_closing(&self) -> bool {
+        self.lock().closing
+    }
+
+    /// Waits up to `timeout`, or until nudged (if `nudges`) or closed. Whether closing.
+    fn wait(&self, timeout: Duration, nudges: bool) -> bool {
+        let mut wake = self.lock();
+        let deadline = Instant::now() + timeout;
+        loop {
+            if wake.closing || (nudges && wake.nudged) {
+                break;
             }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            wake = match self.cond.wait_timeout(wake, left) {
+                Ok((w, _)) => w,
+                Err(e) => e.into_inner().0,
+            };
         }
+        if nudges {
+            wake.nudged = false;
+        }
+        wake.closing
     }
 }
 
-/// Delivers queued alerts until [`Queue::close`], then tries for a few seconds to
-/// deliver what is left.
-pub async fn run(shared: Arc<Shared>) {
-    let Some(queue) = shared.crowdsec.as_ref() else {
-        return;
+/// Why the pusher could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(
+        "crowdsec.state_file {}: {source} (its folder must exist and be writable by the daemon; the shipped unit's StateDirectory= makes /var/lib/extsecurity)",
+        path.display()
+    )]
+    State {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot read the alert log {}: {source}", path.display())]
+    Log {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot start the CrowdSec pusher thread: {0}")]
+    Thread(#[source] std::io::Error),
+}
+
+/// Finds where to resume (the saved position, else the end of the log as it is now),
+/// proves the position file writable, and starts the pusher thread.
+pub fn spawn(
+    shared: Arc<Shared>,
+    cs: &CrowdsecConfig,
+) -> Result<std::thread::JoinHandle<()>, StartError> {
+    let log = shared.config().log_file.clone();
+    let state = PositionFile::new(&cs.state_file);
+    let state_error = |source| StartError::State {
+        path: cs.state_file.clone(),
+        source,
     };
-    let Some(mut rx) = queue.rx.lock().unwrap_or_else(|e| e.into_inner()).take() else {
-        return;
+    let log_error = |source| StartError::Log {
+        path: log.clone(),
+        source,
     };
+    // By hand, without the unit's StateDirectory=: make the last folder, as a daemon
+    // does with its own state folder (its parent must exist).
+    if let Some(folder) = cs.state_file.parent().filter(|f| !f.exists()) {
+        use std::os::unix::fs::DirBuilderExt;
+        let _ = std::fs::DirBuilder::new().mode(0o700).create(folder);
+    }
+    let saved = state.load().map_err(state_error)?;
+    let follower = match saved.filter(|s| s.log == log) {
+        Some(saved) => {
+            let (follower, warning) = Follower::resume(&log, &saved.position).map_err(log_error)?;
+            if let Some(why) = warning {
+                tracing::warn!("CrowdSec: {why}");
+            }
+            follower
+        }
+        None => Follower::at_end(&log).map_err(log_error)?,
+    };
+    let scanner = Backlog::new(&log, &follower).map_err(log_error)?;
     let mut pusher = Pusher {
+        shared: shared.clone(),
+        log,
+        follower,
+        state,
+        saved_at: Instant::now(),
+        save_failing: false,
         client: None,
-        backoff: FIRST_BACKOFF,
-        failing: false,
+        outage: Outage::default(),
+        backlog: scanner,
     };
-    let mut left = Vec::new();
-    loop {
-        let first = tokio::select! {
-            alert = rx.recv() => alert,
-            () = queue.closed() => None,
+    pusher.save().map_err(state_error)?;
+    std::thread::Builder::new()
+        .name("crowdsec".into())
+        .spawn(move || pusher.run())
+        .map_err(StartError::Thread)
+}
+
+/// Alerts the log holds that the pusher has not settled yet: a second reader of the
+/// same files that only counts, from where the pusher started.
+struct Backlog {
+    follower: Follower,
+    line: Vec<u8>,
+}
+
+impl Backlog {
+    fn new(log: &Path, pusher: &Follower) -> std::io::Result<Backlog> {
+        let follower = match pusher.position() {
+            Some(at) => Follower::resume(log, &at)?.0,
+            None => Follower::at_end(log)?,
         };
-        let Some(first) = first else { break };
-        let batch = fill(first, &mut rx, &shared);
-        if let Some(undelivered) = pusher.deliver(&shared, queue, batch).await {
-            left = undelivered;
-            break;
-        }
+        Ok(Backlog {
+            follower,
+            line: Vec::with_capacity(512),
+        })
     }
-    rx.close();
-    while let Ok(alert) = rx.try_recv() {
-        left.push(alert);
-    }
-    if !left.is_empty() {
-        let n = left.len();
-        let flushed = tokio::time::timeout(FLUSH_TIMEOUT, pusher.deliver_once(&shared, left)).await;
-        if !matches!(flushed, Ok(true)) {
-            tracing::warn!(
-                "CrowdSec: {n} queued alerts not delivered at shutdown (they are in the alert log)"
-            );
+
+    /// Counts the alerts appended since the last scan.
+    fn scan(&mut self, config: &Config, metrics: &CrowdsecMetrics) {
+        let mut found = 0;
+        while let Ok(true) = self.follower.next_line(&mut self.line) {
+            found += u64::from(pushable(&self.line, config).is_some());
         }
+        metrics.found(found);
     }
 }
 
-/// `first` and whatever else is queued, up to the batch size.
-fn fill(first: Alert, rx: &mut mpsc::Receiver<Alert>, shared: &Shared) -> Vec<Alert> {
-    let max = batch_size(shared);
-    let mut batch = vec![first];
-    while batch.len() < max {
-        match rx.try_recv() {
-            Ok(alert) => batch.push(alert),
-            Err(_) => break,
-        }
-    }
-    shared.metrics.crowdsec.queue_len(rx.len());
-    batch
-}
-
-/// The configured batch size (the running config's: a reload may have changed it).
-fn batch_size(shared: &Shared) -> usize {
-    shared
-        .config()
-        .crowdsec
-        .as_ref()
-        .map_or(100, |c| c.batch_size)
+/// The alert a log line asks to push: an `ERROR` line whose address is not trusted
+/// (the LAPI's own whitelist does not apply to pushed alerts, design.md §3c).
+fn pushable(line: &[u8], config: &Config) -> Option<Alert> {
+    Alert::from_log_line(line).filter(|a| !config.is_trusted(a.ip))
 }
 
 struct Pusher {
+    shared: Arc<Shared>,
+    log: PathBuf,
+    follower: Follower,
+    state: PositionFile,
+    saved_at: Instant,
+    save_failing: bool,
     client: Option<Client>,
-    backoff: Duration,
-    /// In an outage: logged once at its start, once at its end.
-    failing: bool,
+    outage: Outage,
+    backlog: Backlog,
+}
+
+enum Sent {
+    /// Accepted, rejected for good or expired: the position may move past it.
+    Settled,
+    /// The daemon is stopping while the batch could not be delivered.
+    Stopped,
 }
 
 impl Pusher {
-    /// Sends `batch` until it is delivered or rejected, backing off between attempts;
-    /// gives it back if the queue is closed while it waits.
-    async fn deliver(
-        &mut self,
-        shared: &Shared,
-        queue: &Queue,
-        batch: Vec<Alert>,
-    ) -> Option<Vec<Alert>> {
-        let mut batch = batch;
+    fn outbox(&self) -> &Outbox {
+        self.shared
+            .crowdsec
+            .as_ref()
+            .expect("the pusher runs only with an outbox")
+    }
+
+    fn metrics(&self) -> &CrowdsecMetrics {
+        &self.shared.metrics.crowdsec
+    }
+
+    fn run(mut self) {
+        let mut drain_until: Option<Instant> = None;
+        let mut stopped_with_batch = false;
         loop {
-            match self.attempt(shared, batch).await {
-                Attempt::Done => return None,
-                Attempt::Retry(back) => {
-                    batch = back;
-                    shared.metrics.crowdsec.retried();
-                    tokio::select! {
-                        () = tokio::time::sleep(self.backoff) => {}
-                        () = queue.closed() => return Some(batch),
+            let config = self.shared.config();
+            self.backlog.scan(&config, &self.shared.metrics.crowdsec);
+            if drain_until.is_some_and(|t| Instant::now() >= t) {
+                break;
+            }
+            let Some(cs) = config.crowdsec.clone() else {
+                self.metrics().oldest(None);
+                if self.outbox().wait(POLL, true) {
+                    break;
+                }
+                continue;
+            };
+            let alerts = match self.read_batch(&config, cs.batch_size) {
+                Ok(batch) => batch,
+                Err(e) => {
+                    self.outage.failed(format!(
+                        "cannot read the alert log {}: {e}",
+                        self.log.display()
+                    ));
+                    self.outage.tick(&self.shared.metrics.crowdsec);
+                    if self.outbox().wait(POLL, false) {
+                        break;
                     }
-                    self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+                    continue;
+                }
+            };
+            if alerts.is_empty() {
+                self.metrics().oldest(None);
+                if self.saved_at.elapsed() >= SAVE_EVERY {
+                    self.save_or_warn();
+                }
+                if drain_until.is_some() {
+                    break;
+                }
+                if self.outbox().wait(POLL, true) {
+                    drain_until = Some(Instant::now() + DRAIN_TIMEOUT);
+                }
+                continue;
+            }
+            self.metrics().oldest(alerts.first().map(|a| a.at));
+            match self.send(&cs, alerts) {
+                // The follower stands just after the batch: that is the new position.
+                Sent::Settled => self.save_or_warn(),
+                // The follower stands past a batch not delivered: keep the old one.
+                Sent::Stopped => {
+                    stopped_with_batch = true;
+                    break;
+                }
+            }
+            if drain_until.is_none() && self.outbox().is_closing() {
+                drain_until = Some(Instant::now() + DRAIN_TIMEOUT);
+            }
+        }
+        if !stopped_with_batch {
+            self.save_or_warn();
+        }
+        let config = self.shared.config();
+        self.backlog.scan(&config, &self.shared.metrics.crowdsec);
+        let left = self.metrics().backlog();
+        if left > 0 {
+            tracing::warn!(
+                "CrowdSec: stopping with {left} alerts not yet accepted; they stay in the alert log and are pushed at the next start"
+            );
+        }
+    }
+
+    /// Up to `max` alerts from the log; lines that are not alerts are passed over.
+    fn read_batch(&mut self, config: &Config, max: usize) -> std::io::Result<Vec<Alert>> {
+        let mut alerts = Vec::new();
+        let mut line = Vec::with_capacity(512);
+        while alerts.len() < max && self.follower.next_line(&mut line)? {
+            alerts.extend(pushable(&line, config));
+        }
+        Ok(alerts)
+    }
+
+    /// Sends `alerts` until the LAPI accepts or rejects them, or the daemon stops.
+    fn send(&mut self, cs: &CrowdsecConfig, alerts: Vec<Alert>) -> Sent {
+        let mut backoff = FIRST_BACKOFF;
+        let mut cs = cs.clone();
+        loop {
+            let now = jiff::Timestamp::now();
+            let (live, expired): (Vec<Alert>, Vec<Alert>) = alerts
+                .iter()
+                .cloned()
+                .partition(|a| !a.remaining(cs.ban_length, now).is_zero());
+            self.metrics().expired(expired.len());
+            if live.is_empty() {
+                return Sent::Settled;
+            }
+            let result = self.client_for(&cs).push(&live, now);
+            match result {
+                Ok(()) => {
+                    self.metrics().delivered(live.len());
+                    self.outage.recovered(&self.shared.metrics.crowdsec);
+                    return Sent::Settled;
+                }
+                Err(e @ LapiError::Rejected { .. }) => {
+                    self.metrics().rejected(live.len());
+                    tracing::error!(
+                        "CrowdSec: {e}; {} alerts dropped (a request the LAPI refuses is not sent again)",
+                        live.len()
+                    );
+                    return Sent::Settled;
+                }
+                Err(e) => {
+                    let unreachable = matches!(e, LapiError::Unreachable { .. });
+                    self.metrics().retried();
+                    self.outage.failed(e.to_string());
+                    if !self.wait_to_retry(&cs, unreachable, backoff) {
+                        return Sent::Stopped;
+                    }
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    // A SIGHUP may have changed the LAPI, the machine or the password.
+                    match self.shared.config().crowdsec.clone() {
+                        Some(now) => cs = now,
+                        None => return Sent::Stopped,
+                    }
                 }
             }
         }
     }
 
-    /// One attempt per batch of `alerts`; whether all were delivered.
-    async fn deliver_once(&mut self, shared: &Shared, alerts: Vec<Alert>) -> bool {
-        for chunk in alerts.chunks(batch_size(shared)) {
-            if let Attempt::Retry(_) = self.attempt(shared, chunk.to_vec()).await {
+    /// Waits before the next attempt: `backoff`, or for an unreachable LAPI until a
+    /// probe connects. Keeps the backlog counted meanwhile. `false` when the daemon is
+    /// stopping: the batch stays in the log for the next start.
+    fn wait_to_retry(&mut self, cs: &CrowdsecConfig, unreachable: bool, backoff: Duration) -> bool {
+        let until = Instant::now() + if unreachable { MAX_BACKOFF } else { backoff };
+        loop {
+            let config = self.shared.config();
+            self.backlog.scan(&config, &self.shared.metrics.crowdsec);
+            self.outage.tick(&self.shared.metrics.crowdsec);
+            if self.outbox().is_closing() {
+                return false;
+            }
+            if Instant::now() >= until {
+                return true;
+            }
+            if unreachable && crate::crowdsec::probe(&cs.lapi_url, PROBE_TIMEOUT) {
+                return true;
+            }
+            let step = PROBE_EVERY.min(until.saturating_duration_since(Instant::now()));
+            if self.outbox().wait(step, false) {
                 return false;
             }
         }
-        true
     }
 
-    async fn attempt(&mut self, shared: &Shared, batch: Vec<Alert>) -> Attempt {
-        let Some(config) = shared.config().crowdsec.clone() else {
-            tracing::warn!(
-                "CrowdSec: [crowdsec] was removed from the configuration; {} alerts not pushed",
-                batch.len()
-            );
-            return Attempt::Done;
+    /// A client for `cs`, logged in again when the config changed.
+    fn client_for(&mut self, cs: &CrowdsecConfig) -> &mut Client {
+        if self.client.as_ref().is_none_or(|c| c.config() != cs) {
+            self.client = Some(Client::new(cs.clone()));
+        }
+        self.client.as_mut().expect("set above")
+    }
+
+    /// Saves the follower's position: call it only when no batch is in hand.
+    fn save(&mut self) -> std::io::Result<()> {
+        self.saved_at = Instant::now();
+        let Some(position) = self.follower.position() else {
+            return Ok(());
         };
-        let mut client = match self.client.take() {
-            Some(c) if c.config() == &config => c,
-            _ => Client::new(config),
-        };
-        let (client, batch, result) = match tokio::task::spawn_blocking(move || {
-            let result = client.push(&batch);
-            (client, batch, result)
+        self.state.save(&Saved {
+            log: self.log.clone(),
+            position,
         })
-        .await
-        {
-            Ok(done) => done,
-            Err(e) => {
-                tracing::error!(error = %e, "CrowdSec: the push task failed");
-                return Attempt::Done;
-            }
-        };
-        self.client = Some(client);
-        let metrics = &shared.metrics.crowdsec;
-        match result {
-            Ok(()) => {
-                metrics.delivered(batch.len());
-                if std::mem::take(&mut self.failing) {
-                    tracing::info!("CrowdSec: the LAPI takes alerts again");
-                }
-                if let Some(queue) = &shared.crowdsec {
-                    queue.overflowing.store(false, Ordering::Relaxed);
-                }
-                self.backoff = FIRST_BACKOFF;
-                Attempt::Done
-            }
-            Err(e @ LapiError::Rejected { .. }) => {
-                metrics.rejected(batch.len());
-                tracing::error!("CrowdSec: {e}; {} alerts dropped", batch.len());
-                Attempt::Done
-            }
-            Err(e) => {
-                if !std::mem::replace(&mut self.failing, true) {
-                    tracing::error!("CrowdSec: {e}; alerts stay queued and are retried");
-                } else {
-                    tracing::debug!("CrowdSec: still failing: {e}");
-                }
-                Attempt::Retry(batch)
-            }
+    }
+
+    /// A position that cannot be saved costs only duplicates after a restart: said
+    /// once until a save succeeds again.
+    fn save_or_warn(&mut self) {
+        match self.save() {
+            Ok(()) => self.save_failing = false,
+            Err(e) if !std::mem::replace(&mut self.save_failing, true) => tracing::warn!(
+                path = %self.state.path().display(),
+                "CrowdSec: cannot save the position in the alert log ({e}); a restart would push some alerts again"
+            ),
+            Err(_) => {}
         }
     }
 }
 
-enum Attempt {
-    Done,
-    Retry(Vec<Alert>),
+/// An episode of failed pushes: said once when it has lasted [`WARN_AFTER`], and once
+/// when it ends if it was said.
+#[derive(Debug, Default)]
+struct Outage {
+    current: Option<Episode>,
+}
+
+#[derive(Debug)]
+struct Episode {
+    since: Instant,
+    failures: u64,
+    last: String,
+    warned: bool,
+}
+
+impl Outage {
+    fn failed(&mut self, why: String) {
+        tracing::debug!("CrowdSec: push failed: {why}");
+        let episode = self.current.get_or_insert_with(|| Episode {
+            since: Instant::now(),
+            failures: 0,
+            last: String::new(),
+            warned: false,
+        });
+        episode.failures += 1;
+        episode.last = why;
+    }
+
+    /// Says the outage once it has lasted [`WARN_AFTER`].
+    fn tick(&mut self, metrics: &CrowdsecMetrics) {
+        let Some(episode) = self.current.as_mut() else {
+            return;
+        };
+        if episode.warned || episode.since.elapsed() < WARN_AFTER {
+            return;
+        }
+        episode.warned = true;
+        metrics.failing(true);
+        tracing::warn!(
+            backlog = metrics.backlog(),
+            "CrowdSec: pushing fails: {}; alerts wait in the alert log and are retried",
+            episode.last
+        );
+    }
+
+    fn recovered(&mut self, metrics: &CrowdsecMetrics) {
+        let Some(episode) = self.current.take() else {
+            return;
+        };
+        if episode.warned {
+            metrics.failing(false);
+            tracing::info!(
+                backlog = metrics.backlog(),
+                "CrowdSec: the LAPI takes alerts again after {:.1} s and {} failed attempts (last: {}); the backlog follows",
+                episode.since.elapsed().as_secs_f64(),
+                episode.failures,
+                episode.last
+            );
+        }
+    }
 }

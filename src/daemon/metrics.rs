@@ -125,55 +125,73 @@ impl BanMetrics {
     }
 }
 
-/// The CrowdSec pusher's counters.
+/// The CrowdSec pusher's counters and its backlog: alerts found in the alert log less
+/// those settled (delivered, rejected, expired).
 #[derive(Debug, Default)]
 pub struct CrowdsecMetrics {
-    queued: AtomicU64,
+    found: AtomicU64,
     delivered: AtomicU64,
-    dropped: AtomicU64,
     rejected: AtomicU64,
+    expired: AtomicU64,
     retries: AtomicU64,
-    queue_len: AtomicU64,
+    /// The oldest alert not yet accepted, Unix milliseconds; 0 when none.
+    oldest_ms: AtomicI64,
+    failing: AtomicU64,
 }
 
 impl CrowdsecMetrics {
-    pub fn queued(&self) {
-        self.queued.fetch_add(1, Relaxed);
+    pub fn found(&self, n: u64) {
+        self.found.fetch_add(n, Relaxed);
     }
 
     pub fn delivered(&self, n: usize) {
         self.delivered.fetch_add(n as u64, Relaxed);
     }
 
-    pub fn dropped(&self) {
-        self.dropped.fetch_add(1, Relaxed);
-    }
-
     pub fn rejected(&self, n: usize) {
         self.rejected.fetch_add(n as u64, Relaxed);
+    }
+
+    /// Alerts whose ban had run out before they could be delivered.
+    pub fn expired(&self, n: usize) {
+        self.expired.fetch_add(n as u64, Relaxed);
     }
 
     pub fn retried(&self) {
         self.retries.fetch_add(1, Relaxed);
     }
 
-    pub fn queue_len(&self, n: usize) {
-        self.queue_len.store(n as u64, Relaxed);
+    pub fn oldest(&self, at: Option<jiff::Timestamp>) {
+        let ms = at.map_or(0, |t| t.as_millisecond().max(1));
+        self.oldest_ms.store(ms, Relaxed);
+    }
+
+    pub fn failing(&self, failing: bool) {
+        self.failing.store(u64::from(failing), Relaxed);
     }
 
     pub fn delivered_total(&self) -> u64 {
         self.delivered.load(Relaxed)
     }
 
+    /// Alerts in the log not yet settled.
+    pub fn backlog(&self) -> u64 {
+        let settled =
+            self.delivered.load(Relaxed) + self.rejected.load(Relaxed) + self.expired.load(Relaxed);
+        self.found.load(Relaxed).saturating_sub(settled)
+    }
+
+    /// Seconds since the oldest alert not yet accepted was written; 0 with none.
+    fn backlog_age(&self) -> f64 {
+        match self.oldest_ms.load(Relaxed) {
+            0 => 0.0,
+            ms => ((jiff::Timestamp::now().as_millisecond() - ms).max(0) as f64) / 1000.0,
+        }
+    }
+
     fn render(&self, out: &mut String) {
         let load = |c: &AtomicU64| c.load(Relaxed).to_string();
-        let rows: [(&str, &str, &str, String); 6] = [
-            (
-                "extsecurity_crowdsec_queued_total",
-                "Alerts queued for the CrowdSec LAPI.",
-                "counter",
-                load(&self.queued),
-            ),
+        let rows: [(&str, &str, &str, String); 7] = [
             (
                 "extsecurity_crowdsec_delivered_total",
                 "Alerts the LAPI accepted.",
@@ -181,16 +199,16 @@ impl CrowdsecMetrics {
                 load(&self.delivered),
             ),
             (
-                "extsecurity_crowdsec_dropped_total",
-                "Alerts dropped because the queue was full.",
-                "counter",
-                load(&self.dropped),
-            ),
-            (
                 "extsecurity_crowdsec_rejected_total",
-                "Alerts the LAPI rejected as malformed (HTTP 4xx other than 401/403).",
+                "Alerts the LAPI rejected as malformed (HTTP 4xx other than 401/403); not sent again.",
                 "counter",
                 load(&self.rejected),
+            ),
+            (
+                "extsecurity_crowdsec_expired_total",
+                "Alerts not pushed because their ban had run out before the LAPI was back.",
+                "counter",
+                load(&self.expired),
             ),
             (
                 "extsecurity_crowdsec_retries_total",
@@ -199,10 +217,22 @@ impl CrowdsecMetrics {
                 load(&self.retries),
             ),
             (
-                "extsecurity_crowdsec_queue_length",
-                "Alerts waiting when the last batch was taken.",
+                "extsecurity_crowdsec_backlog_alerts",
+                "Alerts in the alert log not yet accepted by the LAPI.",
                 "gauge",
-                load(&self.queue_len),
+                self.backlog().to_string(),
+            ),
+            (
+                "extsecurity_crowdsec_backlog_age_seconds",
+                "Age of the oldest alert not yet accepted (0 when none waits).",
+                "gauge",
+                self.backlog_age().to_string(),
+            ),
+            (
+                "extsecurity_crowdsec_failing",
+                "1 while pushing has failed for more than 2 seconds.",
+                "gauge",
+                load(&self.failing),
             ),
         ];
         render_rows(out, rows);

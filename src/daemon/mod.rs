@@ -48,8 +48,8 @@ pub struct Shared {
     pub tarpits: Semaphore,
     /// Becomes true when the daemon is shutting down.
     shutdown: watch::Receiver<bool>,
-    /// Alerts waiting for the CrowdSec pusher, when `[crowdsec]` is set at start.
-    pub crowdsec: Option<crowdsec::Queue>,
+    /// The CrowdSec pusher's wake-up, when `[crowdsec]` is set at start.
+    pub crowdsec: Option<crowdsec::Outbox>,
     /// Addresses waiting for the kernel, once `[nftables]` was set up at start.
     pub bans: std::sync::OnceLock<bans::Sink>,
     /// Addresses `extsecurity unban` lifted, for the AMI evaluator to forget too.
@@ -67,7 +67,7 @@ impl Shared {
             crowdsec: config
                 .crowdsec
                 .as_ref()
-                .map(|c| crowdsec::Queue::new(c.queue_size)),
+                .map(|_| crowdsec::Outbox::default()),
             memory: Mutex::new(Memory::new(config.memory.max_tracked_ips)),
             tarpits: Semaphore::new(config.daemon.max_concurrent_tarpits),
             config: RwLock::new(Arc::new(config)),
@@ -109,8 +109,9 @@ impl Shared {
         self.log.lock().unwrap_or_else(|e| e.into_inner()).reopen();
     }
 
-    /// Appends a line to the configured alert log and, for an alert, offers it to
-    /// CrowdSec (never waiting; trusted networks never pushed, whatever made the line).
+    /// Appends a line to the configured alert log and, for an alert, hands it to the
+    /// kernel bans and wakes the CrowdSec pusher (never waiting; trusted networks never
+    /// banned or pushed, whatever made the line).
     pub fn write(&self, config: &Config, line: &Line) -> Result<(), LogError> {
         let written = self
             .log
@@ -123,13 +124,8 @@ impl Shared {
         if let Some(sink) = self.bans.get() {
             sink.offer(ip, reason, &self.metrics.bans);
         }
-        if let Some(queue) = &self.crowdsec {
-            let alert = crate::crowdsec::Alert {
-                ip,
-                reason: reason.to_string(),
-                at: jiff::Timestamp::now(),
-            };
-            queue.offer(alert, &self.metrics.crowdsec);
+        if let Some(outbox) = &self.crowdsec {
+            outbox.nudge();
         }
         written
     }

@@ -90,10 +90,14 @@ pub fn run(
             .ami
             .is_some()
             .then(|| tokio::spawn(daemon::ami::run(shared.clone())));
-        let pusher = shared.crowdsec.is_some().then(|| {
-            tracing::info!("pushing alerts to CrowdSec");
-            tokio::spawn(daemon::crowdsec::run(shared.clone()))
-        });
+        let pusher = match shared.config().crowdsec.clone() {
+            Some(cs) => {
+                let pusher = daemon::crowdsec::spawn(shared.clone(), &cs)?;
+                tracing::info!(lapi = cs.lapi_url, "pushing alerts to CrowdSec");
+                Some(pusher)
+            }
+            None => None,
+        };
         let shutdown = async move {
             tokio::select! {
                 _ = term.recv() => {}
@@ -117,10 +121,10 @@ pub fn run(
             let _ = watcher.await;
         }
         if let Some(pusher) = pusher {
-            if let Some(queue) = &shared.crowdsec {
-                queue.close();
+            if let Some(outbox) = &shared.crowdsec {
+                outbox.close();
             }
-            let _ = pusher.await;
+            let _ = tokio::task::spawn_blocking(move || pusher.join()).await;
         }
         tracing::info!("stopped");
         Ok(())

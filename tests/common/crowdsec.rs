@@ -3,6 +3,11 @@
 //! on a loopback port of the test's choosing, `-no-capi`, the package's grok patterns
 //! and hub on disk, our `dist/crowdsec/` parsers and scenario copied in (CrowdSec
 //! ignores symlinks that point outside its hub), and an acquisition of our log.
+//!
+//! A fleet's LAPI runs on PostgreSQL ([`Postgres`]: Debian's `postgresql` binaries,
+//! `initdb`/`pg_ctl` on a scratch folder and a loopback port, never the system
+//! cluster), and may run inside a network namespace so that a bouncer on another
+//! "host" reaches it over a veth.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -16,11 +21,47 @@ pub struct Lapi {
     child: Option<Child>,
     /// A bouncer's API key, for `GET /v1/decisions`.
     pub bouncer_key: String,
+    /// The address it listens on (`127.0.0.1` unless in a namespace).
+    pub host: String,
+    netns: Option<String>,
+}
+
+/// Where the LAPI keeps alerts and decisions.
+#[derive(Clone, Copy)]
+pub enum Db<'a> {
+    Sqlite,
+    Postgres(&'a Postgres),
+}
+
+/// How to start a LAPI: which log its agent reads, on which database, in which
+/// network namespace and on which of its addresses.
+pub struct Options<'a> {
+    pub log: Option<&'a Path>,
+    pub db: Db<'a>,
+    pub netns: Option<(&'a str, &'a str)>,
 }
 
 impl Lapi {
     /// Starts the LAPI and the agent; the agent reads `log` (our alert log) if given.
     pub fn start(log: Option<&Path>) -> Lapi {
+        Lapi::start_with(Options {
+            log,
+            db: Db::Sqlite,
+            netns: None,
+        })
+    }
+
+    /// A LAPI on PostgreSQL, as a fleet runs it.
+    pub fn on_postgres(pg: &Postgres) -> Lapi {
+        Lapi::start_with(Options {
+            log: None,
+            db: Db::Postgres(pg),
+            netns: None,
+        })
+    }
+
+    pub fn start_with(options: Options) -> Lapi {
+        let log = options.log;
         assert!(
             Path::new("/usr/bin/crowdsec").exists(),
             "crowdsec must be installed (.ci/run installs Debian's package offline)"
@@ -38,7 +79,15 @@ impl Lapi {
         ] {
             std::fs::create_dir_all(d.join(sub)).unwrap();
         }
-        std::fs::write(d.join("config.yaml"), config_yaml(d, port)).unwrap();
+        let host = options.netns.map_or("127.0.0.1", |(_, ip)| ip).to_string();
+        let db = match options.db {
+            Db::Sqlite => format!(
+                "  type: sqlite\n  db_path: {}/data/crowdsec.db\n  use_wal: true\n",
+                d.display()
+            ),
+            Db::Postgres(pg) => pg.db_config(),
+        };
+        std::fs::write(d.join("config.yaml"), config_yaml(d, &host, port, &db)).unwrap();
         std::fs::write(d.join("simulation.yaml"), "simulation: off\n").unwrap();
         std::fs::write(d.join("profiles.yaml"), PROFILES).unwrap();
         std::os::unix::fs::symlink("/etc/crowdsec/patterns", d.join("patterns")).unwrap();
@@ -74,6 +123,8 @@ impl Lapi {
             port,
             child: None,
             bouncer_key: String::new(),
+            host,
+            netns: options.netns.map(|(ns, _)| ns.to_string()),
         };
         let creds = lapi.path("local_api_credentials.yaml");
         lapi.cscli_ok(&[
@@ -96,7 +147,7 @@ impl Lapi {
     }
 
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("http://{}:{}", self.host, self.port)
     }
 
     /// `cscli` on this instance's config.
@@ -144,8 +195,20 @@ impl Lapi {
 
     /// Starts the LAPI and agent on the same config, port and database.
     pub fn start_again(&mut self) {
-        let out = std::fs::File::create(self.path("crowdsec.out")).unwrap();
-        let child = Command::new("crowdsec")
+        let out = std::fs::File::options()
+            .append(true)
+            .create(true)
+            .open(self.path("crowdsec.out"))
+            .unwrap();
+        let mut command = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, "crowdsec"]);
+                c
+            }
+            None => Command::new("crowdsec"),
+        };
+        let child = command
             .arg("-c")
             .arg(self.path("config.yaml"))
             .arg("-no-capi")
@@ -155,14 +218,22 @@ impl Lapi {
             .spawn()
             .expect("start crowdsec");
         self.child = Some(child);
-        let port = self.port;
         assert!(
-            super::wait_until(Duration::from_secs(30), || {
-                std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-            }),
+            super::wait_until(Duration::from_secs(30), || self.answers()),
             "the LAPI did not start:\n{}",
             self.output()
         );
+    }
+
+    /// Whether the LAPI accepts a connection (from its own namespace).
+    pub fn answers(&self) -> bool {
+        let addr = format!("{}:{}", self.host, self.port);
+        match &self.netns {
+            Some(ns) => super::netns::in_netns(ns, move || {
+                std::net::TcpStream::connect(addr.as_str()).is_ok()
+            }),
+            None => std::net::TcpStream::connect(addr.as_str()).is_ok(),
+        }
     }
 
     /// What a bouncer reads: `GET /v1/decisions?ip=` (JSON `null` when there is none).
@@ -186,7 +257,7 @@ impl Drop for Lapi {
     }
 }
 
-fn config_yaml(d: &Path, port: u16) -> String {
+fn config_yaml(d: &Path, host: &str, port: u16, db: &str) -> String {
     let d = d.display();
     format!(
         "common:
@@ -208,17 +279,14 @@ crowdsec_service:
 cscli:
   output: human
 db_config:
-  type: sqlite
-  db_path: {d}/data/crowdsec.db
-  use_wal: true
-  flush:
+{db}  flush:
     max_items: 100000
     max_age: 7d
 api:
   client:
     credentials_path: {d}/local_api_credentials.yaml
   server:
-    listen_uri: 127.0.0.1:{port}
+    listen_uri: {host}:{port}
     profiles_path: {d}/profiles.yaml
     trusted_ips:
       - 127.0.0.1
@@ -237,3 +305,147 @@ decisions:
    duration: 4h
 on_success: break
 ";
+
+/// A private PostgreSQL cluster: Debian's binaries on a scratch folder, trust
+/// authentication on loopback, one `crowdsec` database. Run as the `postgres` user
+/// when the tests run as root (`initdb` refuses root). Stopped when dropped.
+pub struct Postgres {
+    dir: tempfile::TempDir,
+    pub port: u16,
+    bin: PathBuf,
+}
+
+impl Postgres {
+    pub fn start() -> Postgres {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path().join("bin"))
+            .find(|b| b.join("initdb").exists())
+            .expect("PostgreSQL must be installed (.ci/run installs Debian's postgresql)");
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let pg = Postgres { dir, port, bin };
+        if is_root() {
+            let ok = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(pg.dir.path())
+                .status()
+                .unwrap();
+            assert!(ok.success());
+        }
+        let data = pg.dir.path().join("data");
+        pg.run_ok(
+            "initdb",
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+            ],
+        );
+        let options = format!(
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c max_connections=200",
+            pg.dir.path().display()
+        );
+        pg.run_ok(
+            "pg_ctl",
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-o",
+                &options,
+                "-l",
+                pg.dir.path().join("postgres.log").to_str().unwrap(),
+                "-w",
+                "start",
+            ],
+        );
+        pg.sql("CREATE DATABASE crowdsec");
+        pg
+    }
+
+    fn as_postgres(&self, program: &str) -> Command {
+        let path = self.bin.join(program);
+        if is_root() {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(path);
+            c
+        } else {
+            Command::new(path)
+        }
+    }
+
+    fn run_ok(&self, program: &str, args: &[&str]) {
+        let out = self.as_postgres(program).args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{program} {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Runs `sql` in the `crowdsec` database (`postgres` for CREATE DATABASE); the
+    /// rows, `|`-separated.
+    pub fn sql(&self, sql: &str) -> String {
+        let db = if sql.starts_with("CREATE DATABASE") {
+            "postgres"
+        } else {
+            "crowdsec"
+        };
+        let out = self
+            .as_postgres("psql")
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(["-U", "postgres", "-d", db, "-A", "-t", "-q", "-c", sql])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "psql {sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// How many ban decisions of origin `extsecurity` each address has.
+    pub fn bans_per_address(&self) -> std::collections::HashMap<String, usize> {
+        self.sql(
+            "SELECT value, count(*) FROM decisions WHERE origin = 'extsecurity' GROUP BY value",
+        )
+        .lines()
+        .filter_map(|l| {
+            let (ip, n) = l.split_once('|')?;
+            Some((ip.to_string(), n.trim().parse().ok()?))
+        })
+        .collect()
+    }
+
+    fn db_config(&self) -> String {
+        format!(
+            "  type: postgresql\n  user: postgres\n  password: unused-trust-auth\n  db_name: crowdsec\n  host: 127.0.0.1\n  port: {}\n  sslmode: disable\n",
+            self.port
+        )
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let data = self.dir.path().join("data");
+        let _ = self
+            .as_postgres("pg_ctl")
+            .args(["-D", data.to_str().unwrap(), "-m", "immediate", "stop"])
+            .output();
+    }
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}

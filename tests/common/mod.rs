@@ -41,6 +41,9 @@ impl Sandbox {
         let dir = tempfile::tempdir().expect("tempdir");
         let log = dir.path().join("inbound_extsecurity.log");
         let config = dir.path().join("extsecurity.toml");
+        // `@DIR@` stands for this folder, for paths that must be absolute
+        // (`crowdsec.state_file`).
+        let extra = extra.replace("@DIR@", dir.path().to_str().unwrap());
         std::fs::write(&config, format!("log_file = {:?}\n{extra}", log)).unwrap();
         Sandbox { dir, config, log }
     }
@@ -195,6 +198,47 @@ impl LoggedServe {
 
     pub fn stderr(&self) -> String {
         std::fs::read_to_string(self.sandbox.dir.path().join("stderr")).unwrap_or_default()
+    }
+
+    /// SIGTERM, and its exit status (at most 30 s later).
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        // SAFETY: kill(2) on our own child's pid.
+        let rc = unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        assert_eq!(rc, 0);
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "the daemon did not exit: {}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts it again on the same sandbox (its stderr appended to), once it exited.
+    pub fn restart(&mut self, ready: u16) {
+        let stderr = std::fs::File::options()
+            .append(true)
+            .open(self.sandbox.dir.path().join("stderr"))
+            .unwrap();
+        self.child = self
+            .sandbox
+            .command()
+            .arg("serve")
+            .stderr(stderr)
+            .spawn()
+            .unwrap();
+        assert!(
+            wait_until(Duration::from_secs(10), || {
+                std::net::TcpStream::connect(("127.0.0.1", ready)).is_ok()
+            }),
+            "the daemon did not start again: {}",
+            self.stderr()
+        );
     }
 }
 

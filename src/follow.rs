@@ -1,0 +1,525 @@
+//! Following a log the way `tail -F`, fail2ban and CrowdSec's file acquisition do —
+//! across logrotate's moves — from a position that survives a restart. The CrowdSec
+//! pusher's durable queue is the alert log read this way (design.md §3c).
+//!
+//! A [`Position`] names a file by device, inode *and* the start of its first line (an
+//! inode is reused once its file is deleted) plus a byte offset just after a complete
+//! line. Only complete lines are returned: a line is read once its LF is there, so a
+//! writer caught half-way (another process's `write(2)` in progress) is read later,
+//! whole.
+//!
+//! Rotation: at the end of the open file, if the path now names another file, the old
+//! one is still read for [`ROTATION_GRACE`] (a writer that opened it just before the
+//! move appends its line there; design of `dist/logrotate`), then the follower moves to
+//! the file logrotate made next. The open descriptor keeps a moved, even a deleted,
+//! file readable to its end.
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+use crate::report::with_rotations;
+
+/// A longer line is not one of ours: skipped whole.
+pub const MAX_LINE: usize = 64 * 1024;
+/// How many bytes of a file's first line identify it (with its inode).
+const HEAD_BYTES: usize = 64;
+/// How long a moved file is still read after the path names a new one.
+pub const ROTATION_GRACE: Duration = Duration::from_millis(500);
+
+/// Where reading stopped: a file (device, inode, first bytes) and an offset in it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Position {
+    pub dev: u64,
+    pub ino: u64,
+    /// The first line's first bytes (empty while the file was empty).
+    pub head: String,
+    pub offset: u64,
+}
+
+/// A reader of complete lines of `path` and the files logrotate moves it to.
+#[derive(Debug)]
+pub struct Follower {
+    path: PathBuf,
+    open: Option<Open>,
+    /// When the path was first seen naming another file than the open one.
+    moved_at: Option<Instant>,
+}
+
+#[derive(Debug)]
+struct Open {
+    reader: BufReader<File>,
+    dev: u64,
+    ino: u64,
+    head: String,
+    offset: u64,
+}
+
+impl Open {
+    fn new(file: File, offset: u64) -> io::Result<Open> {
+        let meta = file.metadata()?;
+        let head = head_of(&file)?;
+        let mut reader = BufReader::with_capacity(64 * 1024, file);
+        reader.seek(SeekFrom::Start(offset))?;
+        Ok(Open {
+            reader,
+            dev: meta.dev(),
+            ino: meta.ino(),
+            head,
+            offset,
+        })
+    }
+
+    fn is(&self, meta: &std::fs::Metadata) -> bool {
+        (meta.dev(), meta.ino()) == (self.dev, self.ino)
+    }
+
+    fn rewind_to(&mut self, offset: u64) -> io::Result<()> {
+        self.reader.seek(SeekFrom::Start(offset))?;
+        self.offset = offset;
+        Ok(())
+    }
+}
+
+/// The first line's first [`HEAD_BYTES`] bytes, lossily as text.
+fn head_of(file: &File) -> io::Result<String> {
+    let mut buf = [0u8; HEAD_BYTES];
+    let mut n = 0;
+    while n < buf.len() {
+        match file.read_at(&mut buf[n..], n as u64)? {
+            0 => break,
+            got => n += got,
+        }
+    }
+    let end = memchr::memchr(b'\n', &buf[..n]).unwrap_or(n);
+    Ok(String::from_utf8_lossy(&buf[..end]).into_owned())
+}
+
+impl Follower {
+    /// At the end of `path` as it is now: nothing written before is read. A file
+    /// created later is read from its start.
+    pub fn at_end(path: &Path) -> io::Result<Follower> {
+        let open = match File::open(path) {
+            Ok(file) => {
+                let len = file.metadata()?.len();
+                Some(Open::new(file, len)?)
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e),
+        };
+        Ok(Follower {
+            path: path.to_path_buf(),
+            open,
+            moved_at: None,
+        })
+    }
+
+    /// At `pos`, in whichever of `path` and its uncompressed rotations holds that file.
+    /// When none does (compressed or deleted since), at the start of the oldest
+    /// uncompressed one, and the second value says so: a line may be read twice, none
+    /// is skipped that is still on disk uncompressed.
+    pub fn resume(path: &Path, pos: &Position) -> io::Result<(Follower, Option<String>)> {
+        let mut follower = Follower {
+            path: path.to_path_buf(),
+            open: None,
+            moved_at: None,
+        };
+        let chain = chain(path);
+        for (candidate, meta) in &chain {
+            if (meta.dev(), meta.ino()) != (pos.dev, pos.ino) {
+                continue;
+            }
+            let file = File::open(candidate)?;
+            if !head_of(&file)?.starts_with(&pos.head) {
+                continue;
+            }
+            // Shorter than the position: truncated in place (copytruncate).
+            let offset = if meta.len() < pos.offset {
+                0
+            } else {
+                pos.offset
+            };
+            follower.open = Some(Open::new(file, offset)?);
+            return Ok((follower, None));
+        }
+        let Some((oldest, _)) = chain.first() else {
+            return Ok((follower, None));
+        };
+        follower.open = Some(Open::new(File::open(oldest)?, 0)?);
+        let why = format!(
+            "the file the saved position points into (inode {}, first line {:?}) is no longer \
+             on disk uncompressed; reading again from the start of {}",
+            pos.ino,
+            pos.head,
+            oldest.display()
+        );
+        Ok((follower, Some(why)))
+    }
+
+    /// The position after the last line returned; `None` before any file existed.
+    pub fn position(&self) -> Option<Position> {
+        let open = self.open.as_ref()?;
+        let head = match open.head.is_empty() && open.offset > 0 {
+            true => head_of(open.reader.get_ref()).unwrap_or_default(),
+            false => open.head.clone(),
+        };
+        Some(Position {
+            dev: open.dev,
+            ino: open.ino,
+            head,
+            offset: open.offset,
+        })
+    }
+
+    /// Puts the next complete line (without its LF) in `line`; `false` when there is
+    /// none yet.
+    pub fn next_line(&mut self, line: &mut Vec<u8>) -> io::Result<bool> {
+        loop {
+            let Some(open) = self.open.as_mut() else {
+                match File::open(&self.path) {
+                    Ok(file) => self.open = Some(Open::new(file, 0)?),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+                    Err(e) => return Err(e),
+                }
+                continue;
+            };
+            line.clear();
+            let n = (&mut open.reader)
+                .take(MAX_LINE as u64 + 1)
+                .read_until(b'\n', line)?;
+            if line.last() == Some(&b'\n') {
+                open.offset += n as u64;
+                line.pop();
+                if open.head.is_empty() {
+                    open.head = head_of(open.reader.get_ref())?;
+                }
+                return Ok(true);
+            }
+            if n > MAX_LINE && skip_line(&mut open.reader)? {
+                open.offset = open.reader.stream_position()?;
+                continue;
+            }
+            if n > 0 {
+                // A line still being written: read it whole next time.
+                let at = open.offset;
+                open.rewind_to(at)?;
+            }
+            if !self.moved_on()? {
+                return Ok(false);
+            }
+        }
+    }
+
+    /// At the end of the open file: follows a truncation or a move. Whether there may
+    /// be more to read now.
+    fn moved_on(&mut self) -> io::Result<bool> {
+        let Some(open) = self.open.as_mut() else {
+            return Ok(false);
+        };
+        if let Ok(meta) = std::fs::metadata(&self.path) {
+            if open.is(&meta) {
+                self.moved_at = None;
+                if meta.len() < open.offset {
+                    open.rewind_to(0)?;
+                    return Ok(true);
+                }
+                return Ok(false);
+            }
+        }
+        let since = *self.moved_at.get_or_insert_with(Instant::now);
+        if since.elapsed() < ROTATION_GRACE {
+            return Ok(false);
+        }
+        let modified = open.reader.get_ref().metadata()?.modified()?;
+        match next_file(&self.path, open, modified)? {
+            Some(file) => {
+                self.open = Some(Open::new(file, 0)?);
+                self.moved_at = None;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+}
+
+/// Skips to just after the next LF; `false` (nothing consumed beyond what was read)
+/// when the long line has no LF yet.
+fn skip_line(reader: &mut BufReader<File>) -> io::Result<bool> {
+    loop {
+        let buf = reader.fill_buf()?;
+        if buf.is_empty() {
+            return Ok(false);
+        }
+        if let Some(i) = memchr::memchr(b'\n', buf) {
+            reader.consume(i + 1);
+            return Ok(true);
+        }
+        let n = buf.len();
+        reader.consume(n);
+    }
+}
+
+/// `path` and its uncompressed rotations that exist, oldest first.
+fn chain(path: &Path) -> Vec<(PathBuf, std::fs::Metadata)> {
+    with_rotations(path)
+        .into_iter()
+        .filter(|p| p.extension().is_none_or(|e| e != "gz"))
+        .filter_map(|p| std::fs::metadata(&p).ok().map(|m| (p, m)))
+        .collect()
+}
+
+/// The file logrotate made after `open`: the next in the chain if `open` is still in
+/// it, else the oldest one written to since `open` last was (its rotation after it).
+fn next_file(path: &Path, open: &Open, modified: SystemTime) -> io::Result<Option<File>> {
+    let chain = chain(path);
+    let next = match chain.iter().position(|(_, m)| open.is(m)) {
+        Some(i) => chain.get(i + 1),
+        None => chain
+            .iter()
+            .find(|(_, m)| m.modified().is_ok_and(|t| t >= modified)),
+    };
+    match next {
+        Some((p, _)) => match File::open(p) {
+            Ok(file) => Ok(Some(file)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        },
+        None => Ok(None),
+    }
+}
+
+/// A [`Position`] kept in a file, replaced whole (write, fsync, rename) so that a crash
+/// leaves the old position or the new one, never half of either.
+#[derive(Debug, Clone)]
+pub struct PositionFile {
+    path: PathBuf,
+}
+
+/// What the file holds: the log it is about and where in it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Saved {
+    pub log: PathBuf,
+    #[serde(flatten)]
+    pub position: Position,
+}
+
+impl PositionFile {
+    pub fn new(path: &Path) -> PositionFile {
+        PositionFile {
+            path: path.to_path_buf(),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The saved position; `None` when there is no file yet. A file that does not
+    /// parse is an error: better to say so than to start over silently.
+    pub fn load(&self) -> io::Result<Option<Saved>> {
+        match std::fs::read(&self.path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub fn save(&self, saved: &Saved) -> io::Result<()> {
+        use std::io::Write as _;
+        let mut tmp = self.path.clone().into_os_string();
+        tmp.push(".tmp");
+        let tmp = PathBuf::from(tmp);
+        let mut file = File::create(&tmp)?;
+        let mut text = serde_json::to_vec(saved).map_err(io::Error::other)?;
+        text.push(b'\n');
+        file.write_all(&text)?;
+        file.sync_data()?;
+        std::fs::rename(&tmp, &self.path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write as _;
+
+    fn append(path: &Path, text: &str) {
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(path)
+            .unwrap();
+        f.write_all(text.as_bytes()).unwrap();
+    }
+
+    fn drain(f: &mut Follower) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut line = Vec::new();
+        while f.next_line(&mut line).unwrap() {
+            out.push(String::from_utf8(line.clone()).unwrap());
+        }
+        out
+    }
+
+    /// Reads until `n` lines came (a rotation is followed after its grace).
+    fn drain_until(f: &mut Follower, n: usize) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut out = Vec::new();
+        while out.len() < n && Instant::now() < deadline {
+            out.extend(drain(f));
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        out
+    }
+
+    #[test]
+    fn only_complete_lines_are_read_and_a_new_follower_starts_at_the_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("a.log");
+        append(&log, "old\n");
+        let mut f = Follower::at_end(&log).unwrap();
+        assert!(
+            drain(&mut f).is_empty(),
+            "what was there before is not read"
+        );
+        append(&log, "one\ntw");
+        assert_eq!(drain(&mut f), ["one"]);
+        assert_eq!(f.position().unwrap().offset, 8);
+        append(&log, "o\n");
+        assert_eq!(drain(&mut f), ["two"]);
+        assert_eq!(f.position().unwrap().head, "old");
+    }
+
+    #[test]
+    fn a_log_created_later_is_read_from_its_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("a.log");
+        let mut f = Follower::at_end(&log).unwrap();
+        assert!(f.position().is_none());
+        assert!(drain(&mut f).is_empty());
+        append(&log, "first\n");
+        assert_eq!(drain(&mut f), ["first"]);
+    }
+
+    #[test]
+    fn a_rotation_is_followed_after_the_old_file_is_read_to_its_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("a.log");
+        append(&log, "a\n");
+        let mut f = Follower::at_end(&log).unwrap();
+        append(&log, "b\n");
+        std::fs::rename(&log, dir.path().join("a.log.1")).unwrap();
+        append(&log, "d\n");
+        // A writer that opened the old file before the move still appends to it.
+        append(&dir.path().join("a.log.1"), "c\n");
+        assert_eq!(drain_until(&mut f, 3), ["b", "c", "d"]);
+    }
+
+    #[test]
+    fn rotations_made_while_it_lagged_are_read_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("a.log");
+        append(&log, "a\n");
+        let mut f = Follower::at_end(&log).unwrap();
+        append(&log, "b\n");
+        // Two rotations before the follower reads again; the oldest was compressed
+        // (its inode is gone but the follower holds it open).
+        let p = |s: &str| dir.path().join(s);
+        std::fs::rename(&log, p("a.log.1")).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        append(&log, "c\n");
+        std::fs::rename(p("a.log.1"), p("a.log.2")).unwrap();
+        std::fs::write(p("a.log.2.gz"), b"").unwrap();
+        std::fs::remove_file(p("a.log.2")).unwrap();
+        std::fs::rename(&log, p("a.log.1")).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        append(&log, "d\n");
+        assert_eq!(drain_until(&mut f, 3), ["b", "c", "d"]);
+    }
+
+    #[test]
+    fn a_copytruncate_starts_the_file_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("a.log");
+        let mut f = Follower::at_end(&log).unwrap();
+        append(&log, "aaaa\nbbbb\n");
+        assert_eq!(drain(&mut f).len(), 2);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&log)
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+        append(&log, "c\n");
+        assert_eq!(drain(&mut f), ["c"]);
+    }
+
+    #[test]
+    fn an_overlong_line_is_skipped_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("a.log");
+        let mut f = Follower::at_end(&log).unwrap();
+        append(&log, &format!("{}\nnext\n", "x".repeat(MAX_LINE + 10)));
+        assert_eq!(drain(&mut f), ["next"]);
+    }
+
+    #[test]
+    fn a_resumed_follower_finds_its_file_after_a_rotation() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("a.log");
+        let mut f = Follower::at_end(&log).unwrap();
+        append(&log, "one\ntwo\n");
+        let mut line = Vec::new();
+        assert!(f.next_line(&mut line).unwrap());
+        let pos = f.position().unwrap();
+        drop(f);
+        std::fs::rename(&log, dir.path().join("a.log.1")).unwrap();
+        append(&log, "three\n");
+        let (mut f, warning) = Follower::resume(&log, &pos).unwrap();
+        assert_eq!(warning, None);
+        assert_eq!(drain_until(&mut f, 2), ["two", "three"]);
+    }
+
+    #[test]
+    fn a_reused_inode_is_not_taken_for_the_saved_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("a.log");
+        append(&log, "one\ntwo\n");
+        let meta = std::fs::metadata(&log).unwrap();
+        let pos = Position {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            head: "zero".into(),
+            offset: 4,
+        };
+        let (mut f, warning) = Follower::resume(&log, &pos).unwrap();
+        assert!(warning.unwrap().contains("reading again from the start"));
+        assert_eq!(drain(&mut f), ["one", "two"]);
+    }
+
+    #[test]
+    fn the_position_file_is_replaced_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = PositionFile::new(&dir.path().join("pos"));
+        assert_eq!(file.load().unwrap(), None);
+        let saved = Saved {
+            log: "/var/log/a.log".into(),
+            position: Position {
+                dev: 1,
+                ino: 2,
+                head: "2026-12-01 10:00:00.000 ERROR ip=1".into(),
+                offset: 99,
+            },
+        };
+        file.save(&saved).unwrap();
+        assert_eq!(file.load().unwrap(), Some(saved));
+        std::fs::write(file.path(), "{").unwrap();
+        assert_eq!(file.load().unwrap_err().kind(), io::ErrorKind::InvalidData);
+    }
+}
