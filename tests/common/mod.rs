@@ -7,6 +7,7 @@ pub mod ami_peer;
 pub mod asterisk;
 pub mod crowdsec;
 pub mod fail2ban_server;
+pub mod fleet;
 pub mod netns;
 
 use std::io::{Read, Write};
