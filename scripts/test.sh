@@ -12,6 +12,10 @@
 #                   installed offline as design.md §3c says (a comment-only
 #                   online_api_credentials.yaml first, or postinst fails registering
 #                   with the Central API)
+#   postgresql      a fleet's LAPI runs on a private cluster (initdb/pg_ctl in a
+#                   scratch folder, never the system one)
+#   crowdsec-firewall-bouncer  enforces the fleet's bans on another "host" (a network
+#                   namespace) with a private config
 #   rustfmt, clippy the style gates
 # then runs cargo fmt --check, cargo clippy --all-targets -D warnings, cargo test, and
 # scripts/package.sh.
@@ -42,6 +46,8 @@ if ! command -v crowdsec >/dev/null; then
   fi
   need+=(crowdsec)
 fi
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
+command -v crowdsec-firewall-bouncer >/dev/null || need+=(crowdsec-firewall-bouncer)
 if ((${#need[@]})); then
   echo "test.sh: installing ${need[*]}"
   apt_install "${need[@]}"

@@ -91,8 +91,16 @@ fn attack(port: u16, ips: Vec<String>, every: Duration) -> std::thread::JoinHand
 /// Every address banned, and no more doubled than retried batches can explain.
 fn assert_stored_once(pg: &Postgres, expected: &[String], retries: f64, batch: usize) {
     let bans: HashMap<String, usize> = pg.bans_per_address();
-    let lost: Vec<&String> = expected.iter().filter(|ip| !bans.contains_key(*ip)).collect();
-    assert!(lost.is_empty(), "{} bans lost: {:?}", lost.len(), &lost[..lost.len().min(10)]);
+    let lost: Vec<&String> = expected
+        .iter()
+        .filter(|ip| !bans.contains_key(*ip))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} bans lost: {:?}",
+        lost.len(),
+        &lost[..lost.len().min(10)]
+    );
     assert_eq!(bans.len(), expected.len(), "only the attackers are banned");
     let doubled = bans.values().filter(|&&n| n > 1).count();
     assert!(
@@ -161,9 +169,11 @@ fn the_lapi_stopped_and_started_again_loses_no_ban() {
     lapi.start_again();
     let back = Instant::now();
     for (pbx, before) in pbxs.iter().zip(&before) {
-        wait_for("a delivery after the outage", Duration::from_secs(10), || {
-            pbx.delivered() > *before
-        });
+        wait_for(
+            "a delivery after the outage",
+            Duration::from_secs(10),
+            || pbx.delivered() > *before,
+        );
     }
     let first = back.elapsed();
     for a in attacks {
@@ -211,7 +221,15 @@ fn a_daemon_killed_and_restarted_mid_way_loses_none() {
             .log_lines()
             .iter()
             .filter(|l| l.contains(" ERROR "))
-            .map(|l| l.split("ip=").nth(1).unwrap().split(' ').next().unwrap().to_string())
+            .map(|l| {
+                l.split("ip=")
+                    .nth(1)
+                    .unwrap()
+                    .split(' ')
+                    .next()
+                    .unwrap()
+                    .to_string()
+            })
             .collect()
     };
     let mut expected = alerted(&pbx);
