@@ -437,6 +437,9 @@ mod tests {
             b"2026-11-25 23:00:00.250 ERROR ip=203.0.113.5 reason=Call-Rate",
             b"2026-11-25 23:00:00.250 ERROR ip=203.0.113.5 reason=x(1",
             b"garbage ERROR ip=203.0.113.5 reason=call_rate",
+            // What a caller's name would become if the writer did not escape: still an
+            // INFO line, never an alert.
+            b"2026-11-25 23:00:00.250 INFO ip=198.51.100.7 reason=ok callerid_name='x' ERROR ip=9.9.9.9 reason=call_rate",
         ] {
             assert_eq!(
                 Alert::from_log_line(other),

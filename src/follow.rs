@@ -330,11 +330,21 @@ impl PositionFile {
         }
     }
 
-    pub fn save(&self, saved: &Saved) -> io::Result<()> {
-        use std::io::Write as _;
+    /// Proves the folder takes the file (before anything needs saving).
+    pub fn probe(&self) -> io::Result<()> {
+        File::create(self.tmp())?;
+        std::fs::remove_file(self.tmp())
+    }
+
+    fn tmp(&self) -> PathBuf {
         let mut tmp = self.path.clone().into_os_string();
         tmp.push(".tmp");
-        let tmp = PathBuf::from(tmp);
+        PathBuf::from(tmp)
+    }
+
+    pub fn save(&self, saved: &Saved) -> io::Result<()> {
+        use std::io::Write as _;
+        let tmp = self.tmp();
         let mut file = File::create(&tmp)?;
         let mut text = serde_json::to_vec(saved).map_err(io::Error::other)?;
         text.push(b'\n');
@@ -508,6 +518,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = PositionFile::new(&dir.path().join("pos"));
         assert_eq!(file.load().unwrap(), None);
+        file.probe().unwrap();
+        assert!(
+            PositionFile::new(&dir.path().join("no/pos"))
+                .probe()
+                .is_err(),
+            "a missing folder is found before anything needs saving"
+        );
         let saved = Saved {
             log: "/var/log/a.log".into(),
             position: Position {

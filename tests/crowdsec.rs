@@ -384,3 +384,52 @@ fn a_restart_resumes_where_the_lapi_last_accepted() {
         assert!(!lapi.decisions(ip).is_null(), "{ip} lost: {}", d.stderr());
     }
 }
+
+/// A position file the daemon cannot keep, or one that is not its own, stops `serve`
+/// at start with a clear line, rather than pushing with no memory of where it was.
+#[test]
+fn a_state_file_it_cannot_use_is_a_clear_error_at_start() {
+    for (state, setup, expected) in [
+        (
+            "@DIR@/no/such/folder/position",
+            None,
+            "its folder must exist and be writable",
+        ),
+        (
+            "@DIR@/position",
+            Some("{\"not\": \"a position\"}"),
+            "does not hold a position this daemon wrote",
+        ),
+    ] {
+        let port = free_port();
+        let s = Sandbox::with_config(&format!(
+            "[crowdsec]\nlapi_url = \"http://127.0.0.1:1\"\nmachine_id = \"m\"\npassword = \"p\"\nstate_file = \"{state}\"\n\
+             [daemon]\nlisten = \"127.0.0.1:{port}\"\n"
+        ));
+        if let Some(text) = setup {
+            std::fs::write(s.dir.path().join("position"), text).unwrap();
+        }
+        let mut child = s
+            .command()
+            .arg("serve")
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if started.elapsed() > Duration::from_secs(10) {
+                let _ = child.kill();
+                panic!("serve kept running with state_file {state}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+        assert!(!status.success(), "{stderr}");
+        assert!(stderr.contains(expected), "{state}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}

@@ -108,7 +108,7 @@ impl Outbox {
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error(
-        "crowdsec.state_file {}: {source} (its folder must exist and be writable by the daemon; the shipped unit's StateDirectory= makes /var/lib/extsecurity)",
+        "crowdsec.state_file {} cannot be used (its folder must exist and be writable by the daemon; the shipped unit's StateDirectory= makes /var/lib/extsecurity)",
         path.display()
     )]
     State {
@@ -116,13 +116,22 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
-    #[error("cannot read the alert log {}: {source}", path.display())]
+    #[error(
+        "crowdsec.state_file {} does not hold a position this daemon wrote (remove it to start at the end of the alert log)",
+        path.display()
+    )]
+    Garbled {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot read the alert log {} for the CrowdSec pusher", path.display())]
     Log {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("cannot start the CrowdSec pusher thread: {0}")]
+    #[error("cannot start the CrowdSec pusher thread")]
     Thread(#[source] std::io::Error),
 }
 
@@ -148,7 +157,14 @@ pub fn spawn(
         use std::os::unix::fs::DirBuilderExt;
         let _ = std::fs::DirBuilder::new().mode(0o700).create(folder);
     }
-    let saved = state.load().map_err(state_error)?;
+    let saved = state.load().map_err(|source| match source.kind() {
+        std::io::ErrorKind::InvalidData => StartError::Garbled {
+            path: cs.state_file.clone(),
+            source,
+        },
+        _ => state_error(source),
+    })?;
+    state.probe().map_err(state_error)?;
     let follower = match saved.filter(|s| s.log == log) {
         Some(saved) => {
             let (follower, warning) = Follower::resume(&log, &saved.position).map_err(log_error)?;
@@ -364,7 +380,12 @@ impl Pusher {
                     // A SIGHUP may have changed the LAPI, the machine or the password.
                     match self.shared.config().crowdsec.clone() {
                         Some(now) => cs = now,
-                        None => return Sent::Stopped,
+                        None => {
+                            tracing::warn!(
+                                "CrowdSec: [crowdsec] was removed from the configuration; pushing stops here, the alerts not yet accepted stay in the log for the next start with the table"
+                            );
+                            return Sent::Stopped;
+                        }
                     }
                 }
             }

@@ -49,6 +49,16 @@ pub fn run(
         if let Some(nft) = nftables {
             start_bans(&shared, nft, never);
         }
+        // Before anything can write an alert: on a first start the pusher begins at the
+        // end of the log as it is now.
+        let pusher = match shared.config().crowdsec.clone() {
+            Some(cs) => {
+                let pusher = daemon::crowdsec::spawn(shared.clone(), &cs)?;
+                tracing::info!(lapi = cs.lapi_url, "pushing alerts to CrowdSec");
+                Some(pusher)
+            }
+            None => None,
+        };
         if let Some(addr) = metrics_addr {
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
@@ -90,14 +100,6 @@ pub fn run(
             .ami
             .is_some()
             .then(|| tokio::spawn(daemon::ami::run(shared.clone())));
-        let pusher = match shared.config().crowdsec.clone() {
-            Some(cs) => {
-                let pusher = daemon::crowdsec::spawn(shared.clone(), &cs)?;
-                tracing::info!(lapi = cs.lapi_url, "pushing alerts to CrowdSec");
-                Some(pusher)
-            }
-            None => None,
-        };
         let shutdown = async move {
             tokio::select! {
                 _ = term.recv() => {}
