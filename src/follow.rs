@@ -175,17 +175,26 @@ impl Follower {
         })
     }
 
+    /// Opens the file at the path if none is open yet (it is read from its start), so
+    /// that [`Follower::position`] names it before any line is read.
+    pub fn open_if_there(&mut self) -> io::Result<()> {
+        if self.open.is_none() {
+            match File::open(&self.path) {
+                Ok(file) => self.open = Some(Open::new(file, 0)?),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
     /// Puts the next complete line (without its LF) in `line`; `false` when there is
     /// none yet.
     pub fn next_line(&mut self, line: &mut Vec<u8>) -> io::Result<bool> {
         loop {
+            self.open_if_there()?;
             let Some(open) = self.open.as_mut() else {
-                match File::open(&self.path) {
-                    Ok(file) => self.open = Some(Open::new(file, 0)?),
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
-                    Err(e) => return Err(e),
-                }
-                continue;
+                return Ok(false);
             };
             line.clear();
             let n = (&mut open.reader)

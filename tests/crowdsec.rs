@@ -433,3 +433,49 @@ fn a_state_file_it_cannot_use_is_a_clear_error_at_start() {
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
 }
+
+/// The log is rotated while the LAPI is down — once while the daemon runs (as the
+/// shipped logrotate file does: move, then SIGUSR1), once while it is stopped — and
+/// every alert in the moved files is still delivered, once.
+#[test]
+fn alerts_in_rotated_logs_are_delivered_after_an_outage_and_a_restart() {
+    let mut lapi = Lapi::start(None);
+    lapi.add_machine(MACHINE, PASSWORD);
+    lapi.stop();
+    let mut d = Daemon::start(&push_config(&lapi, PASSWORD));
+    let log = d.serve.sandbox.log.clone();
+    let rotated = |n: u32| log.with_extension(format!("log.{n}"));
+    let ips: Vec<String> = (1..=9).map(|i| format!("203.0.113.{i}")).collect();
+    for ip in &ips[..3] {
+        assert_eq!(d.call(&bad_call(ip)), "wrong_exten_min_length(3)");
+    }
+    std::fs::rename(&log, rotated(1)).unwrap();
+    // SAFETY: kill(2) on our own child's pid.
+    assert_eq!(
+        unsafe { libc::kill(d.serve.child.id() as i32, libc::SIGUSR1) },
+        0
+    );
+    for ip in &ips[3..6] {
+        assert_eq!(d.call(&bad_call(ip)), "wrong_exten_min_length(3)");
+    }
+    assert!(d.serve.terminate().success());
+    std::fs::rename(rotated(1), rotated(2)).unwrap();
+    std::fs::rename(&log, rotated(1)).unwrap();
+    d.serve.restart(d.port);
+    for ip in &ips[6..] {
+        assert_eq!(d.call(&bad_call(ip)), "wrong_exten_min_length(3)");
+    }
+    wait_for("nine waiting", Duration::from_secs(10), || {
+        d.metric("extsecurity_crowdsec_backlog_alerts") == 9.0
+    });
+    lapi.start_again();
+    wait_for("nine delivered", Duration::from_secs(30), || {
+        d.metric("extsecurity_crowdsec_delivered_total") >= 9.0
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(d.metric("extsecurity_crowdsec_delivered_total"), 9.0);
+    for ip in &ips {
+        assert!(!lapi.decisions(ip).is_null(), "{ip} lost: {}", d.stderr());
+    }
+    assert!(!d.stderr().contains("no longer on disk"), "{}", d.stderr());
+}

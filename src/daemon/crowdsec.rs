@@ -183,6 +183,7 @@ pub fn spawn(
         state,
         saved_at: Instant::now(),
         save_failing: false,
+        saved_some: false,
         client: None,
         outage: Outage::default(),
         backlog: scanner,
@@ -236,6 +237,8 @@ struct Pusher {
     state: PositionFile,
     saved_at: Instant,
     save_failing: bool,
+    /// Whether the state file names a position yet.
+    saved_some: bool,
     client: Option<Client>,
     outage: Outage,
     backlog: Backlog,
@@ -276,6 +279,16 @@ impl Pusher {
                 }
                 continue;
             };
+            // A log that did not exist at start: its start is where a restart must
+            // resume, before any of its alerts is in hand.
+            if !self.has_position() {
+                if let Err(e) = self.follower.open_if_there() {
+                    tracing::debug!("CrowdSec: alert log not readable yet: {e}");
+                }
+                if self.follower.position().is_some() {
+                    self.save_or_warn();
+                }
+            }
             let alerts = match self.read_batch(&config, cs.batch_size) {
                 Ok(batch) => batch,
                 Err(e) => {
@@ -425,6 +438,11 @@ impl Pusher {
         self.client.as_mut().expect("set above")
     }
 
+    /// Whether a position was saved (the log existed when it was).
+    fn has_position(&self) -> bool {
+        self.saved_some
+    }
+
     /// Saves the follower's position: call it only when no batch is in hand.
     fn save(&mut self) -> std::io::Result<()> {
         self.saved_at = Instant::now();
@@ -434,7 +452,9 @@ impl Pusher {
         self.state.save(&Saved {
             log: self.log.clone(),
             position,
-        })
+        })?;
+        self.saved_some = true;
+        Ok(())
     }
 
     /// A position that cannot be saved costs only duplicates after a restart: said
