@@ -263,83 +263,94 @@ impl Pusher {
         &self.shared.metrics.crowdsec
     }
 
+    /// Reads, sends, saves, until the daemon closes the outbox and what the log holds
+    /// is delivered (or [`DRAIN_TIMEOUT`] passed, or the LAPI is failing).
     fn run(mut self) {
         let mut drain_until: Option<Instant> = None;
-        let mut stopped_with_batch = false;
-        loop {
-            let config = self.shared.config();
-            self.backlog.scan(&config, &self.shared.metrics.crowdsec);
+        let stopped_with_batch = loop {
+            self.scan();
             if drain_until.is_some_and(|t| Instant::now() >= t) {
-                break;
+                break false;
             }
+            let config = self.shared.config();
             let Some(cs) = config.crowdsec.clone() else {
                 self.metrics().oldest(None);
                 if self.outbox().wait(POLL, true) {
-                    break;
+                    break false;
                 }
                 continue;
             };
-            // A log that did not exist at start: its start is where a restart must
-            // resume, before any of its alerts is in hand.
-            if !self.has_position() {
-                if let Err(e) = self.follower.open_if_there() {
-                    tracing::debug!("CrowdSec: alert log not readable yet: {e}");
-                }
-                if self.follower.position().is_some() {
-                    self.save_or_warn();
-                }
-            }
-            let alerts = match self.read_batch(&config, cs.batch_size) {
-                Ok(batch) => batch,
-                Err(e) => {
-                    self.outage.failed(format!(
-                        "cannot read the alert log {}: {e}",
-                        self.log.display()
-                    ));
-                    self.outage.tick(&self.shared.metrics.crowdsec);
-                    if self.outbox().wait(POLL, false) {
-                        break;
+            self.save_a_new_log();
+            match self.next_batch(&config, cs.batch_size) {
+                Some(alerts) => match self.send(&cs, alerts) {
+                    // The follower stands just after the batch: the new position.
+                    Sent::Settled => self.save_or_warn(),
+                    // It stands past a batch not delivered: keep the saved one.
+                    Sent::Stopped => break true,
+                },
+                None if drain_until.is_some() => break false,
+                None => {
+                    if self.outbox().wait(POLL, true) {
+                        drain_until = Some(Instant::now() + DRAIN_TIMEOUT);
                     }
-                    continue;
-                }
-            };
-            if alerts.is_empty() {
-                self.metrics().oldest(None);
-                if self.saved_at.elapsed() >= SAVE_EVERY {
-                    self.save_or_warn();
-                }
-                if drain_until.is_some() {
-                    break;
-                }
-                if self.outbox().wait(POLL, true) {
-                    drain_until = Some(Instant::now() + DRAIN_TIMEOUT);
-                }
-                continue;
-            }
-            self.metrics().oldest(alerts.first().map(|a| a.at));
-            match self.send(&cs, alerts) {
-                // The follower stands just after the batch: that is the new position.
-                Sent::Settled => self.save_or_warn(),
-                // The follower stands past a batch not delivered: keep the old one.
-                Sent::Stopped => {
-                    stopped_with_batch = true;
-                    break;
                 }
             }
             if drain_until.is_none() && self.outbox().is_closing() {
                 drain_until = Some(Instant::now() + DRAIN_TIMEOUT);
             }
-        }
+        };
         if !stopped_with_batch {
             self.save_or_warn();
         }
-        let config = self.shared.config();
-        self.backlog.scan(&config, &self.shared.metrics.crowdsec);
+        self.scan();
         let left = self.metrics().backlog();
         if left > 0 {
             tracing::warn!(
                 "CrowdSec: stopping with {left} alerts not yet accepted; they stay in the alert log and are pushed at the next start"
             );
+        }
+    }
+
+    fn scan(&mut self) {
+        let config = self.shared.config();
+        self.backlog.scan(&config, &self.shared.metrics.crowdsec);
+    }
+
+    /// A log that did not exist at start: its start is where a restart must resume,
+    /// saved before any of its alerts is in hand.
+    fn save_a_new_log(&mut self) {
+        if self.saved_some {
+            return;
+        }
+        if let Err(e) = self.follower.open_if_there() {
+            tracing::debug!("CrowdSec: alert log not readable yet: {e}");
+        }
+        if self.follower.position().is_some() {
+            self.save_or_warn();
+        }
+    }
+
+    /// The next batch of alerts, or `None` when the log has none for now (the
+    /// position past other lines is then saved now and then) or cannot be read.
+    fn next_batch(&mut self, config: &Config, max: usize) -> Option<Vec<Alert>> {
+        match self.read_batch(config, max) {
+            Ok(alerts) if !alerts.is_empty() => {
+                self.metrics().oldest(alerts.first().map(|a| a.at));
+                Some(alerts)
+            }
+            Ok(_) => {
+                self.metrics().oldest(None);
+                if self.saved_at.elapsed() >= SAVE_EVERY {
+                    self.save_or_warn();
+                }
+                None
+            }
+            Err(e) => {
+                let why = format!("cannot read the alert log {}: {e}", self.log.display());
+                self.outage.failed(why);
+                self.outage.tick(&self.shared.metrics.crowdsec);
+                None
+            }
         }
     }
 
@@ -411,8 +422,7 @@ impl Pusher {
     fn wait_to_retry(&mut self, cs: &CrowdsecConfig, unreachable: bool, backoff: Duration) -> bool {
         let until = Instant::now() + if unreachable { MAX_BACKOFF } else { backoff };
         loop {
-            let config = self.shared.config();
-            self.backlog.scan(&config, &self.shared.metrics.crowdsec);
+            self.scan();
             self.outage.tick(&self.shared.metrics.crowdsec);
             if self.outbox().is_closing() {
                 return false;
@@ -436,11 +446,6 @@ impl Pusher {
             self.client = Some(Client::new(cs.clone()));
         }
         self.client.as_mut().expect("set above")
-    }
-
-    /// Whether a position was saved (the log existed when it was).
-    fn has_position(&self) -> bool {
-        self.saved_some
     }
 
     /// Saves the follower's position: call it only when no batch is in hand.
