@@ -36,8 +36,10 @@ const PROBE_EVERY: Duration = Duration::from_millis(200);
 const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 /// Backoff after an answered failure (5xx, refused login): from this, doubling...
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
-/// ...up to this; an unreachable LAPI is also tried this often whatever the probe says.
-const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// ...up to this (a LAPI that answers but fails — its database down, say — is back
+/// within this of its database); an unreachable LAPI is also tried this often
+/// whatever the probe says.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// Failures shorter than this are retried quietly (counted, logged at debug).
 const WARN_AFTER: Duration = Duration::from_secs(2);
 /// How often a position that only moved past non-alert lines is saved.
