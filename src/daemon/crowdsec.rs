@@ -349,8 +349,7 @@ impl Pusher {
             }
             Err(e) => {
                 let why = format!("cannot read the alert log {}: {e}", self.log.display());
-                self.outage.failed(why);
-                self.outage.tick(&self.shared.metrics.crowdsec);
+                self.failed(why);
                 None
             }
         }
@@ -384,7 +383,7 @@ impl Pusher {
             match result {
                 Ok(()) => {
                     self.metrics().delivered(live.len());
-                    self.outage.recovered(&self.shared.metrics.crowdsec);
+                    self.recovered();
                     return Sent::Settled;
                 }
                 Err(e @ LapiError::Rejected { .. }) => {
@@ -398,7 +397,7 @@ impl Pusher {
                 Err(e) => {
                     let unreachable = matches!(e, LapiError::Unreachable { .. });
                     self.metrics().retried();
-                    self.outage.failed(e.to_string());
+                    self.failed(e.to_string());
                     if !self.wait_to_retry(&cs, unreachable, backoff) {
                         return Sent::Stopped;
                     }
@@ -425,7 +424,7 @@ impl Pusher {
         let until = Instant::now() + if unreachable { MAX_BACKOFF } else { backoff };
         loop {
             self.scan();
-            self.outage.tick(&self.shared.metrics.crowdsec);
+            self.say_outage();
             if self.outbox().is_closing() {
                 return false;
             }
@@ -448,6 +447,39 @@ impl Pusher {
             self.client = Some(Client::new(cs.clone()));
         }
         self.client.as_mut().expect("set above")
+    }
+
+    fn failed(&mut self, why: String) {
+        tracing::debug!("CrowdSec: push failed: {why}");
+        self.outage.failed(why, Instant::now());
+        self.say_outage();
+    }
+
+    /// One WARNING once an outage has lasted [`WARN_AFTER`].
+    fn say_outage(&mut self) {
+        let metrics = &self.shared.metrics.crowdsec;
+        if let Some(why) = self.outage.news(Instant::now()) {
+            metrics.failing(true);
+            tracing::warn!(
+                backlog = metrics.backlog(),
+                "CrowdSec: pushing fails: {why}; alerts wait in the alert log and are retried"
+            );
+        }
+    }
+
+    /// One INFO when a said outage ends.
+    fn recovered(&mut self) {
+        let metrics = &self.shared.metrics.crowdsec;
+        if let Some(episode) = self.outage.ended() {
+            metrics.failing(false);
+            tracing::info!(
+                backlog = metrics.backlog(),
+                "CrowdSec: the LAPI takes alerts again after {:.1} s and {} failed attempts (last: {}); the backlog follows",
+                episode.since.elapsed().as_secs_f64(),
+                episode.failures,
+                episode.last
+            );
+        }
     }
 
     /// Saves the follower's position: call it only when no batch is in hand.
@@ -479,7 +511,7 @@ impl Pusher {
 }
 
 /// An episode of failed pushes: said once when it has lasted [`WARN_AFTER`], and once
-/// when it ends if it was said.
+/// when it ends if it was said. Pure: the pusher passes the time and does the saying.
 #[derive(Debug, Default)]
 struct Outage {
     current: Option<Episode>,
@@ -494,10 +526,9 @@ struct Episode {
 }
 
 impl Outage {
-    fn failed(&mut self, why: String) {
-        tracing::debug!("CrowdSec: push failed: {why}");
+    fn failed(&mut self, why: String, now: Instant) {
         let episode = self.current.get_or_insert_with(|| Episode {
-            since: Instant::now(),
+            since: now,
             failures: 0,
             last: String::new(),
             warned: false,
@@ -506,36 +537,50 @@ impl Outage {
         episode.last = why;
     }
 
-    /// Says the outage once it has lasted [`WARN_AFTER`].
-    fn tick(&mut self, metrics: &CrowdsecMetrics) {
-        let Some(episode) = self.current.as_mut() else {
-            return;
-        };
-        if episode.warned || episode.since.elapsed() < WARN_AFTER {
-            return;
+    /// The news to say — its reason — once, when the outage has lasted [`WARN_AFTER`].
+    fn news(&mut self, now: Instant) -> Option<&str> {
+        let episode = self.current.as_mut()?;
+        if episode.warned || now.duration_since(episode.since) < WARN_AFTER {
+            return None;
         }
         episode.warned = true;
-        metrics.failing(true);
-        tracing::warn!(
-            backlog = metrics.backlog(),
-            "CrowdSec: pushing fails: {}; alerts wait in the alert log and are retried",
-            episode.last
-        );
+        Some(&episode.last)
     }
 
-    fn recovered(&mut self, metrics: &CrowdsecMetrics) {
-        let Some(episode) = self.current.take() else {
-            return;
-        };
-        if episode.warned {
-            metrics.failing(false);
-            tracing::info!(
-                backlog = metrics.backlog(),
-                "CrowdSec: the LAPI takes alerts again after {:.1} s and {} failed attempts (last: {}); the backlog follows",
-                episode.since.elapsed().as_secs_f64(),
-                episode.failures,
-                episode.last
-            );
+    /// The episode a success ends, if it was said.
+    fn ended(&mut self) -> Option<Episode> {
+        self.current.take().filter(|e| e.warned)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failure_answered_on_the_retry_is_not_an_outage() {
+        let t0 = Instant::now();
+        let mut outage = Outage::default();
+        outage.failed("HTTP 500 database is locked".into(), t0);
+        assert_eq!(outage.news(t0 + Duration::from_millis(250)), None);
+        assert!(outage.ended().is_none(), "nothing said, nothing to end");
+        assert!(outage.current.is_none());
+    }
+
+    #[test]
+    fn an_outage_is_said_once_with_its_latest_reason_and_its_end_once() {
+        let t0 = Instant::now();
+        let mut outage = Outage::default();
+        outage.failed("unreachable: connection refused".into(), t0);
+        assert_eq!(outage.news(t0 + Duration::from_secs(1)), None);
+        outage.failed("unreachable: timed out".into(), t0 + Duration::from_secs(1));
+        assert_eq!(outage.news(t0 + WARN_AFTER), Some("unreachable: timed out"));
+        for later in 3..60 {
+            outage.failed("again".into(), t0 + Duration::from_secs(later));
+            assert_eq!(outage.news(t0 + Duration::from_secs(later)), None);
         }
+        let ended = outage.ended().expect("said, so its end is said");
+        assert_eq!((ended.failures, ended.since), (59, t0));
+        assert!(outage.ended().is_none());
     }
 }
