@@ -33,6 +33,7 @@ struct Daemon {
 }
 
 impl Daemon {
+    /// Ready once the metrics port answers: it is bound after the FastAGI one.
     fn start(config: &str) -> Daemon {
         let (port, metrics_port) = (free_port(), free_port());
         let sandbox = Sandbox::with_config(&format!(
@@ -40,7 +41,7 @@ impl Daemon {
              [daemon]\nlisten = \"127.0.0.1:{port}\"\nmetrics_listen = \"127.0.0.1:{metrics_port}\"\n"
         ));
         Daemon {
-            serve: LoggedServe::start(sandbox, port),
+            serve: LoggedServe::start(sandbox, metrics_port),
             port,
             metrics_port,
         }
@@ -368,7 +369,7 @@ fn a_restart_resumes_where_the_lapi_last_accepted() {
         d.stderr()
     );
     lapi.start_again();
-    d.serve.restart(d.port);
+    d.serve.restart(d.metrics_port);
     wait_for(
         "the five after the restart",
         Duration::from_secs(30),
@@ -461,7 +462,7 @@ fn alerts_in_rotated_logs_are_delivered_after_an_outage_and_a_restart() {
     assert!(d.serve.terminate().success());
     std::fs::rename(rotated(1), rotated(2)).unwrap();
     std::fs::rename(&log, rotated(1)).unwrap();
-    d.serve.restart(d.port);
+    d.serve.restart(d.metrics_port);
     for ip in &ips[6..] {
         assert_eq!(d.call(&bad_call(ip)), "wrong_exten_min_length(3)");
     }
