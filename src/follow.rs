@@ -10,8 +10,8 @@
 //!
 //! Rotation: at the end of the open file, if the path now names another file, the old
 //! one is still read for [`ROTATION_GRACE`] (a writer that opened it just before the
-//! move appends its line there; design of `dist/logrotate`), then the follower moves to
-//! the file logrotate made next. The open descriptor keeps a moved, even a deleted,
+//! move appends its line there, which `dist/logrotate`'s delaycompress allows for),
+//! then the follower moves to the file logrotate made next. The open descriptor keeps a moved, even a deleted,
 //! file readable to its end.
 
 use std::fs::File;
