@@ -558,6 +558,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn an_alert_line_about_a_trusted_network_is_never_pushed() {
+        let config =
+            Config::from_toml("trusted_networks = ['192.0.2.0/24']\n", Path::new("t.toml"))
+                .unwrap();
+        let line = |ip: &str| {
+            format!("2026-12-01 10:00:00.000 ERROR ip={ip} reason=auth_bruteforce tries=5")
+        };
+        assert_eq!(pushable(line("192.0.2.7").as_bytes(), &config), None);
+        let pushed = pushable(line("203.0.113.7").as_bytes(), &config).unwrap();
+        assert_eq!(pushed.ip.to_string(), "203.0.113.7");
+    }
+
+    #[test]
     fn a_failure_answered_on_the_retry_is_not_an_outage() {
         let t0 = Instant::now();
         let mut outage = Outage::default();
