@@ -261,14 +261,15 @@ fn judge(config: &(Config, Source), request: Result<Call, BadRequest>, fail_on_a
     plan.exit_status(fail_on_alert)
 }
 
-/// One login as the configured machine: proves the URL, the machine and its password.
+/// One login as the configured machine: proves the URL, the machine and its password;
+/// then how many alerts wait in the log for the LAPI.
 fn crowdsec_check(config: &Config) -> u8 {
     let Some(c) = &config.crowdsec else {
         eprintln!("extsecurity: no [crowdsec] table in the configuration: nothing to check");
         return exits::CONFIG;
     };
     let mut client = extsecurity::crowdsec::Client::new(c.clone());
-    match client.login() {
+    let status = match client.login() {
         Ok(expire) => {
             println!(
                 "OK: machine {:?} logged in to the CrowdSec LAPI at {} (token valid until {expire}); bans will last {}",
@@ -280,7 +281,24 @@ fn crowdsec_check(config: &Config) -> u8 {
             eprintln!("extsecurity: {e}");
             exits::CROWDSEC
         }
+    };
+    match extsecurity::daemon::crowdsec::waiting(config, c) {
+        Ok(Some(n)) => println!(
+            "{n} alerts in {} after the position saved in {} (not yet accepted by the LAPI)",
+            config.log_file.display(),
+            c.state_file.display()
+        ),
+        Ok(None) => println!(
+            "no position saved in {} for {} yet: the daemon starts at the end of the log",
+            c.state_file.display(),
+            config.log_file.display()
+        ),
+        Err(e) => eprintln!(
+            "extsecurity: cannot read {} or the alert log: {e}",
+            c.state_file.display()
+        ),
     }
+    status
 }
 
 fn report(config: &Config, logs: &[PathBuf], json: bool, top: usize) -> u8 {

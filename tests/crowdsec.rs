@@ -368,6 +368,20 @@ fn a_restart_resumes_where_the_lapi_last_accepted() {
         "{}",
         d.stderr()
     );
+    // While it is stopped, crowdsec-check says what the next start pushes first.
+    let check = d
+        .serve
+        .sandbox
+        .command()
+        .arg("crowdsec-check")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&check.stdout);
+    assert!(
+        said.lines()
+            .any(|l| l.starts_with("5 alerts in ") && l.ends_with("(not yet accepted by the LAPI)")),
+        "{said}"
+    );
     lapi.start_again();
     d.serve.restart(d.metrics_port);
     wait_for(

@@ -197,6 +197,25 @@ pub fn spawn(
         .map_err(StartError::Thread)
 }
 
+/// How many alerts the log holds after the saved position (what the next start
+/// pushes first), for `crowdsec-check`; `None` before any position was saved. Reads
+/// the log through without changing anything.
+pub fn waiting(config: &Config, cs: &CrowdsecConfig) -> std::io::Result<Option<u64>> {
+    let Some(saved) = PositionFile::new(&cs.state_file).load()? else {
+        return Ok(None);
+    };
+    if saved.log != config.log_file {
+        return Ok(None);
+    }
+    let (mut follower, _) = Follower::resume(&config.log_file, &saved.position)?;
+    let mut line = Vec::with_capacity(512);
+    let mut count = 0;
+    while follower.next_line(&mut line)? {
+        count += u64::from(pushable(&line, config).is_some());
+    }
+    Ok(Some(count))
+}
+
 /// Alerts the log holds that the pusher has not settled yet: a second reader of the
 /// same files that only counts, from where the pusher started.
 struct Backlog {
