@@ -48,6 +48,8 @@ pub struct Follower {
     open: Option<Open>,
     /// When the path was first seen naming another file than the open one.
     moved_at: Option<Instant>,
+    /// How long a moved file is still read ([`ROTATION_GRACE`] while writers run).
+    grace: Duration,
 }
 
 #[derive(Debug)]
@@ -115,6 +117,7 @@ impl Follower {
             path: path.to_path_buf(),
             open,
             moved_at: None,
+            grace: ROTATION_GRACE,
         })
     }
 
@@ -127,6 +130,7 @@ impl Follower {
             path: path.to_path_buf(),
             open: None,
             moved_at: None,
+            grace: ROTATION_GRACE,
         };
         let chain = chain(path);
         for (candidate, meta) in &chain {
@@ -158,6 +162,13 @@ impl Follower {
             oldest.display()
         );
         Ok((follower, Some(why)))
+    }
+
+    /// Moves on from a moved file as soon as its end is read: for reading what is on
+    /// disk once, with no writer to wait for.
+    pub fn without_grace(mut self) -> Follower {
+        self.grace = Duration::ZERO;
+        self
     }
 
     /// The position after the last line returned; `None` before any file existed.
@@ -240,7 +251,7 @@ impl Follower {
             }
         }
         let since = *self.moved_at.get_or_insert_with(Instant::now);
-        if since.elapsed() < ROTATION_GRACE {
+        if since.elapsed() < self.grace {
             return Ok(false);
         }
         let modified = open.reader.get_ref().metadata()?.modified()?;
@@ -503,6 +514,12 @@ mod tests {
         let (mut f, warning) = Follower::resume(&log, &pos).unwrap();
         assert_eq!(warning, None);
         assert_eq!(drain_until(&mut f, 2), ["two", "three"]);
+        let (f, _) = Follower::resume(&log, &pos).unwrap();
+        assert_eq!(
+            drain(&mut f.without_grace()),
+            ["two", "three"],
+            "read once, at once"
+        );
     }
 
     #[test]

@@ -476,6 +476,19 @@ fn alerts_in_rotated_logs_are_delivered_after_an_outage_and_a_restart() {
     assert!(d.serve.terminate().success());
     std::fs::rename(rotated(1), rotated(2)).unwrap();
     std::fs::rename(&log, rotated(1)).unwrap();
+    // Counted across both moved files while the daemon is stopped.
+    let check = d
+        .serve
+        .sandbox
+        .command()
+        .arg("crowdsec-check")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&check.stdout);
+    assert!(
+        said.lines().any(|l| l.starts_with("6 alerts in ")),
+        "{said}"
+    );
     d.serve.restart(d.metrics_port);
     for ip in &ips[6..] {
         assert_eq!(d.call(&bad_call(ip)), "wrong_exten_min_length(3)");

@@ -207,7 +207,8 @@ pub fn waiting(config: &Config, cs: &CrowdsecConfig) -> std::io::Result<Option<u
     if saved.log != config.log_file {
         return Ok(None);
     }
-    let (mut follower, _) = Follower::resume(&config.log_file, &saved.position)?;
+    let (follower, _) = Follower::resume(&config.log_file, &saved.position)?;
+    let mut follower = follower.without_grace();
     let mut line = Vec::with_capacity(512);
     let mut count = 0;
     while follower.next_line(&mut line)? {
