@@ -23,7 +23,6 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 #[allow(dead_code)]
@@ -94,15 +93,7 @@ fn run(binary: &str, name: &str, events: usize, stream: &[u8]) {
         ),
     )
     .unwrap();
-    let daemon = Daemon(
-        Command::new(binary)
-            .args(["serve", "--config"])
-            .arg(&config)
-            .env("EXTSECURITY_LOG", "warn")
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start the daemon"),
-    );
+    let daemon = Daemon::serve(binary, &config, None);
     let (mut conn, _) = listener.accept().unwrap();
     conn.write_all(b"Asterisk Call Manager/9.0.0\r\n").unwrap();
     let login = read_message(&mut conn);

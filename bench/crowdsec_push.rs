@@ -16,14 +16,13 @@
 #[allow(unused_imports)]
 mod common;
 
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::agi_peer::fastagi_call;
 use common::asterisk::Channel;
 use common::crowdsec::Lapi;
-use common::{free_port, wait_for};
+use common::free_port;
 
 #[allow(dead_code)]
 mod support;
@@ -109,18 +108,7 @@ fn run(binary: &str, extra: &str, calls: usize, concurrency: usize, first_octet:
         ),
     )
     .unwrap();
-    let daemon = Daemon(
-        Command::new(binary)
-            .args(["serve", "--config"])
-            .arg(&config)
-            .env("EXTSECURITY_LOG", "warn")
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap(),
-    );
-    wait_for("the daemon", Duration::from_secs(10), || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
+    let daemon = Daemon::serve(binary, &config, Some(port));
     let latencies = Arc::new(Mutex::new(Vec::with_capacity(calls)));
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let started = Instant::now();

@@ -26,7 +26,6 @@
 mod common;
 
 use std::io::Write as _;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::crowdsec::{Lapi, Postgres};
@@ -62,18 +61,7 @@ impl Pbx {
             ),
         )
         .unwrap();
-        let daemon = Daemon(
-            Command::new(binary)
-                .args(["serve", "--config"])
-                .arg(&config)
-                .env("EXTSECURITY_LOG", "warn")
-                .stderr(Stdio::inherit())
-                .spawn()
-                .unwrap(),
-        );
-        wait_for("the daemon", Duration::from_secs(10), || {
-            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-        });
+        let daemon = Daemon::serve(binary, &config, Some(port));
         Pbx {
             daemon,
             dir,

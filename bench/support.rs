@@ -49,6 +49,31 @@ pub fn metric(port: u16, name: &str) -> f64 {
 pub struct Daemon(pub Child);
 
 impl Daemon {
+    /// `binary serve --config config`, logging warnings and worse to the bench's
+    /// stderr; with `ready`, returns once that loopback port accepts.
+    pub fn serve(binary: &str, config: &std::path::Path, ready: Option<u16>) -> Daemon {
+        let daemon = Daemon(
+            Command::new(binary)
+                .args(["serve", "--config"])
+                .arg(config)
+                .env("EXTSECURITY_LOG", "warn")
+                .stderr(std::process::Stdio::inherit())
+                .spawn()
+                .expect("start the daemon"),
+        );
+        if let Some(port) = ready {
+            let started = std::time::Instant::now();
+            while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+                assert!(
+                    started.elapsed() < std::time::Duration::from_secs(10),
+                    "the daemon did not listen on {port}"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(25));
+            }
+        }
+        daemon
+    }
+
     /// User plus system CPU time the daemon used so far.
     pub fn cpu_seconds(&self) -> f64 {
         let stat =
