@@ -389,7 +389,7 @@ pub fn probe(lapi_url: &str, timeout: Duration) -> bool {
 }
 
 /// `host` (brackets of an IPv6 literal removed) and port of an `http(s)://` base URL.
-fn host_port(url: &str) -> Option<(String, u16)> {
+pub fn host_port(url: &str) -> Option<(String, u16)> {
     let (scheme, rest) = url.split_once("://")?;
     let authority = rest.split('/').next()?;
     let default = if scheme == "https" { 443 } else { 80 };

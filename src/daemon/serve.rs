@@ -139,10 +139,8 @@ fn never_banned(config: &Config) -> Vec<std::net::IpAddr> {
     let mut never = crate::nftables::own_addresses();
     never.extend(config.ami.as_ref().map(|a| a.address.ip()));
     let lapi_host: Option<std::net::IpAddr> = config.crowdsec.as_ref().and_then(|c| {
-        let rest = c.lapi_url.split("://").nth(1)?;
-        let host = rest.split(['/']).next()?;
-        let host = host.rsplit_once(':').map_or(host, |(h, _)| h);
-        host.trim_matches(['[', ']']).parse().ok()
+        let (host, _) = crate::crowdsec::host_port(&c.lapi_url)?;
+        host.parse().ok()
     });
     never.extend(lapi_host);
     never
