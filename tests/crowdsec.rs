@@ -55,6 +55,18 @@ impl Daemon {
         metric(self.metrics_port, name)
     }
 
+    /// What `extsecurity crowdsec-check` prints on this daemon's config.
+    fn crowdsec_check(&self) -> String {
+        let check = self
+            .serve
+            .sandbox
+            .command()
+            .arg("crowdsec-check")
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&check.stdout).into_owned()
+    }
+
     fn call(&self, channel: &Channel) -> String {
         fastagi_call(self.port, channel)
             .variable("EXTSEC_REASON")
@@ -369,14 +381,7 @@ fn a_restart_resumes_where_the_lapi_last_accepted() {
         d.stderr()
     );
     // While it is stopped, crowdsec-check says what the next start pushes first.
-    let check = d
-        .serve
-        .sandbox
-        .command()
-        .arg("crowdsec-check")
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&check.stdout);
+    let said = d.crowdsec_check();
     assert!(
         said.lines()
             .any(|l| l.starts_with("5 alerts in ") && l.ends_with("(not yet accepted by the LAPI)")),
@@ -477,14 +482,7 @@ fn alerts_in_rotated_logs_are_delivered_after_an_outage_and_a_restart() {
     std::fs::rename(rotated(1), rotated(2)).unwrap();
     std::fs::rename(&log, rotated(1)).unwrap();
     // Counted across both moved files while the daemon is stopped.
-    let check = d
-        .serve
-        .sandbox
-        .command()
-        .arg("crowdsec-check")
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&check.stdout);
+    let said = d.crowdsec_check();
     assert!(
         said.lines().any(|l| l.starts_with("6 alerts in ")),
         "{said}"

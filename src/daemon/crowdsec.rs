@@ -208,13 +208,13 @@ pub fn waiting(config: &Config, cs: &CrowdsecConfig) -> std::io::Result<Option<u
         return Ok(None);
     }
     let (follower, _) = Follower::resume(&config.log_file, &saved.position)?;
-    let mut follower = follower.without_grace();
-    let mut line = Vec::with_capacity(512);
-    let mut count = 0;
-    while follower.next_line(&mut line)? {
-        count += u64::from(pushable(&line, config).is_some());
-    }
-    Ok(Some(count))
+    let mut backlog = Backlog {
+        follower: follower.without_grace(),
+        line: Vec::with_capacity(512),
+    };
+    let mut found = 0;
+    backlog.count(config, &mut found)?;
+    Ok(Some(found))
 }
 
 /// Alerts the log holds that the pusher has not settled yet: a second reader of the
@@ -236,13 +236,20 @@ impl Backlog {
         })
     }
 
-    /// Counts the alerts appended since the last scan.
+    /// Counts the alerts appended since the last scan (a read error ends the scan;
+    /// the next one goes on from there).
     fn scan(&mut self, config: &Config, metrics: &CrowdsecMetrics) {
         let mut found = 0;
-        while let Ok(true) = self.follower.next_line(&mut self.line) {
-            found += u64::from(pushable(&self.line, config).is_some());
-        }
+        let _ = self.count(config, &mut found);
         metrics.found(found);
+    }
+
+    /// Adds to `found` the alerts to push from here to the end of the log.
+    fn count(&mut self, config: &Config, found: &mut u64) -> std::io::Result<()> {
+        while self.follower.next_line(&mut self.line)? {
+            *found += u64::from(pushable(&self.line, config).is_some());
+        }
+        Ok(())
     }
 }
 

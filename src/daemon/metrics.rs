@@ -170,10 +170,6 @@ impl CrowdsecMetrics {
         self.failing.store(u64::from(failing), Relaxed);
     }
 
-    pub fn delivered_total(&self) -> u64 {
-        self.delivered.load(Relaxed)
-    }
-
     /// Alerts in the log not yet settled.
     pub fn backlog(&self) -> u64 {
         let settled =
