@@ -88,6 +88,26 @@ fn attack(port: u16, ips: Vec<String>, every: Duration) -> std::thread::JoinHand
     })
 }
 
+/// `per` attacks on each PBX, each from its own addresses, all at once: the
+/// addresses, and the threads to join.
+fn attack_each(
+    pbxs: &[Pbx],
+    per: usize,
+    every: Duration,
+) -> (Vec<String>, Vec<std::thread::JoinHandle<()>>) {
+    let mut expected = Vec::new();
+    let attacks = pbxs
+        .iter()
+        .enumerate()
+        .map(|(i, pbx)| {
+            let ips = attackers(i + 1, per);
+            expected.extend(ips.clone());
+            attack(pbx.port, ips, every)
+        })
+        .collect();
+    (expected, attacks)
+}
+
 /// Every address banned, and no more doubled than retried batches can explain.
 fn assert_stored_once(pg: &Postgres, expected: &[String], retries: f64, batch: usize) {
     let bans: HashMap<String, usize> = pg.bans_per_address();
@@ -115,16 +135,7 @@ fn four_pbxs_push_at_once_into_postgres_and_every_ban_is_stored_once() {
     let pg = Postgres::start();
     let lapi = Lapi::on_postgres(&pg);
     let pbxs: Vec<Pbx> = (1..=4).map(|n| Pbx::start(&lapi, n)).collect();
-    let mut expected = Vec::new();
-    let attacks: Vec<_> = pbxs
-        .iter()
-        .enumerate()
-        .map(|(i, pbx)| {
-            let ips = attackers(i + 1, 300);
-            expected.extend(ips.clone());
-            attack(pbx.port, ips, Duration::ZERO)
-        })
-        .collect();
+    let (expected, attacks) = attack_each(&pbxs, 300, Duration::ZERO);
     for a in attacks {
         a.join().unwrap();
     }
@@ -146,17 +157,8 @@ fn the_lapi_stopped_and_started_again_loses_no_ban() {
     let pg = Postgres::start();
     let mut lapi = Lapi::on_postgres(&pg);
     let pbxs: Vec<Pbx> = (1..=4).map(|n| Pbx::start(&lapi, n)).collect();
-    let mut expected = Vec::new();
     // Each PBX alerts ~200 times a second for 3 s; the LAPI is down from 0.5 s to 4 s.
-    let attacks: Vec<_> = pbxs
-        .iter()
-        .enumerate()
-        .map(|(i, pbx)| {
-            let ips = attackers(i + 1, 600);
-            expected.extend(ips.clone());
-            attack(pbx.port, ips, Duration::from_millis(4))
-        })
-        .collect();
+    let (expected, attacks) = attack_each(&pbxs, 600, Duration::from_millis(4));
     std::thread::sleep(Duration::from_millis(500));
     lapi.stop();
     std::thread::sleep(Duration::from_millis(3500));
