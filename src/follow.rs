@@ -22,7 +22,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-use crate::report::with_rotations;
+use crate::report::{skip_line, with_rotations};
 
 /// A longer line is not one of ours: skipped whole.
 pub const MAX_LINE: usize = 64 * 1024;
@@ -174,14 +174,10 @@ impl Follower {
     /// The position after the last line returned; `None` before any file existed.
     pub fn position(&self) -> Option<Position> {
         let open = self.open.as_ref()?;
-        let head = match open.head.is_empty() && open.offset > 0 {
-            true => head_of(open.reader.get_ref()).unwrap_or_default(),
-            false => open.head.clone(),
-        };
         Some(Position {
             dev: open.dev,
             ino: open.ino,
-            head,
+            head: open.head.clone(),
             offset: open.offset,
         })
     }
@@ -219,6 +215,7 @@ impl Follower {
                 }
                 return Ok(true);
             }
+            // An overlong line without its LF yet is read again, and skipped, later.
             if n > MAX_LINE && skip_line(&mut open.reader)? {
                 open.offset = open.reader.stream_position()?;
                 continue;
@@ -244,7 +241,9 @@ impl Follower {
             if open.is(&meta) {
                 self.moved_at = None;
                 if meta.len() < open.offset {
+                    // Truncated in place: a new first line will name the file.
                     open.rewind_to(0)?;
+                    open.head.clear();
                     return Ok(true);
                 }
                 return Ok(false);
@@ -263,23 +262,6 @@ impl Follower {
             }
             None => Ok(false),
         }
-    }
-}
-
-/// Skips to just after the next LF; `false` (nothing consumed beyond what was read)
-/// when the long line has no LF yet.
-fn skip_line(reader: &mut BufReader<File>) -> io::Result<bool> {
-    loop {
-        let buf = reader.fill_buf()?;
-        if buf.is_empty() {
-            return Ok(false);
-        }
-        if let Some(i) = memchr::memchr(b'\n', buf) {
-            reader.consume(i + 1);
-            return Ok(true);
-        }
-        let n = buf.len();
-        reader.consume(n);
     }
 }
 
@@ -488,6 +470,11 @@ mod tests {
             .unwrap();
         append(&log, "c\n");
         assert_eq!(drain(&mut f), ["c"]);
+        assert_eq!(
+            f.position().unwrap().head,
+            "c",
+            "the new first line names it"
+        );
     }
 
     #[test]

@@ -299,15 +299,16 @@ fn sorted_desc(map: &BTreeMap<String, u64>) -> Vec<(&String, &u64)> {
     v
 }
 
-fn skip_line(reader: &mut impl BufRead) -> io::Result<()> {
+/// Skips to just after the next LF; `false` when the input ended first.
+pub(crate) fn skip_line(reader: &mut impl BufRead) -> io::Result<bool> {
     loop {
         let buf = reader.fill_buf()?;
         if buf.is_empty() {
-            return Ok(());
+            return Ok(false);
         }
-        if let Some(i) = buf.iter().position(|&b| b == b'\n') {
+        if let Some(i) = memchr::memchr(b'\n', buf) {
             reader.consume(i + 1);
-            return Ok(());
+            return Ok(true);
         }
         let n = buf.len();
         reader.consume(n);
