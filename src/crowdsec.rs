@@ -72,9 +72,7 @@ impl Alert {
 
     /// What is left of a ban of `ban` that started at this alert, at `now`.
     pub fn remaining(&self, ban: Duration, now: jiff::Timestamp) -> Duration {
-        let age = now.duration_since(self.at);
-        let age = Duration::try_from(age).unwrap_or_default();
-        ban.saturating_sub(age)
+        ban.saturating_sub(age(self.at, now))
     }
 
     /// `extsecurity/<reason>`, the reason's `(N)` argument left out: one scenario per
@@ -114,6 +112,11 @@ pub fn alerts_body(alerts: &[Alert], ban: &Ban, now: jiff::Timestamp) -> String 
     serde_json::Value::Array(items).to_string()
 }
 
+/// How long ago `at` was at `now` (zero for a time still to come).
+fn age(at: jiff::Timestamp, now: jiff::Timestamp) -> Duration {
+    Duration::try_from(now.duration_since(at)).unwrap_or_default()
+}
+
 /// How long a pushed ban lasts: as configured (`4h`), and in seconds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ban<'a> {
@@ -125,7 +128,7 @@ impl Ban<'_> {
     /// The decision's `duration` for a ban that started at `at`: the configured text
     /// while under a second has passed, else the seconds left (at least one).
     fn left(&self, at: jiff::Timestamp, now: jiff::Timestamp) -> String {
-        let age = Duration::try_from(now.duration_since(at)).unwrap_or_default();
+        let age = age(at, now);
         if age < Duration::from_secs(1) {
             return self.text.to_string();
         }
