@@ -96,6 +96,14 @@ fn run(binary: &str, name: &str, events: usize, stream: &[u8]) {
     let daemon = Daemon::serve(binary, &config, None);
     let (mut conn, _) = listener.accept().unwrap();
     conn.write_all(b"Asterisk Call Manager/9.0.0\r\n").unwrap();
+    // The MD5 challenge first, as manager.c answers it (the key is not checked here:
+    // tests/ami.rs does that).
+    let challenge = read_message(&mut conn);
+    assert!(challenge.contains("Action: Challenge"), "{challenge}");
+    conn.write_all(
+        b"Response: Success\r\nActionID: extsecurity-challenge\r\nChallenge: 840128930\r\n\r\n",
+    )
+    .unwrap();
     let login = read_message(&mut conn);
     assert!(login.contains("Events: security"), "{login}");
     conn.write_all(b"Response: Success\r\nActionID: extsecurity-login\r\nMessage: Authentication accepted\r\n\r\n")

@@ -54,7 +54,7 @@ impl Pbx {
             &config,
             format!(
                 "log_file = {:?}\n[crowdsec]\nlapi_url = '{}'\nmachine_id = 'pbx{n}'\npassword = '{PASSWORD}'\nstate_file = {:?}\n\
-                 [daemon]\nlisten = '127.0.0.1:{port}'\nmetrics_listen = '127.0.0.1:{metrics_port}'\n",
+                 [daemon]\nlisten = '127.0.0.1:{port}'\nmetrics_listen = '127.0.0.1:{metrics_port}'\ncontrol_socket = ''\n",
                 dir.path().join("alerts.log"),
                 lapi.url(),
                 dir.path().join("crowdsec.position"),

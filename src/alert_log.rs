@@ -226,6 +226,17 @@ pub struct AlertLog {
 pub enum LogError {
     #[error("cannot open the alert log {}: the folder {} does not exist", path.display(), folder.display())]
     MissingFolder { path: PathBuf, folder: PathBuf },
+    #[error(
+        "cannot create the alert log {} in {}: {source}",
+        path.display(),
+        folder.display()
+    )]
+    CannotCreate {
+        path: PathBuf,
+        folder: PathBuf,
+        #[source]
+        source: io::Error,
+    },
     #[error("cannot open the alert log {}: {source}", path.display())]
     Open {
         path: PathBuf,
@@ -295,6 +306,50 @@ impl AlertLog {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+}
+
+/// Whether the current user can append to `path` (or create it), without creating or
+/// writing anything: what `check-config` says before a call finds out.
+pub fn check_writable(path: &Path) -> Result<(), LogError> {
+    let open_error = |source| LogError::Open {
+        path: path.to_path_buf(),
+        source,
+    };
+    match OpenOptions::new().append(true).open(path) {
+        Ok(_) => return Ok(()),
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(open_error(e)),
+        Err(_) => {}
+    }
+    let folder = match path.parent() {
+        Some(f) if !f.as_os_str().is_empty() => f,
+        _ => Path::new("."),
+    };
+    if !folder.is_dir() {
+        return Err(LogError::MissingFolder {
+            path: path.to_path_buf(),
+            folder: folder.to_path_buf(),
+        });
+    }
+    let c_folder =
+        std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(folder.as_os_str()))
+            .map_err(|e| open_error(io::Error::new(io::ErrorKind::InvalidInput, e)))?;
+    // SAFETY: faccessat reads a NUL-terminated path and writes nothing.
+    let rc = unsafe {
+        libc::faccessat(
+            libc::AT_FDCWD,
+            c_folder.as_ptr(),
+            libc::W_OK | libc::X_OK,
+            libc::AT_EACCESS,
+        )
+    };
+    match rc {
+        0 => Ok(()),
+        _ => Err(LogError::CannotCreate {
+            path: path.to_path_buf(),
+            folder: folder.to_path_buf(),
+            source: io::Error::last_os_error(),
+        }),
     }
 }
 
@@ -462,6 +517,18 @@ mod tests {
         assert_eq!(t.len(), "2026-11-24 19:08:52.123".len(), "{t}");
         assert_eq!(&t[10..11], " ");
         assert_eq!(&t[19..20], ".");
+    }
+
+    #[test]
+    fn writability_is_checked_without_creating_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.log");
+        check_writable(&path).unwrap();
+        assert!(!path.exists(), "nothing created");
+        std::fs::write(&path, "").unwrap();
+        check_writable(&path).unwrap();
+        let e = check_writable(&dir.path().join("no/a.log")).unwrap_err();
+        assert!(matches!(e, LogError::MissingFolder { .. }), "{e}");
     }
 
     #[test]

@@ -222,6 +222,9 @@ pub enum LapiError {
         machine: String,
         why: String,
     },
+    /// The machine's password could not be read (its file, as this user).
+    #[error("cannot read the machine's password: {0}")]
+    Secret(String),
     /// Any other 4xx: the request itself is wrong; sending it again will not help.
     #[error("the LAPI at {url} rejected the request: HTTP {status}: {body}")]
     Rejected {
@@ -266,9 +269,14 @@ impl Client {
 
     /// Logs in; returns when the token expires, as the LAPI wrote it.
     pub fn login(&mut self) -> Result<String, LapiError> {
+        let password = self
+            .config
+            .password
+            .read()
+            .map_err(|e| LapiError::Secret(e.to_string()))?;
         let body = json!({
             "machine_id": self.config.machine_id,
-            "password": self.config.password,
+            "password": password,
             "scenarios": [],
         })
         .to_string();

@@ -13,6 +13,7 @@ pub mod check;
 pub mod config;
 pub mod crowdsec;
 pub mod daemon;
+pub mod diagnostics;
 pub mod exits;
 pub mod follow;
 pub mod memory;

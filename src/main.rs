@@ -58,8 +58,13 @@ enum Command {
         #[arg(value_name = "JSON", conflicts_with_all = ["ip", "callerid_num", "callerid_name", "exten", "user_agent", "peer_name"])]
         json: Vec<OsString>,
     },
-    /// Validate the configuration and print the effective settings
-    CheckConfig,
+    /// Validate the configuration (and that this user can write the alert log) and print
+    /// the effective settings
+    CheckConfig {
+        /// Print nothing unless something is wrong (the unit's ExecStartPre)
+        #[arg(long, short)]
+        quiet: bool,
+    },
     /// Log in to the CrowdSec LAPI of [crowdsec] and say what is wrong, if anything
     CrowdsecCheck,
     /// Judge one call over AGI on stdin/stdout: AGI(/usr/bin/extsecurity,agi)
@@ -216,7 +221,7 @@ fn run(cli: Cli, args: &[OsString]) -> u8 {
             plain,
             json,
         } => explain(&config, explain_request(&fields, &plain, &json, args)),
-        Command::CheckConfig => check_config(&config),
+        Command::CheckConfig { quiet } => check_config(&config, quiet),
         Command::CrowdsecCheck => crowdsec_check(&config.0),
         Command::Agi => extsecurity::agi::stdio::run(&config.0),
         Command::Report {
@@ -229,7 +234,7 @@ fn run(cli: Cli, args: &[OsString]) -> u8 {
         } => report(&config.0, &logs, json, top),
         Command::Bans => bans(&config.0),
         Command::Unban { address } => unban(&config.0, address.to_canonical()),
-        Command::Serve { listen } => match serve(config.0, cli.config, listen) {
+        Command::Serve { listen } => match serve(config, listen) {
             Ok(()) => exits::OK,
             Err(e) => {
                 eprintln!("extsecurity: {e:#}");
@@ -350,10 +355,7 @@ fn report_address(config: &Config, logs: &[PathBuf], ip: std::net::IpAddr) -> u8
 
 /// The table `[nftables]` names, or the default one.
 fn nft_table(config: &Config) -> String {
-    config
-        .nftables
-        .as_ref()
-        .map_or_else(|| "extsecurity".to_string(), |n| n.table.clone())
+    config.nftables_table.clone()
 }
 
 fn bans(config: &Config) -> u8 {
@@ -426,20 +428,10 @@ fn forget(path: &std::path::Path, ip: std::net::IpAddr) -> std::io::Result<Strin
 /// `extsecurity serve`: diagnostics on stderr (the journal under systemd), then the
 /// daemon until SIGTERM or SIGINT.
 fn serve(
-    config: Config,
-    flag: Option<PathBuf>,
+    (config, source): (Config, Source),
     listen: Option<std::net::SocketAddr>,
 ) -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        // Colour codes only for a person at a terminal, never into the journal.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("EXTSECURITY_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .init();
-    let source = (flag, std::env::var_os(config::ENV_VAR));
+    extsecurity::diagnostics::init();
     extsecurity::daemon::serve::run(config, source, listen)
 }
 
@@ -511,114 +503,46 @@ fn explain(config: &(Config, Source), request: Result<Call, BadRequest>) -> u8 {
     exits::OK
 }
 
-fn check_config(config: &(Config, Source)) -> u8 {
+/// Validates what `serve` and the per-call checks need and prints the effective
+/// settings. The exit status says whether they can run: the config valid and the alert
+/// log writable by this user. What only a sink needs (a secret this user may not read,
+/// say) is said, not failed on: `serve` runs without that sink, as the unit's
+/// `ExecStartPre` runs this.
+fn check_config(config: &(Config, Source), quiet: bool) -> u8 {
     let (c, source) = config;
-    println!("# effective settings, from {source}");
-    println!("log_file = {:?}", c.log_file);
-    println!("tarpit_seconds = {}", c.tarpit.as_secs_f64());
-    println!(
-        "callerid_num_must_be_numeric = {}",
-        c.callerid_num_must_be_numeric
-    );
-    println!("exten_must_be_numeric = {}", c.exten_must_be_numeric);
-    println!("exten_min_length = {}", c.exten_min_length);
-    println!("exten_max_length = {}", c.exten_max_length);
-    println!(
-        "blocked_extensions = {}",
-        toml_list(c.blocked_extensions.sources())
-    );
-    println!(
-        "blocked_user_agents = {}",
-        toml_list(c.blocked_user_agents.sources())
-    );
-    let nets: Vec<String> = c.trusted_networks.iter().map(ToString::to_string).collect();
-    println!("trusted_networks = {}", toml_list(&nets));
-    println!("log_ok_calls = {}", c.log_ok_calls);
-    let (m, d) = (&c.memory, &c.daemon);
-    println!("\n[memory]");
-    println!("enabled = {}", m.enabled);
-    println!("window_seconds = {}", m.window.as_secs());
-    println!("max_extensions = {}", m.max_extensions);
-    println!("max_calls = {}", m.max_calls);
-    println!("repeat_offender_seconds = {}", m.repeat_offender.as_secs());
-    println!("max_tracked_ips = {}", m.max_tracked_ips);
-    println!("\n[daemon]");
-    println!("fastagi = {}", d.fastagi);
-    println!("listen = \"{}\"", d.listen);
-    println!("max_connections = {}", d.max_connections);
-    println!("listen_backlog = {}", d.listen_backlog);
-    let control = d.control_socket.as_deref().map(|p| p.display().to_string());
-    println!(
-        "control_socket = {}",
-        toml::Value::String(control.unwrap_or_default())
-    );
-    println!("idle_timeout_seconds = {}", d.idle_timeout.as_secs_f64());
-    println!("max_concurrent_tarpits = {}", d.max_concurrent_tarpits);
-    let metrics = d.metrics_listen.map(|a| a.to_string()).unwrap_or_default();
-    println!("metrics_listen = \"{metrics}\"");
-    let clients: Vec<String> = d.allowed_clients.iter().map(ToString::to_string).collect();
-    println!("allowed_clients = {}", toml_list(&clients));
-    let secret = if d.secret.is_some() {
-        "(set, not shown)"
-    } else {
-        ""
-    };
-    println!("secret = \"{secret}\"");
-    match &c.ami {
-        None => println!("\n# [ami] absent: the AMI watcher is off"),
-        Some(a) => {
-            println!("\n[ami]");
-            println!("address = \"{}\"", a.address);
-            println!("username = {}", toml::Value::String(a.username.clone()));
-            println!("secret = \"(set, not shown)\"");
-            println!("ping_interval_seconds = {}", a.ping_interval.as_secs_f64());
-            println!("window_seconds = {}", a.limits.window.as_secs());
-            println!("max_auth_failures = {}", a.limits.auth_failures);
-            println!("max_unknown_accounts = {}", a.limits.unknown_accounts);
-            println!("max_error_events = {}", a.limits.error_events);
-            println!(
-                "max_unauthenticated_requests = {}",
-                a.limits.unauthenticated_requests
-            );
+    let mut status = exits::OK;
+    if let Err(e) = extsecurity::alert_log::check_writable(&c.log_file) {
+        eprintln!("extsecurity: {e}");
+        status = exits::LOG;
+    }
+    let user = current_user();
+    for secret in c.secrets() {
+        match secret.read() {
+            Ok(_) => {}
+            Err(e) if e.is_permission() => eprintln!(
+                "extsecurity: note: {e}: {user} cannot read it; serve reads it as its own user (the unit's: extsecurity), and the per-call checks never do"
+            ),
+            Err(e) => eprintln!("extsecurity: warning: {e}"),
         }
     }
-    match &c.crowdsec {
-        None => println!("\n# [crowdsec] absent: alerts are not pushed to CrowdSec"),
-        Some(cs) => {
-            println!("\n[crowdsec]");
-            println!("lapi_url = {}", toml::Value::String(cs.lapi_url.clone()));
-            println!(
-                "machine_id = {}",
-                toml::Value::String(cs.machine_id.clone())
-            );
-            println!("password = \"(set, not shown)\"");
-            println!("ban_duration = \"{}\"", cs.ban_duration);
-            println!("batch_size = {}", cs.batch_size);
-            println!(
-                "state_file = {}",
-                toml::Value::String(cs.state_file.display().to_string())
-            );
-        }
+    if !quiet {
+        println!("# effective settings, from {source}");
+        print!("{}", extsecurity::config::effective::render(c));
     }
-    match &c.nftables {
-        None => println!("\n# [nftables] off: no kernel bans from the daemon"),
-        Some(n) => {
-            println!("\n[nftables]");
-            println!("enabled = true");
-            println!("ports = {:?}", n.ports);
-            println!("ban_seconds = {}", n.ban.as_secs());
-            println!("table = {}", toml::Value::String(n.table.clone()));
-            println!("max_elements = {}", n.max_elements);
-        }
-    }
-    exits::OK
+    status
 }
 
-/// A TOML array of literal strings (patterns hold backslashes).
-fn toml_list(items: &[String]) -> String {
-    let quoted: Vec<String> = items
-        .iter()
-        .map(|s| toml::Value::String(s.clone()).to_string())
-        .collect();
-    format!("[{}]", quoted.join(", "))
+/// The name of the user this runs as, for messages about permissions.
+fn current_user() -> String {
+    // SAFETY: geteuid has no preconditions; getpwuid's result is read at once.
+    unsafe {
+        let uid = libc::geteuid();
+        let pw = libc::getpwuid(uid);
+        if pw.is_null() || (*pw).pw_name.is_null() {
+            return format!("uid {uid}");
+        }
+        std::ffi::CStr::from_ptr((*pw).pw_name)
+            .to_string_lossy()
+            .into_owned()
+    }
 }

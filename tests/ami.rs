@@ -116,17 +116,25 @@ fn a_burst_of_wrong_passwords_is_banned_once() {
         1.0
     );
     assert_eq!(w.metric("extsecurity_ami_connected"), 1.0);
-    // The login as design §3b has it, and FastAGI really off.
+    // The login as design §3b has it, by MD5 challenge (the peer checks the key as
+    // manager.c does), the secret never on the wire; and FastAGI really off.
     let login = peer.received(0);
     for line in [
+        "Action: Challenge\r\n",
+        "AuthType: MD5\r\n",
         "Action: Login\r\n",
         "Username: extsecurity\r\n",
-        "Secret: s3cmon-test\r\n",
+        "Key: ",
         "Events: security\r\n",
     ] {
         assert!(login.contains(line), "{login:?}");
     }
-    assert!(w.stderr().contains("AMI watcher only"), "{}", w.stderr());
+    assert!(!login.contains("s3cmon-test"), "{login:?}");
+    assert!(
+        w.stderr().contains("FastAGI off, AMI watcher for"),
+        "{}",
+        w.stderr()
+    );
 }
 
 #[test]
@@ -218,15 +226,22 @@ fn counting_goes_on_across_a_dropped_connection_and_a_refused_login() {
         "{}",
         alerts[0]
     );
+    // The daemon's own log says the outage once, the refusal once, the return once
+    // (README: not a line per retry).
     let stderr = w.stderr();
-    assert!(
-        stderr.contains("Asterisk closed the connection; reconnecting in 1s"),
+    let count = |text: &str| stderr.matches(text).count();
+    assert_eq!(
+        count("AMI: Asterisk closed the connection; reconnecting every 1-30 s"),
+        1,
         "{stderr}"
     );
-    assert!(
-        stderr.contains("login refused: Authentication failed; retrying in 2s"),
+    assert_eq!(
+        count("AMI: login refused: Authentication failed"),
+        1,
         "{stderr}"
     );
+    assert_eq!(count("AMI: logged in again after"), 1, "{stderr}");
+    assert_eq!(count("WARN"), 1, "{stderr}");
     assert_eq!(w.metric("extsecurity_ami_reconnects_total"), 2.0);
     assert_eq!(w.metric("extsecurity_ami_login_failures_total"), 1.0);
     assert_eq!(
@@ -459,4 +474,181 @@ fn scanners_and_guessers_are_caught_at_the_sixth_try() {
         .collect();
     banned.sort();
     assert_eq!(banned, [walker, cracker, blind, flooder]);
+}
+
+/// A CA and a certificate it signed for `pbx.example` (and 127.0.0.1), made with
+/// Debian's openssl in `dir` as Asterisk's `contrib/scripts/ast_tls_cert` makes them:
+/// `(ca.crt, asterisk.crt, asterisk.key)`.
+fn ast_tls_cert(dir: &std::path::Path, name: &str) -> [std::path::PathBuf; 3] {
+    let path = |file: &str| dir.join(format!("{name}-{file}"));
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl must be installed (.ci/run installs it)");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let [ca, ca_key, crt, key, csr, ext] = [
+        "ca.crt",
+        "ca.key",
+        "asterisk.crt",
+        "asterisk.key",
+        "asterisk.csr",
+        "ext",
+    ]
+    .map(|f| path(f).to_str().unwrap().to_string());
+    std::fs::write(&ext, "subjectAltName=DNS:pbx.example,IP:127.0.0.1\n").unwrap();
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    openssl(
+        &[
+            &["req", "-x509"][..],
+            &ec,
+            &[
+                "-days",
+                "2",
+                "-subj",
+                "/CN=Asterisk CA",
+                "-keyout",
+                &ca_key,
+                "-out",
+                &ca,
+            ],
+        ]
+        .concat(),
+    );
+    openssl(
+        &[
+            &["req", "-new"][..],
+            &ec,
+            &["-subj", "/CN=pbx.example", "-keyout", &key, "-out", &csr],
+        ]
+        .concat(),
+    );
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        &csr,
+        "-CA",
+        &ca,
+        "-CAkey",
+        &ca_key,
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        &ext,
+        "-out",
+        &crt,
+    ]);
+    [path("ca.crt"), path("asterisk.crt"), path("asterisk.key")]
+}
+
+#[test]
+fn a_tls_manager_is_verified_and_a_forged_one_refused() {
+    // manager.conf tlsenable = yes: TLS first, then the banner and the MD5 login.
+    let dir = tempfile::tempdir().unwrap();
+    let [ca, cert, key] = ast_tls_cert(dir.path(), "pbx");
+    let peer = AmiPeer::start_tls(
+        vec![Script::accept(
+            wrong_passwords("203.0.113.5", 6),
+            Then::Hold,
+        )],
+        &cert,
+        &key,
+    );
+    let ami = format!(
+        "tls = true\ntls_ca_file = {:?}\ntls_server_name = \"pbx.example\"\n",
+        ca
+    );
+    let w = Watcher::start_with(&peer, "", "fastagi = false", &ami);
+    w.wait_for("the alert over TLS", || !w.alerts().is_empty());
+    assert!(w.alerts()[0].contains("ip=203.0.113.5 reason=auth_bruteforce"));
+    assert!(peer.received(0).contains("AuthType: MD5\r\n"));
+
+    // A manager whose certificate our CA file does not vouch for: no login, said once.
+    let [_, other, other_key] = ast_tls_cert(dir.path(), "impostor");
+    let impostor = AmiPeer::start_tls(
+        vec![Script::accept(
+            wrong_passwords("203.0.113.6", 6),
+            Then::Hold,
+        )],
+        &other,
+        &other_key,
+    );
+    let w = Watcher::start_with(&impostor, "", "fastagi = false", &ami);
+    w.wait_for("two refused handshakes", || {
+        w.metric("extsecurity_ami_reconnects_total") >= 1.0
+    });
+    let stderr = w.stderr();
+    assert_eq!(
+        stderr.matches("TLS handshake failed").count(),
+        1,
+        "{stderr}"
+    );
+    assert!(
+        impostor.received(0).is_empty(),
+        "nothing sent before the handshake"
+    );
+    assert_eq!(w.metric("extsecurity_ami_connected"), 0.0);
+    assert!(w.alerts().is_empty());
+}
+
+#[test]
+fn the_secret_is_sent_in_clear_only_when_asked_and_a_wrong_one_is_refused() {
+    let peer = AmiPeer::start(vec![Script::accept(
+        wrong_passwords("203.0.113.5", 6),
+        Then::Hold,
+    )]);
+    let w = Watcher::start_with(&peer, "", "fastagi = false", "auth = \"plain\"\n");
+    w.wait_for("the alert", || !w.alerts().is_empty());
+    let login = peer.received(0);
+    assert!(login.contains("Secret: s3cmon-test\r\n"), "{login:?}");
+    assert!(!login.contains("Challenge"), "{login:?}");
+
+    // The MD5 key of another secret: manager.c refuses it, and so does the peer.
+    let peer = AmiPeer::start(vec![Script::accept(Vec::new(), Then::Hold)]);
+    let sandbox = Sandbox::with_config(&format!(
+        "[daemon]\nfastagi = false\n[ami]\naddress = \"{}\"\nusername = \"extsecurity\"\nsecret = \"not-the-secret\"\n",
+        peer.addr
+    ));
+    let metrics_less = LoggedServe::start_unready(sandbox);
+    assert!(
+        wait_until(Duration::from_secs(10), || metrics_less
+            .stderr()
+            .contains("AMI: login refused: Authentication failed")),
+        "{}",
+        metrics_less.stderr()
+    );
+}
+
+#[test]
+fn an_unreachable_manager_is_one_warning_not_one_per_retry() {
+    // Nothing listens: every try fails at connect, 1 s, 2 s, 4 s apart.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = closed.local_addr().unwrap();
+    drop(closed);
+    let metrics_port = free_port();
+    let sandbox = Sandbox::with_config(&format!(
+        "[daemon]\nfastagi = false\nmetrics_listen = \"127.0.0.1:{metrics_port}\"\n\
+         [ami]\naddress = \"{addr}\"\nusername = \"extsecurity\"\nsecret = \"s3cmon-test\"\n"
+    ));
+    let serve = LoggedServe::start(sandbox, metrics_port);
+    assert!(wait_until(Duration::from_secs(15), || {
+        metric(metrics_port, "extsecurity_ami_reconnects_total") >= 3.0
+    }));
+    let stderr = serve.stderr();
+    assert_eq!(stderr.matches(" WARN ").count(), 1, "{stderr}");
+    assert!(stderr.contains("AMI: cannot connect"), "{stderr}");
 }

@@ -109,7 +109,7 @@ fn unknown_config_keys_are_named_with_file_and_line() {
     let s =
         Sandbox::with_config("tarpit_seconds = 0\nalert_if_dialed_exten_lenghts_les_than = 3\n");
     cmd(&s).arg(GOOD).assert().code(4).stderr(contains(format!(
-        "extsecurity: {}:3:1: unknown field `alert_if_dialed_exten_lenghts_les_than`",
+        "extsecurity: {}:3:1: unknown key `alert_if_dialed_exten_lenghts_les_than` (did you mean `alert_if_dialed_exten_lenghts_less_than`?)",
         s.config.display()
     )));
     cmd(&s).arg("check-config").assert().code(4);

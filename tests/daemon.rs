@@ -40,7 +40,7 @@ impl Daemon {
         let (stop, stopping) = tokio::sync::watch::channel(false);
         let shared = Arc::new(Shared::new(
             config,
-            (Some(sandbox.config.clone()), None),
+            extsecurity::config::Source::Flag(sandbox.config.clone()),
             stopping.clone(),
         ));
         let mut until = stopping;
@@ -356,7 +356,11 @@ fn signals_reload_reopen_and_stop() {
     let write_config = |extra: &str| {
         std::fs::write(
             &s.config,
-            format!("log_file = {:?}\ntarpit_seconds = 0\n{extra}[daemon]\nmetrics_listen = '127.0.0.1:{metrics_port}'\n", s.log),
+            format!(
+                "log_file = {:?}\ntarpit_seconds = 0\n{extra}[daemon]\nmetrics_listen = '127.0.0.1:{metrics_port}'\ncontrol_socket = {:?}\n",
+                s.log,
+                s.dir.path().join("control.sock")
+            ),
         )
         .unwrap()
     };
@@ -441,7 +445,7 @@ fn signals_reload_reopen_and_stop() {
         .read_to_string(&mut stderr)
         .unwrap();
     assert!(
-        stderr.contains("reload refused, keeping the running configuration"),
+        stderr.contains("reload refused, the running configuration is kept"),
         "{stderr}"
     );
     assert!(

@@ -187,12 +187,12 @@ fn the_shipped_ami_crowdsec_and_nftables_tables_uncommented_are_valid_and_restat
     let ami = config.ami.expect("[ami] uncommented");
     assert_eq!(ami.address.to_string(), "127.0.0.1:5038");
     assert_eq!(ami.username, "extsecurity");
-    assert_eq!(ami.secret, "s3cret");
+    assert_eq!(ami.secret.read().unwrap(), "s3cret");
     assert_eq!(ami.limits, extsecurity::ami::Limits::default());
     assert_eq!(ami.ping_interval, std::time::Duration::from_secs(20));
     let crowdsec = config.crowdsec.expect("[crowdsec] uncommented");
     assert_eq!(crowdsec.lapi_url, "http://127.0.0.1:8080");
-    assert_eq!(crowdsec.password, "machine-password");
+    assert_eq!(crowdsec.password.read().unwrap(), "machine-password");
     assert_eq!(
         (
             crowdsec.ban_duration.as_str(),

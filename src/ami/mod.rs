@@ -3,6 +3,7 @@
 //! crosses a limit. The daemon's AMI client (`daemon::ami`) drives both.
 
 pub mod codec;
+pub mod login;
 pub mod watch;
 
 pub use codec::{Event, Framer, Message, Verdict, classify};

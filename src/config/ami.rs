@@ -6,18 +6,43 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{Invalid, read_secret, socket_address};
+use super::{Invalid, Secret, Shape, secret, socket_address};
 use crate::ami::Limits;
 /// Where and how the daemon reads Asterisk's security events.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AmiConfig {
     pub address: SocketAddr,
     pub username: String,
-    pub secret: String,
+    /// Read at each login, by `serve` alone.
+    pub secret: Secret,
+    /// How the secret proves itself: never sent in clear by default.
+    pub auth: AmiAuth,
+    /// TLS (manager.conf `tlsenable`), verified against these roots, for this name.
+    pub tls: Option<AmiTls>,
     /// How often to send `Action: Ping`; a connection silent for three times this is
     /// taken for dead and made again.
     pub ping_interval: Duration,
     pub limits: Limits,
+}
+
+/// How the watcher logs in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AmiAuth {
+    /// `Action: Challenge` then `Login` with `Key: md5(challenge + secret)`: the secret
+    /// never crosses the network (manager.c's `authenticate`).
+    Md5,
+    /// `Login` with `Secret:` in clear: only for a manager that refuses challenges.
+    Plain,
+}
+
+/// TLS to the manager interface (manager.conf `tlsenable = yes`, port 5039 by default).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AmiTls {
+    /// PEM certificates to trust (Asterisk's own CA or its self-signed certificate);
+    /// `None`: the Mozilla roots.
+    pub ca_file: Option<std::path::PathBuf>,
+    /// The name the certificate must carry; `None`: the address's IP.
+    pub server_name: Option<String>,
 }
 
 /// The `[ami]` table as written.
@@ -28,6 +53,10 @@ pub(super) struct RawAmi {
     username: Spanned<String>,
     secret: Spanned<String>,
     secret_file: Spanned<String>,
+    auth: Spanned<String>,
+    tls: bool,
+    tls_ca_file: Spanned<String>,
+    tls_server_name: Spanned<String>,
     ping_interval_seconds: Spanned<f64>,
     window_seconds: Spanned<u64>,
     max_auth_failures: usize,
@@ -44,6 +73,10 @@ impl Default for RawAmi {
             username: Spanned::new(0..0, String::new()),
             secret: Spanned::new(0..0, String::new()),
             secret_file: Spanned::new(0..0, String::new()),
+            auth: Spanned::new(0..0, "md5".into()),
+            tls: false,
+            tls_ca_file: Spanned::new(0..0, String::new()),
+            tls_server_name: Spanned::new(0..0, String::new()),
             ping_interval_seconds: Spanned::new(0..0, 20.0),
             window_seconds: Spanned::new(0..0, limits.window.as_secs()),
             max_auth_failures: limits.auth_failures,
@@ -70,16 +103,59 @@ impl RawAmi {
             };
             return Err((at, "ami.username is required and must be printable".into()));
         }
-        let Some((secret, secret_span)) = read_secret(&raw.secret, &raw.secret_file, "ami.secret")?
+        let Some((secret, _)) = secret(
+            &raw.secret,
+            &raw.secret_file,
+            "ami.secret",
+            Shape::Printable,
+        )?
         else {
             return Err((span, "ami.secret or ami.secret_file is required".into()));
         };
-        if !printable(&secret) {
-            return Err((
-                secret_span,
-                "the AMI secret must be printable and not empty".into(),
-            ));
-        }
+        let auth = match raw.auth.get_ref().as_str() {
+            "md5" => AmiAuth::Md5,
+            "plain" => AmiAuth::Plain,
+            other => {
+                return Err((
+                    raw.auth.span(),
+                    format!("ami.auth must be \"md5\" (the default) or \"plain\", not {other:?}"),
+                ));
+            }
+        };
+        let tls = match raw.tls {
+            false
+                if !raw.tls_ca_file.get_ref().is_empty()
+                    || !raw.tls_server_name.get_ref().is_empty() =>
+            {
+                return Err((
+                    raw.tls_ca_file.span(),
+                    "ami.tls_ca_file and ami.tls_server_name need ami.tls = true".into(),
+                ));
+            }
+            false => None,
+            true => {
+                let ca = raw.tls_ca_file.get_ref();
+                if !ca.is_empty() && !std::path::Path::new(ca).is_absolute() {
+                    return Err((
+                        raw.tls_ca_file.span(),
+                        format!("ami.tls_ca_file {ca:?} must be an absolute path"),
+                    ));
+                }
+                let name = raw.tls_server_name.get_ref();
+                if !name.is_empty()
+                    && rustls_pki_types::ServerName::try_from(name.as_str()).is_err()
+                {
+                    return Err((
+                        raw.tls_server_name.span(),
+                        format!("ami.tls_server_name {name:?} is not a host name or address"),
+                    ));
+                }
+                Some(AmiTls {
+                    ca_file: (!ca.is_empty()).then(|| ca.into()),
+                    server_name: (!name.is_empty()).then(|| name.clone()),
+                })
+            }
+        };
         let ping = *raw.ping_interval_seconds.get_ref();
         if !(1.0..=3600.0).contains(&ping) {
             return Err((
@@ -107,6 +183,8 @@ impl RawAmi {
             address,
             username: raw.username.into_inner(),
             secret,
+            auth,
+            tls,
             ping_interval: Duration::from_secs_f64(ping),
             limits: Limits {
                 window: Duration::from_secs(*raw.window_seconds.get_ref()),
@@ -132,13 +210,24 @@ mod tests {
         let ami = c.ami.unwrap();
         assert_eq!(ami.address.to_string(), "127.0.0.1:5038");
         assert_eq!(
-            (ami.username.as_str(), ami.secret.as_str()),
+            (ami.username.as_str(), ami.secret.read().unwrap().as_str()),
             ("extsecurity", "pw")
         );
         assert_eq!(ami.limits.auth_failures, 3);
         assert_eq!(ami.limits.unknown_accounts, 5);
         assert_eq!(ami.limits.unauthenticated_requests, 120);
         assert_eq!(ami.limits.window, Duration::from_secs(60));
+        assert_eq!(
+            (ami.auth, ami.tls),
+            (super::AmiAuth::Md5, None),
+            "md5, no TLS by default"
+        );
+        let tls = parse("[ami]\nusername = 'u'\nsecret = 'pw'\nauth = 'plain'\ntls = true\ntls_server_name = 'pbx.example'\n")
+            .unwrap()
+            .ami
+            .unwrap();
+        assert_eq!(tls.auth, super::AmiAuth::Plain);
+        assert_eq!(tls.tls.unwrap().server_name.as_deref(), Some("pbx.example"));
         for (text, error) in [
             (
                 "[ami]\nsecret = 'pw'\n",
@@ -154,7 +243,7 @@ mod tests {
             ),
             (
                 "[ami]\nusername = 'u'\nsecret = \"p\\nw\"\n",
-                "t.toml:3:10: the AMI secret must be printable",
+                "t.toml:3:10: ami.secret: the secret must be printable",
             ),
             (
                 "[ami]\nusername = 'u'\nsecret = 'pw'\naddress = 'localhost'\n",
@@ -165,8 +254,16 @@ mod tests {
                 "t.toml:4:15: ami.secret and ami.secret_file exclude",
             ),
             (
-                "[ami]\nusername = 'u'\nsecret_file = '/nonexistent/s'\n",
-                "t.toml:3:15: ami.secret_file /nonexistent/s: No such file",
+                "[ami]\nusername = 'u'\nsecret_file = 's'\n",
+                "t.toml:3:15: ami.secret_file \"s\" must be an absolute path",
+            ),
+            (
+                "[ami]\nusername = 'u'\nsecret = 'pw'\nauth = 'sha1'\n",
+                "t.toml:4:8: ami.auth must be \"md5\" (the default) or \"plain\", not \"sha1\"",
+            ),
+            (
+                "[ami]\nusername = 'u'\nsecret = 'pw'\ntls_ca_file = '/etc/ca.pem'\n",
+                "t.toml:4:15: ami.tls_ca_file and ami.tls_server_name need ami.tls = true",
             ),
             (
                 "[ami]\nusername = 'u'\nsecret = 'pw'\nwindow_seconds = 0\n",
@@ -174,7 +271,7 @@ mod tests {
             ),
             (
                 "[ami]\nusername = 'u'\nsecret = 'pw'\nping = 1\n",
-                "t.toml:4:1: unknown field `ping`",
+                "t.toml:4:1: unknown key `ping` in [ami] (did you mean `ping_interval_seconds`?)",
             ),
             (
                 "[ami]\nusername = 'u'\nsecret = 'pw'\nmax_unknown_accounts = 51\n",

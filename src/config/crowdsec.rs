@@ -6,14 +6,15 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{Invalid, read_secret};
+use super::{Invalid, Secret, Shape, secret};
 /// Where and as whom the daemon pushes its alerts to CrowdSec.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CrowdsecConfig {
     /// The LAPI's base URL, without a trailing slash: `http://127.0.0.1:8080`.
     pub lapi_url: String,
     pub machine_id: String,
-    pub password: String,
+    /// Read at each login, by `serve` and `crowdsec-check` alone.
+    pub password: Secret,
     /// How long the pushed ban lasts, as CrowdSec writes durations: `4h`, `90m`, `1h30m`.
     pub ban_duration: String,
     /// `ban_duration` as a length, to ban for what is left when an alert goes late.
@@ -87,8 +88,12 @@ impl RawCrowdsec {
                 "crowdsec.machine_id is required (the name given to cscli machines add)".into(),
             ));
         }
-        let Some((password, _)) =
-            read_secret(&raw.password, &raw.password_file, "crowdsec.password")?
+        let Some((password, _)) = secret(
+            &raw.password,
+            &raw.password_file,
+            "crowdsec.password",
+            Shape::Printable,
+        )?
         else {
             return Err((
                 span,
@@ -167,7 +172,10 @@ mod tests {
             .crowdsec
             .unwrap();
         assert_eq!(c.lapi_url, "https://lapi.example.net:8080");
-        assert_eq!((c.machine_id.as_str(), c.password.as_str()), ("pbx1", "pw"));
+        assert_eq!(
+            (c.machine_id.as_str(), c.password.read().unwrap().as_str()),
+            ("pbx1", "pw")
+        );
         assert_eq!(
             (
                 c.ban_duration.as_str(),
@@ -198,8 +206,8 @@ mod tests {
                 "t.toml:4:16: crowdsec.ban_duration \"4 hours\" is not",
             ),
             (
-                "[crowdsec]\nmachine_id = 'm'\npassword_file = '/nonexistent/p'\n",
-                "t.toml:3:17: crowdsec.password_file /nonexistent/p: No such file",
+                "[crowdsec]\nmachine_id = 'm'\npassword_file = 'p'\n",
+                "t.toml:3:17: crowdsec.password_file \"p\" must be an absolute path",
             ),
             (
                 "[crowdsec]\nmachine_id = 'm'\npassword = 'pw'\nbatch_size = 0\n",

@@ -7,7 +7,7 @@ use ipnet::IpNet;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{DEFAULT_LISTEN, Invalid, parse_network, read_secret, socket_address};
+use super::{DEFAULT_LISTEN, Invalid, Secret, Shape, parse_network, secret, socket_address};
 
 /// Where `extsecurity unban` finds the daemon: the unit's `RuntimeDirectory`.
 pub const DEFAULT_CONTROL_SOCKET: &str = "/run/extsecurity/control.sock";
@@ -35,7 +35,8 @@ pub struct DaemonConfig {
     pub control_socket: Option<std::path::PathBuf>,
     /// When set, a FastAGI request counts only if its URL carries `?key=<secret>`
     /// (`AGI(agi://127.0.0.1/check?key=…)`): other local users cannot submit calls.
-    pub secret: Option<String>,
+    /// `serve` reads a secret file once, at start and at each reload.
+    pub secret: Option<Secret>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -75,22 +76,6 @@ impl Default for RawDaemon {
 }
 
 impl RawDaemon {
-    /// A secret travels in a URL query, so it must be URL-safe.
-    fn secret(&self) -> Result<Option<String>, Invalid> {
-        let Some((secret, span)) = read_secret(&self.secret, &self.secret_file, "daemon.secret")?
-        else {
-            return Ok(None);
-        };
-        let url_safe = |c: char| c.is_ascii_alphanumeric() || "-._~".contains(c);
-        if secret.len() < 16 || !secret.chars().all(url_safe) {
-            return Err((
-                span,
-                "the daemon secret must be at least 16 characters of A-Z a-z 0-9 - . _ ~".into(),
-            ));
-        }
-        Ok(Some(secret))
-    }
-
     pub(super) fn validate(self) -> Result<DaemonConfig, Invalid> {
         let address = |s: &Spanned<String>, key: &str| {
             socket_address(s, &format!("daemon.{key}"), "127.0.0.1:4573 or [::1]:4573")
@@ -138,7 +123,13 @@ impl RawDaemon {
         Ok(DaemonConfig {
             control_socket,
             fastagi: self.fastagi,
-            secret: self.secret()?,
+            secret: secret(
+                &self.secret,
+                &self.secret_file,
+                "daemon.secret",
+                Shape::UrlSafe,
+            )?
+            .map(|(s, _)| s),
             allowed_clients,
             listen,
             max_connections: *self.max_connections.get_ref(),
@@ -180,17 +171,22 @@ mod tests {
         assert_eq!(c.daemon.secret, None);
         let c = parse("[daemon]\nsecret = 'abcdefghijklmnop'\nallowed_clients = ['192.0.2.10']\n")
             .unwrap();
-        assert_eq!(c.daemon.secret.as_deref(), Some("abcdefghijklmnop"));
+        assert_eq!(c.daemon.secret.unwrap().read().unwrap(), "abcdefghijklmnop");
         assert!(c.daemon.allowed_clients[0].contains(&"192.0.2.10".parse::<IpAddr>().unwrap()));
         let e = parse("[daemon]\nsecret = 'short'\n").unwrap_err();
         assert!(
-            e.starts_with("t.toml:2:10: the daemon secret must be at least 16"),
+            e.starts_with("t.toml:2:10: daemon.secret: the secret must be at least 16"),
             "{e}"
         );
         let e = parse("[daemon]\nsecret = 'a&b=c&aaaaaaaaaaaaaaa'\n").unwrap_err();
         assert!(e.contains("must be at least 16 characters of"), "{e}");
         let e = parse("[memory]\nwindow = 5\n").unwrap_err();
-        assert!(e.starts_with("t.toml:2:1: unknown field `window`"), "{e}");
+        assert!(
+            e.starts_with(
+                "t.toml:2:1: unknown key `window` in [memory] (did you mean `window_seconds`?)"
+            ),
+            "{e}"
+        );
         assert_eq!(Config::default().daemon.listen_backlog, 4096);
         let e = parse("[daemon]\nlisten_backlog = 0\n").unwrap_err();
         assert!(

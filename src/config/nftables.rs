@@ -43,6 +43,12 @@ impl Default for RawNftables {
 }
 
 impl RawNftables {
+    /// The table's name, whether the bans are on or not: `serve` removes it at start
+    /// when they are off.
+    pub(super) fn table(&self) -> String {
+        self.table.get_ref().clone()
+    }
+
     /// `None` when off.
     pub(super) fn validate(self) -> Result<Option<NftablesConfig>, Invalid> {
         if !self.enabled {

@@ -15,14 +15,15 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
 use crate::alert_log::Line;
-use crate::ami::codec::{self, Event, Framer, Message, Verdict};
+use crate::ami::codec::{self, Event, Framer, Verdict};
+use crate::ami::login::{self, CHALLENGE_ID, LOGIN_ID};
 use crate::ami::{Alert, Limits, Watch};
-use crate::config::AmiConfig;
+use crate::config::{AmiAuth, AmiConfig, AmiTls};
 use crate::daemon::Shared;
 
 /// Batches (one per read) the reader may run ahead of the evaluator.
@@ -31,12 +32,12 @@ const CHANNEL_BATCHES: usize = 1024;
 const LOGIN_TIMEOUT: Duration = Duration::from_secs(10);
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
-const LOGIN_ID: &str = "extsecurity-login";
 /// The banner's start (`Asterisk Call Manager/9.0.0` on Asterisk 20).
 const BANNER: &[u8] = b"Asterisk Call Manager/";
 
-/// Runs the watcher until shutdown: the reader here, the evaluator on its own thread.
-pub async fn run(shared: Arc<Shared>) {
+/// Runs the watcher until shutdown or `stop` (a reload changed or removed `[ami]`):
+/// the reader here, the evaluator on its own thread.
+pub async fn run(shared: Arc<Shared>, mut stop: tokio::sync::watch::Receiver<bool>) {
     let (tx, rx) = mpsc::channel(CHANNEL_BATCHES);
     let evaluator = {
         let shared = shared.clone();
@@ -54,7 +55,9 @@ pub async fn run(shared: Arc<Shared>) {
     tokio::select! {
         () = reconnect_forever(&shared, &tx) => {}
         () = shared.shutting_down() => {}
+        _ = stop.wait_for(|stop| *stop) => {}
     }
+    shared.metrics.ami.connected(false);
     drop(tx);
     // The evaluator finishes what was read, then ends with the channel.
     let _ = tokio::task::spawn_blocking(move || evaluator.join()).await;
@@ -62,39 +65,98 @@ pub async fn run(shared: Arc<Shared>) {
 
 async fn reconnect_forever(shared: &Shared, tx: &mpsc::Sender<Vec<Verdict>>) {
     let mut backoff = FIRST_BACKOFF;
+    let mut down = Down::default();
     loop {
-        // Read afresh each time: a reload's new address or secret applies at the next
-        // connection.
+        // Read afresh each time: the secret file may have been fixed meanwhile.
         let Some(config) = shared.config().ami.clone() else {
-            tracing::warn!("AMI: [ami] was removed from the configuration; AMI watcher stopped");
             return;
         };
-        let end = session(&config, shared, tx, &mut backoff).await;
+        let end = session(&config, shared, tx, &mut backoff, &mut down).await;
         shared.metrics.ami.connected(false);
-        match end {
-            End::Refused(message) => {
-                shared.metrics.ami.login_failed();
-                tracing::error!(
-                    address = %config.address, username = %config.username,
-                    "AMI: login refused: {message}; retrying in {backoff:?}"
-                );
-            }
-            End::Failed(why) => {
-                tracing::warn!(address = %config.address, "AMI: {why}; reconnecting in {backoff:?}");
-            }
+        if matches!(end, End::Refused(_)) {
+            shared.metrics.ami.login_failed();
         }
+        down.failed(&config, &end, backoff);
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(MAX_BACKOFF);
         shared.metrics.ami.reconnecting();
     }
 }
 
+/// The AMI link being down, said once when it goes and once when it is back, however
+/// many tries lie between (one every 1–30 s): a WARNING; and an ERROR, once, when
+/// Asterisk refuses the login (a wrong secret will not fix itself).
+#[derive(Default)]
+struct Down {
+    episode: Option<Episode>,
+}
+
+struct Episode {
+    since: Instant,
+    tries: u64,
+    refusal_said: bool,
+}
+
+impl Down {
+    fn failed(&mut self, config: &AmiConfig, end: &End, backoff: Duration) {
+        let first = self.episode.is_none();
+        let episode = self.episode.get_or_insert(Episode {
+            since: Instant::now(),
+            tries: 0,
+            refusal_said: false,
+        });
+        episode.tries += 1;
+        match end {
+            End::Refused(message) if !episode.refusal_said => {
+                episode.refusal_said = true;
+                tracing::error!(
+                    address = %config.address, username = %config.username,
+                    "AMI: login refused: {message}; trying again every 1-30 s, said again when it works"
+                );
+            }
+            End::Failed(why) if first => tracing::warn!(
+                address = %config.address,
+                "AMI: {why}; reconnecting every 1-30 s, said again when it is back (security events are not seen meanwhile)"
+            ),
+            _ => tracing::debug!(
+                address = %config.address,
+                "AMI: still down ({}); next try in {backoff:?}",
+                end.why()
+            ),
+        }
+    }
+
+    /// Logged in: the end of an episode, if one was said.
+    fn up(&mut self, config: &AmiConfig) {
+        match self.episode.take() {
+            Some(e) => tracing::info!(
+                address = %config.address,
+                "AMI: logged in again after {:.1} s and {} failed tries; watching security events (events meanwhile were not seen)",
+                e.since.elapsed().as_secs_f64(),
+                e.tries
+            ),
+            None => tracing::info!(
+                address = %config.address, username = %config.username,
+                "AMI: logged in; watching security events"
+            ),
+        }
+    }
+}
+
 /// Why a session ended.
 enum End {
-    /// Asterisk answered our Login with an error.
+    /// Asterisk answered our Login with an error (or our secret could not be read).
     Refused(String),
     /// Connecting, the banner, or the stream failed.
     Failed(String),
+}
+
+impl End {
+    fn why(&self) -> &str {
+        match self {
+            End::Refused(why) | End::Failed(why) => why,
+        }
+    }
 }
 
 /// One connection: connect, banner, login, then read until it fails.
@@ -103,6 +165,7 @@ async fn session(
     shared: &Shared,
     tx: &mpsc::Sender<Vec<Verdict>>,
     backoff: &mut Duration,
+    down: &mut Down,
 ) -> End {
     let (mut stream, mut framer, pending) =
         match tokio::time::timeout(LOGIN_TIMEOUT, login(config)).await {
@@ -112,49 +175,141 @@ async fn session(
         };
     *backoff = FIRST_BACKOFF;
     shared.metrics.ami.connected(true);
-    tracing::info!(address = %config.address, username = %config.username, "AMI: logged in; watching security events");
+    down.up(config);
     if !pending.is_empty() && tx.send(pending).await.is_err() {
         return End::Failed("the evaluator stopped".into());
     }
     End::Failed(read_events(&mut stream, &mut framer, config, tx).await)
 }
 
-/// Connects, checks the banner and logs in with `Events: security`. Returns the
-/// stream, its framer, and the verdicts on anything read after the login answer.
-async fn login(config: &AmiConfig) -> Result<(TcpStream, Framer, Vec<Verdict>), End> {
+/// The connection to the manager: TCP, or TLS over it.
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+type Conn = Box<dyn Stream>;
+
+/// Connects (TLS when configured), checks the banner and logs in with `Events:
+/// security` — by MD5 challenge unless `auth = "plain"`. Returns the stream, its
+/// framer, and the verdicts on anything read after the login answer.
+async fn login(config: &AmiConfig) -> Result<(Conn, Framer, Vec<Verdict>), End> {
     let failed = |what: &str, e: std::io::Error| End::Failed(format!("{what}: {e}"));
-    let mut stream = TcpStream::connect(config.address)
-        .await
-        .map_err(|e| failed("cannot connect", e))?;
-    let _ = stream.set_nodelay(true);
+    let mut stream = connect(config).await?;
     let mut framer = Framer::default();
-    let rest = read_banner(&mut stream).await?;
-    let action = format!(
-        "Action: Login\r\nActionID: {LOGIN_ID}\r\nUsername: {}\r\nSecret: {}\r\nEvents: security\r\n\r\n",
-        config.username, config.secret
-    );
+    let mut buf = read_banner(&mut stream).await?;
+    let secret = config
+        .secret
+        .read()
+        .map_err(|e| End::Refused(format!("cannot read the secret: {e}")))?;
+    let mut after = Vec::new();
+    let action = match config.auth {
+        AmiAuth::Plain => login::plain_login_action(&config.username, &secret),
+        AmiAuth::Md5 => {
+            stream
+                .write_all(login::challenge_action().as_bytes())
+                .await
+                .map_err(|e| failed("cannot send the challenge request", e))?;
+            let answer =
+                await_answer(&mut stream, &mut framer, &mut buf, CHALLENGE_ID, &mut after).await?;
+            let challenge = match (answer.is_success(), answer.challenge) {
+                (true, Some(c)) => c,
+                _ => {
+                    return Err(End::Refused(format!(
+                        "Asterisk refused an MD5 challenge ({}: {}); set ami.auth = \"plain\" only if it cannot do one",
+                        answer.response, answer.message
+                    )));
+                }
+            };
+            login::md5_login_action(&config.username, &challenge, &secret)
+        }
+    };
     stream
         .write_all(action.as_bytes())
         .await
         .map_err(|e| failed("cannot send the login", e))?;
-    let mut buf = rest;
+    let answer = await_answer(&mut stream, &mut framer, &mut buf, LOGIN_ID, &mut after).await?;
+    match answer.is_success() {
+        true => Ok((stream, framer, after)),
+        false => Err(End::Refused(answer.message)),
+    }
+}
+
+/// TCP to the manager, with TLS over it when `[ami] tls` is set.
+async fn connect(config: &AmiConfig) -> Result<Conn, End> {
+    let tcp = TcpStream::connect(config.address)
+        .await
+        .map_err(|e| End::Failed(format!("cannot connect: {e}")))?;
+    let _ = tcp.set_nodelay(true);
+    let Some(tls) = &config.tls else {
+        return Ok(Box::new(tcp));
+    };
+    let connector = tls_connector(tls).map_err(End::Refused)?;
+    let name = match &tls.server_name {
+        Some(name) => rustls_pki_types::ServerName::try_from(name.clone())
+            .map_err(|e| End::Refused(format!("ami.tls_server_name: {e}")))?,
+        None => rustls_pki_types::ServerName::IpAddress(config.address.ip().into()),
+    };
+    let stream = connector
+        .connect(name, tcp)
+        .await
+        .map_err(|e| End::Failed(format!("TLS handshake failed: {e}")))?;
+    Ok(Box::new(stream))
+}
+
+/// A TLS client that trusts `tls.ca_file`'s certificates, or the Mozilla roots.
+fn tls_connector(tls: &AmiTls) -> Result<tokio_rustls::TlsConnector, String> {
+    use rustls_pki_types::pem::PemObject as _;
+    let mut roots = rustls::RootCertStore::empty();
+    match &tls.ca_file {
+        Some(path) => {
+            let certs = rustls_pki_types::CertificateDer::pem_file_iter(path)
+                .map_err(|e| format!("ami.tls_ca_file {}: {e}", path.display()))?;
+            for cert in certs {
+                let cert = cert.map_err(|e| format!("ami.tls_ca_file {}: {e}", path.display()))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("ami.tls_ca_file {}: {e}", path.display()))?;
+            }
+            if roots.is_empty() {
+                return Err(format!(
+                    "ami.tls_ca_file {}: no certificate in it",
+                    path.display()
+                ));
+            }
+        }
+        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
+}
+
+/// Reads until Asterisk answers the action `id`; messages after the answer in the
+/// same read are classified into `after` (events that follow a login at once).
+async fn await_answer(
+    stream: &mut Conn,
+    framer: &mut Framer,
+    buf: &mut Vec<u8>,
+    id: &str,
+    after: &mut Vec<Verdict>,
+) -> Result<login::Answer, End> {
     let mut answer = None;
-    let mut after = Vec::new();
     loop {
-        framer.feed(&buf, |m| match answer {
-            None => answer = login_answer(m),
+        framer.feed(buf, |m| match answer {
+            None => answer = login::answer_to(m, id),
             Some(_) => after.push(codec::classify(m)),
         });
-        match answer {
-            Some(Ok(())) => return Ok((stream, framer, after)),
-            Some(Err(message)) => return Err(End::Refused(message)),
-            None => {}
+        buf.clear();
+        if let Some(answer) = answer {
+            return Ok(answer);
         }
         buf.resize(4096, 0);
         let n = stream
-            .read(&mut buf)
+            .read(buf)
             .await
-            .map_err(|e| failed("reading the login answer failed", e))?;
+            .map_err(|e| End::Failed(format!("reading the answer to {id} failed: {e}")))?;
         if n == 0 {
             return Err(End::Failed(
                 "Asterisk closed the connection during login".into(),
@@ -165,7 +320,7 @@ async fn login(config: &AmiConfig) -> Result<(TcpStream, Framer, Vec<Verdict>), 
 }
 
 /// Reads up to the banner's `\r\n`; returns what came after it.
-async fn read_banner(stream: &mut TcpStream) -> Result<Vec<u8>, End> {
+async fn read_banner(stream: &mut Conn) -> Result<Vec<u8>, End> {
     let mut got = Vec::new();
     let mut buf = [0u8; 1024];
     loop {
@@ -193,31 +348,10 @@ async fn read_banner(stream: &mut TcpStream) -> Result<Vec<u8>, End> {
     }
 }
 
-/// `Some(Ok)` for `Response: Success` to our Login, `Some(Err(message))` for its
-/// refusal, `None` for anything else.
-fn login_answer(message: Message<'_>) -> Option<Result<(), String>> {
-    let Message::Body(body) = message else {
-        return None;
-    };
-    let fields = codec::Fields::parse(body)?;
-    let get = |key: &[u8]| fields.get(key);
-    if get(b"ActionID") != Some(LOGIN_ID.as_bytes()) {
-        return None;
-    }
-    match get(b"Response") {
-        Some(b"Success") => Some(Ok(())),
-        Some(_) => {
-            let message = get(b"Message").unwrap_or(b"no message");
-            Some(Err(String::from_utf8_lossy(message).into_owned()))
-        }
-        None => None,
-    }
-}
-
 /// Reads until the connection fails; returns why. Sends `Ping` every
 /// `ping_interval` and gives up on a connection silent for three of them.
 async fn read_events(
-    stream: &mut TcpStream,
+    stream: &mut Conn,
     framer: &mut Framer,
     config: &AmiConfig,
     tx: &mpsc::Sender<Vec<Verdict>>,
@@ -320,10 +454,8 @@ fn alert(
         ),
     );
     shared.metrics.ami.alert(&reason);
-    if let Err(e) = shared.write(config, &line) {
-        shared.metrics.log_error();
-        tracing::error!(error = %e, "alert log");
-    }
+    // A failed write is counted and said by `write`, once per outage.
+    let _ = shared.write(config, &line);
     shared
         .memory
         .lock()

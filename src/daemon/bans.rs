@@ -6,7 +6,7 @@
 
 use std::net::IpAddr;
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
 use crate::config::NftablesConfig;
@@ -23,7 +23,7 @@ const SIZE_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Reads both sets' size into the metrics; a failure leaves the last value.
 fn count(socket: &mut Socket, sink: &Sink, metrics: &BanMetrics) {
-    let table = &sink.config.table;
+    let table = &sink.config().table;
     if let (Ok(v4), Ok(v6)) = (socket.count(table, "v4"), socket.count(table, "v6")) {
         metrics.set_size(v4 + v6);
     }
@@ -36,13 +36,15 @@ struct Ban {
     at: Instant,
 }
 
-/// Where alerts are offered; present when `[nftables]` is enabled and set up.
+/// Where alerts are offered; present while `[nftables]` bans are on and set up. A
+/// reload changes its settings in place (the next batch uses them); switching the bans
+/// off drops it, which ends the thread.
 pub struct Sink {
     tx: SyncSender<Ban>,
     rx: Mutex<Option<Receiver<Ban>>>,
     /// This host's addresses and the AMI and LAPI peers: never banned.
-    never: Vec<IpAddr>,
-    pub config: NftablesConfig,
+    never: RwLock<Vec<IpAddr>>,
+    config: RwLock<NftablesConfig>,
 }
 
 impl Sink {
@@ -51,16 +53,31 @@ impl Sink {
         Sink {
             tx,
             rx: Mutex::new(Some(rx)),
-            never,
-            config,
+            never: RwLock::new(never),
+            config: RwLock::new(config),
         }
+    }
+
+    pub fn config(&self) -> NftablesConfig {
+        self.config
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// New settings (after a reload set the table up with them) and peers.
+    pub fn update(&self, config: NftablesConfig, never: Vec<IpAddr>) {
+        *self.config.write().unwrap_or_else(|e| e.into_inner()) = config;
+        *self.never.write().unwrap_or_else(|e| e.into_inner()) = never;
     }
 
     /// Offers an alert's address without waiting.
     pub fn offer(&self, ip: IpAddr, reason: &str, metrics: &BanMetrics) {
-        if self.never.contains(&ip) || ip.is_loopback() || ip.is_unspecified() {
+        let never = self.never.read().unwrap_or_else(|e| e.into_inner());
+        if never.contains(&ip) || ip.is_loopback() || ip.is_unspecified() {
             return;
         }
+        drop(never);
         let ban = Ban {
             ip,
             reason: reason.to_string(),
@@ -73,34 +90,38 @@ impl Sink {
     }
 }
 
-/// Runs the ban thread until the daemon's queue is dropped. Call once.
-pub fn spawn(shared: Arc<Shared>) -> std::io::Result<std::thread::JoinHandle<()>> {
-    let sink = shared
-        .bans
-        .get()
-        .expect("the sink is set before the thread starts");
+/// Runs the ban thread for `sink` until the sink is dropped (the bans switched off, or
+/// the daemon ending). Call once per sink.
+pub fn spawn(
+    shared: Arc<Shared>,
+    sink: &Arc<Sink>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
     let rx = sink.rx.lock().unwrap_or_else(|e| e.into_inner()).take();
     let rx = rx.expect("spawned once");
     let mut socket = Socket::open()?;
+    // The thread holds the sink weakly: once the daemon lets go of it, the queue's
+    // sender goes with it and the thread ends.
+    let weak = Arc::downgrade(sink);
     std::thread::Builder::new()
         .name("nftables".into())
-        .spawn(move || apply(&shared, &mut socket, rx))
+        .spawn(move || apply(&shared, &mut socket, &weak, rx))
 }
 
-fn apply(shared: &Shared, socket: &mut Socket, rx: Receiver<Ban>) {
-    let Some(sink) = shared.bans.get() else {
-        return;
-    };
+fn apply(shared: &Shared, socket: &mut Socket, weak: &std::sync::Weak<Sink>, rx: Receiver<Ban>) {
     let metrics = &shared.metrics.bans;
     let mut failing = false;
     // The sets' size for the metric: at start (a restart keeps the bans), then every
     // SIZE_EVERY, busy or idle.
     let mut counted: Option<Instant> = None;
     loop {
+        let Some(sink) = weak.upgrade() else {
+            return;
+        };
         if counted.is_none_or(|t| t.elapsed() >= SIZE_EVERY) {
-            count(socket, sink, metrics);
+            count(socket, &sink, metrics);
             counted = Some(Instant::now());
         }
+        drop(sink);
         let first = match rx.recv_timeout(SIZE_EVERY) {
             Ok(ban) => ban,
             Err(mpsc::RecvTimeoutError::Timeout) => continue,
@@ -115,15 +136,18 @@ fn apply(shared: &Shared, socket: &mut Socket, rx: Receiver<Ban>) {
         }
         batch.sort_by_key(|b| b.ip);
         batch.dedup_by_key(|b| b.ip);
+        let Some(config) = weak.upgrade().map(|s| s.config()) else {
+            return;
+        };
         let elements: Vec<Element> = batch
             .iter()
             .map(|b| Element {
                 ip: b.ip,
-                timeout: sink.config.ban,
+                timeout: config.ban,
                 comment: b.reason.clone(),
             })
             .collect();
-        match socket.add(&sink.config.table, &elements) {
+        match socket.add(&config.table, &elements) {
             Ok(()) => {
                 let now = Instant::now();
                 for b in &batch {

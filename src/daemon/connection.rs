@@ -49,8 +49,11 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, shared: &Shared) {
         shared.metrics.connection_closed();
         return;
     }
+    // `serve` resolved a secret file into the value at start and at each reload.
     if let Some(secret) = &config.daemon.secret
-        && !carries_key(session.network_script().unwrap_or_default(), secret)
+        && !secret
+            .inline_value()
+            .is_some_and(|key| carries_key(session.network_script().unwrap_or_default(), key))
     {
         // Anyone who can reach the port could otherwise name any address to ban.
         shared.metrics.refused();
@@ -179,10 +182,8 @@ fn record(shared: &Shared, config: &crate::config::Config, plan: &Plan, peer: So
         None => shared.metrics.unjudged(),
     }
     for line in &plan.lines {
-        if let Err(e) = shared.write(config, line) {
-            shared.metrics.log_error();
-            tracing::error!(error = %e, "alert log");
-        }
+        // A failed write is counted and said by `write`, once per outage.
+        let _ = shared.write(config, line);
     }
 }
 

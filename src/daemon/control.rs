@@ -2,12 +2,16 @@
 //! address. A Unix socket, mode 0600, owned by the daemon's user: only that user and
 //! root can open it (FastAGI's port is open to every local user; this is not).
 //!
+//! One daemon per socket: [`bind`] takes a lock beside it, so a second `serve` refuses to
+//! start instead of deleting the socket and leaving `unban` talking to nobody once it
+//! exits.
+//!
 //! One request a connection, one line each way: `forget ADDR` → `forgotten ADDR` (or
 //! `unknown ADDR` when the per-call memory did not hold it), `error …` otherwise.
 
 use std::net::IpAddr;
-use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,18 +23,129 @@ use crate::daemon::Shared;
 /// A request longer than this is not ours.
 const MAX_REQUEST: u64 = 256;
 
-/// Binds `path` (a stale socket from a crashed run is replaced) with mode 0600.
-pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
-    if std::fs::symlink_metadata(path).is_ok_and(|m| !m.is_dir()) {
-        std::fs::remove_file(path)?;
+/// Why the control socket could not be taken.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// Another `extsecurity serve` holds it: starting would take `unban` away from it.
+    #[error(
+        "another extsecurity serve{} runs with the control socket {}: stop it first (systemctl stop extsecurity), or give this one another daemon.control_socket",
+        pid.map(|p| format!(" (pid {p})")).unwrap_or_default(),
+        path.display()
+    )]
+    Taken { path: PathBuf, pid: Option<u32> },
+    #[error("control socket {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The control socket, held for the daemon's life: a lock file next to it says that
+/// this daemon owns it, and the socket file is removed when it ends (if it is still
+/// ours).
+pub struct Control {
+    /// Bound before the async runtime exists; [`serve`] takes it over.
+    listener: std::os::unix::net::UnixListener,
+    path: PathBuf,
+    /// Held, not read: the lock lives as long as the descriptor.
+    _lock: std::fs::File,
+    /// The socket file's inode, to remove only our own at the end.
+    ino: u64,
+}
+
+impl Drop for Control {
+    fn drop(&mut self) {
+        use std::os::unix::fs::MetadataExt;
+        if std::fs::symlink_metadata(&self.path).is_ok_and(|m| m.ino() == self.ino) {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
-    let listener = UnixListener::bind(path)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    Ok(listener)
+}
+
+/// Takes `path`: makes its folder (0700) when missing, locks `path.lock` so that a
+/// second daemon cannot take the socket from the first, replaces a stale socket file,
+/// and binds it with mode 0600.
+pub fn bind(path: &Path) -> Result<Control, ControlError> {
+    use std::io::{Read as _, Seek as _, Write as _};
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    let io = |source| ControlError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(folder) = path
+        .parent()
+        .filter(|f| !f.as_os_str().is_empty() && !f.exists())
+    {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(folder)
+            .map_err(io)?;
+    }
+    let mut lock_path = path.as_os_str().to_owned();
+    lock_path.push(".lock");
+    let mut lock = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(PathBuf::from(lock_path))
+        .map_err(io)?;
+    // SAFETY: flock on a descriptor we own; it is released when the file is closed.
+    if unsafe {
+        libc::flock(
+            std::os::fd::AsRawFd::as_raw_fd(&lock),
+            libc::LOCK_EX | libc::LOCK_NB,
+        )
+    } != 0
+    {
+        let mut pid = String::new();
+        let _ = lock.read_to_string(&mut pid);
+        return Err(ControlError::Taken {
+            path: path.to_path_buf(),
+            pid: pid.trim().parse().ok(),
+        });
+    }
+    // A daemon that holds no lock (an older one) but answers is alive too.
+    if std::os::unix::net::UnixStream::connect(path).is_ok() {
+        return Err(ControlError::Taken {
+            path: path.to_path_buf(),
+            pid: None,
+        });
+    }
+    if std::fs::symlink_metadata(path).is_ok_and(|m| !m.is_dir()) {
+        std::fs::remove_file(path).map_err(io)?;
+    }
+    let listener = std::os::unix::net::UnixListener::bind(path).map_err(io)?;
+    listener.set_nonblocking(true).map_err(io)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+    let ino = std::fs::symlink_metadata(path).map_err(io)?.ino();
+    lock.set_len(0).map_err(io)?;
+    lock.rewind().map_err(io)?;
+    let _ = writeln!(lock, "{}", std::process::id());
+    Ok(Control {
+        listener,
+        path: path.to_path_buf(),
+        _lock: lock,
+        ino,
+    })
 }
 
 /// Serves requests until the task is dropped.
-pub async fn serve(listener: UnixListener, shared: Arc<Shared>) {
+pub async fn serve(control: Arc<Control>, shared: Arc<Shared>) {
+    let listener = match control
+        .listener
+        .try_clone()
+        .and_then(UnixListener::from_std)
+    {
+        Ok(listener) => listener,
+        Err(e) => {
+            tracing::warn!("control socket off ({e}): extsecurity unban cannot reach this daemon");
+            return;
+        }
+    };
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(100)).await;

@@ -137,12 +137,24 @@ pub enum StartError {
     Thread(#[source] std::io::Error),
 }
 
+/// A running pusher: its wake-up and its thread.
+pub struct Running {
+    pub outbox: Arc<Outbox>,
+    pub thread: std::thread::JoinHandle<()>,
+}
+
+impl Running {
+    /// Closes the outbox and waits for the thread (it delivers what it can for
+    /// [`DRAIN_TIMEOUT`], saves its position and ends). Blocks.
+    pub fn stop(self) {
+        self.outbox.close();
+        let _ = self.thread.join();
+    }
+}
+
 /// Finds where to resume (the saved position, else the end of the log as it is now),
 /// proves the position file writable, and starts the pusher thread.
-pub fn spawn(
-    shared: Arc<Shared>,
-    cs: &CrowdsecConfig,
-) -> Result<std::thread::JoinHandle<()>, StartError> {
+pub fn spawn(shared: Arc<Shared>, cs: &CrowdsecConfig) -> Result<Running, StartError> {
     let log = shared.config().log_file.clone();
     let state = PositionFile::new(&cs.state_file);
     let state_error = |source| StartError::State {
@@ -178,8 +190,11 @@ pub fn spawn(
         None => Follower::at_end(&log).map_err(log_error)?,
     };
     let scanner = Backlog::new(&log, &follower).map_err(log_error)?;
+    shared.metrics.crowdsec.restart_backlog();
+    let outbox = Arc::new(Outbox::default());
     let mut pusher = Pusher {
         shared: shared.clone(),
+        outbox: outbox.clone(),
         log,
         follower,
         state,
@@ -191,10 +206,11 @@ pub fn spawn(
         backlog: scanner,
     };
     pusher.save().map_err(state_error)?;
-    std::thread::Builder::new()
+    let thread = std::thread::Builder::new()
         .name("crowdsec".into())
         .spawn(move || pusher.run())
-        .map_err(StartError::Thread)
+        .map_err(StartError::Thread)?;
+    Ok(Running { outbox, thread })
 }
 
 /// How many alerts the log holds after the saved position (what the next start
@@ -261,6 +277,7 @@ fn pushable(line: &[u8], config: &Config) -> Option<Alert> {
 
 struct Pusher {
     shared: Arc<Shared>,
+    outbox: Arc<Outbox>,
     log: PathBuf,
     follower: Follower,
     state: PositionFile,
@@ -282,10 +299,7 @@ enum Sent {
 
 impl Pusher {
     fn outbox(&self) -> &Outbox {
-        self.shared
-            .crowdsec
-            .as_ref()
-            .expect("the pusher runs only with an outbox")
+        &self.outbox
     }
 
     fn metrics(&self) -> &CrowdsecMetrics {

@@ -137,9 +137,23 @@ pub struct CrowdsecMetrics {
     /// The oldest alert not yet accepted, Unix milliseconds; 0 when none.
     oldest_ms: AtomicI64,
     failing: AtomicU64,
+    running: AtomicU64,
 }
 
 impl CrowdsecMetrics {
+    /// Whether a pusher runs (0: `[crowdsec]` is off, or the pusher could not start).
+    pub fn pusher_running(&self, running: bool) {
+        self.running.store(u64::from(running), Relaxed);
+    }
+
+    /// A new pusher counts the backlog afresh from its own position.
+    pub fn restart_backlog(&self) {
+        let settled =
+            self.delivered.load(Relaxed) + self.rejected.load(Relaxed) + self.expired.load(Relaxed);
+        self.found.store(settled, Relaxed);
+        self.oldest_ms.store(0, Relaxed);
+    }
+
     pub fn found(&self, n: u64) {
         self.found.fetch_add(n, Relaxed);
     }
@@ -187,7 +201,13 @@ impl CrowdsecMetrics {
 
     fn render(&self, out: &mut String) {
         let load = |c: &AtomicU64| c.load(Relaxed).to_string();
-        let rows: [(&str, &str, &str, String); 7] = [
+        let rows: [(&str, &str, &str, String); 8] = [
+            (
+                "extsecurity_crowdsec_pusher_running",
+                "1 while the CrowdSec pusher runs; 0 when it could not start (its state file, say: see the CRITICAL line).",
+                "gauge",
+                load(&self.running),
+            ),
             (
                 "extsecurity_crowdsec_delivered_total",
                 "Alerts the LAPI accepted.",

@@ -15,19 +15,19 @@ pub mod control;
 pub mod crowdsec;
 pub mod metrics;
 pub mod overload;
+pub mod parts;
+pub mod reload;
 pub mod serve;
 
-use std::ffi::OsString;
 use std::future::Future;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 
 use crate::alert_log::{Line, LogError, ReopeningLog};
-use crate::config::{self, Config, ConfigError};
+use crate::config::{Config, ConfigError, Source};
 use crate::memory::Memory;
 use metrics::Metrics;
 
@@ -39,7 +39,7 @@ pub struct Shared {
     /// Swapped whole on reload: a connection keeps the config it started with.
     config: RwLock<Arc<Config>>,
     /// Where the config came from, to read it again on SIGHUP.
-    source: (Option<PathBuf>, Option<OsString>),
+    source: RwLock<Source>,
     /// Per-IP histories. A std mutex: held only for a map update, never across `.await`.
     pub memory: Mutex<Memory>,
     log: Mutex<ReopeningLog>,
@@ -48,36 +48,46 @@ pub struct Shared {
     pub tarpits: Semaphore,
     /// Becomes true when the daemon is shutting down.
     shutdown: watch::Receiver<bool>,
-    /// The CrowdSec pusher's wake-up, when `[crowdsec]` is set at start.
-    pub crowdsec: Option<crowdsec::Outbox>,
-    /// Addresses waiting for the kernel, once `[nftables]` was set up at start.
-    pub bans: std::sync::OnceLock<bans::Sink>,
+    /// The running CrowdSec pusher's wake-up, while one runs.
+    pub crowdsec: RwLock<Option<Arc<crowdsec::Outbox>>>,
+    /// Addresses waiting for the kernel, while `[nftables]` bans are on.
+    pub bans: RwLock<Option<Arc<bans::Sink>>>,
     /// Addresses `extsecurity unban` lifted, for the AMI evaluator to forget too.
     pub ami_forget: Mutex<Vec<std::net::IpAddr>>,
+    /// Whether the alert log is failing to take lines, and since when.
+    log_outage: Mutex<Option<LogOutage>>,
+}
+
+/// An episode of failed alert-log writes: one CRITICAL when it starts, one INFO when
+/// it ends, however many calls it spans.
+struct LogOutage {
+    since: Instant,
+    lost: u64,
 }
 
 impl Shared {
-    /// `source` is the `--config` flag and `$EXTSECURITY_CONFIG` the config came from.
-    pub fn new(
-        config: Config,
-        source: (Option<PathBuf>, Option<OsString>),
-        shutdown: watch::Receiver<bool>,
-    ) -> Shared {
+    /// `source` is where the config came from: a reload reads it again.
+    pub fn new(config: Config, source: Source, shutdown: watch::Receiver<bool>) -> Shared {
         Shared {
-            crowdsec: config
-                .crowdsec
-                .as_ref()
-                .map(|_| crowdsec::Outbox::default()),
+            crowdsec: RwLock::new(None),
             memory: Mutex::new(Memory::new(config.memory.max_tracked_ips)),
             tarpits: Semaphore::new(config.daemon.max_concurrent_tarpits),
             config: RwLock::new(Arc::new(config)),
-            source,
+            source: RwLock::new(source),
             log: Mutex::new(ReopeningLog::default()),
             metrics: Metrics::default(),
             shutdown,
-            bans: std::sync::OnceLock::new(),
+            bans: RwLock::new(None),
             ami_forget: Mutex::new(Vec::new()),
+            log_outage: Mutex::new(None),
         }
+    }
+
+    pub fn source(&self) -> Source {
+        self.source
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn config(&self) -> Arc<Config> {
@@ -87,21 +97,27 @@ impl Shared {
             .clone()
     }
 
-    /// Reads the config again; a config that fails to load leaves the old one in place.
-    /// The listen address and the tarpit cap take effect at the next start.
-    pub fn reload(&self) -> Result<(), ConfigError> {
-        let (flag, env) = &self.source;
-        let loaded = config::load(flag.as_deref(), env.clone());
+    /// Reads the config again and swaps it in whole; one that fails to load (or is
+    /// gone, or empty: [`crate::config::reload`]) leaves the running one in place.
+    /// Returns the config it replaced and the new one, for the parts beside the call
+    /// path to follow ([`parts`]).
+    pub fn reload(&self) -> Result<(Arc<Config>, Arc<Config>), ConfigError> {
+        let loaded = crate::config::reload(&self.source())
+            .and_then(|(config, source)| Ok((serve::resolve_key(config)?, source)));
         self.metrics.reloaded(loaded.is_ok());
         let (config, source) = loaded?;
         self.memory
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .resize(config.memory.max_tracked_ips);
-        *self.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(config);
+        let new = Arc::new(config);
+        let old = std::mem::replace(
+            &mut *self.config.write().unwrap_or_else(|e| e.into_inner()),
+            new.clone(),
+        );
+        *self.source.write().unwrap_or_else(|e| e.into_inner()) = source;
         self.reopen_log();
-        tracing::info!(%source, "configuration reloaded");
-        Ok(())
+        Ok((old, new))
     }
 
     /// Closes the alert log; the next line opens it afresh (logrotate's postrotate).
@@ -112,22 +128,59 @@ impl Shared {
     /// Appends a line to the configured alert log and, for an alert, hands it to the
     /// kernel bans and wakes the CrowdSec pusher (never waiting; trusted networks never
     /// banned or pushed, whatever made the line).
+    ///
+    /// A failed write is counted and said once per outage (one CRITICAL when the log
+    /// stops taking lines, one INFO when it takes them again): the verdict is given
+    /// whatever the log does.
     pub fn write(&self, config: &Config, line: &Line) -> Result<(), LogError> {
         let written = self
             .log
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .write(&config.log_file, line);
+        self.log_health(&written);
         let Some((ip, reason)) = line.alert().filter(|(ip, _)| !config.is_trusted(*ip)) else {
             return written;
         };
-        if let Some(sink) = self.bans.get() {
+        if let Some(sink) = &*self.bans.read().unwrap_or_else(|e| e.into_inner()) {
             sink.offer(ip, reason, &self.metrics.bans);
         }
-        if let Some(outbox) = &self.crowdsec {
+        if let Some(outbox) = &*self.crowdsec.read().unwrap_or_else(|e| e.into_inner()) {
             outbox.nudge();
         }
         written
+    }
+
+    /// Counts a failed write and says an outage of the alert log once, and its end.
+    fn log_health(&self, written: &Result<(), LogError>) {
+        let mut outage = self.log_outage.lock().unwrap_or_else(|e| e.into_inner());
+        match (written, outage.as_mut()) {
+            (Ok(()), None) => {}
+            (Ok(()), Some(_)) => {
+                let ended = outage.take().expect("matched");
+                tracing::info!(
+                    lost = ended.lost,
+                    "alert log writable again after {:.1} s; {} lines were lost meanwhile (the calls were judged; fail2ban and CrowdSec did not see them)",
+                    ended.since.elapsed().as_secs_f64(),
+                    ended.lost
+                );
+            }
+            (Err(e), current) => {
+                self.metrics.log_error();
+                match current {
+                    Some(o) => o.lost += 1,
+                    None => {
+                        crate::critical!(
+                            "{e}: lines are lost until it is fixed (calls are still judged and answered; fail2ban and CrowdSec see nothing meanwhile)"
+                        );
+                        *outage = Some(LogOutage {
+                            since: Instant::now(),
+                            lost: 1,
+                        });
+                    }
+                }
+            }
+        }
     }
 
     /// Forgets `ip` in every rule with memory (`extsecurity unban`): the per-call

@@ -79,6 +79,37 @@ pub fn setup(config: &NftablesConfig) -> Result<(), NftError> {
     Err(NftError::Refused(line.trim().to_string()))
 }
 
+/// Removes table `table` and the bans it holds: what `serve` does when `[nftables]` is
+/// off, and the package's `prerm` on removal (no binary left afterwards to lift them).
+/// `Some(bans)` it held, `None` when there was no such table.
+pub fn remove(table: &str) -> Result<Option<usize>, NftError> {
+    let mut socket = netlink::Socket::open().map_err(NftError::Spawn)?;
+    let mut held = 0;
+    for set in ["v4", "v6"] {
+        match socket.count(table, set) {
+            Ok(n) => held += n,
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                if set == "v4" {
+                    return Ok(None);
+                }
+            }
+            Err(e) => return Err(NftError::Refused(e.to_string())),
+        }
+    }
+    let out = Command::new("nft")
+        .args(["delete", "table", "inet", table])
+        .stdout(Stdio::null())
+        .output()
+        .map_err(NftError::Spawn)?;
+    if !out.status.success() {
+        let why = String::from_utf8_lossy(&out.stderr);
+        return Err(NftError::Refused(
+            why.lines().next().unwrap_or_default().trim().to_string(),
+        ));
+    }
+    Ok(Some(held))
+}
+
 /// One banned address, as the kernel holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Banned {

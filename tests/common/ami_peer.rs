@@ -4,9 +4,15 @@
 //! ActionID, then events framed with `\r\n` and an empty line, `Ping: Pong` to
 //! `Action: Ping`. The events it sends are the captures' own bytes, hostile ones
 //! included.
+//!
+//! Logins are checked as manager.c's `authenticate` does: `Action: Challenge` with
+//! `AuthType: MD5` is answered `Response: Success`, the ActionID, `Challenge: <a
+//! random number>` (`action_challenge`); a `Login` with `AuthType: MD5` must carry
+//! `Key: md5(challenge + secret)` in lower-case hex, one without it `Secret:` in
+//! clear. With [`AmiPeer::start_tls`] it speaks TLS first, as `tlsenable = yes` does.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -53,6 +59,9 @@ impl Script {
     }
 }
 
+/// The secret of the user every test configures (`secret = "s3cmon-test"`).
+pub const SECRET: &str = "s3cmon-test";
+
 /// Serves its scripts one connection after another, recording what each client wrote.
 pub struct AmiPeer {
     pub addr: SocketAddr,
@@ -64,6 +73,32 @@ pub struct AmiPeer {
 
 impl AmiPeer {
     pub fn start(scripts: Vec<Script>) -> AmiPeer {
+        AmiPeer::start_with(scripts, None)
+    }
+
+    /// The same over TLS with this certificate chain and key (PEM files).
+    pub fn start_tls(
+        scripts: Vec<Script>,
+        cert: &std::path::Path,
+        key: &std::path::Path,
+    ) -> AmiPeer {
+        use rustls_pki_types::pem::PemObject as _;
+        let chain: Vec<_> = rustls_pki_types::CertificateDer::pem_file_iter(cert)
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let key = rustls_pki_types::PrivateKeyDer::from_pem_file(key).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .unwrap();
+        AmiPeer::start_with(scripts, Some(Arc::new(config)))
+    }
+
+    fn start_with(scripts: Vec<Script>, tls: Option<Arc<rustls::ServerConfig>>) -> AmiPeer {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let received = Arc::new(Mutex::new(Vec::new()));
@@ -76,7 +111,16 @@ impl AmiPeer {
                     return;
                 };
                 r.lock().unwrap().push(Vec::new());
-                serve(stream, &script, &r, &s, &w);
+                stream
+                    .set_read_timeout(Some(Duration::from_millis(50)))
+                    .unwrap();
+                match &tls {
+                    None => serve(stream, &script, &r, &s, &w),
+                    Some(config) => {
+                        let conn = rustls::ServerConnection::new(config.clone()).unwrap();
+                        serve(rustls::StreamOwned::new(conn, stream), &script, &r, &s, &w);
+                    }
+                }
             }
         });
         AmiPeer {
@@ -112,22 +156,50 @@ impl Drop for AmiPeer {
 }
 
 fn serve(
-    mut stream: TcpStream,
+    mut stream: impl Read + Write,
     script: &Script,
     log: &Mutex<Vec<Vec<u8>>>,
     stop: &AtomicBool,
     written: &Mutex<Vec<u64>>,
 ) {
-    stream
-        .set_read_timeout(Some(Duration::from_millis(50)))
-        .unwrap();
     let _ = stream.write_all(b"Asterisk Call Manager/9.0.0\r\n");
+    let _ = stream.flush();
     let mut pending = Vec::new();
-    let Some(login) = next_action(&mut stream, &mut pending, log, stop) else {
-        return;
+    let mut challenge = String::new();
+    let login = loop {
+        let Some(action) = next_action(&mut stream, &mut pending, log, stop) else {
+            return;
+        };
+        let id = field(&action, "ActionID").unwrap_or_default();
+        match field(&action, "Action").as_deref() {
+            Some("Challenge") if field(&action, "AuthType").as_deref() == Some("MD5") => {
+                // manager.c: snprintf("%ld", ast_random()), kept for the session.
+                if challenge.is_empty() {
+                    challenge = (super::monotonic_ns() % 2_147_483_647).to_string();
+                }
+                let _ = write!(
+                    stream,
+                    "Response: Success\r\nActionID: {id}\r\nChallenge: {challenge}\r\n\r\n"
+                );
+            }
+            Some("Login") => break action,
+            _ => {
+                let _ = write!(
+                    stream,
+                    "Response: Error\r\nActionID: {id}\r\nMessage: Permission denied\r\n\r\n"
+                );
+            }
+        }
     };
     let id = field(&login, "ActionID").unwrap_or_default();
-    if !script.accept_login {
+    let proved = match field(&login, "AuthType").as_deref() {
+        Some("MD5") => {
+            !challenge.is_empty()
+                && field(&login, "Key") == Some(md5_hex(&format!("{challenge}{SECRET}")))
+        }
+        _ => field(&login, "Secret").as_deref() == Some(SECRET),
+    };
+    if !script.accept_login || !proved {
         let _ = write!(
             stream,
             "Response: Error\r\nActionID: {id}\r\nMessage: Authentication failed\r\n\r\n"
@@ -161,7 +233,7 @@ fn serve(
 /// The next action the client sent (up to its empty line), or `None` once it left
 /// or the peer was dropped.
 fn next_action(
-    stream: &mut TcpStream,
+    stream: &mut impl Read,
     pending: &mut Vec<u8>,
     log: &Mutex<Vec<Vec<u8>>>,
     stop: &AtomicBool,
@@ -191,6 +263,15 @@ fn next_action(
             Err(_) => return None,
         }
     }
+}
+
+/// MD5 in lower-case hex, as manager.c prints it (`%02hhx` per byte).
+fn md5_hex(text: &str) -> String {
+    use md5::Digest as _;
+    md5::Md5::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn field(message: &str, key: &str) -> Option<String> {

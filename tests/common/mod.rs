@@ -45,6 +45,7 @@ impl Sandbox {
         // `@DIR@` stands for this folder, for paths that must be absolute
         // (`crowdsec.state_file`).
         let extra = extra.replace("@DIR@", dir.path().to_str().unwrap());
+        let extra = with_own_control_socket(&extra, dir.path());
         std::fs::write(&config, format!("log_file = {:?}\n{extra}", log)).unwrap();
         Sandbox { dir, config, log }
     }
@@ -79,6 +80,22 @@ impl Sandbox {
 
     pub fn log_lines(&self) -> Vec<String> {
         self.log_text().lines().map(str::to_string).collect()
+    }
+}
+
+/// `extra` with `daemon.control_socket` in `dir`, unless it sets one: one daemon per
+/// control socket, and tests run many daemons at once.
+pub fn with_own_control_socket(extra: &str, dir: &Path) -> String {
+    if extra.contains("control_socket") {
+        return extra.to_string();
+    }
+    let line = format!("control_socket = {:?}\n", dir.join("control.sock"));
+    match extra.find("[daemon]\n") {
+        Some(at) => {
+            let at = at + "[daemon]\n".len();
+            format!("{}{line}{}", &extra[..at], &extra[at..])
+        }
+        None => format!("{extra}\n[daemon]\n{line}"),
     }
 }
 
@@ -179,14 +196,7 @@ impl LoggedServe {
     /// Starts it and waits until `127.0.0.1:ready` accepts: the FastAGI port, or the
     /// metrics port when FastAGI is off.
     pub fn start(sandbox: Sandbox, ready: u16) -> LoggedServe {
-        let stderr = std::fs::File::create(sandbox.dir.path().join("stderr")).unwrap();
-        let child = sandbox
-            .command()
-            .arg("serve")
-            .stderr(stderr)
-            .spawn()
-            .unwrap();
-        let serve = LoggedServe { sandbox, child };
+        let serve = LoggedServe::start_unready(sandbox);
         assert!(
             wait_until(Duration::from_secs(10), || {
                 std::net::TcpStream::connect(("127.0.0.1", ready)).is_ok()
@@ -195,6 +205,18 @@ impl LoggedServe {
             serve.stderr()
         );
         serve
+    }
+
+    /// Starts it without waiting for anything.
+    pub fn start_unready(sandbox: Sandbox) -> LoggedServe {
+        let stderr = std::fs::File::create(sandbox.dir.path().join("stderr")).unwrap();
+        let child = sandbox
+            .command()
+            .arg("serve")
+            .stderr(stderr)
+            .spawn()
+            .unwrap();
+        LoggedServe { sandbox, child }
     }
 
     pub fn stderr(&self) -> String {

@@ -1,0 +1,340 @@
+//! The effective settings as `key = value` lines: what `check-config` prints and what a
+//! reload compares, key by key, to say what changed.
+
+use std::fmt::Write as _;
+
+use super::{Config, Secret, SecretSource};
+
+/// One setting: its dotted key (`daemon.listen`) and its value as TOML writes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Setting {
+    pub key: String,
+    pub value: String,
+    /// What the value hides (a secret written inline), compared but never shown.
+    hidden: Option<String>,
+}
+
+impl Setting {
+    fn new(key: String, value: String) -> Setting {
+        Setting {
+            key,
+            value,
+            hidden: None,
+        }
+    }
+
+    /// Whether `other` (the same key) has another value.
+    pub fn differs(&self, other: &Setting) -> bool {
+        (&self.value, &self.hidden) != (&other.value, &other.hidden)
+    }
+
+    /// The key without its table: `listen`.
+    pub fn name(&self) -> &str {
+        self.key.rsplit('.').next().unwrap_or(&self.key)
+    }
+}
+
+/// A table of settings, `None` for the top level; `absent` when it is off.
+pub struct Table {
+    pub name: Option<&'static str>,
+    pub settings: Vec<Setting>,
+    /// Why the table is not there, when it is not (`[ami] absent: …`).
+    pub absent: Option<&'static str>,
+}
+
+/// The whole configuration, table by table, in the order `dist/extsecurity.toml` has.
+pub fn tables(c: &Config) -> Vec<Table> {
+    let mut out = vec![
+        top(c),
+        memory(c),
+        daemon(c),
+        optional("ami", c.ami.is_some(), "the AMI watcher is off", || ami(c)),
+        optional(
+            "crowdsec",
+            c.crowdsec.is_some(),
+            "alerts are not pushed to CrowdSec",
+            || crowdsec(c),
+        ),
+    ];
+    out.push(nftables(c));
+    out
+}
+
+/// Every setting of every table present, for comparing two configurations.
+pub fn settings(c: &Config) -> Vec<Setting> {
+    let mut all = Vec::new();
+    for t in tables(c) {
+        match t.absent {
+            // An absent table is one setting: switching it on or off is a change.
+            Some(_) => all.push(Setting::new(
+                format!("[{}]", t.name.unwrap_or_default()),
+                "absent".into(),
+            )),
+            None => all.extend(t.settings),
+        }
+    }
+    all
+}
+
+/// Renders the tables as TOML with comments, for `check-config`.
+pub fn render(c: &Config) -> String {
+    let mut out = String::new();
+    for t in tables(c) {
+        if let Some(name) = t.name {
+            match t.absent {
+                Some(why) => {
+                    let _ = writeln!(out, "\n# [{name}] absent: {why}");
+                    continue;
+                }
+                None => {
+                    let _ = writeln!(out, "\n[{name}]");
+                }
+            }
+        }
+        for s in &t.settings {
+            let _ = writeln!(out, "{} = {}", s.name(), s.value);
+        }
+    }
+    out
+}
+
+fn optional(
+    name: &'static str,
+    on: bool,
+    why: &'static str,
+    settings: impl FnOnce() -> Table,
+) -> Table {
+    match on {
+        true => settings(),
+        false => Table {
+            name: Some(name),
+            settings: Vec::new(),
+            absent: Some(why),
+        },
+    }
+}
+
+/// A TOML string.
+fn string(s: &str) -> String {
+    toml::Value::String(s.to_string()).to_string()
+}
+
+/// A TOML array of strings.
+fn list<T: ToString>(items: &[T]) -> String {
+    let quoted: Vec<String> = items.iter().map(|s| string(&s.to_string())).collect();
+    format!("[{}]", quoted.join(", "))
+}
+
+/// Builds the settings of one table, each key prefixed with the table's name.
+struct Builder {
+    prefix: &'static str,
+    settings: Vec<Setting>,
+}
+
+impl Builder {
+    fn new(prefix: &'static str) -> Builder {
+        Builder {
+            prefix,
+            settings: Vec::new(),
+        }
+    }
+
+    fn key(&self, key: &str) -> String {
+        match self.prefix {
+            "" => key.to_string(),
+            p => format!("{p}.{key}"),
+        }
+    }
+
+    fn set(mut self, key: &str, value: impl ToString) -> Builder {
+        let key = self.key(key);
+        self.settings.push(Setting::new(key, value.to_string()));
+        self
+    }
+
+    /// A secret shows its file, or that it is set inline; its value is compared only.
+    fn secret(mut self, key: &str, secret: Option<&Secret>) -> Builder {
+        let setting = match secret.map(|s| &s.source) {
+            None => Setting::new(self.key(key), string("")),
+            Some(SecretSource::Inline(value)) => Setting {
+                key: self.key(key),
+                value: string("(set, not shown)"),
+                hidden: Some(value.clone()),
+            },
+            Some(SecretSource::File(path)) => Setting::new(
+                self.key(&format!("{key}_file")),
+                string(&path.display().to_string()),
+            ),
+        };
+        self.settings.push(setting);
+        self
+    }
+
+    fn table(self, name: Option<&'static str>) -> Table {
+        Table {
+            name,
+            settings: self.settings,
+            absent: None,
+        }
+    }
+}
+
+fn top(c: &Config) -> Table {
+    Builder::new("")
+        .set("log_file", string(&c.log_file.display().to_string()))
+        .set("tarpit_seconds", c.tarpit.as_secs_f64())
+        .set(
+            "callerid_num_must_be_numeric",
+            c.callerid_num_must_be_numeric,
+        )
+        .set("exten_must_be_numeric", c.exten_must_be_numeric)
+        .set("exten_min_length", c.exten_min_length)
+        .set("exten_max_length", c.exten_max_length)
+        .set("blocked_extensions", list(c.blocked_extensions.sources()))
+        .set("blocked_user_agents", list(c.blocked_user_agents.sources()))
+        .set("trusted_networks", list(&c.trusted_networks))
+        .set("log_ok_calls", c.log_ok_calls)
+        .table(None)
+}
+
+fn memory(c: &Config) -> Table {
+    let m = &c.memory;
+    Builder::new("memory")
+        .set("enabled", m.enabled)
+        .set("window_seconds", m.window.as_secs())
+        .set("max_extensions", m.max_extensions)
+        .set("max_calls", m.max_calls)
+        .set("repeat_offender_seconds", m.repeat_offender.as_secs())
+        .set("max_tracked_ips", m.max_tracked_ips)
+        .table(Some("memory"))
+}
+
+fn daemon(c: &Config) -> Table {
+    let d = &c.daemon;
+    let control = d.control_socket.as_deref().map(|p| p.display().to_string());
+    let metrics = d.metrics_listen.map(|a| a.to_string()).unwrap_or_default();
+    Builder::new("daemon")
+        .set("fastagi", d.fastagi)
+        .set("listen", string(&d.listen.to_string()))
+        .set("max_connections", d.max_connections)
+        .set("listen_backlog", d.listen_backlog)
+        .set("control_socket", string(&control.unwrap_or_default()))
+        .set("idle_timeout_seconds", d.idle_timeout.as_secs_f64())
+        .set("max_concurrent_tarpits", d.max_concurrent_tarpits)
+        .set("metrics_listen", string(&metrics))
+        .set("allowed_clients", list(&d.allowed_clients))
+        .secret("secret", d.secret.as_ref())
+        .table(Some("daemon"))
+}
+
+fn ami(c: &Config) -> Table {
+    let a = c.ami.as_ref().expect("present");
+    Builder::new("ami")
+        .set("address", string(&a.address.to_string()))
+        .set("username", string(&a.username))
+        .secret("secret", Some(&a.secret))
+        .set(
+            "auth",
+            string(match a.auth {
+                crate::config::AmiAuth::Md5 => "md5",
+                crate::config::AmiAuth::Plain => "plain",
+            }),
+        )
+        .set("tls", a.tls.is_some())
+        .set(
+            "tls_ca_file",
+            string(
+                &a.tls
+                    .as_ref()
+                    .and_then(|t| t.ca_file.as_ref())
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+            ),
+        )
+        .set(
+            "tls_server_name",
+            string(
+                a.tls
+                    .as_ref()
+                    .and_then(|t| t.server_name.as_deref())
+                    .unwrap_or_default(),
+            ),
+        )
+        .set("ping_interval_seconds", a.ping_interval.as_secs_f64())
+        .set("window_seconds", a.limits.window.as_secs())
+        .set("max_auth_failures", a.limits.auth_failures)
+        .set("max_unknown_accounts", a.limits.unknown_accounts)
+        .set("max_error_events", a.limits.error_events)
+        .set(
+            "max_unauthenticated_requests",
+            a.limits.unauthenticated_requests,
+        )
+        .table(Some("ami"))
+}
+
+fn crowdsec(c: &Config) -> Table {
+    let cs = c.crowdsec.as_ref().expect("present");
+    Builder::new("crowdsec")
+        .set("lapi_url", string(&cs.lapi_url))
+        .set("machine_id", string(&cs.machine_id))
+        .secret("password", Some(&cs.password))
+        .set("ban_duration", string(&cs.ban_duration))
+        .set("batch_size", cs.batch_size)
+        .set("state_file", string(&cs.state_file.display().to_string()))
+        .table(Some("crowdsec"))
+}
+
+fn nftables(c: &Config) -> Table {
+    let Some(n) = &c.nftables else {
+        return Table {
+            name: Some("nftables"),
+            settings: Vec::new(),
+            absent: Some("off: no kernel bans from the daemon"),
+        };
+    };
+    Builder::new("nftables")
+        .set("enabled", true)
+        .set("ports", format!("{:?}", n.ports))
+        .set("ban_seconds", n.ban.as_secs())
+        .set("table", string(&n.table))
+        .set("max_elements", n.max_elements)
+        .table(Some("nftables"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn config(text: &str) -> Config {
+        Config::from_toml(text, Path::new("t.toml")).unwrap()
+    }
+
+    #[test]
+    fn the_rendering_reads_back_as_the_same_configuration() {
+        let c = config(
+            "trusted_networks = ['192.0.2.0/24']\n[ami]\nusername = 'u'\nsecret_file = '/etc/s'\n[nftables]\nenabled = true\n",
+        );
+        let text = render(&c);
+        assert!(text.contains("\n[ami]\n"), "{text}");
+        assert!(text.contains("secret_file = \"/etc/s\""), "{text}");
+        assert!(text.contains("# [crowdsec] absent"), "{text}");
+        let again = config(&text);
+        assert_eq!(settings(&again), settings(&c));
+    }
+
+    #[test]
+    fn an_inline_secret_is_compared_but_never_shown() {
+        let a = config("[daemon]\nsecret = 'aaaaaaaaaaaaaaaa'\n");
+        let b = config("[daemon]\nsecret = 'bbbbbbbbbbbbbbbb'\n");
+        assert!(!render(&a).contains("aaaa"));
+        let (sa, sb) = (settings(&a), settings(&b));
+        let changed: Vec<&str> = sa
+            .iter()
+            .zip(&sb)
+            .filter(|(x, y)| x.differs(y))
+            .map(|(x, _)| x.key.as_str())
+            .collect();
+        assert_eq!(changed, ["daemon.secret"]);
+    }
+}

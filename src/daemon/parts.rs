@@ -1,0 +1,286 @@
+//! The parts that run beside the call path — the AMI watcher, the CrowdSec pusher, the
+//! kernel bans — started from the configuration at start and made to follow it at
+//! each reload: a table added starts its part, one removed stops it, one changed
+//! restarts what must be restarted. None of them can stop another or the call check:
+//! a part that cannot start says so once (CRITICAL for the pusher, which means bans
+//! not shared) and is tried again every [`RETRY_EVERY`].
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::config::{AmiConfig, Config, CrowdsecConfig, NftablesConfig};
+use crate::daemon::{Shared, bans, crowdsec};
+
+/// How often a part that could not start is tried again.
+pub const RETRY_EVERY: Duration = Duration::from_secs(5);
+
+/// What runs beside the call path. Owned by `serve`'s supervisor task.
+#[derive(Default)]
+pub struct Parts {
+    watcher: Option<Watcher>,
+    pusher: Pusher,
+    bans: Option<Bans>,
+}
+
+/// The AMI watcher's task, and how to stop it.
+struct Watcher {
+    /// The settings it connected with: a change restarts the connection now.
+    connection: AmiConfig,
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Default)]
+enum Pusher {
+    #[default]
+    Off,
+    Running {
+        running: crowdsec::Running,
+        state_file: std::path::PathBuf,
+    },
+    /// Could not start (its state file, say); tried again every [`RETRY_EVERY`].
+    Waiting { since: Instant },
+}
+
+/// The kernel bans while on: the sink every alert is offered to (shared) and its
+/// thread, which ends when the sink is dropped.
+struct Bans {
+    sink: Arc<bans::Sink>,
+}
+
+impl Parts {
+    /// Starts what `config` asks for. The pusher first: on a first start it begins at
+    /// the end of the log as it is now, before anything can write an alert.
+    pub fn start(shared: &Arc<Shared>) -> Parts {
+        let config = shared.config();
+        let mut parts = Parts::default();
+        if let Some(cs) = &config.crowdsec {
+            parts.start_pusher(shared, cs);
+        }
+        match &config.nftables {
+            Some(nft) => parts.start_bans(shared, nft, never_banned(&config)),
+            None => remove_table(&config.nftables_table, "[nftables] is off"),
+        }
+        if let Some(ami) = &config.ami {
+            parts.start_watcher(shared, ami);
+        }
+        parts
+    }
+
+    /// Follows a reload from `old` to `new`.
+    pub async fn follow(&mut self, shared: &Arc<Shared>, old: &Config, new: &Config) {
+        self.follow_pusher(shared, old, new).await;
+        self.follow_bans(shared, old, new);
+        self.follow_watcher(shared, new).await;
+    }
+
+    /// Tries again what could not start.
+    pub fn retry(&mut self, shared: &Arc<Shared>) {
+        if let Pusher::Waiting { since } = self.pusher
+            && since.elapsed() >= RETRY_EVERY
+            && let Some(cs) = shared.config().crowdsec.clone()
+        {
+            self.start_pusher(shared, &cs);
+        }
+    }
+
+    /// At shutdown, once the calls in flight are done: the watcher, then the pusher
+    /// (which delivers what the log still holds, briefly). The bans stay in the kernel.
+    pub async fn stop(mut self, shared: &Arc<Shared>) {
+        self.stop_watcher().await;
+        self.stop_pusher(shared).await;
+        *shared.bans.write().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    fn start_watcher(&mut self, shared: &Arc<Shared>, ami: &AmiConfig) {
+        let (stop, stopping) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(crate::daemon::ami::run(shared.clone(), stopping));
+        self.watcher = Some(Watcher {
+            connection: ami.clone(),
+            stop,
+            task,
+        });
+    }
+
+    async fn stop_watcher(&mut self) {
+        if let Some(w) = self.watcher.take() {
+            let _ = w.stop.send(true);
+            let _ = w.task.await;
+        }
+    }
+
+    /// A new address, user, secret or ping interval takes a new connection now; new
+    /// limits apply to the next event without one (the counts are kept).
+    async fn follow_watcher(&mut self, shared: &Arc<Shared>, new: &Config) {
+        let same_connection = |w: &Watcher, ami: &AmiConfig| {
+            let (a, b) = (&w.connection, ami);
+            (&a.address, &a.username, &a.secret, a.ping_interval)
+                == (&b.address, &b.username, &b.secret, b.ping_interval)
+        };
+        match (&self.watcher, &new.ami) {
+            (None, None) => {}
+            (Some(w), Some(ami)) if same_connection(w, ami) => {}
+            (Some(_), None) => {
+                self.stop_watcher().await;
+                tracing::info!("AMI watcher stopped: [ami] was removed");
+            }
+            (_, Some(ami)) => {
+                self.stop_watcher().await;
+                self.start_watcher(shared, ami);
+            }
+        }
+    }
+
+    fn start_pusher(&mut self, shared: &Arc<Shared>, cs: &CrowdsecConfig) {
+        let waited = match self.pusher {
+            Pusher::Waiting { since } => Some(since),
+            _ => None,
+        };
+        match crowdsec::spawn(shared.clone(), cs) {
+            Ok(running) => {
+                *shared.crowdsec.write().unwrap_or_else(|e| e.into_inner()) =
+                    Some(running.outbox.clone());
+                shared.metrics.crowdsec.pusher_running(true);
+                match waited {
+                    Some(since) => tracing::info!(
+                        lapi = cs.lapi_url,
+                        "CrowdSec pusher started after {:.0} s; the alerts written meanwhile follow",
+                        since.elapsed().as_secs_f64()
+                    ),
+                    None => tracing::info!(lapi = cs.lapi_url, "pushing alerts to CrowdSec"),
+                }
+                self.pusher = Pusher::Running {
+                    running,
+                    state_file: cs.state_file.clone(),
+                };
+            }
+            Err(e) => {
+                shared.metrics.crowdsec.pusher_running(false);
+                if waited.is_none() {
+                    crate::critical!(
+                        "CrowdSec pusher cannot start: {:#}; calls are still judged and logged, bans are not shared until it starts (tried again every {} s)",
+                        anyhow::Error::from(e),
+                        RETRY_EVERY.as_secs()
+                    );
+                }
+                self.pusher = Pusher::Waiting {
+                    since: waited.unwrap_or_else(Instant::now),
+                };
+            }
+        }
+    }
+
+    async fn stop_pusher(&mut self, shared: &Arc<Shared>) {
+        *shared.crowdsec.write().unwrap_or_else(|e| e.into_inner()) = None;
+        if let Pusher::Running { running, .. } = std::mem::take(&mut self.pusher) {
+            let _ = tokio::task::spawn_blocking(move || running.stop()).await;
+        }
+        shared.metrics.crowdsec.pusher_running(false);
+    }
+
+    async fn follow_pusher(&mut self, shared: &Arc<Shared>, old: &Config, new: &Config) {
+        let restart = match (&new.crowdsec, &self.pusher) {
+            (None, Pusher::Off) => return,
+            (None, _) => {
+                self.stop_pusher(shared).await;
+                tracing::info!(
+                    "CrowdSec pushing stopped: [crowdsec] was removed; alerts not yet accepted stay in the alert log for when it is back"
+                );
+                return;
+            }
+            (Some(_), Pusher::Off | Pusher::Waiting { .. }) => true,
+            // Where it keeps its place, or which log it follows: a pusher of its own.
+            (Some(cs), Pusher::Running { state_file, .. }) => {
+                *state_file != cs.state_file || old.log_file != new.log_file
+            }
+        };
+        if restart {
+            self.stop_pusher(shared).await;
+            self.pusher = Pusher::Off;
+            let cs = new.crowdsec.clone().expect("matched");
+            self.start_pusher(shared, &cs);
+        }
+    }
+
+    fn start_bans(&mut self, shared: &Arc<Shared>, nft: &NftablesConfig, never: Vec<IpAddr>) {
+        if let Err(e) = crate::nftables::setup(nft) {
+            tracing::warn!(
+                "nftables bans off: {e} (the unit grants CAP_NET_ADMIN); serving with the alert log alone"
+            );
+            return;
+        }
+        let sink = Arc::new(bans::Sink::new(nft.clone(), never));
+        match bans::spawn(shared.clone(), &sink) {
+            Ok(_) => {
+                *shared.bans.write().unwrap_or_else(|e| e.into_inner()) = Some(sink.clone());
+                self.bans = Some(Bans { sink });
+                tracing::info!(table = nft.table, "nftables bans on");
+            }
+            Err(e) => tracing::warn!("nftables bans off: cannot open netlink: {e}"),
+        }
+    }
+
+    fn follow_bans(&mut self, shared: &Arc<Shared>, old: &Config, new: &Config) {
+        let never = never_banned(new);
+        match (&old.nftables, &new.nftables, &self.bans) {
+            (_, None, Some(_)) => {
+                self.stop_bans(shared);
+                remove_table(&new.nftables_table, "[nftables] was switched off");
+            }
+            (_, None, None) => {}
+            (_, Some(nft), None) => self.start_bans(shared, nft, never),
+            (Some(before), Some(nft), Some(bans)) if before == nft => {
+                bans.sink.update(nft.clone(), never)
+            }
+            (_, Some(nft), Some(bans)) => match crate::nftables::setup(nft) {
+                Ok(()) => {
+                    let previous = bans.sink.config();
+                    bans.sink.update(nft.clone(), never);
+                    if previous.table != nft.table {
+                        remove_table(&previous.table, "nftables.table was renamed");
+                    }
+                    tracing::info!(
+                        table = nft.table,
+                        "nftables: ruleset rewritten (ports {:?}); new bans last {} s, those made before keep theirs",
+                        nft.ports,
+                        nft.ban.as_secs()
+                    );
+                }
+                Err(e) => tracing::warn!(
+                    "nftables: the new settings were refused ({e}); the running ruleset is kept (a changed max_elements needs the table deleted: nft delete table inet {})",
+                    bans.sink.config().table
+                ),
+            },
+        }
+    }
+
+    fn stop_bans(&mut self, shared: &Arc<Shared>) {
+        *shared.bans.write().unwrap_or_else(|e| e.into_inner()) = None;
+        self.bans = None;
+    }
+}
+
+/// Removes our table and the bans it holds, saying so when there was one.
+fn remove_table(table: &str, why: &str) {
+    match crate::nftables::remove(table) {
+        Ok(Some(bans)) => {
+            tracing::info!("{why}: removed table inet {table} with its drop rule and {bans} bans")
+        }
+        Ok(None) => {}
+        Err(e) => tracing::debug!("{why}: table inet {table} not checked: {e}"),
+    }
+}
+
+/// This host's addresses and the peers it talks to: banning them would cut the daemon
+/// off from Asterisk or CrowdSec.
+pub fn never_banned(config: &Config) -> Vec<IpAddr> {
+    let mut never = crate::nftables::own_addresses();
+    never.extend(config.ami.as_ref().map(|a| a.address.ip()));
+    let lapi_host: Option<IpAddr> = config.crowdsec.as_ref().and_then(|c| {
+        let (host, _) = crate::crowdsec::host_port(&c.lapi_url)?;
+        host.parse().ok()
+    });
+    never.extend(lapi_host);
+    never
+}

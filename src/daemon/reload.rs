@@ -1,0 +1,132 @@
+//! What a reload changed, setting by setting: which apply now and which wait for a
+//! restart. Pure: the daemon says it ([`say`]) and its parts follow ([`super::parts`]).
+
+use crate::config::Config;
+use crate::config::effective::{Setting, settings};
+
+/// Settings a running daemon cannot change: its sockets, its accept loop's limits.
+pub const AT_RESTART: &[&str] = &[
+    "daemon.fastagi",
+    "daemon.listen",
+    "daemon.max_connections",
+    "daemon.listen_backlog",
+    "daemon.max_concurrent_tarpits",
+    "daemon.metrics_listen",
+    "daemon.control_socket",
+];
+
+/// The settings that differ between two configurations.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Diff {
+    /// Applied now: `trusted_networks`, `nftables.ports`, `[ami] added`…
+    pub live: Vec<String>,
+    /// Waiting for a restart: the key, and its running and its new value.
+    pub at_restart: Vec<(String, String, String)>,
+}
+
+impl Diff {
+    pub fn is_empty(&self) -> bool {
+        self.live.is_empty() && self.at_restart.is_empty()
+    }
+}
+
+/// Compares `old` and `new` key by key. A table switched on or off (`[ami]`,
+/// `[crowdsec]`, `[nftables]`) is one change, not one per key.
+pub fn diff(old: &Config, new: &Config) -> Diff {
+    let (before, after) = (settings(old), settings(new));
+    let find = |all: &[Setting], key: &str| all.iter().find(|s| s.key == key).cloned();
+    let mut out = Diff::default();
+    for table in ["ami", "crowdsec", "nftables"] {
+        let absent = format!("[{table}]");
+        match (find(&before, &absent), find(&after, &absent)) {
+            (Some(_), None) => out.live.push(format!("[{table}] added")),
+            (None, Some(_)) => out.live.push(format!("[{table}] removed")),
+            _ => {}
+        }
+    }
+    for new in &after {
+        let Some(old) = find(&before, &new.key) else {
+            continue;
+        };
+        if !old.differs(new) {
+            continue;
+        }
+        match AT_RESTART.contains(&new.key.as_str()) {
+            true => out
+                .at_restart
+                .push((new.key.clone(), old.value.clone(), new.value.clone())),
+            false => out.live.push(new.key.clone()),
+        }
+    }
+    out
+}
+
+/// One INFO line for what applies now, one WARNING for what waits for a restart.
+pub fn say(diff: &Diff, source: &crate::config::Source) {
+    match diff.live.is_empty() {
+        true => tracing::info!("configuration reloaded from {source}: no setting changed"),
+        false => tracing::info!(
+            "configuration reloaded from {source}: {} applied",
+            diff.live.join(", ")
+        ),
+    }
+    if !diff.at_restart.is_empty() {
+        let list: Vec<String> = diff
+            .at_restart
+            .iter()
+            .map(|(key, old, new)| format!("{key} (running {old}, file {new})"))
+            .collect();
+        tracing::warn!(
+            "configuration reloaded, but these settings apply only at the next restart (systemctl restart extsecurity): {}",
+            list.join(", ")
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn config(text: &str) -> Config {
+        Config::from_toml(text, Path::new("t.toml")).unwrap()
+    }
+
+    #[test]
+    fn a_reload_tells_live_settings_from_those_that_wait() {
+        let old = config("trusted_networks = ['192.0.2.0/24']\n[nftables]\nenabled = true\n");
+        let new = config(
+            "trusted_networks = ['192.0.2.0/24', '198.51.100.0/24']\n[daemon]\nlisten = '127.0.0.1:4600'\n[nftables]\nenabled = true\nports = [5060]\nban_seconds = 60\n",
+        );
+        let d = diff(&old, &new);
+        assert_eq!(
+            d.live,
+            ["trusted_networks", "nftables.ports", "nftables.ban_seconds"]
+        );
+        assert_eq!(
+            d.at_restart,
+            [(
+                "daemon.listen".to_string(),
+                "\"127.0.0.1:4573\"".to_string(),
+                "\"127.0.0.1:4600\"".to_string()
+            )]
+        );
+        assert!(diff(&old, &old).is_empty());
+    }
+
+    #[test]
+    fn a_table_switched_on_or_off_is_one_change() {
+        let off = config("");
+        let on = config(
+            "[ami]\nusername = 'u'\nsecret = 'pw'\n[crowdsec]\nmachine_id = 'm'\npassword = 'p'\n[nftables]\nenabled = true\n",
+        );
+        assert_eq!(
+            diff(&off, &on).live,
+            ["[ami] added", "[crowdsec] added", "[nftables] added"]
+        );
+        assert_eq!(
+            diff(&on, &off).live,
+            ["[ami] removed", "[crowdsec] removed", "[nftables] removed"]
+        );
+    }
+}
