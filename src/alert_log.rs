@@ -252,30 +252,33 @@ pub enum LogError {
 }
 
 impl AlertLog {
-    /// Opens `path` for appending, creating it with mode 0640 (fail2ban reads it as root;
-    /// the group lets an operator's tools read it too; callers' data is no one else's).
+    /// Opens `path` for appending, creating it when missing with mode 0660 and the
+    /// folder's group, whatever the umask: Asterisk's checks (its own user) and the
+    /// daemon (user `extsecurity`, in Asterisk's group) both create and append to it
+    /// (README, "The log folder"); a file one made that the other could not append to
+    /// would lose the other's lines. Callers' data stays out of reach of everyone else.
     pub fn open(path: &Path) -> Result<AlertLog, LogError> {
-        let file = OpenOptions::new()
-            .append(true)
-            .create(true)
-            .mode(0o640)
-            .open(path)
-            .map_err(|source| match path.parent() {
-                Some(folder)
-                    if source.kind() == io::ErrorKind::NotFound
-                        && !folder.as_os_str().is_empty()
-                        && !folder.exists() =>
-                {
-                    LogError::MissingFolder {
-                        path: path.to_path_buf(),
-                        folder: folder.to_path_buf(),
-                    }
-                }
-                _ => LogError::Open {
+        let file = match OpenOptions::new().append(true).open(path) {
+            Ok(file) => Ok(file),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => create(path),
+            Err(e) => Err(e),
+        }
+        .map_err(|source| match path.parent() {
+            Some(folder)
+                if source.kind() == io::ErrorKind::NotFound
+                    && !folder.as_os_str().is_empty()
+                    && !folder.exists() =>
+            {
+                LogError::MissingFolder {
                     path: path.to_path_buf(),
-                    source,
-                },
-            })?;
+                    folder: folder.to_path_buf(),
+                }
+            }
+            _ => LogError::Open {
+                path: path.to_path_buf(),
+                source,
+            },
+        })?;
         Ok(AlertLog {
             path: path.to_path_buf(),
             file,
@@ -307,6 +310,31 @@ impl AlertLog {
     pub fn path(&self) -> &Path {
         &self.path
     }
+}
+
+/// Creates the log (or opens it, when another writer created it first), shared with
+/// the folder's group as a setgid folder would, mode 0660 past the umask.
+fn create(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let file = match OpenOptions::new()
+        .append(true)
+        .create_new(true)
+        .mode(0o660)
+        .open(path)
+    {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            return OpenOptions::new().append(true).open(path);
+        }
+        Err(e) => return Err(e),
+    };
+    let folder = path.parent().filter(|f| !f.as_os_str().is_empty());
+    if let Some(gid) = folder.and_then(|f| f.metadata().ok()).map(|m| m.gid()) {
+        // Refused unless we are in that group: then the file keeps ours.
+        let _ = std::os::unix::fs::fchown(&file, None, Some(gid));
+    }
+    let _ = file.set_permissions(std::fs::Permissions::from_mode(0o660));
+    Ok(file)
 }
 
 /// Whether the current user can append to `path` (or create it), without creating or
@@ -563,7 +591,7 @@ mod tests {
     }
 
     #[test]
-    fn new_logs_are_created_0640_and_appended() {
+    fn new_logs_are_created_0660_with_the_folders_group_and_appended() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a.log");
@@ -574,7 +602,13 @@ mod tests {
             .write_rendered(b"two\n")
             .unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "one\ntwo\n");
-        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode & !0o640, 0, "mode {mode:o}");
+        let meta = std::fs::metadata(&path).unwrap();
+        assert_eq!(
+            meta.permissions().mode() & 0o777,
+            0o660,
+            "whatever the umask"
+        );
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(meta.gid(), dir.path().metadata().unwrap().gid());
     }
 }

@@ -88,7 +88,12 @@ enum Command {
     },
     /// List the addresses the daemon banned in the kernel ([nftables]), with reason and
     /// time left; works while the daemon is down
-    Bans,
+    Bans {
+        /// Delete the table instead, its drop rule and every ban in it (the package's
+        /// prerm does this on removal)
+        #[arg(long)]
+        remove_table: bool,
+    },
     /// Lift a kernel ban and make the running daemon forget the address; prints how to
     /// lift it in fail2ban and CrowdSec too
     Unban {
@@ -232,7 +237,10 @@ fn run(cli: Cli, args: &[OsString]) -> u8 {
         Command::Report {
             logs, json, top, ..
         } => report(&config.0, &logs, json, top),
-        Command::Bans => bans(&config.0),
+        Command::Bans {
+            remove_table: false,
+        } => bans(&config.0),
+        Command::Bans { remove_table: true } => remove_table(&config.0),
         Command::Unban { address } => unban(&config.0, address.to_canonical()),
         Command::Serve { listen } => match serve(config, listen) {
             Ok(()) => exits::OK,
@@ -380,6 +388,19 @@ fn bans(config: &Config) -> u8 {
             exits::BANS
         }
     }
+}
+
+fn remove_table(config: &Config) -> u8 {
+    let table = nft_table(config);
+    match extsecurity::nftables::remove(&table) {
+        Ok(Some(n)) => println!("table inet {table} removed, with its drop rule and {n} bans"),
+        Ok(None) => println!("no table inet {table}: nothing to remove"),
+        Err(e) => {
+            eprintln!("extsecurity: cannot remove table inet {table}: {e} (run as root)");
+            return exits::BANS;
+        }
+    }
+    exits::OK
 }
 
 fn unban(config: &Config, ip: std::net::IpAddr) -> u8 {

@@ -1,7 +1,12 @@
-//! Rotation without loss: the shipped `dist/logrotate/extsecurity`, run with the real
-//! `logrotate -f` on a private state file (only the log's path is rewritten), while 50
-//! writers append: System()-mode processes, and FastAGI calls to the daemon. Every
-//! line written is found whole in the log or one of its rotations.
+//! Rotation without loss, in the world an administrator has: the log's folder owned and
+//! moded as the README says (`asterisk:asterisk`, 2770), System()-mode checks running
+//! as Asterisk's user `asterisk`, the daemon as the unit's user `extsecurity` (made by
+//! the package's postinst, in Asterisk's group), and the shipped
+//! `dist/logrotate/extsecurity` run with the real `logrotate -f` as root, as its timer
+//! runs it (only the log's path is rewritten, on a private state file) while 50 writers
+//! append. Every line written is found whole in the log or one of its rotations, and
+//! neither logrotate nor any writer meets a permission error. Root only (it makes the
+//! users and becomes them); elsewhere it says SKIP.
 
 mod common;
 
@@ -13,7 +18,8 @@ use std::time::Duration;
 
 use common::agi_peer::{Block, reply_to, serve};
 use common::asterisk::Channel;
-use common::{Sandbox, ServeProcess, level, repo};
+use common::users::{command_as, pbx_sandbox};
+use common::{Sandbox, bin, free_port, level, repo, wait_for};
 
 const WRITERS: usize = 50;
 /// Calls per writer.
@@ -33,6 +39,7 @@ fn logrotate_conf(s: &Sandbox) -> std::path::PathBuf {
 }
 
 fn rotate(s: &Sandbox, conf: &std::path::Path) {
+    // As root, as logrotate.timer runs it; the shipped `su` makes it rotate as asterisk.
     let out = Command::new("logrotate")
         .arg("-f")
         .arg("-s")
@@ -40,17 +47,22 @@ fn rotate(s: &Sandbox, conf: &std::path::Path) {
         .arg(conf)
         .output()
         .expect("logrotate must be installed (.ci/run installs it)");
+    let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        out.status.success(),
-        "logrotate: {}",
-        String::from_utf8_lossy(&out.stderr)
+        out.status.success() && !stderr.contains("error"),
+        "logrotate: {stderr}"
     );
+}
+
+/// The log's folder.
+fn folder(s: &Sandbox) -> &std::path::Path {
+    s.log.parent().unwrap()
 }
 
 /// Every line in the log and its rotations, compressed ones included.
 fn all_lines(s: &Sandbox) -> Vec<String> {
     let mut lines = Vec::new();
-    for entry in std::fs::read_dir(s.dir.path()).unwrap() {
+    for entry in std::fs::read_dir(folder(s)).unwrap() {
         let path = entry.unwrap().path();
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
         if !name.starts_with("inbound_extsecurity.log") {
@@ -70,7 +82,7 @@ fn all_lines(s: &Sandbox) -> Vec<String> {
 /// Each writer tags its lines with its number and a sequence in the extension.
 fn check_every_line_is_there(s: &Sandbox, per_writer: usize, rotations: usize) {
     let lines = all_lines(s);
-    let files = std::fs::read_dir(s.dir.path())
+    let files = std::fs::read_dir(folder(s))
         .unwrap()
         .filter(|e| {
             e.as_ref()
@@ -101,6 +113,18 @@ fn check_every_line_is_there(s: &Sandbox, per_writer: usize, rotations: usize) {
         assert!(seen.insert(exten.to_string()), "line twice: {line}");
     }
     assert_eq!(lines.len(), WRITERS * per_writer, "no line lost");
+    // Both kinds of writer can append to whichever file the other made.
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let group = std::fs::metadata(folder(s)).unwrap().gid();
+    for entry in std::fs::read_dir(folder(s)).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "gz") {
+            continue;
+        }
+        let meta = std::fs::metadata(&path).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o660, "{path:?}");
+        assert_eq!(meta.gid(), group, "{path:?}: group asterisk");
+    }
 }
 
 fn b64(s: &str) -> String {
@@ -112,74 +136,161 @@ fn exten(writer: usize, seq: usize) -> String {
     format!("49{writer:03}{seq:08}")
 }
 
+/// The daemon as the unit runs it: user `extsecurity` with its own groups; killed
+/// when dropped.
+struct DaemonAsItsUser {
+    child: std::process::Child,
+    port: u16,
+    stderr: std::path::PathBuf,
+}
+
+impl DaemonAsItsUser {
+    fn start(s: &Sandbox) -> DaemonAsItsUser {
+        let port = free_port();
+        let stderr = s.dir.path().join("serve.stderr");
+        let child = command_as("extsecurity", bin())
+            .arg("--config")
+            .arg(&s.config)
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .unwrap();
+        wait_for("the daemon", Duration::from_secs(10), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        DaemonAsItsUser {
+            child,
+            port,
+            stderr,
+        }
+    }
+
+    /// What it said, once it is stopped: nothing about the alert log.
+    fn stop_and_check(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let said = std::fs::read_to_string(&self.stderr).unwrap();
+        for bad in [
+            "cannot",
+            "CRITICAL",
+            "Permission denied",
+            "ERROR",
+            "WARN",
+        ] {
+            assert!(!said.contains(bad), "the daemon said {bad:?}:\n{said}");
+        }
+    }
+}
+
+/// One System()-mode check, as Asterisk's user runs it (TrySystem, the shipped line).
+fn system_writer(s: &Sandbox, w: usize, per_writer: usize) {
+    for seq in 0..per_writer {
+        let out = command_as("asterisk", bin())
+            .env("EXTSECURITY_CONFIG", &s.config)
+            .args([
+                "check",
+                "--ip=203.0.113.5",
+                "--callerid-num-b64=NTU1MTIzNA==",
+            ])
+            .arg(format!("--exten-b64={}", b64(&exten(w, seq))))
+            .arg(format!("--user-agent-b64={}", b64("Yealink SIP-T46S")))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success() && out.stderr.is_empty(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// FastAGI calls to the daemon, as Asterisk makes them.
+fn fastagi_writer(port: u16, w: usize, per_writer: usize) {
+    for seq in 0..per_writer {
+        // Distinct callers, so that the rules with memory stay quiet.
+        let ip = format!("10.1.{w}.{}", seq + 1);
+        let channel = Channel {
+            exten: exten(w, seq).into_bytes(),
+            ..Channel::ordinary(&ip)
+        };
+        let block = Block {
+            network_script: Some("check".into()),
+            ..Block::pjsip()
+        };
+        let stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let reader = stream.try_clone().unwrap();
+        let ex = serve(stream, reader, &block.bytes(&channel), |c| {
+            Some(reply_to(c, &channel))
+        });
+        assert_eq!(ex.variable("EXTSEC_RESULT").as_deref(), Some("OK"));
+    }
+}
+
+/// A sandbox laid out as a PBX, or why not.
+fn pbx() -> Option<Sandbox> {
+    let s = pbx_sandbox("tarpit_seconds = 0\n");
+    if s.is_none() {
+        eprintln!("SKIP: not root: cannot make the users asterisk and extsecurity nor become them");
+    }
+    s
+}
+
 #[test]
 fn system_mode_writers_lose_no_line_across_rotations() {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let s = Arc::new(Sandbox::new());
+    let Some(s) = pbx() else { return };
+    let s = Arc::new(s);
     let conf = logrotate_conf(&s);
-    let per_writer = PER_WRITER;
     let done = Arc::new(AtomicBool::new(false));
     let writers: Vec<_> = (0..WRITERS)
         .map(|w| {
             let s = s.clone();
-            std::thread::spawn(move || {
-                for seq in 0..per_writer {
-                    let out = s
-                        .command()
-                        .args([
-                            "check",
-                            "--ip=203.0.113.5",
-                            "--callerid-num-b64=NTU1MTIzNA==",
-                        ])
-                        .arg(format!("--exten-b64={}", b64(&exten(w, seq))))
-                        .arg(format!("--user-agent-b64={}", b64("Yealink SIP-T46S")))
-                        .output()
-                        .unwrap();
-                    assert!(out.status.success());
-                }
-            })
+            std::thread::spawn(move || system_writer(&s, w, PER_WRITER))
         })
         .collect();
     let rotations = rotate_while(&s, &conf, &done, writers);
-    check_every_line_is_there(&s, per_writer, rotations);
+    check_every_line_is_there(&s, PER_WRITER, rotations);
 }
 
 #[test]
 fn daemon_writers_lose_no_line_across_rotations() {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let s = Arc::new(Sandbox::new());
+    let Some(s) = pbx() else { return };
     let conf = logrotate_conf(&s);
-    let daemon = ServeProcess::start(&s);
+    let daemon = DaemonAsItsUser::start(&s);
     let port = daemon.port;
-    let per_writer = PER_WRITER;
+    let done = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|w| std::thread::spawn(move || fastagi_writer(port, w, PER_WRITER)))
+        .collect();
+    let rotations = rotate_while(&s, &conf, &done, writers);
+    daemon.stop_and_check();
+    check_every_line_is_there(&s, PER_WRITER, rotations);
+}
+
+#[test]
+fn asterisks_checks_and_the_daemon_share_the_log_across_rotations() {
+    // The AMI watcher and System() checks write the same file: each must append to
+    // the file the other created after a rotation.
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(s) = pbx() else { return };
+    let s = Arc::new(s);
+    let conf = logrotate_conf(&s);
+    let daemon = DaemonAsItsUser::start(&s);
+    let port = daemon.port;
     let done = Arc::new(AtomicBool::new(false));
     let writers: Vec<_> = (0..WRITERS)
         .map(|w| {
-            std::thread::spawn(move || {
-                for seq in 0..per_writer {
-                    // Distinct callers, so that the rules with memory stay quiet.
-                    let ip = format!("10.1.{w}.{}", seq + 1);
-                    let channel = Channel {
-                        exten: exten(w, seq).into_bytes(),
-                        ..Channel::ordinary(&ip)
-                    };
-                    let block = Block {
-                        network_script: Some("check".into()),
-                        ..Block::pjsip()
-                    };
-                    let stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-                    let reader = stream.try_clone().unwrap();
-                    let ex = serve(stream, reader, &block.bytes(&channel), |c| {
-                        Some(reply_to(c, &channel))
-                    });
-                    assert_eq!(ex.variable("EXTSEC_RESULT").as_deref(), Some("OK"));
-                }
+            let s = s.clone();
+            std::thread::spawn(move || match w % 2 {
+                0 => system_writer(&s, w, PER_WRITER),
+                _ => fastagi_writer(port, w, PER_WRITER),
             })
         })
         .collect();
     let rotations = rotate_while(&s, &conf, &done, writers);
-    drop(daemon);
-    check_every_line_is_there(&s, per_writer, rotations);
+    daemon.stop_and_check();
+    check_every_line_is_there(&s, PER_WRITER, rotations);
 }
 
 /// Rotates every second until the writers are done, at most 6 times (the shipped file

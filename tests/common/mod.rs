@@ -9,6 +9,7 @@ pub mod crowdsec;
 pub mod fail2ban_server;
 pub mod fleet;
 pub mod netns;
+pub mod users;
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
