@@ -170,13 +170,7 @@ impl DaemonAsItsUser {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let said = std::fs::read_to_string(&self.stderr).unwrap();
-        for bad in [
-            "cannot",
-            "CRITICAL",
-            "Permission denied",
-            "ERROR",
-            "WARN",
-        ] {
+        for bad in ["cannot", "CRITICAL", "Permission denied", "ERROR", "WARN"] {
             assert!(!said.contains(bad), "the daemon said {bad:?}:\n{said}");
         }
     }
