@@ -359,9 +359,19 @@ pub fn check_writable(path: &Path) -> Result<(), LogError> {
             folder: folder.to_path_buf(),
         });
     }
+    can_create_in(folder).map_err(|source| LogError::CannotCreate {
+        path: path.to_path_buf(),
+        folder: folder.to_path_buf(),
+        source,
+    })
+}
+
+/// Whether the current user may create files in `folder` (write and search), asked
+/// of the kernel with the effective ids, as `open(2)` would be.
+pub(crate) fn can_create_in(folder: &Path) -> io::Result<()> {
     let c_folder =
         std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(folder.as_os_str()))
-            .map_err(|e| open_error(io::Error::new(io::ErrorKind::InvalidInput, e)))?;
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     // SAFETY: faccessat reads a NUL-terminated path and writes nothing.
     let rc = unsafe {
         libc::faccessat(
@@ -373,11 +383,7 @@ pub fn check_writable(path: &Path) -> Result<(), LogError> {
     };
     match rc {
         0 => Ok(()),
-        _ => Err(LogError::CannotCreate {
-            path: path.to_path_buf(),
-            folder: folder.to_path_buf(),
-            source: io::Error::last_os_error(),
-        }),
+        _ => Err(io::Error::last_os_error()),
     }
 }
 

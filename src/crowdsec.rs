@@ -342,10 +342,7 @@ impl Client {
         if let Some(token) = token {
             request = request.header("Authorization", &format!("Bearer {token}"));
         }
-        let mut response = request.send(body).map_err(|e| LapiError::Unreachable {
-            url: self.config.lapi_url.clone(),
-            why: e.to_string(),
-        })?;
+        let mut response = request.send(body).map_err(|e| self.transport_error(e))?;
         let status = response.status().as_u16();
         let text = response
             .body_mut()
@@ -356,11 +353,48 @@ impl Client {
         Ok((status, text))
     }
 
+    /// A request that got no HTTP answer. Only a connection that could not be made is
+    /// "unreachable" (probed, and retried as soon as the port answers); anything else —
+    /// a TLS handshake with a plain-http port, a broken answer — failed on a port that
+    /// does answer, so probing it would retry at once, forever: that backs off instead.
+    fn transport_error(&self, e: ureq::Error) -> LapiError {
+        use std::io::ErrorKind::*;
+        let unreachable = match &e {
+            ureq::Error::Io(io) => matches!(
+                io.kind(),
+                ConnectionRefused
+                    | TimedOut
+                    | HostUnreachable
+                    | NetworkUnreachable
+                    | AddrNotAvailable
+            ),
+            ureq::Error::Timeout(_) | ureq::Error::ConnectionFailed | ureq::Error::HostNotFound => {
+                true
+            }
+            _ => false,
+        };
+        let tls = matches!(e, ureq::Error::Tls(_) | ureq::Error::Rustls(_))
+            || self.config.lapi_url.starts_with("https://");
+        match (unreachable, tls) {
+            (true, _) => LapiError::Unreachable {
+                url: self.config.lapi_url.clone(),
+                why: e.to_string(),
+            },
+            (false, true) => self.failing(format!(
+                "TLS failed: {e} (is lapi_url https:// while the LAPI speaks plain http, or its certificate not trusted?)"
+            )),
+            (false, false) => self.failing(e.to_string()),
+        }
+    }
+
     /// The LAPI's reason is kept whole: an operator needs all of `unable to create
     /// alerts: … database is locked`, not its first words.
     fn status_error(&self, status: u16, body: String) -> LapiError {
         let body = body.trim().to_string();
         match status {
+            401 | 403 if !is_credentials_problem(&body) => self.failing(format!(
+                "HTTP {status} {body} (the LAPI refused the login without saying the password is wrong: its database may be down)"
+            )),
             401 | 403 => LapiError::Refused {
                 url: self.config.lapi_url.clone(),
                 machine: self.config.machine_id.clone(),
@@ -368,6 +402,8 @@ impl Client {
                     "HTTP {status} {body} (is the machine added and validated, `cscli machines list`, and its password right?)"
                 ),
             },
+            // A proxy's rate limit, a request timeout: the LAPI may take it later.
+            408 | 429 => self.failing(format!("HTTP {status} {body}")),
             400..=499 => LapiError::Rejected {
                 url: self.config.lapi_url.clone(),
                 status,
@@ -383,6 +419,24 @@ impl Client {
             why,
         }
     }
+}
+
+/// Whether a 401/403 body says the credentials are wrong. CrowdSec's LAPI answers a
+/// wrong password (and a missing `name/version` User-Agent) with "incorrect Username or
+/// Password", an unknown machine with "machine not found" or "not validated"; a login it
+/// could not check at all (its database down) is a 401 too, with the database's error.
+fn is_credentials_problem(body: &str) -> bool {
+    let body = body.to_ascii_lowercase();
+    [
+        "incorrect username or password",
+        "not found",
+        "not validated",
+        "forbidden",
+        "access",
+    ]
+    .iter()
+    .any(|words| body.contains(words))
+        || body.is_empty()
 }
 
 /// Whether the LAPI at `lapi_url` accepts a TCP connection now: the cheapest sign that
@@ -498,6 +552,23 @@ mod tests {
         assert!(probe(&url, Duration::from_secs(1)));
         drop(listener);
         assert!(!probe(&url, Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn a_401_is_a_wrong_password_only_when_the_lapi_says_so() {
+        for body in [
+            r#"{"code":401,"message":"incorrect Username or Password"}"#,
+            r#"{"code":401,"message":"ent: machine not found"}"#,
+            "",
+        ] {
+            assert!(is_credentials_problem(body), "{body}");
+        }
+        for body in [
+            r#"{"code":401,"message":"dial tcp 127.0.0.1:5432: connect: connection refused"}"#,
+            r#"{"code":401,"message":"pq: the database system is shutting down"}"#,
+        ] {
+            assert!(!is_credentials_problem(body), "{body}");
+        }
     }
 
     #[test]

@@ -11,8 +11,14 @@
 //! Rotation: at the end of the open file, if the path now names another file, the old
 //! one is still read for [`ROTATION_GRACE`] (a writer that opened it just before the
 //! move appends its line there, which `dist/logrotate`'s delaycompress allows for),
-//! then the follower moves to the file logrotate made next. The open descriptor keeps a moved, even a deleted,
-//! file readable to its end.
+//! then the follower moves to the file logrotate made next. The open descriptor keeps
+//! a moved, even a deleted, file readable to its end.
+//!
+//! Compressed rotations are read too. A follower that lags — the LAPI down for days,
+//! the daemon stopped through several rotations — finds the files that follow its own
+//! already compressed (`NAME.2.gz`): a `.gz` file is known by its first line, since
+//! compressing it gave it a new inode, and read decompressed from its start (or from a
+//! saved offset, counted in decompressed bytes) to its end, then the next.
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
@@ -22,7 +28,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-use crate::report::{skip_line, with_rotations};
+use crate::report::{open_log, skip_line, with_rotations};
 
 /// A longer line is not one of ours: skipped whole.
 pub const MAX_LINE: usize = 64 * 1024;
@@ -31,7 +37,8 @@ const HEAD_BYTES: usize = 64;
 /// How long a moved file is still read after the path names a new one.
 pub const ROTATION_GRACE: Duration = Duration::from_millis(500);
 
-/// Where reading stopped: a file (device, inode, first bytes) and an offset in it.
+/// Where reading stopped: a file (device, inode, first bytes) and an offset in it
+/// (in decompressed bytes for a `.gz` file).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Position {
     pub dev: u64,
@@ -54,11 +61,36 @@ pub struct Follower {
 
 #[derive(Debug)]
 struct Open {
-    reader: BufReader<File>,
+    reader: Reader,
     dev: u64,
     ino: u64,
     head: String,
     offset: u64,
+}
+
+/// How a file is read: as it is, or decompressed.
+enum Reader {
+    Plain(BufReader<File>),
+    /// A rotation logrotate compressed: complete, never written again.
+    Gz(BufReader<Box<dyn Read + Send>>),
+}
+
+impl std::fmt::Debug for Reader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Reader::Plain(_) => "Plain",
+            Reader::Gz(_) => "Gz",
+        })
+    }
+}
+
+impl Reader {
+    fn lines(&mut self) -> &mut dyn BufRead {
+        match self {
+            Reader::Plain(r) => r,
+            Reader::Gz(r) => r,
+        }
+    }
 }
 
 impl Open {
@@ -68,7 +100,7 @@ impl Open {
         let mut reader = BufReader::with_capacity(64 * 1024, file);
         reader.seek(SeekFrom::Start(offset))?;
         Ok(Open {
-            reader,
+            reader: Reader::Plain(reader),
             dev: meta.dev(),
             ino: meta.ino(),
             head,
@@ -76,13 +108,43 @@ impl Open {
         })
     }
 
+    /// A compressed rotation, read decompressed from `offset`.
+    fn gz(path: &Path, offset: u64) -> io::Result<Open> {
+        let meta = std::fs::metadata(path)?;
+        let head = gz_head(path)?;
+        let mut reader = BufReader::with_capacity(64 * 1024, open_log(path)?);
+        let skipped = io::copy(&mut (&mut reader).take(offset), &mut io::sink())?;
+        Ok(Open {
+            reader: Reader::Gz(reader),
+            dev: meta.dev(),
+            ino: meta.ino(),
+            head,
+            offset: skipped,
+        })
+    }
+
+    /// Opens `candidate` as what it is, from `offset`.
+    fn of(candidate: &Candidate, offset: u64) -> io::Result<Open> {
+        match candidate.compressed {
+            true => Open::gz(&candidate.path, offset),
+            false => Open::new(File::open(&candidate.path)?, offset),
+        }
+    }
+
+    fn is_compressed(&self) -> bool {
+        matches!(self.reader, Reader::Gz(_))
+    }
+
     fn is(&self, meta: &std::fs::Metadata) -> bool {
         (meta.dev(), meta.ino()) == (self.dev, self.ino)
     }
 
+    /// Back to `offset` of a file still being written (a line caught half-way).
     fn rewind_to(&mut self, offset: u64) -> io::Result<()> {
-        self.reader.seek(SeekFrom::Start(offset))?;
-        self.offset = offset;
+        if let Reader::Plain(r) = &mut self.reader {
+            r.seek(SeekFrom::Start(offset))?;
+            self.offset = offset;
+        }
         Ok(())
     }
 }
@@ -97,8 +159,21 @@ fn head_of(file: &File) -> io::Result<String> {
             got => n += got,
         }
     }
-    let end = memchr::memchr(b'\n', &buf[..n]).unwrap_or(n);
-    Ok(String::from_utf8_lossy(&buf[..end]).into_owned())
+    Ok(head_text(&buf[..n]))
+}
+
+/// The same of a compressed file's decompressed text.
+fn gz_head(path: &Path) -> io::Result<String> {
+    let mut buf = Vec::with_capacity(HEAD_BYTES);
+    open_log(path)?
+        .take(HEAD_BYTES as u64)
+        .read_to_end(&mut buf)?;
+    Ok(head_text(&buf))
+}
+
+fn head_text(bytes: &[u8]) -> String {
+    let end = memchr::memchr(b'\n', bytes).unwrap_or(bytes.len());
+    String::from_utf8_lossy(&bytes[..end]).into_owned()
 }
 
 impl Follower {
@@ -121,10 +196,22 @@ impl Follower {
         })
     }
 
-    /// At `pos`, in whichever of `path` and its uncompressed rotations holds that file.
-    /// When none does (compressed or deleted since), at the start of the oldest
-    /// uncompressed one, and the second value says so: a line may be read twice, none
-    /// is skipped that is still on disk uncompressed.
+    /// At the start of `path` (or of the file created there later).
+    pub fn from_start(path: &Path) -> io::Result<Follower> {
+        let mut follower = Follower {
+            path: path.to_path_buf(),
+            open: None,
+            moved_at: None,
+            grace: ROTATION_GRACE,
+        };
+        follower.open_if_there()?;
+        Ok(follower)
+    }
+
+    /// At `pos`, in whichever of `path` and its rotations — compressed ones included —
+    /// holds that file. When none does (deleted since), at the start of the first file
+    /// begun after it, and the second value says so: the lines written in the gone file
+    /// after `pos` are lost, none is skipped that is still on disk.
     pub fn resume(path: &Path, pos: &Position) -> io::Result<(Follower, Option<String>)> {
         let mut follower = Follower {
             path: path.to_path_buf(),
@@ -133,33 +220,31 @@ impl Follower {
             grace: ROTATION_GRACE,
         };
         let chain = chain(path);
-        for (candidate, meta) in &chain {
-            if (meta.dev(), meta.ino()) != (pos.dev, pos.ino) {
-                continue;
-            }
-            let file = File::open(candidate)?;
-            if !head_of(&file)?.starts_with(&pos.head) {
+        for candidate in &chain {
+            if !candidate.holds(pos)? {
                 continue;
             }
             // Shorter than the position: truncated in place (copytruncate).
-            let offset = if meta.len() < pos.offset {
-                0
-            } else {
-                pos.offset
+            let offset = match candidate.compressed || candidate.meta.len() >= pos.offset {
+                true => pos.offset,
+                false => 0,
             };
-            follower.open = Some(Open::new(file, offset)?);
+            follower.open = Some(Open::of(candidate, offset)?);
             return Ok((follower, None));
         }
-        let Some((oldest, _)) = chain.first() else {
+        let later = chain
+            .iter()
+            .find(|c| c.head().is_ok_and(|h| pos.head.is_empty() || h > pos.head));
+        let Some(next) = later.or(chain.last()) else {
             return Ok((follower, None));
         };
-        follower.open = Some(Open::new(File::open(oldest)?, 0)?);
+        follower.open = Some(Open::of(next, 0)?);
         let why = format!(
-            "the file the saved position points into (inode {}, first line {:?}) is no longer \
-             on disk uncompressed; reading again from the start of {}",
-            pos.ino,
+            "the file the saved position points into (first line {:?}) is no longer on \
+             disk: the alerts written in it after that position are lost; reading on \
+             from the start of {}",
             pos.head,
-            oldest.display()
+            next.path.display()
         );
         Ok((follower, Some(why)))
     }
@@ -180,6 +265,11 @@ impl Follower {
             head: open.head.clone(),
             offset: open.offset,
         })
+    }
+
+    /// The first line's start of the file being read (empty before its first line).
+    pub fn head(&self) -> Option<&str> {
+        self.open.as_ref().map(|o| o.head.as_str())
     }
 
     /// Opens the file at the path if none is open yet (it is read from its start), so
@@ -204,26 +294,38 @@ impl Follower {
                 return Ok(false);
             };
             line.clear();
-            let n = (&mut open.reader)
+            let n = open
+                .reader
+                .lines()
                 .take(MAX_LINE as u64 + 1)
                 .read_until(b'\n', line)?;
             if line.last() == Some(&b'\n') {
                 open.offset += n as u64;
                 line.pop();
-                if open.head.is_empty() {
-                    open.head = head_of(open.reader.get_ref())?;
+                if open.head.is_empty()
+                    && let Reader::Plain(r) = &open.reader
+                {
+                    open.head = head_of(r.get_ref())?;
                 }
                 return Ok(true);
             }
             // An overlong line without its LF yet is read again, and skipped, later.
-            if n > MAX_LINE && skip_line(&mut open.reader)? {
-                open.offset = open.reader.stream_position()?;
+            if n > MAX_LINE && skip_line(open.reader.lines())? {
+                open.offset += n as u64;
+                if let Reader::Plain(r) = &mut open.reader {
+                    open.offset = r.stream_position()?;
+                }
                 continue;
             }
-            if n > 0 {
+            match (n, open.is_compressed()) {
+                // The cut last line of a finished file: nothing will complete it.
+                (n, true) => open.offset += n as u64,
                 // A line still being written: read it whole next time.
-                let at = open.offset;
-                open.rewind_to(at)?;
+                (0, false) => {}
+                (_, false) => {
+                    let at = open.offset;
+                    open.rewind_to(at)?;
+                }
             }
             if !self.moved_on()? {
                 return Ok(false);
@@ -237,8 +339,10 @@ impl Follower {
         let Some(open) = self.open.as_mut() else {
             return Ok(false);
         };
-        if let Ok(meta) = std::fs::metadata(&self.path) {
-            if open.is(&meta) {
+        if !open.is_compressed() {
+            if let Ok(meta) = std::fs::metadata(&self.path)
+                && open.is(&meta)
+            {
                 self.moved_at = None;
                 if meta.len() < open.offset {
                     // Truncated in place: a new first line will name the file.
@@ -248,15 +352,14 @@ impl Follower {
                 }
                 return Ok(false);
             }
+            let since = *self.moved_at.get_or_insert_with(Instant::now);
+            if since.elapsed() < self.grace {
+                return Ok(false);
+            }
         }
-        let since = *self.moved_at.get_or_insert_with(Instant::now);
-        if since.elapsed() < self.grace {
-            return Ok(false);
-        }
-        let modified = open.reader.get_ref().metadata()?.modified()?;
-        match next_file(&self.path, open, modified)? {
-            Some(file) => {
-                self.open = Some(Open::new(file, 0)?);
+        match next_file(&self.path, open)? {
+            Some(next) => {
+                self.open = Some(next);
                 self.moved_at = None;
                 Ok(true)
             }
@@ -265,28 +368,81 @@ impl Follower {
     }
 }
 
-/// `path` and its uncompressed rotations that exist, oldest first.
-fn chain(path: &Path) -> Vec<(PathBuf, std::fs::Metadata)> {
+/// A file of the chain: `path` and its rotations.
+struct Candidate {
+    path: PathBuf,
+    meta: std::fs::Metadata,
+    compressed: bool,
+}
+
+impl Candidate {
+    /// Its first line's start (decompressed for a `.gz`).
+    fn head(&self) -> io::Result<String> {
+        match self.compressed {
+            true => gz_head(&self.path),
+            false => head_of(&File::open(&self.path)?),
+        }
+    }
+
+    /// Whether it is the file `pos` names: the same inode and first line, or, for a
+    /// compressed one (a new inode), the same first line.
+    fn holds(&self, pos: &Position) -> io::Result<bool> {
+        let same_inode = (self.meta.dev(), self.meta.ino()) == (pos.dev, pos.ino);
+        if !same_inode && (!self.compressed || pos.head.is_empty()) {
+            return Ok(false);
+        }
+        Ok(self.head()?.starts_with(&pos.head))
+    }
+
+    /// Whether it is the file `open` reads: by inode, or by first line once compressed.
+    fn is(&self, open: &Open) -> bool {
+        if open.is(&self.meta) {
+            return true;
+        }
+        self.compressed
+            && !open.is_compressed()
+            && !open.head.is_empty()
+            && self.head().is_ok_and(|h| h == open.head)
+    }
+}
+
+/// `path` and its rotations that exist, compressed ones included, oldest first.
+fn chain(path: &Path) -> Vec<Candidate> {
     with_rotations(path)
         .into_iter()
-        .filter(|p| p.extension().is_none_or(|e| e != "gz"))
-        .filter_map(|p| std::fs::metadata(&p).ok().map(|m| (p, m)))
+        .filter_map(|p| {
+            let meta = std::fs::metadata(&p).ok()?;
+            let compressed = p.extension().is_some_and(|e| e == "gz");
+            Some(Candidate {
+                path: p,
+                meta,
+                compressed,
+            })
+        })
         .collect()
 }
 
 /// The file logrotate made after `open`: the next in the chain if `open` is still in
-/// it, else the oldest one written to since `open` last was (its rotation after it).
-fn next_file(path: &Path, open: &Open, modified: SystemTime) -> io::Result<Option<File>> {
+/// it (by inode, or compressed by its first line), else the oldest one written to since
+/// `open` last was (its rotation after it).
+fn next_file(path: &Path, open: &Open) -> io::Result<Option<Open>> {
     let chain = chain(path);
-    let next = match chain.iter().position(|(_, m)| open.is(m)) {
+    let next = match chain.iter().position(|c| c.is(open)) {
         Some(i) => chain.get(i + 1),
-        None => chain
-            .iter()
-            .find(|(_, m)| m.modified().is_ok_and(|t| t >= modified)),
+        None => {
+            let modified: SystemTime = match &open.reader {
+                Reader::Plain(r) => r.get_ref().metadata()?.modified()?,
+                Reader::Gz(_) => SystemTime::UNIX_EPOCH,
+            };
+            chain
+                .iter()
+                .filter(|c| !c.compressed)
+                .find(|c| c.meta.modified().is_ok_and(|t| t >= modified))
+        }
     };
     match next {
-        Some((p, _)) => match File::open(p) {
-            Ok(file) => Ok(Some(file)),
+        Some(c) => match Open::of(c, 0) {
+            Ok(open) => Ok(Some(open)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
         },
@@ -522,8 +678,100 @@ mod tests {
             offset: 4,
         };
         let (mut f, warning) = Follower::resume(&log, &pos).unwrap();
-        assert!(warning.unwrap().contains("reading again from the start"));
+        assert!(warning.unwrap().contains("reading on from the start"));
         assert_eq!(drain(&mut f), ["one", "two"]);
+    }
+
+    /// What logrotate with `compress` and `delaycompress` does to `a.log` and its
+    /// rotations: each `.N` moves up one, `.2` is compressed with the real gzip.
+    fn logrotate(dir: &Path) {
+        let p = |s: &str| dir.join(s);
+        let mut rotations: Vec<u32> = (1..10)
+            .filter(|n| p(&format!("a.log.{n}")).exists() || p(&format!("a.log.{n}.gz")).exists())
+            .collect();
+        rotations.reverse();
+        for n in rotations {
+            for ext in ["", ".gz"] {
+                let from = p(&format!("a.log.{n}{ext}"));
+                if from.exists() {
+                    std::fs::rename(&from, p(&format!("a.log.{}{ext}", n + 1))).unwrap();
+                }
+            }
+        }
+        std::fs::rename(p("a.log"), p("a.log.1")).unwrap();
+        if p("a.log.2").exists() {
+            let status = std::process::Command::new("gzip")
+                .arg(p("a.log.2"))
+                .status()
+                .unwrap();
+            assert!(status.success());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    #[test]
+    fn a_lagging_follower_reads_on_through_compressed_rotations() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("a.log");
+        append(&log, "2026-12-01 00:00:00.000 a0\n");
+        let mut f = Follower::at_end(&log).unwrap();
+        append(&log, "2026-12-01 00:00:00.000 a1\n");
+        // Three rotations before it reads again: the files after its own are
+        // compressed by then (a.log.2.gz, a.log.3.gz), its own is open but deleted.
+        for (i, name) in ["b", "c", "d"].iter().enumerate() {
+            logrotate(dir.path());
+            append(&log, &format!("2026-12-01 00:00:0{}.000 {name}0\n", i + 1));
+            append(&log, &format!("2026-12-01 00:00:0{}.000 {name}1\n", i + 1));
+        }
+        assert!(dir.path().join("a.log.3.gz").exists() && dir.path().join("a.log.2.gz").exists());
+        let lines: Vec<String> = drain_until(&mut f, 7)
+            .iter()
+            .map(|l| l.rsplit(' ').next().unwrap().to_string())
+            .collect();
+        assert_eq!(lines, ["a1", "b0", "b1", "c0", "c1", "d0", "d1"]);
+    }
+
+    #[test]
+    fn a_position_in_a_file_compressed_since_is_found_by_its_first_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("a.log");
+        append(
+            &log,
+            "2026-12-01 00:00:00.000 one\n2026-12-01 00:00:00.500 two\n",
+        );
+        let mut f = Follower::resume(
+            &log,
+            &Position {
+                dev: 0,
+                ino: 0,
+                head: String::new(),
+                offset: 0,
+            },
+        )
+        .unwrap()
+        .0;
+        let mut line = Vec::new();
+        assert!(f.next_line(&mut line).unwrap());
+        let pos = f.position().unwrap();
+        drop(f);
+        // The daemon stopped; two rotations compressed its file meanwhile.
+        logrotate(dir.path());
+        append(&log, "2026-12-01 00:00:01.000 three\n");
+        logrotate(dir.path());
+        append(&log, "2026-12-01 00:00:02.000 four\n");
+        assert!(dir.path().join("a.log.2.gz").exists());
+        let (f, warning) = Follower::resume(&log, &pos).unwrap();
+        assert_eq!(warning, None);
+        let lines: Vec<String> = drain(&mut f.without_grace())
+            .iter()
+            .map(|l| l.rsplit(' ').next().unwrap().to_string())
+            .collect();
+        assert_eq!(lines, ["two", "three", "four"]);
+        // Its saved position's file deleted for good: the next file on, and said.
+        std::fs::remove_file(dir.path().join("a.log.2.gz")).unwrap();
+        let (f, warning) = Follower::resume(&log, &pos).unwrap();
+        assert!(warning.unwrap().contains("are lost"));
+        assert_eq!(drain(&mut f.without_grace()).len(), 2, "three, four");
     }
 
     #[test]

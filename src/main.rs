@@ -281,6 +281,10 @@ fn crowdsec_check(config: &Config) -> u8 {
         eprintln!("extsecurity: no [crowdsec] table in the configuration: nothing to check");
         return exits::CONFIG;
     };
+    if let Some((problem, _)) = extsecurity::daemon::crowdsec::state_problem(c) {
+        eprintln!("extsecurity: {problem}");
+        return exits::CROWDSEC;
+    }
     let mut client = extsecurity::crowdsec::Client::new(c.clone());
     let status = match client.login() {
         Ok(expire) => {
@@ -545,6 +549,19 @@ fn check_config(config: &(Config, Source), quiet: bool) -> u8 {
             ),
             Err(e) => eprintln!("extsecurity: warning: {e}"),
         }
+    }
+    match c
+        .crowdsec
+        .as_ref()
+        .and_then(extsecurity::daemon::crowdsec::state_problem)
+    {
+        Some((problem, true)) => {
+            eprintln!("extsecurity: note: {problem}: not as {user}; serve uses it as its own user")
+        }
+        Some((problem, false)) => eprintln!(
+            "extsecurity: warning: {problem}: serve would judge calls but not push to CrowdSec until it is fixed"
+        ),
+        None => {}
     }
     if !quiet {
         println!("# effective settings, from {source}");

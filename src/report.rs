@@ -36,7 +36,7 @@ fn for_each_line(input: impl Read, mut f: impl FnMut(Option<&[u8]>)) -> io::Resu
 }
 
 /// A log file, decompressed on the fly when it ends in `.gz`.
-fn open_log(path: &Path) -> io::Result<Box<dyn Read>> {
+pub(crate) fn open_log(path: &Path) -> io::Result<Box<dyn Read + Send>> {
     let file = std::fs::File::open(path)?;
     Ok(if path.extension().is_some_and(|e| e == "gz") {
         Box::new(flate2::read::MultiGzDecoder::new(file))
@@ -300,7 +300,7 @@ fn sorted_desc(map: &BTreeMap<String, u64>) -> Vec<(&String, &u64)> {
 }
 
 /// Skips to just after the next LF; `false` when the input ended first.
-pub(crate) fn skip_line(reader: &mut impl BufRead) -> io::Result<bool> {
+pub(crate) fn skip_line<R: BufRead + ?Sized>(reader: &mut R) -> io::Result<bool> {
     loop {
         let buf = reader.fill_buf()?;
         if buf.is_empty() {

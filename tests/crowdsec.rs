@@ -405,53 +405,118 @@ fn a_restart_resumes_where_the_lapi_last_accepted() {
     }
 }
 
-/// A position file the daemon cannot keep, or one that is not its own, stops `serve`
-/// at start with a clear line, rather than pushing with no memory of where it was.
+/// A position file the daemon cannot keep, or one that is not its own, stops the pusher
+/// alone (issue 18): calls are judged and logged as ever, one CRITICAL says why, the
+/// metric shows it, `check-config` and `crowdsec-check` say the same; once it is fixed
+/// the pusher starts on its own and pushes what was written meanwhile.
 #[test]
-fn a_state_file_it_cannot_use_is_a_clear_error_at_start() {
-    for (state, setup, expected) in [
+fn a_state_file_it_cannot_use_stops_the_pusher_alone_and_is_said_everywhere() {
+    let lapi = Lapi::start(None);
+    lapi.add_machine(MACHINE, PASSWORD);
+    for (state, garbled, expected) in [
         (
             "@DIR@/no/such/folder/position",
-            None,
+            false,
             "its folder must exist and be writable",
         ),
         (
             "@DIR@/position",
-            Some("{\"not\": \"a position\"}"),
+            true,
             "does not hold a position this daemon wrote",
         ),
     ] {
-        let port = free_port();
+        let (port, metrics_port) = (free_port(), free_port());
         let s = Sandbox::with_config(&format!(
-            "[crowdsec]\nlapi_url = \"http://127.0.0.1:1\"\nmachine_id = \"m\"\npassword = \"p\"\nstate_file = \"{state}\"\n\
-             [daemon]\nlisten = \"127.0.0.1:{port}\"\n"
+            "tarpit_seconds = 0\n[crowdsec]\nlapi_url = \"{}\"\nmachine_id = \"{MACHINE}\"\npassword = \"{PASSWORD}\"\nstate_file = \"{state}\"\n\
+             [daemon]\nlisten = \"127.0.0.1:{port}\"\nmetrics_listen = \"127.0.0.1:{metrics_port}\"\n",
+            lapi.url()
         ));
-        if let Some(text) = setup {
-            std::fs::write(s.dir.path().join("position"), text).unwrap();
+        let position = s.dir.path().join("position");
+        if garbled {
+            std::fs::write(&position, "{\"not\": \"a position\"}").unwrap();
         }
-        let mut child = s
-            .command()
-            .arg("serve")
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let started = Instant::now();
-        let status = loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                break status;
-            }
-            if started.elapsed() > Duration::from_secs(10) {
-                let _ = child.kill();
-                panic!("serve kept running with state_file {state}");
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        let d = Daemon {
+            serve: LoggedServe::start(s, metrics_port),
+            port,
+            metrics_port,
         };
-        let mut stderr = String::new();
-        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
-        assert!(!status.success(), "{stderr}");
-        assert!(stderr.contains(expected), "{state}: {stderr}");
-        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert_eq!(
+            d.call(&bad_call("203.0.113.40")),
+            "wrong_exten_min_length(3)"
+        );
+        assert!(d.serve.sandbox.log_text().contains("ip=203.0.113.40 "));
+        let said = d.stderr();
+        let critical: Vec<&str> = said.lines().filter(|l| l.contains("CRITICAL")).collect();
+        assert_eq!(critical.len(), 1, "{said}");
+        assert!(critical[0].contains(expected), "{said}");
+        assert_eq!(d.metric("extsecurity_crowdsec_pusher_running"), 0.0);
+        let check = d.serve.sandbox.run(&["check-config", "--quiet"]);
+        assert_eq!(check.status.code(), Some(0));
+        assert!(String::from_utf8_lossy(&check.stderr).contains(expected));
+        let check = d.serve.sandbox.run(&["crowdsec-check"]);
+        assert_eq!(check.status.code(), Some(7));
+        assert!(String::from_utf8_lossy(&check.stderr).contains(expected));
+
+        // Fixed: the pusher starts within its retry and pushes the alert of meanwhile.
+        match garbled {
+            true => std::fs::remove_file(&position).unwrap(),
+            false => {
+                std::fs::create_dir_all(d.serve.sandbox.dir.path().join("no/such/folder")).unwrap()
+            }
+        }
+        wait_for("the alert of meanwhile", Duration::from_secs(30), || {
+            d.metric("extsecurity_crowdsec_delivered_total") >= 1.0
+        });
+        assert!(!lapi.decisions("203.0.113.40").is_null());
+        assert_eq!(d.metric("extsecurity_crowdsec_pusher_running"), 1.0);
+        assert!(
+            d.stderr().contains("CrowdSec pusher started after"),
+            "{}",
+            d.stderr()
+        );
     }
+}
+
+/// A reload without `[crowdsec]` while the LAPI is down stops the pusher; one with it
+/// again starts it, and every alert of the while is delivered (issue 18: it never came
+/// back).
+#[test]
+fn crowdsec_removed_and_restored_by_reloads_loses_no_alert() {
+    let mut lapi = Lapi::start(None);
+    lapi.add_machine(MACHINE, PASSWORD);
+    lapi.stop();
+    let d = Daemon::start(&push_config(&lapi, PASSWORD));
+    let with = std::fs::read_to_string(&d.serve.sandbox.config).unwrap();
+    assert_eq!(
+        d.call(&bad_call("203.0.113.51")),
+        "wrong_exten_min_length(3)"
+    );
+    let hup = || {
+        // SAFETY: kill(2) on our own child.
+        assert_eq!(
+            unsafe { libc::kill(d.serve.child.id() as i32, libc::SIGHUP) },
+            0
+        );
+    };
+    let without = with.replace("[crowdsec]", "[crowdsec_off]");
+    let without: String = without.split("[crowdsec_off]").next().unwrap().to_string()
+        + &with[with.find("[daemon]").unwrap()..];
+    std::fs::write(&d.serve.sandbox.config, without).unwrap();
+    hup();
+    wait_for("the pusher to stop", Duration::from_secs(15), || {
+        d.stderr()
+            .contains("CrowdSec pushing stopped: [crowdsec] was removed")
+    });
+    assert_eq!(
+        d.call(&bad_call("203.0.113.52")),
+        "wrong_exten_min_length(3)"
+    );
+    std::fs::write(&d.serve.sandbox.config, &with).unwrap();
+    hup();
+    lapi.start_again();
+    wait_for("both alerts", Duration::from_secs(30), || {
+        !lapi.decisions("203.0.113.51").is_null() && !lapi.decisions("203.0.113.52").is_null()
+    });
 }
 
 /// The log is rotated while the LAPI is down — once while the daemon runs (as the

@@ -413,3 +413,96 @@ fn ipv6_attackers_are_banned_and_own_addresses_never() {
         "still logged: {lines:?}"
     );
 }
+
+/// SIGHUP to the daemon (`ip netns exec` execs it: the child is the daemon).
+fn hup(daemon: &Daemon) {
+    // SAFETY: kill(2) on our own child.
+    assert_eq!(unsafe { libc::kill(daemon.0.id() as i32, libc::SIGHUP) }, 0);
+}
+
+/// A FastAGI call from `ip` to a short extension, in the pbx namespace.
+fn scan_from(pbx: &str, ip: &str) -> Option<String> {
+    let scan = Channel {
+        exten: b"100".to_vec(),
+        ..Channel::ordinary(ip)
+    };
+    in_netns(pbx, move || {
+        fastagi_call(4573, &scan).variable("EXTSEC_RESULT")
+    })
+}
+
+#[test]
+fn ports_and_ban_length_follow_a_reload_and_off_removes_the_table() {
+    let Some(lab) = lab() else { return };
+    let pbx = lab.ns(0);
+    let s = Sandbox::with_config("tarpit_seconds = 0\n[nftables]\nenabled = true\n");
+    let on = std::fs::read_to_string(&s.config).unwrap();
+    let daemon = Daemon::start(pbx, &s);
+    assert_eq!(scan_from(pbx, "203.0.113.71").as_deref(), Some("ALERT"));
+    wait_for("the first ban", Duration::from_secs(5), || {
+        nft_list(pbx).contains("203.0.113.71 timeout 1d")
+    });
+    assert!(nft_list(pbx).contains("th dport { 5060, 5061 }"));
+
+    // New ports and a shorter ban, live: the rule is rewritten, the bans kept, new
+    // bans last the new time.
+    std::fs::write(
+        &s.config,
+        on.replace(
+            "enabled = true\n",
+            "enabled = true\nports = [5060]\nban_seconds = 600\n",
+        ),
+    )
+    .unwrap();
+    hup(&daemon);
+    let stderr = || std::fs::read_to_string(s.dir.path().join("stderr")).unwrap();
+    wait_for("the reload", Duration::from_secs(5), || {
+        stderr().contains("nftables: ruleset rewritten")
+    });
+    assert_eq!(scan_from(pbx, "203.0.113.72").as_deref(), Some("ALERT"));
+    wait_for("the second ban", Duration::from_secs(5), || {
+        nft_list(pbx).contains("203.0.113.72 timeout 10m")
+    });
+    let table = nft_list(pbx);
+    assert!(
+        table.contains("th dport 5060 counter") && !table.contains("5061"),
+        "{table}"
+    );
+    assert!(table.contains("203.0.113.71 timeout 1d"), "kept: {table}");
+    assert!(
+        stderr().contains(": nftables.ports, nftables.ban_seconds applied"),
+        "{}",
+        stderr()
+    );
+
+    // Switched off: the table, its rule and its bans go, and it is said.
+    std::fs::write(&s.config, on.replace("enabled = true", "enabled = false")).unwrap();
+    hup(&daemon);
+    wait_for("the table to go", Duration::from_secs(5), || {
+        nft_list(pbx).is_empty()
+    });
+    assert!(
+        stderr().contains(
+            "[nftables] was switched off: removed table inet extsecurity with its drop rule and 2 bans"
+        ),
+        "{}",
+        stderr()
+    );
+    assert_eq!(scan_from(pbx, "203.0.113.73").as_deref(), Some("ALERT"));
+    drop(daemon);
+
+    // A table left by an earlier run with the bans on is removed at a start with them off.
+    let daemon = Daemon::start(pbx, &Sandbox::with_config("[nftables]\nenabled = true\n"));
+    drop(daemon);
+    assert!(!nft_list(pbx).is_empty());
+    let off = Sandbox::with_config("[nftables]\nenabled = false\n");
+    let _daemon = Daemon::start(pbx, &off);
+    assert!(nft_list(pbx).is_empty(), "{}", nft_list(pbx));
+    let said = std::fs::read_to_string(off.dir.path().join("stderr")).unwrap();
+    assert!(
+        said.contains(
+            "[nftables] is off: removed table inet extsecurity with its drop rule and 0 bans"
+        ),
+        "{said}"
+    );
+}

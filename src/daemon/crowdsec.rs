@@ -27,7 +27,7 @@ use crate::config::{Config, CrowdsecConfig};
 use crate::crowdsec::{Alert, Client, LapiError};
 use crate::daemon::Shared;
 use crate::daemon::metrics::CrowdsecMetrics;
-use crate::follow::{Follower, PositionFile, Saved};
+use crate::follow::{Follower, Position, PositionFile, Saved};
 
 /// Lines written by other processes are seen within this.
 const POLL: Duration = Duration::from_secs(1);
@@ -152,9 +152,30 @@ impl Running {
     }
 }
 
-/// Finds where to resume (the saved position, else the end of the log as it is now),
-/// proves the position file writable, and starts the pusher thread.
-pub fn spawn(shared: Arc<Shared>, cs: &CrowdsecConfig) -> Result<Running, StartError> {
+/// Where a pusher with no saved position begins.
+#[derive(Debug, Clone)]
+pub enum Begin {
+    /// At the end of the log as it is now: a first start.
+    End,
+    /// Where the log stood when an earlier attempt to start failed (`None`: it did not
+    /// exist then), so that the alerts written while it could not run are pushed too.
+    At(Option<Position>),
+}
+
+impl Begin {
+    /// The log's end now, to begin from later.
+    pub fn here(log: &Path) -> Begin {
+        Begin::At(Follower::at_end(log).ok().and_then(|f| f.position()))
+    }
+}
+
+/// Finds where to resume (the saved position, else `begin`), proves the position file
+/// writable, and starts the pusher thread.
+pub fn spawn(
+    shared: Arc<Shared>,
+    cs: &CrowdsecConfig,
+    begin: &Begin,
+) -> Result<Running, StartError> {
     let log = shared.config().log_file.clone();
     let state = PositionFile::new(&cs.state_file);
     let state_error = |source| StartError::State {
@@ -187,7 +208,11 @@ pub fn spawn(shared: Arc<Shared>, cs: &CrowdsecConfig) -> Result<Running, StartE
             }
             follower
         }
-        None => Follower::at_end(&log).map_err(log_error)?,
+        None => match begin {
+            Begin::End => Follower::at_end(&log).map_err(log_error)?,
+            Begin::At(Some(at)) => Follower::resume(&log, at).map_err(log_error)?.0,
+            Begin::At(None) => Follower::from_start(&log).map_err(log_error)?,
+        },
     };
     let scanner = Backlog::new(&log, &follower).map_err(log_error)?;
     shared.metrics.crowdsec.restart_backlog();
@@ -195,6 +220,7 @@ pub fn spawn(shared: Arc<Shared>, cs: &CrowdsecConfig) -> Result<Running, StartE
     let mut pusher = Pusher {
         shared: shared.clone(),
         outbox: outbox.clone(),
+        file_head: None,
         log,
         follower,
         state,
@@ -213,6 +239,47 @@ pub fn spawn(shared: Arc<Shared>, cs: &CrowdsecConfig) -> Result<Running, StartE
     Ok(Running { outbox, thread })
 }
 
+/// What would keep a pusher from starting with `cs`, found without changing anything:
+/// `check-config` and `crowdsec-check` say what `serve` would meet. The second value:
+/// only the current user's permissions stood in the way (another user may be fine).
+pub fn state_problem(cs: &CrowdsecConfig) -> Option<(String, bool)> {
+    let state = PositionFile::new(&cs.state_file);
+    let said = |e: StartError| {
+        let permission = std::error::Error::source(&e)
+            .and_then(|s| s.downcast_ref::<std::io::Error>())
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::PermissionDenied);
+        (format!("{:#}", anyhow::Error::from(e)), permission)
+    };
+    if let Err(source) = state.load() {
+        return Some(said(match source.kind() {
+            std::io::ErrorKind::InvalidData => StartError::Garbled {
+                path: cs.state_file.clone(),
+                source,
+            },
+            _ => StartError::State {
+                path: cs.state_file.clone(),
+                source,
+            },
+        }));
+    }
+    let folder = cs.state_file.parent()?;
+    // A missing last folder is made by serve, if its parent lets it (run by hand).
+    let at = match folder.is_dir() {
+        true => folder,
+        false => folder.parent()?,
+    };
+    let checked = match at.is_dir() {
+        true => crate::alert_log::can_create_in(at),
+        false => Err(std::io::Error::from(std::io::ErrorKind::NotFound)),
+    };
+    checked.err().map(|source| {
+        said(StartError::State {
+            path: cs.state_file.clone(),
+            source,
+        })
+    })
+}
+
 /// How many alerts the log holds after the saved position (what the next start
 /// pushes first), for `crowdsec-check`; `None` before any position was saved. Reads
 /// the log through without changing anything.
@@ -227,6 +294,7 @@ pub fn waiting(config: &Config, cs: &CrowdsecConfig) -> std::io::Result<Option<u
     let mut backlog = Backlog {
         follower: follower.without_grace(),
         line: Vec::with_capacity(512),
+        files: std::collections::VecDeque::new(),
     };
     let mut found = 0;
     backlog.count(config, &mut found)?;
@@ -238,6 +306,10 @@ pub fn waiting(config: &Config, cs: &CrowdsecConfig) -> std::io::Result<Option<u
 struct Backlog {
     follower: Follower,
     line: Vec<u8>,
+    /// The alerts it counted in each file, by the file's first line, oldest first: what
+    /// the pusher has not read of a file deleted before it got there is lost, and this
+    /// says how much. Files the pusher has gone past are dropped.
+    files: std::collections::VecDeque<(String, u64)>,
 }
 
 impl Backlog {
@@ -249,7 +321,27 @@ impl Backlog {
         Ok(Backlog {
             follower,
             line: Vec::with_capacity(512),
+            files: std::collections::VecDeque::new(),
         })
+    }
+
+    /// The pusher moved from the file begun with `from` to the one begun with `to`:
+    /// the alerts counted in files between them, which it never read (deleted before
+    /// it got there).
+    fn skipped(&mut self, from: &str, to: &str) -> u64 {
+        let Some(start) = self.files.iter().position(|(h, _)| h == from) else {
+            return 0;
+        };
+        let Some(end) = self.files.iter().position(|(h, _)| h == to) else {
+            return 0;
+        };
+        let lost = self
+            .files
+            .range(start + 1..end.max(start + 1))
+            .map(|(_, n)| n)
+            .sum();
+        self.files.drain(..end);
+        lost
     }
 
     /// Counts the alerts appended since the last scan (a read error ends the scan;
@@ -263,7 +355,13 @@ impl Backlog {
     /// Adds to `found` the alerts to push from here to the end of the log.
     fn count(&mut self, config: &Config, found: &mut u64) -> std::io::Result<()> {
         while self.follower.next_line(&mut self.line)? {
-            *found += u64::from(pushable(&self.line, config).is_some());
+            let alert = u64::from(pushable(&self.line, config).is_some());
+            *found += alert;
+            let head = self.follower.head().unwrap_or_default();
+            match self.files.back_mut() {
+                Some((h, n)) if h == head => *n += alert,
+                _ => self.files.push_back((head.to_string(), alert)),
+            }
         }
         Ok(())
     }
@@ -278,6 +376,8 @@ fn pushable(line: &[u8], config: &Config) -> Option<Alert> {
 struct Pusher {
     shared: Arc<Shared>,
     outbox: Arc<Outbox>,
+    /// The first line of the file the pusher reads, to notice files skipped.
+    file_head: Option<String>,
     log: PathBuf,
     follower: Follower,
     state: PositionFile,
@@ -401,15 +501,38 @@ impl Pusher {
         let mut alerts = Vec::new();
         let mut line = Vec::with_capacity(512);
         while alerts.len() < max && self.follower.next_line(&mut line)? {
+            self.note_file();
             alerts.extend(pushable(&line, config));
         }
         Ok(alerts)
     }
 
-    /// Sends `alerts` until the LAPI accepts or rejects them, or the daemon stops.
+    /// After each line read: a new file begun says whether files were skipped (deleted
+    /// before the pusher got to them), and how many alerts they held are lost.
+    fn note_file(&mut self) {
+        let head = self.follower.head().unwrap_or_default();
+        if self.file_head.as_deref() == Some(head) {
+            return;
+        }
+        if let Some(previous) = self.file_head.replace(head.to_string()) {
+            let lost = self.backlog.skipped(&previous, head);
+            if lost > 0 {
+                self.metrics().lost(lost);
+                tracing::warn!(
+                    "CrowdSec: {lost} alerts were in rotated files deleted before they could be pushed; they are lost (count them in the LAPI's absence: keep more rotations)"
+                );
+            }
+        }
+    }
+
+    /// Sends `alerts` until the LAPI accepts or rejects them, or the daemon stops. A
+    /// batch answered 400 (or 413, a proxy's "too large") is sent again in halves, so
+    /// that one alert the LAPI cannot take costs that alert alone, and a 400 that was
+    /// transient costs nothing.
     fn send(&mut self, cs: &CrowdsecConfig, alerts: Vec<Alert>) -> Sent {
         let mut backoff = FIRST_BACKOFF;
         let mut cs = cs.clone();
+        let mut refused_once = false;
         loop {
             let now = jiff::Timestamp::now();
             let (live, expired): (Vec<Alert>, Vec<Alert>) = alerts
@@ -427,11 +550,35 @@ impl Pusher {
                     self.recovered();
                     return Sent::Settled;
                 }
+                Err(LapiError::Rejected {
+                    status: 400 | 413, ..
+                }) if live.len() > 1 => {
+                    let half = live.len() / 2;
+                    let (first, second) = (live[..half].to_vec(), live[half..].to_vec());
+                    for part in [first, second] {
+                        if let Sent::Stopped = self.send(&cs, part) {
+                            return Sent::Stopped;
+                        }
+                    }
+                    return Sent::Settled;
+                }
+                // One alert refused: once more after a pause (a 400 can be a proxy's
+                // passing fault), then dropped.
+                Err(LapiError::Rejected { status: 400, .. }) if !refused_once => {
+                    refused_once = true;
+                    if !self.wait_to_retry(&cs, false, backoff) {
+                        return Sent::Stopped;
+                    }
+                }
                 Err(e @ LapiError::Rejected { .. }) => {
                     self.metrics().rejected(live.len());
                     tracing::error!(
-                        "CrowdSec: {e}; {} alerts dropped (a request the LAPI refuses is not sent again)",
-                        live.len()
+                        "CrowdSec: {e}; {} alert(s) dropped, not sent again: {}",
+                        live.len(),
+                        live.iter()
+                            .map(|a| format!("{} {}", a.ip, a.reason))
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     );
                     return Sent::Settled;
                 }
@@ -446,12 +593,7 @@ impl Pusher {
                     // A SIGHUP may have changed the LAPI, the machine or the password.
                     match self.shared.config().crowdsec.clone() {
                         Some(now) => cs = now,
-                        None => {
-                            tracing::warn!(
-                                "CrowdSec: [crowdsec] was removed from the configuration; pushing stops here, the alerts not yet accepted stay in the log for the next start with the table"
-                            );
-                            return Sent::Stopped;
-                        }
+                        None => return Sent::Stopped,
                     }
                 }
             }
@@ -466,7 +608,9 @@ impl Pusher {
         loop {
             self.scan();
             self.say_outage();
-            if self.outbox().is_closing() {
+            // A step before any probe: never two attempts without a pause between.
+            let step = PROBE_EVERY.min(until.saturating_duration_since(Instant::now()));
+            if self.outbox().wait(step, false) || self.outbox().is_closing() {
                 return false;
             }
             if Instant::now() >= until {
@@ -474,10 +618,6 @@ impl Pusher {
             }
             if unreachable && crate::crowdsec::probe(&cs.lapi_url, PROBE_TIMEOUT) {
                 return true;
-            }
-            let step = PROBE_EVERY.min(until.saturating_duration_since(Instant::now()));
-            if self.outbox().wait(step, false) {
-                return false;
             }
         }
     }

@@ -138,6 +138,7 @@ pub struct CrowdsecMetrics {
     oldest_ms: AtomicI64,
     failing: AtomicU64,
     running: AtomicU64,
+    lost: AtomicU64,
 }
 
 impl CrowdsecMetrics {
@@ -148,8 +149,10 @@ impl CrowdsecMetrics {
 
     /// A new pusher counts the backlog afresh from its own position.
     pub fn restart_backlog(&self) {
-        let settled =
-            self.delivered.load(Relaxed) + self.rejected.load(Relaxed) + self.expired.load(Relaxed);
+        let settled = self.delivered.load(Relaxed)
+            + self.rejected.load(Relaxed)
+            + self.expired.load(Relaxed)
+            + self.lost.load(Relaxed);
         self.found.store(settled, Relaxed);
         self.oldest_ms.store(0, Relaxed);
     }
@@ -164,6 +167,11 @@ impl CrowdsecMetrics {
 
     pub fn rejected(&self, n: usize) {
         self.rejected.fetch_add(n as u64, Relaxed);
+    }
+
+    /// Alerts in rotated files deleted before the pusher read them.
+    pub fn lost(&self, n: u64) {
+        self.lost.fetch_add(n, Relaxed);
     }
 
     /// Alerts whose ban had run out before they could be delivered.
@@ -186,8 +194,10 @@ impl CrowdsecMetrics {
 
     /// Alerts in the log not yet settled.
     pub fn backlog(&self) -> u64 {
-        let settled =
-            self.delivered.load(Relaxed) + self.rejected.load(Relaxed) + self.expired.load(Relaxed);
+        let settled = self.delivered.load(Relaxed)
+            + self.rejected.load(Relaxed)
+            + self.expired.load(Relaxed)
+            + self.lost.load(Relaxed);
         self.found.load(Relaxed).saturating_sub(settled)
     }
 
@@ -201,7 +211,13 @@ impl CrowdsecMetrics {
 
     fn render(&self, out: &mut String) {
         let load = |c: &AtomicU64| c.load(Relaxed).to_string();
-        let rows: [(&str, &str, &str, String); 8] = [
+        let rows: [(&str, &str, &str, String); 9] = [
+            (
+                "extsecurity_crowdsec_lost_total",
+                "Alerts in rotated files deleted before the pusher could read them (keep more rotations).",
+                "counter",
+                load(&self.lost),
+            ),
             (
                 "extsecurity_crowdsec_pusher_running",
                 "1 while the CrowdSec pusher runs; 0 when it could not start (its state file, say: see the CRITICAL line).",

@@ -39,8 +39,12 @@ enum Pusher {
         running: crowdsec::Running,
         state_file: std::path::PathBuf,
     },
-    /// Could not start (its state file, say); tried again every [`RETRY_EVERY`].
-    Waiting { since: Instant },
+    /// Could not start (its state file, say); tried again every [`RETRY_EVERY`], from
+    /// where the log stood at the first try.
+    Waiting {
+        since: Instant,
+        begin: crowdsec::Begin,
+    },
 }
 
 /// The kernel bans while on: the sink every alert is offered to (shared) and its
@@ -77,7 +81,7 @@ impl Parts {
 
     /// Tries again what could not start.
     pub fn retry(&mut self, shared: &Arc<Shared>) {
-        if let Pusher::Waiting { since } = self.pusher
+        if let Pusher::Waiting { since, .. } = self.pusher
             && since.elapsed() >= RETRY_EVERY
             && let Some(cs) = shared.config().crowdsec.clone()
         {
@@ -133,11 +137,11 @@ impl Parts {
     }
 
     fn start_pusher(&mut self, shared: &Arc<Shared>, cs: &CrowdsecConfig) {
-        let waited = match self.pusher {
-            Pusher::Waiting { since } => Some(since),
-            _ => None,
+        let (waited, begin) = match &self.pusher {
+            Pusher::Waiting { since, begin } => (Some(*since), begin.clone()),
+            _ => (None, crowdsec::Begin::End),
         };
-        match crowdsec::spawn(shared.clone(), cs) {
+        match crowdsec::spawn(shared.clone(), cs, &begin) {
             Ok(running) => {
                 *shared.crowdsec.write().unwrap_or_else(|e| e.into_inner()) =
                     Some(running.outbox.clone());
@@ -164,8 +168,13 @@ impl Parts {
                         RETRY_EVERY.as_secs()
                     );
                 }
+                let begin = match waited {
+                    Some(_) => begin,
+                    None => crowdsec::Begin::here(&shared.config().log_file),
+                };
                 self.pusher = Pusher::Waiting {
                     since: waited.unwrap_or_else(Instant::now),
+                    begin,
                 };
             }
         }
@@ -177,6 +186,8 @@ impl Parts {
             let _ = tokio::task::spawn_blocking(move || running.stop()).await;
         }
         shared.metrics.crowdsec.pusher_running(false);
+        // No pusher, no count: the gauges say nothing rather than something stale.
+        shared.metrics.crowdsec.restart_backlog();
     }
 
     async fn follow_pusher(&mut self, shared: &Arc<Shared>, old: &Config, new: &Config) {
@@ -189,7 +200,9 @@ impl Parts {
                 );
                 return;
             }
-            (Some(_), Pusher::Off | Pusher::Waiting { .. }) => true,
+            (Some(_), Pusher::Off) => true,
+            // Tried again on its own schedule, from where the log stood.
+            (Some(_), Pusher::Waiting { .. }) => false,
             // Where it keeps its place, or which log it follows: a pusher of its own.
             (Some(cs), Pusher::Running { state_file, .. }) => {
                 *state_file != cs.state_file || old.log_file != new.log_file

@@ -350,11 +350,20 @@ impl Postgres {
                 "UTF8",
             ],
         );
+        pg.start_again();
+        pg.sql("CREATE DATABASE crowdsec");
+        pg
+    }
+
+    /// Starts the cluster (again, after [`Postgres::stop`]) on the same port.
+    pub fn start_again(&self) {
+        let data = self.dir.path().join("data");
         let options = format!(
-            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c max_connections=200",
-            pg.dir.path().display()
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c max_connections=200",
+            self.port,
+            self.dir.path().display()
         );
-        pg.run_ok(
+        self.run_ok(
             "pg_ctl",
             &[
                 "-D",
@@ -362,13 +371,27 @@ impl Postgres {
                 "-o",
                 &options,
                 "-l",
-                pg.dir.path().join("postgres.log").to_str().unwrap(),
+                self.dir.path().join("postgres.log").to_str().unwrap(),
                 "-w",
                 "start",
             ],
         );
-        pg.sql("CREATE DATABASE crowdsec");
-        pg
+    }
+
+    /// Stops the cluster at once, as a crash would: the LAPI's database is gone.
+    pub fn stop(&self) {
+        let data = self.dir.path().join("data");
+        self.run_ok(
+            "pg_ctl",
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-m",
+                "immediate",
+                "-w",
+                "stop",
+            ],
+        );
     }
 
     fn as_postgres(&self, program: &str) -> Command {

@@ -8,6 +8,7 @@ pub mod asterisk;
 pub mod crowdsec;
 pub mod fail2ban_server;
 pub mod fleet;
+pub mod lapi_proxy;
 pub mod netns;
 pub mod users;
 
