@@ -157,3 +157,140 @@ impl Drop for Fail2ban {
         let _ = self.server.wait();
     }
 }
+
+/// fail2ban as a stock Debian 12 runs it, with our package installed and the jail
+/// enabled as the README says — nothing overridden. Debian's `/etc/fail2ban` whole,
+/// with the package's filter and jail added and `jail.d/extsecurity.local` holding the
+/// README's two lines; its default paths (`/var/log`, `/run/fail2ban`,
+/// `/var/lib/fail2ban`) are folders of the test, bind-mounted over the real ones in a
+/// private mount namespace of the server's own, inside network namespace `netns`.
+///
+/// One thing is not stock: an empty `/var/log/auth.log`. Debian 12 installs no syslog
+/// daemon, and its fail2ban then refuses to start at all ("Have not found any log file
+/// for sshd jail"), our jail or not; an administrator who runs fail2ban has rsyslog
+/// (or set the sshd jail's backend to systemd), and so has this test.
+pub struct StockFail2ban {
+    pub root: PathBuf,
+    server: Child,
+}
+
+impl StockFail2ban {
+    /// Starts it in `netns`, the log it reads at `root/var-log/asterisk/...`.
+    pub fn start(root: &Path, netns: &str) -> StockFail2ban {
+        let etc = root.join("etc-fail2ban");
+        std::fs::create_dir_all(root).unwrap();
+        let status = Command::new("cp")
+            .args(["-a", "/etc/fail2ban"])
+            .arg(&etc)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        // What the package installs, as the package installs it.
+        std::fs::copy(
+            repo().join("dist/fail2ban/filter.d/extsecurity.conf"),
+            etc.join("filter.d/extsecurity.conf"),
+        )
+        .unwrap();
+        std::fs::copy(
+            repo().join("dist/fail2ban/jail.d/extsecurity.conf"),
+            etc.join("jail.d/extsecurity.conf"),
+        )
+        .unwrap();
+        // README, "fail2ban": enable it in jail.d/extsecurity.local.
+        std::fs::write(
+            etc.join("jail.d/extsecurity.local"),
+            "[extsecurity]\nenabled = true\n",
+        )
+        .unwrap();
+        let (log, run, lib) = (root.join("var-log"), root.join("run"), root.join("var-lib"));
+        for dir in [log.join("asterisk"), run.clone(), lib.clone()] {
+            std::fs::create_dir_all(dir).unwrap();
+        }
+        std::fs::write(log.join("auth.log"), "").unwrap();
+        // The empty alert log the package's postinst makes: fail2ban refuses to start
+        // while a jail's log is missing.
+        std::fs::write(log.join("asterisk/inbound_extsecurity.log"), "").unwrap();
+        for target in ["/run/fail2ban", "/var/lib/fail2ban"] {
+            std::fs::create_dir_all(target).unwrap();
+        }
+        let script = format!(
+            "mount --bind {etc:?} /etc/fail2ban && mount --bind {log:?} /var/log && \
+             mount --bind {run:?} /run/fail2ban && mount --bind {lib:?} /var/lib/fail2ban && \
+             exec fail2ban-server -f -x"
+        );
+        let server = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                netns,
+                "unshare",
+                "--mount",
+                "--propagation",
+                "private",
+            ])
+            .args(["sh", "-c", &script])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("fail2ban-server must be installed (.ci/run installs Debian's fail2ban)");
+        let f = StockFail2ban {
+            root: root.to_path_buf(),
+            server,
+        };
+        f.wait_for(
+            |f| f.client(&["status", "extsecurity"]).is_some(),
+            "the jail to start",
+        );
+        f
+    }
+
+    /// Where the jail's `logpath` (`/var/log/asterisk/inbound_extsecurity.log`) is seen
+    /// from outside the server's mount namespace.
+    pub fn alert_log(&self) -> PathBuf {
+        self.root.join("var-log/asterisk/inbound_extsecurity.log")
+    }
+
+    /// `fail2ban-client` on the stock socket, seen from outside.
+    pub fn client(&self, args: &[&str]) -> Option<String> {
+        let out = Command::new("fail2ban-client")
+            .arg("-s")
+            .arg(self.root.join("run/fail2ban.sock"))
+            .args(args)
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// What fail2ban logged (stock `logtarget = /var/log/fail2ban.log`).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.root.join("var-log/fail2ban.log")).unwrap_or_default()
+    }
+
+    pub fn wait_for(&self, done: impl Fn(&StockFail2ban) -> bool, what: &str) {
+        let start = Instant::now();
+        while !done(self) {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "waited 30 s for {what}; fail2ban's log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for StockFail2ban {
+    fn drop(&mut self) {
+        let _ = self.client(&["stop"]);
+        let start = Instant::now();
+        while self.server.try_wait().ok().flatten().is_none()
+            && start.elapsed() < Duration::from_secs(5)
+        {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+    }
+}
