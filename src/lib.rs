@@ -14,6 +14,7 @@ pub mod config;
 pub mod crowdsec;
 pub mod daemon;
 pub mod diagnostics;
+pub mod dialplan;
 pub mod exits;
 pub mod follow;
 pub mod memory;

@@ -64,6 +64,10 @@ enum Command {
         /// Print nothing unless something is wrong (the unit's ExecStartPre)
         #[arg(long, short)]
         quiet: bool,
+        /// Asterisk dialplan files to read for lines that hand caller values to a shell
+        /// (their #includes too) [default: /etc/asterisk/extensions*.conf]
+        #[arg(long, value_name = "FILE")]
+        dialplan: Vec<PathBuf>,
     },
     /// Log in to the CrowdSec LAPI of [crowdsec] and say what is wrong, if anything
     CrowdsecCheck,
@@ -198,7 +202,12 @@ fn run_legacy(args: &[OsString]) -> u8 {
     let Some(config) = load_config(None) else {
         return exits::CONFIG;
     };
-    judge(&config, request::parse_json(&joined(args)), false)
+    eprintln!(
+        "extsecurity: warning: the seed's JSON line: the shell ran it with the caller's text pasted in; replace it (extsecurity check-config names the dialplan lines)"
+    );
+    let mut plan = check::plan(&config.0, request::parse_json(&joined(args)));
+    plan.lines.iter_mut().for_each(|l| l.via_legacy());
+    execute(&config, &plan, false)
 }
 
 fn run(cli: Cli, args: &[OsString]) -> u8 {
@@ -226,7 +235,11 @@ fn run(cli: Cli, args: &[OsString]) -> u8 {
             plain,
             json,
         } => explain(&config, explain_request(&fields, &plain, &json, args)),
-        Command::CheckConfig { quiet } => check_config(&config, quiet),
+        Command::CheckConfig { quiet, dialplan } => {
+            let status = check_config(&config, quiet);
+            check_dialplan(&dialplan, quiet);
+            status
+        }
         Command::CrowdsecCheck => crowdsec_check(&config.0),
         Command::Agi => extsecurity::agi::stdio::run(&config.0),
         Command::Report {
@@ -260,11 +273,15 @@ fn on_error_status(on_error: Option<OnError>, status: u8) -> u8 {
 
 /// The whole check: plan, write, tarpit, exit status.
 fn judge(config: &(Config, Source), request: Result<Call, BadRequest>, fail_on_alert: bool) -> u8 {
-    let plan = check::plan(&config.0, request);
+    execute(config, &check::plan(&config.0, request), fail_on_alert)
+}
+
+/// Writes a plan's lines, holds the tarpit, and gives the exit status.
+fn execute(config: &(Config, Source), plan: &Plan, fail_on_alert: bool) -> u8 {
     if let Some(error) = &plan.error {
         eprintln!("extsecurity: bad request: {error}");
     }
-    if let Err(e) = check::execute(&config.0, &plan, std::thread::sleep) {
+    if let Err(e) = check::execute(&config.0, plan, std::thread::sleep) {
         eprintln!("extsecurity: {e}");
         // The rules have spoken: an alert is still an alert for the dialplan.
         if !(fail_on_alert && plan.is_alert()) {
@@ -568,6 +585,25 @@ fn check_config(config: &(Config, Source), quiet: bool) -> u8 {
         print!("{}", extsecurity::config::effective::render(c));
     }
     status
+}
+
+/// Names every dialplan line that hands a caller's value to a shell unencoded. Said,
+/// not failed on: the calls are judged either way, and the unit's check runs this.
+fn check_dialplan(files: &[PathBuf], quiet: bool) {
+    let (findings, unread) = extsecurity::dialplan::scan(files);
+    for finding in &findings {
+        eprintln!("extsecurity: warning: {finding}");
+    }
+    for (file, e) in &unread {
+        // The default files are Asterisk's: not being able to read them is no news
+        // for a user who is not Asterisk's.
+        if !files.is_empty() || (!quiet && e.kind() != std::io::ErrorKind::NotFound) {
+            eprintln!(
+                "extsecurity: note: dialplan {} not read: {e}",
+                file.display()
+            );
+        }
+    }
 }
 
 /// The name of the user this runs as, for messages about permissions.

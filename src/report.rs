@@ -120,6 +120,9 @@ pub struct Report {
     pub bad_requests: u64,
     /// Lines not in our format.
     pub unrecognised: u64,
+    /// Requests in the seed's JSON form (`via=legacy_json`): dialplan lines that still
+    /// run a shell with the caller's text.
+    pub legacy_requests: u64,
     pub first_seen: Option<String>,
     pub last_seen: Option<String>,
     pub alerts_by_reason: BTreeMap<String, u64>,
@@ -134,6 +137,7 @@ impl Report {
     /// Adds one line (without its LF).
     pub fn add_line(&mut self, line: &[u8]) {
         self.lines += 1;
+        self.legacy_requests += u64::from(crate::alert_log::is_legacy(line));
         match parse(line) {
             Some(Parsed::Call {
                 time,
@@ -247,6 +251,13 @@ impl Report {
         let _ = writeln!(out, "bad requests  {}", self.bad_requests);
         if self.unrecognised > 0 {
             let _ = writeln!(out, "unrecognised  {} lines", self.unrecognised);
+        }
+        if self.legacy_requests > 0 {
+            let _ = writeln!(
+                out,
+                "legacy JSON   {} requests from the seed's System() line, which runs a shell with the caller's text: replace it (extsecurity check-config names it)",
+                self.legacy_requests
+            );
         }
         let _ = writeln!(out, "\nALERTS BY REASON");
         for (reason, count) in sorted_desc(&self.alerts_by_reason) {

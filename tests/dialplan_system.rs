@@ -110,6 +110,15 @@ fn shipped(file: &str) -> Vec<SystemLine> {
     lines
 }
 
+/// The seed's own lines (`tests/fixtures/seed-dialplan.conf`: never shipped, still run
+/// on PBXs), as the three extensions it covers.
+fn seed_lines() -> Vec<SystemLine> {
+    let conf = std::fs::read_to_string(repo().join("tests/fixtures/seed-dialplan.conf")).unwrap();
+    let lines = system_lines(&conf, bin());
+    assert_eq!(lines.len(), 3);
+    lines
+}
+
 /// Runs every hostile call through every line of `file` and checks the guarantees.
 fn hostile_calls_through(file: &str) {
     let sandbox = Sandbox::with_config("tarpit_seconds = 0\n");
@@ -229,7 +238,7 @@ fn a_trusted_trunk_is_never_alerted_on() {
 #[test]
 fn the_seed_lines_are_read_verbatim() {
     let sandbox = Sandbox::new();
-    let lines = shipped("extensions-legacy-json.conf");
+    let lines = seed_lines();
     let mut scan = ordinary();
     scan.exten = b"100".to_vec();
     for (line, call) in lines.iter().zip([ordinary(), ordinary(), scan]) {
@@ -267,16 +276,13 @@ fn the_seed_lines_let_the_shell_run_caller_text_but_never_ban_another_address() 
     let mark = sandbox.dir.path().join("PWNED");
     let mut pwn = ordinary();
     pwn.callerid_name = replace_mark(b"x'$(touch MARK)'", &mark);
-    sh(
-        &sandbox,
-        &substitute(&shipped("extensions-legacy-json.conf")[1].data, &pwn),
-    );
+    sh(&sandbox, &substitute(&seed_lines()[1].data, &pwn));
     assert!(
         mark.exists(),
         "the seed's line is exploitable, as the README says"
     );
 
-    for line in shipped("extensions-legacy-json.conf") {
+    for line in seed_lines() {
         for call in hostile_calls(&sandbox.dir.path().join("PWNED2")) {
             sh(&sandbox, &substitute(&line.data, &call));
         }
@@ -296,10 +302,7 @@ fn a_spoofed_second_ip_is_tampering_against_the_first() {
     let sandbox = Sandbox::new();
     let mut call = ordinary();
     call.callerid_name = format!("x\", \"ip\": \"{TRUNK}").into_bytes();
-    let out = sh(
-        &sandbox,
-        &substitute(&shipped("extensions-legacy-json.conf")[1].data, &call),
-    );
+    let out = sh(&sandbox, &substitute(&seed_lines()[1].data, &call));
     assert_eq!(out.status.code(), Some(0));
     let log = sandbox.log_lines();
     assert_eq!(log.len(), 1);
@@ -316,10 +319,7 @@ fn a_quote_that_breaks_the_seed_json_is_an_alert_not_an_escape() {
     let sandbox = Sandbox::new();
     let mut call = ordinary();
     call.callerid_name = b"a\"b".to_vec();
-    let out = sh(
-        &sandbox,
-        &substitute(&shipped("extensions-legacy-json.conf")[1].data, &call),
-    );
+    let out = sh(&sandbox, &substitute(&seed_lines()[1].data, &call));
     assert_eq!(out.status.code(), Some(3));
     let log = sandbox.log_lines();
     assert_eq!(log.len(), 2, "{log:?}");
@@ -333,4 +333,86 @@ fn a_quote_that_breaks_the_seed_json_is_an_alert_not_an_escape() {
         "{}",
         log[1]
     );
+}
+
+/// Issue 18: the seed's line is not shipped any more, but PBXs still run it. Each of
+/// its requests marks its line, the daemon counts them from the log and says so once,
+/// `report` counts them, and `check-config` names the dialplan lines to replace — the
+/// seed's, never the shipped ones.
+#[test]
+fn the_seed_lines_are_counted_said_and_named() {
+    let metrics = common::free_port();
+    let sandbox = Sandbox::with_config(&format!(
+        "tarpit_seconds = 0\n[daemon]\nlisten = '127.0.0.1:{}'\nmetrics_listen = '127.0.0.1:{metrics}'\n",
+        common::free_port()
+    ));
+    let serve = common::LoggedServe::start(sandbox, metrics);
+    let sandbox = &serve.sandbox;
+    for line in seed_lines() {
+        sh(sandbox, &substitute(&line.data, &ordinary()));
+    }
+    for file in ["extensions-pjsip.conf", "extensions-chan_sip.conf"] {
+        sh(sandbox, &substitute(&shipped(file)[1].data, &ordinary()));
+    }
+    let log = sandbox.log_lines();
+    assert_eq!(log.len(), 5);
+    assert_eq!(
+        log.iter()
+            .filter(|l| l.ends_with(" via=legacy_json"))
+            .count(),
+        3,
+        "{log:?}"
+    );
+    assert!(common::wait_until(
+        std::time::Duration::from_secs(10),
+        || { common::metric(metrics, "extsecurity_legacy_requests_total") == 3.0 }
+    ));
+    let said = serve.stderr();
+    assert_eq!(
+        said.matches("requests in the seed's JSON form").count(),
+        1,
+        "{said}"
+    );
+
+    let report = sandbox.run(&["report"]);
+    assert!(String::from_utf8_lossy(&report.stdout).contains("legacy JSON   3 requests"));
+
+    let fixture = repo().join("tests/fixtures/seed-dialplan.conf");
+    let out = sandbox.run(&[
+        "check-config",
+        "--quiet",
+        "--dialplan",
+        fixture.to_str().unwrap(),
+    ]);
+    let warned = String::from_utf8_lossy(&out.stderr);
+    let named: Vec<&str> = warned
+        .lines()
+        .filter(|l| l.contains("TrySystem() hands ${CALLERID(num)} to /bin/sh unencoded"))
+        .collect();
+    assert_eq!(named.len(), 3, "{warned}");
+    for n in [17, 19, 21] {
+        assert!(
+            warned.contains(&format!("{}:{n}: TrySystem()", fixture.display())),
+            "line {n}: {warned}"
+        );
+    }
+    for file in [
+        "extensions-pjsip.conf",
+        "extensions-chan_sip.conf",
+        "extensions-agi.conf",
+        "extensions-fastagi.conf",
+    ] {
+        let path = repo().join("dist/asterisk").join(file);
+        let out = sandbox.run(&[
+            "check-config",
+            "--quiet",
+            "--dialplan",
+            path.to_str().unwrap(),
+        ]);
+        assert!(
+            out.stderr.is_empty(),
+            "{file}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }

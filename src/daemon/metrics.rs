@@ -28,6 +28,7 @@ pub struct Metrics {
     listen_overflows: AtomicU64,
     overloaded: AtomicU64,
     log_errors: AtomicU64,
+    legacy_requests: AtomicU64,
     /// Verdicts by rule (`ok`, `trusted`, and each alert rule without its `(N)`).
     verdicts: Mutex<BTreeMap<&'static str, u64>>,
     pub ami: AmiMetrics,
@@ -444,10 +445,21 @@ impl Metrics {
         self.log_errors.fetch_add(1, Relaxed);
     }
 
+    /// Lines of requests in the seed's JSON form, read back from the alert log.
+    pub fn legacy(&self, n: u64) {
+        self.legacy_requests.fetch_add(n, Relaxed);
+    }
+
     /// The Prometheus text exposition format.
     pub fn render(&self, tracked_ips: usize) -> String {
         let load = |c: &AtomicU64| c.load(Relaxed).to_string();
-        let rows: [(&str, &str, &str, String); 15] = [
+        let rows: [(&str, &str, &str, String); 16] = [
+            (
+                "extsecurity_legacy_requests_total",
+                "Alert-log lines of requests in the seed's JSON form (its System() line runs a shell with the caller's text).",
+                "counter",
+                load(&self.legacy_requests),
+            ),
             (
                 "extsecurity_connections_total",
                 "FastAGI connections accepted.",

@@ -13,6 +13,7 @@ pub mod bans;
 pub mod connection;
 pub mod control;
 pub mod crowdsec;
+pub mod legacy;
 pub mod metrics;
 pub mod overload;
 pub mod parts;

@@ -85,6 +85,9 @@ async fn serve(
     // Before anything can write an alert: on a first start the pusher begins at the
     // end of the log as it is now.
     let parts = Parts::start(&shared);
+    if let Err(e) = daemon::legacy::spawn(shared.clone()) {
+        tracing::warn!("cannot start the thread that counts legacy JSON requests: {e}");
+    }
     if let Some(addr) = metrics_addr {
         let listener = tokio::net::TcpListener::bind(addr)
             .await

@@ -1,0 +1,343 @@
+//! Reading an Asterisk dialplan for lines that hand caller-controlled values to a shell
+//! unencoded: `System()`, `TrySystem()` and `${SHELL()}` run their text with `/bin/sh
+//! -c` after Asterisk pasted the values in (design.md §3), so a caller name such as
+//! `x'$(touch /tmp/PWNED)'` runs a command on the PBX — the seed's own line did this.
+//! `check-config` names every such line, with its file and number, and the shipped
+//! replacement.
+//!
+//! What counts as the caller's: `${EXTEN}`, `${CALLERID(...)}` and the connected and
+//! redirecting ids, SIP and PJSIP headers, the user agent. Safe inside an encoder
+//! whose output the shell cannot misread: `BASE64_ENCODE`, `URIENCODE`, `FILTER`, `LEN`.
+//! The rest of the dialplan language is not judged: this is a lint, not Asterisk.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Where Asterisk keeps its configuration, and `#include`s are relative to.
+pub const CONFIG_DIR: &str = "/etc/asterisk";
+
+/// One line that hands a caller's value to a shell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    pub file: PathBuf,
+    /// One-based.
+    pub line: usize,
+    /// `System`, `TrySystem` or `SHELL`.
+    pub runs: String,
+    /// The first caller-controlled expression in it, as written: `${CALLERID(name)}`.
+    pub value: String,
+}
+
+impl std::fmt::Display for Finding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}:{}: {}() hands {} to /bin/sh unencoded: a caller's text runs as a command there (the seed's line does this); replace it with the shipped line (/usr/share/doc/extsecurity/asterisk/extensions-pjsip.conf, or extensions-chan_sip.conf) or AGI",
+            self.file.display(),
+            self.line,
+            self.runs,
+            self.value
+        )
+    }
+}
+
+/// The findings of `roots` and every file they `#include`, and the files that could
+/// not be read. `roots` empty: Asterisk's own `extensions*.conf` in [`CONFIG_DIR`].
+pub fn scan(roots: &[PathBuf]) -> (Vec<Finding>, Vec<(PathBuf, io::Error)>) {
+    let roots = match roots {
+        [] => default_files(Path::new(CONFIG_DIR)),
+        given => given.to_vec(),
+    };
+    let mut seen = Vec::new();
+    let mut findings = Vec::new();
+    let mut unread = Vec::new();
+    let mut queue: Vec<PathBuf> = roots.into_iter().rev().collect();
+    while let Some(file) = queue.pop() {
+        if seen.contains(&file) {
+            continue;
+        }
+        seen.push(file.clone());
+        let text = match std::fs::read(&file) {
+            Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+            Err(e) => {
+                unread.push((file, e));
+                continue;
+            }
+        };
+        let (found, includes) = scan_text(&text);
+        findings.extend(found.into_iter().map(|(line, runs, value)| Finding {
+            file: file.clone(),
+            line,
+            runs,
+            value,
+        }));
+        for include in includes.into_iter().rev() {
+            queue.extend(resolve_include(&include).into_iter().rev());
+        }
+    }
+    (findings, unread)
+}
+
+/// `extensions*.conf` in `dir`, sorted.
+fn default_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("extensions") && n.ends_with(".conf"))
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// An `#include`'s file(s): relative to [`CONFIG_DIR`] as Asterisk reads them, with `*`
+/// in the file name matched as Asterisk's glob does.
+fn resolve_include(name: &str) -> Vec<PathBuf> {
+    let path = match Path::new(name).is_absolute() {
+        true => PathBuf::from(name),
+        false => Path::new(CONFIG_DIR).join(name),
+    };
+    let Some(file) = path
+        .file_name()
+        .and_then(|f| f.to_str())
+        .filter(|f| f.contains('*'))
+    else {
+        return vec![path];
+    };
+    let (before, after) = file.split_once('*').unwrap_or((file, ""));
+    let mut matched: Vec<PathBuf> = std::fs::read_dir(path.parent().unwrap_or(Path::new("/")))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                n.len() >= before.len() + after.len() && n.starts_with(before) && n.ends_with(after)
+            })
+        })
+        .collect();
+    matched.sort();
+    matched
+}
+
+/// The lines of one file that run a shell with a caller's value — `(line, runs, value)`
+/// — and the files it `#include`s. Pure.
+pub fn scan_text(text: &str) -> (Vec<(usize, String, String)>, Vec<String>) {
+    let mut findings = Vec::new();
+    let mut includes = Vec::new();
+    for (i, raw) in text.lines().enumerate() {
+        let line = strip_comment(raw).trim();
+        if let Some(rest) = line
+            .strip_prefix("#include")
+            .or_else(|| line.strip_prefix("#tryinclude"))
+        {
+            let name = rest
+                .trim()
+                .trim_matches(|c| c == '"' || c == '<' || c == '>');
+            if !name.is_empty() {
+                includes.push(name.to_string());
+            }
+            continue;
+        }
+        let Some(app) = application(line) else {
+            continue;
+        };
+        let (name, args) = match app.split_once('(') {
+            Some((name, args)) => (name.trim(), args),
+            None => (app.trim(), ""),
+        };
+        let runs_shell = ["System", "TrySystem"]
+            .iter()
+            .any(|s| s.eq_ignore_ascii_case(name));
+        if runs_shell && let Some(value) = first_caller_value(args) {
+            findings.push((i + 1, name.to_string(), value));
+            continue;
+        }
+        // ${SHELL(...)} in any application's data.
+        let mut at = 0;
+        while let Some(found) = app[at..].find("${SHELL(") {
+            let start = at + found;
+            let expr = braced(&app[start + 2..]).unwrap_or_default();
+            if let Some(value) = first_caller_value(&expr["SHELL(".len().min(expr.len())..]) {
+                findings.push((i + 1, "SHELL".to_string(), value));
+                break;
+            }
+            at = start + 2;
+        }
+    }
+    (findings, includes)
+}
+
+/// A line without its `;` comment (`\;` is a literal semicolon).
+fn strip_comment(line: &str) -> &str {
+    let bytes = line.as_bytes();
+    for (i, &b) in bytes.iter().enumerate() {
+        if b == b';' && (i == 0 || bytes[i - 1] != b'\\') {
+            return &line[..i];
+        }
+    }
+    line
+}
+
+/// The `App(args)` part of an `exten =>` or `same =>` line.
+fn application(line: &str) -> Option<&str> {
+    let (key, rest) = line.split_once("=>").or_else(|| line.split_once('='))?;
+    let rest = rest.trim();
+    match key.trim().to_ascii_lowercase().as_str() {
+        // exten => NAME,PRIORITY,App(args): the name and priority hold no comma.
+        "exten" => rest.splitn(3, ',').nth(2),
+        // same => PRIORITY,App(args)
+        "same" => rest.split_once(',').map(|(_, app)| app),
+        _ => None,
+    }
+}
+
+/// The text after a `${`, up to its matching `}` (nested braces counted), without it.
+fn braced(after: &str) -> Option<String> {
+    let mut depth = 1;
+    for (i, c) in after.char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(after[..i].to_string());
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// The first `${...}` in `text` that substitutes a caller's value unencoded.
+fn first_caller_value(text: &str) -> Option<String> {
+    let mut at = 0;
+    while let Some(found) = text[at..].find("${") {
+        let start = at + found;
+        let expr = braced(&text[start + 2..])?;
+        let name = expr
+            .split(['(', ':'])
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_uppercase();
+        let encoded = ["BASE64_ENCODE", "URIENCODE", "FILTER", "LEN"].contains(&name.as_str());
+        if !encoded {
+            if is_callers(&name, &expr) {
+                return Some(format!("${{{expr}}}"));
+            }
+            // Another function: its argument may hold one.
+            if let Some(inner) = first_caller_value(&expr) {
+                return Some(inner);
+            }
+        }
+        at = start + 2 + expr.len() + 1;
+    }
+    None
+}
+
+/// Whether `${expr}` (function or variable `name`) is what a caller sends.
+fn is_callers(name: &str, expr: &str) -> bool {
+    const CALLERS: &[&str] = &[
+        "EXTEN",
+        "CALLERID",
+        "CALLERIDNUM",
+        "CALLERIDNAME",
+        "CONNECTEDLINE",
+        "REDIRECTING",
+        "DNID",
+        "RDNIS",
+        "PJSIP_HEADER",
+        "SIP_HEADER",
+        "SIPCALLID",
+        "SIPURI",
+    ];
+    if CALLERS.contains(&name) {
+        return true;
+    }
+    let arg = expr.to_ascii_lowercase();
+    name == "CHANNEL" && (arg.contains("useragent") || arg.contains("call-id"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_seeds_line_is_found_and_the_shipped_ones_are_not() {
+        let seed = r#"exten => s,1,System(/var/lib/asterisk/security/extsecurity.py '{"ip": "${CHANNEL(peerip)}", "callerid_num": "${CALLERID(num)}", "callerid_num": "${CALLERID(name)}", "dest_exten": "${EXTEN}"}')"#;
+        let (found, _) = scan_text(seed);
+        assert_eq!(
+            found,
+            [(1, "System".to_string(), "${CALLERID(num)}".to_string())]
+        );
+        let shipped = "exten => _X.,1,TrySystem(/usr/bin/extsecurity check '--ip=${CHANNEL(pjsip,remote_addr)}' --exten-b64=${BASE64_ENCODE(${EXTEN})} --callerid-num-b64=${BASE64_ENCODE(${CALLERID(num)})})\n same => n,Gosub(extsec-system-verdict,s,1)\n";
+        assert_eq!(scan_text(shipped).0, []);
+    }
+
+    #[test]
+    fn every_way_of_writing_it_is_read() {
+        let text = "\
+; exten => s,1,System(echo ${CALLERID(name)})  a comment
+exten=>_X.,n(check),TrySystem(logger ${EXTEN:1})
+ same => n,Set(X=${SHELL(echo ${PJSIP_HEADER(read,User-Agent)})})
+ same => n,System(echo ${TOUPPER(${CALLERID(name)})})
+ same => n,System(echo ${LEN(${CALLERID(name)})} ${FILTER(0-9,${CALLERID(num)})})
+ same => n,NoOp(${CALLERID(name)})
+#include \"extensions-custom.conf\"
+#tryinclude <more.conf>
+";
+        let (found, includes) = scan_text(text);
+        let found: Vec<(usize, &str, &str)> = found
+            .iter()
+            .map(|(l, r, v)| (*l, r.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                (2, "TrySystem", "${EXTEN:1}"),
+                (3, "SHELL", "${PJSIP_HEADER(read,User-Agent)}"),
+                (4, "System", "${CALLERID(name)}"),
+            ]
+        );
+        assert_eq!(includes, ["extensions-custom.conf", "more.conf"]);
+    }
+
+    #[test]
+    fn includes_are_followed_once_and_unreadable_files_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let main = dir.path().join("extensions.conf");
+        let other = dir.path().join("other.conf");
+        std::fs::write(
+            &main,
+            format!(
+                "#include \"{}\"\n#include \"{}\"\nexten => s,1,NoOp()\n",
+                other.display(),
+                main.display()
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            &other,
+            "[default]\nexten => s,1,System(echo ${CALLERID(all)})\n",
+        )
+        .unwrap();
+        let missing = dir.path().join("missing.conf");
+        let (found, unread) = scan(&[main, missing.clone()]);
+        assert_eq!(found.len(), 1);
+        assert_eq!((found[0].file.clone(), found[0].line), (other, 2));
+        assert!(
+            found[0]
+                .to_string()
+                .contains(":2: System() hands ${CALLERID(all)} to /bin/sh")
+        );
+        assert_eq!(unread.len(), 1);
+        assert_eq!(unread[0].0, missing);
+    }
+}
