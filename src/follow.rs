@@ -212,7 +212,16 @@ impl Follower {
     /// holds that file. When none does (deleted since), at the start of the first file
     /// begun after it, and the second value says so: the lines written in the gone file
     /// after `pos` are lost, none is skipped that is still on disk.
-    pub fn resume(path: &Path, pos: &Position) -> io::Result<(Follower, Option<String>)> {
+    ///
+    /// A position saved while its file was still empty (no first line to know it by)
+    /// names the oldest file whose first line came after `saved_at`, the time it was
+    /// saved, and never one by its inode alone: inodes are reused once a rotation is
+    /// compressed and its file deleted.
+    pub fn resume(
+        path: &Path,
+        pos: &Position,
+        saved_at: Option<jiff::Timestamp>,
+    ) -> io::Result<(Follower, Option<String>)> {
         let mut follower = Follower {
             path: path.to_path_buf(),
             open: None,
@@ -220,6 +229,18 @@ impl Follower {
             grace: ROTATION_GRACE,
         };
         let chain = chain(path);
+        if pos.head.is_empty() {
+            // Nothing was read of it: its first line, if it has one by now, is in the
+            // oldest file begun after the save; still empty, it is the newest file.
+            let first = chain
+                .iter()
+                .find(|c| c.head().is_ok_and(|h| begun_after(&h, saved_at)))
+                .or(chain.last());
+            if let Some(first) = first {
+                follower.open = Some(Open::of(first, 0)?);
+            }
+            return Ok((follower, None));
+        }
         for candidate in &chain {
             if !candidate.holds(pos)? {
                 continue;
@@ -232,9 +253,7 @@ impl Follower {
             follower.open = Some(Open::of(candidate, offset)?);
             return Ok((follower, None));
         }
-        let later = chain
-            .iter()
-            .find(|c| c.head().is_ok_and(|h| pos.head.is_empty() || h > pos.head));
+        let later = chain.iter().find(|c| c.head().is_ok_and(|h| h > pos.head));
         let Some(next) = later.or(chain.last()) else {
             return Ok((follower, None));
         };
@@ -384,11 +403,11 @@ impl Candidate {
         }
     }
 
-    /// Whether it is the file `pos` names: the same inode and first line, or, for a
-    /// compressed one (a new inode), the same first line.
+    /// Whether it is the file `pos` (with a first line) names: the same inode and first
+    /// line, or, for a compressed one (a new inode), the same first line.
     fn holds(&self, pos: &Position) -> io::Result<bool> {
         let same_inode = (self.meta.dev(), self.meta.ino()) == (pos.dev, pos.ino);
-        if !same_inode && (!self.compressed || pos.head.is_empty()) {
+        if !same_inode && !self.compressed {
             return Ok(false);
         }
         Ok(self.head()?.starts_with(&pos.head))
@@ -404,6 +423,24 @@ impl Candidate {
             && !open.head.is_empty()
             && self.head().is_ok_and(|h| h == open.head)
     }
+}
+
+/// Whether a file whose first line starts with `head` was begun at or after `at` (a
+/// second's slack for clocks), read from the line's local timestamp. Unknown `at`:
+/// any file with a first line will do.
+fn begun_after(head: &str, at: Option<jiff::Timestamp>) -> bool {
+    let Some(at) = at else {
+        return !head.is_empty();
+    };
+    let Some(civil) = head
+        .get(..23)
+        .and_then(|t| t.parse::<jiff::civil::DateTime>().ok())
+    else {
+        return false;
+    };
+    crate::alert_log::local_zone()
+        .to_timestamp(civil)
+        .is_ok_and(|t| t >= at - jiff::SignedDuration::from_secs(1))
 }
 
 /// `path` and its rotations that exist, compressed ones included, oldest first.
@@ -463,6 +500,14 @@ pub struct Saved {
     pub log: PathBuf,
     #[serde(flatten)]
     pub position: Position,
+}
+
+impl PositionFile {
+    /// When the position was last saved (the file's modification time).
+    pub fn saved_at(&self) -> Option<jiff::Timestamp> {
+        let modified = std::fs::metadata(&self.path).ok()?.modified().ok()?;
+        jiff::Timestamp::try_from(modified).ok()
+    }
 }
 
 impl PositionFile {
@@ -654,10 +699,10 @@ mod tests {
         drop(f);
         std::fs::rename(&log, dir.path().join("a.log.1")).unwrap();
         append(&log, "three\n");
-        let (mut f, warning) = Follower::resume(&log, &pos).unwrap();
+        let (mut f, warning) = Follower::resume(&log, &pos, None).unwrap();
         assert_eq!(warning, None);
         assert_eq!(drain_until(&mut f, 2), ["two", "three"]);
-        let (f, _) = Follower::resume(&log, &pos).unwrap();
+        let (f, _) = Follower::resume(&log, &pos, None).unwrap();
         assert_eq!(
             drain(&mut f.without_grace()),
             ["two", "three"],
@@ -677,7 +722,7 @@ mod tests {
             head: "zero".into(),
             offset: 4,
         };
-        let (mut f, warning) = Follower::resume(&log, &pos).unwrap();
+        let (mut f, warning) = Follower::resume(&log, &pos, None).unwrap();
         assert!(warning.unwrap().contains("reading on from the start"));
         assert_eq!(drain(&mut f), ["one", "two"]);
     }
@@ -739,17 +784,7 @@ mod tests {
             &log,
             "2026-12-01 00:00:00.000 one\n2026-12-01 00:00:00.500 two\n",
         );
-        let mut f = Follower::resume(
-            &log,
-            &Position {
-                dev: 0,
-                ino: 0,
-                head: String::new(),
-                offset: 0,
-            },
-        )
-        .unwrap()
-        .0;
+        let mut f = Follower::from_start(&log).unwrap();
         let mut line = Vec::new();
         assert!(f.next_line(&mut line).unwrap());
         let pos = f.position().unwrap();
@@ -760,7 +795,7 @@ mod tests {
         logrotate(dir.path());
         append(&log, "2026-12-01 00:00:02.000 four\n");
         assert!(dir.path().join("a.log.2.gz").exists());
-        let (f, warning) = Follower::resume(&log, &pos).unwrap();
+        let (f, warning) = Follower::resume(&log, &pos, None).unwrap();
         assert_eq!(warning, None);
         let lines: Vec<String> = drain(&mut f.without_grace())
             .iter()
@@ -769,9 +804,44 @@ mod tests {
         assert_eq!(lines, ["two", "three", "four"]);
         // Its saved position's file deleted for good: the next file on, and said.
         std::fs::remove_file(dir.path().join("a.log.2.gz")).unwrap();
-        let (f, warning) = Follower::resume(&log, &pos).unwrap();
+        let (f, warning) = Follower::resume(&log, &pos, None).unwrap();
         assert!(warning.unwrap().contains("are lost"));
         assert_eq!(drain(&mut f.without_grace()).len(), 2, "three, four");
+    }
+
+    #[test]
+    fn a_position_saved_while_its_file_was_empty_is_not_found_by_a_reused_inode() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("a.log");
+        append(&log, "");
+        let empty = Follower::at_end(&log).unwrap().position().unwrap();
+        let saved_at = jiff::Timestamp::from_second(1_800_000_000).unwrap();
+        let line = |t: i64, what: &str| {
+            let local = jiff::Timestamp::from_second(t)
+                .unwrap()
+                .to_zoned_datetime(crate::alert_log::local_zone());
+            format!("{} {what}\n", local.strftime("%Y-%m-%d %H:%M:%S%.3f"))
+        };
+        // Written after the save, then rotated and compressed: a new file took the
+        // path, and in this test the saved file's very inode.
+        append(&log, &line(1_800_000_010, "one"));
+        logrotate(dir.path());
+        append(&log, &line(1_800_000_020, "two"));
+        logrotate(dir.path());
+        append(&log, &line(1_800_000_030, "three"));
+        assert!(dir.path().join("a.log.2.gz").exists());
+        let mut reused = empty.clone();
+        reused.ino = std::fs::metadata(&log).unwrap().ino();
+        let (f, _) = Follower::resume(&log, &reused, Some(saved_at)).unwrap();
+        let lines = drain(&mut f.without_grace());
+        assert_eq!(
+            lines
+                .iter()
+                .map(|l| l.rsplit(' ').next().unwrap())
+                .collect::<Vec<_>>(),
+            ["one", "two", "three"],
+            "from the oldest file begun after the save, not the one with the inode"
+        );
     }
 
     #[test]

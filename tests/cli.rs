@@ -193,7 +193,15 @@ fn check_config_prints_the_effective_settings_of_the_shipped_file() {
         .args(["--config", shipped.to_str().unwrap(), "check-config"])
         .output()
         .unwrap();
-    assert!(out.status.success());
+    // Its log is /var/log/asterisk's, which this machine may not have: then it says so
+    // (exit 5) and prints the settings all the same.
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success()
+            || (out.status.code() == Some(5)
+                && said.contains("alert log /var/log/asterisk/inbound_extsecurity.log")),
+        "{said}"
+    );
     let text = String::from_utf8(out.stdout).unwrap();
     let builtin = Command::new(bin())
         .args(["check-config"])

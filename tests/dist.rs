@@ -98,7 +98,7 @@ fn the_systemd_unit_runs_commands_the_binary_accepts() {
     let s = Sandbox::new();
     let pre = value("ExecStartPre");
     let pre_args: Vec<&str> = pre.split(' ').skip(1).collect();
-    assert_eq!(pre_args, ["check-config"]);
+    assert_eq!(pre_args, ["check-config", "--quiet"]);
     assert!(
         s.command()
             .args(&pre_args)

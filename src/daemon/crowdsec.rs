@@ -157,15 +157,17 @@ impl Running {
 pub enum Begin {
     /// At the end of the log as it is now: a first start.
     End,
-    /// Where the log stood when an earlier attempt to start failed (`None`: it did not
-    /// exist then), so that the alerts written while it could not run are pushed too.
-    At(Option<Position>),
+    /// Where the log stood, and when, as an earlier attempt to start failed (`None`:
+    /// it did not exist then), so that the alerts written while it could not run are
+    /// pushed too.
+    At(Option<Position>, jiff::Timestamp),
 }
 
 impl Begin {
     /// The log's end now, to begin from later.
     pub fn here(log: &Path) -> Begin {
-        Begin::At(Follower::at_end(log).ok().and_then(|f| f.position()))
+        let at = Follower::at_end(log).ok().and_then(|f| f.position());
+        Begin::At(at, jiff::Timestamp::now())
     }
 }
 
@@ -202,7 +204,8 @@ pub fn spawn(
     state.probe().map_err(state_error)?;
     let follower = match saved.filter(|s| s.log == log) {
         Some(saved) => {
-            let (follower, warning) = Follower::resume(&log, &saved.position).map_err(log_error)?;
+            let (follower, warning) =
+                Follower::resume(&log, &saved.position, state.saved_at()).map_err(log_error)?;
             if let Some(why) = warning {
                 tracing::warn!("CrowdSec: {why}");
             }
@@ -210,8 +213,12 @@ pub fn spawn(
         }
         None => match begin {
             Begin::End => Follower::at_end(&log).map_err(log_error)?,
-            Begin::At(Some(at)) => Follower::resume(&log, at).map_err(log_error)?.0,
-            Begin::At(None) => Follower::from_start(&log).map_err(log_error)?,
+            Begin::At(Some(at), when) => {
+                Follower::resume(&log, at, Some(*when))
+                    .map_err(log_error)?
+                    .0
+            }
+            Begin::At(None, _) => Follower::from_start(&log).map_err(log_error)?,
         },
     };
     let scanner = Backlog::new(&log, &follower).map_err(log_error)?;
@@ -290,7 +297,8 @@ pub fn waiting(config: &Config, cs: &CrowdsecConfig) -> std::io::Result<Option<u
     if saved.log != config.log_file {
         return Ok(None);
     }
-    let (follower, _) = Follower::resume(&config.log_file, &saved.position)?;
+    let state = PositionFile::new(&cs.state_file);
+    let (follower, _) = Follower::resume(&config.log_file, &saved.position, state.saved_at())?;
     let mut backlog = Backlog {
         follower: follower.without_grace(),
         line: Vec::with_capacity(512),
@@ -315,7 +323,8 @@ struct Backlog {
 impl Backlog {
     fn new(log: &Path, pusher: &Follower) -> std::io::Result<Backlog> {
         let follower = match pusher.position() {
-            Some(at) => Follower::resume(log, &at)?.0,
+            // Where the pusher stands now (a file still empty is the newest).
+            Some(at) => Follower::resume(log, &at, Some(jiff::Timestamp::now()))?.0,
             None => Follower::at_end(log)?,
         };
         Ok(Backlog {
