@@ -16,6 +16,10 @@
 #                   scratch folder, never the system one)
 #   crowdsec-firewall-bouncer  enforces the fleet's bans on another "host" (a network
 #                   namespace) with a private config
+#   adduser, util-linux (setpriv, runuser, unshare)  tests make the users a PBX has
+#                   (asterisk; extsecurity by running debian/postinst) and run the
+#                   checks and the daemon as them; fail2ban runs in a mount namespace
+#   openssl         a CA and a certificate for the AMI's TLS, as ast_tls_cert makes them
 #   rustfmt, clippy the style gates
 # then runs cargo fmt --check, cargo clippy --all-targets -D warnings, cargo test, and
 # scripts/package.sh.
@@ -39,6 +43,9 @@ command -v ip >/dev/null || need+=(iproute2)
 command -v capsh >/dev/null || need+=(libcap2-bin)
 command -v systemd-analyze >/dev/null || need+=(systemd)
 command -v lintian >/dev/null || need+=(lintian)
+command -v adduser >/dev/null || need+=(adduser)
+command -v setpriv >/dev/null || need+=(util-linux)
+command -v openssl >/dev/null || need+=(openssl)
 if ! command -v crowdsec >/dev/null; then
   if [ "$(id -u)" -eq 0 ] && [ ! -e /etc/crowdsec/online_api_credentials.yaml ]; then
     mkdir -p /etc/crowdsec
