@@ -106,15 +106,7 @@ impl Fail2ban {
     }
 
     pub fn client(&self, args: &[&str]) -> Option<String> {
-        let out = Command::new("fail2ban-client")
-            .arg("-s")
-            .arg(self.dir.join("fail2ban.sock"))
-            .args(args)
-            .output()
-            .ok()?;
-        out.status
-            .success()
-            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+        client_at(&self.dir.join("fail2ban.sock"), args)
     }
 
     pub fn banned(&self) -> Vec<String> {
@@ -132,30 +124,51 @@ impl Fail2ban {
     }
 
     pub fn wait_for(&self, done: impl Fn(&Fail2ban) -> bool, what: &str) {
-        let start = Instant::now();
-        while !done(self) {
-            let log = std::fs::read_to_string(self.dir.join("fail2ban.log")).unwrap_or_default();
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "waited 20 s for {what}; fail2ban's log:\n{log}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait_while(what, &self.dir.join("fail2ban.log"), || done(self));
     }
 }
 
 impl Drop for Fail2ban {
     fn drop(&mut self) {
-        let _ = self.client(&["stop"]);
-        let start = Instant::now();
-        while self.server.try_wait().ok().flatten().is_none()
-            && start.elapsed() < Duration::from_secs(5)
-        {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.server.kill();
-        let _ = self.server.wait();
+        stop(&self.dir.join("fail2ban.sock"), &mut self.server);
     }
+}
+
+/// `fail2ban-client -s socket args…`: its output, if it succeeded.
+fn client_at(socket: &Path, args: &[&str]) -> Option<String> {
+    let out = Command::new("fail2ban-client")
+        .arg("-s")
+        .arg(socket)
+        .args(args)
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Waits up to 30 s for `done`, or fails showing fail2ban's `log`.
+fn wait_while(what: &str, log: &Path, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "waited 30 s for {what}; fail2ban's log:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Asks the server on `socket` to stop, and kills it if it has not within 5 s.
+fn stop(socket: &Path, server: &mut Child) {
+    let _ = client_at(socket, &["stop"]);
+    let start = Instant::now();
+    while server.try_wait().ok().flatten().is_none() && start.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = server.kill();
+    let _ = server.wait();
 }
 
 /// fail2ban as a stock Debian 12 runs it, with our package installed and the jail
@@ -252,15 +265,7 @@ impl StockFail2ban {
 
     /// `fail2ban-client` on the stock socket, seen from outside.
     pub fn client(&self, args: &[&str]) -> Option<String> {
-        let out = Command::new("fail2ban-client")
-            .arg("-s")
-            .arg(self.root.join("run/fail2ban.sock"))
-            .args(args)
-            .output()
-            .ok()?;
-        out.status
-            .success()
-            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+        client_at(&self.root.join("run/fail2ban.sock"), args)
     }
 
     /// What fail2ban logged (stock `logtarget = /var/log/fail2ban.log`).
@@ -269,28 +274,12 @@ impl StockFail2ban {
     }
 
     pub fn wait_for(&self, done: impl Fn(&StockFail2ban) -> bool, what: &str) {
-        let start = Instant::now();
-        while !done(self) {
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "waited 30 s for {what}; fail2ban's log:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait_while(what, &self.root.join("var-log/fail2ban.log"), || done(self));
     }
 }
 
 impl Drop for StockFail2ban {
     fn drop(&mut self) {
-        let _ = self.client(&["stop"]);
-        let start = Instant::now();
-        while self.server.try_wait().ok().flatten().is_none()
-            && start.elapsed() < Duration::from_secs(5)
-        {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.server.kill();
-        let _ = self.server.wait();
+        stop(&self.root.join("run/fail2ban.sock"), &mut self.server);
     }
 }
