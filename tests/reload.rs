@@ -131,7 +131,10 @@ fn a_reload_names_what_waits_for_a_restart() {
 #[test]
 fn the_ami_watcher_starts_and_stops_with_its_table() {
     let guesses = from_address(&capture_events("ami-wrongpw.bin"), "203.0.113.5").repeat(6);
-    let peer = AmiPeer::start(vec![Script::accept(guesses, Then::Hold)]);
+    let peer = AmiPeer::start(vec![
+        Script::accept(guesses, Then::Hold),
+        Script::accept(Vec::new(), Then::Hold),
+    ]);
     let (serve, port, metrics) = start("");
     let without = std::fs::read_to_string(&serve.sandbox.config).unwrap();
     std::fs::write(
@@ -153,6 +156,17 @@ fn the_ami_watcher_starts_and_stops_with_its_table() {
     assert_eq!(metric(metrics, "extsecurity_ami_connected"), 1.0);
     assert!(
         serve.stderr().contains(": [ami] added applied"),
+        "{}",
+        serve.stderr()
+    );
+
+    // A changed login makes a new connection at once, with it.
+    let with = std::fs::read_to_string(&serve.sandbox.config).unwrap();
+    std::fs::write(&serve.sandbox.config, format!("{with}auth = 'plain'\n")).unwrap();
+    reload(&serve, metrics);
+    assert!(
+        wait_until(Duration::from_secs(10), || peer.connections() == 2
+            && peer.received(1).contains("Secret: s3cmon-test\r\n")),
         "{}",
         serve.stderr()
     );

@@ -114,13 +114,26 @@ impl Parts {
         }
     }
 
-    /// A new address, user, secret or ping interval takes a new connection now; new
-    /// limits apply to the next event without one (the counts are kept).
+    /// A new address, user, secret, login, TLS or ping interval takes a new connection
+    /// now; new limits apply to the next event without one (the counts are kept).
     async fn follow_watcher(&mut self, shared: &Arc<Shared>, new: &Config) {
         let same_connection = |w: &Watcher, ami: &AmiConfig| {
             let (a, b) = (&w.connection, ami);
-            (&a.address, &a.username, &a.secret, a.ping_interval)
-                == (&b.address, &b.username, &b.secret, b.ping_interval)
+            (
+                &a.address,
+                &a.username,
+                &a.secret,
+                a.auth,
+                &a.tls,
+                a.ping_interval,
+            ) == (
+                &b.address,
+                &b.username,
+                &b.secret,
+                b.auth,
+                &b.tls,
+                b.ping_interval,
+            )
         };
         match (&self.watcher, &new.ami) {
             (None, None) => {}
