@@ -93,6 +93,9 @@ enum Command {
     /// List the addresses the daemon banned in the kernel ([nftables]), with reason and
     /// time left; works while the daemon is down
     Bans {
+        /// Print JSON: [{"address", "reason", "seconds_left"}]
+        #[arg(long, conflicts_with = "remove_table")]
+        json: bool,
         /// Delete the table instead, its drop rule and every ban in it (the package's
         /// prerm does this on removal)
         #[arg(long)]
@@ -251,9 +254,9 @@ fn run(cli: Cli, args: &[OsString]) -> u8 {
             logs, json, top, ..
         } => report(&config.0, &logs, json, top),
         Command::Bans {
-            remove_table: false,
-        } => bans(&config.0),
-        Command::Bans { remove_table: true } => remove_table(&config.0),
+            remove_table: true, ..
+        } => remove_table(&config.0),
+        Command::Bans { json, .. } => bans(&config.0, json),
         Command::Unban { address } => unban(&config.0, address.to_canonical()),
         Command::Serve { listen } => match serve(config, listen) {
             Ok(()) => exits::OK,
@@ -387,28 +390,41 @@ fn nft_table(config: &Config) -> String {
     config.nftables_table.clone()
 }
 
-fn bans(config: &Config) -> u8 {
+fn bans(config: &Config, json: bool) -> u8 {
     let table = nft_table(config);
-    match extsecurity::nftables::list(&table) {
-        Ok(mut banned) => {
-            banned.sort_by_key(|b| std::cmp::Reverse(b.expires));
-            println!("{:<40} {:<28} time left", "address", "reason");
-            for b in &banned {
-                println!(
-                    "{:<40} {:<28} {}",
-                    b.ip.to_string(),
-                    b.reason,
-                    jiff::SignedDuration::from_secs(b.expires.as_secs() as i64)
-                );
-            }
-            println!("{} banned (table inet {table})", banned.len());
-            exits::OK
-        }
+    let mut banned = match extsecurity::nftables::list(&table) {
+        Ok(banned) => banned,
         Err(e) => {
             eprintln!("extsecurity: cannot read the bans of table inet {table}: {e}");
-            exits::BANS
+            return exits::BANS;
         }
+    };
+    banned.sort_by_key(|b| std::cmp::Reverse(b.expires));
+    if json {
+        let rows: Vec<serde_json::Value> = banned
+            .iter()
+            .map(|b| {
+                serde_json::json!({
+                    "address": b.ip.to_string(),
+                    "reason": b.reason,
+                    "seconds_left": b.expires.as_secs(),
+                })
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(rows));
+        return exits::OK;
     }
+    println!("{:<40} {:<28} time left", "address", "reason");
+    for b in &banned {
+        println!(
+            "{:<40} {:<28} {}",
+            b.ip.to_string(),
+            b.reason,
+            extsecurity::nftables::time_left(b.expires)
+        );
+    }
+    println!("{} banned (table inet {table})", banned.len());
+    exits::OK
 }
 
 fn remove_table(config: &Config) -> u8 {

@@ -223,6 +223,15 @@ fn a_ban_can_be_seen_explained_and_lifted_for_good() {
         "{text}"
     );
     assert!(text.contains("1 banned (table inet extsecurity)"), "{text}");
+    // Time left as the README shows it (`23h 59m 12s`), not ISO 8601.
+    let row = text.lines().find(|l| l.starts_with(ATTACKER)).unwrap();
+    assert!(row.contains("23h 59m ") && !row.contains("PT"), "{row}");
+    let json = cli_in(pbx, &s, &["bans", "--json"]);
+    let rows: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(rows[0]["address"], ATTACKER);
+    assert_eq!(rows[0]["reason"], "wrong_exten_min_length(3)");
+    let left = rows[0]["seconds_left"].as_u64().unwrap();
+    assert!((86_000..=86_400).contains(&left), "{left}");
 
     let report = s.run(&["report", "--address", ATTACKER]);
     let text = String::from_utf8_lossy(&report.stdout);
