@@ -515,3 +515,42 @@ fn ports_and_ban_length_follow_a_reload_and_off_removes_the_table() {
         "{said}"
     );
 }
+
+/// Issue 19: a ban the daemon does not make is said and counted: the addresses it never
+/// bans are named at start, one line per reason, and an alert on one of them counts in
+/// `extsecurity_bans_skipped_total{reason}` instead of vanishing.
+#[test]
+fn a_ban_not_made_is_said_and_counted() {
+    let Some(lab) = lab() else { return };
+    let pbx = lab.ns(0);
+    let s = Sandbox::with_config(
+        "tarpit_seconds = 0\ntrusted_networks = ['198.51.100.0/24']\n[daemon]\nmetrics_listen = '127.0.0.1:9847'\n[nftables]\nenabled = true\n",
+    );
+    let _daemon = Daemon::start(pbx, &s);
+    for ip in ["127.0.0.5", PBX_A, ATTACKER] {
+        assert_eq!(scan_from(pbx, ip).as_deref(), Some("ALERT"), "{ip}");
+    }
+    let skipped = |reason: &str| {
+        let name = format!("extsecurity_bans_skipped_total{{reason=\"{reason}\"}}");
+        in_netns(pbx, move || common::metric(9847, &name))
+    };
+    wait_for("the ban", Duration::from_secs(5), || {
+        nft_list(pbx).contains(ATTACKER)
+    });
+    assert_eq!(skipped("loopback"), 1.0);
+    assert_eq!(skipped("this_host"), 1.0);
+    let table = nft_list(pbx);
+    assert!(
+        !table.contains("127.0.0.5") && !table.contains(&format!("{PBX_A} ")),
+        "{table}"
+    );
+    let said = std::fs::read_to_string(s.dir.path().join("stderr")).unwrap();
+    for line in [
+        "nftables: never banned, loopback: 127.0.0.0/8 and ::1",
+        "nftables: never banned, this host's own addresses: ",
+        "nftables: never banned, trusted_networks: 198.51.100.0/24",
+    ] {
+        assert!(said.contains(line), "{line}: {said}");
+    }
+    assert!(said.contains(PBX_A), "{said}");
+}

@@ -29,6 +29,60 @@ fn count(socket: &mut Socket, sink: &Sink, metrics: &BanMetrics) {
     }
 }
 
+/// The addresses an alert never bans, besides trusted networks (filtered before): a
+/// ban on them would cut this host off from itself, Asterisk's manager or the LAPI.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Never {
+    /// This host's own addresses (every interface).
+    pub own: Vec<IpAddr>,
+    /// The AMI and LAPI hosts.
+    pub peers: Vec<IpAddr>,
+}
+
+impl Never {
+    /// Why `ip` is never banned, if it is not: a reason of
+    /// [`crate::daemon::metrics::SKIP_REASONS`].
+    pub fn skip(&self, ip: IpAddr) -> Option<&'static str> {
+        if ip.is_loopback() {
+            Some("loopback")
+        } else if ip.is_unspecified() {
+            Some("unspecified")
+        } else if self.peers.contains(&ip) {
+            Some("peer")
+        } else if self.own.contains(&ip) {
+            Some("this_host")
+        } else {
+            None
+        }
+    }
+
+    /// One INFO line per reason, at start: which addresses an alert never bans.
+    pub fn say(&self, trusted: &[ipnet::IpNet]) {
+        let list = |ips: &[IpAddr]| {
+            let shown: Vec<String> = ips.iter().map(ToString::to_string).collect();
+            shown.join(", ")
+        };
+        tracing::info!("nftables: never banned, loopback: 127.0.0.0/8 and ::1");
+        tracing::info!(
+            "nftables: never banned, this host's own addresses: {}",
+            list(&self.own)
+        );
+        if !self.peers.is_empty() {
+            tracing::info!(
+                "nftables: never banned, the AMI and LAPI hosts: {}",
+                list(&self.peers)
+            );
+        }
+        if !trusted.is_empty() {
+            let nets: Vec<String> = trusted.iter().map(ToString::to_string).collect();
+            tracing::info!(
+                "nftables: never banned, trusted_networks: {}",
+                nets.join(", ")
+            );
+        }
+    }
+}
+
 /// One address to ban, and when its alert line was written.
 struct Ban {
     ip: IpAddr,
@@ -43,12 +97,12 @@ pub struct Sink {
     tx: SyncSender<Ban>,
     rx: Mutex<Option<Receiver<Ban>>>,
     /// This host's addresses and the AMI and LAPI peers: never banned.
-    never: RwLock<Vec<IpAddr>>,
+    never: RwLock<Never>,
     config: RwLock<NftablesConfig>,
 }
 
 impl Sink {
-    pub fn new(config: NftablesConfig, never: Vec<IpAddr>) -> Sink {
+    pub fn new(config: NftablesConfig, never: Never) -> Sink {
         let (tx, rx) = mpsc::sync_channel(QUEUE);
         Sink {
             tx,
@@ -66,15 +120,16 @@ impl Sink {
     }
 
     /// New settings (after a reload set the table up with them) and peers.
-    pub fn update(&self, config: NftablesConfig, never: Vec<IpAddr>) {
+    pub fn update(&self, config: NftablesConfig, never: Never) {
         *self.config.write().unwrap_or_else(|e| e.into_inner()) = config;
         *self.never.write().unwrap_or_else(|e| e.into_inner()) = never;
     }
 
-    /// Offers an alert's address without waiting.
+    /// Offers an alert's address without waiting; one never banned is counted by why.
     pub fn offer(&self, ip: IpAddr, reason: &str, metrics: &BanMetrics) {
         let never = self.never.read().unwrap_or_else(|e| e.into_inner());
-        if never.contains(&ip) || ip.is_loopback() || ip.is_unspecified() {
+        if let Some(why) = never.skip(ip) {
+            metrics.skipped(why);
             return;
         }
         drop(never);

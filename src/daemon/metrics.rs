@@ -46,7 +46,12 @@ pub struct BanMetrics {
     latency: [AtomicU64; BAN_BUCKETS.len()],
     latency_sum_us: AtomicU64,
     set_elements: AtomicU64,
+    /// Alerts not banned, by why (in [`SKIP_REASONS`]'s order).
+    skipped: [AtomicU64; SKIP_REASONS.len()],
 }
+
+/// Why an alerted address is not banned in the kernel.
+pub const SKIP_REASONS: [&str; 5] = ["trusted", "loopback", "this_host", "peer", "unspecified"];
 
 /// Upper bounds (seconds) of the ban latency histogram's buckets.
 const BAN_BUCKETS: [f64; 8] = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.05, 0.1, 1.0];
@@ -70,6 +75,13 @@ impl BanMetrics {
 
     pub fn dropped(&self) {
         self.dropped.fetch_add(1, Relaxed);
+    }
+
+    /// An alert whose address is never banned, for `reason` (one of [`SKIP_REASONS`]).
+    pub fn skipped(&self, reason: &str) {
+        if let Some(i) = SKIP_REASONS.iter().position(|r| *r == reason) {
+            self.skipped[i].fetch_add(1, Relaxed);
+        }
     }
 
     pub fn set_size(&self, n: usize) {
@@ -108,6 +120,14 @@ impl BanMetrics {
                 ),
             ],
         );
+        let name = "extsecurity_bans_skipped_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Alerts whose address is never banned in the kernel, by why.\n# TYPE {name} counter"
+        );
+        for (reason, n) in SKIP_REASONS.iter().zip(&self.skipped) {
+            let _ = writeln!(out, "{name}{{reason=\"{reason}\"}} {}", n.load(Relaxed));
+        }
         let name = "extsecurity_ban_latency_seconds";
         let _ = writeln!(
             out,

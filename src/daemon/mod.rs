@@ -140,12 +140,20 @@ impl Shared {
             .unwrap_or_else(|e| e.into_inner())
             .write(&config.log_file, line);
         self.log_health(&written);
-        let Some((ip, reason)) = line.alert().filter(|(ip, _)| !config.is_trusted(*ip)) else {
+        let Some((ip, reason)) = line.alert() else {
             return written;
         };
-        if let Some(sink) = &*self.bans.read().unwrap_or_else(|e| e.into_inner()) {
+        let bans = self.bans.read().unwrap_or_else(|e| e.into_inner());
+        if config.is_trusted(ip) {
+            if bans.is_some() {
+                self.metrics.bans.skipped("trusted");
+            }
+            return written;
+        }
+        if let Some(sink) = &*bans {
             sink.offer(ip, reason, &self.metrics.bans);
         }
+        drop(bans);
         if let Some(outbox) = &*self.crowdsec.read().unwrap_or_else(|e| e.into_inner()) {
             outbox.nudge();
         }

@@ -229,19 +229,20 @@ impl Parts {
         }
     }
 
-    fn start_bans(&mut self, shared: &Arc<Shared>, nft: &NftablesConfig, never: Vec<IpAddr>) {
+    fn start_bans(&mut self, shared: &Arc<Shared>, nft: &NftablesConfig, never: bans::Never) {
         if let Err(e) = crate::nftables::setup(nft) {
             tracing::warn!(
                 "nftables bans off: {e} (the unit grants CAP_NET_ADMIN); serving with the alert log alone"
             );
             return;
         }
-        let sink = Arc::new(bans::Sink::new(nft.clone(), never));
+        let sink = Arc::new(bans::Sink::new(nft.clone(), never.clone()));
         match bans::spawn(shared.clone(), &sink) {
             Ok(_) => {
                 *shared.bans.write().unwrap_or_else(|e| e.into_inner()) = Some(sink.clone());
                 self.bans = Some(Bans { sink });
                 tracing::info!(table = nft.table, "nftables bans on");
+                never.say(&shared.config().trusted_networks);
             }
             Err(e) => tracing::warn!("nftables bans off: cannot open netlink: {e}"),
         }
@@ -300,13 +301,19 @@ fn remove_table(table: &str, why: &str) {
 
 /// This host's addresses and the peers it talks to: banning them would cut the daemon
 /// off from Asterisk or CrowdSec.
-pub fn never_banned(config: &Config) -> Vec<IpAddr> {
-    let mut never = crate::nftables::own_addresses();
-    never.extend(config.ami.as_ref().map(|a| a.address.ip()));
+pub fn never_banned(config: &Config) -> bans::Never {
     let lapi_host: Option<IpAddr> = config.crowdsec.as_ref().and_then(|c| {
         let (host, _) = crate::crowdsec::host_port(&c.lapi_url)?;
         host.parse().ok()
     });
-    never.extend(lapi_host);
-    never
+    bans::Never {
+        own: crate::nftables::own_addresses(),
+        peers: config
+            .ami
+            .as_ref()
+            .map(|a| a.address.ip())
+            .into_iter()
+            .chain(lapi_host)
+            .collect(),
+    }
 }
