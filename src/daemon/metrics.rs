@@ -448,13 +448,19 @@ impl Metrics {
 
     /// The latest sample of the FastAGI accept queue, and the connections the kernel
     /// dropped in this network namespace since the daemon started.
-    pub fn accept_queue(&self, sample: crate::daemon::overload::Sample, dropped: u64) {
+    /// A sample of the accept queue, and whether an overload episode is on.
+    pub fn accept_queue(
+        &self,
+        sample: crate::daemon::overload::Sample,
+        dropped: u64,
+        overloaded: bool,
+    ) {
         self.accept_queue
             .store(sample.queue.waiting.into(), Relaxed);
         self.accept_queue_limit
             .store(sample.queue.limit.into(), Relaxed);
         self.listen_overflows.store(dropped, Relaxed);
-        self.overloaded.store(sample.overloaded().into(), Relaxed);
+        self.overloaded.store(overloaded.into(), Relaxed);
     }
 
     pub fn tarpit_full(&self) {
