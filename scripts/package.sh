@@ -21,8 +21,7 @@ for f in ./usr/bin/extsecurity ./etc/asterisk/extsecurity.toml \
          ./etc/fail2ban/filter.d/extsecurity.conf ./etc/fail2ban/jail.d/extsecurity.conf \
          ./usr/lib/systemd/system/extsecurity.service ./etc/logrotate.d/extsecurity \
          ./usr/share/doc/extsecurity/README.md ./usr/share/doc/extsecurity/copyright \
-         ./usr/share/doc/extsecurity/asterisk/extensions-pjsip.conf \
-         ./usr/share/doc/extsecurity/asterisk/extensions-chan_sip.conf \
+         ./usr/share/doc/extsecurity/asterisk/extensions-system.conf \
          ./usr/share/doc/extsecurity/asterisk/extensions-agi.conf \
          ./usr/share/doc/extsecurity/asterisk/extensions-fastagi.conf \
          ./usr/share/doc/extsecurity/asterisk/manager.conf \

@@ -32,7 +32,7 @@ impl std::fmt::Display for Finding {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{}:{}: {}() hands {} to /bin/sh unencoded: a caller's text runs as a command there (the seed's line does this); replace it with the shipped line (/usr/share/doc/extsecurity/asterisk/extensions-pjsip.conf, or extensions-chan_sip.conf) or AGI",
+            "{}:{}: {}() hands {} to /bin/sh unencoded: a caller's text runs as a command there (the seed's line does this); replace it with the shipped line (/usr/share/doc/extsecurity/asterisk/extensions-system.conf) or AGI",
             self.file.display(),
             self.line,
             self.runs,

@@ -58,7 +58,7 @@ fn asterisks_checks_judge_and_log_without_the_daemons_secrets() {
     let Some(s) = with_secrets("127.0.0.1:5038") else {
         return;
     };
-    // The shipped System() line: an alert exits 10 for [extsec-system-verdict].
+    // The shipped System() line: an alert exits 10 for its verdict.
     let out = as_asterisk(
         &s,
         &[

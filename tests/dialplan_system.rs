@@ -98,16 +98,20 @@ fn sh(sandbox: &Sandbox, command: &[u8]) -> Output {
         .expect("run /bin/sh")
 }
 
-fn shipped(file: &str) -> Vec<SystemLine> {
-    let conf = std::fs::read_to_string(repo().join("dist/asterisk").join(file)).unwrap();
+/// The shipped System() lines (`dist/asterisk/extensions-system.conf`): the check for
+/// a PJSIP channel, then for a chan_sip one.
+fn shipped() -> Vec<SystemLine> {
+    let conf =
+        std::fs::read_to_string(repo().join("dist/asterisk/extensions-system.conf")).unwrap();
     let lines = system_lines(&conf, bin());
     let extens: Vec<&str> = lines.iter().map(|l| l.exten.as_str()).collect();
-    assert_eq!(
-        extens,
-        ["s", "_X.", "_+X."],
-        "{file}: the seed's three extensions"
-    );
+    assert_eq!(extens, ["PJSIP", "SIP"], "one check per channel driver");
     lines
+}
+
+/// The shipped line for one driver.
+fn shipped_for(driver: &str) -> SystemLine {
+    shipped().into_iter().find(|l| l.exten == driver).unwrap()
 }
 
 /// The seed's own lines (`tests/fixtures/seed-dialplan.conf`: never shipped, still run
@@ -119,12 +123,14 @@ fn seed_lines() -> Vec<SystemLine> {
     lines
 }
 
-/// Runs every hostile call through every line of `file` and checks the guarantees.
-fn hostile_calls_through(file: &str) {
+/// Runs every hostile call through every shipped line and checks the guarantees.
+fn hostile_calls_through(lines: Vec<SystemLine>) {
+    let file = "extensions-system.conf";
     let sandbox = Sandbox::with_config("tarpit_seconds = 0\n");
     let mark = sandbox.dir.path().join("PWNED");
     let mut runs = 0;
-    for line in shipped(file) {
+    let count = lines.len();
+    for line in lines {
         for call in hostile_calls(&mark) {
             let before = sandbox.log_lines().len();
             let out = sh(&sandbox, &substitute(&line.data, &call));
@@ -151,7 +157,7 @@ fn hostile_calls_through(file: &str) {
             assert_eq!(code == Some(10), level(last) == "ERROR", "{last}");
         }
     }
-    assert_eq!(runs, 3 * 5 * hostile_values().len());
+    assert_eq!(runs, count * 5 * hostile_values().len());
     // fail2ban sees only the caller, on every ERROR line and nothing else.
     let matches = fail2ban_matches(&sandbox.log);
     let errors = sandbox
@@ -166,12 +172,12 @@ fn hostile_calls_through(file: &str) {
 
 #[test]
 fn shipped_pjsip_lines_survive_every_hostile_value() {
-    hostile_calls_through("extensions-pjsip.conf");
+    hostile_calls_through(vec![shipped_for("PJSIP")]);
 }
 
 #[test]
 fn shipped_chan_sip_lines_survive_every_hostile_value() {
-    hostile_calls_through("extensions-chan_sip.conf");
+    hostile_calls_through(vec![shipped_for("SIP")]);
 }
 
 #[test]
@@ -180,8 +186,8 @@ fn shipped_lines_pass_values_losslessly() {
     let mut call = ordinary();
     call.callerid_name = b"O'Brien \"Bob\" $(x) `y` ; \\ \xff".to_vec();
     call.user_agent = b"Yealink\nSIP".to_vec();
-    for file in ["extensions-pjsip.conf", "extensions-chan_sip.conf"] {
-        let out = sh(&sandbox, &substitute(&shipped(file)[1].data, &call));
+    for line in shipped() {
+        let out = sh(&sandbox, &substitute(&line.data, &call));
         assert_eq!(
             out.status.code(),
             Some(0),
@@ -202,10 +208,7 @@ fn pjsip_ipv6_peers_are_banned_by_address() {
     let mut call = ordinary();
     call.remote_addr = "[2001:db8::5]:5060".into();
     call.exten = b"100".to_vec();
-    let out = sh(
-        &sandbox,
-        &substitute(&shipped("extensions-pjsip.conf")[1].data, &call),
-    );
+    let out = sh(&sandbox, &substitute(&shipped_for("PJSIP").data, &call));
     assert_eq!(out.status.code(), Some(10));
     let matches = fail2ban_matches(&sandbox.log);
     assert_eq!(matches.len(), 1);
@@ -222,8 +225,8 @@ fn a_trusted_trunk_is_never_alerted_on() {
     call.remote_addr = format!("{TRUNK}:5060");
     call.exten = b"s".to_vec();
     call.user_agent = b"friendly-scanner".to_vec();
-    for file in ["extensions-pjsip.conf", "extensions-chan_sip.conf"] {
-        let out = sh(&sandbox, &substitute(&shipped(file)[0].data, &call));
+    for line in shipped() {
+        let out = sh(&sandbox, &substitute(&line.data, &call));
         assert_eq!(out.status.code(), Some(0));
     }
     assert!(fail2ban_matches(&sandbox.log).is_empty());
@@ -351,8 +354,8 @@ fn the_seed_lines_are_counted_said_and_named() {
     for line in seed_lines() {
         sh(sandbox, &substitute(&line.data, &ordinary()));
     }
-    for file in ["extensions-pjsip.conf", "extensions-chan_sip.conf"] {
-        sh(sandbox, &substitute(&shipped(file)[1].data, &ordinary()));
+    for line in shipped() {
+        sh(sandbox, &substitute(&line.data, &ordinary()));
     }
     let log = sandbox.log_lines();
     assert_eq!(log.len(), 5);
@@ -397,8 +400,7 @@ fn the_seed_lines_are_counted_said_and_named() {
         );
     }
     for file in [
-        "extensions-pjsip.conf",
-        "extensions-chan_sip.conf",
+        "extensions-system.conf",
         "extensions-agi.conf",
         "extensions-fastagi.conf",
     ] {

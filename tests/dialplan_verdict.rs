@@ -14,7 +14,9 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::process::Command;
 
-use common::asterisk::{Channel, Outcome, run_subroutine, substitute, system_lines};
+use common::asterisk::{
+    Channel, Driver, Outcome, run_call, run_subroutine, substitute, system_lines,
+};
 use common::{Sandbox, bin, repo};
 
 use Outcome::{Continued, HungUp};
@@ -88,9 +90,15 @@ fn agi_and_fastagi_dialplans_follow_the_rule() {
 
 /// `SYSTEMSTATUS` for the `TrySystem()` data of `line`, run by a real shell.
 fn system_status(sandbox: &Sandbox, data: &str, call: &Channel) -> &'static str {
+    system_status_of(sandbox, &substitute(data, call))
+}
+
+/// `SYSTEMSTATUS` for substituted `TrySystem()` data, run by a real shell (app_system.c:
+/// 0 SUCCESS, 127 FAILURE, anything else APPERROR).
+fn system_status_of(sandbox: &Sandbox, command: &[u8]) -> &'static str {
     let out = Command::new("/bin/sh")
         .arg("-c")
-        .arg(OsStr::from_bytes(&substitute(data, call)))
+        .arg(OsStr::from_bytes(command))
         .env("EXTSECURITY_CONFIG", &sandbox.config)
         .current_dir(sandbox.dir.path())
         .output()
@@ -149,14 +157,7 @@ fn system_dialplan_follows_the_rule(file: &str, subroutine: &str, alert_hangs_up
     for switch in SWITCH {
         for (what, mut call, log_ok, bin_ok, expected) in system_cases(switch, alert_hangs_up) {
             call.on_error = switch.to_string();
-            let sandbox = Sandbox::with_config("tarpit_seconds = 0\n");
-            if !log_ok {
-                std::fs::write(
-                    &sandbox.config,
-                    "log_file = '/nonexistent-extsecurity/x.log'\ntarpit_seconds = 0\n",
-                )
-                .unwrap();
-            }
+            let sandbox = case_sandbox(log_ok);
             for line in &lines {
                 let data = match bin_ok {
                     true => line.data.clone(),
@@ -175,17 +176,77 @@ fn system_dialplan_follows_the_rule(file: &str, subroutine: &str, alert_hangs_up
     }
 }
 
+/// Issue 19: one System() dialplan for both channel drivers, run end to end as Asterisk
+/// runs it — `[default]` keeps the extension and dials `[extsec-system-check]` by
+/// `CHANNEL(channeltype)`, whose line for that driver runs in a real shell, then the
+/// verdict — with each driver's functions reading as Asterisk 20's do (the other
+/// driver's read empty). A chan_sip call through PJSIP-only lines read an empty
+/// address and went on unchecked; here every call of either driver gets its verdict,
+/// and one of a driver the lines do not read follows the switch.
 #[test]
-fn system_dialplans_follow_the_rule() {
-    for file in ["extensions-pjsip.conf", "extensions-chan_sip.conf"] {
-        let conf = read(file);
-        let checks = conf.lines().filter(|l| l.starts_with("exten => "));
-        assert!(
-            checks.take(3).all(|l| l.contains(",1,TrySystem(")),
-            "{file}: System() hangs up by itself when it cannot start the program"
+fn the_system_dialplan_follows_the_rule_on_either_driver() {
+    let file = "extensions-system.conf";
+    let conf = read(file);
+    // TrySystem(), never System(): System() hangs up by itself when it cannot start
+    // the program.
+    assert!(!conf.contains(",System("), "{file}");
+    assert_eq!(
+        conf.matches(",1,TrySystem(").count(),
+        2,
+        "{file}: one per driver"
+    );
+    for switch in SWITCH {
+        for driver in [Driver::Pjsip, Driver::Sip] {
+            for (what, call, log_ok, bin_ok, expected) in system_cases(switch, true) {
+                let mut call = call.over(driver);
+                call.on_error = switch.to_string();
+                let sandbox = case_sandbox(log_ok);
+                for entry in ["s", "_X.", "_+X."] {
+                    let mut call = call.clone();
+                    let mut system = |data: &[u8], _: &Channel| {
+                        // The shipped path, to the binary under test (or none).
+                        let program = if bin_ok {
+                            bin()
+                        } else {
+                            "/nonexistent/extsecurity"
+                        };
+                        let data =
+                            String::from_utf8_lossy(data).replace("/usr/bin/extsecurity", program);
+                        system_status_of(&sandbox, data.as_bytes())
+                    };
+                    let outcome = run_call(&conf, "default", entry, &mut call, &mut system);
+                    assert_eq!(
+                        outcome, expected,
+                        "{file} {entry} over {driver:?}: {what}, EXTSEC_ON_ERROR={switch:?}"
+                    );
+                }
+            }
+        }
+        // A driver these lines do not read: a check that could not run.
+        let mut call = Channel::ordinary("203.0.113.5").over(Driver::Other("IAX2"));
+        call.on_error = switch.to_string();
+        let outcome = run_call(&conf, "default", "_X.", &mut call, &mut |_, _| {
+            panic!("no System() for an IAX2 channel")
+        });
+        assert_eq!(
+            outcome,
+            unjudged(switch),
+            "IAX2, EXTSEC_ON_ERROR={switch:?}"
         );
-        system_dialplan_follows_the_rule(file, "extsec-system-verdict", true);
     }
+}
+
+/// A sandbox for a case: its log writable or not.
+fn case_sandbox(log_ok: bool) -> Sandbox {
+    let sandbox = Sandbox::with_config("tarpit_seconds = 0\n");
+    if !log_ok {
+        std::fs::write(
+            &sandbox.config,
+            "log_file = '/nonexistent-extsecurity/x.log'\ntarpit_seconds = 0\n",
+        )
+        .unwrap();
+    }
+    sandbox
 }
 
 /// The seed's lines log and ban but never hung up on an alert; a check that could not
@@ -202,7 +263,7 @@ fn the_legacy_dialplan_follows_the_rule() {
 /// The switch is the administrator's: a caller's value cannot reach `--on-error`.
 #[test]
 fn a_caller_cannot_set_the_switch() {
-    let conf = read("extensions-pjsip.conf");
+    let conf = read("extensions-system.conf");
     let sandbox = Sandbox::new();
     std::fs::write(
         &sandbox.config,

@@ -4,6 +4,13 @@
 //!
 //! Not emulated: the re-parse of a value nested in `${FUNC(${…})}` (design.md §3a,
 //! "Nested substitution re-parses"); tests that need it pass the shortened value.
+//!
+//! A channel of a known driver ([`Driver`]) reads as Asterisk 20's drivers read: a
+//! function of the other driver gives an empty value (`CHANNEL(pjsip,remote_addr)` on a
+//! chan_sip channel: "Cannot call CHANNEL on a non-PJSIP channel", chan_pjsip's
+//! dialplan_functions.c; `CHANNEL(peerip)` on a PJSIP one: "Unknown or unavailable
+//! item", func_channel.c). [`run_call`] runs the shipped dialplans' few applications
+//! the way pbx.c does.
 
 use base64::Engine as _;
 
@@ -21,6 +28,30 @@ pub struct Channel {
     pub peer_name: Vec<u8>,
     /// `EXTSEC_ON_ERROR`, the administrator's `[globals]` switch; empty when unset.
     pub on_error: String,
+    /// The channel driver; `None`: every driver's functions answer (for tests of one
+    /// line at a time).
+    pub driver: Option<Driver>,
+    /// Channel variables the dialplan set (`Set()`, `SYSTEMSTATUS`).
+    pub variables: Vec<(String, Vec<u8>)>,
+}
+
+/// A channel driver, as `CHANNEL(channeltype)` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Driver {
+    Pjsip,
+    Sip,
+    /// Another driver (`IAX2`, `DAHDI`…): neither's functions answer.
+    Other(&'static str),
+}
+
+impl Driver {
+    fn name(self) -> &'static str {
+        match self {
+            Driver::Pjsip => "PJSIP",
+            Driver::Sip => "SIP",
+            Driver::Other(name) => name,
+        }
+    }
 }
 
 impl Channel {
@@ -35,11 +66,55 @@ impl Channel {
             user_agent: b"Yealink SIP-T46S".to_vec(),
             peer_name: b"guest".to_vec(),
             on_error: String::new(),
+            driver: None,
+            variables: Vec::new(),
+        }
+    }
+
+    /// The same call over `driver`.
+    pub fn over(self, driver: Driver) -> Channel {
+        Channel {
+            driver: Some(driver),
+            ..self
+        }
+    }
+
+    fn set(&mut self, name: &str, value: Vec<u8>) {
+        self.variables.retain(|(n, _)| n != name);
+        self.variables.push((name.to_string(), value));
+    }
+
+    /// Whether the channel's driver answers `name` (the other driver's functions read
+    /// empty).
+    fn answers(&self, name: &str) -> bool {
+        const PJSIP: &[&str] = &[
+            "CHANNEL(pjsip,remote_addr)",
+            "CHANNEL(endpoint)",
+            "PJSIP_HEADER(read,User-Agent)",
+        ];
+        const SIP: &[&str] = &["CHANNEL(peerip)", "CHANNEL(peername)", "CHANNEL(useragent)"];
+        match self.driver {
+            None => true,
+            Some(Driver::Pjsip) => !SIP.contains(&name),
+            Some(Driver::Sip) => !PJSIP.contains(&name),
+            Some(Driver::Other(_)) => !SIP.contains(&name) && !PJSIP.contains(&name),
         }
     }
 
     fn value(&self, name: &str) -> Vec<u8> {
+        if let Some((_, v)) = self.variables.iter().find(|(n, _)| n == name) {
+            return v.clone();
+        }
+        if !self.answers(name) {
+            return Vec::new();
+        }
         let v: &[u8] = match name {
+            "CHANNEL(channeltype)" => self.driver.map_or("PJSIP", Driver::name).as_bytes(),
+            // Unset channel variables read empty.
+            "SYSTEMSTATUS" => b"",
+            // What [default] sets before its Gosub (extensions-system.conf); a test of
+            // one line at a time reads the dialed extension.
+            "EXTSEC_EXTEN" => &self.exten,
             "CHANNEL(peerip)" => self.peerip.as_bytes(),
             "CHANNEL(pjsip,remote_addr)" => self.remote_addr.as_bytes(),
             "CALLERID(num)" => &self.callerid_num,
@@ -122,59 +197,104 @@ pub fn system_lines(conf: &str, bin: &str) -> Vec<SystemLine> {
 /// How a dialplan subroutine ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
-    /// `Return()`: the call goes on.
+    /// `Return()`, or the end of the extension's lines: the call goes on.
     Continued,
     /// `Hangup()`.
     HungUp,
 }
 
-/// Runs `s,1` of `[context]` in a dialplan file the way pbx.c does, for the few
-/// applications the shipped verdict subroutines use: `GotoIf($["${VAR}" = "TEXT"]?label)`
-/// (an unset variable is empty; `=` compares the strings), `Return()` and `Hangup(N)`.
-/// Anything else is a test failure, so a subroutine cannot grow past what is emulated.
-pub fn run_subroutine(conf: &str, context: &str, variables: &[(&str, &str)]) -> Outcome {
-    let steps = context_steps(conf, context);
+/// Runs extension `exten` of `[context]` for `call` the way pbx.c does, for the
+/// applications the shipped dialplans use: `Set(NAME=value)`, `Gosub(context,exten,1)`
+/// (the extension substituted: `${CHANNEL(channeltype)}`), `TrySystem(data)` (its
+/// substituted data handed to `system`, which returns `SYSTEMSTATUS`),
+/// `GotoIf($["${VAR}" = "TEXT"]?label)`, `Goto(exten,1)`, `Log()`, `Return()`,
+/// `Hangup()`. An extension is found by name, else by the patterns `_X.`, `_+X.` and
+/// `_[A-Z].`. Anything else is a test failure, so a dialplan cannot grow past what is
+/// emulated.
+pub fn run_call(
+    conf: &str,
+    context: &str,
+    exten: &str,
+    call: &mut Channel,
+    system: &mut dyn FnMut(&[u8], &Channel) -> &'static str,
+) -> Outcome {
+    let extensions = context_extensions(conf, context);
+    let mut steps = find_extension(&extensions, exten, context);
     let mut at = 0;
-    while let Some((_, app)) = steps.get(at) {
-        if app.starts_with("Return(") {
+    loop {
+        let Some((_, app)) = steps.get(at) else {
+            // The end of a guest extension's lines: your routing goes on.
+            assert_eq!(context, "default", "[{context}] {exten} ran off its end");
             return Outcome::Continued;
-        }
-        if app.starts_with("Hangup(") {
-            return Outcome::HungUp;
-        }
-        let (var, expected, label) = parse_goto_if(app);
-        let value = variables
-            .iter()
-            .find(|(name, _)| *name == var)
-            .map_or("", |(_, v)| *v);
-        at = if value == expected {
-            steps
-                .iter()
-                .position(|(l, _)| l.as_deref() == Some(label))
-                .unwrap_or_else(|| panic!("[{context}]: no label {label}"))
-        } else {
-            at + 1
         };
+        at += 1;
+        let (name, data) = app.split_once('(').expect("App(data)");
+        let data = data.strip_suffix(')').expect("App(data)");
+        match name {
+            "Return" => return Outcome::Continued,
+            "Hangup" => return Outcome::HungUp,
+            "Log" | "NoOp" => {}
+            "Set" => {
+                let (var, value) = data.split_once('=').expect("Set(NAME=value)");
+                let value = substitute(value, call);
+                call.set(var, value);
+            }
+            "TrySystem" => {
+                let status = system(&substitute(data, call), call);
+                call.set("SYSTEMSTATUS", status.as_bytes().to_vec());
+            }
+            "Gosub" => {
+                let parts: Vec<&str> = data.split(',').collect();
+                let [target, ext, "1"] = parts[..] else {
+                    panic!("not emulated: {app}");
+                };
+                let ext = String::from_utf8(substitute(ext, call)).unwrap();
+                if run_call(conf, target, &ext, call, system) == Outcome::HungUp {
+                    return Outcome::HungUp;
+                }
+            }
+            "Goto" => {
+                let (ext, prio) = data.split_once(',').expect("Goto(exten,1)");
+                assert_eq!(prio, "1", "not emulated: {app}");
+                steps = find_extension(&extensions, ext, context);
+                at = 0;
+            }
+            "GotoIf" => {
+                let (var, expected, label) = parse_goto_if(app);
+                if call.value(var) == expected.as_bytes() {
+                    at = steps
+                        .iter()
+                        .position(|(l, _)| l.as_deref() == Some(label))
+                        .unwrap_or_else(|| panic!("[{context}] {exten}: no label {label}"));
+                }
+            }
+            _ => panic!("not emulated: {app}"),
+        }
     }
-    panic!("[{context}] ran off its end")
 }
 
-/// `(label, application)` for each priority of `s` in `[context]`.
-fn context_steps(conf: &str, context: &str) -> Vec<(Option<String>, String)> {
+type Steps = Vec<(Option<String>, String)>;
+
+/// The extensions of `[context]`, each with its `(label, application)` priorities.
+fn context_extensions(conf: &str, context: &str) -> Vec<(String, Steps)> {
     let header = format!("[{context}]");
     let body = conf
         .split_once(&format!("\n{header}\n"))
         .unwrap_or_else(|| panic!("no {header}"))
         .1;
-    let mut steps = Vec::new();
+    let mut extensions: Vec<(String, Steps)> = Vec::new();
     for line in body.lines() {
         let line = line.trim();
         if line.starts_with('[') {
             break;
         }
-        if let Some(app) = line.strip_prefix("exten => s,1,") {
-            assert!(steps.is_empty(), "{header}: s,1 twice");
-            steps.push((None, app.to_string()));
+        if let Some(rest) = line.strip_prefix("exten => ") {
+            let (name, app) = rest.split_once(",1,").expect("exten => NAME,1,App");
+            assert!(
+                extensions.iter().all(|(n, _)| n != name),
+                "{header}: {name},1 twice"
+            );
+            extensions.push((name.to_string(), vec![(None, app.to_string())]));
         } else if let Some(rest) = line.strip_prefix("same => n") {
             let (label, app) = match rest.strip_prefix('(') {
                 Some(r) => {
@@ -183,12 +303,43 @@ fn context_steps(conf: &str, context: &str) -> Vec<(Option<String>, String)> {
                 }
                 None => (None, rest.strip_prefix(',').expect("n,App")),
             };
+            let (_, steps) = extensions.last_mut().expect("same => after an exten");
             steps.push((label, app.to_string()));
         } else {
             assert!(line.is_empty() || line.starts_with(';'), "{header}: {line}");
         }
     }
-    steps
+    extensions
+}
+
+/// The extension `exten` dials into: its own name first, else a pattern.
+fn find_extension(extensions: &[(String, Steps)], exten: &str, context: &str) -> Steps {
+    let matches = |pattern: &str| match pattern {
+        "_X." => exten.len() >= 2 && exten.as_bytes()[0].is_ascii_digit(),
+        "_+X." => {
+            exten.len() >= 3 && exten.starts_with('+') && exten.as_bytes()[1].is_ascii_digit()
+        }
+        "_[A-Z]." => exten.len() >= 2 && exten.as_bytes()[0].is_ascii_uppercase(),
+        _ => false,
+    };
+    extensions
+        .iter()
+        .find(|(name, _)| name == exten)
+        .or_else(|| extensions.iter().find(|(name, _)| matches(name)))
+        .map(|(_, steps)| steps.clone())
+        .unwrap_or_else(|| panic!("[{context}]: no extension for {exten}"))
+}
+
+/// Runs `s,1` of the verdict subroutine `[context]` with these variables set (the
+/// check's result), as [`run_call`] does.
+pub fn run_subroutine(conf: &str, context: &str, variables: &[(&str, &str)]) -> Outcome {
+    let mut call = Channel::default();
+    for (name, value) in variables {
+        call.set(name, value.as_bytes().to_vec());
+    }
+    run_call(conf, context, "s", &mut call, &mut |_, _| {
+        panic!("a verdict subroutine runs no System()")
+    })
 }
 
 /// `GotoIf($["${VAR}" = "TEXT"]?label)` → `(VAR, TEXT, label)`.
