@@ -652,3 +652,35 @@ fn an_unreachable_manager_is_one_warning_not_one_per_retry() {
     assert_eq!(stderr.matches(" WARN ").count(), 1, "{stderr}");
     assert!(stderr.contains("AMI: cannot connect"), "{stderr}");
 }
+
+/// Issue 19: REGISTERs without credentials for an existing account raise only the
+/// challenge (`ChallengeSent(1001)`, the first SIP event of `ami-rightpw.bin`) and are
+/// never answered: 150 from one address are a `request_flood`. The same account's
+/// registrations that answer (the capture's whole try, ChallengeSent then
+/// SuccessfulAuth) count toward nothing, however many (design §3b).
+#[test]
+fn unanswered_challenges_to_a_known_account_are_a_flood_and_answered_ones_nothing() {
+    let events = |ip| -> Vec<Vec<u8>> {
+        sip_events("ami-rightpw.bin", ip)
+            .into_iter()
+            .filter(|e| e.starts_with(b"Event: "))
+            .collect()
+    };
+    let right = events("198.51.100.30");
+    assert_eq!(right.len(), 2, "ChallengeSent(1001), SuccessfulAuth(1001)");
+    let flood = events("203.0.113.30")[0].repeat(150);
+    let peer = AmiPeer::start(vec![Script::accept(
+        [right.concat().repeat(150), flood].concat(),
+        Then::Hold,
+    )]);
+    let w = Watcher::start(&peer, "");
+    w.wait_for("600 events", || w.events_read() >= 450.0);
+    w.wait_for("the alert", || !w.alerts().is_empty());
+    let alerts = w.alerts();
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert!(
+        alerts[0].contains("ip=203.0.113.30 reason=request_flood requests=121 "),
+        "{}",
+        alerts[0]
+    );
+}

@@ -13,6 +13,14 @@
 //! | unknown user 9999 | InvalidAccountID(9999), ChallengeSent(`<unknown>`), InvalidAccountID(9999), ChallengeResponseFailed(`<unknown>`) | name 9999, 1 request, 1 failed try |
 //! | ACL denial on 1002 | FailedACL(1002), ChallengeSent(`<unknown>`), FailedACL(1002), ChallengeResponseFailed(`<unknown>`) | 1 ACL try, 1 request, 1 failed try |
 //! | OPTIONS from an unknown address | InvalidAccountID(From user), ChallengeSent(`<unknown>`) | the name, 1 request |
+//! | REGISTER without credentials for 1001, never answered | ChallengeSent(1001) | 1 request |
+//! | a phone registering to 1001 | ChallengeSent(1001), SuccessfulAuth(1001) | nothing |
+//!
+//! A challenge to a known account is every phone's first step, and answered at once: it
+//! is counted as a request when sent and taken back when its answer comes
+//! (`SuccessfulAuth`, or a failed response, which counts as a failed try), so only the
+//! challenges a client leaves unanswered — hundreds of REGISTERs without credentials for
+//! a real account — add up to a `request_flood`.
 //!
 //! Call-IDs are no try boundary (svcrack reuses one for every guess; a phone reuses its
 //! own across re-registrations), so none is read.
@@ -143,6 +151,18 @@ struct Tally {
 }
 
 impl Tally {
+    /// Takes back the latest one still in the window (a request answered after all).
+    fn remove(&mut self, slice: u32) {
+        self.advance(slice);
+        for back in 0..SLICES.min(slice + 1) {
+            let at = ((slice - back) % SLICES) as usize;
+            if self.counts[at] > 0 {
+                self.counts[at] -= 1;
+                return;
+            }
+        }
+    }
+
     /// Adds one at `slice` and returns the count within the window.
     fn add(&mut self, slice: u32) -> usize {
         self.advance(slice);
@@ -218,6 +238,8 @@ enum Open {
 #[derive(Debug, Default)]
 struct Source {
     open: Option<Open>,
+    /// Challenges to known accounts not answered yet, each counted as a request.
+    challenged: u16,
     auth: Tally,
     acl: Tally,
     requests: Tally,
@@ -324,9 +346,17 @@ impl Source {
             "ChallengeSent" if challenge && !answered => {
                 self.count(Rule::RequestFlood, slice, limits, alerts);
             }
+            // A known account challenged: a request without credentials until it is
+            // answered.
+            "ChallengeSent" if !unknown => {
+                self.count(Rule::RequestFlood, slice, limits, alerts);
+                self.challenged = self.challenged.saturating_add(1);
+            }
             "ChallengeResponseFailed" | "InvalidPassword" => {
+                self.answered(unknown, slice);
                 self.count(Rule::AuthBruteforce, slice, limits, alerts);
             }
+            "SuccessfulAuth" => self.answered(unknown, slice),
             "InvalidAccountID" => {
                 if let Some(name) = name {
                     self.name(name, slice, limits, alerts);
@@ -340,9 +370,16 @@ impl Source {
                     .position(|t| *t == kind)
                     .map(|i| Open::Refused(Rule::OtherError(i)));
             }
-            // SuccessfulAuth counts toward nothing and clears nothing (guessers succeed,
-            // then abuse); a challenge to a known account is every phone's first step.
+            // SuccessfulAuth clears nothing else (guessers succeed, then abuse).
             _ => {}
+        }
+    }
+
+    /// A known account's challenge answered: it was no request without credentials.
+    fn answered(&mut self, unknown: bool, slice: u32) {
+        if !unknown && self.challenged > 0 {
+            self.challenged -= 1;
+            self.requests.remove(slice);
         }
     }
 
@@ -562,6 +599,61 @@ mod tests {
             tries,
         );
         assert_eq!(alerts, [(121, "request_flood".to_string(), 121)]);
+    }
+
+    /// Issue 19: 300 REGISTERs without credentials for an existing account raise only
+    /// `ChallengeSent(1001)`, never answered: a flood all the same.
+    #[test]
+    fn unanswered_challenges_to_a_known_account_are_a_request_flood() {
+        let tries = (0..300).map(|_| vec![("ChallengeSent", "1001".to_string())]);
+        let alerts = play(
+            &Limits::default(),
+            "203.0.113.8",
+            Duration::from_millis(10),
+            tries,
+        );
+        assert_eq!(alerts, [(121, "request_flood".to_string(), 121)]);
+    }
+
+    /// ...while phones that answer their challenges are never near it: registering
+    /// every second with the right password, or with a wrong one every 20 s.
+    #[test]
+    fn answered_challenges_are_no_requests_without_credentials() {
+        let right = |account: &str| {
+            vec![
+                ("ChallengeSent", account.to_string()),
+                ("SuccessfulAuth", account.to_string()),
+            ]
+        };
+        let alerts = play(
+            &Limits::default(),
+            PHONE,
+            Duration::from_secs(1),
+            (0..600).map(|_| right("1001")),
+        );
+        assert_eq!(alerts, []);
+        let alerts = play(
+            &Limits::default(),
+            PHONE,
+            Duration::from_secs(20),
+            (0..TEN_MINUTES_OF_20_S).map(|_| wrong_password("1001")),
+        );
+        assert_eq!(alerts, []);
+        // 200 phones behind one address registering within a second (after a power
+        // cut): their answers interleave with the others' challenges.
+        let burst: Vec<_> = (0..200)
+            .flat_map(|i: u32| {
+                let phone = format!("1{i:03}");
+                let answer = format!("1{:03}", i.saturating_sub(5));
+                let mut events = vec![("ChallengeSent", phone)];
+                if i >= 5 {
+                    events.push(("SuccessfulAuth", answer));
+                }
+                events
+            })
+            .collect();
+        let alerts = play(&Limits::default(), PHONE, Duration::from_secs(1), [burst]);
+        assert_eq!(alerts, [], "never more than a few outstanding at once");
     }
 
     #[test]
