@@ -12,6 +12,16 @@ use crate::check::Plan;
 /// A line longer than this is not something Asterisk would send us about a call.
 pub const MAX_LINE: usize = 128 * 1024;
 
+/// How long Asterisk has to send the whole `agi_*` block: it writes the block as it
+/// starts the program or connects, so a program or connection without one within this
+/// is no channel's, and nothing is judged. The only timer on a call's exchange: once the
+/// block is in and our query sent, the answer is waited for until it comes or Asterisk
+/// closes our end. res_agi's `run_agi` answers every command, on a hung-up channel too
+/// ("dead" mode, where `GET FULL VARIABLE` is allowed), until the program exits or the
+/// connection closes, and closes our end when it stops (`AGIEXITONHANGUP`): a SIGHUP or
+/// `HANGUP` says the caller left, not that the answer will not come.
+pub const BLOCK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The channel variables that tell the dialplan the verdict: `EXTSEC_RESULT` is `OK`,
 /// `ALERT` or `ERROR` (the call could not be judged), `EXTSEC_REASON` the reason code.
 pub fn verdict_variables(plan: &Plan) -> [(&'static str, String); 2] {

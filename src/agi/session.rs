@@ -185,6 +185,13 @@ impl Session {
         self.block_lines > 0
     }
 
+    /// Whether the block is complete and our query sent: from here Asterisk may answer
+    /// as late as it needs (an overloaded PBX answers seconds late), and it is Asterisk
+    /// closing our end, not a timer, that ends the wait.
+    pub fn awaiting_reply(&self) -> bool {
+        matches!(self.phase, Phase::Reply)
+    }
+
     /// Why the exchange looks tampered with, if it does.
     pub fn tampering(&self) -> Option<&'static str> {
         self.tampered

@@ -8,32 +8,29 @@ use std::time::{Duration, Instant};
 
 use crate::agi::lines::{Line, LineBuffer};
 use crate::agi::session::{Answer, Session, Step, Tokens};
-use crate::agi::{MAX_LINE, verdict_command};
+use crate::agi::{BLOCK_TIMEOUT, MAX_LINE, verdict_command};
 use crate::call::Call;
 use crate::check;
 use crate::config::Config;
 use crate::exits;
 use crate::request::BadRequest;
 
-/// How long the whole exchange with Asterisk may take before we give up on it.
-pub const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long to wait for Asterisk to acknowledge the verdict variables.
+/// How long to wait for Asterisk to acknowledge the verdict variables (they are in its
+/// pipe by then: it sets them whether or not we are still there to read the answer).
 const ACK_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Runs one AGI check on stdin/stdout and returns the exit status.
 ///
 /// On hangup Asterisk sends a local AGI program `SIGHUP` (design.md §3a); scanners hang
 /// up fast, so the default action would kill us before the alert is written. We ignore
-/// it and finish.
+/// it and finish: res_agi goes on answering a hung-up channel's commands ("dead" mode)
+/// until we exit, or closes our pipes (`AGIEXITONHANGUP`), so the end of input, not the
+/// signal, is where a call's exchange ends.
 pub fn run(config: &Config) -> u8 {
     ignore_sighup();
     let mut asterisk = Asterisk::new(std::io::stdin(), std::io::stdout().lock());
     let mut session = Session::new(Tokens::random());
-    let result = exchange(
-        &mut session,
-        &mut asterisk,
-        Instant::now() + EXCHANGE_TIMEOUT,
-    );
+    let result = exchange(&mut session, &mut asterisk);
     let plan = check::plan(config, result);
     if let Some(error) = &plan.error {
         eprintln!("extsecurity: {error}");
@@ -67,14 +64,23 @@ impl<W: Write> Asterisk<W> {
         }
     }
 
-    /// The next line, or why none came before `deadline`.
-    pub fn next_line(&mut self, deadline: Instant) -> Result<Line, &'static str> {
+    /// The next line, or why none came before `deadline`; with no deadline, whenever
+    /// it comes, until the input ends.
+    pub fn next_line(&mut self, deadline: Option<Instant>) -> Result<Line, &'static str> {
         loop {
             if let Some(line) = self.lines.next_line() {
                 return Ok(line);
             }
-            let timeout = deadline.saturating_duration_since(Instant::now());
-            match self.input.recv_timeout(timeout) {
+            let chunk = match deadline {
+                None => self
+                    .input
+                    .recv()
+                    .map_err(|_| RecvTimeoutError::Disconnected),
+                Some(at) => self
+                    .input
+                    .recv_timeout(at.saturating_duration_since(Instant::now())),
+            };
+            match chunk {
                 Ok(chunk) => self.lines.extend(&chunk),
                 Err(RecvTimeoutError::Timeout) => return Err("timed out"),
                 Err(RecvTimeoutError::Disconnected) => return Err("end of input"),
@@ -96,7 +102,7 @@ impl<W: Write> Asterisk<W> {
             .map_err(|e| format!("writing to Asterisk failed ({e})"))?;
         let mut answer = Answer::default();
         loop {
-            if let Some(status) = answer.on_line(self.next_line(deadline)?) {
+            if let Some(status) = answer.on_line(self.next_line(Some(deadline))?) {
                 return Ok(status);
             }
         }
@@ -105,12 +111,17 @@ impl<W: Write> Asterisk<W> {
 
 /// Feeds the session until it is done, sending its commands to Asterisk. The session
 /// sends one command and reads until its reply: never two at once.
+///
+/// The block must come within [`BLOCK_TIMEOUT`]; the answer to our query is waited for
+/// as long as Asterisk keeps our pipes open: an overloaded PBX answers seconds late,
+/// and giving up first left calls unjudged (design.md §3a: res_agi answers or closes).
 pub fn exchange<W: Write>(
     session: &mut Session,
     asterisk: &mut Asterisk<W>,
-    deadline: Instant,
 ) -> Result<Call, BadRequest> {
+    let block_by = Instant::now() + BLOCK_TIMEOUT;
     loop {
+        let deadline = (!session.awaiting_reply()).then_some(block_by);
         let line = match asterisk.next_line(deadline) {
             Ok(line) => line,
             Err(why) => return session.on_eof(why),

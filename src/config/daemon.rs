@@ -23,7 +23,8 @@ pub struct DaemonConfig {
     /// every `max_connections` slot is busy (capped by `net.core.somaxconn`). Beyond it
     /// the kernel drops the SYN, and Asterisk's 2 s FastAGI connect gives up.
     pub listen_backlog: u32,
-    /// A connection silent for this long is closed.
+    /// A connection silent for this long before its `agi_*` block is in is closed;
+    /// after it no timer runs (a late answer is still judged).
     pub idle_timeout: Duration,
     /// Channels held in the tarpit at once; beyond it alerts are answered at once.
     pub max_concurrent_tarpits: usize,

@@ -1,7 +1,11 @@
 //! One FastAGI connection: the AGI session over TCP, then the verdict.
 //!
-//! Every read is bounded in time (`idle_timeout`) and the whole exchange too
-//! ([`EXCHANGE_TIMEOUT`]); lines are bounded by the AGI line buffer. A connection that
+//! Until the `agi_*` block is in, every read is bounded (`idle_timeout`) and the block
+//! too ([`BLOCK_TIMEOUT`]); lines are bounded by the AGI line buffer. Once it is in and
+//! our query sent, the answer is waited for until it comes or the connection closes:
+//! an overloaded PBX answers seconds late, giving up first left calls unjudged, and
+//! Asterisk answers after `HANGUP` too. What bounds those waits is `max_connections`,
+//! and TCP keepalive for an Asterisk host that vanishes without closing. A connection that
 //! sends nothing, sends garbage or vanishes ends with a `CRITICAL` line at worst: the
 //! TCP peer is Asterisk, never the caller, so nothing is ever blamed on it.
 
@@ -13,15 +17,13 @@ use tokio::net::TcpStream;
 
 use crate::agi::lines::{Line, LineBuffer};
 use crate::agi::session::{Answer, Session, Step, Tokens};
-use crate::agi::{MAX_LINE, verdict_command};
+use crate::agi::{BLOCK_TIMEOUT, MAX_LINE, verdict_command};
 use crate::call::Call;
 use crate::check::{self, Plan};
 use crate::daemon::Shared;
 use crate::request::BadRequest;
 use crate::rules;
 
-/// How long the exchange with Asterisk may take, however chatty the peer.
-pub const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long to wait for Asterisk to acknowledge the verdict variables.
 const ACK_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -98,16 +100,23 @@ impl<'a> Asterisk<'a> {
         }
     }
 
-    /// The next line, or why none came before `deadline` (or within `idle`).
-    async fn next_line(&mut self, deadline: tokio::time::Instant) -> Result<Line, String> {
+    /// The next line, or why none came before `deadline` (and within `idle` of the
+    /// last read); with no deadline, whenever it comes.
+    async fn next_line(&mut self, deadline: Option<tokio::time::Instant>) -> Result<Line, String> {
         let mut buf = [0u8; 4096];
         loop {
             if let Some(line) = self.lines.next_line() {
                 return Ok(line);
             }
-            let now = tokio::time::Instant::now();
-            let wait = self.idle.min(deadline.saturating_duration_since(now));
-            match tokio::time::timeout(wait, self.stream.read(&mut buf)).await {
+            let read = match deadline {
+                None => Ok(self.stream.read(&mut buf).await),
+                Some(deadline) => {
+                    let now = tokio::time::Instant::now();
+                    let wait = self.idle.min(deadline.saturating_duration_since(now));
+                    tokio::time::timeout(wait, self.stream.read(&mut buf)).await
+                }
+            };
+            match read {
                 Ok(Ok(0)) => return Err("the connection was closed".into()),
                 Ok(Ok(n)) => self.lines.extend(&buf[..n]),
                 Ok(Err(e)) => return Err(format!("reading failed ({e})")),
@@ -133,7 +142,7 @@ impl<'a> Asterisk<'a> {
             .map_err(|e| format!("writing to Asterisk failed ({e})"))?;
         let mut answer = Answer::default();
         loop {
-            if let Some(status) = answer.on_line(self.next_line(deadline).await?) {
+            if let Some(status) = answer.on_line(self.next_line(Some(deadline)).await?) {
                 return Ok(status);
             }
         }
@@ -143,8 +152,9 @@ impl<'a> Asterisk<'a> {
 /// Drives the AGI session until it yields a call or a refusal. The session sends one
 /// command and reads until its reply: never two at once.
 async fn exchange(asterisk: &mut Asterisk<'_>, session: &mut Session) -> Result<Call, BadRequest> {
-    let deadline = tokio::time::Instant::now() + EXCHANGE_TIMEOUT;
+    let block_by = tokio::time::Instant::now() + BLOCK_TIMEOUT;
     loop {
+        let deadline = (!session.awaiting_reply()).then_some(block_by);
         let line = match asterisk.next_line(deadline).await {
             Ok(line) => line,
             Err(why) => return session.on_eof(&why),

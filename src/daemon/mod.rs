@@ -250,6 +250,21 @@ pub async fn run(listener: TcpListener, shared: Arc<Shared>, shutdown: impl Futu
     }
 }
 
+/// A connection waits for Asterisk's answer with no timer (a late answer is not a
+/// missing one), so an Asterisk host that vanishes without closing (power, a cable)
+/// must be noticed by TCP itself: keepalive probes after 30 s of silence, and a
+/// user timeout for data left unacknowledged, end such a connection within about a
+/// minute instead of the kernel's quarter of an hour.
+fn keep_alive(stream: &tokio::net::TcpStream) {
+    let socket = socket2::SockRef::from(stream);
+    let probes = socket2::TcpKeepalive::new()
+        .with_time(Duration::from_secs(30))
+        .with_interval(Duration::from_secs(10))
+        .with_retries(3);
+    let _ = socket.set_tcp_keepalive(&probes);
+    let _ = socket.set_tcp_user_timeout(Some(Duration::from_secs(60)));
+}
+
 async fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>, limit: &Arc<Semaphore>) {
     let mut backoff = Duration::from_millis(10);
     loop {
@@ -262,6 +277,7 @@ async fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>, limit: &Arc<S
                 // Commands are small writes that wait for an answer: Nagle's algorithm
                 // would hold each behind the peer's delayed ACK (~40 ms a call).
                 let _ = stream.set_nodelay(true);
+                keep_alive(&stream);
                 let shared = shared.clone();
                 tokio::spawn(async move {
                     connection::serve(stream, peer, &shared).await;

@@ -280,9 +280,19 @@ pub fn pipes(child: &mut Child) -> (ChildStdin, ChildStdout) {
 /// One whole FastAGI call to a daemon on `127.0.0.1:port`, from `channel`, as Asterisk
 /// makes it for `AGI(agi://127.0.0.1/check)`.
 pub fn fastagi_call(port: u16, channel: &Channel) -> Exchange {
+    fastagi_call_with(port, channel, |c| Some(reply_to(c, channel)))
+}
+
+/// [`fastagi_call`], each command answered by `answer`.
+pub fn fastagi_call_with(
+    port: u16,
+    channel: &Channel,
+    answer: impl FnMut(&[u8]) -> Option<Vec<u8>>,
+) -> Exchange {
     let stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    // Long enough for any late answer of the tests, short enough not to hang them.
     stream
-        .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .set_read_timeout(Some(std::time::Duration::from_secs(60)))
         .unwrap();
     // As Asterisk: without it each answer waits ~40 ms for the daemon's delayed ACK.
     stream.set_nodelay(true).unwrap();
@@ -293,7 +303,5 @@ pub fn fastagi_call(port: u16, channel: &Channel) -> Exchange {
         args: vec![],
         ..Block::pjsip()
     };
-    serve(stream, reader, &block.bytes(channel), |c| {
-        Some(reply_to(c, channel))
-    })
+    serve(stream, reader, &block.bytes(channel), answer)
 }
