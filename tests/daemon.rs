@@ -70,22 +70,13 @@ impl Drop for Daemon {
     }
 }
 
-fn fastagi_block() -> Block {
-    Block {
-        request: "agi://127.0.0.1/check".into(),
-        network_script: Some("check".into()),
-        args: vec![],
-        ..Block::pjsip()
-    }
-}
-
 fn call_at(addr: SocketAddr, channel: &Channel) -> Exchange {
     let stream = TcpStream::connect(addr).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(20)))
         .unwrap();
     let reader = stream.try_clone().unwrap();
-    serve(stream, reader, &fastagi_block().bytes(channel), |c| {
+    serve(stream, reader, &Block::fastagi().bytes(channel), |c| {
         Some(reply_to(c, channel))
     })
 }
@@ -251,7 +242,7 @@ fn silent_garbage_and_vanishing_connections_leave_the_daemon_serving() {
     let mut garbage = TcpStream::connect(d.addr).unwrap();
     garbage.write_all(&[0xff; 300 * 1024]).unwrap_or(());
     let mut vanish = TcpStream::connect(d.addr).unwrap();
-    let block = fastagi_block().bytes(&caller(CALLER, "4915112345678"));
+    let block = Block::fastagi().bytes(&caller(CALLER, "4915112345678"));
     vanish.write_all(&block[..block.len() / 2]).unwrap();
     drop(vanish);
     // Others are served meanwhile.
@@ -484,7 +475,7 @@ fn a_hangup_line_does_not_end_the_check() {
     let stream = TcpStream::connect(d.addr).unwrap();
     let reader = stream.try_clone().unwrap();
     let mut first = true;
-    let ex = serve(stream, reader, &fastagi_block().bytes(&scan), |c| {
+    let ex = serve(stream, reader, &Block::fastagi().bytes(&scan), |c| {
         let mut reply = if std::mem::take(&mut first) {
             b"HANGUP\n".to_vec()
         } else {
@@ -506,7 +497,7 @@ fn with_a_secret_only_keyed_requests_are_judged() {
     let scan = caller(CALLER, "100");
     let keyed = |script: &str| Block {
         network_script: Some(script.into()),
-        ..fastagi_block()
+        ..Block::fastagi()
     };
     for script in ["check", "check?key=wrong", "check?key=0123456789abcdef0"] {
         let stream = TcpStream::connect(d.addr).unwrap();

@@ -39,6 +39,16 @@ impl Block {
         }
     }
 
+    /// A chan_pjsip channel's block for `AGI(agi://127.0.0.1/check)`, as the daemon gets it.
+    pub fn fastagi() -> Block {
+        Block {
+            request: "agi://127.0.0.1/check".into(),
+            network_script: Some("check".into()),
+            args: vec![],
+            ..Block::pjsip()
+        }
+    }
+
     pub fn chan_sip() -> Block {
         Block {
             tech: "SIP",
@@ -297,11 +307,5 @@ pub fn fastagi_call_with(
     // As Asterisk: without it each answer waits ~40 ms for the daemon's delayed ACK.
     stream.set_nodelay(true).unwrap();
     let reader = stream.try_clone().unwrap();
-    let block = Block {
-        request: "agi://127.0.0.1/check".into(),
-        network_script: Some("check".into()),
-        args: vec![],
-        ..Block::pjsip()
-    };
-    serve(stream, reader, &block.bytes(channel), answer)
+    serve(stream, reader, &Block::fastagi().bytes(channel), answer)
 }
