@@ -58,29 +58,29 @@ impl Never {
 
     /// One INFO line per reason, at start: which addresses an alert never bans.
     pub fn say(&self, trusted: &[ipnet::IpNet]) {
-        let list = |ips: &[IpAddr]| {
-            let shown: Vec<String> = ips.iter().map(ToString::to_string).collect();
-            shown.join(", ")
-        };
         tracing::info!("nftables: never banned, loopback: 127.0.0.0/8 and ::1");
         tracing::info!(
             "nftables: never banned, this host's own addresses: {}",
-            list(&self.own)
+            joined(&self.own)
         );
         if !self.peers.is_empty() {
             tracing::info!(
                 "nftables: never banned, the AMI and LAPI hosts: {}",
-                list(&self.peers)
+                joined(&self.peers)
             );
         }
         if !trusted.is_empty() {
-            let nets: Vec<String> = trusted.iter().map(ToString::to_string).collect();
             tracing::info!(
                 "nftables: never banned, trusted_networks: {}",
-                nets.join(", ")
+                joined(trusted)
             );
         }
     }
+}
+
+fn joined<T: ToString>(items: &[T]) -> String {
+    let shown: Vec<String> = items.iter().map(ToString::to_string).collect();
+    shown.join(", ")
 }
 
 /// One address to ban, and when its alert line was written.

@@ -87,7 +87,7 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, shared: &Shared) {
 struct Asterisk<'a> {
     stream: &'a mut TcpStream,
     lines: LineBuffer,
-    /// The longest wait for any one read.
+    /// The longest wait for any one read before the block is in (`idle_timeout`).
     idle: Duration,
 }
 

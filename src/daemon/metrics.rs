@@ -446,9 +446,9 @@ impl Metrics {
         self.unjudged.fetch_add(1, Relaxed);
     }
 
-    /// The latest sample of the FastAGI accept queue, and the connections the kernel
-    /// dropped in this network namespace since the daemon started.
-    /// A sample of the accept queue, and whether an overload episode is on.
+    /// The latest sample of the FastAGI accept queue, the connections the kernel
+    /// dropped in this network namespace since the daemon started, and whether an
+    /// overload episode is on.
     pub fn accept_queue(
         &self,
         sample: crate::daemon::overload::Sample,
