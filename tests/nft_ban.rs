@@ -19,7 +19,7 @@ use common::netns::{
     ATTACKER, Daemon, INNOCENT, Lab, PBX_A, PBX_I, arrivals, in_netns, nft_list, sender,
     timed_listener, until_one_arrives,
 };
-use common::{Sandbox, monotonic_ns, wait_for};
+use common::{Sandbox, monotonic_ns, wait_for, wait_until};
 
 fn lab() -> Option<Lab> {
     if Command::new("nft").arg("--version").output().is_err() {
@@ -490,13 +490,12 @@ fn ports_and_ban_length_follow_a_reload_and_off_removes_the_table() {
     wait_for("the table to go", Duration::from_secs(5), || {
         nft_list(pbx).is_empty()
     });
-    assert!(
-        stderr().contains(
-            "[nftables] was switched off: removed table inet extsecurity with its drop rule and 2 bans"
-        ),
-        "{}",
-        stderr()
-    );
+    // The line follows the removal: wait for it rather than race it.
+    let said =
+        "[nftables] was switched off: removed table inet extsecurity with its drop rule and 2 bans";
+    if !wait_until(Duration::from_secs(5), || stderr().contains(said)) {
+        panic!("{said:?} not said: {}", stderr());
+    }
     assert_eq!(scan_from(pbx, "203.0.113.73").as_deref(), Some("ALERT"));
     drop(daemon);
 
