@@ -48,3 +48,20 @@ impl Call {
         }
     }
 }
+
+/// One outbound call of an authenticated account, as the outbound check reads it
+/// (`AGI(agi://…/outbound)` in `[extsec-outbound]`).
+///
+/// The account is the PBX's own name for it (`GROUP(extsec-outbound)`, set from the
+/// endpoint or peer name); the number is what the phone dialled (`${ARG1}`), any
+/// bytes; the address is the transport's. `live` is `GROUP_COUNT`: the account's calls
+/// up now, this one included.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outbound {
+    pub account: String,
+    pub number: Vec<u8>,
+    pub address: IpAddr,
+    pub live: u32,
+    /// A caller's bytes reshaped the AGI stream (design.md §3a).
+    pub tampered: bool,
+}

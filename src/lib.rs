@@ -17,6 +17,7 @@ pub mod diagnostics;
 pub mod dialplan;
 pub mod exits;
 pub mod follow;
+pub mod fraud;
 pub mod memory;
 pub mod nftables;
 pub mod peer;

@@ -23,6 +23,7 @@ mod crowdsec;
 mod daemon;
 pub mod effective;
 mod error;
+mod fraud;
 mod memory;
 mod nftables;
 mod patterns;
@@ -32,6 +33,7 @@ pub use ami::{AmiAuth, AmiConfig, AmiTls};
 pub use crowdsec::CrowdsecConfig;
 pub use daemon::{DEFAULT_CONTROL_SOCKET, DaemonConfig};
 pub use error::ConfigError;
+pub use fraud::{DEFAULT_HIGH_RISK_FILE, FraudConfig, MAX_LEARNED, read_high_risk};
 pub use nftables::NftablesConfig;
 pub use patterns::Patterns;
 pub use secret::{Secret, SecretError, SecretSource, Shape};
@@ -39,6 +41,7 @@ pub use secret::{Secret, SecretError, SecretSource, Shape};
 use ami::RawAmi;
 use crowdsec::RawCrowdsec;
 use daemon::RawDaemon;
+use fraud::RawFraud;
 use memory::RawMemory;
 use nftables::RawNftables;
 
@@ -102,6 +105,9 @@ pub struct Config {
     /// `nftables.table` whether the bans are on or off: with them off, `serve` removes
     /// that table (and the bans it still holds) at start.
     pub nftables_table: String,
+    /// The outbound check of authenticated accounts (`[fraud]`); off unless
+    /// `enabled = true`.
+    pub fraud: Option<FraudConfig>,
 }
 
 impl Default for Config {
@@ -179,6 +185,7 @@ impl Config {
             crowdsec: raw.crowdsec.map(RawCrowdsec::validate).transpose()?,
             nftables_table: raw.nftables.table(),
             nftables: raw.nftables.validate()?,
+            fraud: raw.fraud.validate()?,
         };
         Ok(config)
     }
@@ -253,6 +260,7 @@ struct RawConfig {
     ami: Option<Spanned<RawAmi>>,
     crowdsec: Option<Spanned<RawCrowdsec>>,
     nftables: RawNftables,
+    fraud: RawFraud,
 }
 
 impl Default for RawConfig {
@@ -277,6 +285,7 @@ impl Default for RawConfig {
             ami: None,
             crowdsec: None,
             nftables: RawNftables::default(),
+            fraud: RawFraud::default(),
         }
     }
 }

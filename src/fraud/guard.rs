@@ -1,0 +1,943 @@
+//! The outbound guard: every account's figures and quarantine, the numbers learned from
+//! attackers, and the verdict on each outbound call. Pure: the daemon passes the time
+//! and writes what comes out.
+
+use std::collections::HashMap;
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
+use std::net::IpAddr;
+
+use lru::LruCache;
+use serde::{Deserialize, Serialize};
+
+use crate::call::Outbound;
+use crate::config::{FraudConfig, MAX_LEARNED};
+use crate::fraud::account::{Account, Quarantine};
+use crate::fraud::limits::{MAX_DISTINCT_LEVEL, Rule, Severity, reached};
+use crate::fraud::number::{Class, Destination, Prefixes, classify};
+
+/// The time as the guard needs it: Unix seconds for the windows, and the PBX's local
+/// weekday (Monday = 0) and minute of the day for `hours`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Now {
+    pub unix: u64,
+    pub weekday: u8,
+    pub minute: u16,
+}
+
+impl Now {
+    /// The current time in the alert log's zone.
+    pub fn current() -> Now {
+        let zoned = jiff::Timestamp::now().to_zoned_datetime(crate::alert_log::local_zone());
+        Now {
+            unix: u64::try_from(zoned.timestamp().as_second()).unwrap_or(0),
+            weekday: zoned.weekday().to_monday_zero_offset() as u8,
+            minute: zoned.hour() as u16 * 60 + zoned.minute() as u16,
+        }
+    }
+}
+
+/// What happens to an outbound call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// It goes on.
+    Pass,
+    /// It goes on; a figure reached its warning level.
+    Warn { rule: Rule, figure: u32, limit: u32 },
+    /// It is refused; the account is not quarantined by it.
+    Refuse(Refusal),
+    /// A figure reached its critical level, or the request was tampered with: refused,
+    /// and the account quarantined now.
+    TollFraud {
+        rule: String,
+        figure: u32,
+        limit: u32,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// The class is refused (`premium_destination`, `malformed_number`).
+    Destination(Class),
+    /// Outside the class's `hours`.
+    OutsideHours(Class),
+    /// The account is quarantined, for this reason.
+    Quarantined(String),
+}
+
+/// The verdict on one outbound call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Judgement {
+    pub destination: Destination,
+    pub decision: Decision,
+    /// The cap on the call's length (`EXTSEC_MAX_SECONDS`), 0 for none.
+    pub max_seconds: u32,
+}
+
+impl Judgement {
+    pub fn is_refused(&self) -> bool {
+        matches!(
+            self.decision,
+            Decision::Refuse(_) | Decision::TollFraud { .. }
+        )
+    }
+
+    /// The `reason=` code: `ok`, `emergency`, `internal`, `warning(RULE)`,
+    /// `CLASS_destination`, `malformed_number`, `outside_hours(CLASS)`,
+    /// `quarantined(WHY)`, `toll_fraud(RULE)`.
+    pub fn reason_code(&self) -> String {
+        match &self.decision {
+            Decision::Pass => match self.destination.class {
+                Class::Emergency => "emergency".into(),
+                Class::Internal => "internal".into(),
+                _ => "ok".into(),
+            },
+            Decision::Warn { rule, .. } => format!("warning({rule})"),
+            Decision::Refuse(Refusal::Destination(Class::Malformed)) => "malformed_number".into(),
+            Decision::Refuse(Refusal::Destination(class)) => format!("{class}_destination"),
+            Decision::Refuse(Refusal::OutsideHours(class)) => format!("outside_hours({class})"),
+            Decision::Refuse(Refusal::Quarantined(why)) => format!("quarantined({why})"),
+            Decision::TollFraud { rule, .. } => format!("toll_fraud({rule})"),
+        }
+    }
+}
+
+/// What a successful login (AMI `SuccessfulAuth`) meant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Login {
+    /// From an address the account used lately, or a trusted one.
+    Known,
+    /// From a new address, with no failed guesses before it: only noted.
+    NewAddress,
+    /// From a new address soon after failed guesses (or from an alerted address): the
+    /// account is quarantined before its first call.
+    Takeover { failed: u16 },
+}
+
+/// How a call's end (the hangup handler) changed the account's minutes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ended {
+    pub severity: Severity,
+    pub figure: u32,
+    pub limit: u32,
+    /// The address to blame (the account's last one), for a critical level.
+    pub address: Option<IpAddr>,
+}
+
+/// What `fraud status` shows of one account.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    pub account: String,
+    /// Per class dialled: calls in the last minute, hour and day, distinct numbers in
+    /// the hour, minutes in the day.
+    pub classes: Vec<ClassStatus>,
+    pub quarantine: Option<Quarantine>,
+    pub addresses: Vec<IpAddr>,
+    /// The last numbers dialled, `+E164` with their class.
+    pub last: Vec<(Class, String)>,
+    pub active: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClassStatus {
+    pub class: Class,
+    pub calls_minute: u32,
+    pub calls_hour: u32,
+    pub calls_day: u32,
+    pub distinct_hour: u32,
+    pub minutes_day: u32,
+}
+
+/// The guard's whole state, as the state file keeps it.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub accounts: Vec<(String, Account)>,
+    /// Learned numbers (E.164 as an integer) and when each expires.
+    pub learned: Vec<(u64, u64)>,
+}
+
+/// Every account's state, and the learned numbers.
+pub struct Guard {
+    accounts: LruCache<String, Account>,
+    learned: HashMap<u64, u64>,
+    hasher: RandomState,
+    /// Accounts forgotten because of `max_accounts`.
+    pub dropped: u64,
+    /// Whether anything changed since the state was last taken for saving.
+    dirty: bool,
+}
+
+impl Default for Guard {
+    fn default() -> Guard {
+        Guard {
+            accounts: LruCache::unbounded(),
+            learned: HashMap::new(),
+            hasher: RandomState::new(),
+            dropped: 0,
+            dirty: false,
+        }
+    }
+}
+
+impl Guard {
+    pub fn from_snapshot(snapshot: Snapshot) -> Guard {
+        let mut guard = Guard::default();
+        let mut accounts = snapshot.accounts;
+        // Least recently active first, so that the cache's order is theirs.
+        accounts.sort_by_key(|(_, a)| a.active);
+        for (name, account) in accounts {
+            guard.accounts.put(name, account);
+        }
+        guard.learned = snapshot.learned.into_iter().collect();
+        guard
+    }
+
+    /// The state to save, and whether it changed since the last time it was taken.
+    pub fn snapshot(&mut self) -> (Snapshot, bool) {
+        let changed = std::mem::take(&mut self.dirty);
+        let snapshot = Snapshot {
+            accounts: self
+                .accounts
+                .iter()
+                .map(|(n, a)| (n.clone(), a.clone()))
+                .collect(),
+            learned: self.learned.iter().map(|(&n, &t)| (n, t)).collect(),
+        };
+        (snapshot, changed)
+    }
+
+    pub fn accounts(&self) -> usize {
+        self.accounts.len()
+    }
+
+    pub fn quarantined(&self, now: u64) -> usize {
+        self.accounts
+            .iter()
+            .filter(|(_, a)| a.quarantine.as_ref().is_some_and(|q| q.until > now))
+            .count()
+    }
+
+    pub fn learned(&self) -> usize {
+        self.learned.len()
+    }
+
+    fn is_learned(&self, number: u64, now: u64) -> bool {
+        self.learned.get(&number).is_some_and(|&until| until > now)
+    }
+
+    /// The account's state, made if new; past `max_accounts` the least recently active
+    /// account that is not quarantined is forgotten (a quarantine is never dropped).
+    fn account(&mut self, config: &FraudConfig, name: &str, now: u64) -> &mut Account {
+        if !self.accounts.contains(name) && self.accounts.len() >= config.max_accounts {
+            let idle = self
+                .accounts
+                .iter()
+                .rev()
+                .find(|(_, a)| a.quarantine.as_ref().is_none_or(|q| q.until <= now))
+                .map(|(n, _)| n.clone());
+            if let Some(idle) = idle {
+                self.accounts.pop(&idle);
+                self.dropped += 1;
+            }
+        }
+        self.dirty = true;
+        let account = self
+            .accounts
+            .get_or_insert_mut(name.to_string(), Account::default);
+        account.active = now;
+        account
+    }
+
+    /// Judges one outbound call and counts it.
+    pub fn judge(
+        &mut self,
+        config: &FraudConfig,
+        high_risk: &Prefixes,
+        call: &Outbound,
+        now: Now,
+    ) -> Judgement {
+        let t = now.unix;
+        let destination = classify(
+            &config.dial_plan,
+            &config.blocked,
+            high_risk,
+            |n| self.is_learned(n, t),
+            &call.number,
+        );
+        let class = destination.class;
+        let number_hash = self.hasher.hash_one(&call.number) as u32;
+        let limits = config.limits(&call.account, class).clone();
+        let quarantine = config.quarantine.as_secs();
+        let account = self.account(config, &call.account, t);
+        account.seen_at(call.address, t);
+        let pass = |decision, max_seconds| Judgement {
+            destination: destination.clone(),
+            decision,
+            max_seconds,
+        };
+        if call.tampered {
+            quarantine_for(
+                account,
+                "request_tampering",
+                Some(class),
+                call.address,
+                t,
+                quarantine,
+            );
+            return pass(
+                Decision::TollFraud {
+                    rule: "request_tampering".into(),
+                    figure: 1,
+                    limit: 1,
+                },
+                0,
+            );
+        }
+        if !class.is_judged() {
+            return pass(Decision::Pass, 0);
+        }
+        let keep = if limits.keeps_distinct() {
+            limits
+                .level(Rule::DistinctPerHour)
+                .warning
+                .max(limits.level(Rule::DistinctPerHour).critical)
+                .min(MAX_DISTINCT_LEVEL) as usize
+        } else {
+            0
+        };
+        account.counts(class).add_call(t, Some(number_hash), keep);
+        account.dialled(class, destination.key());
+        if let Some(q) = account.quarantined(t)
+            && class != Class::National
+        {
+            let why = q.why.clone();
+            return pass(Decision::Refuse(Refusal::Quarantined(why)), 0);
+        }
+        let counts = account.counts(class);
+        let reached = reached(&limits, |rule| counts.figure(rule, t, call.live));
+        if let Some((Severity::Critical, rule, figure, limit)) = reached {
+            quarantine_for(
+                account,
+                rule.name(),
+                Some(class),
+                call.address,
+                t,
+                quarantine,
+            );
+            let rule = rule.name().to_string();
+            return pass(
+                Decision::TollFraud {
+                    rule,
+                    figure,
+                    limit,
+                },
+                0,
+            );
+        }
+        if limits
+            .hours
+            .as_ref()
+            .is_some_and(|h| !h.allows(now.weekday, now.minute))
+        {
+            return pass(Decision::Refuse(Refusal::OutsideHours(class)), 0);
+        }
+        if limits.refuse {
+            return pass(Decision::Refuse(Refusal::Destination(class)), 0);
+        }
+        match reached {
+            Some((_, rule, figure, limit)) => pass(
+                Decision::Warn {
+                    rule,
+                    figure,
+                    limit,
+                },
+                limits.max_seconds,
+            ),
+            None => pass(Decision::Pass, limits.max_seconds),
+        }
+    }
+
+    /// A call of `class` by `account` ended after `answered` seconds (the hangup
+    /// handler): its minutes count, and may reach a level.
+    pub fn call_ended(
+        &mut self,
+        config: &FraudConfig,
+        account: &str,
+        class: Class,
+        answered: u32,
+        now: u64,
+    ) -> Option<Ended> {
+        if !class.is_judged() || !self.accounts.contains(account) {
+            return None;
+        }
+        let limits = config.limits(account, class).clone();
+        let quarantine = config.quarantine.as_secs();
+        let state = self.account(config, account, now);
+        let counts = state.counts(class);
+        counts.add_seconds(now, answered);
+        let figure = counts.figure(Rule::MinutesPerDay, now, 0);
+        let level = limits.level(Rule::MinutesPerDay);
+        let address = state.addresses.last().map(|&(a, _)| a);
+        let severity = if level.critical > 0 && figure >= level.critical {
+            if state.quarantined(now).is_none() {
+                let ip = address.unwrap_or(IpAddr::from([0, 0, 0, 0]));
+                quarantine_for(
+                    state,
+                    Rule::MinutesPerDay.name(),
+                    Some(class),
+                    ip,
+                    now,
+                    quarantine,
+                );
+            }
+            Severity::Critical
+        } else if level.warning > 0 && figure >= level.warning {
+            Severity::Warning
+        } else {
+            return None;
+        };
+        let limit = match severity {
+            Severity::Critical => level.critical,
+            Severity::Warning => level.warning,
+        };
+        Some(Ended {
+            severity,
+            figure,
+            limit,
+            address,
+        })
+    }
+
+    /// A failed login for an existing account (AMI `ChallengeResponseFailed`,
+    /// `InvalidPassword` naming it).
+    pub fn login_failed(&mut self, config: &FraudConfig, account: &str, now: u64) {
+        let window = config.takeover_window.as_secs();
+        let state = self.account(config, account, now);
+        state.failed_logins = Some(match state.failed_logins {
+            Some((at, n)) if now.saturating_sub(at) <= window => (now, n.saturating_add(1)),
+            _ => (now, 1),
+        });
+    }
+
+    /// A successful login (AMI `SuccessfulAuth`) of `account` from `ip`. `trusted`: the
+    /// address is in `trusted_networks`; `alerted`: the watcher alerted on it lately.
+    pub fn logged_in(
+        &mut self,
+        config: &FraudConfig,
+        account: &str,
+        ip: IpAddr,
+        trusted: bool,
+        alerted: bool,
+        now: u64,
+    ) -> Login {
+        let days = (config.new_address.as_secs() / 86_400) as u32;
+        let window = config.takeover_window.as_secs();
+        let quarantine = config.quarantine.as_secs();
+        let state = self.account(config, account, now);
+        let known = state.knows(ip, now, days);
+        state.seen_at(ip, now);
+        if known || trusted {
+            return Login::Known;
+        }
+        let failed = match state.failed_logins {
+            Some((at, n)) if now.saturating_sub(at) <= window => n,
+            _ => 0,
+        };
+        if failed == 0 && !alerted {
+            return Login::NewAddress;
+        }
+        state.failed_logins = None;
+        quarantine_for(state, "takeover", None, ip, now, quarantine);
+        Login::Takeover { failed }
+    }
+
+    /// Learns `number` (an alerted guest call's extension) if it is an international
+    /// number: scanners probe the numbers they sell. Whether it was learned.
+    pub fn learn(
+        &mut self,
+        config: &FraudConfig,
+        high_risk: &Prefixes,
+        number: &[u8],
+        now: u64,
+    ) -> bool {
+        if config.learned.is_zero() {
+            return false;
+        }
+        let d = classify(
+            &config.dial_plan,
+            &config.blocked,
+            high_risk,
+            |_| false,
+            number,
+        );
+        let (Class::International | Class::HighRisk | Class::Premium, Some(key)) =
+            (d.class, d.key())
+        else {
+            return false;
+        };
+        // A premium number of the PBX's own country is no attacker's sale.
+        if d.class == Class::Premium
+            && d.e164
+                .as_deref()
+                .is_some_and(|e| e.starts_with(config.dial_plan.country_code.as_str()))
+        {
+            return false;
+        }
+        self.learned.retain(|_, &mut until| until > now);
+        if self.learned.len() >= MAX_LEARNED && !self.learned.contains_key(&key) {
+            let soonest = self
+                .learned
+                .iter()
+                .min_by_key(|(_, t)| **t)
+                .map(|(k, _)| *k);
+            if let Some(k) = soonest {
+                self.learned.remove(&k);
+            }
+        }
+        self.learned.insert(key, now + config.learned.as_secs());
+        self.dirty = true;
+        true
+    }
+
+    /// What `fraud status` shows: one account, or every account (quarantined first).
+    pub fn status(&mut self, account: Option<&str>, now: u64) -> Vec<Status> {
+        let names: Vec<String> = match account {
+            Some(name) => self
+                .accounts
+                .contains(name)
+                .then(|| name.to_string())
+                .into_iter()
+                .collect(),
+            None => self.accounts.iter().map(|(n, _)| n.clone()).collect(),
+        };
+        let mut out: Vec<Status> = names
+            .into_iter()
+            .filter_map(|name| {
+                let account = self.accounts.peek_mut(&name)?;
+                Some(status_of(name, account, now))
+            })
+            .collect();
+        out.sort_by(|a, b| {
+            (b.quarantine.is_some(), b.active)
+                .cmp(&(a.quarantine.is_some(), a.active))
+                .then_with(|| a.account.cmp(&b.account))
+        });
+        out
+    }
+
+    /// Lifts `account`'s quarantine and resets its counters; what it was, if it was
+    /// known.
+    pub fn release(&mut self, account: &str, now: u64) -> Option<Option<Quarantine>> {
+        let state = self.accounts.peek_mut(account)?;
+        let was = state.quarantined(now).cloned();
+        state.release();
+        self.dirty = true;
+        Some(was)
+    }
+}
+
+fn quarantine_for(
+    account: &mut Account,
+    why: &str,
+    class: Option<Class>,
+    address: IpAddr,
+    now: u64,
+    seconds: u64,
+) {
+    account.quarantine = Some(Quarantine {
+        why: why.to_string(),
+        class,
+        since: now,
+        until: now + seconds,
+        address: Some(address),
+    });
+}
+
+fn status_of(name: String, account: &mut Account, now: u64) -> Status {
+    account.tidy(now);
+    let quarantine = account.quarantined(now).cloned();
+    let classes = account
+        .counts
+        .iter_mut()
+        .filter_map(|c| {
+            let class = c.class?;
+            Some(ClassStatus {
+                class,
+                calls_minute: c.figure(Rule::CallsPerMinute, now, 0),
+                calls_hour: c.figure(Rule::CallsPerHour, now, 0),
+                calls_day: c.figure(Rule::CallsPerDay, now, 0),
+                distinct_hour: c.figure(Rule::DistinctPerHour, now, 0),
+                minutes_day: c.figure(Rule::MinutesPerDay, now, 0),
+            })
+        })
+        .collect();
+    Status {
+        account: name,
+        classes,
+        quarantine,
+        addresses: account.addresses.iter().map(|&(a, _)| a).collect(),
+        last: account
+            .last
+            .iter()
+            .map(|&(c, n)| (c, format!("+{n}")))
+            .collect(),
+        active: account.active,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    const T0: u64 = 1_800_000_000;
+
+    fn config(extra: &str) -> FraudConfig {
+        let text = format!("[fraud]\nenabled = true\ncountry_code = \"49\"\n{extra}");
+        Config::from_toml(&text, std::path::Path::new("t.toml"))
+            .unwrap()
+            .fraud
+            .unwrap()
+    }
+
+    fn high_risk() -> Prefixes {
+        Prefixes::new(vec!["882".into(), "53".into()])
+    }
+
+    /// Tuesday 10:00, `secs` after T0.
+    fn at(secs: u64) -> Now {
+        Now {
+            unix: T0 + secs,
+            weekday: 1,
+            minute: 600,
+        }
+    }
+
+    fn call(number: &str) -> Outbound {
+        Outbound {
+            account: "1001".into(),
+            number: number.as_bytes().to_vec(),
+            address: "203.0.113.50".parse().unwrap(),
+            live: 1,
+            tampered: false,
+        }
+    }
+
+    fn judge(g: &mut Guard, c: &FraudConfig, call: &Outbound, now: Now) -> String {
+        g.judge(c, &high_risk(), call, now).reason_code()
+    }
+
+    #[test]
+    fn six_international_calls_in_a_minute_quarantine_the_account() {
+        let c = config("");
+        let mut g = Guard::default();
+        let codes: Vec<String> = (0..6)
+            .map(|i| judge(&mut g, &c, &call(&format!("0044207946012{i}")), at(i * 5)))
+            .collect();
+        assert_eq!(
+            codes,
+            [
+                "ok",
+                "ok",
+                "ok",
+                "warning(calls_per_minute)",
+                "warning(calls_per_minute)",
+                "toll_fraud(calls_per_minute)"
+            ]
+        );
+        // Quarantined: only national, internal and emergency calls pass.
+        for (number, code) in [
+            ("00442079460123", "quarantined(calls_per_minute)"),
+            ("015112345678", "quarantined(calls_per_minute)"),
+            ("09001123456", "quarantined(calls_per_minute)"),
+            ("030901820", "ok"),
+            ("112", "emergency"),
+            ("100", "internal"),
+        ] {
+            assert_eq!(judge(&mut g, &c, &call(number), at(120)), code, "{number}");
+        }
+        assert_eq!(g.quarantined(T0 + 120), 1);
+        // It ends after quarantine_seconds.
+        assert_eq!(
+            judge(&mut g, &c, &call("00442079460123"), at(86_400 + 60)),
+            "ok"
+        );
+    }
+
+    #[test]
+    fn the_international_cap_and_the_third_live_call() {
+        let c = config("");
+        let mut g = Guard::default();
+        let j = g.judge(&c, &high_risk(), &call("00442079460123"), at(0));
+        assert_eq!((j.reason_code().as_str(), j.max_seconds), ("ok", 3600));
+        let live = |n| Outbound {
+            live: n,
+            ..call("00442079460124")
+        };
+        assert_eq!(judge(&mut g, &c, &live(2), at(60)), "warning(concurrent)");
+        assert_eq!(
+            judge(&mut g, &c, &live(3), at(120)),
+            "toll_fraud(concurrent)"
+        );
+    }
+
+    #[test]
+    fn a_dialler_sweeping_numbers_is_stopped_at_the_eleventh_in_an_hour() {
+        let c = config("");
+        let mut g = Guard::default();
+        let codes: Vec<String> = (0..11)
+            .map(|i| {
+                judge(
+                    &mut g,
+                    &c,
+                    &call(&format!("004420794601{i:02}")),
+                    at(i * 300),
+                )
+            })
+            .collect();
+        assert_eq!(codes[6], "ok");
+        assert_eq!(codes[7], "warning(distinct_per_hour)");
+        assert_eq!(codes[10], "toll_fraud(distinct_per_hour)");
+    }
+
+    #[test]
+    fn refused_classes_and_their_third_try() {
+        let c = config("");
+        let mut g = Guard::default();
+        assert_eq!(
+            judge(&mut g, &c, &call("09001123456"), at(0)),
+            "premium_destination"
+        );
+        assert_eq!(
+            judge(&mut g, &c, &call("0088212345678"), at(10)),
+            "high_risk_destination"
+        );
+        assert_eq!(
+            judge(&mut g, &c, &call("0044 20"), at(20)),
+            "malformed_number"
+        );
+        assert_eq!(
+            judge(&mut g, &c, &call("09001123457"), at(30)),
+            "premium_destination"
+        );
+        assert_eq!(
+            judge(&mut g, &c, &call("09001123458"), at(40)),
+            "toll_fraud(calls_per_hour)"
+        );
+    }
+
+    #[test]
+    fn a_number_an_attacker_probed_is_refused_to_every_account() {
+        let c = config("");
+        let mut g = Guard::default();
+        assert!(
+            !g.learn(&c, &high_risk(), b"100", T0),
+            "an extension is not learned"
+        );
+        assert!(
+            !g.learn(&c, &high_risk(), b"030901820", T0),
+            "nor a national number"
+        );
+        assert!(g.learn(&c, &high_risk(), b"00972501234567", T0));
+        let other = Outbound {
+            account: "1002".into(),
+            ..call("00972501234567")
+        };
+        assert_eq!(judge(&mut g, &c, &other, at(60)), "learned_destination");
+        assert_eq!(
+            judge(&mut g, &c, &other, at(70)),
+            "toll_fraud(calls_per_hour)"
+        );
+        // Learned for learned_days (30), then forgotten.
+        let later = Outbound {
+            account: "1003".into(),
+            ..call("00972501234567")
+        };
+        assert_eq!(judge(&mut g, &c, &later, at(31 * 86_400)), "ok");
+    }
+
+    #[test]
+    fn hours_and_per_account_limits() {
+        let c = config(
+            "[fraud.class.international]\nhours = \"Mo-Fr 07:00-20:00\"\n\
+             [fraud.account.callcentre.international]\nhours = \"\"\n\
+             calls_per_minute = { warning = 40, critical = 60 }\n",
+        );
+        let mut g = Guard::default();
+        let night = Now {
+            minute: 23 * 60,
+            ..at(0)
+        };
+        assert_eq!(
+            judge(&mut g, &c, &call("00442079460123"), night),
+            "outside_hours(international)"
+        );
+        assert_eq!(judge(&mut g, &c, &call("00442079460123"), at(10)), "ok");
+        let cc = |i| Outbound {
+            account: "callcentre".into(),
+            ..call(&format!("0044207946{i:04}"))
+        };
+        for i in 0..7 {
+            assert_eq!(
+                judge(
+                    &mut g,
+                    &c,
+                    &cc(i),
+                    Now {
+                        minute: 23 * 60,
+                        ..at(20 + i)
+                    }
+                ),
+                "ok"
+            );
+        }
+    }
+
+    #[test]
+    fn minutes_a_day_come_from_the_calls_ends() {
+        let c = config("");
+        let mut g = Guard::default();
+        assert_eq!(judge(&mut g, &c, &call("00442079460123"), at(0)), "ok");
+        assert_eq!(
+            g.call_ended(&c, "1001", Class::International, 3600, T0 + 3600),
+            None
+        );
+        let warn = g
+            .call_ended(&c, "1001", Class::International, 3600, T0 + 7200)
+            .unwrap();
+        assert_eq!(
+            (warn.severity, warn.figure, warn.limit),
+            (Severity::Warning, 120, 120)
+        );
+        let crit = g
+            .call_ended(&c, "1001", Class::International, 7200, T0 + 14_400)
+            .unwrap();
+        assert_eq!((crit.severity, crit.figure), (Severity::Critical, 240));
+        assert_eq!(crit.address, Some("203.0.113.50".parse().unwrap()));
+        assert_eq!(
+            judge(&mut g, &c, &call("00442079460123"), at(14_500)),
+            "quarantined(minutes_per_day)"
+        );
+        // An account never seen, or a class not judged, counts nothing.
+        assert_eq!(
+            g.call_ended(&c, "9999", Class::International, 99_999, T0),
+            None
+        );
+        assert_eq!(g.call_ended(&c, "1001", Class::Emergency, 99_999, T0), None);
+    }
+
+    #[test]
+    fn a_login_from_a_new_address_after_guesses_is_a_takeover() {
+        let c = config("");
+        let mut g = Guard::default();
+        let office: IpAddr = "198.51.100.7".parse().unwrap();
+        let attacker: IpAddr = "203.0.113.66".parse().unwrap();
+        assert_eq!(
+            g.logged_in(&c, "1001", office, false, false, T0),
+            Login::NewAddress
+        );
+        assert_eq!(
+            g.logged_in(&c, "1001", office, false, false, T0 + 60),
+            Login::Known
+        );
+        for i in 0..31 {
+            g.login_failed(&c, "1001", T0 + 100 + i);
+        }
+        assert_eq!(
+            g.logged_in(&c, "1001", attacker, false, false, T0 + 140),
+            Login::Takeover { failed: 31 }
+        );
+        assert_eq!(
+            judge(&mut g, &c, &call("00442079460123"), at(150)),
+            "quarantined(takeover)"
+        );
+        // A phone that moves without failed guesses is only noted; a trusted one, known.
+        assert_eq!(
+            g.logged_in(&c, "1002", attacker, false, false, T0),
+            Login::NewAddress
+        );
+        g.login_failed(&c, "1003", T0);
+        assert_eq!(
+            g.logged_in(&c, "1003", attacker, true, false, T0 + 1),
+            Login::Known
+        );
+        // Failures long before do not count; an address the watcher alerted on does.
+        g.login_failed(&c, "1004", T0);
+        assert_eq!(
+            g.logged_in(&c, "1004", attacker, false, false, T0 + 7200),
+            Login::NewAddress
+        );
+        assert_eq!(
+            g.logged_in(&c, "1005", attacker, false, true, T0),
+            Login::Takeover { failed: 0 }
+        );
+    }
+
+    #[test]
+    fn tampering_quarantines_and_release_lifts_it() {
+        let c = config("");
+        let mut g = Guard::default();
+        let bad = Outbound {
+            tampered: true,
+            ..call("0044207946\n0123")
+        };
+        assert_eq!(
+            judge(&mut g, &c, &bad, at(0)),
+            "toll_fraud(request_tampering)"
+        );
+        let was = g.release("1001", T0 + 10).unwrap().unwrap();
+        assert_eq!(was.why, "request_tampering");
+        assert_eq!(judge(&mut g, &c, &call("00442079460123"), at(20)), "ok");
+        assert_eq!(g.release("nobody", T0), None);
+    }
+
+    #[test]
+    fn the_cap_forgets_idle_accounts_never_a_quarantine() {
+        let c = config("max_accounts = 2\n");
+        let mut g = Guard::default();
+        let by = |name: &str, number: &str| Outbound {
+            account: name.into(),
+            ..call(number)
+        };
+        assert_eq!(
+            judge(&mut g, &c, &by("a", "09001123456"), at(0)),
+            "premium_destination"
+        );
+        judge(&mut g, &c, &by("a", "09001123456"), at(1));
+        assert_eq!(
+            judge(&mut g, &c, &by("a", "09001123456"), at(2)),
+            "toll_fraud(calls_per_hour)"
+        );
+        judge(&mut g, &c, &by("b", "030901820"), at(3));
+        judge(&mut g, &c, &by("c", "030901820"), at(4));
+        assert_eq!(g.accounts(), 2);
+        assert_eq!(g.dropped, 1);
+        assert_eq!(
+            judge(&mut g, &c, &by("a", "00442079460123"), at(5)),
+            "quarantined(calls_per_hour)"
+        );
+    }
+
+    #[test]
+    fn the_state_survives_a_round_trip() {
+        let c = config("");
+        let mut g = Guard::default();
+        for i in 0..5 {
+            judge(&mut g, &c, &call(&format!("0044207946012{i}")), at(i));
+        }
+        g.learn(&c, &high_risk(), b"00972501234567", T0);
+        let (snapshot, changed) = g.snapshot();
+        assert!(changed);
+        let json = serde_json::to_string(&snapshot).unwrap();
+        let mut again = Guard::from_snapshot(serde_json::from_str(&json).unwrap());
+        assert!(!again.snapshot().1, "nothing changed since it was loaded");
+        assert_eq!(
+            judge(&mut again, &c, &call("00442079460129"), at(10)),
+            "toll_fraud(calls_per_minute)"
+        );
+        assert_eq!(again.learned(), 1);
+        let status = again.status(Some("1001"), T0 + 10);
+        assert_eq!(status[0].classes[0].calls_minute, 6);
+        assert_eq!(status[0].last.last().unwrap().1, "+442079460129");
+    }
+}

@@ -1,0 +1,16 @@
+//! Toll fraud: what an authenticated account dials, judged before `Dial` (README, "Toll
+//! fraud"). Pure: the daemon passes the time and does the I/O.
+//!
+//! [`number`] puts a dialled number in a destination class; [`limits`] says what each
+//! class allows; [`account`] keeps what an account did in [`window`]s.
+
+pub mod account;
+mod emergency_numbers;
+pub mod guard;
+pub mod hours;
+pub mod limits;
+pub mod number;
+pub mod window;
+
+pub use guard::{Decision, Guard, Judgement, Login, Now, Refusal};
+pub use number::{Class, Destination, DialPlan, Prefixes, classify};
