@@ -40,6 +40,10 @@ pub const MAX_REQUEST_BYTES: usize = 4096;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Level {
     Info,
+    /// Something the operator should see that bans no one: an outbound call refused by
+    /// policy, a limit's warning level, a quarantined account. The fail2ban filter
+    /// matches `ERROR` lines only.
+    Warning,
     Error,
     Critical,
 }
@@ -48,6 +52,7 @@ impl Level {
     fn as_str(self) -> &'static str {
         match self {
             Level::Info => "INFO",
+            Level::Warning => "WARNING",
             Level::Error => "ERROR",
             Level::Critical => "CRITICAL",
         }
@@ -117,6 +122,91 @@ impl Line {
             level: Level::Error,
             text,
             alert: Some((ip, reason.to_string())),
+        }
+    }
+
+    /// An outbound call's verdict (README, "Toll fraud"): `INFO` when it goes on,
+    /// `WARNING` when refused by policy or past a warning level, `ERROR` (banned on) when
+    /// it is toll fraud, unless the address is trusted: an office phone that dials too
+    /// much is stopped, not banned.
+    ///
+    /// `ip=ADDR reason=CODE account='…' class=CLASS number='…' live=N [figure=N limit=N]`
+    pub fn for_outbound(
+        judgement: &crate::fraud::Judgement,
+        call: &crate::call::Outbound,
+        trusted: bool,
+    ) -> Line {
+        use crate::fraud::Decision;
+        let (level, figures) = match &judgement.decision {
+            Decision::Pass => (Level::Info, None),
+            Decision::Warn { figure, limit, .. } => (Level::Warning, Some((*figure, *limit))),
+            Decision::Refuse(_) => (Level::Warning, None),
+            Decision::TollFraud { figure, limit, .. } if trusted => {
+                (Level::Warning, Some((*figure, *limit)))
+            }
+            Decision::TollFraud { figure, limit, .. } => (Level::Error, Some((*figure, *limit))),
+        };
+        let reason = judgement.reason_code();
+        let mut text = format!("ip={} reason={reason} account=", call.address);
+        quote(&mut text, call.account.as_bytes(), MAX_VALUE_BYTES);
+        let _ = write!(text, " class={} number=", judgement.destination.class);
+        quote(&mut text, &call.number, MAX_VALUE_BYTES);
+        let _ = write!(text, " live={}", call.live);
+        if let Some((figure, limit)) = figures {
+            let _ = write!(text, " figure={figure} limit={limit}");
+        }
+        let alert = (level == Level::Error).then_some((call.address, reason));
+        Line { level, text, alert }
+    }
+
+    /// An outbound account's answered minutes reached a level when a call ended:
+    /// `ERROR` at the critical level against the address it last called from (unless
+    /// trusted, or none is known), `WARNING` otherwise.
+    pub fn for_outbound_minutes(
+        account: &str,
+        class: crate::fraud::Class,
+        ended: &crate::fraud::guard::Ended,
+        trusted: bool,
+    ) -> Line {
+        use crate::fraud::limits::Severity;
+        let critical = ended.severity == Severity::Critical;
+        let reason = match critical {
+            true => "toll_fraud(minutes_per_day)",
+            false => "warning(minutes_per_day)",
+        };
+        let mut text = String::new();
+        if let Some(ip) = ended.address {
+            let _ = write!(text, "ip={ip} ");
+        }
+        let _ = write!(text, "reason={reason} account=");
+        quote(&mut text, account.as_bytes(), MAX_VALUE_BYTES);
+        let _ = write!(
+            text,
+            " class={class} figure={} limit={}",
+            ended.figure, ended.limit
+        );
+        let alert = ended
+            .address
+            .filter(|_| critical && !trusted)
+            .map(|ip| (ip, reason.to_string()));
+        let level = match alert {
+            Some(_) => Level::Error,
+            None => Level::Warning,
+        };
+        Line { level, text, alert }
+    }
+
+    /// A successful login that looks like a takeover: the account is quarantined before
+    /// its first call. `WARNING`: the address is the one that logged in with the right
+    /// password, which the AMI rules judge on their own.
+    pub fn for_takeover(ip: IpAddr, account: &[u8], failed: u16) -> Line {
+        let mut text = format!("ip={ip} reason=takeover account=");
+        quote(&mut text, account, MAX_VALUE_BYTES);
+        let _ = write!(text, " failed_logins={failed}");
+        Line {
+            level: Level::Warning,
+            text,
+            alert: None,
         }
     }
 

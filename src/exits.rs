@@ -25,5 +25,8 @@ pub const CROWDSEC: u8 = 7;
 /// `bans`, `unban`: the kernel's sets could not be read or changed, or the daemon
 /// could not be told.
 pub const BANS: u8 = 8;
+/// `fraud status`, `fraud release`: `[fraud]` is off, the account is unknown, or
+/// neither the daemon nor its state file could be reached.
+pub const FRAUD: u8 = 9;
 /// The call was alerted on and `--fail-on-alert` was given.
 pub const ALERT: u8 = 10;

@@ -487,74 +487,12 @@ fn next_file(path: &Path, open: &Open) -> io::Result<Option<Open>> {
     }
 }
 
-/// A [`Position`] kept in a file, replaced whole (write, fsync, rename) so that a crash
-/// leaves the old position or the new one, never half of either.
-#[derive(Debug, Clone)]
-pub struct PositionFile {
-    path: PathBuf,
-}
-
 /// What the file holds: the log it is about and where in it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Saved {
     pub log: PathBuf,
     #[serde(flatten)]
     pub position: Position,
-}
-
-impl PositionFile {
-    /// When the position was last saved (the file's modification time).
-    pub fn saved_at(&self) -> Option<jiff::Timestamp> {
-        let modified = std::fs::metadata(&self.path).ok()?.modified().ok()?;
-        jiff::Timestamp::try_from(modified).ok()
-    }
-}
-
-impl PositionFile {
-    pub fn new(path: &Path) -> PositionFile {
-        PositionFile {
-            path: path.to_path_buf(),
-        }
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// The saved position; `None` when there is no file yet. A file that does not
-    /// parse is an error: better to say so than to start over silently.
-    pub fn load(&self) -> io::Result<Option<Saved>> {
-        match std::fs::read(&self.path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// Proves the folder takes the file (before anything needs saving).
-    pub fn probe(&self) -> io::Result<()> {
-        File::create(self.tmp())?;
-        std::fs::remove_file(self.tmp())
-    }
-
-    fn tmp(&self) -> PathBuf {
-        let mut tmp = self.path.clone().into_os_string();
-        tmp.push(".tmp");
-        PathBuf::from(tmp)
-    }
-
-    pub fn save(&self, saved: &Saved) -> io::Result<()> {
-        use std::io::Write as _;
-        let tmp = self.tmp();
-        let mut file = File::create(&tmp)?;
-        let mut text = serde_json::to_vec(saved).map_err(io::Error::other)?;
-        text.push(b'\n');
-        file.write_all(&text)?;
-        file.sync_data()?;
-        std::fs::rename(&tmp, &self.path)
-    }
 }
 
 #[cfg(test)]
@@ -846,14 +784,13 @@ mod tests {
 
     #[test]
     fn the_position_file_is_replaced_whole() {
+        use crate::state_file::StateFile;
         let dir = tempfile::tempdir().unwrap();
-        let file = PositionFile::new(&dir.path().join("pos"));
-        assert_eq!(file.load().unwrap(), None);
+        let file = StateFile::new(&dir.path().join("pos"));
+        assert_eq!(file.load::<Saved>().unwrap(), None);
         file.probe().unwrap();
         assert!(
-            PositionFile::new(&dir.path().join("no/pos"))
-                .probe()
-                .is_err(),
+            StateFile::new(&dir.path().join("no/pos")).probe().is_err(),
             "a missing folder is found before anything needs saving"
         );
         let saved = Saved {
@@ -868,6 +805,9 @@ mod tests {
         file.save(&saved).unwrap();
         assert_eq!(file.load().unwrap(), Some(saved));
         std::fs::write(file.path(), "{").unwrap();
-        assert_eq!(file.load().unwrap_err().kind(), io::ErrorKind::InvalidData);
+        assert_eq!(
+            file.load::<Saved>().unwrap_err().kind(),
+            io::ErrorKind::InvalidData
+        );
     }
 }

@@ -24,6 +24,7 @@ pub mod peer;
 pub mod report;
 pub mod request;
 pub mod rules;
+pub mod state_file;
 
 pub use call::Call;
 pub use config::Config;

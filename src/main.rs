@@ -72,7 +72,12 @@ enum Command {
     /// Log in to the CrowdSec LAPI of [crowdsec] and say what is wrong, if anything
     CrowdsecCheck,
     /// Judge one call over AGI on stdin/stdout: AGI(/usr/bin/extsecurity,agi)
-    Agi,
+    Agi {
+        /// `check` (the guest check, the default); `outbound` is refused with a line
+        /// saying it needs the daemon
+        #[arg(value_name = "SCRIPT")]
+        script: Option<String>,
+    },
     /// Summarise alert logs (rotated and .gz ones too): calls, alerts by reason, top
     /// offenders, per-hour counts
     Report {
@@ -100,6 +105,12 @@ enum Command {
         /// prerm does this on removal)
         #[arg(long)]
         remove_table: bool,
+    },
+    /// The outbound check of authenticated accounts ([fraud]): see accounts, lift a
+    /// quarantine
+    Fraud {
+        #[command(subcommand)]
+        action: FraudAction,
     },
     /// Lift a kernel ban and make the running daemon forget the address; prints how to
     /// lift it in fail2ban and CrowdSec too
@@ -146,6 +157,24 @@ struct EncodedArgs {
     /// ${BASE64_ENCODE(${CHANNEL(peername)})} or of ${CHANNEL(endpoint)}
     #[arg(long = "peer-name-b64", require_equals = true, value_name = "BASE64")]
     peer_name: Option<OsString>,
+}
+
+#[derive(Subcommand)]
+enum FraudAction {
+    /// Per account: calls by class, quarantine and why, the last numbers dialled, the
+    /// addresses used; from the running daemon, or from its state file when it is down
+    Status {
+        #[arg(value_name = "ACCOUNT")]
+        account: Option<String>,
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Lift an account's quarantine and reset its counters
+    Release {
+        #[arg(value_name = "ACCOUNT")]
+        account: String,
+    },
 }
 
 /// Plain-text values, for trying a call by hand with `explain`. Never in a dialplan.
@@ -244,7 +273,11 @@ fn run(cli: Cli, args: &[OsString]) -> u8 {
             status
         }
         Command::CrowdsecCheck => crowdsec_check(&config.0),
-        Command::Agi => extsecurity::agi::stdio::run(&config.0),
+        Command::Agi { script } => {
+            let script =
+                extsecurity::agi::session::Script::of(script.as_deref().map(str::as_bytes));
+            extsecurity::agi::stdio::run(&config.0, script)
+        }
         Command::Report {
             logs,
             address: Some(ip),
@@ -258,6 +291,12 @@ fn run(cli: Cli, args: &[OsString]) -> u8 {
         } => remove_table(&config.0),
         Command::Bans { json, .. } => bans(&config.0, json),
         Command::Unban { address } => unban(&config.0, address.to_canonical()),
+        Command::Fraud {
+            action: FraudAction::Status { account, json },
+        } => fraud_status(&config.0, account.as_deref(), json),
+        Command::Fraud {
+            action: FraudAction::Release { account },
+        } => fraud_release(&config.0, &account),
         Command::Serve { listen } => match serve(config, listen) {
             Ok(()) => exits::OK,
             Err(e) => {
@@ -474,13 +513,181 @@ fn unban(config: &Config, ip: std::net::IpAddr) -> u8 {
 
 /// Asks the running daemon to forget `ip`; its one-line answer.
 fn forget(path: &std::path::Path, ip: std::net::IpAddr) -> std::io::Result<String> {
+    ask_daemon(path, &format!("forget {ip}"))
+}
+
+/// One request to the daemon's control socket; its one-line answer.
+fn ask_daemon(path: &std::path::Path, request: &str) -> std::io::Result<String> {
     use std::io::{BufRead, Write};
     let mut stream = std::os::unix::net::UnixStream::connect(path)?;
-    stream.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
-    stream.write_all(format!("forget {ip}\n").as_bytes())?;
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
+    stream.write_all(format!("{request}\n").as_bytes())?;
     let mut answer = String::new();
     std::io::BufReader::new(stream).read_line(&mut answer)?;
     Ok(answer.trim_end().to_string())
+}
+
+/// Where the outbound guard's state is: the running daemon (over its control socket),
+/// or, when no daemon answers there, its state file.
+enum GuardAt<'a> {
+    Daemon(&'a std::path::Path),
+    File(&'a std::path::Path),
+}
+
+/// The daemon when it answers; the state file when the socket is there to be asked
+/// but nobody listens (the daemon is down). `None` with the reason said.
+fn guard_at(config: &Config) -> Option<GuardAt<'_>> {
+    let Some(fraud) = &config.fraud else {
+        eprintln!("extsecurity: [fraud] is off in this configuration (README, \"Toll fraud\")");
+        return None;
+    };
+    match &config.daemon.control_socket {
+        Some(sock) if std::os::unix::net::UnixStream::connect(sock).is_ok() => {
+            Some(GuardAt::Daemon(sock))
+        }
+        Some(_) => Some(GuardAt::File(&fraud.state_file)),
+        None => {
+            eprintln!(
+                "extsecurity: no daemon.control_socket configured: the running daemon cannot be asked"
+            );
+            None
+        }
+    }
+}
+
+/// The guard as its state file holds it.
+fn guard_from_file(path: &std::path::Path) -> Option<extsecurity::fraud::Guard> {
+    match extsecurity::state_file::StateFile::new(path).load() {
+        Ok(Some(snapshot)) => Some(extsecurity::fraud::Guard::from_snapshot(snapshot)),
+        Ok(None) => Some(extsecurity::fraud::Guard::default()),
+        Err(e) => {
+            eprintln!(
+                "extsecurity: cannot read the state file {}: {e} (run as root)",
+                path.display()
+            );
+            None
+        }
+    }
+}
+
+fn fraud_status(config: &Config, account: Option<&str>, json: bool) -> u8 {
+    let now = extsecurity::fraud::Now::current().unix;
+    let (accounts, from) = match guard_at(config) {
+        None => return exits::FRAUD,
+        Some(GuardAt::Daemon(sock)) => {
+            let request = format!("fraud-status {}", account.unwrap_or_default());
+            let answer = match ask_daemon(sock, request.trim_end()) {
+                Ok(answer) => answer,
+                Err(e) => {
+                    eprintln!(
+                        "extsecurity: the daemon did not answer ({}: {e})",
+                        sock.display()
+                    );
+                    return exits::FRAUD;
+                }
+            };
+            let parsed = answer
+                .strip_prefix("status ")
+                .map(serde_json::from_str::<Vec<extsecurity::fraud::guard::Status>>);
+            match parsed {
+                Some(Ok(accounts)) => (accounts, "the running daemon".to_string()),
+                _ => {
+                    eprintln!("extsecurity: the daemon answered {answer:?}");
+                    return exits::FRAUD;
+                }
+            }
+        }
+        Some(GuardAt::File(path)) => {
+            let Some(mut guard) = guard_from_file(path) else {
+                return exits::FRAUD;
+            };
+            (
+                guard.status(account, now),
+                format!(
+                    "the state file {} (the daemon is not running)",
+                    path.display()
+                ),
+            )
+        }
+    };
+    if let (Some(name), true) = (account, accounts.is_empty()) {
+        eprintln!("extsecurity: {name}: unknown to the outbound guard (no call, no login seen)");
+        return exits::FRAUD;
+    }
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&accounts).unwrap_or_default()
+        );
+    } else {
+        print!("{}", extsecurity::fraud::status::render(&accounts, now));
+        println!("(from {from})");
+    }
+    exits::OK
+}
+
+fn fraud_release(config: &Config, account: &str) -> u8 {
+    let now = extsecurity::fraud::Now::current().unix;
+    let was: Option<Option<extsecurity::fraud::account::Quarantine>> = match guard_at(config) {
+        None => return exits::FRAUD,
+        Some(GuardAt::Daemon(sock)) => {
+            match ask_daemon(sock, &format!("fraud-release {account}")) {
+                Ok(answer) if answer.starts_with("released ") => {
+                    serde_json::from_str(&answer["released ".len()..]).ok()
+                }
+                Ok(answer) if answer.starts_with("unknown ") => None,
+                Ok(answer) => {
+                    eprintln!("extsecurity: the daemon answered {answer:?}");
+                    return exits::FRAUD;
+                }
+                Err(e) => {
+                    eprintln!(
+                        "extsecurity: the daemon did not answer ({}: {e})",
+                        sock.display()
+                    );
+                    return exits::FRAUD;
+                }
+            }
+        }
+        Some(GuardAt::File(path)) => {
+            let Some(mut guard) = guard_from_file(path) else {
+                return exits::FRAUD;
+            };
+            let was = guard.release(account, now);
+            if was.is_some()
+                && let Err(e) =
+                    extsecurity::state_file::StateFile::new(path).save(&guard.snapshot().0)
+            {
+                eprintln!(
+                    "extsecurity: cannot write the state file {}: {e} (run as root)",
+                    path.display()
+                );
+                return exits::FRAUD;
+            }
+            was
+        }
+    };
+    match was {
+        None => {
+            eprintln!(
+                "extsecurity: {account}: unknown to the outbound guard (no call, no login seen)"
+            );
+            exits::FRAUD
+        }
+        Some(Some(q)) => {
+            println!(
+                "{account}: quarantine lifted (it was for {}, from {}); its counters reset",
+                q.why,
+                q.address
+                    .map_or("an unknown address".into(), |a| a.to_string())
+            );
+            exits::OK
+        }
+        Some(None) => {
+            println!("{account}: was not quarantined; its counters reset");
+            exits::OK
+        }
+    }
 }
 
 /// `extsecurity serve`: diagnostics on stderr (the journal under systemd), then the

@@ -47,7 +47,37 @@ pub fn verdict_variables(plan: &Plan) -> [(&'static str, String); 2] {
 /// never a caller's, so neither matters; `EXEC` substitutes nothing unless the dialplan
 /// sets `AGIEXECFULL`, and even then no `$` is ever in them.
 pub fn verdict_command(plan: &Plan) -> Vec<u8> {
-    let pairs: Vec<String> = verdict_variables(plan)
+    mset(&verdict_variables(plan))
+}
+
+/// The outbound check's answer (README, "Toll fraud"): `EXTSEC_RESULT` (`OK`, `ALERT`,
+/// `ERROR`), `EXTSEC_REASON`, `EXTSEC_MAX_SECONDS` (a cap on the call's length, 0 for
+/// none) and `EXTSEC_CLASS` (the destination class, which the hangup handler hands
+/// back), in one `EXEC MSet`. `None`: the call could not be judged.
+pub fn outbound_command(judgement: Option<&crate::fraud::Judgement>) -> Vec<u8> {
+    let variables = match judgement {
+        Some(j) => [
+            (
+                "EXTSEC_RESULT",
+                if j.is_refused() { "ALERT" } else { "OK" }.to_string(),
+            ),
+            ("EXTSEC_REASON", j.reason_code()),
+            ("EXTSEC_MAX_SECONDS", j.max_seconds.to_string()),
+            ("EXTSEC_CLASS", j.destination.class.to_string()),
+        ],
+        None => [
+            ("EXTSEC_RESULT", "ERROR".to_string()),
+            ("EXTSEC_REASON", "bad_request".to_string()),
+            ("EXTSEC_MAX_SECONDS", "0".to_string()),
+            ("EXTSEC_CLASS", String::new()),
+        ],
+    };
+    mset(&variables)
+}
+
+/// `EXEC MSet NAME=value,…` for our own variables and values.
+fn mset(variables: &[(&str, String)]) -> Vec<u8> {
+    let pairs: Vec<String> = variables
         .iter()
         .map(|(name, value)| {
             debug_assert!(

@@ -14,7 +14,7 @@
 use std::net::IpAddr;
 
 use crate::agi::lines::Line;
-use crate::call::{Anomaly, Call};
+use crate::call::{Anomaly, Call, Outbound};
 use crate::peer::parse_peer_ip;
 use crate::request::BadRequest;
 
@@ -59,18 +59,78 @@ pub enum Step {
     /// Write this command (it ends with LF), then read more lines.
     Send(Vec<u8>),
     /// The exchange is over: judge this.
-    Done(Result<Call, BadRequest>),
+    Done(Result<Request, BadRequest>),
 }
 
-/// The random tokens that frame our query and its reply, with the reply's first and
-/// last bytes precomputed (they are compared against every line).
+/// What the dialplan asked for, by the FastAGI URL's script (`agi://host/outbound`):
+/// the guest check (any other script, and process AGI), the outbound check, or the
+/// end of an outbound call (its hangup handler).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Script {
+    Guest,
+    Outbound,
+    OutboundEnd,
+}
+
+impl Script {
+    /// The script of `agi_network_script` (`outbound?key=…`).
+    pub fn of(network_script: Option<&[u8]>) -> Script {
+        let path = network_script
+            .map(|s| s.split(|&b| b == b'?').next().unwrap_or_default())
+            .unwrap_or_default();
+        match path {
+            b"outbound" => Script::Outbound,
+            b"outbound-end" => Script::OutboundEnd,
+            _ => Script::Guest,
+        }
+    }
+}
+
+/// A request read whole.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    Guest(Call),
+    Outbound(Outbound),
+    /// An outbound call ended: its account, class (`EXTSEC_CLASS`, which the outbound
+    /// check set) and answered seconds (`ANSWEREDTIME`, which Dial set; empty when
+    /// Dial never bridged).
+    OutboundEnd {
+        account: String,
+        class: Vec<u8>,
+        answered: u32,
+    },
+}
+
+impl Request {
+    /// The guest call, or why this is none (process AGI serves the guest check only).
+    pub fn into_guest(self) -> Result<Call, BadRequest> {
+        match self {
+            Request::Guest(call) => Ok(call),
+            _ => Err(outbound_needs_the_daemon()),
+        }
+    }
+}
+
+/// Why process AGI refuses the outbound scripts: they count every account's calls
+/// across calls, which only the daemon remembers.
+pub fn outbound_needs_the_daemon() -> BadRequest {
+    BadRequest {
+        error: "the outbound check needs the daemon (it counts each account's calls across calls): use AGI(agi://127.0.0.1/outbound) with extsecurity serve".into(),
+        raw: Vec::new(),
+        blame: None,
+    }
+}
+
+/// The longest account name: Asterisk keeps group names in 80 bytes.
+const MAX_ACCOUNT: usize = 80;
+
+/// The random tokens that frame our query and its reply, with the reply's first bytes
+/// precomputed (they are compared against every line).
 #[derive(Debug, Clone)]
 pub struct Tokens {
     tokens: [String; 7],
     /// `200 result=1 (<T0>`
     reply_start: Vec<u8>,
-    /// `<T6>)`
-    reply_end: Vec<u8>,
 }
 
 impl Tokens {
@@ -95,16 +155,41 @@ impl Tokens {
         let tokens = tokens.map(Into::into);
         Tokens {
             reply_start: format!("200 result=1 ({}", tokens[0]).into_bytes(),
-            reply_end: format!("{})", tokens[6]).into_bytes(),
             tokens,
         }
     }
 }
 
-/// The dialplan expressions for a channel technology (design.md §3).
-fn expressions(channel_type: &[u8]) -> [&'static str; 6] {
+/// The dialplan expressions a script reads, for a channel technology (design.md §3,
+/// §3e). The outbound ones read the account from the group `[extsec-outbound]` set, so
+/// that both drivers name it alike, and its live calls from that group's count.
+fn expressions(script: Script, channel_type: &[u8]) -> &'static [&'static str] {
+    let pjsip = channel_type == b"PJSIP";
+    match script {
+        Script::Guest => guest_expressions(channel_type),
+        Script::Outbound if pjsip => &[
+            "${GROUP(extsec-outbound)}",
+            "${ARG1}",
+            "${CHANNEL(pjsip,remote_addr)}",
+            "${GROUP_COUNT(@extsec-outbound)}",
+        ],
+        Script::Outbound => &[
+            "${GROUP(extsec-outbound)}",
+            "${ARG1}",
+            "${CHANNEL(peerip)}",
+            "${GROUP_COUNT(@extsec-outbound)}",
+        ],
+        Script::OutboundEnd => &[
+            "${GROUP(extsec-outbound)}",
+            "${EXTSEC_CLASS}",
+            "${ANSWEREDTIME}",
+        ],
+    }
+}
+
+fn guest_expressions(channel_type: &[u8]) -> &'static [&'static str] {
     match channel_type {
-        b"PJSIP" => [
+        b"PJSIP" => &[
             "${CHANNEL(pjsip,remote_addr)}",
             "${CALLERID(num)}",
             "${CALLERID(name)}",
@@ -113,7 +198,7 @@ fn expressions(channel_type: &[u8]) -> [&'static str; 6] {
             "${CHANNEL(endpoint)}",
         ],
         // chan_sip, and IAX2, which also knows CHANNEL(peerip).
-        _ => [
+        _ => &[
             "${CHANNEL(peerip)}",
             "${CALLERID(num)}",
             "${CALLERID(name)}",
@@ -153,6 +238,10 @@ pub struct Session {
     in_usage: bool,
     /// Asterisk said `HANGUP` (FastAGI): information, not the end of the check.
     pub hung_up: bool,
+    /// What the block asked for; known once the block is in.
+    script: Script,
+    /// `<Tn>)`: the end of our reply, `n` the number of values asked.
+    reply_end: Vec<u8>,
 }
 
 impl Session {
@@ -171,7 +260,14 @@ impl Session {
             tampered: None,
             in_usage: false,
             hung_up: false,
+            script: Script::Guest,
+            reply_end: Vec::new(),
         }
+    }
+
+    /// What the block asked for (the guest check until the block is in).
+    pub fn script(&self) -> Script {
+        self.script
     }
 
     /// FastAGI: the URL's script and query (`check?key=…`), from the dialplan, never from
@@ -208,7 +304,7 @@ impl Session {
 
     /// Asterisk closed the stream, refused our query, or the driver gave up waiting before
     /// our reply came: without the reply there is no peer address, so no one is blamed.
-    pub fn on_eof(&mut self, why: &str) -> Result<Call, BadRequest> {
+    pub fn on_eof(&mut self, why: &str) -> Result<Request, BadRequest> {
         self.phase = Phase::Done;
         Err(BadRequest {
             error: format!("AGI: no answer to our query: {why}"),
@@ -238,6 +334,7 @@ impl Session {
                 self.tamper("the agi_* block ended early");
             }
             self.phase = Phase::Reply;
+            self.script = Script::of(self.network_script.as_deref());
             return Step::Send(self.query());
         }
         self.on_block_entry(&text);
@@ -278,15 +375,18 @@ impl Session {
     }
 
     /// `GET FULL VARIABLE "<T0>${peer}<T1>${num}<T2>${name}<T3>${exten}<T4>${ua}<T5>${peer name}<T6>"`
-    fn query(&self) -> Vec<u8> {
+    /// for the guest check; the outbound scripts ask fewer values, ended by the token
+    /// after their last.
+    fn query(&mut self) -> Vec<u8> {
         let t = &self.tokens.tokens;
-        let e = expressions(&self.channel_type);
+        let e = expressions(self.script, &self.channel_type);
         let mut q = format!("GET FULL VARIABLE \"{}", t[0]);
         for (expr, token) in e.iter().zip(&t[1..]) {
             q.push_str(expr);
             q.push_str(token);
         }
         q.push_str("\"\n");
+        self.reply_end = format!("{})", t[e.len()]).into_bytes();
         q.into_bytes()
     }
 
@@ -322,7 +422,7 @@ impl Session {
                 return self.stray();
             }
         };
-        if reply.ends_with(&self.tokens.reply_end) {
+        if reply.ends_with(&self.reply_end) {
             self.phase = Phase::Done;
             return Step::Done(self.judge(&reply));
         }
@@ -341,13 +441,15 @@ impl Session {
         Step::Read
     }
 
-    /// Splits our reply at the tokens into the call's values.
-    fn judge(&mut self, reply: &[u8]) -> Result<Call, BadRequest> {
+    /// Splits our reply at the tokens into the values asked, then reads them as the
+    /// script's request.
+    fn judge(&mut self, reply: &[u8]) -> Result<Request, BadRequest> {
         let t = &self.tokens.tokens;
-        let body = &reply[self.tokens.reply_start.len()..reply.len() - self.tokens.reply_end.len()];
-        let mut values: Vec<&[u8]> = Vec::with_capacity(6);
+        let asked = expressions(self.script, &self.channel_type).len();
+        let body = &reply[self.tokens.reply_start.len()..reply.len() - self.reply_end.len()];
+        let mut values: Vec<&[u8]> = Vec::with_capacity(asked);
         let mut rest = body;
-        for token in &t[1..6] {
+        for token in &t[1..asked] {
             let (value, after) = split_once(rest, token.as_bytes()).ok_or_else(|| BadRequest {
                 error: "AGI: a token of our query is missing from its reply".into(),
                 raw: reply.to_vec(),
@@ -360,22 +462,75 @@ impl Session {
         if values.iter().any(|v| v.contains(&b'\n')) {
             self.tamper("a value holding a line feed");
         }
-        let peer = String::from_utf8_lossy(values[0]);
-        let peer_ip: IpAddr = parse_peer_ip(&peer).map_err(|e| BadRequest {
-            error: format!("AGI: {e}: {peer:?}"),
+        let bad = |error: String| BadRequest {
+            error,
             raw: reply.to_vec(),
             blame: None,
-        })?;
-        Ok(Call {
-            peer_ip,
-            callerid_num: values[1].to_vec(),
-            callerid_name: values[2].to_vec(),
-            exten: values[3].to_vec(),
-            user_agent: values[4].to_vec(),
-            peer_name: values[5].to_vec(),
-            anomaly: self.tampered.map(|_| Anomaly::RequestTampering),
-        })
+        };
+        match self.script {
+            Script::Guest => {
+                let peer_ip = address(values[0]).map_err(bad)?;
+                Ok(Request::Guest(Call {
+                    peer_ip,
+                    callerid_num: values[1].to_vec(),
+                    callerid_name: values[2].to_vec(),
+                    exten: values[3].to_vec(),
+                    user_agent: values[4].to_vec(),
+                    peer_name: values[5].to_vec(),
+                    anomaly: self.tampered.map(|_| Anomaly::RequestTampering),
+                }))
+            }
+            Script::Outbound => {
+                let account = account(values[0]).map_err(bad)?;
+                let address = address(values[2]).map_err(bad)?;
+                let live = std::str::from_utf8(values[3])
+                    .ok()
+                    .and_then(|n| n.parse().ok())
+                    .ok_or_else(|| {
+                        bad(format!(
+                            "AGI: GROUP_COUNT(@extsec-outbound) is not a count: {:?} (the dialplan must set GROUP(extsec-outbound) first: [extsec-outbound])",
+                            String::from_utf8_lossy(values[3])
+                        ))
+                    })?;
+                Ok(Request::Outbound(Outbound {
+                    account,
+                    number: values[1].to_vec(),
+                    address,
+                    live,
+                    tampered: self.tampered.is_some(),
+                }))
+            }
+            Script::OutboundEnd => Ok(Request::OutboundEnd {
+                account: account(values[0]).map_err(bad)?,
+                class: values[1].to_vec(),
+                answered: std::str::from_utf8(values[2])
+                    .ok()
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(0),
+            }),
+        }
     }
+}
+
+/// The transport's address, from `CHANNEL(pjsip,remote_addr)` or `CHANNEL(peerip)`.
+fn address(value: &[u8]) -> Result<IpAddr, String> {
+    let peer = String::from_utf8_lossy(value);
+    parse_peer_ip(&peer).map_err(|e| format!("AGI: {e}: {peer:?}"))
+}
+
+/// An account name as the dialplan set it: the PBX's own, but read as hostile all the
+/// same (a SIP peer's name can hold anything): printable ASCII, 1 to 80 bytes.
+fn account(value: &[u8]) -> Result<String, String> {
+    if value.is_empty() {
+        return Err("AGI: no account: GROUP(extsec-outbound) is empty (call the outbound check through [extsec-outbound], which sets it)".into());
+    }
+    if value.len() > MAX_ACCOUNT || !value.iter().all(|b| (0x21..=0x7e).contains(b)) {
+        return Err(format!(
+            "AGI: the account name {:?} is not 1-{MAX_ACCOUNT} printable ASCII characters",
+            String::from_utf8_lossy(&value[..value.len().min(MAX_ACCOUNT)])
+        ));
+    }
+    Ok(String::from_utf8_lossy(value).into_owned())
 }
 
 fn is_refusal(line: &[u8]) -> bool {
@@ -482,7 +637,7 @@ mod tests {
 
     fn done(steps: Vec<Step>) -> Result<Call, BadRequest> {
         match steps.into_iter().last() {
-            Some(Step::Done(r)) => r,
+            Some(Step::Done(r)) => r.and_then(Request::into_guest),
             other => panic!("not done: {other:?}"),
         }
     }
@@ -651,6 +806,129 @@ mod tests {
         assert_eq!(
             a.on_line(Line::Text(b"520 End of proper usage.".to_vec())),
             Some(b"520 End of proper usage.".to_vec())
+        );
+    }
+
+    /// The outbound block as design §3e recorded it: `agi_network_script: outbound`,
+    /// context `extsec-outbound`, extension `s`.
+    fn outbound_block(script: &str, tech: &str) -> Vec<String> {
+        let mut lines = vec![
+            "agi_network: yes".to_string(),
+            format!("agi_network_script: {script}"),
+        ];
+        lines.extend(
+            block("agi_dnid: 00442079460123")
+                .into_iter()
+                .map(|l| match l.as_str() {
+                    "agi_type: PJSIP" => format!("agi_type: {tech}"),
+                    "agi_arg_1: agi" => "agi_arg_1: 00442079460123".to_string(),
+                    _ => l,
+                }),
+        );
+        lines
+    }
+
+    fn outbound_reply(values: &[&str]) -> String {
+        let mut r = format!("200 result=1 ({}", T[0]);
+        for (v, t) in values.iter().zip(&T[1..]) {
+            r.push_str(v);
+            r.push_str(t);
+        }
+        r + ")"
+    }
+
+    #[test]
+    fn the_outbound_query_reads_the_group_the_number_and_the_count() {
+        let mut s = Session::new(Tokens::fixed(T));
+        let steps = feed(&mut s, &outbound_block("outbound?key=abc", "PJSIP"));
+        assert_eq!(s.script(), Script::Outbound);
+        assert_eq!(
+            steps,
+            [Step::Send(
+                b"GET FULL VARIABLE \"<t0>${GROUP(extsec-outbound)}<t1>${ARG1}<t2>${CHANNEL(pjsip,remote_addr)}<t3>${GROUP_COUNT(@extsec-outbound)}<t4>\"\n".to_vec()
+            )]
+        );
+        // A `)` and `<t6>` in the number are only bytes of it: the reply ends at <t4>).
+        let steps = feed(
+            &mut s,
+            &[outbound_reply(&[
+                "1001",
+                "0044) <t6>",
+                "203.0.113.5:5060",
+                "2",
+            ])],
+        );
+        let Some(Step::Done(Ok(Request::Outbound(o)))) = steps.into_iter().last() else {
+            panic!("not an outbound request")
+        };
+        assert_eq!(
+            (
+                o.account.as_str(),
+                o.number.as_slice(),
+                o.address.to_string(),
+                o.live,
+                o.tampered
+            ),
+            (
+                "1001",
+                &b"0044) <t6>"[..],
+                "203.0.113.5".to_string(),
+                2,
+                false
+            )
+        );
+        let mut sip = Session::new(Tokens::fixed(T));
+        let steps = feed(&mut sip, &outbound_block("outbound", "SIP"));
+        let Step::Send(q) = &steps[0] else { panic!() };
+        assert!(String::from_utf8_lossy(q).contains("<t2>${CHANNEL(peerip)}<t3>"));
+    }
+
+    #[test]
+    fn an_outbound_request_without_a_group_or_with_a_hostile_account_is_refused() {
+        for (values, error) in [
+            (
+                ["", "0044", "203.0.113.5:5060", ""],
+                "no account: GROUP(extsec-outbound) is empty",
+            ),
+            (
+                ["10 01", "0044", "203.0.113.5:5060", "1"],
+                "is not 1-80 printable ASCII",
+            ),
+            (
+                ["1001", "0044", "203.0.113.5:5060", ""],
+                "GROUP_COUNT(@extsec-outbound) is not a count",
+            ),
+            (["1001", "0044", "not an address", "1"], "AGI:"),
+        ] {
+            let mut s = Session::new(Tokens::fixed(T));
+            feed(&mut s, &outbound_block("outbound", "PJSIP"));
+            let steps = feed(&mut s, &[outbound_reply(&values)]);
+            let Some(Step::Done(Err(bad))) = steps.into_iter().last() else {
+                panic!("{values:?}: not refused")
+            };
+            assert!(bad.error.contains(error), "{values:?}: {}", bad.error);
+            assert_eq!(bad.blame, None, "an outbound request blames no one");
+        }
+    }
+
+    #[test]
+    fn the_end_of_an_outbound_call_reads_its_class_and_answered_seconds() {
+        let mut s = Session::new(Tokens::fixed(T));
+        let steps = feed(&mut s, &outbound_block("outbound-end", "PJSIP"));
+        assert_eq!(
+            steps,
+            [Step::Send(
+                b"GET FULL VARIABLE \"<t0>${GROUP(extsec-outbound)}<t1>${EXTSEC_CLASS}<t2>${ANSWEREDTIME}<t3>\"\n".to_vec()
+            )]
+        );
+        let steps = feed(&mut s, &[outbound_reply(&["1001", "international", "185"])]);
+        assert_eq!(
+            steps.into_iter().last(),
+            Some(Step::Done(Ok(Request::OutboundEnd {
+                account: "1001".into(),
+                class: b"international".to_vec(),
+                answered: 185,
+            })))
         );
     }
 }

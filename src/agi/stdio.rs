@@ -7,9 +7,10 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::agi::lines::{Line, LineBuffer};
-use crate::agi::session::{Answer, Session, Step, Tokens};
+use crate::agi::session::{
+    Answer, Request, Script, Session, Step, Tokens, outbound_needs_the_daemon,
+};
 use crate::agi::{BLOCK_TIMEOUT, MAX_LINE, verdict_command};
-use crate::call::Call;
 use crate::check;
 use crate::config::Config;
 use crate::exits;
@@ -26,11 +27,18 @@ const ACK_TIMEOUT: Duration = Duration::from_secs(2);
 /// it and finish: res_agi goes on answering a hung-up channel's commands ("dead" mode)
 /// until we exit, or closes our pipes (`AGIEXITONHANGUP`), so the end of input, not the
 /// signal, is where a call's exchange ends.
-pub fn run(config: &Config) -> u8 {
+///
+/// The outbound check (`agi outbound`) is refused at once: it needs the daemon's
+/// memory of every account's calls. The dialplan gets `ERROR` and the log a
+/// `CRITICAL` line saying so.
+pub fn run(config: &Config, script: Script) -> u8 {
     ignore_sighup();
     let mut asterisk = Asterisk::new(std::io::stdin(), std::io::stdout().lock());
     let mut session = Session::new(Tokens::random());
-    let result = exchange(&mut session, &mut asterisk);
+    let result = match script {
+        Script::Guest => exchange(&mut session, &mut asterisk).and_then(Request::into_guest),
+        Script::Outbound | Script::OutboundEnd => Err(outbound_needs_the_daemon()),
+    };
     let plan = check::plan(config, result);
     if let Some(error) = &plan.error {
         eprintln!("extsecurity: {error}");
@@ -118,7 +126,7 @@ impl<W: Write> Asterisk<W> {
 pub fn exchange<W: Write>(
     session: &mut Session,
     asterisk: &mut Asterisk<W>,
-) -> Result<Call, BadRequest> {
+) -> Result<Request, BadRequest> {
     let block_by = Instant::now() + BLOCK_TIMEOUT;
     loop {
         let deadline = (!session.awaiting_reply()).then_some(block_by);

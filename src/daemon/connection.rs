@@ -16,11 +16,13 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::agi::lines::{Line, LineBuffer};
-use crate::agi::session::{Answer, Session, Step, Tokens};
-use crate::agi::{BLOCK_TIMEOUT, MAX_LINE, verdict_command};
+use crate::agi::session::{Answer, Request, Script, Session, Step, Tokens};
+use crate::agi::{BLOCK_TIMEOUT, MAX_LINE, outbound_command, verdict_command};
+use crate::alert_log::Line as LogLine;
 use crate::call::Call;
 use crate::check::{self, Plan};
-use crate::daemon::Shared;
+use crate::config::Config;
+use crate::daemon::{Shared, fraud};
 use crate::request::BadRequest;
 use crate::rules;
 
@@ -67,20 +69,69 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, shared: &Shared) {
         shared.metrics.tampering();
         tracing::warn!(%peer, why, "AGI stream reshaped by a caller's bytes");
     }
-    let now = Instant::now();
-    let plan = check::plan_with(&config, result, |call| {
-        let verdict = rules::evaluate(&config, call);
-        let mut memory = shared.memory.lock().unwrap_or_else(|e| e.into_inner());
-        memory.judge(&config.memory, now, call, verdict)
-    });
-    record(shared, &config, &plan, peer);
-    if plan.is_alert() && !config.tarpit.is_zero() {
-        tarpit(shared, config.tarpit).await;
+    let deadline = || tokio::time::Instant::now() + ACK_TIMEOUT;
+    match (session.script(), result) {
+        (Script::Outbound, Ok(Request::Outbound(call))) => {
+            let judged = fraud::judge(shared, &config, &call);
+            let command = outbound_command(judged.as_ref().ok());
+            if let Err(bad) = judged {
+                unjudged(shared, &config, &bad, peer);
+            }
+            // Asterisk may have hung up: a failed command changes nothing we can act on.
+            let _ = asterisk.command(&command, deadline()).await;
+        }
+        (Script::Outbound, Err(bad)) => {
+            unjudged(shared, &config, &bad, peer);
+            let _ = asterisk.command(&outbound_command(None), deadline()).await;
+        }
+        // The hangup handler of a call that passed: the channel is gone ("dead" AGI),
+        // so nothing is set; a request that went wrong only costs its minutes.
+        (
+            _,
+            Ok(Request::OutboundEnd {
+                account,
+                class,
+                answered,
+            }),
+        ) => fraud::ended(shared, &config, &account, &class, answered),
+        (Script::OutboundEnd, Err(bad)) => {
+            tracing::warn!(%peer, error = bad.error, "the end of an outbound call could not be read: its minutes are not counted")
+        }
+        (_, result) => {
+            let plan = guest(shared, &config, result.and_then(Request::into_guest));
+            record(shared, &config, &plan, peer);
+            if plan.is_alert() && !config.tarpit.is_zero() {
+                tarpit(shared, config.tarpit).await;
+            }
+            let _ = asterisk.command(&verdict_command(&plan), deadline()).await;
+        }
     }
-    // Asterisk may have hung up: a failed command changes nothing we can act on.
-    let deadline = tokio::time::Instant::now() + ACK_TIMEOUT;
-    let _ = asterisk.command(&verdict_command(&plan), deadline).await;
     shared.metrics.connection_closed();
+}
+
+/// Judges a guest call with the per-call rules and those with memory; a number an
+/// alerted call tried is learned for the outbound check.
+fn guest(shared: &Shared, config: &Config, request: Result<Call, BadRequest>) -> Plan {
+    let now = Instant::now();
+    check::plan_with(config, request, |call| {
+        let verdict = rules::evaluate(config, call);
+        let verdict = shared
+            .memory
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .judge(&config.memory, now, call, verdict);
+        if verdict.is_alert() {
+            fraud::learn(shared, config, call);
+        }
+        verdict
+    })
+}
+
+/// An outbound call that could not be judged: a `CRITICAL` line, counted.
+fn unjudged(shared: &Shared, config: &Config, bad: &BadRequest, peer: SocketAddr) {
+    tracing::warn!(%peer, error = bad.error, "outbound call could not be judged");
+    shared.metrics.unjudged();
+    let _ = shared.write(config, &LogLine::bad_request(&bad.error, &bad.raw));
 }
 
 /// Asterisk at the other end of a FastAGI connection: its lines in, our commands out.
@@ -151,7 +202,10 @@ impl<'a> Asterisk<'a> {
 
 /// Drives the AGI session until it yields a call or a refusal. The session sends one
 /// command and reads until its reply: never two at once.
-async fn exchange(asterisk: &mut Asterisk<'_>, session: &mut Session) -> Result<Call, BadRequest> {
+async fn exchange(
+    asterisk: &mut Asterisk<'_>,
+    session: &mut Session,
+) -> Result<Request, BadRequest> {
     let block_by = tokio::time::Instant::now() + BLOCK_TIMEOUT;
     loop {
         let deadline = (!session.awaiting_reply()).then_some(block_by);
@@ -183,7 +237,7 @@ fn carries_key(script: &[u8], secret: &str) -> bool {
 }
 
 /// Writes the plan's lines and counts them.
-fn record(shared: &Shared, config: &crate::config::Config, plan: &Plan, peer: SocketAddr) {
+fn record(shared: &Shared, config: &Config, plan: &Plan, peer: SocketAddr) {
     if let Some(error) = &plan.error {
         tracing::warn!(%peer, error, "call could not be judged");
     }

@@ -7,7 +7,9 @@
 //! exits.
 //!
 //! One request a connection, one line each way: `forget ADDR` → `forgotten ADDR` (or
-//! `unknown ADDR` when the per-call memory did not hold it), `error …` otherwise.
+//! `unknown ADDR` when the per-call memory did not hold it); `fraud-status [ACCOUNT]` →
+//! `status JSON` (the outbound guard's accounts); `fraud-release ACCOUNT` → `released
+//! JSON` (the quarantine it had, or null) or `unknown ACCOUNT`; `error …` otherwise.
 
 use std::net::IpAddr;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -167,9 +169,51 @@ pub async fn serve(control: Arc<Control>, shared: Arc<Shared>) {
 }
 
 fn answer(shared: &Shared, request: &str) -> String {
-    let Some(arg) = request.strip_prefix("forget ") else {
-        return "error unknown request\n".into();
-    };
+    let (verb, arg) = request.split_once(' ').unwrap_or((request, ""));
+    match verb {
+        "forget" => forget(shared, arg),
+        "fraud-status" => {
+            let account = (!arg.is_empty()).then_some(arg);
+            let now = crate::fraud::Now::current().unix;
+            let status = shared
+                .fraud
+                .guard
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .status(account, now);
+            match serde_json::to_string(&status) {
+                Ok(json) => format!("status {json}\n"),
+                Err(e) => format!("error {e}\n"),
+            }
+        }
+        "fraud-release" if !arg.is_empty() => {
+            let now = crate::fraud::Now::current().unix;
+            let released = shared
+                .fraud
+                .guard
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .release(arg, now);
+            match released {
+                Some(was) => {
+                    tracing::info!(
+                        account = arg,
+                        quarantined = was.is_some(),
+                        "fraud: released by extsecurity fraud release: its quarantine lifted, its counters reset"
+                    );
+                    format!(
+                        "released {}\n",
+                        serde_json::to_string(&was).unwrap_or_else(|_| "null".into())
+                    )
+                }
+                None => format!("unknown {arg}\n"),
+            }
+        }
+        _ => "error unknown request\n".into(),
+    }
+}
+
+fn forget(shared: &Shared, arg: &str) -> String {
     let Ok(ip) = arg.parse::<IpAddr>() else {
         return format!("error not an address: {arg:?}\n");
     };

@@ -27,7 +27,8 @@ use crate::config::{Config, CrowdsecConfig};
 use crate::crowdsec::{Alert, Client, LapiError};
 use crate::daemon::Shared;
 use crate::daemon::metrics::CrowdsecMetrics;
-use crate::follow::{Follower, Position, PositionFile, Saved};
+use crate::follow::{Follower, Position, Saved};
+use crate::state_file::StateFile;
 
 /// Lines written by other processes are seen within this.
 const POLL: Duration = Duration::from_secs(1);
@@ -179,7 +180,7 @@ pub fn spawn(
     begin: &Begin,
 ) -> Result<Running, StartError> {
     let log = shared.config().log_file.clone();
-    let state = PositionFile::new(&cs.state_file);
+    let state = StateFile::new(&cs.state_file);
     let state_error = |source| StartError::State {
         path: cs.state_file.clone(),
         source,
@@ -194,13 +195,15 @@ pub fn spawn(
         use std::os::unix::fs::DirBuilderExt;
         let _ = std::fs::DirBuilder::new().mode(0o700).create(folder);
     }
-    let saved = state.load().map_err(|source| match source.kind() {
-        std::io::ErrorKind::InvalidData => StartError::Garbled {
-            path: cs.state_file.clone(),
-            source,
-        },
-        _ => state_error(source),
-    })?;
+    let saved = state
+        .load::<Saved>()
+        .map_err(|source| match source.kind() {
+            std::io::ErrorKind::InvalidData => StartError::Garbled {
+                path: cs.state_file.clone(),
+                source,
+            },
+            _ => state_error(source),
+        })?;
     state.probe().map_err(state_error)?;
     let follower = match saved.filter(|s| s.log == log) {
         Some(saved) => {
@@ -250,14 +253,14 @@ pub fn spawn(
 /// `check-config` and `crowdsec-check` say what `serve` would meet. The second value:
 /// only the current user's permissions stood in the way (another user may be fine).
 pub fn state_problem(cs: &CrowdsecConfig) -> Option<(String, bool)> {
-    let state = PositionFile::new(&cs.state_file);
+    let state = StateFile::new(&cs.state_file);
     let said = |e: StartError| {
         let permission = std::error::Error::source(&e)
             .and_then(|s| s.downcast_ref::<std::io::Error>())
             .is_some_and(|io| io.kind() == std::io::ErrorKind::PermissionDenied);
         (format!("{:#}", anyhow::Error::from(e)), permission)
     };
-    if let Err(source) = state.load() {
+    if let Err(source) = state.load::<Saved>() {
         return Some(said(match source.kind() {
             std::io::ErrorKind::InvalidData => StartError::Garbled {
                 path: cs.state_file.clone(),
@@ -291,13 +294,13 @@ pub fn state_problem(cs: &CrowdsecConfig) -> Option<(String, bool)> {
 /// pushes first), for `crowdsec-check`; `None` before any position was saved. Reads
 /// the log through without changing anything.
 pub fn waiting(config: &Config, cs: &CrowdsecConfig) -> std::io::Result<Option<u64>> {
-    let Some(saved) = PositionFile::new(&cs.state_file).load()? else {
+    let Some(saved) = StateFile::new(&cs.state_file).load::<Saved>()? else {
         return Ok(None);
     };
     if saved.log != config.log_file {
         return Ok(None);
     }
-    let state = PositionFile::new(&cs.state_file);
+    let state = StateFile::new(&cs.state_file);
     let (follower, _) = Follower::resume(&config.log_file, &saved.position, state.saved_at())?;
     let mut backlog = Backlog {
         follower: follower.without_grace(),
@@ -389,7 +392,7 @@ struct Pusher {
     file_head: Option<String>,
     log: PathBuf,
     follower: Follower,
-    state: PositionFile,
+    state: StateFile,
     saved_at: Instant,
     save_failing: bool,
     /// Whether the state file names a position yet.

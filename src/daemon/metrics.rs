@@ -10,6 +10,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 use crate::ami::codec::EVENT_TYPES;
+use crate::fraud::Class;
+use crate::fraud::limits::Rule;
 use crate::rules::Verdict;
 
 #[derive(Debug, Default)]
@@ -34,6 +36,126 @@ pub struct Metrics {
     pub ami: AmiMetrics,
     pub crowdsec: CrowdsecMetrics,
     pub bans: BanMetrics,
+    pub outbound: OutboundMetrics,
+}
+
+/// The outbound check's counters (README, "Toll fraud"): verdicts by class and result,
+/// levels reached by rule, takeovers; and the guard's gauges, sampled when its state is
+/// saved.
+#[derive(Debug, Default)]
+pub struct OutboundMetrics {
+    /// [class][OK, ALERT]
+    verdicts: [[AtomicU64; 2]; Class::ALL.len()],
+    /// [rule][warning, critical]
+    levels: [[AtomicU64; 2]; Rule::ALL.len()],
+    takeovers: AtomicU64,
+    accounts: AtomicU64,
+    quarantined: AtomicU64,
+    learned: AtomicU64,
+    dropped: AtomicU64,
+}
+
+impl OutboundMetrics {
+    pub fn judged(&self, j: &crate::fraud::Judgement) {
+        use crate::fraud::Decision;
+        let class = Class::ALL
+            .iter()
+            .position(|c| *c == j.destination.class)
+            .unwrap_or(0);
+        self.verdicts[class][usize::from(j.is_refused())].fetch_add(1, Relaxed);
+        let level = match &j.decision {
+            Decision::Warn { rule, .. } => Some((rule.name(), 0)),
+            Decision::TollFraud { rule, .. } => Some((rule.as_str(), 1)),
+            _ => None,
+        };
+        if let Some((rule, severity)) = level
+            && let Some(i) = Rule::ALL.iter().position(|r| r.name() == rule)
+        {
+            self.levels[i][severity].fetch_add(1, Relaxed);
+        }
+    }
+
+    /// A call's end took the day's minutes to a level.
+    pub fn minutes(&self, ended: &crate::fraud::guard::Ended) {
+        let severity = usize::from(ended.severity == crate::fraud::limits::Severity::Critical);
+        let i = Rule::ALL
+            .iter()
+            .position(|r| *r == Rule::MinutesPerDay)
+            .unwrap_or(0);
+        self.levels[i][severity].fetch_add(1, Relaxed);
+    }
+
+    pub fn takeover(&self) {
+        self.takeovers.fetch_add(1, Relaxed);
+    }
+
+    /// The guard's size: accounts tracked, quarantined now, numbers learned, accounts
+    /// forgotten because of `max_accounts`.
+    pub fn sample(&self, accounts: usize, quarantined: usize, learned: usize, dropped: u64) {
+        self.accounts.store(accounts as u64, Relaxed);
+        self.quarantined.store(quarantined as u64, Relaxed);
+        self.learned.store(learned as u64, Relaxed);
+        self.dropped.store(dropped, Relaxed);
+    }
+
+    fn render(&self, out: &mut String) {
+        let load = |c: &AtomicU64| c.load(Relaxed).to_string();
+        let rows: [(&str, &str, &str, String); 5] = [
+            (
+                "extsecurity_outbound_takeovers_total",
+                "Logins from a new address soon after failed guesses: the account was quarantined before its first call.",
+                "counter",
+                load(&self.takeovers),
+            ),
+            (
+                "extsecurity_fraud_accounts",
+                "Accounts the outbound guard remembers (sampled every 5 s).",
+                "gauge",
+                load(&self.accounts),
+            ),
+            (
+                "extsecurity_fraud_quarantined_accounts",
+                "Accounts in quarantine: only internal, national and emergency calls pass (sampled every 5 s).",
+                "gauge",
+                load(&self.quarantined),
+            ),
+            (
+                "extsecurity_fraud_learned_numbers",
+                "Numbers alerted guest calls tried, refused to every account (sampled every 5 s).",
+                "gauge",
+                load(&self.learned),
+            ),
+            (
+                "extsecurity_fraud_accounts_dropped_total",
+                "Idle accounts forgotten because fraud.max_accounts was reached (never a quarantined one).",
+                "counter",
+                load(&self.dropped),
+            ),
+        ];
+        render_rows(out, rows);
+        out.push_str("# HELP extsecurity_outbound_verdicts_total Outbound calls judged, by destination class and result.\n");
+        out.push_str("# TYPE extsecurity_outbound_verdicts_total counter\n");
+        for (class, counts) in Class::ALL.iter().zip(&self.verdicts) {
+            for (result, n) in ["OK", "ALERT"].iter().zip(counts) {
+                let _ = writeln!(
+                    out,
+                    "extsecurity_outbound_verdicts_total{{class=\"{class}\",result=\"{result}\"}} {}",
+                    n.load(Relaxed)
+                );
+            }
+        }
+        out.push_str("# HELP extsecurity_outbound_levels_total Outbound figures that reached a level, by rule and level (critical: toll fraud, quarantined).\n");
+        out.push_str("# TYPE extsecurity_outbound_levels_total counter\n");
+        for (rule, counts) in Rule::ALL.iter().zip(&self.levels) {
+            for (level, n) in ["warning", "critical"].iter().zip(counts) {
+                let _ = writeln!(
+                    out,
+                    "extsecurity_outbound_levels_total{{rule=\"{rule}\",level=\"{level}\"}} {}",
+                    n.load(Relaxed)
+                );
+            }
+        }
+    }
 }
 
 /// The nftables ban sink's counters and how long a ban took to land.
@@ -592,6 +714,7 @@ impl Metrics {
         self.ami.render(&mut out);
         self.crowdsec.render(&mut out);
         self.bans.render(&mut out);
+        self.outbound.render(&mut out);
         out
     }
 }

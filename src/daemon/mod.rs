@@ -13,6 +13,7 @@ pub mod bans;
 pub mod connection;
 pub mod control;
 pub mod crowdsec;
+pub mod fraud;
 pub mod legacy;
 pub mod metrics;
 pub mod overload;
@@ -57,6 +58,8 @@ pub struct Shared {
     pub ami_forget: Mutex<Vec<std::net::IpAddr>>,
     /// Whether the alert log is failing to take lines, and since when.
     log_outage: Mutex<Option<LogOutage>>,
+    /// The outbound guard (`[fraud]`): accounts, quarantines, learned numbers.
+    pub fraud: fraud::Fraud,
 }
 
 /// An episode of failed alert-log writes: one CRITICAL when it starts, one INFO when
@@ -81,6 +84,7 @@ impl Shared {
             bans: RwLock::new(None),
             ami_forget: Mutex::new(Vec::new()),
             log_outage: Mutex::new(None),
+            fraud: fraud::Fraud::default(),
         }
     }
 
@@ -103,10 +107,14 @@ impl Shared {
     /// Returns the config it replaced and the new one, for the parts beside the call
     /// path to follow ([`parts`]).
     pub fn reload(&self) -> Result<(Arc<Config>, Arc<Config>), ConfigError> {
-        let loaded = crate::config::reload(&self.source())
-            .and_then(|(config, source)| Ok((serve::resolve_key(config)?, source)));
+        let loaded = crate::config::reload(&self.source()).and_then(|(config, source)| {
+            let high_risk = fraud::read_high_risk(&config)
+                .map_err(|message| ConfigError::HighRisk { message })?;
+            Ok((serve::resolve_key(config)?, source, high_risk))
+        });
         self.metrics.reloaded(loaded.is_ok());
-        let (config, source) = loaded?;
+        let (config, source, high_risk) = loaded?;
+        self.fraud.set_high_risk(high_risk);
         self.memory
             .lock()
             .unwrap_or_else(|e| e.into_inner())

@@ -1,5 +1,5 @@
 //! The parts that run beside the call path — the AMI watcher, the CrowdSec pusher, the
-//! kernel bans — started from the configuration at start and made to follow it at
+//! kernel bans, the outbound guard's state file — started from the configuration at start and made to follow it at
 //! each reload: a table added starts its part, one removed stops it, one changed
 //! restarts what must be restarted. None of them can stop another or the call check:
 //! a part that cannot start says so once (CRITICAL for the pusher, which means bans
@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::{AmiConfig, Config, CrowdsecConfig, NftablesConfig};
-use crate::daemon::{Shared, bans, crowdsec};
+use crate::daemon::{Shared, bans, crowdsec, fraud};
 
 /// How often a part that could not start is tried again.
 pub const RETRY_EVERY: Duration = Duration::from_secs(5);
@@ -21,6 +21,14 @@ pub struct Parts {
     watcher: Option<Watcher>,
     pusher: Pusher,
     bans: Option<Bans>,
+    keeper: Option<Keeper>,
+}
+
+/// The task that keeps the outbound guard's state file, while `[fraud]` is on.
+struct Keeper {
+    path: std::path::PathBuf,
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
 }
 
 /// The AMI watcher's task, and how to stop it.
@@ -66,6 +74,9 @@ impl Parts {
             Some(nft) => parts.start_bans(shared, nft, never_banned(&config)),
             None => remove_table(&config.nftables_table, "[nftables] is off"),
         }
+        if let Some(fraud) = &config.fraud {
+            parts.start_keeper(shared, &fraud.state_file, true);
+        }
         if let Some(ami) = &config.ami {
             parts.start_watcher(shared, ami);
         }
@@ -76,6 +87,7 @@ impl Parts {
     pub async fn follow(&mut self, shared: &Arc<Shared>, old: &Config, new: &Config) {
         self.follow_pusher(shared, old, new).await;
         self.follow_bans(shared, old, new);
+        self.follow_keeper(shared, new).await;
         self.follow_watcher(shared, new).await;
     }
 
@@ -94,7 +106,51 @@ impl Parts {
     pub async fn stop(mut self, shared: &Arc<Shared>) {
         self.stop_watcher().await;
         self.stop_pusher(shared).await;
+        self.stop_keeper().await;
         *shared.bans.write().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    /// Keeps the guard's state in `path`; `load`: read it from there first (at start,
+    /// or when `[fraud]` is switched on), else the state in memory is kept (a new
+    /// `state_file` takes the state as it is).
+    fn start_keeper(&mut self, shared: &Arc<Shared>, path: &std::path::Path, load: bool) {
+        if load {
+            shared.fraud.load(path);
+        }
+        crate::fraud::number::warm_up();
+        let (stop, stopping) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(fraud::keep(shared.clone(), path.to_path_buf(), stopping));
+        self.keeper = Some(Keeper {
+            path: path.to_path_buf(),
+            stop,
+            task,
+        });
+    }
+
+    /// Stops the keeper, which saves once more.
+    async fn stop_keeper(&mut self) {
+        if let Some(k) = self.keeper.take() {
+            let _ = k.stop.send(true);
+            let _ = k.task.await;
+        }
+    }
+
+    async fn follow_keeper(&mut self, shared: &Arc<Shared>, new: &Config) {
+        match (&self.keeper, &new.fraud) {
+            (None, None) => {}
+            (Some(k), Some(f)) if k.path == f.state_file => {}
+            (Some(_), None) => {
+                self.stop_keeper().await;
+                tracing::info!(
+                    "fraud: the outbound check is off: [fraud] was switched off (its state file is kept)"
+                );
+            }
+            (None, Some(f)) => self.start_keeper(shared, &f.state_file, true),
+            (Some(_), Some(f)) => {
+                self.stop_keeper().await;
+                self.start_keeper(shared, &f.state_file, false);
+            }
+        }
     }
 
     fn start_watcher(&mut self, shared: &Arc<Shared>, ami: &AmiConfig) {

@@ -42,8 +42,10 @@ pub fn run(config: Config, source: Source, listen: Option<SocketAddr>) -> anyhow
     // Every verdict is written there: a log that cannot be opened stops us now, with
     // its name and why, rather than costing every call its line.
     AlertLog::open(&config.log_file)?;
+    // The outbound check judges with it: a list that does not read stops us the same way.
+    let high_risk = daemon::fraud::read_high_risk(&config).map_err(anyhow::Error::msg)?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    runtime.block_on(serve(config, source, listen, control))
+    runtime.block_on(serve(config, source, listen, control, high_risk))
 }
 
 /// The daemon's config with a `daemon.secret_file` read into the key every call is
@@ -63,6 +65,7 @@ async fn serve(
     source: Source,
     listen: Option<SocketAddr>,
     control: Option<Arc<daemon::control::Control>>,
+    high_risk: crate::fraud::Prefixes,
 ) -> anyhow::Result<()> {
     // Before anything can be seen from outside (the port accepting): a SIGTERM
     // sent as soon as the port answers must stop the daemon cleanly, not kill it.
@@ -82,6 +85,7 @@ async fn serve(
     let metrics_addr = config.daemon.metrics_listen;
     let (stop, stopping) = tokio::sync::watch::channel(false);
     let shared = Arc::new(Shared::new(config, source, stopping));
+    shared.fraud.set_high_risk(high_risk);
     // Before anything can write an alert: on a first start the pusher begins at the
     // end of the log as it is now.
     let parts = Parts::start(&shared);
@@ -174,6 +178,13 @@ fn say_start(config: &Config, source: &Source, fastagi: Option<SocketAddr>) {
     }
     if let Some(n) = &config.nftables {
         parts.push(format!("kernel bans in table inet {}", n.table));
+    }
+    if let Some(f) = &config.fraud {
+        parts.push(format!(
+            "outbound check (+{}), state in {}",
+            f.dial_plan.country_code,
+            f.state_file.display()
+        ));
     }
     if let Some(m) = config.daemon.metrics_listen {
         parts.push(format!("metrics on {m}"));

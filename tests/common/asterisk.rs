@@ -31,8 +31,12 @@ pub struct Channel {
     /// The channel driver; `None`: every driver's functions answer (for tests of one
     /// line at a time).
     pub driver: Option<Driver>,
-    /// Channel variables the dialplan set (`Set()`, `SYSTEMSTATUS`).
+    /// Channel variables the dialplan set (`Set()`, `SYSTEMSTATUS`), and the
+    /// functions it wrote (`GROUP(extsec-outbound)`), by name.
     pub variables: Vec<(String, Vec<u8>)>,
+    /// What `${GROUP_COUNT(@extsec-outbound)}` answers once the channel is in the
+    /// group: the test's own count of the account's live calls.
+    pub live: u32,
 }
 
 /// A channel driver, as `CHANNEL(channeltype)` names it.
@@ -68,7 +72,20 @@ impl Channel {
             on_error: String::new(),
             driver: None,
             variables: Vec::new(),
+            live: 1,
         }
+    }
+
+    /// An authenticated phone's call to `number` from `ip`, in the group `account` as
+    /// `[extsec-outbound]` sets it, with `${ARG1}` the number (as its Gosub passes it).
+    pub fn outbound(account: &str, number: &[u8], ip: &str) -> Channel {
+        let mut c = Channel {
+            exten: b"s".to_vec(),
+            ..Channel::ordinary(ip)
+        };
+        c.set("GROUP(extsec-outbound)", account.as_bytes().to_vec());
+        c.set("ARG1", number.to_vec());
+        c
     }
 
     /// The same call over `driver`.
@@ -79,7 +96,7 @@ impl Channel {
         }
     }
 
-    fn set(&mut self, name: &str, value: Vec<u8>) {
+    pub fn set(&mut self, name: &str, value: Vec<u8>) {
         self.variables.retain(|(n, _)| n != name);
         self.variables.push((name.to_string(), value));
     }
@@ -108,8 +125,28 @@ impl Channel {
         if !self.answers(name) {
             return Vec::new();
         }
+        // Read as func_groupcount.c does: the count of the channel's own group in the
+        // category, or nothing ("No group could be found") when it is in none.
+        if name == "GROUP_COUNT(@extsec-outbound)" {
+            let grouped = self
+                .variables
+                .iter()
+                .any(|(n, _)| n == "GROUP(extsec-outbound)");
+            return match grouped {
+                true => self.live.to_string().into_bytes(),
+                false => Vec::new(),
+            };
+        }
         let v: &[u8] = match name {
             "CHANNEL(channeltype)" => self.driver.map_or("PJSIP", Driver::name).as_bytes(),
+            // Unset variables and functions of the outbound dialplan read empty.
+            "ARG1"
+            | "GROUP(extsec-outbound)"
+            | "EXTSEC_CLASS"
+            | "ANSWEREDTIME"
+            | "EXTSEC_RESULT"
+            | "EXTSEC_REASON"
+            | "EXTSEC_MAX_SECONDS" => b"",
             // Unset channel variables read empty.
             "SYSTEMSTATUS" => b"",
             // What [default] sets before its Gosub (extensions-system.conf); a test of

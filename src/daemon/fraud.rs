@@ -1,0 +1,258 @@
+//! The outbound guard in the daemon (README, "Toll fraud"): the guard behind a mutex,
+//! the high-risk list in force, the state file kept, and what each outbound request,
+//! call end and login writes.
+//!
+//! The state file is saved every [`SAVE_EVERY`] when something changed and once more
+//! when the guard stops, replaced whole: a quarantine survives a restart, a crash
+//! loses at most the last few seconds of counting.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use crate::alert_log::Line;
+use crate::call::{Call, Outbound};
+use crate::config::Config;
+use crate::daemon::Shared;
+use crate::fraud::guard::{Ended, Snapshot};
+use crate::fraud::{Class, Guard, Judgement, Login, Now, Prefixes};
+use crate::request::BadRequest;
+use crate::state_file::StateFile;
+
+/// How often a changed state is saved.
+pub const SAVE_EVERY: Duration = Duration::from_secs(5);
+
+/// The guard and the high-risk list it judges with.
+#[derive(Default)]
+pub struct Fraud {
+    pub guard: Mutex<Guard>,
+    high_risk: RwLock<Arc<Prefixes>>,
+}
+
+/// Reads the high-risk list `config` names: empty when `[fraud]` is off or names none.
+pub fn read_high_risk(config: &Config) -> Result<Prefixes, String> {
+    match config
+        .fraud
+        .as_ref()
+        .and_then(|f| f.high_risk_file.as_deref())
+    {
+        Some(path) => crate::config::read_high_risk(path),
+        None => Ok(Prefixes::default()),
+    }
+}
+
+impl Fraud {
+    pub fn new(high_risk: Prefixes) -> Fraud {
+        Fraud {
+            guard: Mutex::default(),
+            high_risk: RwLock::new(Arc::new(high_risk)),
+        }
+    }
+
+    pub fn high_risk(&self) -> Arc<Prefixes> {
+        self.high_risk
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub fn set_high_risk(&self, list: Prefixes) {
+        *self.high_risk.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(list);
+    }
+
+    fn guard(&self) -> std::sync::MutexGuard<'_, Guard> {
+        self.guard.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Replaces the state with the file's. A file that cannot be read or parsed is
+    /// moved aside (`.bad`) and said, and the guard starts empty: the outbound check
+    /// must not stop, and the file must not be overwritten unseen.
+    pub fn load(&self, path: &Path) {
+        match StateFile::new(path).load::<Snapshot>() {
+            Ok(Some(snapshot)) => {
+                let guard = Guard::from_snapshot(snapshot);
+                tracing::info!(
+                    accounts = guard.accounts(),
+                    learned = guard.learned(),
+                    "fraud: state read from {}",
+                    path.display()
+                );
+                *self.guard() = guard;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                let mut aside = path.as_os_str().to_owned();
+                aside.push(".bad");
+                let moved = std::fs::rename(path, &aside).is_ok();
+                crate::critical!(
+                    "fraud: the state file {} cannot be used ({e}){}; quarantines and counters start empty",
+                    path.display(),
+                    match moved {
+                        true => format!(", moved to {}", PathBuf::from(aside).display()),
+                        false => String::new(),
+                    }
+                );
+            }
+        }
+    }
+
+    /// Samples the guard's size into the metrics.
+    pub fn sample(&self, metrics: &crate::daemon::metrics::OutboundMetrics) {
+        let guard = self.guard();
+        let now = Now::current().unix;
+        metrics.sample(
+            guard.accounts(),
+            guard.quarantined(now),
+            guard.learned(),
+            guard.dropped,
+        );
+    }
+
+    /// Saves the state if it changed since it was last taken.
+    pub fn save_if_changed(&self, path: &Path) -> std::io::Result<bool> {
+        let (snapshot, changed) = self.guard().snapshot();
+        if changed {
+            StateFile::new(path).save(&snapshot)?;
+        }
+        Ok(changed)
+    }
+}
+
+/// Keeps the state file until `stop` says so, then saves once more. A file that cannot
+/// be written is one CRITICAL until it can again.
+pub async fn keep(
+    shared: Arc<Shared>,
+    path: PathBuf,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut failing = false;
+    let mut ticks = tokio::time::interval(SAVE_EVERY);
+    loop {
+        let stopping = tokio::select! {
+            _ = ticks.tick() => false,
+            _ = stop.changed() => true,
+        };
+        shared.fraud.sample(&shared.metrics.outbound);
+        let (s, p) = (shared.clone(), path.clone());
+        let saved = tokio::task::spawn_blocking(move || s.fraud.save_if_changed(&p))
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+        match (saved, failing) {
+            (Ok(_), true) => {
+                failing = false;
+                tracing::info!("fraud: the state file {} is saved again", path.display());
+            }
+            (Err(e), false) => {
+                failing = true;
+                crate::critical!(
+                    "fraud: cannot save the state file {} ({e}): quarantines would not survive a restart (tried again every {} s)",
+                    path.display(),
+                    SAVE_EVERY.as_secs()
+                );
+            }
+            _ => {}
+        }
+        if stopping {
+            return;
+        }
+    }
+}
+
+/// Judges an outbound call, writes its line and counts it; why it could not be judged
+/// otherwise.
+pub fn judge(shared: &Shared, config: &Config, call: &Outbound) -> Result<Judgement, BadRequest> {
+    let fraud = config.fraud.as_ref().ok_or_else(|| BadRequest {
+        error: "the outbound check is off: set enabled = true and country_code in [fraud] (README, \"Toll fraud\")".into(),
+        raw: Vec::new(),
+        blame: None,
+    })?;
+    let high_risk = shared.fraud.high_risk();
+    let judgement = shared
+        .fraud
+        .guard()
+        .judge(fraud, &high_risk, call, Now::current());
+    let line = Line::for_outbound(&judgement, call, config.is_trusted(call.address));
+    if line.level != crate::alert_log::Level::Info || config.log_ok_calls {
+        let _ = shared.write(config, &line);
+    }
+    shared.metrics.outbound.judged(&judgement);
+    Ok(judgement)
+}
+
+/// An outbound call ended (its hangup handler): its answered seconds count.
+pub fn ended(shared: &Shared, config: &Config, account: &str, class: &[u8], answered: u32) {
+    let (Some(fraud), Some(class)) = (
+        &config.fraud,
+        std::str::from_utf8(class).ok().and_then(Class::from_name),
+    ) else {
+        return;
+    };
+    let now = Now::current().unix;
+    let ended: Option<Ended> = shared
+        .fraud
+        .guard()
+        .call_ended(fraud, account, class, answered, now);
+    if let Some(ended) = ended {
+        let trusted = ended.address.is_some_and(|ip| config.is_trusted(ip));
+        let _ = shared.write(
+            config,
+            &Line::for_outbound_minutes(account, class, &ended, trusted),
+        );
+        shared.metrics.outbound.minutes(&ended);
+    }
+}
+
+/// A guest call was alerted on: the number it tried is learned when it is an
+/// international one (what attackers probe is what they sell).
+pub fn learn(shared: &Shared, config: &Config, call: &Call) {
+    if let Some(fraud) = &config.fraud {
+        let high_risk = shared.fraud.high_risk();
+        let now = Now::current().unix;
+        if shared
+            .fraud
+            .guard()
+            .learn(fraud, &high_risk, &call.exten, now)
+        {
+            tracing::debug!("fraud: learned a number an alerted guest call dialled");
+        }
+    }
+}
+
+/// What the AMI watcher saw of an existing account's login.
+pub enum LoginEvent {
+    Failed,
+    Succeeded { ip: std::net::IpAddr, alerted: bool },
+}
+
+/// A login of `account` (AMI security events): failures are remembered, and a success
+/// from a new address soon after them quarantines the account before its first call.
+pub fn login(shared: &Shared, config: &Config, account: &[u8], event: LoginEvent) {
+    let Some(fraud) = &config.fraud else { return };
+    let Ok(name) = std::str::from_utf8(account) else {
+        return;
+    };
+    if name.is_empty() || name == "<unknown>" {
+        return;
+    }
+    let now = Now::current().unix;
+    match event {
+        LoginEvent::Failed => shared.fraud.guard().login_failed(fraud, name, now),
+        LoginEvent::Succeeded { ip, alerted } => {
+            let trusted = config.is_trusted(ip);
+            let login = shared
+                .fraud
+                .guard()
+                .logged_in(fraud, name, ip, trusted, alerted, now);
+            match login {
+                Login::Known => {}
+                Login::NewAddress => {
+                    tracing::info!(account = name, %ip, "fraud: an account logged in from a new address")
+                }
+                Login::Takeover { failed } => {
+                    let _ = shared.write(config, &Line::for_takeover(ip, account, failed));
+                    shared.metrics.outbound.takeover();
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,443 @@
+//! Issue 20: the outbound check of authenticated accounts, end to end through the real
+//! daemon. The peer speaks as Asterisk does (`common/agi_peer.rs`: one command per
+//! wake-up, `GET FULL VARIABLE` substituted raw as pbx_variables.c does; design §3a).
+//! The block and query are those design §3e recorded from Asterisk 20.20.1 for
+//! `Gosub(extsec-outbound,s,1(NUMBER))` with `AGI(agi://127.0.0.1/outbound)`:
+//! `${ARG1}` is the number, `GROUP(extsec-outbound)` the account,
+//! `GROUP_COUNT(@extsec-outbound)` answered from the test's own count.
+
+mod common;
+
+use std::time::Duration;
+
+use common::agi_peer::{Block, Exchange, reply_to, serve};
+use common::asterisk::Channel;
+use common::{LoggedServe, Sandbox, fail2ban_matches, free_port, level, repo, wait_for};
+
+const ATTACKER: &str = "203.0.113.66";
+
+/// A daemon with `[fraud]` on for Germany, the shipped high-risk list, `extra` after.
+fn daemon(extra: &str) -> (LoggedServe, u16) {
+    let port = free_port();
+    let list = repo().join("dist/extsecurity-high-risk.conf");
+    let sandbox = Sandbox::with_config(&format!(
+        "tarpit_seconds = 0\ntrusted_networks = [\"198.51.100.0/24\"]\n\
+         [daemon]\nlisten = '127.0.0.1:{port}'\n\
+         [fraud]\nenabled = true\ncountry_code = \"49\"\nhigh_risk_file = {list:?}\n\
+         state_file = \"@DIR@/fraud.state\"\n{extra}"
+    ));
+    (LoggedServe::start(sandbox, port), port)
+}
+
+/// One outbound check as `[extsec-outbound]` makes it.
+fn outbound_block() -> Block {
+    Block {
+        request: "agi://127.0.0.1/outbound".into(),
+        network_script: Some("outbound".into()),
+        args: vec![],
+        ..Block::pjsip()
+    }
+}
+
+fn dial(port: u16, channel: &Channel) -> Exchange {
+    let stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.set_nodelay(true).unwrap();
+    let reader = stream.try_clone().unwrap();
+    serve(stream, reader, &outbound_block().bytes(channel), |c| {
+        Some(reply_to(c, channel))
+    })
+}
+
+/// `(EXTSEC_RESULT, EXTSEC_REASON, EXTSEC_CLASS, EXTSEC_MAX_SECONDS)`.
+fn verdict(ex: &Exchange) -> (String, String, String, String) {
+    let v = |n| {
+        ex.variable(n)
+            .unwrap_or_else(|| panic!("{n} not set: {:?}", ex.commands))
+    };
+    (
+        v("EXTSEC_RESULT"),
+        v("EXTSEC_REASON"),
+        v("EXTSEC_CLASS"),
+        v("EXTSEC_MAX_SECONDS"),
+    )
+}
+
+fn call(port: u16, account: &str, number: &str, ip: &str) -> (String, String, String, String) {
+    let ex = dial(port, &Channel::outbound(account, number.as_bytes(), ip));
+    assert!(ex.written_early.is_empty(), "one command at a time");
+    verdict(&ex)
+}
+
+/// The issue's numbers from Germany, each from an account of its own so that no limit
+/// interferes, through the daemon: the verdict, its class and its cap.
+#[test]
+fn every_class_is_judged_as_the_dialplan_needs() {
+    let (serve, port) = daemon("");
+    for (i, (number, result, reason, class, max)) in [
+        (
+            "09001123456",
+            "ALERT",
+            "premium_destination",
+            "premium",
+            "0",
+        ),
+        (
+            "00448712345678",
+            "ALERT",
+            "premium_destination",
+            "premium",
+            "0",
+        ),
+        ("00442079460123", "OK", "ok", "international", "3600"),
+        ("030901820", "OK", "ok", "national", "0"),
+        ("015112345678", "OK", "ok", "mobile", "0"),
+        ("112", "OK", "emergency", "emergency", "0"),
+        ("100", "OK", "internal", "internal", "0"),
+        (
+            "0088212345678",
+            "ALERT",
+            "high_risk_destination",
+            "high_risk",
+            "0",
+        ),
+        (
+            "0053712345678",
+            "ALERT",
+            "high_risk_destination",
+            "high_risk",
+            "0",
+        ),
+        (
+            "0044207946)0123",
+            "ALERT",
+            "malformed_number",
+            "malformed",
+            "0",
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let got = call(port, &format!("10{i:02}"), number, ATTACKER);
+        assert_eq!(
+            got,
+            (result.into(), reason.into(), class.into(), max.into()),
+            "{number}"
+        );
+    }
+    let lines = serve.sandbox.log_lines();
+    assert_eq!(lines.len(), 10, "{lines:?}");
+    // Refusals by policy warn; nothing here is toll fraud, so nothing is banned.
+    assert_eq!(lines.iter().filter(|l| level(l) == "WARNING").count(), 5);
+    assert!(fail2ban_matches(&serve.sandbox.log).is_empty());
+}
+
+/// A stolen account dialling abroad as fast as it can: the 6th call within a minute is
+/// toll fraud, refused, one ERROR line bans the address it called from, and the
+/// account is quarantined: only national, internal and emergency calls pass.
+#[test]
+fn a_stolen_account_is_stopped_within_its_first_calls() {
+    let (serve, port) = daemon("");
+    let results: Vec<String> = (0..6)
+        .map(|i| call(port, "1001", &format!("0044207946012{i}"), ATTACKER).1)
+        .collect();
+    assert_eq!(
+        results,
+        [
+            "ok",
+            "ok",
+            "ok",
+            "warning(calls_per_minute)",
+            "warning(calls_per_minute)",
+            "toll_fraud(calls_per_minute)"
+        ]
+    );
+    for (number, result, reason) in [
+        ("00442079460199", "ALERT", "quarantined(calls_per_minute)"),
+        ("09001123456", "ALERT", "quarantined(calls_per_minute)"),
+        ("112", "OK", "emergency"),
+        ("110", "OK", "emergency"),
+        ("030901820", "OK", "ok"),
+        ("200", "OK", "internal"),
+    ] {
+        let got = call(port, "1001", number, ATTACKER);
+        assert_eq!(
+            (got.0.as_str(), got.1.as_str()),
+            (result, reason),
+            "{number}"
+        );
+    }
+    let bans = fail2ban_matches(&serve.sandbox.log);
+    assert_eq!(bans.len(), 1, "one ERROR line: {bans:?}");
+    assert_eq!(bans[0].1, ATTACKER);
+    assert!(
+        bans[0]
+            .0
+            .contains("reason=toll_fraud(calls_per_minute) account='1001' class=international")
+    );
+}
+
+/// An office phone (a trusted network) that dials too much is stopped the same way,
+/// but never banned: its line is a WARNING.
+#[test]
+fn a_trusted_office_is_stopped_never_banned() {
+    let (serve, port) = daemon("");
+    let office = "198.51.100.20";
+    let calls: Vec<_> = (0..6)
+        .map(|i| call(port, "2001", &format!("0044207946013{i}"), office))
+        .collect();
+    let last = calls.last().unwrap();
+    assert_eq!(
+        (last.0.as_str(), last.1.as_str()),
+        ("ALERT", "toll_fraud(calls_per_minute)")
+    );
+    assert!(fail2ban_matches(&serve.sandbox.log).is_empty());
+    let lines = serve.sandbox.log_lines();
+    let fraud = lines.iter().find(|l| l.contains("toll_fraud")).unwrap();
+    assert_eq!(level(fraud), "WARNING", "{fraud}");
+}
+
+/// Three live calls of one account abroad (GROUP_COUNT): the third is refused.
+#[test]
+fn a_third_live_call_abroad_is_refused() {
+    let (_serve, port) = daemon("");
+    let mut channel = Channel::outbound("3001", b"00442079460123", ATTACKER);
+    channel.live = 3;
+    let ex = dial(port, &channel);
+    assert_eq!(verdict(&ex).1, "toll_fraud(concurrent)");
+}
+
+/// A number a scanner probed as a guest (an alerted guest call) is refused to every
+/// account afterwards: it is what the attackers sell.
+#[test]
+fn a_number_a_scanner_probed_is_refused_to_every_account() {
+    let (_serve, port) = daemon("");
+    let scan = Channel {
+        exten: b"00972501234567".to_vec(),
+        user_agent: b"friendly-scanner".to_vec(),
+        ..Channel::ordinary(ATTACKER)
+    };
+    let guest = common::agi_peer::fastagi_call(port, &scan);
+    assert_eq!(guest.variable("EXTSEC_RESULT").as_deref(), Some("ALERT"));
+    let got = call(port, "4001", "00972501234567", "192.0.2.44");
+    assert_eq!(
+        (got.0.as_str(), got.1.as_str()),
+        ("ALERT", "learned_destination")
+    );
+    let other = call(port, "4002", "00972501234568", "192.0.2.44");
+    assert_eq!(other.1, "ok", "only the number itself");
+}
+
+/// Every byte of the number is the phone's, and a stolen account is an attacker's:
+/// LF, CR, `)`, `:`, 64 KiB. Each is refused or judged, each written on one line of
+/// its own with the address the transport gave, and the daemon goes on.
+#[test]
+fn hostile_numbers_are_refused_or_judged_never_split_a_line() {
+    let (serve, port) = daemon("");
+    let long = "9".repeat(64 * 1024);
+    for (i, number) in [
+        "0044\n2079460123",
+        "0044\r2079460123",
+        "00442079460123) 200 result=1 (6.6.6.6",
+        "0044:2079460123",
+        long.as_str(),
+        "",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let got = call(port, &format!("50{i:02}"), number, ATTACKER);
+        assert_eq!(got.0, "ALERT", "{number:?}: {got:?}");
+    }
+    let lines = serve.sandbox.log_lines();
+    assert_eq!(lines.len(), 6, "{lines:?}");
+    for line in &lines {
+        assert!(line.contains(&format!("ip={ATTACKER} ")), "{line}");
+        assert!(line.len() < 2048, "cut: {}", line.len());
+    }
+    // The line feed reshaped the AGI stream: tampering, quarantined and banned.
+    assert!(
+        lines[0].contains("reason=toll_fraud(request_tampering)"),
+        "{}",
+        lines[0]
+    );
+    assert_eq!(fail2ban_matches(&serve.sandbox.log).len(), 1);
+    assert_eq!(
+        call(port, "6000", "030901820", ATTACKER).0,
+        "OK",
+        "still serving"
+    );
+}
+
+/// With `[fraud]` off the outbound check cannot judge: ERROR for the dialplan (which
+/// follows EXTSEC_ON_ERROR), a CRITICAL line saying how to switch it on.
+#[test]
+fn the_outbound_check_off_is_said() {
+    let port = free_port();
+    let sandbox = Sandbox::with_config(&format!(
+        "tarpit_seconds = 0\n[daemon]\nlisten = '127.0.0.1:{port}'\n"
+    ));
+    let serve = LoggedServe::start(sandbox, port);
+    let got = call(port, "1001", "00442079460123", ATTACKER);
+    assert_eq!((got.0.as_str(), got.1.as_str()), ("ERROR", "bad_request"));
+    let lines = serve.sandbox.log_lines();
+    assert!(
+        lines
+            .iter()
+            .any(|l| level(l) == "CRITICAL" && l.contains("the outbound check is off")),
+        "{lines:?}"
+    );
+}
+
+/// Process AGI refuses the outbound check at once: it needs the daemon's memory.
+#[test]
+fn process_agi_refuses_the_outbound_check() {
+    let s = Sandbox::new();
+    let mut child = s
+        .command()
+        .args(["agi", "outbound"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (stdin, stdout) = common::agi_peer::pipes(&mut child);
+    let channel = Channel::outbound("1001", b"00442079460123", ATTACKER);
+    let ex = serve(stdin, stdout, &Block::pjsip().bytes(&channel), |c| {
+        Some(reply_to(c, &channel))
+    });
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(ex.variable("EXTSEC_RESULT").as_deref(), Some("ERROR"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("the outbound check needs the daemon"));
+    assert!(
+        s.log_text()
+            .contains("CRITICAL reason=bad_request error='the outbound check needs the daemon")
+    );
+}
+
+/// The hangup handler hands back the answered seconds: international minutes past
+/// the day's critical level (240) quarantine the account and ban its last address.
+#[test]
+fn answered_minutes_come_back_from_the_hangup_handler() {
+    let (serve, port) = daemon("");
+    assert_eq!(call(port, "7001", "00442079460123", ATTACKER).1, "ok");
+    let end = |seconds: &str| {
+        let mut channel = Channel::outbound("7001", b"", ATTACKER);
+        channel.set("EXTSEC_CLASS", b"international".to_vec());
+        channel.set("ANSWEREDTIME", seconds.as_bytes().to_vec());
+        let block = Block {
+            request: "agi://127.0.0.1/outbound-end".into(),
+            network_script: Some("outbound-end".into()),
+            args: vec![],
+            ..Block::pjsip()
+        };
+        let ex = fastagi_call_with_block(port, &block, &channel);
+        assert_eq!(
+            ex.commands.len(),
+            1,
+            "a dead channel is only asked: {:?}",
+            ex.commands
+        );
+    };
+    end("3600");
+    end("3600");
+    end("7200");
+    wait_for("the ERROR line", Duration::from_secs(5), || {
+        serve
+            .sandbox
+            .log_text()
+            .contains("reason=toll_fraud(minutes_per_day)")
+    });
+    let bans = fail2ban_matches(&serve.sandbox.log);
+    assert_eq!(bans.len(), 1, "{bans:?}");
+    assert_eq!(bans[0].1, ATTACKER);
+    assert!(
+        serve
+            .sandbox
+            .log_text()
+            .contains("WARNING ip=203.0.113.66 reason=warning(minutes_per_day)")
+    );
+    assert_eq!(
+        call(port, "7001", "00442079460123", ATTACKER).1,
+        "quarantined(minutes_per_day)"
+    );
+}
+
+fn fastagi_call_with_block(port: u16, block: &Block, channel: &Channel) -> Exchange {
+    let stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let reader = stream.try_clone().unwrap();
+    serve(stream, reader, &block.bytes(channel), |c| {
+        Some(reply_to(c, channel))
+    })
+}
+
+/// The quarantine is seen and lifted with `extsecurity fraud`, and survives a restart:
+/// `status` asks the running daemon, or reads the state file while it is down;
+/// `release` lifts it and resets the counters.
+#[test]
+fn a_quarantine_is_seen_survives_a_restart_and_is_lifted() {
+    let (mut serve, port) = daemon("");
+    for i in 0..6 {
+        call(port, "1001", &format!("0044207946012{i}"), ATTACKER);
+    }
+    let fraud = |serve: &LoggedServe, args: &[&str]| {
+        let out = serve
+            .sandbox
+            .command()
+            .arg("fraud")
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (code, text) = fraud(&serve, &["status", "1001"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.starts_with("1001  QUARANTINED for "), "{text}");
+    assert!(
+        text.contains("(calls_per_minute, international, from 203.0.113.66)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("international: 6 calls this minute"),
+        "{text}"
+    );
+    assert!(
+        text.contains("last dialled: +442079460125 (international)"),
+        "{text}"
+    );
+    assert!(text.contains("(from the running daemon)"), "{text}");
+
+    assert!(serve.terminate().success());
+    let (code, text) = fraud(&serve, &["status"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("1001  QUARANTINED"), "{text}");
+    assert!(text.contains("(the daemon is not running)"), "{text}");
+
+    serve.restart(port);
+    assert_eq!(
+        call(port, "1001", "00442079460123", ATTACKER).1,
+        "quarantined(calls_per_minute)"
+    );
+    let (code, text) = fraud(&serve, &["release", "1001"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert_eq!(
+        text,
+        "1001: quarantine lifted (it was for calls_per_minute, from 203.0.113.66); its counters reset\n"
+    );
+    assert_eq!(call(port, "1001", "00442079460123", ATTACKER).1, "ok");
+    let (code, text) = fraud(&serve, &["release", "nobody"]);
+    assert_eq!(code, Some(9), "{text}");
+    assert!(
+        text.contains("nobody: unknown to the outbound guard"),
+        "{text}"
+    );
+    let (code, json) = fraud(&serve, &["status", "--json"]);
+    assert_eq!(code, Some(0));
+    let accounts: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(accounts[0]["account"], "1001");
+    assert!(accounts[0]["quarantine"].is_null());
+}
