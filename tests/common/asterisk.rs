@@ -238,22 +238,55 @@ pub enum Outcome {
     Continued,
     /// `Hangup()`.
     HungUp,
+    /// `Congestion()`: the caller gets a fast busy (SIP 503), then the channel hangs up.
+    Congested,
 }
 
-/// Runs extension `exten` of `[context]` for `call` the way pbx.c does, for the
-/// applications the shipped dialplans use: `Set(NAME=value)`, `Gosub(context,exten,1)`
-/// (the extension substituted: `${CHANNEL(channeltype)}`), `TrySystem(data)` (its
-/// substituted data handed to `system`, which returns `SYSTEMSTATUS`),
-/// `GotoIf($["${VAR}" = "TEXT"]?label)`, `Goto(exten,1)`, `Log()`, `Return()`,
-/// `Hangup()`. An extension is found by name, else by the patterns `_X.`, `_+X.` and
-/// `_[A-Z].`. Anything else is a test failure, so a dialplan cannot grow past what is
-/// emulated.
+/// The applications that reach outside the dialplan: `TrySystem()` (its substituted
+/// data, returning `SYSTEMSTATUS`) and `AGI()` (its substituted URL and the channel,
+/// whose variables the AGI sets).
+pub struct Apps<'a> {
+    pub system: &'a mut dyn FnMut(&[u8], &Channel) -> &'static str,
+    pub agi: &'a mut dyn FnMut(&str, &mut Channel),
+}
+
+/// [`run_call_with`] for dialplans that run no `AGI()`.
 pub fn run_call(
     conf: &str,
     context: &str,
     exten: &str,
     call: &mut Channel,
     system: &mut dyn FnMut(&[u8], &Channel) -> &'static str,
+) -> Outcome {
+    let mut agi = |url: &str, _: &mut Channel| panic!("not emulated here: AGI({url})");
+    run_call_with(
+        conf,
+        context,
+        exten,
+        call,
+        &mut Apps {
+            system,
+            agi: &mut agi,
+        },
+    )
+}
+
+/// Runs extension `exten` of `[context]` for `call` the way pbx.c does, for the
+/// applications the shipped dialplans use: `Set(NAME=value)` (a function's name too:
+/// `GROUP(extsec-outbound)`, `CHANNEL(hangup_handler_push)`, `TIMEOUT(absolute)` are
+/// kept by name), `Gosub(context,exten,1)` and `Gosub(context,exten,1(arg))` (`ARG1`
+/// set for the subroutine's frame only, as app_stack.c does), `TrySystem(data)`,
+/// `AGI(url)`, `GotoIf($["${VAR}" = "TEXT"]?label)`, `GotoIf($[0${VAR} > 0]?label)`,
+/// `Goto(exten,1)` (the extension substituted: `${CHANNEL(channeltype)}`), `Log()`,
+/// `Return()`, `Hangup()`, `Congestion()`. An extension is found by name, else by the
+/// patterns `_X.`, `_+X.` and `_[A-Z].`. Anything else is a test failure, so a dialplan
+/// cannot grow past what is emulated.
+pub fn run_call_with(
+    conf: &str,
+    context: &str,
+    exten: &str,
+    call: &mut Channel,
+    apps: &mut Apps<'_>,
 ) -> Outcome {
     let extensions = context_extensions(conf, context);
     let mut steps = find_extension(&extensions, exten, context);
@@ -270,6 +303,11 @@ pub fn run_call(
         match name {
             "Return" => return Outcome::Continued,
             "Hangup" => return Outcome::HungUp,
+            "Congestion" => return Outcome::Congested,
+            "AGI" => {
+                let url = String::from_utf8(substitute(data, call)).unwrap();
+                (apps.agi)(&url, call);
+            }
             "Log" | "NoOp" => {}
             "Set" => {
                 let (var, value) = data.split_once('=').expect("Set(NAME=value)");
@@ -277,28 +315,52 @@ pub fn run_call(
                 call.set(var, value);
             }
             "TrySystem" => {
-                let status = system(&substitute(data, call), call);
+                let status = (apps.system)(&substitute(data, call), call);
                 call.set("SYSTEMSTATUS", status.as_bytes().to_vec());
             }
             "Gosub" => {
-                let parts: Vec<&str> = data.split(',').collect();
-                let [target, ext, "1"] = parts[..] else {
-                    panic!("not emulated: {app}");
+                let (target, rest) = data.split_once(',').expect("Gosub(context,exten,1…)");
+                let (ext, priority) = rest.split_once(',').expect("Gosub(context,exten,1…)");
+                let arg = match priority {
+                    "1" => None,
+                    p => Some(
+                        p.strip_prefix("1(")
+                            .and_then(|a| a.strip_suffix(')'))
+                            .unwrap_or_else(|| panic!("not emulated: {app}")),
+                    ),
                 };
                 let ext = String::from_utf8(substitute(ext, call)).unwrap();
-                if run_call(conf, target, &ext, call, system) == Outcome::HungUp {
-                    return Outcome::HungUp;
+                // ARG1 is the subroutine frame's own: the caller's comes back on Return.
+                let saved = call.variables.iter().find(|(n, _)| n == "ARG1").cloned();
+                if let Some(arg) = arg {
+                    let value = substitute(arg, call);
+                    call.set("ARG1", value);
+                }
+                let outcome = run_call_with(conf, target, &ext, call, apps);
+                call.variables.retain(|(n, _)| n != "ARG1");
+                call.variables.extend(saved);
+                if outcome != Outcome::Continued {
+                    return outcome;
                 }
             }
             "Goto" => {
                 let (ext, prio) = data.split_once(',').expect("Goto(exten,1)");
                 assert_eq!(prio, "1", "not emulated: {app}");
-                steps = find_extension(&extensions, ext, context);
+                let ext = String::from_utf8(substitute(ext, call)).unwrap();
+                steps = find_extension(&extensions, &ext, context);
                 at = 0;
             }
             "GotoIf" => {
                 let (var, expected, label) = parse_goto_if(app);
-                if call.value(var) == expected.as_bytes() {
+                let taken = match expected {
+                    // `$[0${VAR} > 0]`: the value read as a number, empty as 0.
+                    None => std::str::from_utf8(&call.value(var))
+                        .ok()
+                        .and_then(|v| format!("0{v}").parse::<u64>().ok())
+                        .is_some_and(|n| n > 0),
+                    Some(text) => call.value(var) == text.as_bytes(),
+                };
+                if taken {
                     at = steps
                         .iter()
                         .position(|(l, _)| l.as_deref() == Some(label))
@@ -379,13 +441,21 @@ pub fn run_subroutine(conf: &str, context: &str, variables: &[(&str, &str)]) -> 
     })
 }
 
-/// `GotoIf($["${VAR}" = "TEXT"]?label)` → `(VAR, TEXT, label)`.
-fn parse_goto_if(app: &str) -> (&str, &str, &str) {
-    let parse = || {
+/// `GotoIf($["${VAR}" = "TEXT"]?label)` → `(VAR, Some(TEXT), label)`;
+/// `GotoIf($[0${VAR} > 0]?label)` → `(VAR, None, label)`.
+fn parse_goto_if(app: &str) -> (&str, Option<&str>, &str) {
+    let equal = || {
         let rest = app.strip_prefix("GotoIf($[\"${")?;
         let (var, rest) = rest.split_once("}\" = \"")?;
         let (text, rest) = rest.split_once("\"]?")?;
-        Some((var, text, rest.strip_suffix(')')?))
+        Some((var, Some(text), rest.strip_suffix(')')?))
     };
-    parse().unwrap_or_else(|| panic!("not emulated: {app}"))
+    let positive = || {
+        let rest = app.strip_prefix("GotoIf($[0${")?;
+        let (var, rest) = rest.split_once("} > 0]?")?;
+        Some((var, None, rest.strip_suffix(')')?))
+    };
+    equal()
+        .or_else(positive)
+        .unwrap_or_else(|| panic!("not emulated: {app}"))
 }
