@@ -803,6 +803,31 @@ fn check_config(config: &(Config, Source), quiet: bool) -> u8 {
         ),
         None => {}
     }
+    if let Some(fraud) = &c.fraud {
+        match extsecurity::daemon::fraud::read_high_risk(c) {
+            Ok(list) if !quiet => println!(
+                "# [fraud]: {} high-risk prefixes; emergency numbers, never refused: {}",
+                list.len(),
+                fraud.dial_plan.emergency_numbers().join(", ")
+            ),
+            Ok(_) => {}
+            Err(e) => {
+                eprintln!("extsecurity: {e}: serve would not start");
+                status = exits::CONFIG;
+            }
+        }
+        match extsecurity::daemon::fraud::state_problem(&fraud.state_file) {
+            Some((problem, true)) => {
+                eprintln!(
+                    "extsecurity: note: {problem}: not as {user}; serve uses it as its own user"
+                )
+            }
+            Some((problem, false)) => eprintln!(
+                "extsecurity: warning: {problem}: serve would judge outbound calls but quarantines would not survive a restart"
+            ),
+            None => {}
+        }
+    }
     if !quiet {
         println!("# effective settings, from {source}");
         print!("{}", extsecurity::config::effective::render(c));

@@ -441,3 +441,91 @@ fn a_quarantine_is_seen_survives_a_restart_and_is_lifted() {
     assert_eq!(accounts[0]["account"], "1001");
     assert!(accounts[0]["quarantine"].is_null());
 }
+
+/// The high-risk list is the administrator's: check-config reads it (and says what the
+/// emergency numbers are), a bad line names its file and line, and serve refuses to
+/// start with it as it refuses an alert log it cannot open.
+#[test]
+fn check_config_and_serve_read_the_high_risk_list() {
+    let good = Sandbox::with_config(&format!(
+        "[fraud]\nenabled = true\ncountry_code = \"49\"\nhigh_risk_file = {:?}\n\
+         state_file = \"@DIR@/fraud.state\"\n",
+        repo().join("dist/extsecurity-high-risk.conf")
+    ));
+    let out = good.run(&["check-config"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("high-risk prefixes; emergency numbers, never refused: 110, 112"),
+        "{text}"
+    );
+    assert!(text.contains("class.international.calls_per_minute = { warning = 4, critical = 6 }"));
+
+    let bad = Sandbox::with_config(
+        "[fraud]\nenabled = true\ncountry_code = \"49\"\nhigh_risk_file = \"@DIR@/risk.conf\"\n\
+         state_file = \"@DIR@/fraud.state\"\n",
+    );
+    std::fs::write(bad.dir.path().join("risk.conf"), "882\n53x\n").unwrap();
+    let out = bad.run(&["check-config"]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{said}");
+    assert!(
+        said.contains("risk.conf:2: \"53x\" is not an E.164 prefix"),
+        "{said}"
+    );
+    let out = bad.run(&["serve", "--listen", &format!("127.0.0.1:{}", free_port())]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(6), "{said}");
+    assert!(said.contains("risk.conf:2:"), "{said}");
+}
+
+/// A reload reads the list again: a bad one is refused (the running list kept), a good
+/// one applies to the next call.
+#[test]
+fn a_reload_reads_the_high_risk_list_again() {
+    let port = free_port();
+    let sandbox = Sandbox::with_config(&format!(
+        "tarpit_seconds = 0\n[daemon]\nlisten = '127.0.0.1:{port}'\n\
+         [fraud]\nenabled = true\ncountry_code = \"49\"\nhigh_risk_file = \"@DIR@/risk.conf\"\n\
+         state_file = \"@DIR@/fraud.state\"\n"
+    ));
+    let list = sandbox.dir.path().join("risk.conf");
+    std::fs::write(&list, "53\n").unwrap();
+    let serve = LoggedServe::start(sandbox, port);
+    let hup = || {
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(serve.child.id() as i32, libc::SIGHUP) };
+    };
+    assert_eq!(
+        call(port, "1", "0053712345678", ATTACKER).1,
+        "high_risk_destination"
+    );
+    std::fs::write(&list, "5x\n").unwrap();
+    hup();
+    wait_for("the refused reload", Duration::from_secs(5), || {
+        serve.stderr().contains("reload refused")
+    });
+    assert!(
+        serve.stderr().contains("risk.conf:1: \"5x\""),
+        "{}",
+        serve.stderr()
+    );
+    assert_eq!(
+        call(port, "2", "0053712345678", ATTACKER).1,
+        "high_risk_destination"
+    );
+    std::fs::write(&list, "882\n").unwrap();
+    hup();
+    wait_for("the reload", Duration::from_secs(5), || {
+        serve.stderr().contains("configuration reloaded")
+    });
+    assert_eq!(call(port, "3", "0053712345678", ATTACKER).1, "ok");
+    assert_eq!(
+        call(port, "4", "0088212345678", ATTACKER).1,
+        "high_risk_destination"
+    );
+}

@@ -28,9 +28,9 @@ impl Setting {
         (&self.value, &self.hidden) != (&other.value, &other.hidden)
     }
 
-    /// The key without its table: `listen`.
+    /// The key without its table: `listen`; `class.international.hours` in `[fraud]`.
     pub fn name(&self) -> &str {
-        self.key.rsplit('.').next().unwrap_or(&self.key)
+        self.key.split_once('.').map_or(&self.key, |(_, rest)| rest)
     }
 }
 
@@ -57,6 +57,7 @@ pub fn tables(c: &Config) -> Vec<Table> {
         ),
     ];
     out.push(nftables(c));
+    out.push(fraud(c));
     out
 }
 
@@ -301,10 +302,102 @@ fn nftables(c: &Config) -> Table {
         .table(Some("nftables"))
 }
 
+fn fraud(c: &Config) -> Table {
+    use crate::fraud::Class;
+    use crate::fraud::limits::Rule;
+    let Some(f) = &c.fraud else {
+        return Table {
+            name: Some("fraud"),
+            settings: Vec::new(),
+            absent: Some("off: outbound calls are not checked"),
+        };
+    };
+    let d = &f.dial_plan;
+    let path = |p: Option<&std::path::Path>| {
+        string(&p.map(|p| p.display().to_string()).unwrap_or_default())
+    };
+    let mut b = Builder::new("fraud")
+        .set("enabled", true)
+        .set("country_code", string(&d.country_code))
+        .set("international_prefix", string(&d.international_prefix))
+        .set("national_prefix", string(&d.national_prefix))
+        .set("outside_line_prefix", string(&d.outside_line_prefix))
+        .set("emergency_numbers", list(&d.extra_emergency))
+        .set("internal_max_digits", d.internal_max_digits)
+        .set("blocked_prefixes", list(&f.blocked.to_vec()))
+        .set("high_risk_file", path(f.high_risk_file.as_deref()))
+        .set("learned_days", f.learned.as_secs() / 86_400)
+        .set("quarantine_seconds", f.quarantine.as_secs())
+        .set("new_address_days", f.new_address.as_secs() / 86_400)
+        .set("takeover_window_seconds", f.takeover_window.as_secs())
+        .set("state_file", path(Some(&f.state_file)))
+        .set("max_accounts", f.max_accounts);
+    let limits = |b: Builder, prefix: &str, l: &crate::fraud::limits::ClassLimits| {
+        let mut b = b
+            .set(&format!("{prefix}.refuse"), l.refuse)
+            .set(
+                &format!("{prefix}.hours"),
+                string(
+                    &l.hours
+                        .as_ref()
+                        .map(ToString::to_string)
+                        .unwrap_or_default(),
+                ),
+            )
+            .set(&format!("{prefix}.max_seconds"), l.max_seconds);
+        for rule in Rule::ALL {
+            let level = l.level(rule);
+            b = b.set(
+                &format!("{prefix}.{rule}"),
+                format!(
+                    "{{ warning = {}, critical = {} }}",
+                    level.warning, level.critical
+                ),
+            );
+        }
+        b
+    };
+    for class in Class::JUDGED {
+        b = limits(b, &format!("class.{class}"), f.limits("", class));
+    }
+    for account in f.overridden_accounts() {
+        for class in Class::JUDGED {
+            b = limits(
+                b,
+                &format!("account.{}.{class}", string(account)),
+                f.limits(account, class),
+            );
+        }
+    }
+    b.table(Some("fraud"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::path::Path;
+
+    #[test]
+    fn the_fraud_table_reads_back_with_its_classes_and_accounts() {
+        let c = config(
+            "[fraud]\nenabled = true\ncountry_code = '49'\nblocked_prefixes = ['4919']\n\
+             [fraud.class.international]\nhours = 'Mo-Fr 07:00-20:00'\n\
+             [fraud.account.'call centre'.international]\ncalls_per_minute = { warning = 40, critical = 60 }\n",
+        );
+        let text = render(&c);
+        assert!(text.contains("\n[fraud]\n"), "{text}");
+        assert!(
+            text.contains("class.international.hours = \"Mo-Fr 07:00-20:00\""),
+            "{text}"
+        );
+        assert!(
+            text.contains("account.\"call centre\".international.calls_per_minute = { warning = 40, critical = 60 }"),
+            "{text}"
+        );
+        let again = config(&text);
+        assert_eq!(settings(&again), settings(&c));
+        assert!(render(&config("")).contains("# [fraud] absent: off"));
+    }
 
     fn config(text: &str) -> Config {
         Config::from_toml(text, Path::new("t.toml")).unwrap()

@@ -125,6 +125,17 @@ pub async fn keep(
     path: PathBuf,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
+    // Run by hand, the folder may not exist yet (the unit's StateDirectory makes it).
+    if let Some(folder) = path
+        .parent()
+        .filter(|f| !f.as_os_str().is_empty() && !f.exists())
+    {
+        use std::os::unix::fs::DirBuilderExt as _;
+        let _ = std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(folder);
+    }
     let mut failing = false;
     let mut ticks = tokio::time::interval(SAVE_EVERY);
     loop {
@@ -156,6 +167,35 @@ pub async fn keep(
             return;
         }
     }
+}
+
+/// What is wrong with the state file for `check-config`, if anything: it does not
+/// parse, or its folder would not take it; and whether that is only a matter of the
+/// user asking (the daemon's own user may do better).
+pub fn state_problem(path: &Path) -> Option<(String, bool)> {
+    let permission = |e: &std::io::Error| e.kind() == std::io::ErrorKind::PermissionDenied;
+    if let Err(e) = StateFile::new(path).load::<Snapshot>() {
+        return Some((
+            format!("fraud.state_file {}: {e}", path.display()),
+            permission(&e),
+        ));
+    }
+    let folder = path.parent()?;
+    let at = if folder.is_dir() {
+        folder
+    } else {
+        folder.parent()?
+    };
+    let checked = match at.is_dir() {
+        true => crate::alert_log::can_create_in(at),
+        false => Err(std::io::Error::from(std::io::ErrorKind::NotFound)),
+    };
+    checked.err().map(|e| {
+        (
+            format!("fraud.state_file {}: {e}", path.display()),
+            permission(&e),
+        )
+    })
 }
 
 /// Judges an outbound call, writes its line and counts it; why it could not be judged

@@ -31,12 +31,12 @@ impl Diff {
 }
 
 /// Compares `old` and `new` key by key. A table switched on or off (`[ami]`,
-/// `[crowdsec]`, `[nftables]`) is one change, not one per key.
+/// `[crowdsec]`, `[nftables]`, `[fraud]`) is one change, not one per key.
 pub fn diff(old: &Config, new: &Config) -> Diff {
     let (before, after) = (settings(old), settings(new));
     let find = |all: &[Setting], key: &str| all.iter().find(|s| s.key == key).cloned();
     let mut out = Diff::default();
-    for table in ["ami", "crowdsec", "nftables"] {
+    for table in ["ami", "crowdsec", "nftables", "fraud"] {
         let absent = format!("[{table}]");
         match (find(&before, &absent), find(&after, &absent)) {
             (Some(_), None) => out.live.push(format!("[{table}] added")),

@@ -156,6 +156,10 @@ impl Prefixes {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+
+    pub fn to_vec(&self) -> Vec<String> {
+        self.0.clone()
+    }
 }
 
 /// A dialled number, classified.
