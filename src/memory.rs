@@ -95,6 +95,15 @@ impl Memory {
         self.ips.get_or_insert_mut(ip, History::default).alerted_at = Some(now);
     }
 
+    /// Whether `ip` was alerted on within `within` of `now` (by a call's rules or the
+    /// AMI's): a login from it is no phone's.
+    pub fn was_alerted(&self, ip: IpAddr, now: Instant, within: Duration) -> bool {
+        self.ips
+            .peek(&ip)
+            .and_then(|h| h.alerted_at)
+            .is_some_and(|t| now.saturating_duration_since(t) < within)
+    }
+
     /// Records `call` and returns the verdict with the memory rules applied on top of
     /// the per-call `verdict`.
     pub fn judge(

@@ -684,3 +684,59 @@ fn unanswered_challenges_to_a_known_account_are_a_flood_and_answered_ones_nothin
         alerts[0]
     );
 }
+
+/// Issue 20, the takeover signal: svcrack's wrong guesses on 1001 from one address
+/// (the capture's ChallengeResponseFailed(1001), five: below the AMI rule's six), then
+/// the right password from that address (the capture's SuccessfulAuth(1001), Service
+/// PJSIP). The account is quarantined before its first call, with one WARNING line;
+/// its first international call is refused. A phone of another account that logs in
+/// from a new address without failed guesses is only noted.
+#[test]
+fn a_login_right_after_guesses_quarantines_the_account_before_its_first_call() {
+    let attacker = "203.0.113.99";
+    let mut events = wrong_passwords(attacker, 5);
+    events.extend(from_address(&capture_events("ami-rightpw.bin"), attacker));
+    events.extend(with_account(
+        &from_address(&capture_events("ami-rightpw.bin"), "192.0.2.60"),
+        "1001",
+        "1002",
+    ));
+    let port = free_port();
+    let peer = AmiPeer::start(vec![Script::accept(events, Then::Hold)]);
+    let w = Watcher::start_with(
+        &peer,
+        "[fraud]\nenabled = true\ncountry_code = \"49\"\nhigh_risk_file = \"\"\nstate_file = \"@DIR@/fraud.state\"\n",
+        &format!("listen = '127.0.0.1:{port}'"),
+        "",
+    );
+    w.wait_for("the takeover line", || {
+        w.log().log_text().contains("reason=takeover")
+    });
+    let lines = w.log().log_lines();
+    let takeover: Vec<&String> = lines.iter().filter(|l| l.contains("takeover")).collect();
+    assert_eq!(takeover.len(), 1, "{lines:?}");
+    assert!(
+        takeover[0].contains(&format!(
+            "WARNING ip={attacker} reason=takeover account='1001' failed_logins=5"
+        )),
+        "{}",
+        takeover[0]
+    );
+    assert!(
+        w.alerts().is_empty(),
+        "five guesses are below the AMI rule; nothing banned"
+    );
+    assert_eq!(w.metric("extsecurity_outbound_takeovers_total"), 1.0);
+    let call = Channel::outbound("1001", b"00442079460123", attacker);
+    let ex = common::agi_peer::outbound_call(port, &call);
+    assert_eq!(
+        ex.variable("EXTSEC_REASON").as_deref(),
+        Some("quarantined(takeover)")
+    );
+    w.wait_for("the note on 1002", || {
+        w.stderr().contains("logged in from a new address")
+    });
+    let other = Channel::outbound("1002", b"00442079460123", "192.0.2.60");
+    let ex = common::agi_peer::outbound_call(port, &other);
+    assert_eq!(ex.variable("EXTSEC_RESULT").as_deref(), Some("OK"));
+}

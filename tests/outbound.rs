@@ -10,7 +10,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::agi_peer::{Block, Exchange, reply_to, serve};
+use common::agi_peer::{Block, Exchange, outbound_call, reply_to, serve};
 use common::asterisk::Channel;
 use common::{LoggedServe, Sandbox, fail2ban_matches, free_port, level, repo, wait_for};
 
@@ -29,23 +29,8 @@ fn daemon(extra: &str) -> (LoggedServe, u16) {
     (LoggedServe::start(sandbox, port), port)
 }
 
-/// One outbound check as `[extsec-outbound]` makes it.
-fn outbound_block() -> Block {
-    Block {
-        request: "agi://127.0.0.1/outbound".into(),
-        network_script: Some("outbound".into()),
-        args: vec![],
-        ..Block::pjsip()
-    }
-}
-
 fn dial(port: u16, channel: &Channel) -> Exchange {
-    let stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream.set_nodelay(true).unwrap();
-    let reader = stream.try_clone().unwrap();
-    serve(stream, reader, &outbound_block().bytes(channel), |c| {
-        Some(reply_to(c, channel))
-    })
+    outbound_call(port, channel)
 }
 
 /// `(EXTSEC_RESULT, EXTSEC_REASON, EXTSEC_CLASS, EXTSEC_MAX_SECONDS)`.

@@ -412,6 +412,9 @@ fn evaluate(shared: &Shared, mut rx: mpsc::Receiver<Vec<Verdict>>) {
             match verdict {
                 Verdict::Event(event) => {
                     shared.metrics.ami.event(event.kind);
+                    if config.fraud.is_some() {
+                        phone_login(shared, &config, &event, now);
+                    }
                     if config.is_trusted(event.remote_ip) {
                         continue;
                     }
@@ -461,6 +464,30 @@ fn alert(
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .mark_alerted(event.remote_ip, now);
+}
+
+/// Hands a phone's login to the outbound guard (README, "Toll fraud"): a failed try
+/// on an existing account (chan_pjsip's `ChallengeResponseFailed`, chan_sip's
+/// `InvalidPassword`; an unknown user is `<unknown>` there, design §3b), or a
+/// `SuccessfulAuth`, with whether its address was alerted on lately.
+fn phone_login(shared: &Shared, config: &crate::config::Config, event: &Event, now: Instant) {
+    use crate::daemon::fraud::LoginEvent;
+    if !matches!(&*event.service, "PJSIP" | "SIP") {
+        return;
+    }
+    let what = match event.kind {
+        "ChallengeResponseFailed" | "InvalidPassword" => LoginEvent::Failed,
+        "SuccessfulAuth" => LoginEvent::Succeeded {
+            ip: event.remote_ip,
+            alerted: shared
+                .memory
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .was_alerted(event.remote_ip, now, config.memory.repeat_offender),
+        },
+        _ => return,
+    };
+    crate::daemon::fraud::login(shared, config, event.account_id.shown(), what);
 }
 
 /// At most one tampering warning a second, with the count of those it held back: a

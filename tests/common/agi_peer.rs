@@ -49,6 +49,16 @@ impl Block {
         }
     }
 
+    /// The block of `AGI(agi://127.0.0.1/outbound)` in `[extsec-outbound]` (design §3e).
+    pub fn outbound() -> Block {
+        Block {
+            request: "agi://127.0.0.1/outbound".into(),
+            network_script: Some("outbound".into()),
+            args: vec![],
+            ..Block::pjsip()
+        }
+    }
+
     pub fn chan_sip() -> Block {
         Block {
             tech: "SIP",
@@ -308,4 +318,15 @@ pub fn fastagi_call_with(
     stream.set_nodelay(true).unwrap();
     let reader = stream.try_clone().unwrap();
     serve(stream, reader, &Block::fastagi().bytes(channel), answer)
+}
+
+/// One whole outbound check to a daemon on `127.0.0.1:port`, as `[extsec-outbound]`
+/// makes it for `channel` (its group, `ARG1` and live count set: `Channel::outbound`).
+pub fn outbound_call(port: u16, channel: &Channel) -> Exchange {
+    let stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.set_nodelay(true).unwrap();
+    let reader = stream.try_clone().unwrap();
+    serve(stream, reader, &Block::outbound().bytes(channel), |c| {
+        Some(reply_to(c, channel))
+    })
 }
