@@ -39,21 +39,31 @@ impl Alert {
     /// time (local, as written). `None` for any other line. The fields read come before
     /// any caller value, which the writer escapes, so a caller cannot forge one.
     pub fn from_log_line(line: &[u8]) -> Option<Alert> {
-        let Some(crate::report::Parsed::Call {
-            time,
-            alert: true,
-            ip,
-            reason,
-        }) = crate::report::parse(line)
-        else {
-            return None;
+        use crate::report::Parsed;
+        let (time, ip, reason) = match crate::report::parse(line)? {
+            Parsed::Call {
+                time,
+                alert: true,
+                ip,
+                reason,
+            } => (time, ip, reason),
+            // Toll fraud bans the address the stolen account called from.
+            Parsed::Outbound {
+                time,
+                level: "ERROR",
+                ip: Some(ip),
+                reason,
+                ..
+            } => (time, ip, reason),
+            _ => return None,
         };
         let rule = reason.split('(').next().unwrap_or_default();
+        let word = |n: &str| n.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
         let argument_ok = match reason[rule.len()..].strip_prefix('(') {
             None => reason.len() == rule.len(),
-            Some(rest) => rest
-                .strip_suffix(')')
-                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())),
+            Some(rest) => rest.strip_suffix(')').is_some_and(|n| {
+                !n.is_empty() && (n.bytes().all(|b| b.is_ascii_digit()) || word(n))
+            }),
         };
         if rule.is_empty()
             || !rule.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
@@ -486,6 +496,17 @@ mod tests {
 
     #[test]
     fn an_alert_is_read_from_an_error_line_only() {
+        let fraud = b"2026-11-25 23:00:00.250 ERROR ip=203.0.113.66 reason=toll_fraud(calls_per_minute) account='1001' class=international number='0044' live=1";
+        let a = Alert::from_log_line(fraud).unwrap();
+        assert_eq!(
+            (a.ip.to_string().as_str(), a.scenario().as_str()),
+            ("203.0.113.66", "extsecurity/toll_fraud")
+        );
+        let warning = b"2026-11-25 23:00:00.250 WARNING ip=203.0.113.66 reason=premium_destination account='1001' class=premium number='0900' live=1";
+        assert!(
+            Alert::from_log_line(warning).is_none(),
+            "a refusal by policy bans no one"
+        );
         let line = b"2026-11-25 23:00:00.250 ERROR ip=203.0.113.5 reason=wrong_exten_min_length(10) callerid_num='x ip\\x3d9.9.9.9'";
         let a = Alert::from_log_line(line).unwrap();
         assert_eq!(a.ip.to_string(), "203.0.113.5");

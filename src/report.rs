@@ -79,9 +79,10 @@ pub fn lines_about(
     for_each_line(input, |line| {
         let Some(text) = line else { return };
         let named = match parse(text) {
-            Some(Parsed::Call { ip: field, .. }) => {
-                field.parse::<std::net::IpAddr>().ok() == Some(ip)
-            }
+            Some(Parsed::Call { ip: field, .. })
+            | Some(Parsed::Outbound {
+                ip: Some(field), ..
+            }) => field.parse::<std::net::IpAddr>().ok() == Some(ip),
             _ => false,
         };
         if named {
@@ -131,6 +132,8 @@ pub struct Report {
     #[serde(skip)]
     offenders: HashMap<String, Offender>,
     pub per_hour: BTreeMap<String, Hour>,
+    /// The outbound check's lines, apart from the guest calls above.
+    pub outbound: OutboundReport,
 }
 
 impl Report {
@@ -145,6 +148,21 @@ impl Report {
                 ip,
                 reason,
             }) => self.add_call(time, alert, ip, reason),
+            Some(Parsed::Outbound {
+                time,
+                level,
+                ip,
+                reason,
+                account,
+                class,
+            }) => {
+                self.seen(time);
+                self.outbound.add(time, reason, account, class);
+                // Toll fraud is banned on like any alert: the address counts as one.
+                if let (Some(ip), "ERROR") = (ip, level) {
+                    self.add_alert(time, ip, reason);
+                }
+            }
             Some(Parsed::Critical { time }) => {
                 self.bad_requests += 1;
                 self.seen(time);
@@ -159,10 +177,16 @@ impl Report {
         let hour = self.per_hour.entry(time[..13].to_string()).or_default();
         hour.calls += 1;
         bump(&mut self.calls_by_reason, reason);
-        if !alert {
-            return;
+        if alert {
+            self.add_alert(time, ip, reason);
         }
-        hour.alerts += 1;
+    }
+
+    fn add_alert(&mut self, time: &str, ip: &str, reason: &str) {
+        self.per_hour
+            .entry(time[..13].to_string())
+            .or_default()
+            .alerts += 1;
         self.alerts += 1;
         bump(&mut self.alerts_by_reason, reason);
         let offender = self
@@ -229,11 +253,13 @@ impl Report {
             report: &'a Report,
             distinct_offenders: usize,
             top_offenders: Vec<Offender>,
+            top_outbound_accounts: Vec<AccountCount>,
         }
         let out = WithTop {
             report: self,
             distinct_offenders: self.offenders.len(),
             top_offenders: self.top(n),
+            top_outbound_accounts: self.outbound.top(n),
         };
         serde_json::to_string_pretty(&out).expect("a report always serialises")
     }
@@ -280,6 +306,9 @@ impl Report {
                 o.ip, o.alerts, o.first_seen, o.last_seen
             );
         }
+        if self.outbound.calls + self.outbound.takeovers > 0 {
+            self.outbound_table(&mut out, n);
+        }
         let _ = writeln!(out, "\nPER HOUR");
         let _ = writeln!(out, "  {:<16} {:>10} {:>10}", "hour", "calls", "alerts");
         for (hour, h) in &self.per_hour {
@@ -292,6 +321,42 @@ impl Report {
             );
         }
         out
+    }
+}
+
+impl Report {
+    fn outbound_table(&self, out: &mut String, n: usize) {
+        let o = &self.outbound;
+        let _ = writeln!(
+            out,
+            "\nOUTBOUND CALLS  {} (refused {}, toll fraud {}, takeovers {})",
+            o.calls, o.refused, o.toll_fraud, o.takeovers
+        );
+        let _ = writeln!(out, "  {:<16} {:>10} {:>10}", "class", "calls", "refused");
+        for (class, c) in &o.by_class {
+            let _ = writeln!(out, "  {class:<16} {:>10} {:>10}", c.calls, c.refused);
+        }
+        let _ = writeln!(out, "  reasons");
+        for (reason, count) in sorted_desc(&o.by_reason) {
+            let _ = writeln!(out, "  {count:>10}  {reason}");
+        }
+        let _ = writeln!(out, "  ACCOUNTS ({} in all)", o.accounts.len());
+        let _ = writeln!(
+            out,
+            "  {:<24} {:>8} {:>8} {:>10}  {:<23}",
+            "account", "calls", "refused", "toll fraud", "last seen"
+        );
+        for a in o.top(n) {
+            let _ = writeln!(
+                out,
+                "  {:<24} {:>8} {:>8} {:>10}  {:<23}",
+                format!("'{}'", a.account),
+                a.calls,
+                a.refused,
+                a.toll_fraud,
+                a.last_seen
+            );
+        }
     }
 }
 
@@ -333,12 +398,24 @@ pub(crate) enum Parsed<'a> {
         ip: &'a str,
         reason: &'a str,
     },
+    /// A line of the outbound check (README, "Toll fraud"): `account='…'` follows the
+    /// reason, and `class=` the account for a call.
+    Outbound {
+        time: &'a str,
+        level: &'a str,
+        ip: Option<&'a str>,
+        reason: &'a str,
+        /// As written: quoted and escaped by our writer.
+        account: &'a str,
+        class: Option<&'a str>,
+    },
     Critical {
         time: &'a str,
     },
 }
 
-/// `2026-11-24 19:08:52.123 ERROR ip=192.0.2.10 reason=wrong_callerid_num …`
+/// `2026-11-24 19:08:52.123 ERROR ip=192.0.2.10 reason=wrong_callerid_num …`, and the
+/// outbound check's `LEVEL [ip=ADDR] reason=CODE account='…' [class=CLASS] …`.
 pub(crate) fn parse(line: &[u8]) -> Option<Parsed<'_>> {
     const TIME: usize = "2026-11-24 19:08:52.123".len();
     let line = std::str::from_utf8(line).ok()?;
@@ -358,24 +435,132 @@ pub(crate) fn parse(line: &[u8]) -> Option<Parsed<'_>> {
     {
         return None;
     }
-    let mut words = line[TIME..].strip_prefix(' ')?.splitn(4, ' ');
-    let alert = match words.next()? {
-        "ERROR" => true,
-        "INFO" => false,
-        "CRITICAL" => return Some(Parsed::Critical { time }),
-        _ => return None,
-    };
-    let ip = words.next()?.strip_prefix("ip=")?;
-    let reason = words.next()?.strip_prefix("reason=")?;
-    if ip.is_empty() || reason.is_empty() {
+    let rest = line[TIME..].strip_prefix(' ')?;
+    let (level, rest) = rest.split_once(' ')?;
+    if level == "CRITICAL" {
+        return Some(Parsed::Critical { time });
+    }
+    if !matches!(level, "ERROR" | "INFO" | "WARNING") {
         return None;
     }
+    let (ip, rest) = match rest.strip_prefix("ip=") {
+        Some(after) => {
+            let (ip, rest) = after.split_once(' ')?;
+            (Some(ip), rest)
+        }
+        None => (None, rest),
+    };
+    let (reason, rest) = rest.split_once(' ').unwrap_or((rest, ""));
+    let reason = reason.strip_prefix("reason=")?;
+    if reason.is_empty() || ip.is_some_and(str::is_empty) {
+        return None;
+    }
+    if let Some(after) = rest.strip_prefix("account='") {
+        // Our writer escapes `'` in a value: the first one closes it.
+        let end = after.find('\'')?;
+        let class = after[end + 1..]
+            .strip_prefix(" class=")
+            .map(|c| c.split(' ').next().unwrap_or(c));
+        return Some(Parsed::Outbound {
+            time,
+            level,
+            ip,
+            reason,
+            account: &after[..end],
+            class,
+        });
+    }
+    let (Some(ip), "ERROR" | "INFO") = (ip, level) else {
+        return None;
+    };
     Some(Parsed::Call {
         time,
-        alert,
+        alert: level == "ERROR",
         ip,
         reason,
     })
+}
+
+/// The outbound check's calls, from its lines (README, "Toll fraud").
+#[derive(Debug, Default, Serialize)]
+pub struct OutboundReport {
+    /// Outbound calls judged (lines with a class).
+    pub calls: u64,
+    /// Refused: by a class, the hours, a quarantine, or as toll fraud.
+    pub refused: u64,
+    /// Toll fraud: a critical level reached, the account quarantined.
+    pub toll_fraud: u64,
+    /// Logins that quarantined an account before its first call.
+    pub takeovers: u64,
+    pub by_class: BTreeMap<String, ClassCount>,
+    pub by_reason: BTreeMap<String, u64>,
+    #[serde(skip)]
+    accounts: HashMap<String, AccountCount>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ClassCount {
+    pub calls: u64,
+    pub refused: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct AccountCount {
+    /// As written in the log: quoted and escaped.
+    pub account: String,
+    pub calls: u64,
+    pub refused: u64,
+    pub toll_fraud: u64,
+    pub last_seen: String,
+}
+
+impl OutboundReport {
+    fn add(&mut self, time: &str, reason: &str, account: &str, class: Option<&str>) {
+        let entry = self
+            .accounts
+            .entry(account.to_string())
+            .or_insert_with(|| AccountCount {
+                account: account.to_string(),
+                ..AccountCount::default()
+            });
+        if time > entry.last_seen.as_str() {
+            entry.last_seen = time.to_string();
+        }
+        if reason == "takeover" {
+            self.takeovers += 1;
+            return;
+        }
+        let toll_fraud = reason.starts_with("toll_fraud(");
+        self.toll_fraud += u64::from(toll_fraud);
+        entry.toll_fraud += u64::from(toll_fraud);
+        // The end of a call (its minutes) is no call of its own.
+        let Some(class) = class.filter(|_| !reason.ends_with("(minutes_per_day)")) else {
+            return;
+        };
+        let passed =
+            matches!(reason, "ok" | "emergency" | "internal") || reason.starts_with("warning(");
+        self.calls += 1;
+        entry.calls += 1;
+        bump(&mut self.by_reason, reason);
+        let c = self.by_class.entry(class.to_string()).or_default();
+        c.calls += 1;
+        if !passed {
+            c.refused += 1;
+            self.refused += 1;
+            entry.refused += 1;
+        }
+    }
+
+    /// The `n` accounts with the most toll fraud, then refusals, then calls.
+    pub fn top(&self, n: usize) -> Vec<AccountCount> {
+        let mut all: Vec<&AccountCount> = self.accounts.values().collect();
+        all.sort_by(|a, b| {
+            (b.toll_fraud, b.refused, b.calls)
+                .cmp(&(a.toll_fraud, a.refused, a.calls))
+                .then(a.account.cmp(&b.account))
+        });
+        all.into_iter().take(n).cloned().collect()
+    }
 }
 
 #[cfg(test)]
@@ -455,6 +640,64 @@ not a line of ours
             "{long}\u{1}\n\n2026-11-24 19:08:52.123 ERROR ip=192.0.2.2 reason=y\n"
         ));
         assert_eq!((r.lines, r.alerts, r.unrecognised), (4, 1, 3));
+    }
+
+    const OUTBOUND: &str = "\
+2026-12-03 10:00:00.000 INFO ip=203.0.113.66 reason=ok account='1001' class=international number='00442079460120' live=1
+2026-12-03 10:00:05.000 WARNING ip=203.0.113.66 reason=warning(calls_per_minute) account='1001' class=international number='00442079460123' live=1 figure=4 limit=4
+2026-12-03 10:00:09.000 ERROR ip=203.0.113.66 reason=toll_fraud(calls_per_minute) account='1001' class=international number='00442079460125' live=1 figure=6 limit=6
+2026-12-03 10:00:10.000 WARNING ip=203.0.113.66 reason=quarantined(calls_per_minute) account='1001' class=premium number='09001123456' live=1
+2026-12-03 10:01:00.000 WARNING ip=198.51.100.7 reason=premium_destination account='it\\x27s class\\x3dx' class=premium number='09001123456' live=1
+2026-12-03 10:02:00.000 INFO ip=198.51.100.8 reason=emergency account='1002' class=emergency number='112' live=1
+2026-12-03 10:03:00.000 WARNING reason=warning(minutes_per_day) account='1003' class=international figure=120 limit=120
+2026-12-03 10:04:00.000 WARNING ip=203.0.113.99 reason=takeover account='1004' failed_logins=5
+";
+
+    #[test]
+    fn the_outbound_view_counts_accounts_classes_and_refusals() {
+        let r = report(&format!("{LOG}{OUTBOUND}"));
+        assert_eq!(r.calls, 4, "outbound calls are not guest calls");
+        assert_eq!(r.alerts, 4, "toll fraud is an alert: it bans");
+        let o = &r.outbound;
+        assert_eq!(
+            (o.calls, o.refused, o.toll_fraud, o.takeovers),
+            (6, 3, 1, 1)
+        );
+        assert_eq!(
+            o.by_class["international"],
+            ClassCount {
+                calls: 3,
+                refused: 1
+            }
+        );
+        assert_eq!(
+            o.by_class["premium"],
+            ClassCount {
+                calls: 2,
+                refused: 2
+            }
+        );
+        let top = o.top(10);
+        assert_eq!(top[0].account, "1001");
+        assert_eq!((top[0].calls, top[0].refused, top[0].toll_fraud), (4, 2, 1));
+        assert!(
+            top.iter().any(|a| a.account == "it\\x27s class\\x3dx"),
+            "{top:?}"
+        );
+        let table = r.to_table(5);
+        assert!(
+            table.contains("OUTBOUND CALLS  6 (refused 3, toll fraud 1, takeovers 1)"),
+            "{table}"
+        );
+        assert!(r.to_json(5).contains("\"top_outbound_accounts\""));
+        let mut about = Vec::new();
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), OUTBOUND).unwrap();
+        lines_about(file.path(), "203.0.113.66".parse().unwrap(), |l| {
+            about.push(l.to_vec())
+        })
+        .unwrap();
+        assert_eq!(about.len(), 4);
     }
 
     #[test]

@@ -570,3 +570,58 @@ fn alerts_in_rotated_logs_are_delivered_after_an_outage_and_a_restart() {
     }
     assert!(!d.stderr().contains("no longer on disk"), "{}", d.stderr());
 }
+
+/// Issue 20: a toll-fraud line (the outbound check's ERROR, its reason with a word in
+/// parentheses) is an alert for Debian's CrowdSec through the shipped parser; the
+/// outbound check's WARNING lines (refusals by policy, quarantined calls) are not.
+/// The lines are the daemon's own, written by a real outbound check.
+#[test]
+fn a_toll_fraud_line_is_an_alert_and_a_refusal_is_not() {
+    let port = common::free_port();
+    let sandbox = Sandbox::with_config(&format!(
+        "tarpit_seconds = 0\n[daemon]\nlisten = '127.0.0.1:{port}'\n\
+         [fraud]\nenabled = true\ncountry_code = \"49\"\nhigh_risk_file = \"\"\n\
+         state_file = \"@DIR@/fraud.state\"\n"
+    ));
+    let serve = common::LoggedServe::start(sandbox, port);
+    for i in 0..6 {
+        let call = Channel::outbound(
+            "1001",
+            format!("0044207946012{i}").as_bytes(),
+            "203.0.113.66",
+        );
+        common::agi_peer::outbound_call(port, &call);
+    }
+    let refused = Channel::outbound("1001", b"09001123456", "203.0.113.66");
+    common::agi_peer::outbound_call(port, &refused);
+    let log = serve.sandbox.log_text();
+    assert!(
+        log.contains(" ERROR ip=203.0.113.66 reason=toll_fraud(calls_per_minute) "),
+        "{log}"
+    );
+    assert!(
+        log.contains(" WARNING ip=203.0.113.66 reason=quarantined(calls_per_minute) "),
+        "{log}"
+    );
+    let lapi = Lapi::start(None);
+    let explain = lapi.cscli(&[
+        "explain",
+        "--file",
+        serve.sandbox.log.to_str().unwrap(),
+        "--type",
+        "extsecurity",
+    ]);
+    let text = String::from_utf8_lossy(&explain.stdout);
+    let blocks: Vec<&str> = text.split("line: ").skip(1).collect();
+    assert_eq!(blocks.len(), 7, "{text}");
+    let alerts: Vec<&&str> = blocks
+        .iter()
+        .filter(|b| b.contains("🟢 extsecurity/alert"))
+        .collect();
+    assert_eq!(alerts.len(), 1, "{text}");
+    assert!(
+        alerts[0].contains("reason=toll_fraud(calls_per_minute)"),
+        "{}",
+        alerts[0]
+    );
+}
