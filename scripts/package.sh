@@ -18,6 +18,8 @@ deb=$(ls -t target/debian/extsecurity_*.deb | head -n 1)
 echo "package: $deb"
 contents=$(dpkg-deb -c "$deb")
 for f in ./usr/bin/extsecurity ./etc/asterisk/extsecurity.toml \
+         ./etc/asterisk/extsecurity-high-risk.conf \
+         ./usr/share/doc/extsecurity/asterisk/extensions-outbound.conf \
          ./etc/fail2ban/filter.d/extsecurity.conf ./etc/fail2ban/jail.d/extsecurity.conf \
          ./usr/lib/systemd/system/extsecurity.service ./etc/logrotate.d/extsecurity \
          ./usr/share/doc/extsecurity/README.md ./usr/share/doc/extsecurity/copyright \
@@ -32,7 +34,7 @@ for f in ./usr/bin/extsecurity ./etc/asterisk/extsecurity.toml \
   check "contains $f" grep -q " $f\$" <<<"$contents"
 done
 conffiles=$(dpkg-deb -I "$deb" conffiles)
-for f in /etc/asterisk/extsecurity.toml /etc/fail2ban/jail.d/extsecurity.conf /etc/logrotate.d/extsecurity; do
+for f in /etc/asterisk/extsecurity.toml /etc/asterisk/extsecurity-high-risk.conf /etc/fail2ban/jail.d/extsecurity.conf /etc/logrotate.d/extsecurity; do
   check "$f is a conffile" grep -qx "$f" <<<"$conffiles"
 done
 root=$(mktemp -d)
@@ -86,6 +88,14 @@ lifecycle() {
   check "extsecurity check-config reads the installed config" bash -c \
     'extsecurity check-config | grep -q "^# effective settings, from /etc/asterisk/extsecurity.toml"'
   check "the system user exists" getent passwd extsecurity
+  # README, "Toll fraud": the shipped [fraud] block uncommented in the installed
+  # config, its installed high-risk list read as the daemon's user.
+  fraud_conf=$(mktemp /tmp/extsecurity-fraud.XXXXXX)
+  sed '/^#\[fraud\]$/,/^#max_accounts/ s/^#\([a-z[]\)/\1/' /etc/asterisk/extsecurity.toml >"$fraud_conf"
+  chmod 644 "$fraud_conf"
+  check "check-config reads the installed high-risk list, as the daemon's user" bash -c \
+    "runuser -u extsecurity -- extsecurity --config $fraud_conf check-config | grep -q 'high-risk prefixes; emergency numbers, never refused: 110, 112'"
+  rm -f "$fraud_conf"
   check "the system user is in Asterisk's group" bash -c 'id -nG extsecurity | tr " " "\n" | grep -qx asterisk'
   check "the unit names no group (the user's own apply, whatever postinst made)" bash -c \
     '! grep -q "^Group=" /usr/lib/systemd/system/extsecurity.service'

@@ -252,3 +252,40 @@ fn the_systemd_unit_is_rated_at_most_2_0_by_systemd_analyze() {
     }
     assert!(!unit.contains("PrivateNetwork=yes") && !unit.contains("IPAddressDeny="));
 }
+
+/// The shipped config's `[fraud]` block, uncommented as the README says to, is a valid
+/// outbound check for Germany with the shipped limits; the high-risk list it names is
+/// the one the package installs (tests/outbound.rs judges with it).
+#[test]
+fn the_shipped_fraud_block_uncommented_is_valid() {
+    let shipped = read("dist/extsecurity.toml");
+    let mut inside = false;
+    let text: String = shipped
+        .lines()
+        .map(|l| {
+            inside |= l == "#[fraud]";
+            let on = inside
+                && l.starts_with('#')
+                && l[1..].starts_with(|c: char| c.is_ascii_lowercase() || c == '[');
+            if l.starts_with("#max_accounts") {
+                inside = false;
+            }
+            match on {
+                true => format!("{}\n", &l[1..]),
+                false => format!("{l}\n"),
+            }
+        })
+        .collect();
+    let config = Config::from_toml(&text, std::path::Path::new("extsecurity.toml")).unwrap();
+    let fraud = config.fraud.expect("[fraud] on");
+    assert_eq!(fraud.dial_plan.country_code, "49");
+    assert_eq!(
+        fraud.high_risk_file.as_deref(),
+        Some(std::path::Path::new(
+            "/etc/asterisk/extsecurity-high-risk.conf"
+        ))
+    );
+    assert!(read("Cargo.toml").contains(
+        "[\"dist/extsecurity-high-risk.conf\", \"etc/asterisk/extsecurity-high-risk.conf\", \"644\"]"
+    ));
+}
