@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::config::{AmiConfig, Config, CrowdsecConfig, NftablesConfig};
+use crate::config::{AmiConfig, Config, CrowdsecConfig, FraudConfig, NftablesConfig};
 use crate::daemon::{Shared, bans, crowdsec, fraud};
 
 /// How often a part that could not start is tried again.
@@ -75,7 +75,7 @@ impl Parts {
             None => remove_table(&config.nftables_table, "[nftables] is off"),
         }
         if let Some(fraud) = &config.fraud {
-            parts.start_keeper(shared, &fraud.state_file, true);
+            parts.start_keeper(shared, fraud, true);
         }
         if let Some(ami) = &config.ami {
             parts.start_watcher(shared, ami);
@@ -110,14 +110,15 @@ impl Parts {
         *shared.bans.write().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
-    /// Keeps the guard's state in `path`; `load`: read it from there first (at start,
-    /// or when `[fraud]` is switched on), else the state in memory is kept (a new
+    /// Keeps the guard's state in its `state_file`; `load`: read it from there first (at
+    /// start, or when `[fraud]` is switched on), else the state in memory is kept (a new
     /// `state_file` takes the state as it is).
-    fn start_keeper(&mut self, shared: &Arc<Shared>, path: &std::path::Path, load: bool) {
+    fn start_keeper(&mut self, shared: &Arc<Shared>, fraud: &FraudConfig, load: bool) {
+        let path = fraud.state_file.as_path();
         if load {
             shared.fraud.load(path);
         }
-        crate::fraud::number::warm_up();
+        crate::fraud::number_types::warm_up(&fraud.dial_plan.country_code);
         let (stop, stopping) = tokio::sync::watch::channel(false);
         let task = tokio::spawn(fraud::keep(shared.clone(), path.to_path_buf(), stopping));
         self.keeper = Some(Keeper {
@@ -145,10 +146,10 @@ impl Parts {
                     "fraud: the outbound check is off: [fraud] was switched off (its state file is kept)"
                 );
             }
-            (None, Some(f)) => self.start_keeper(shared, &f.state_file, true),
+            (None, Some(f)) => self.start_keeper(shared, f, true),
             (Some(_), Some(f)) => {
                 self.stop_keeper().await;
-                self.start_keeper(shared, &f.state_file, false);
+                self.start_keeper(shared, f, false);
             }
         }
     }

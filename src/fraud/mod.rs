@@ -10,6 +10,7 @@ pub mod guard;
 pub mod hours;
 pub mod limits;
 pub mod number;
+pub mod number_types;
 pub mod status;
 pub mod window;
 

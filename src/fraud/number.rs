@@ -12,6 +12,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::fraud::emergency_numbers::EMERGENCY;
+use crate::fraud::number_types::{self, Kind};
 
 /// A destination class (README, "Toll fraud").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -118,19 +119,23 @@ impl DialPlan {
     /// The country's emergency numbers (libphonenumber's short-number metadata) and the
     /// configured ones.
     pub fn emergency_numbers(&self) -> Vec<&str> {
-        let code: u16 = self.country_code.parse().unwrap_or(0);
-        let own = EMERGENCY
-            .binary_search_by_key(&code, |(c, _)| *c)
-            .map(|i| EMERGENCY[i].1)
-            .unwrap_or(&[]);
-        own.iter()
+        self.own_emergency_numbers()
+            .iter()
             .copied()
             .chain(self.extra_emergency.iter().map(String::as_str))
             .collect()
     }
 
+    fn own_emergency_numbers(&self) -> &'static [&'static str] {
+        let code: u16 = self.country_code.parse().unwrap_or(0);
+        EMERGENCY
+            .binary_search_by_key(&code, |(c, _)| *c)
+            .map_or(&[], |i| EMERGENCY[i].1)
+    }
+
     fn is_emergency(&self, digits: &str) -> bool {
-        self.emergency_numbers().contains(&digits)
+        self.own_emergency_numbers().contains(&digits)
+            || self.extra_emergency.iter().any(|e| e == digits)
     }
 }
 
@@ -274,33 +279,17 @@ fn outside_class(
         return Class::HighRisk;
     }
     // A local number's area is not known, so its type cannot be looked up.
-    let kind = (!local).then(|| number_type(e164)).flatten();
-    use phonenumber::Type;
-    if matches!(
-        kind,
-        Some(Type::PremiumRate | Type::SharedCost | Type::Uan | Type::PersonalNumber)
-    ) {
+    let kind = (!local).then(|| number_types::kind(e164)).flatten();
+    if kind == Some(Kind::Premium) {
         return Class::Premium;
     }
     if !e164.starts_with(plan.country_code.as_str()) {
         return Class::International;
     }
-    if kind == Some(Type::Mobile) {
+    if kind == Some(Kind::Mobile) {
         return Class::Mobile;
     }
     Class::National
-}
-
-/// libphonenumber's type of a valid number (its metadata is parsed on first use).
-fn number_type(e164: &str) -> Option<phonenumber::Type> {
-    let number = phonenumber::parse(None, format!("+{e164}")).ok()?;
-    Some(number.number_type(&phonenumber::metadata::DATABASE))
-}
-
-/// Parses libphonenumber's metadata now, so that the first outbound call does not wait
-/// ~60 ms for it.
-pub fn warm_up() {
-    let _ = number_type("442079460123");
 }
 
 #[cfg(test)]
@@ -341,6 +330,10 @@ mod tests {
             ("00448712345678", Class::Premium),
             ("00442079460123", Class::International),
             ("+442079460123", Class::International),
+            // Where the `phonenumber` crate alone says "unknown" (number_types.rs).
+            ("0037080812345", Class::Premium),
+            ("0078091234567", Class::Premium),
+            ("00390212345678", Class::International),
             ("030901820", Class::National),
             ("004930901820", Class::National),
             ("015112345678", Class::Mobile),
