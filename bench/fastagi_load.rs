@@ -6,6 +6,13 @@
 //!     LOG_OK_CALLS=false cargo bench --bench fastagi_load   # no INFO lines
 //!     FLOOD=0 cargo bench --bench fastagi_load               # skip the flood
 //!     BINARY=/path/to/other/extsecurity cargo bench --bench fastagi_load  # another build
+//!     SCRIPT=outbound cargo bench --bench fastagi_load   # the outbound check (toll fraud)
+//!
+//! With `SCRIPT=outbound` the calls are outbound checks as `[extsec-outbound]` makes
+//! them (README, "Toll fraud"; `[fraud]` on for Germany with the shipped high-risk
+//! list), national numbers from ACCOUNTS accounts (10,000 by default, a few calls each,
+//! below every limit), and the daemon's RSS with that many accounts remembered is
+//! printed beside a fresh one's.
 //!
 //! Starts the release binary as its own process on a loopback port with a private
 //! config (tarpit off, memory rules off so that 1,000 addresses calling at full speed
@@ -49,7 +56,13 @@ fn main() {
     }
     let calls = env_usize("CALLS", 50_000);
     let concurrency = env_usize("CONCURRENCY", 32);
-    let flood = env_usize("FLOOD", 1_000_000);
+    let outbound = std::env::var("SCRIPT").is_ok_and(|s| s == "outbound");
+    let accounts = env_usize("ACCOUNTS", 10_000);
+    let flood = if outbound {
+        0
+    } else {
+        env_usize("FLOOD", 1_000_000)
+    };
     let binary = release_binary();
     let dir = tempfile::tempdir().unwrap();
     let free_port = || {
@@ -66,9 +79,17 @@ fn main() {
             &config,
             format!(
                 "log_file = {:?}\ntarpit_seconds = 0\nlog_ok_calls = {}\n[memory]\nenabled = {memory}\n\
-                 [daemon]\nmax_connections = 4096\nmetrics_listen = '127.0.0.1:{metrics_port}'\n",
+                 [daemon]\nmax_connections = 4096\nmetrics_listen = '127.0.0.1:{metrics_port}'\n{}",
                 dir.path().join(format!("alerts-{port}.log")),
                 std::env::var("LOG_OK_CALLS").map_or(true, |v| v != "false"),
+                match outbound {
+                    true => format!(
+                        "[fraud]\nenabled = true\ncountry_code = \"49\"\nhigh_risk_file = {:?}\nstate_file = {:?}\n",
+                        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("dist/extsecurity-high-risk.conf"),
+                        dir.path().join(format!("fraud-{port}.state"))
+                    ),
+                    false => String::new(),
+                }
             ),
         )
         .unwrap();
@@ -96,10 +117,18 @@ fn main() {
         let daemon = start(port, false);
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         wait_listening(addr).await;
+        let fresh_rss = daemon.peak_rss_kib();
         println!(
-            "FastAGI on loopback, {concurrency} calls in flight, {calls} calls a run, a peer that reads like res_agi"
+            "FastAGI on loopback, {concurrency} calls in flight, {calls} calls a run, a peer that reads like res_agi{}",
+            match outbound {
+                true => format!(", outbound checks of {accounts} accounts"),
+                false => String::new(),
+            }
         );
-        let from_1000 = |i: usize| format!("10.0.{}.{}", (i % 1000) / 250, i % 250 + 1);
+        let from_1000 = move |i: usize| Caller {
+            ip: format!("10.0.{}.{}", (i % 1000) / 250, i % 250 + 1),
+            outbound: outbound.then(|| (format!("acct{}", i % accounts), format!("0309018{:04}", i % 10_000))),
+        };
         let mut rates = [Vec::new(), Vec::new()];
         for round in 1..=2 {
             // A-B, then B-A: every run leaves ~2 × CALLS sockets in TIME-WAIT, which
@@ -136,6 +165,15 @@ fn main() {
             100.0 * sum(&rates[1]) / sum(&rates[0]),
             ratio.join(", ")
         );
+        if outbound {
+            println!(
+                "daemon RSS: {} MiB fresh, {} MiB peak with {} accounts remembered (fraud state file {} KiB)",
+                fresh_rss / 1024,
+                daemon.peak_rss_kib() / 1024,
+                metric(metrics_port, "extsecurity_fraud_accounts "),
+                std::fs::metadata(dir.path().join(format!("fraud-{port}.state"))).map_or(0, |m| m.len() / 1024)
+            );
+        }
         drop(daemon);
         if flood == 0 {
             return;
@@ -143,8 +181,9 @@ fn main() {
         let daemon = start(flood_port, true);
         let addr: SocketAddr = format!("127.0.0.1:{flood_port}").parse().unwrap();
         wait_listening(addr).await;
-        let run = drive(addr, flood, concurrency, |i| {
-            std::net::Ipv4Addr::from(0x0b00_0000u32 + i as u32).to_string()
+        let run = drive(addr, flood, concurrency, |i| Caller {
+            ip: std::net::Ipv4Addr::from(0x0b00_0000u32 + i as u32).to_string(),
+            outbound: None,
         })
         .await;
         let tracked = metric(metrics_port, "extsecurity_tracked_ips ");
@@ -189,12 +228,18 @@ impl Run {
     }
 }
 
-/// Runs `calls` FastAGI calls, `concurrency` at a time; the i-th call comes from `ip(i)`.
+/// Who makes a call: its address, and for an outbound check its account and number.
+struct Caller {
+    ip: String,
+    outbound: Option<(String, String)>,
+}
+
+/// Runs `calls` FastAGI calls, `concurrency` at a time; the i-th call is `ip(i)`'s.
 async fn drive(
     addr: SocketAddr,
     calls: usize,
     concurrency: usize,
-    ip: impl Fn(usize) -> String + Send + Sync + 'static,
+    ip: impl Fn(usize) -> Caller + Send + Sync + 'static,
 ) -> Run {
     let next = Arc::new(AtomicUsize::new(0));
     let ip = Arc::new(ip);
@@ -230,7 +275,11 @@ async fn drive(
     run
 }
 
-const BLOCK: &str = "agi_network: yes\nagi_network_script: check\nagi_request: agi://127.0.0.1/check\nagi_channel: PJSIP/anonymous-00000002\n\
+const OUTBOUND_HEAD: &str =
+    "agi_network: yes\nagi_network_script: outbound\nagi_request: agi://127.0.0.1/outbound\n";
+const CHECK_HEAD: &str =
+    "agi_network: yes\nagi_network_script: check\nagi_request: agi://127.0.0.1/check\n";
+const BLOCK: &str = "agi_channel: PJSIP/anonymous-00000002\n\
      agi_language: en\nagi_type: PJSIP\nagi_uniqueid: 1795633497.2\nagi_version: 20.20.1\nagi_callerid: 5551234\n\
      agi_calleridname: Alice\nagi_callingpres: 0\nagi_callingani2: 0\nagi_callington: 0\nagi_callingtns: 0\n\
      agi_dnid: 4915112345678\nagi_rdnis: unknown\nagi_context: default\nagi_extension: 4915112345678\nagi_priority: 1\n\
@@ -238,10 +287,17 @@ const BLOCK: &str = "agi_network: yes\nagi_network_script: check\nagi_request: a
 
 /// One call as Asterisk makes it and reads it; true when a command had to wait for the
 /// socket to wake although it had already arrived (design.md §3a).
-async fn one_call(addr: SocketAddr, ip: &str) -> bool {
+async fn one_call(addr: SocketAddr, caller: &Caller) -> bool {
     let mut stream = TcpStream::connect(addr).await.expect("connect");
     stream.set_nodelay(true).unwrap();
-    stream.write_all(BLOCK.as_bytes()).await.unwrap();
+    let head = match caller.outbound {
+        Some(_) => OUTBOUND_HEAD,
+        None => CHECK_HEAD,
+    };
+    stream
+        .write_all(format!("{head}{BLOCK}").as_bytes())
+        .await
+        .unwrap();
     let (mut buffer, mut eof, mut stalled) = (Vec::new(), false, false);
     let mut chunk = [0u8; 4096];
     loop {
@@ -271,7 +327,7 @@ async fn one_call(addr: SocketAddr, ip: &str) -> bool {
         };
         let command = String::from_utf8_lossy(&line[..line.len() - 1]).into_owned();
         if stream
-            .write_all(reply(&command, ip).as_bytes())
+            .write_all(reply(&command, caller).as_bytes())
             .await
             .is_err()
         {
@@ -281,12 +337,12 @@ async fn one_call(addr: SocketAddr, ip: &str) -> bool {
 }
 
 /// Asterisk's answer to one command (design.md §3: `200 result=1 (value)`, MSet's 0).
-fn reply(command: &str, ip: &str) -> String {
+fn reply(command: &str, caller: &Caller) -> String {
     if let Some(arg) = command
         .strip_prefix("GET FULL VARIABLE \"")
         .and_then(|a| a.strip_suffix('"'))
     {
-        format!("200 result=1 ({})\n", substitute(arg, ip))
+        format!("200 result=1 ({})\n", substitute(arg, caller))
     } else if command.starts_with("EXEC ") {
         "200 result=0\n".to_string()
     } else {
@@ -294,13 +350,20 @@ fn reply(command: &str, ip: &str) -> String {
     }
 }
 
-fn substitute(arg: &str, ip: &str) -> String {
-    arg.replace("${CHANNEL(pjsip,remote_addr)}", &format!("{ip}:5060"))
-        .replace("${CALLERID(num)}", "5551234")
-        .replace("${CALLERID(name)}", "Alice")
-        .replace("${EXTEN}", "4915112345678")
-        .replace("${PJSIP_HEADER(read,User-Agent)}", "Yealink SIP-T46S")
-        .replace("${CHANNEL(endpoint)}", "guest")
+fn substitute(arg: &str, caller: &Caller) -> String {
+    let (account, number) = caller.outbound.clone().unwrap_or_default();
+    arg.replace(
+        "${CHANNEL(pjsip,remote_addr)}",
+        &format!("{}:5060", caller.ip),
+    )
+    .replace("${GROUP(extsec-outbound)}", &account)
+    .replace("${ARG1}", &number)
+    .replace("${GROUP_COUNT(@extsec-outbound)}", "1")
+    .replace("${CALLERID(num)}", "5551234")
+    .replace("${CALLERID(name)}", "Alice")
+    .replace("${EXTEN}", "4915112345678")
+    .replace("${PJSIP_HEADER(read,User-Agent)}", "Yealink SIP-T46S")
+    .replace("${CHANNEL(endpoint)}", "guest")
 }
 
 /// The least a FastAGI checker can do: read the block, ask one variable, set one, one

@@ -14,7 +14,7 @@ use crate::alert_log::Line;
 use crate::call::{Call, Outbound};
 use crate::config::Config;
 use crate::daemon::Shared;
-use crate::fraud::guard::{Ended, Snapshot};
+use crate::fraud::guard::{Ended, Snapshot, classify_outbound};
 use crate::fraud::{Class, Guard, Judgement, Login, Now, Prefixes};
 use crate::request::BadRequest;
 use crate::state_file::StateFile;
@@ -206,11 +206,11 @@ pub fn judge(shared: &Shared, config: &Config, call: &Outbound) -> Result<Judgem
         raw: Vec::new(),
         blame: None,
     })?;
-    let high_risk = shared.fraud.high_risk();
+    let destination = classify_outbound(fraud, &shared.fraud.high_risk(), &call.number);
     let judgement = shared
         .fraud
         .guard()
-        .judge(fraud, &high_risk, call, Now::current());
+        .judge(fraud, destination, call, Now::current());
     let line = Line::for_outbound(&judgement, call, config.is_trusted(call.address));
     if line.level != crate::alert_log::Level::Info || config.log_ok_calls {
         let _ = shared.write(config, &line);

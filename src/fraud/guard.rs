@@ -167,6 +167,18 @@ pub struct Guard {
     dirty: bool,
 }
 
+/// Classifies an outbound call's number but for the learned numbers, which
+/// [`Guard::judge`] adds: the costly part of a judgement, done outside the guard's lock.
+pub fn classify_outbound(config: &FraudConfig, high_risk: &Prefixes, number: &[u8]) -> Destination {
+    classify(
+        &config.dial_plan,
+        &config.blocked,
+        high_risk,
+        |_| false,
+        number,
+    )
+}
+
 impl Default for Guard {
     fn default() -> Guard {
         Guard {
@@ -225,6 +237,19 @@ impl Guard {
         self.learned.get(&number).is_some_and(|&until| until > now)
     }
 
+    /// An outside number that attackers probed is `learned`, whatever else it looks like
+    /// but blocked (the order of `number::classify`).
+    fn with_learned(&self, destination: Destination, now: u64) -> Destination {
+        let outside = destination.e164.is_some() && destination.class != Class::Blocked;
+        match destination.key() {
+            Some(key) if outside && self.is_learned(key, now) => Destination {
+                class: Class::Learned,
+                ..destination
+            },
+            _ => destination,
+        }
+    }
+
     /// The account's state, made if new; past `max_accounts` the least recently active
     /// account that is not quarantined is forgotten (a quarantine is never dropped).
     fn account(&mut self, config: &FraudConfig, name: &str, now: u64) -> &mut Account {
@@ -241,32 +266,25 @@ impl Guard {
             }
         }
         self.dirty = true;
-        let account = self
-            .accounts
-            .get_or_insert_mut(name.to_string(), Account::default);
+        let account = self.accounts.get_or_insert_mut_ref(name, Account::default);
         account.active = now;
         account
     }
 
-    /// Judges one outbound call and counts it.
+    /// Judges one outbound call and counts it; `destination` is the call's number as
+    /// [`classify_outbound`] put it, before the learned numbers are asked.
     pub fn judge(
         &mut self,
         config: &FraudConfig,
-        high_risk: &Prefixes,
+        destination: Destination,
         call: &Outbound,
         now: Now,
     ) -> Judgement {
         let t = now.unix;
-        let destination = classify(
-            &config.dial_plan,
-            &config.blocked,
-            high_risk,
-            |n| self.is_learned(n, t),
-            &call.number,
-        );
+        let destination = self.with_learned(destination, t);
         let class = destination.class;
         let number_hash = self.hasher.hash_one(&call.number) as u32;
-        let limits = config.limits(&call.account, class).clone();
+        let limits = config.limits(&call.account, class);
         let quarantine = config.quarantine.as_secs();
         let account = self.account(config, &call.account, t);
         account.seen_at(call.address, t);
@@ -314,7 +332,7 @@ impl Guard {
             return pass(Decision::Refuse(Refusal::Quarantined(why)), 0);
         }
         let counts = account.counts(class);
-        let reached = reached(&limits, |rule| counts.figure(rule, t, call.live));
+        let reached = reached(limits, |rule| counts.figure(rule, t, call.live));
         if let Some((Severity::Critical, rule, figure, limit)) = reached {
             quarantine_for(
                 account,
@@ -624,7 +642,8 @@ mod tests {
     }
 
     fn judge(g: &mut Guard, c: &FraudConfig, call: &Outbound, now: Now) -> String {
-        g.judge(c, &high_risk(), call, now).reason_code()
+        let destination = classify_outbound(c, &high_risk(), &call.number);
+        g.judge(c, destination, call, now).reason_code()
     }
 
     #[test]
@@ -668,7 +687,9 @@ mod tests {
     fn the_international_cap_and_the_third_live_call() {
         let c = config("");
         let mut g = Guard::default();
-        let j = g.judge(&c, &high_risk(), &call("00442079460123"), at(0));
+        let first = call("00442079460123");
+        let destination = classify_outbound(&c, &high_risk(), &first.number);
+        let j = g.judge(&c, destination, &first, at(0));
         assert_eq!((j.reason_code().as_str(), j.max_seconds), ("ok", 3600));
         let live = |n| Outbound {
             live: n,
