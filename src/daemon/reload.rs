@@ -36,16 +36,29 @@ pub fn diff(old: &Config, new: &Config) -> Diff {
     let (before, after) = (settings(old), settings(new));
     let find = |all: &[Setting], key: &str| all.iter().find(|s| s.key == key).cloned();
     let mut out = Diff::default();
+    let mut switched = Vec::new();
     for table in ["ami", "crowdsec", "nftables", "fraud"] {
         let absent = format!("[{table}]");
         match (find(&before, &absent), find(&after, &absent)) {
             (Some(_), None) => out.live.push(format!("[{table}] added")),
             (None, Some(_)) => out.live.push(format!("[{table}] removed")),
-            _ => {}
+            _ => continue,
         }
+        switched.push(table);
     }
+    // A switched table's keys, and its marker, are in that one change.
+    let in_switched = |key: &str| {
+        switched.iter().any(|t| {
+            key.strip_prefix(t)
+                .is_some_and(|rest| rest.starts_with('.'))
+                || key == format!("[{t}]")
+        })
+    };
     for new in &after {
         let Some(old) = find(&before, &new.key) else {
+            if !in_switched(&new.key) {
+                push_once(&mut out.live, format!("{} added", owner(&new.key)));
+            }
             continue;
         };
         if !old.differs(new) {
@@ -58,7 +71,28 @@ pub fn diff(old: &Config, new: &Config) -> Diff {
             false => out.live.push(new.key.clone()),
         }
     }
+    for old in &before {
+        if find(&after, &old.key).is_none() && !in_switched(&old.key) {
+            push_once(&mut out.live, format!("{} removed", owner(&old.key)));
+        }
+    }
     out
+}
+
+/// What a key that comes or goes belongs to: a per-account override's keys
+/// (`fraud.account."alice".international.max_seconds`) are the account's
+/// (`fraud.account."alice"`), said once.
+fn owner(key: &str) -> &str {
+    match key.starts_with("fraud.account.") {
+        true => key.rsplitn(3, '.').nth(2).unwrap_or(key),
+        false => key,
+    }
+}
+
+fn push_once(list: &mut Vec<String>, item: String) {
+    if !list.contains(&item) {
+        list.push(item);
+    }
 }
 
 /// One INFO line for what applies now, one WARNING for what waits for a restart.
@@ -112,6 +146,27 @@ mod tests {
             )]
         );
         assert!(diff(&old, &old).is_empty());
+    }
+
+    /// Found trying the shipped dialplan on a real Asterisk: a per-account override
+    /// added by a reload applied, but the reload said "no setting changed".
+    #[test]
+    fn an_account_override_added_or_removed_is_said() {
+        let base = "[fraud]\nenabled = true\ncountry_code = '49'\n";
+        let old = config(base);
+        let new = config(&format!(
+            "{base}[fraud.account.'alice'.international]\nmax_seconds = 2\n"
+        ));
+        let added = diff(&old, &new);
+        assert_eq!(added.live, ["fraud.account.\"alice\" added"], "{added:?}");
+        assert!(added.at_restart.is_empty());
+        let removed = diff(&new, &old);
+        assert_eq!(
+            removed.live,
+            ["fraud.account.\"alice\" removed"],
+            "{removed:?}"
+        );
+        assert!(diff(&new, &new).is_empty());
     }
 
     #[test]
