@@ -167,16 +167,11 @@ pub struct Guard {
     dirty: bool,
 }
 
-/// Classifies an outbound call's number but for the learned numbers, which
-/// [`Guard::judge`] adds: the costly part of a judgement, done outside the guard's lock.
+/// Classifies a number with `[fraud]`'s dialling plan, but for the learned numbers,
+/// which [`Guard::judge`] adds: the costly part of a judgement, done outside the
+/// guard's lock.
 pub fn classify_outbound(config: &FraudConfig, high_risk: &Prefixes, number: &[u8]) -> Destination {
-    classify(
-        &config.dial_plan,
-        &config.blocked,
-        high_risk,
-        |_| false,
-        number,
-    )
+    classify(&config.dial_plan, &config.blocked, high_risk, number)
 }
 
 impl Default for Guard {
@@ -238,7 +233,8 @@ impl Guard {
     }
 
     /// An outside number that attackers probed is `learned`, whatever else it looks like
-    /// but blocked (the order of `number::classify`).
+    /// (high-risk, premium, international …) but blocked: the administrator's own word
+    /// comes first.
     fn with_learned(&self, destination: Destination, now: u64) -> Destination {
         let outside = destination.e164.is_some() && destination.class != Class::Blocked;
         match destination.key() {
@@ -481,13 +477,7 @@ impl Guard {
         if config.learned.is_zero() {
             return false;
         }
-        let d = classify(
-            &config.dial_plan,
-            &config.blocked,
-            high_risk,
-            |_| false,
-            number,
-        );
+        let d = classify_outbound(config, high_risk, number);
         let (Class::International | Class::HighRisk | Class::Premium, Some(key)) =
             (d.class, d.key())
         else {
@@ -775,6 +765,29 @@ mod tests {
             ..call("00972501234567")
         };
         assert_eq!(judge(&mut g, &c, &later, at(31 * 86_400)), "ok");
+    }
+
+    /// What attackers probed is `learned` whatever else it is (here high-risk and
+    /// premium abroad), but the administrator's blocked prefixes come first (a prefix
+    /// blocked by a reload after the number was learned).
+    #[test]
+    fn a_learned_number_outranks_every_class_but_blocked() {
+        let before_reload = config("");
+        let c = config("blocked_prefixes = ['4420']\n");
+        let mut g = Guard::default();
+        let class_of = |g: &Guard, number: &str| {
+            let destination = classify_outbound(&c, &high_risk(), number.as_bytes());
+            g.with_learned(destination, T0).class
+        };
+        for (number, class, learned) in [
+            ("0088212345678", Class::HighRisk, Class::Learned),
+            ("00448712345678", Class::Premium, Class::Learned),
+            ("00442079460123", Class::Blocked, Class::Blocked),
+        ] {
+            assert_eq!(class_of(&g, number), class, "{number}");
+            assert!(g.learn(&before_reload, &high_risk(), number.as_bytes(), T0));
+            assert_eq!(class_of(&g, number), learned, "{number}");
+        }
     }
 
     #[test]

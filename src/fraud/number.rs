@@ -1,11 +1,13 @@
 //! What a dialled number is: normalised with the PBX's dialling plan, then put in one
-//! [`Class`]. Pure: the learned numbers are asked of a closure.
+//! [`Class`]. Pure, and without the guard's state: the numbers learned from attackers
+//! are the guard's to apply (`Guard::judge`: an outside number it learned is `learned`
+//! unless blocked), after this and outside its lock.
 //!
 //! The order decides: emergency numbers first (never refused, whatever else they look
 //! like), then what is malformed, internal extensions, and for an outside number its
-//! E.164 form checked against the administrator's blocked prefixes, the numbers learned
-//! from attackers, the high-risk list, and libphonenumber's types (premium rate, shared
-//! cost, UAN, personal numbers are premium), before international, mobile and national.
+//! E.164 form checked against the administrator's blocked prefixes, the high-risk
+//! list, and libphonenumber's types (premium rate, shared cost, UAN, personal numbers
+//! are premium), before international, mobile and national.
 
 use std::fmt;
 
@@ -189,12 +191,11 @@ impl Destination {
 /// The longest E.164 number (ITU-T E.164: 15 digits with the country code).
 const MAX_E164_DIGITS: usize = 15;
 
-/// Classifies `number` as dialled. `learned` says whether an E.164 number was learned.
+/// Classifies `number` as dialled.
 pub fn classify(
     plan: &DialPlan,
     blocked: &Prefixes,
     high_risk: &Prefixes,
-    learned: impl Fn(u64) -> bool,
     number: &[u8],
 ) -> Destination {
     let Some(text) = dialled_text(number) else {
@@ -216,7 +217,7 @@ pub fn classify(
     if e164.len() > MAX_E164_DIGITS || e164.len() <= plan.country_code.len() {
         return Destination::of(Class::Malformed);
     }
-    let class = outside_class(plan, blocked, high_risk, learned, &e164, local);
+    let class = outside_class(plan, blocked, high_risk, &e164, local);
     Destination {
         class,
         e164: Some(e164),
@@ -265,15 +266,11 @@ fn outside_class(
     plan: &DialPlan,
     blocked: &Prefixes,
     high_risk: &Prefixes,
-    learned: impl Fn(u64) -> bool,
     e164: &str,
     local: bool,
 ) -> Class {
     if blocked.matches(e164) {
         return Class::Blocked;
-    }
-    if e164.parse().is_ok_and(&learned) {
-        return Class::Learned;
     }
     if high_risk.matches(e164) {
         return Class::HighRisk;
@@ -310,14 +307,7 @@ mod tests {
     fn class_in(plan: &DialPlan, number: &str) -> Class {
         let high_risk = Prefixes::new(vec!["882".into(), "53".into()]);
         let blocked = Prefixes::new(vec!["4919".into()]);
-        classify(
-            plan,
-            &blocked,
-            &high_risk,
-            |n| n == 972_501_234_567,
-            number.as_bytes(),
-        )
-        .class
+        classify(plan, &blocked, &high_risk, number.as_bytes()).class
     }
 
     /// The examples, each checked against Python's `phonenumbers` 9.0 (design
@@ -346,7 +336,7 @@ mod tests {
             ("#31#", Class::Internal),
             ("0088212345678", Class::HighRisk),
             ("+5371234567", Class::HighRisk),
-            ("00972501234567", Class::Learned),
+            ("00972501234567", Class::International),
             ("019123456", Class::Blocked),
             ("901820", Class::National),
         ] {
@@ -371,7 +361,7 @@ mod tests {
             ("912125551234", Class::National),
             ("919005551234", Class::Premium),
             ("9011442079460123", Class::International),
-            ("011972501234567", Class::Learned),
+            ("011972501234567", Class::International),
             ("201", Class::Internal),
         ] {
             assert_eq!(class_in(&us, number), class, "{number}");
@@ -393,28 +383,14 @@ mod tests {
             b"0049300000000000000000",
         ] {
             assert_eq!(
-                classify(
-                    &de,
-                    &Prefixes::default(),
-                    &Prefixes::default(),
-                    |_| false,
-                    number
-                )
-                .class,
+                classify(&de, &Prefixes::default(), &Prefixes::default(), number).class,
                 Class::Malformed,
                 "{number:?}"
             );
         }
         let huge = vec![b'1'; 64 * 1024];
         assert_eq!(
-            classify(
-                &de,
-                &Prefixes::default(),
-                &Prefixes::default(),
-                |_| false,
-                &huge
-            )
-            .class,
+            classify(&de, &Prefixes::default(), &Prefixes::default(), &huge).class,
             Class::Malformed
         );
     }
@@ -439,7 +415,6 @@ mod tests {
             &germany(),
             &Prefixes::default(),
             &Prefixes::default(),
-            |_| false,
             b"00442079460123",
         );
         assert_eq!(d.key(), Some(442_079_460_123));
