@@ -503,7 +503,7 @@ pub struct ReopeningLog {
 }
 
 /// Device and inode: what identifies the file behind a path.
-type FileId = (u64, u64);
+pub type FileId = (u64, u64);
 
 fn file_id(meta: &std::fs::Metadata) -> FileId {
     use std::os::unix::fs::MetadataExt;
@@ -518,7 +518,19 @@ impl ReopeningLog {
 
     /// Writes one line to `path`, reopening first if the open file is not at `path`.
     pub fn write(&mut self, path: &Path, line: &Line) -> Result<(), LogError> {
-        let current = std::fs::metadata(path).ok().map(|m| file_id(&m));
+        let rendered = line.render(&timestamp_now());
+        self.write_rendered(path, &rendered, identify(path))
+    }
+
+    /// Writes a rendered line to `path`, whose file was `current` (from [`identify`])
+    /// just before. The daemon renders and looks at the path before it takes the lock
+    /// around this, so that its workers queue only for the `write(2)` itself.
+    pub fn write_rendered(
+        &mut self,
+        path: &Path,
+        rendered: &[u8],
+        current: Option<FileId>,
+    ) -> Result<(), LogError> {
         let stale = match &self.open {
             Some((log, id)) => log.path() != path || current != Some(*id),
             None => true,
@@ -529,8 +541,14 @@ impl ReopeningLog {
             self.open = Some((log, id));
         }
         let (log, _) = self.open.as_mut().expect("opened above");
-        log.write(line)
+        log.write_rendered(rendered)
     }
+}
+
+/// The file now at `path`, if any: what [`ReopeningLog::write_rendered`] compares with
+/// the one it has open.
+pub fn identify(path: &Path) -> Option<FileId> {
+    std::fs::metadata(path).ok().map(|m| file_id(&m))
 }
 
 #[cfg(test)]

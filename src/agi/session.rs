@@ -125,12 +125,14 @@ pub fn outbound_needs_the_daemon() -> BadRequest {
 const MAX_ACCOUNT: usize = 80;
 
 /// The random tokens that frame our query and its reply, with the reply's first bytes
-/// precomputed (they are compared against every line).
+/// precomputed (they are compared against every line). All in one string, so that a
+/// call costs one allocation for them, not eight.
 #[derive(Debug, Clone)]
 pub struct Tokens {
-    tokens: [String; 7],
-    /// `200 result=1 (<T0>`
-    reply_start: Vec<u8>,
+    /// `200 result=1 (<T0><T1>…<T6>`
+    text: String,
+    /// Where each token ends in `text`; `ends[0]` is where `200 result=1 (` does.
+    ends: [usize; 8],
 }
 
 impl Tokens {
@@ -140,23 +142,41 @@ impl Tokens {
         let mut bytes = [0u8; 7 * 12];
         // Without randomness a token could be predicted: better to fail the check loudly.
         getrandom::fill(&mut bytes).expect("the operating system's random source failed");
-        Tokens::fixed(std::array::from_fn(|i| {
-            let mut token = String::from("ext");
-            for b in &bytes[i * 12..(i + 1) * 12] {
-                token.push(HEX[usize::from(b >> 4)] as char);
-                token.push(HEX[usize::from(b & 15)] as char);
+        let mut hex = [[0u8; 27]; 7];
+        for (token, random) in hex.iter_mut().zip(bytes.chunks(12)) {
+            token[..3].copy_from_slice(b"ext");
+            for (pair, b) in token[3..].chunks_mut(2).zip(random) {
+                pair[0] = HEX[usize::from(b >> 4)];
+                pair[1] = HEX[usize::from(b & 15)];
             }
-            token
-        }))
+        }
+        Tokens::fixed(
+            hex.each_ref()
+                .map(|t| std::str::from_utf8(t).expect("hex is ASCII")),
+        )
     }
 
     /// Given tokens, for tests.
-    pub fn fixed<S: Into<String>>(tokens: [S; 7]) -> Tokens {
-        let tokens = tokens.map(Into::into);
-        Tokens {
-            reply_start: format!("200 result=1 ({}", tokens[0]).into_bytes(),
-            tokens,
+    pub fn fixed<S: AsRef<str>>(tokens: [S; 7]) -> Tokens {
+        const START: &str = "200 result=1 (";
+        let mut text = String::with_capacity(START.len() + 7 * 27);
+        text.push_str(START);
+        let mut ends = [START.len(); 8];
+        for (i, token) in tokens.iter().enumerate() {
+            text.push_str(token.as_ref());
+            ends[i + 1] = text.len();
         }
+        Tokens { text, ends }
+    }
+
+    /// Token `i` (0 to 6).
+    fn get(&self, i: usize) -> &str {
+        &self.text[self.ends[i]..self.ends[i + 1]]
+    }
+
+    /// `200 result=1 (<T0>`: how our reply starts.
+    fn reply_start(&self) -> &[u8] {
+        &self.text.as_bytes()[..self.ends[1]]
     }
 }
 
@@ -223,7 +243,10 @@ pub struct Session {
     tokens: Tokens,
     /// Index in `ORDER` of the last known key seen.
     last_key: Option<usize>,
-    seen: Vec<Vec<u8>>,
+    /// The `ORDER` keys seen, a bit each.
+    seen: u32,
+    /// Keys a newer Asterisk may add, seen: few or none.
+    seen_other: Vec<Vec<u8>>,
     next_arg: usize,
     channel_type: Vec<u8>,
     /// FastAGI: the path and query of the `agi://` URL, written before any caller value.
@@ -250,7 +273,8 @@ impl Session {
             phase: Phase::Block,
             tokens,
             last_key: None,
-            seen: Vec::new(),
+            seen: 0,
+            seen_other: Vec::new(),
             next_arg: 1,
             channel_type: Vec::new(),
             network_script: None,
@@ -327,10 +351,7 @@ impl Session {
             return Step::Read;
         };
         if text.is_empty() {
-            if !REQUIRED
-                .clone()
-                .all(|i| self.seen.iter().any(|k| k == ORDER[i].as_bytes()))
-            {
+            if !REQUIRED.clone().all(|i| self.seen & (1 << i) != 0) {
                 self.tamper("the agi_* block ended early");
             }
             self.phase = Phase::Reply;
@@ -348,21 +369,20 @@ impl Session {
         else {
             return self.tamper("a line in the agi_* block that is not an agi_ variable");
         };
-        if self.seen.iter().any(|k| k == key) {
-            return self.tamper("a duplicated agi_ variable");
-        }
-        self.seen.push(key.to_vec());
         if let Some(n) = key.strip_prefix(b"arg_") {
-            if n != self.next_arg.to_string().as_bytes() {
-                return self.tamper("agi_arg_N out of order");
-            }
-            self.next_arg += 1;
-            self.last_key = Some(ORDER.len());
-            return;
+            return self.on_arg(n);
         }
         let Some(index) = ORDER.iter().position(|k| k.as_bytes() == key) else {
-            return; // A key a newer Asterisk may add: harmless, we read no block value.
+            // A key a newer Asterisk may add: harmless, we read no block value.
+            if self.seen_other.iter().any(|k| k == key) {
+                return self.tamper("a duplicated agi_ variable");
+            }
+            return self.seen_other.push(key.to_vec());
         };
+        if self.seen & (1 << index) != 0 {
+            return self.tamper("a duplicated agi_ variable");
+        }
+        self.seen |= 1 << index;
         if self.last_key.is_some_and(|last| index <= last) {
             return self.tamper("agi_ variables out of order");
         }
@@ -374,19 +394,36 @@ impl Session {
         }
     }
 
+    /// `agi_arg_N`: numbered from 1, in order, each once, after every other key.
+    fn on_arg(&mut self, n: &[u8]) {
+        let canonical =
+            !n.is_empty() && n.iter().all(u8::is_ascii_digit) && (n[0] != b'0' || n.len() == 1);
+        let number = std::str::from_utf8(n)
+            .ok()
+            .and_then(|n| n.parse::<usize>().ok());
+        match number.filter(|_| canonical) {
+            Some(k) if k == self.next_arg => {
+                self.next_arg += 1;
+                self.last_key = Some(ORDER.len());
+            }
+            Some(k) if k < self.next_arg && k > 0 => self.tamper("a duplicated agi_ variable"),
+            _ => self.tamper("agi_arg_N out of order"),
+        }
+    }
+
     /// `GET FULL VARIABLE "<T0>${peer}<T1>${num}<T2>${name}<T3>${exten}<T4>${ua}<T5>${peer name}<T6>"`
     /// for the guest check; the outbound scripts ask fewer values, ended by the token
     /// after their last.
     fn query(&mut self) -> Vec<u8> {
-        let t = &self.tokens.tokens;
+        let t = &self.tokens;
         let e = expressions(self.script, &self.channel_type);
-        let mut q = format!("GET FULL VARIABLE \"{}", t[0]);
-        for (expr, token) in e.iter().zip(&t[1..]) {
+        let mut q = format!("GET FULL VARIABLE \"{}", t.get(0));
+        for (i, expr) in e.iter().enumerate() {
             q.push_str(expr);
-            q.push_str(token);
+            q.push_str(t.get(i + 1));
         }
         q.push_str("\"\n");
-        self.reply_end = format!("{})", t[e.len()]).into_bytes();
+        self.reply_end = format!("{})", t.get(e.len())).into_bytes();
         q.into_bytes()
     }
 
@@ -401,7 +438,7 @@ impl Session {
                 so_far.extend_from_slice(&text);
                 so_far
             }
-            None if text.starts_with(&self.tokens.reply_start) => text,
+            None if text.starts_with(self.tokens.reply_start()) => text,
             None if text == b"HANGUP" => {
                 self.hung_up = true;
                 return Step::Read;
@@ -444,17 +481,18 @@ impl Session {
     /// Splits our reply at the tokens into the values asked, then reads them as the
     /// script's request.
     fn judge(&mut self, reply: &[u8]) -> Result<Request, BadRequest> {
-        let t = &self.tokens.tokens;
+        let t = &self.tokens;
         let asked = expressions(self.script, &self.channel_type).len();
-        let body = &reply[self.tokens.reply_start.len()..reply.len() - self.reply_end.len()];
+        let body = &reply[t.reply_start().len()..reply.len() - self.reply_end.len()];
         let mut values: Vec<&[u8]> = Vec::with_capacity(asked);
         let mut rest = body;
-        for token in &t[1..asked] {
-            let (value, after) = split_once(rest, token.as_bytes()).ok_or_else(|| BadRequest {
-                error: "AGI: a token of our query is missing from its reply".into(),
-                raw: reply.to_vec(),
-                blame: None,
-            })?;
+        for i in 1..asked {
+            let (value, after) =
+                split_once(rest, t.get(i).as_bytes()).ok_or_else(|| BadRequest {
+                    error: "AGI: a token of our query is missing from its reply".into(),
+                    raw: reply.to_vec(),
+                    blame: None,
+                })?;
             values.push(value);
             rest = after;
         }
@@ -754,6 +792,37 @@ mod tests {
             feed(&mut s, &block(dnid));
             assert_eq!(s.tampering(), Some(why), "{dnid:?}");
         }
+        for (args, why) in [
+            (
+                "agi_arg_1: agi\nagi_arg_1: x",
+                Some("a duplicated agi_ variable"),
+            ),
+            (
+                "agi_arg_1: agi\nagi_arg_01: x",
+                Some("agi_arg_N out of order"),
+            ),
+            (
+                "agi_arg_1: agi\nagi_arg_+2: x",
+                Some("agi_arg_N out of order"),
+            ),
+            ("agi_arg_0: agi", Some("agi_arg_N out of order")),
+            (
+                "agi_arg_2: agi\nagi_arg_1: x",
+                Some("agi_arg_N out of order"),
+            ),
+            ("agi_arg_1: agi\nagi_arg_2: x\nagi_arg_3: y", None),
+            (
+                "agi_newkey: a\nagi_newkey: b\nagi_arg_1: agi",
+                Some("a duplicated agi_ variable"),
+            ),
+        ] {
+            let mut lines = block("agi_dnid: 100");
+            let at = lines.iter().position(|l| l == "agi_arg_1: agi").unwrap();
+            lines.splice(at..=at, args.split('\n').map(String::from));
+            let mut s = Session::new(Tokens::fixed(T));
+            feed(&mut s, &lines);
+            assert_eq!(s.tampering(), why, "{args:?}");
+        }
         let mut s = Session::new(Tokens::fixed(T));
         s.on_line(Line::TooLong);
         assert_eq!(s.tampering(), Some("an over-long line in the agi_* block"));
@@ -777,8 +846,10 @@ mod tests {
     #[test]
     fn random_tokens_differ_and_are_hex() {
         let (a, b) = (Tokens::random(), Tokens::random());
-        assert_ne!(a.tokens, b.tokens);
-        for t in &a.tokens {
+        assert_ne!(a.text, b.text);
+        assert!(a.text.starts_with("200 result=1 (ext"));
+        for t in (0..7).map(|i| a.get(i)) {
+            assert!(t.starts_with("ext"), "{t}");
             assert_eq!(t.len(), 3 + 24);
             assert!(t[3..].bytes().all(|c| c.is_ascii_hexdigit()));
         }

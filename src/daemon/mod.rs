@@ -142,11 +142,13 @@ impl Shared {
     /// stops taking lines, one INFO when it takes them again): the verdict is given
     /// whatever the log does.
     pub fn write(&self, config: &Config, line: &Line) -> Result<(), LogError> {
+        let rendered = line.render(&crate::alert_log::timestamp_now());
+        let current = crate::alert_log::identify(&config.log_file);
         let written = self
             .log
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .write(&config.log_file, line);
+            .write_rendered(&config.log_file, &rendered, current);
         self.log_health(&written);
         let Some((ip, reason)) = line.alert() else {
             return written;
