@@ -30,7 +30,11 @@ for f in ./usr/bin/extsecurity ./etc/asterisk/extsecurity.toml \
          ./etc/crowdsec/acquis.d/extsecurity.yaml \
          ./etc/crowdsec/parsers/s00-raw/extsecurity-raw.yaml \
          ./etc/crowdsec/parsers/s01-parse/extsecurity-logs.yaml \
-         ./etc/crowdsec/scenarios/extsecurity-alert.yaml; do
+         ./etc/crowdsec/scenarios/extsecurity-alert.yaml \
+         ./usr/share/man/man1/extsecurity.1.gz ./usr/share/man/man5/extsecurity.toml.5.gz \
+         ./usr/share/bash-completion/completions/extsecurity \
+         ./usr/share/zsh/vendor-completions/_extsecurity \
+         ./usr/share/fish/vendor_completions.d/extsecurity.fish; do
   check "contains $f" grep -q " $f\$" <<<"$contents"
 done
 conffiles=$(dpkg-deb -I "$deb" conffiles)
@@ -54,6 +58,7 @@ check "the packaged config validates" "$root/usr/bin/extsecurity" --config "$roo
 lintian_out=$(lintian --allow-root --tag-display-limit 0 "$deb" 2>&1 || true)
 echo "$lintian_out" | sed 's/^/lintian: /'
 check "lintian reports no error" bash -c '! grep -q "^E: " <<<"$1"' _ "$lintian_out"
+check "lintian reports no warning" bash -c '! grep -q "^W: " <<<"$1"' _ "$lintian_out"
 
 # The package's life on a machine of our own (CI's), as root, as the README tells an
 # administrator: the log folder, apt install, the jail enabled in its .local, a ban by
@@ -88,6 +93,17 @@ lifecycle() {
   check "extsecurity check-config reads the installed config" bash -c \
     'extsecurity check-config | grep -q "^# effective settings, from /etc/asterisk/extsecurity.toml"'
   check "the system user exists" getent passwd extsecurity
+  # Where Debian's tools look: man's database, bash-completion's loader (it finds the
+  # file by the command's name on the first TAB, and returns 124, "loaded: complete
+  # again"), fish's vendor folder.
+  check "man extsecurity shows the installed page" bash -c \
+    'MANPAGER=cat man extsecurity 2>/dev/null | grep -q "extsecurity fraud release"'
+  check "man extsecurity.toml shows the settings" bash -c \
+    'MANPAGER=cat man 5 extsecurity.toml 2>/dev/null | grep -q "quarantine_seconds = 86400"'
+  check "bash-completion loads our completion for extsecurity" bash -c \
+    'source /usr/share/bash-completion/bash_completion; _completion_loader extsecurity; complete -p extsecurity | grep -q _extsecurity'
+  check "fish completes from the installed file" bash -c \
+    'fish -c "complete -C \"extsecurity fr\"" | grep -q "^fraud"'
   # README, "Toll fraud": the shipped [fraud] block uncommented in the installed
   # config, its installed high-risk list read as the daemon's user.
   fraud_conf=$(mktemp /tmp/extsecurity-fraud.XXXXXX)

@@ -20,6 +20,8 @@
 #                   (asterisk; extsecurity by running debian/postinst) and run the
 #                   checks and the daemon as them; fail2ban runs in a mount namespace
 #   openssl         a CA and a certificate for the AMI's TLS, as ast_tls_cert makes them
+#   man-db, bash-completion, zsh, fish  the shipped manual pages read by man as lintian
+#                   reads them, the completions run in the real shells
 #   rustfmt, clippy the style gates
 # then runs cargo fmt --check, cargo clippy --all-targets -D warnings, cargo test, and
 # scripts/package.sh.
@@ -46,6 +48,10 @@ command -v lintian >/dev/null || need+=(lintian)
 command -v adduser >/dev/null || need+=(adduser)
 command -v setpriv >/dev/null || need+=(util-linux)
 command -v openssl >/dev/null || need+=(openssl)
+command -v man >/dev/null || need+=(man-db)
+command -v zsh >/dev/null || need+=(zsh)
+command -v fish >/dev/null || need+=(fish)
+[ -e /usr/share/bash-completion/bash_completion ] || need+=(bash-completion)
 if ! command -v crowdsec >/dev/null; then
   if [ "$(id -u)" -eq 0 ] && [ ! -e /etc/crowdsec/online_api_credentials.yaml ]; then
     mkdir -p /etc/crowdsec

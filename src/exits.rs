@@ -30,3 +30,57 @@ pub const BANS: u8 = 8;
 pub const FRAUD: u8 = 9;
 /// The call was alerted on and `--fail-on-alert` was given.
 pub const ALERT: u8 = 10;
+
+/// Every status with what it means, for the manual page (`extsecurity(1)`, EXIT STATUS);
+/// the README's "Exit status" table says the same with Asterisk's `SYSTEMSTATUS`.
+pub const MEANINGS: [(u8, &str); 11] = [
+    (
+        OK,
+        "The call was accepted, or alerted on without --fail-on-alert (as the seed).",
+    ),
+    (INTERNAL, "An internal error."),
+    (USAGE, "A wrong command line."),
+    (
+        BAD_REQUEST,
+        "The request could not be judged: unparseable, or no valid peer address (a CRITICAL line was written, and an alert when the caller broke it).",
+    ),
+    (CONFIG, "The configuration is missing or invalid."),
+    (
+        LOG,
+        "The alert log could not be opened or written (check-config: this user could not).",
+    ),
+    (
+        SERVE,
+        "serve could not start: its address is taken, another daemon holds the control socket, nothing to serve.",
+    ),
+    (
+        CROWDSEC,
+        "crowdsec-check: the LAPI is unreachable or refused the machine's login, or the state file cannot be used.",
+    ),
+    (
+        BANS,
+        "bans, unban: the kernel's sets could not be read or changed, or the daemon could not be told.",
+    ),
+    (
+        FRAUD,
+        "fraud status, fraud release: [fraud] is off, the account is unknown, or neither the daemon nor its state file could be asked.",
+    ),
+    (
+        ALERT,
+        "The call was alerted on and --fail-on-alert was given.",
+    ),
+];
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_status_is_explained_once_and_none_is_127() {
+        let codes: Vec<u8> = super::MEANINGS.iter().map(|(c, _)| *c).collect();
+        let mut sorted = codes.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(codes, sorted, "in order, each once");
+        assert_eq!(codes, (0..=10).collect::<Vec<u8>>());
+        assert!(!codes.contains(&127));
+    }
+}

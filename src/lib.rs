@@ -18,6 +18,7 @@ pub mod dialplan;
 pub mod exits;
 pub mod follow;
 pub mod fraud;
+pub mod manual;
 pub mod memory;
 pub mod nftables;
 pub mod peer;

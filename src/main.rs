@@ -20,6 +20,20 @@ use extsecurity::request::{self, BadRequest, EncodedFields};
     name = "extsecurity",
     version,
     about = "Judges Asterisk guest calls and writes the alert log that fail2ban bans on",
+    long_about = "Judges Asterisk guest calls and writes the alert log that fail2ban bans on.\n\n\
+                  Asterisk hands extsecurity every inbound guest call: through System() \
+                  (check), AGI (agi) or FastAGI to the daemon (serve). Each call is judged on \
+                  its caller id, dialled extension, user agent and peer; in the daemon also on \
+                  what the same address did before (extension scans, call floods, repeat \
+                  offenders). A bad call gets one ERROR line in the alert log, which the \
+                  shipped fail2ban jail bans on, and its channel is held for a few seconds. \
+                  The daemon can also watch Asterisk's manager interface for password guessing \
+                  ([ami]), ban in the kernel within milliseconds ([nftables]), push its alerts \
+                  to CrowdSec for a fleet ([crowdsec]) and judge what authenticated accounts \
+                  dial before the trunk is dialled ([fraud], toll fraud). Caller-controlled \
+                  bytes never reach a shell, never split a log line and never get another \
+                  address banned. The settings: extsecurity.toml(5); the whole story: \
+                  /usr/share/doc/extsecurity/README.md.",
     after_help = "Legacy form, as the seed's dialplan calls it: extsecurity '<json>'\n\
                   (all arguments are joined by one space and read as the seed's JSON)."
 )]
@@ -210,10 +224,22 @@ impl EncodedArgs {
     }
 }
 
+/// `extsecurity generate WHAT`: prints a manual page or a shell's completions, made from
+/// [`Cli`] (the package ships them; tests/manual.rs keeps `dist/man` and
+/// `dist/completions` current). Outside [`Cli`], so that the pages and completions do
+/// not offer it: it is the maintainers' tool, not the administrator's.
+#[derive(Parser)]
+#[command(name = "extsecurity generate")]
+struct GenerateCli {
+    #[arg(value_enum)]
+    what: extsecurity::manual::Generated,
+}
+
 fn main() -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().collect();
     ExitCode::from(match args.get(1) {
         Some(first) if is_legacy_json(first) => run_legacy(&args[1..]),
+        Some(first) if first == "generate" => generate(GenerateCli::parse_from(&args[1..]).what),
         _ => run(Cli::parse_from(&args), &args[1..]),
     })
 }
@@ -304,6 +330,18 @@ fn run(cli: Cli, args: &[OsString]) -> u8 {
                 exits::SERVE
             }
         },
+    }
+}
+
+fn generate(what: extsecurity::manual::Generated) -> u8 {
+    use clap::CommandFactory as _;
+    use std::io::Write as _;
+    match std::io::stdout().write_all(&what.render(Cli::command())) {
+        Ok(()) => exits::OK,
+        Err(e) => {
+            eprintln!("extsecurity: cannot write: {e}");
+            exits::INTERNAL
+        }
     }
 }
 

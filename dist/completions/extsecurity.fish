@@ -1,0 +1,111 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_extsecurity_global_optspecs
+    string join \n config= h/help V/version
+end
+
+function __fish_extsecurity_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_extsecurity_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_extsecurity_using_subcommand
+    set -l cmd (__fish_extsecurity_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c extsecurity -n "__fish_extsecurity_needs_command" -l config -d 'Configuration file [default: $EXTSECURITY_CONFIG, else /etc/asterisk/extsecurity.toml, else built-in defaults]' -r -F
+complete -c extsecurity -n "__fish_extsecurity_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c extsecurity -n "__fish_extsecurity_needs_command" -s V -l version -d 'Print version'
+complete -c extsecurity -n "__fish_extsecurity_needs_command" -f -a "check" -d 'Judge one call, write its line, hold the channel on alert (the System() entry point)'
+complete -c extsecurity -n "__fish_extsecurity_needs_command" -f -a "explain" -d 'Print the verdict and the line a request would produce; writes nothing, sleeps not'
+complete -c extsecurity -n "__fish_extsecurity_needs_command" -f -a "check-config" -d 'Validate the configuration (and that this user can write the alert log) and print the effective settings'
+complete -c extsecurity -n "__fish_extsecurity_needs_command" -f -a "crowdsec-check" -d 'Log in to the CrowdSec LAPI of [crowdsec] and say what is wrong, if anything'
+complete -c extsecurity -n "__fish_extsecurity_needs_command" -f -a "agi" -d 'Judge one call over AGI on stdin/stdout: AGI(/usr/bin/extsecurity,agi)'
+complete -c extsecurity -n "__fish_extsecurity_needs_command" -f -a "report" -d 'Summarise alert logs (rotated and .gz ones too): calls, alerts by reason, top offenders, per-hour counts'
+complete -c extsecurity -n "__fish_extsecurity_needs_command" -f -a "bans" -d 'List the addresses the daemon banned in the kernel ([nftables]), with reason and time left; works while the daemon is down'
+complete -c extsecurity -n "__fish_extsecurity_needs_command" -f -a "fraud" -d 'The outbound check of authenticated accounts ([fraud]): see accounts, lift a quarantine'
+complete -c extsecurity -n "__fish_extsecurity_needs_command" -f -a "unban" -d 'Lift a kernel ban and make the running daemon forget the address; prints how to lift it in fail2ban and CrowdSec too'
+complete -c extsecurity -n "__fish_extsecurity_needs_command" -f -a "serve" -d 'Run the daemon: FastAGI, AGI(agi://127.0.0.1/check), and with [ami] the AMI security-event watcher'
+complete -c extsecurity -n "__fish_extsecurity_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c extsecurity -n "__fish_extsecurity_using_subcommand check" -l ip -d 'Peer address: ${CHANNEL(peerip)} or ${CHANNEL(pjsip,remote_addr)}' -r
+complete -c extsecurity -n "__fish_extsecurity_using_subcommand check" -l callerid-num-b64 -d '${BASE64_ENCODE(${CALLERID(num)})}' -r
+complete -c extsecurity -n "__fish_extsecurity_using_subcommand check" -l callerid-name-b64 -d '${BASE64_ENCODE(${CALLERID(name)})}' -r
+complete -c extsecurity -n "__fish_extsecurity_using_subcommand check" -l exten-b64 -d '${BASE64_ENCODE(${EXTEN})}' -r
+complete -c extsecurity -n "__fish_extsecurity_using_subcommand check" -l user-agent-b64 -d '${BASE64_ENCODE(${CHANNEL(useragent)})} or of ${PJSIP_HEADER(read,User-Agent)}' -r
+complete -c extsecurity -n "__fish_extsecurity_using_subcommand check" -l peer-name-b64 -d '${BASE64_ENCODE(${CHANNEL(peername)})} or of ${CHANNEL(endpoint)}' -r
+complete -c extsecurity -n "__fish_extsecurity_using_subcommand check" -l on-error -d 'When the check cannot run (bad config, unwritable log, bad request): continue exits 0 so the call goes on, hangup exits non-zero. Empty means continue; the dialplan passes ${EXTSEC_ON_ERROR}. Without it, every status as listed (README, "Exit status")' -r
+complete -c extsecurity -n "__fish_extsecurity_using_subcommand check" -l config -d 'Configuration file [default: $EXTSECURITY_CONFIG, else /etc/asterisk/extsecurity.toml, else built-in defaults]' -r -F
+complete -c extsecurity -n "__fish_extsecurity_using_subcommand check" -l fail-on-alert -d 'Exit with status 10 when the call is alerted on (SYSTEMSTATUS=APPERROR)'
+complete -c extsecurity -n "__fish_extsecurity_using_subcommand check" -s h -l help -d 'Print help'
+complete -c extsecurity -n "__fish_extsecurity_using_subcommand explain" -l ip -d 'Peer address: ${CHANNEL(peerip)} or ${CHANNEL(pjsip,remote_addr)}' -r
+complete -c extsecurity -n "__fish_extsecurity_using_subcommand explain" -l callerid-num-b64 -d '${BASE64_ENCODE(${CALLERID(num)})}' -r
+complete -c extsecurity -n "__fish_extsecurity_using_subcommand explain" -l callerid-name-b64 -d '${BASE64_ENCODE(${CALLERID(name)})}' -r
+complete -c extsecurity -n "__fish_extsecurity_using_subcommand explain" -l exten-b64 -d '${BASE64_ENCODE(${EXTEN})}' -r
+complete -c extsecurity -n "__fish_extsecurity_using_subcommand explain" -l user-agent-b64 -d '${BASE64_ENCODE(${CHANNEL(useragent)})} or of ${PJSIP_HEADER(read,User-Agent)}' -r
+complete -c extsecurity -n "__fish_extsecurity_using_subcommand explain" -l peer-name-b64 -d '${BASE64_ENCODE(${CHANNEL(peername)})} or of ${CHANNEL(endpoint)}' -r
+complete -c extsecurity -n "__fish_extsecurity_using_subcommand explain" -l callerid-num-text -d 'Caller id number, as text' -r
+complete -c extsecurity -n "__fish_extsecurity_using_subcommand explain" -l callerid-name-text -d 'Caller id name, as text' -r
+complete -c extsecurity -n "__fish_extsecurity_using_subcommand explain" -l exten-text -d 'Dialed extension, as text' -r
+complete -c extsecurity -n "__fish_extsecurity_using_subcommand explain" -l user-agent-text -d 'User agent, as text' -r
+complete -c extsecurity -n "__fish_extsecurity_using_subcommand explain" -l peer-name-text -d 'Peer name, as text' -r
+complete -c extsecurity -n "__fish_extsecurity_using_subcommand explain" -l config -d 'Configuration file [default: $EXTSECURITY_CONFIG, else /etc/asterisk/extsecurity.toml, else built-in defaults]' -r -F
+complete -c extsecurity -n "__fish_extsecurity_using_subcommand explain" -s h -l help -d 'Print help'
+complete -c extsecurity -n "__fish_extsecurity_using_subcommand check-config" -l dialplan -d 'Asterisk dialplan files to read for lines that hand caller values to a shell (their #includes too) [default: /etc/asterisk/extensions*.conf]' -r -F
+complete -c extsecurity -n "__fish_extsecurity_using_subcommand check-config" -l config -d 'Configuration file [default: $EXTSECURITY_CONFIG, else /etc/asterisk/extsecurity.toml, else built-in defaults]' -r -F
+complete -c extsecurity -n "__fish_extsecurity_using_subcommand check-config" -s q -l quiet -d 'Print nothing unless something is wrong (the unit\'s ExecStartPre)'
+complete -c extsecurity -n "__fish_extsecurity_using_subcommand check-config" -s h -l help -d 'Print help'
+complete -c extsecurity -n "__fish_extsecurity_using_subcommand crowdsec-check" -l config -d 'Configuration file [default: $EXTSECURITY_CONFIG, else /etc/asterisk/extsecurity.toml, else built-in defaults]' -r -F
+complete -c extsecurity -n "__fish_extsecurity_using_subcommand crowdsec-check" -s h -l help -d 'Print help'
+complete -c extsecurity -n "__fish_extsecurity_using_subcommand agi" -l config -d 'Configuration file [default: $EXTSECURITY_CONFIG, else /etc/asterisk/extsecurity.toml, else built-in defaults]' -r -F
+complete -c extsecurity -n "__fish_extsecurity_using_subcommand agi" -s h -l help -d 'Print help'
+complete -c extsecurity -n "__fish_extsecurity_using_subcommand report" -l top -d 'How many offending addresses to list' -r
+complete -c extsecurity -n "__fish_extsecurity_using_subcommand report" -l address -d 'Print every line that names this address instead, from the configured log and its rotations (.gz too) when no LOG is given' -r
+complete -c extsecurity -n "__fish_extsecurity_using_subcommand report" -l config -d 'Configuration file [default: $EXTSECURITY_CONFIG, else /etc/asterisk/extsecurity.toml, else built-in defaults]' -r -F
+complete -c extsecurity -n "__fish_extsecurity_using_subcommand report" -l json -d 'Print JSON instead of tables'
+complete -c extsecurity -n "__fish_extsecurity_using_subcommand report" -s h -l help -d 'Print help'
+complete -c extsecurity -n "__fish_extsecurity_using_subcommand bans" -l config -d 'Configuration file [default: $EXTSECURITY_CONFIG, else /etc/asterisk/extsecurity.toml, else built-in defaults]' -r -F
+complete -c extsecurity -n "__fish_extsecurity_using_subcommand bans" -l json -d 'Print JSON: [{"address", "reason", "seconds_left"}]'
+complete -c extsecurity -n "__fish_extsecurity_using_subcommand bans" -l remove-table -d 'Delete the table instead, its drop rule and every ban in it (the package\'s prerm does this on removal)'
+complete -c extsecurity -n "__fish_extsecurity_using_subcommand bans" -s h -l help -d 'Print help'
+complete -c extsecurity -n "__fish_extsecurity_using_subcommand fraud; and not __fish_seen_subcommand_from status release help" -l config -d 'Configuration file [default: $EXTSECURITY_CONFIG, else /etc/asterisk/extsecurity.toml, else built-in defaults]' -r -F
+complete -c extsecurity -n "__fish_extsecurity_using_subcommand fraud; and not __fish_seen_subcommand_from status release help" -s h -l help -d 'Print help'
+complete -c extsecurity -n "__fish_extsecurity_using_subcommand fraud; and not __fish_seen_subcommand_from status release help" -f -a "status" -d 'Per account: calls by class, quarantine and why, the last numbers dialled, the addresses used; from the running daemon, or from its state file when it is down'
+complete -c extsecurity -n "__fish_extsecurity_using_subcommand fraud; and not __fish_seen_subcommand_from status release help" -f -a "release" -d 'Lift an account\'s quarantine and reset its counters'
+complete -c extsecurity -n "__fish_extsecurity_using_subcommand fraud; and not __fish_seen_subcommand_from status release help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c extsecurity -n "__fish_extsecurity_using_subcommand fraud; and __fish_seen_subcommand_from status" -l config -d 'Configuration file [default: $EXTSECURITY_CONFIG, else /etc/asterisk/extsecurity.toml, else built-in defaults]' -r -F
+complete -c extsecurity -n "__fish_extsecurity_using_subcommand fraud; and __fish_seen_subcommand_from status" -l json -d 'Print JSON'
+complete -c extsecurity -n "__fish_extsecurity_using_subcommand fraud; and __fish_seen_subcommand_from status" -s h -l help -d 'Print help'
+complete -c extsecurity -n "__fish_extsecurity_using_subcommand fraud; and __fish_seen_subcommand_from release" -l config -d 'Configuration file [default: $EXTSECURITY_CONFIG, else /etc/asterisk/extsecurity.toml, else built-in defaults]' -r -F
+complete -c extsecurity -n "__fish_extsecurity_using_subcommand fraud; and __fish_seen_subcommand_from release" -s h -l help -d 'Print help'
+complete -c extsecurity -n "__fish_extsecurity_using_subcommand fraud; and __fish_seen_subcommand_from help" -f -a "status" -d 'Per account: calls by class, quarantine and why, the last numbers dialled, the addresses used; from the running daemon, or from its state file when it is down'
+complete -c extsecurity -n "__fish_extsecurity_using_subcommand fraud; and __fish_seen_subcommand_from help" -f -a "release" -d 'Lift an account\'s quarantine and reset its counters'
+complete -c extsecurity -n "__fish_extsecurity_using_subcommand fraud; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c extsecurity -n "__fish_extsecurity_using_subcommand unban" -l config -d 'Configuration file [default: $EXTSECURITY_CONFIG, else /etc/asterisk/extsecurity.toml, else built-in defaults]' -r -F
+complete -c extsecurity -n "__fish_extsecurity_using_subcommand unban" -s h -l help -d 'Print help'
+complete -c extsecurity -n "__fish_extsecurity_using_subcommand serve" -l listen -d 'Address to listen on [default: daemon.listen, 127.0.0.1:4573]; [::1]:4573 for IPv6' -r
+complete -c extsecurity -n "__fish_extsecurity_using_subcommand serve" -l config -d 'Configuration file [default: $EXTSECURITY_CONFIG, else /etc/asterisk/extsecurity.toml, else built-in defaults]' -r -F
+complete -c extsecurity -n "__fish_extsecurity_using_subcommand serve" -s h -l help -d 'Print help'
+complete -c extsecurity -n "__fish_extsecurity_using_subcommand help; and not __fish_seen_subcommand_from check explain check-config crowdsec-check agi report bans fraud unban serve help" -f -a "check" -d 'Judge one call, write its line, hold the channel on alert (the System() entry point)'
+complete -c extsecurity -n "__fish_extsecurity_using_subcommand help; and not __fish_seen_subcommand_from check explain check-config crowdsec-check agi report bans fraud unban serve help" -f -a "explain" -d 'Print the verdict and the line a request would produce; writes nothing, sleeps not'
+complete -c extsecurity -n "__fish_extsecurity_using_subcommand help; and not __fish_seen_subcommand_from check explain check-config crowdsec-check agi report bans fraud unban serve help" -f -a "check-config" -d 'Validate the configuration (and that this user can write the alert log) and print the effective settings'
+complete -c extsecurity -n "__fish_extsecurity_using_subcommand help; and not __fish_seen_subcommand_from check explain check-config crowdsec-check agi report bans fraud unban serve help" -f -a "crowdsec-check" -d 'Log in to the CrowdSec LAPI of [crowdsec] and say what is wrong, if anything'
+complete -c extsecurity -n "__fish_extsecurity_using_subcommand help; and not __fish_seen_subcommand_from check explain check-config crowdsec-check agi report bans fraud unban serve help" -f -a "agi" -d 'Judge one call over AGI on stdin/stdout: AGI(/usr/bin/extsecurity,agi)'
+complete -c extsecurity -n "__fish_extsecurity_using_subcommand help; and not __fish_seen_subcommand_from check explain check-config crowdsec-check agi report bans fraud unban serve help" -f -a "report" -d 'Summarise alert logs (rotated and .gz ones too): calls, alerts by reason, top offenders, per-hour counts'
+complete -c extsecurity -n "__fish_extsecurity_using_subcommand help; and not __fish_seen_subcommand_from check explain check-config crowdsec-check agi report bans fraud unban serve help" -f -a "bans" -d 'List the addresses the daemon banned in the kernel ([nftables]), with reason and time left; works while the daemon is down'
+complete -c extsecurity -n "__fish_extsecurity_using_subcommand help; and not __fish_seen_subcommand_from check explain check-config crowdsec-check agi report bans fraud unban serve help" -f -a "fraud" -d 'The outbound check of authenticated accounts ([fraud]): see accounts, lift a quarantine'
+complete -c extsecurity -n "__fish_extsecurity_using_subcommand help; and not __fish_seen_subcommand_from check explain check-config crowdsec-check agi report bans fraud unban serve help" -f -a "unban" -d 'Lift a kernel ban and make the running daemon forget the address; prints how to lift it in fail2ban and CrowdSec too'
+complete -c extsecurity -n "__fish_extsecurity_using_subcommand help; and not __fish_seen_subcommand_from check explain check-config crowdsec-check agi report bans fraud unban serve help" -f -a "serve" -d 'Run the daemon: FastAGI, AGI(agi://127.0.0.1/check), and with [ami] the AMI security-event watcher'
+complete -c extsecurity -n "__fish_extsecurity_using_subcommand help; and not __fish_seen_subcommand_from check explain check-config crowdsec-check agi report bans fraud unban serve help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c extsecurity -n "__fish_extsecurity_using_subcommand help; and __fish_seen_subcommand_from fraud" -f -a "status" -d 'Per account: calls by class, quarantine and why, the last numbers dialled, the addresses used; from the running daemon, or from its state file when it is down'
+complete -c extsecurity -n "__fish_extsecurity_using_subcommand help; and __fish_seen_subcommand_from fraud" -f -a "release" -d 'Lift an account\'s quarantine and reset its counters'

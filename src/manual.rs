@@ -1,0 +1,411 @@
+//! The manual pages and shell completions, generated from what they describe: the
+//! command-line definition (clap) for `extsecurity(1)` and the completions, the shipped
+//! annotated configuration for `extsecurity.toml(5)`. So they cannot drift from the
+//! program: the generated files are kept under `dist/man/` and `dist/completions/` for
+//! the package (`cargo deb` needs no extra step) and for installs by hand, and
+//! `tests/manual.rs` fails when one is stale (`extsecurity generate` remakes them).
+
+use clap_mangen::roff::{Inline, Roff, bold, italic, roman};
+
+use crate::exits;
+
+/// The annotated configuration the package ships, every key at its default.
+pub const SHIPPED_CONFIG: &str = include_str!("../dist/extsecurity.toml");
+
+/// What `extsecurity generate` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Generated {
+    /// extsecurity(1)
+    Man,
+    /// extsecurity.toml(5)
+    ConfigMan,
+    Bash,
+    Zsh,
+    Fish,
+}
+
+impl Generated {
+    /// Where the file lives in the source tree, under `dist/`.
+    pub fn path(self) -> &'static str {
+        match self {
+            Generated::Man => "man/extsecurity.1",
+            Generated::ConfigMan => "man/extsecurity.toml.5",
+            Generated::Bash => "completions/extsecurity.bash",
+            Generated::Zsh => "completions/_extsecurity",
+            Generated::Fish => "completions/extsecurity.fish",
+        }
+    }
+
+    /// The file's text, from the command-line definition `cmd`.
+    pub fn render(self, cmd: clap::Command) -> Vec<u8> {
+        use clap_complete::Shell;
+        let shell = match self {
+            Generated::Man => return command_page(cmd),
+            Generated::ConfigMan => return config_page(SHIPPED_CONFIG).into_bytes(),
+            Generated::Bash => Shell::Bash,
+            Generated::Zsh => Shell::Zsh,
+            Generated::Fish => Shell::Fish,
+        };
+        let mut cmd = cmd;
+        let mut out = Vec::new();
+        clap_complete::generate(shell, &mut cmd, "extsecurity", &mut out);
+        out
+    }
+}
+
+const MANUAL: &str = "extsecurity manual";
+
+/// `extsecurity(1)`: clap_mangen's name, synopsis, description and global options, then
+/// every command with its own options (one page, as an administrator looks things up),
+/// the exit statuses, environment, files.
+pub fn command_page(cmd: clap::Command) -> Vec<u8> {
+    let cmd = cmd.disable_help_subcommand(true);
+    let man = clap_mangen::Man::new(cmd.clone()).manual(MANUAL);
+    let mut out = Vec::new();
+    let rendered = man
+        .render_title(&mut out)
+        .and_then(|_| man.render_name_section(&mut out))
+        .and_then(|_| man.render_synopsis_section(&mut out))
+        .and_then(|_| man.render_description_section(&mut out))
+        .and_then(|_| man.render_options_section(&mut out));
+    rendered.expect("writing to a Vec cannot fail");
+    let mut roff = Roff::new();
+    roff.control("SH", ["COMMANDS"]);
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        command_entry(&mut roff, "extsecurity", sub);
+    }
+    if let Some(after) = cmd.get_after_long_help().or(cmd.get_after_help()) {
+        roff.control("SH", ["NOTES"]);
+        roff.text([roman(after.to_string())]);
+    }
+    trailer(&mut roff);
+    out.extend_from_slice(roff.render().as_bytes());
+    out
+}
+
+/// One command: its usage as a heading, what it does, its arguments; then its own
+/// commands (`fraud status`).
+fn command_entry(roff: &mut Roff, parent: &str, cmd: &clap::Command) {
+    let path = format!("{parent} {}", cmd.get_name());
+    if cmd.has_subcommands() {
+        for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+            command_entry(roff, &path, sub);
+        }
+        return;
+    }
+    let usage = cmd
+        .clone()
+        .bin_name(&path)
+        .render_usage()
+        .to_string()
+        .trim_start_matches("Usage:")
+        .trim()
+        .to_string();
+    roff.control("SS", [usage.as_str()]);
+    if let Some(about) = cmd.get_long_about().or(cmd.get_about()) {
+        roff.text([roman(about.to_string())]);
+    }
+    let args = cmd
+        .get_arguments()
+        .filter(|a| !a.is_hide_set() && !a.is_global_set())
+        .filter(|a| !matches!(a.get_id().as_str(), "help" | "version"));
+    for arg in args {
+        roff.control("TP", []);
+        roff.text(arg_heading(arg));
+        let mut help = arg
+            .get_long_help()
+            .or(arg.get_help())
+            .map(|h| h.to_string())
+            .unwrap_or_default();
+        if let Some(default) = arg.get_default_values().first() {
+            help.push_str(&format!(" [default: {}]", default.to_string_lossy()));
+        }
+        roff.text([roman(help)]);
+    }
+}
+
+/// `--top=N`, `-q, --quiet`, `ACCOUNT`: how the argument is written.
+fn arg_heading(arg: &clap::Arg) -> Vec<Inline> {
+    let value = arg
+        .get_value_names()
+        .map(|names| names.join(" "))
+        .unwrap_or_else(|| arg.get_id().as_str().to_uppercase());
+    if arg.is_positional() {
+        return vec![italic(value)];
+    }
+    let mut heading = Vec::new();
+    if let Some(short) = arg.get_short() {
+        heading.push(bold(format!("-{short}")));
+        heading.push(roman(", "));
+    }
+    if let Some(long) = arg.get_long() {
+        heading.push(bold(format!("--{long}")));
+    }
+    if arg.get_action().takes_values() {
+        let joint = if arg.is_require_equals_set() {
+            "="
+        } else {
+            " "
+        };
+        heading.push(roman(joint));
+        heading.push(italic(value));
+    }
+    heading
+}
+
+/// EXIT STATUS, ENVIRONMENT, FILES, SEE ALSO.
+fn trailer(roff: &mut Roff) {
+    roff.control("SH", ["EXIT STATUS"]);
+    for (code, meaning) in exits::MEANINGS {
+        roff.control("TP", []);
+        roff.text([bold(code.to_string())]);
+        roff.text([roman(meaning)]);
+    }
+    roff.text([roman(
+        "check --on-error=continue turns 1, 3, 4 and 5 into 0, so that a check that could not run lets the call go on. No status is 127, which Asterisk reports as FAILURE.",
+    )]);
+    roff.control("SH", ["ENVIRONMENT"]);
+    for (name, meaning) in [
+        (
+            crate::config::ENV_VAR,
+            "The configuration file when --config is not given.",
+        ),
+        (
+            "EXTSECURITY_LOG",
+            "What the program says on standard error (a tracing filter: info by default, debug, warn).",
+        ),
+        (
+            "TZ",
+            "The zone the alert log's times are written in, as libc reads it (else /etc/localtime).",
+        ),
+    ] {
+        roff.control("TP", []);
+        roff.text([bold(name)]);
+        roff.text([roman(meaning)]);
+    }
+    roff.control("SH", ["FILES"]);
+    for (path, meaning) in [
+        (
+            "/etc/asterisk/extsecurity.toml",
+            "The configuration; see extsecurity.toml(5).",
+        ),
+        (
+            "/var/log/asterisk/inbound_extsecurity.log",
+            "The alert log the fail2ban jail reads.",
+        ),
+        (
+            "/run/extsecurity/control.sock",
+            "The running daemon's control socket (unban, fraud status and release).",
+        ),
+        (
+            "/var/lib/extsecurity/",
+            "The daemon's state: the CrowdSec pusher's position, the outbound check's accounts.",
+        ),
+        (
+            "/usr/share/doc/extsecurity/",
+            "The README and the dialplan snippets for System(), AGI, FastAGI and the outbound check.",
+        ),
+    ] {
+        roff.control("TP", []);
+        roff.text([bold(path)]);
+        roff.text([roman(meaning)]);
+    }
+    roff.control("SH", ["SEE ALSO"]);
+    roff.text([
+        bold("extsecurity.toml"),
+        roman("(5), "),
+        bold("fail2ban-client"),
+        roman("(1), "),
+        bold("cscli"),
+        roman("(1), "),
+        bold("nft"),
+        roman("(8)"),
+    ]);
+}
+
+/// `extsecurity.toml(5)` from the shipped configuration: its opening comment is the
+/// description, each key its default and the comment above it, each table (`[memory]`,
+/// the commented-out `#[ami]` …) a subsection with its own comment.
+pub fn config_page(shipped: &str) -> String {
+    let mut roff = Roff::new();
+    roff.control(
+        "TH",
+        [
+            "EXTSECURITY.TOML",
+            "5",
+            "",
+            &format!("extsecurity {}", env!("CARGO_PKG_VERSION")),
+            MANUAL,
+        ],
+    );
+    roff.control("SH", ["NAME"]);
+    roff.text([roman("extsecurity.toml - the configuration of extsecurity")]);
+    let mut lines = shipped.lines().peekable();
+    roff.control("SH", ["DESCRIPTION"]);
+    let mut intro = Vec::new();
+    while let Some(line) = lines.next_if(|l| l.starts_with('#')) {
+        intro.push(comment_text(line));
+    }
+    paragraphs(&mut roff, &intro);
+    roff.control("SH", ["SETTINGS"]);
+    roff.control("SS", ["Top level"]);
+    let mut comment: Vec<&str> = Vec::new();
+    while let Some(line) = lines.next() {
+        let uncommented = line.strip_prefix('#').unwrap_or(line);
+        if line.trim().is_empty() {
+            comment.clear();
+        } else if let Some(table) = table_name(uncommented) {
+            roff.control("SS", [table]);
+            paragraphs(&mut roff, &comment);
+            comment.clear();
+        } else if let Some((key, value)) = key_value(uncommented) {
+            let mut value = value.to_string();
+            while value.starts_with('[') && !value.ends_with(']') {
+                let Some(more) = lines.next() else { break };
+                let item = more.trim_start_matches('#').trim();
+                if item != "]" {
+                    value.push(' ');
+                }
+                value.push_str(item);
+            }
+            let value = value.replace(",]", "]");
+            roff.control("TP", []);
+            roff.text([bold(key), roman(format!(" = {value}"))]);
+            paragraphs(&mut roff, &comment);
+            comment.clear();
+        } else {
+            comment.push(comment_text(line));
+        }
+    }
+    roff.control("SH", ["SEE ALSO"]);
+    roff.text([bold("extsecurity"), roman("(1)")]);
+    roff.render()
+}
+
+/// `[memory]`, `[fraud.account."callcentre".international]`.
+fn table_name(line: &str) -> Option<&str> {
+    let line = line.trim();
+    (line.starts_with('[') && line.ends_with(']') && !line.contains(" = ")).then_some(line)
+}
+
+/// `log_file = "/var/log/…"`: a key of lowercase letters and `_`.
+fn key_value(line: &str) -> Option<(&str, &str)> {
+    let (key, value) = line.split_once(" = ")?;
+    key.bytes()
+        .all(|b| b.is_ascii_lowercase() || b == b'_')
+        .then_some((key, value.trim()))
+}
+
+/// A comment line's text: `# text` and, in a commented-out table, `## text`; an
+/// example (`#   trusted_networks = …`) keeps the spaces that mark it.
+fn comment_text(line: &str) -> &str {
+    let text = line.trim_start_matches('#');
+    text.strip_prefix(' ').unwrap_or(text).trim_end()
+}
+
+/// Comment lines joined into paragraphs; an empty line starts a new one, and a line
+/// indented by two spaces (an example) stands on its own, as written.
+fn paragraphs(roff: &mut Roff, lines: &[&str]) {
+    let mut paragraph = String::new();
+    for line in lines {
+        if line.trim().is_empty() {
+            flush(roff, &mut paragraph);
+            continue;
+        }
+        if let Some(example) = line.strip_prefix("  ") {
+            flush(roff, &mut paragraph);
+            roff.control("RS", []).control("nf", []);
+            roff.text([roman(example.trim())]);
+            roff.control("fi", []).control("RE", []);
+            continue;
+        }
+        if !paragraph.is_empty() {
+            paragraph.push(' ');
+        }
+        paragraph.push_str(line);
+    }
+    flush(roff, &mut paragraph);
+}
+
+fn flush(roff: &mut Roff, paragraph: &mut String) {
+    if !paragraph.is_empty() {
+        roff.text([roman(std::mem::take(paragraph))]);
+        roff.control("PP", []);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Text as the page writes it (quotes and backslashes escaped), without roff's
+    /// preamble.
+    fn roffed(inlines: Vec<Inline>) -> String {
+        let text = Roff::new().text(inlines).render();
+        text.lines()
+            .filter(|l| !l.starts_with(".ie") && !l.starts_with(".el"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// Every key of the shipped configuration, commented-out tables included, once.
+    fn shipped_keys() -> Vec<String> {
+        SHIPPED_CONFIG
+            .lines()
+            .map(|l| l.strip_prefix('#').unwrap_or(l))
+            .filter_map(key_value)
+            .map(|(k, v)| format!("{k} = {v}"))
+            .collect()
+    }
+
+    #[test]
+    fn the_config_page_names_every_shipped_key_and_table_with_its_default() {
+        let page = config_page(SHIPPED_CONFIG);
+        let keys = shipped_keys();
+        assert!(keys.len() > 60, "{}", keys.len());
+        for key in &keys {
+            let (name, value) = key.split_once(" = ").unwrap();
+            let first = value.split(' ').next().unwrap();
+            let entry = roffed(vec![bold(name), roman(format!(" = {first}"))]);
+            assert!(page.contains(&entry), "{entry} missing");
+        }
+        for table in [
+            "[memory]",
+            "[daemon]",
+            "[ami]",
+            "[nftables]",
+            "[crowdsec]",
+            "[fraud]",
+        ] {
+            assert!(page.contains(&format!(".SS {table}\n")), "{table}");
+        }
+        assert!(page.contains("tarpit_seconds"));
+        assert!(page.contains("Seconds to hold an attacker"));
+    }
+
+    #[test]
+    fn comments_become_the_keys_text_and_a_value_spread_over_lines_is_one() {
+        let page = config_page(
+            "# Intro.\n#\n# More.\n\n# A list.\nlist = [\n    'a',\n    'b',\n]\n\n# The table.\n#[t]\n## Its key.\n#k = 1\n",
+        );
+        assert!(
+            page.contains(".SH DESCRIPTION\nIntro.\n.PP\nMore.\n"),
+            "{page}"
+        );
+        let list = roffed(vec![bold("list"), roman(" = [ 'a', 'b']")]);
+        assert!(page.contains(&format!("{list}\nA list.\n")), "{page}");
+        assert!(page.contains(".SS [t]\nThe table.\n"), "{page}");
+        assert!(page.contains("\\fBk\\fR = 1\nIts key.\n"), "{page}");
+    }
+
+    #[test]
+    fn text_that_looks_like_a_roff_request_is_escaped() {
+        let page = config_page("# .SH HACK\n'x\nk = '.so /etc/passwd'\n");
+        assert!(
+            !page
+                .lines()
+                .any(|l| l.starts_with(".SH HACK") || l.starts_with(".so"))
+        );
+        assert!(!page.contains("\n'x"));
+    }
+}
