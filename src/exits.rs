@@ -30,10 +30,12 @@ pub const BANS: u8 = 8;
 pub const FRAUD: u8 = 9;
 /// The call was alerted on and `--fail-on-alert` was given.
 pub const ALERT: u8 = 10;
+/// `status`: no daemon answers on the control socket (or none is configured).
+pub const NO_DAEMON: u8 = 11;
 
 /// Every status with what it means, for the manual page (`extsecurity(1)`, EXIT STATUS);
 /// the README's "Exit status" table says the same with Asterisk's `SYSTEMSTATUS`.
-pub const MEANINGS: [(u8, &str); 11] = [
+pub const MEANINGS: [(u8, &str); 12] = [
     (
         OK,
         "The call was accepted, or alerted on without --fail-on-alert (as the seed).",
@@ -69,6 +71,10 @@ pub const MEANINGS: [(u8, &str); 11] = [
         ALERT,
         "The call was alerted on and --fail-on-alert was given.",
     ),
+    (
+        NO_DAEMON,
+        "status: no daemon answers on the control socket, or none is configured.",
+    ),
 ];
 
 #[cfg(test)]
@@ -80,7 +86,7 @@ mod tests {
         sorted.sort();
         sorted.dedup();
         assert_eq!(codes, sorted, "in order, each once");
-        assert_eq!(codes, (0..=10).collect::<Vec<u8>>());
+        assert_eq!(codes, (0..=11).collect::<Vec<u8>>());
         assert!(!codes.contains(&127));
     }
 }

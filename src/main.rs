@@ -132,6 +132,14 @@ enum Command {
         #[arg(value_name = "ADDR")]
         address: std::net::IpAddr,
     },
+    /// The running daemon on one screen: what runs (FastAGI, AMI, CrowdSec, nftables,
+    /// the outbound check), calls and alerts in the last minute and hour, top rules,
+    /// quarantined accounts, the last alerts
+    Status {
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
     /// Run the daemon: FastAGI, AGI(agi://127.0.0.1/check), and with [ami] the AMI
     /// security-event watcher
     Serve {
@@ -316,6 +324,7 @@ fn run(cli: Cli, args: &[OsString]) -> u8 {
             remove_table: true, ..
         } => remove_table(&config.0),
         Command::Bans { json, .. } => bans(&config.0, json),
+        Command::Status { json } => daemon_status(&config.0, json),
         Command::Unban { address } => unban(&config.0, address.to_canonical()),
         Command::Fraud {
             action: FraudAction::Status { account, json },
@@ -547,6 +556,41 @@ fn unban(config: &Config, ip: std::net::IpAddr) -> u8 {
     println!("  fail2ban-client set extsecurity unbanip {ip}");
     println!("  cscli decisions delete --ip {ip}");
     status
+}
+
+/// `extsecurity status`: the running daemon's own account of itself.
+fn daemon_status(config: &Config, json: bool) -> u8 {
+    let Some(sock) = &config.daemon.control_socket else {
+        eprintln!(
+            "extsecurity: no daemon.control_socket configured: the running daemon cannot be asked"
+        );
+        return exits::NO_DAEMON;
+    };
+    let answer = match ask_daemon(sock, "status") {
+        Ok(answer) => answer,
+        Err(e) => {
+            eprintln!(
+                "extsecurity: no daemon answers on {} ({e}): is it running? systemctl status extsecurity",
+                sock.display()
+            );
+            return exits::NO_DAEMON;
+        }
+    };
+    let Some(Ok(status)) = answer
+        .strip_prefix("daemon ")
+        .map(serde_json::from_str::<extsecurity::daemon::status::Status>)
+    else {
+        eprintln!("extsecurity: the daemon answered {answer:?}");
+        return exits::NO_DAEMON;
+    };
+    match json {
+        true => println!(
+            "{}",
+            serde_json::to_string_pretty(&status).unwrap_or_default()
+        ),
+        false => print!("{}", extsecurity::daemon::status::render(&status)),
+    }
+    exits::OK
 }
 
 /// Asks the running daemon to forget `ip`; its one-line answer.

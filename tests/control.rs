@@ -85,3 +85,93 @@ fn a_stale_socket_is_replaced_a_missing_folder_made_and_the_file_removed_at_the_
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `extsecurity status` asks the running daemon: calls through the res_agi-faithful
+/// peer (design §3a) count in its last minute, an alert's rule and line show, a refused
+/// reload is shouted, and the metrics say the same (`build_info`,
+/// `config_last_reload_successful`). With the daemon gone: one clear line, status 11.
+#[test]
+fn status_shows_the_running_daemon_and_says_when_there_is_none() {
+    use common::agi_peer::fastagi_call;
+    use common::asterisk::Channel;
+    let dir = tempfile::tempdir().unwrap();
+    let control = dir.path().join("control.sock");
+    let (port, metrics_port) = (free_port(), free_port());
+    let config = format!(
+        "tarpit_seconds = 0\n[daemon]\nlisten = '127.0.0.1:{port}'\ncontrol_socket = '{}'\nmetrics_listen = '127.0.0.1:{metrics_port}'\n",
+        control.display()
+    );
+    let mut serve = LoggedServe::start(Sandbox::with_config(&config), port);
+    fastagi_call(port, &Channel::ordinary("198.51.100.7"));
+    let mut scanner = Channel::ordinary("203.0.113.66");
+    scanner.exten = b"100".to_vec();
+    scanner.user_agent = b"friendly-scanner".to_vec();
+    fastagi_call(port, &scanner);
+
+    let sandbox_config = serve.sandbox.config.clone();
+    let status = |args: &[&str]| {
+        std::process::Command::new(common::bin())
+            .arg("--config")
+            .arg(&sandbox_config)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = status(&["status"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for needle in [
+        format!(
+            "extsecurity {}, pid {}",
+            env!("CARGO_PKG_VERSION"),
+            serve.child.id()
+        ),
+        format!("listening on 127.0.0.1:{port}"),
+        "AMI         off (no [ami])".into(),
+        "calls       2 in the last minute, 2 in the last hour, 2 since start".into(),
+        "alerts      1 in the last minute, 1 in the last hour, 1 since start".into(),
+        "ERROR ip=203.0.113.66 reason=".into(),
+    ] {
+        assert!(text.contains(&needle), "{needle:?} not in\n{text}");
+    }
+    let out = status(&["status", "--json"]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["calls"]["since_start"], 2);
+    assert_eq!(json["top_rules"].as_array().unwrap().len(), 1, "{json}");
+    assert_eq!(json["last_reload_ok"], true);
+    assert_eq!(
+        common::metric(metrics_port, "extsecurity_config_last_reload_successful"),
+        1.0
+    );
+    assert_eq!(common::metric(metrics_port, "extsecurity_build_info{"), 1.0);
+
+    // A reload with a broken file is refused: status and the gauge say so.
+    std::fs::write(&sandbox_config, "tarpit_seconds = 'ten'\n").unwrap();
+    let pid = serve.child.id() as i32;
+    unsafe { libc::kill(pid, libc::SIGHUP) };
+    common::wait_for("the refused reload", Duration::from_secs(5), || {
+        common::metric(metrics_port, "extsecurity_config_last_reload_successful") == 0.0
+    });
+    // The administrator mends the file but has not reloaded yet.
+    std::fs::write(&sandbox_config, &config).unwrap();
+    let text = String::from_utf8_lossy(&status(&["status"]).stdout).into_owned();
+    assert!(text.contains("1 reloads, THE LAST WAS REFUSED"), "{text}");
+
+    assert!(serve.terminate().success());
+    let out = status(&["status"]);
+    assert_eq!(out.status.code(), Some(11));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.starts_with(&format!(
+            "extsecurity: no daemon answers on {}",
+            control.display()
+        )),
+        "{said}"
+    );
+    assert_eq!(said.lines().count(), 1, "{said}");
+}

@@ -259,7 +259,7 @@ fn silent_garbage_and_vanishing_connections_leave_the_daemon_serving() {
     assert_eq!(lines.iter().filter(|l| level(l) == "INFO").count(), 2);
     // The half block was a call that could not be judged: logged and counted.
     assert_eq!(lines.iter().filter(|l| level(l) == "CRITICAL").count(), 1);
-    let metrics = d.shared.metrics.render(0);
+    let metrics = d.shared.metrics.render(0, 0);
     assert!(
         metrics.contains("extsecurity_calls_unjudged_total 1\n"),
         "{metrics}"
@@ -286,7 +286,7 @@ fn the_tarpit_is_capped() {
     for c in calls {
         assert_eq!(c.join().unwrap(), "ALERT");
     }
-    let metrics = d.shared.metrics.render(0);
+    let metrics = d.shared.metrics.render(0, 0);
     assert!(
         metrics.contains("extsecurity_tarpit_full_total 4\n"),
         "{metrics}"
@@ -520,7 +520,7 @@ fn with_a_secret_only_keyed_requests_are_judged() {
     assert!(
         d.shared
             .metrics
-            .render(0)
+            .render(0, 0)
             .contains("extsecurity_refused_total 3\n")
     );
 }

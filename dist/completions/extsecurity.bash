@@ -46,6 +46,9 @@ _extsecurity() {
             extsecurity,serve)
                 cmd="extsecurity__subcmd__serve"
                 ;;
+            extsecurity,status)
+                cmd="extsecurity__subcmd__status"
+                ;;
             extsecurity,unban)
                 cmd="extsecurity__subcmd__unban"
                 ;;
@@ -97,6 +100,9 @@ _extsecurity() {
             extsecurity__subcmd__help,serve)
                 cmd="extsecurity__subcmd__help__subcmd__serve"
                 ;;
+            extsecurity__subcmd__help,status)
+                cmd="extsecurity__subcmd__help__subcmd__status"
+                ;;
             extsecurity__subcmd__help,unban)
                 cmd="extsecurity__subcmd__help__subcmd__unban"
                 ;;
@@ -113,7 +119,7 @@ _extsecurity() {
 
     case "${cmd}" in
         extsecurity)
-            opts="-h -V --config --help --version check explain check-config crowdsec-check agi report bans fraud unban serve help"
+            opts="-h -V --config --help --version check explain check-config crowdsec-check agi report bans fraud unban status serve help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -425,7 +431,7 @@ _extsecurity() {
             return 0
             ;;
         extsecurity__subcmd__help)
-            opts="check explain check-config crowdsec-check agi report bans fraud unban serve help"
+            opts="check explain check-config crowdsec-check agi report bans fraud unban status serve help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -606,6 +612,20 @@ _extsecurity() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        extsecurity__subcmd__help__subcmd__status)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         extsecurity__subcmd__help__subcmd__unban)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -657,6 +677,24 @@ _extsecurity() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        extsecurity__subcmd__status)
+            opts="-h --json --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

@@ -7,7 +7,8 @@
 //! exits.
 //!
 //! One request a connection, one line each way: `forget ADDR` → `forgotten ADDR` (or
-//! `unknown ADDR` when the per-call memory did not hold it); `fraud-status [ACCOUNT]` →
+//! `unknown ADDR` when the per-call memory did not hold it); `status` → `daemon JSON`
+//! (`extsecurity status`); `fraud-status [ACCOUNT]` →
 //! `status JSON` (the outbound guard's accounts); `fraud-release ACCOUNT` → `released
 //! JSON` (the quarantine it had, or null) or `unknown ACCOUNT`; `error …` otherwise.
 
@@ -172,6 +173,10 @@ fn answer(shared: &Shared, request: &str) -> String {
     let (verb, arg) = request.split_once(' ').unwrap_or((request, ""));
     match verb {
         "forget" => forget(shared, arg),
+        "status" => match serde_json::to_string(&crate::daemon::status::collect(shared)) {
+            Ok(json) => format!("daemon {json}\n"),
+            Err(e) => format!("error {e}\n"),
+        },
         "fraud-status" => {
             let account = (!arg.is_empty()).then_some(arg);
             let now = crate::fraud::Now::current().unix;

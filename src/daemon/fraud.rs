@@ -60,7 +60,7 @@ impl Fraud {
         *self.high_risk.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(list);
     }
 
-    fn guard(&self) -> std::sync::MutexGuard<'_, Guard> {
+    pub fn guard(&self) -> std::sync::MutexGuard<'_, Guard> {
         self.guard.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -216,6 +216,8 @@ pub fn judge(shared: &Shared, config: &Config, call: &Outbound) -> Result<Judgem
         let _ = shared.write(config, &line);
     }
     shared.metrics.outbound.judged(&judgement);
+    let now = crate::daemon::status::unix_now();
+    shared.metrics.activity.calls.count(now);
     Ok(judgement)
 }
 

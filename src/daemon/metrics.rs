@@ -21,6 +21,8 @@ pub struct Metrics {
     refused: AtomicU64,
     reloads: AtomicU64,
     reload_failures: AtomicU64,
+    /// 1 when the last reload was refused.
+    last_reload_failed: AtomicU64,
     calls_checked: AtomicU64,
     tampering: AtomicU64,
     tarpit_full: AtomicU64,
@@ -37,6 +39,32 @@ pub struct Metrics {
     pub crowdsec: CrowdsecMetrics,
     pub bans: BanMetrics,
     pub outbound: OutboundMetrics,
+    /// The last minute and hour, for `extsecurity status`.
+    pub activity: Activity,
+}
+
+/// Calls and alerts lately, for `extsecurity status`.
+#[derive(Debug, Default)]
+pub struct Activity {
+    pub calls: crate::daemon::activity::Recent,
+    pub alerts: crate::daemon::activity::Recent,
+    pub book: crate::daemon::activity::AlertBook,
+    alerts_total: AtomicU64,
+}
+
+impl Activity {
+    /// An alert line for `reason` (its rule: what comes before any `(`), as written.
+    pub fn alert(&self, reason: &str, line: &str) {
+        let now = crate::daemon::status::unix_now();
+        let rule = reason.split('(').next().unwrap_or(reason);
+        self.alerts.count(now);
+        self.alerts_total.fetch_add(1, Relaxed);
+        self.book.alert(rule, line, now);
+    }
+
+    pub fn alerts_total(&self) -> u64 {
+        self.alerts_total.load(Relaxed)
+    }
 }
 
 /// The outbound check's counters (README, "Toll fraud"): verdicts by class and result,
@@ -56,6 +84,14 @@ pub struct OutboundMetrics {
 }
 
 impl OutboundMetrics {
+    pub fn judged_total(&self) -> u64 {
+        self.verdicts
+            .iter()
+            .flatten()
+            .map(|c| c.load(Relaxed))
+            .sum()
+    }
+
     pub fn judged(&self, j: &crate::fraud::Judgement) {
         use crate::fraud::Decision;
         let class = Class::ALL
@@ -206,6 +242,18 @@ impl BanMetrics {
         }
     }
 
+    pub fn set_elements(&self) -> u64 {
+        self.set_elements.load(Relaxed)
+    }
+
+    pub fn added_total(&self) -> u64 {
+        self.added.load(Relaxed)
+    }
+
+    pub fn failed_total(&self) -> u64 {
+        self.failed.load(Relaxed)
+    }
+
     pub fn set_size(&self, n: usize) {
         self.set_elements.store(n as u64, Relaxed);
     }
@@ -286,6 +334,14 @@ pub struct CrowdsecMetrics {
 
 impl CrowdsecMetrics {
     /// Whether a pusher runs (0: `[crowdsec]` is off, or the pusher could not start).
+    pub fn is_running(&self) -> bool {
+        self.running.load(Relaxed) == 1
+    }
+
+    pub fn is_failing(&self) -> bool {
+        self.failing.load(Relaxed) == 1
+    }
+
     pub fn pusher_running(&self, running: bool) {
         self.running.store(u64::from(running), Relaxed);
     }
@@ -345,7 +401,7 @@ impl CrowdsecMetrics {
     }
 
     /// Seconds since the oldest alert not yet accepted was written; 0 with none.
-    fn backlog_age(&self) -> f64 {
+    pub fn backlog_age(&self) -> f64 {
         match self.oldest_ms.load(Relaxed) {
             0 => 0.0,
             ms => ((jiff::Timestamp::now().as_millisecond() - ms).max(0) as f64) / 1000.0,
@@ -419,6 +475,8 @@ impl CrowdsecMetrics {
 #[derive(Debug, Default)]
 pub struct AmiMetrics {
     connected: AtomicI64,
+    /// When `connected` last changed, Unix seconds; 0 before it first did.
+    changed_at: AtomicU64,
     reconnects: AtomicU64,
     login_failures: AtomicU64,
     events: [AtomicU64; EVENT_TYPES.len()],
@@ -429,7 +487,24 @@ pub struct AmiMetrics {
 
 impl AmiMetrics {
     pub fn connected(&self, up: bool) {
-        self.connected.store(i64::from(up), Relaxed);
+        let was = self.connected.swap(i64::from(up), Relaxed);
+        if was != i64::from(up) || self.changed_at.load(Relaxed) == 0 {
+            self.changed_at
+                .store(crate::daemon::status::unix_now(), Relaxed);
+        }
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.connected.load(Relaxed) == 1
+    }
+
+    /// When the link last came up or went down.
+    pub fn changed_at(&self) -> Option<u64> {
+        Some(self.changed_at.load(Relaxed)).filter(|&t| t > 0)
+    }
+
+    pub fn reconnects(&self) -> u64 {
+        self.reconnects.load(Relaxed)
     }
 
     /// A connection attempt after a lost or refused one.
@@ -546,6 +621,33 @@ impl Metrics {
             &self.reload_failures
         };
         counter.fetch_add(1, Relaxed);
+        self.last_reload_failed.store(u64::from(!ok), Relaxed);
+    }
+
+    pub fn reloads(&self) -> u64 {
+        self.reloads.load(Relaxed)
+    }
+
+    pub fn reload_failures(&self) -> u64 {
+        self.reload_failures.load(Relaxed)
+    }
+
+    /// Whether the last reload took effect (true before any).
+    pub fn last_reload_ok(&self) -> bool {
+        self.last_reload_failed.load(Relaxed) == 0
+    }
+
+    pub fn connections_open(&self) -> i64 {
+        self.connections_open.load(Relaxed)
+    }
+
+    pub fn overloaded(&self) -> bool {
+        self.overloaded.load(Relaxed) == 1
+    }
+
+    /// Guest and outbound calls judged.
+    pub fn calls_total(&self) -> u64 {
+        self.calls_checked.load(Relaxed) + self.outbound.judged_total()
     }
 
     pub fn refused(&self) {
@@ -554,6 +656,7 @@ impl Metrics {
 
     pub fn checked(&self, verdict: &Verdict) {
         self.calls_checked.fetch_add(1, Relaxed);
+        self.activity.calls.count(crate::daemon::status::unix_now());
         let mut v = self.verdicts.lock().unwrap_or_else(|e| e.into_inner());
         *v.entry(verdict.rule()).or_default() += 1;
     }
@@ -599,7 +702,7 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition format.
-    pub fn render(&self, tracked_ips: usize) -> String {
+    pub fn render(&self, tracked_ips: usize, started: u64) -> String {
         let load = |c: &AtomicU64| c.load(Relaxed).to_string();
         let rows: [(&str, &str, &str, String); 16] = [
             (
@@ -701,6 +804,28 @@ impl Metrics {
         ];
         let mut out = String::new();
         render_rows(&mut out, rows);
+        render_rows(
+            &mut out,
+            [
+                (
+                    "extsecurity_config_last_reload_successful",
+                    "1 when the last configuration reload took effect (or none was tried), 0 when it was refused and the previous settings still run.",
+                    "gauge",
+                    u64::from(self.last_reload_ok()).to_string(),
+                ),
+                (
+                    "extsecurity_start_time_seconds",
+                    "When the daemon started, Unix seconds.",
+                    "gauge",
+                    started.to_string(),
+                ),
+            ],
+        );
+        let _ = writeln!(
+            out,
+            "# HELP extsecurity_build_info The running version; always 1.\n# TYPE extsecurity_build_info gauge\nextsecurity_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        );
         out.push_str("# HELP extsecurity_verdicts_total Calls judged, by rule (ok, trusted, or the alert's rule without its (N)).\n");
         out.push_str("# TYPE extsecurity_verdicts_total counter\n");
         for (reason, n) in self

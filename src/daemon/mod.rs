@@ -8,6 +8,7 @@
 //! connection is one task ([`connection`]); on shutdown the accept loop stops and `run`
 //! waits for the connections in flight to finish.
 
+pub mod activity;
 pub mod ami;
 pub mod bans;
 pub mod connection;
@@ -20,6 +21,7 @@ pub mod overload;
 pub mod parts;
 pub mod reload;
 pub mod serve;
+pub mod status;
 
 use std::future::Future;
 use std::sync::{Arc, Mutex, RwLock};
@@ -60,6 +62,8 @@ pub struct Shared {
     log_outage: Mutex<Option<LogOutage>>,
     /// The outbound guard (`[fraud]`): accounts, quarantines, learned numbers.
     pub fraud: fraud::Fraud,
+    /// When the daemon started, Unix seconds.
+    pub started: u64,
 }
 
 /// An episode of failed alert-log writes: one CRITICAL when it starts, one INFO when
@@ -85,6 +89,7 @@ impl Shared {
             ami_forget: Mutex::new(Vec::new()),
             log_outage: Mutex::new(None),
             fraud: fraud::Fraud::default(),
+            started: status::unix_now(),
         }
     }
 
@@ -153,6 +158,8 @@ impl Shared {
         let Some((ip, reason)) = line.alert() else {
             return written;
         };
+        let text = String::from_utf8_lossy(&rendered);
+        self.metrics.activity.alert(reason, text.trim_end());
         let bans = self.bans.read().unwrap_or_else(|e| e.into_inner());
         if config.is_trusted(ip) {
             if bans.is_some() {

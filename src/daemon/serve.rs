@@ -99,7 +99,7 @@ async fn serve(
         let shared = shared.clone();
         tokio::spawn(metrics::serve(listener, move || {
             let tracked = shared.memory.lock().map(|m| m.len()).unwrap_or(0);
-            shared.metrics.render(tracked)
+            shared.metrics.render(tracked, shared.started)
         }));
     }
     let control_task = control

@@ -217,6 +217,20 @@ impl Guard {
         self.accounts.len()
     }
 
+    /// The accounts in quarantine at `now`, with why, the earliest to end first.
+    pub fn quarantines(&self, now: u64) -> Vec<(String, crate::fraud::account::Quarantine)> {
+        let mut out: Vec<_> = self
+            .accounts
+            .iter()
+            .filter_map(|(n, a)| {
+                let q = a.quarantine.as_ref().filter(|q| q.until > now)?;
+                Some((n.clone(), q.clone()))
+            })
+            .collect();
+        out.sort_by(|a, b| a.1.until.cmp(&b.1.until).then_with(|| a.0.cmp(&b.0)));
+        out
+    }
+
     pub fn quarantined(&self, now: u64) -> usize {
         self.accounts
             .iter()

@@ -1,0 +1,444 @@
+//! `extsecurity status`: the running daemon on one screen. The daemon collects a
+//! [`Status`] (the control socket's `status` request answers it as JSON); the command
+//! prints it as text ([`render`]) or passes the JSON on.
+
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+
+use crate::daemon::Shared;
+
+/// What `status` shows. Times are Unix seconds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    pub version: String,
+    pub pid: u32,
+    pub started: u64,
+    pub now: u64,
+    /// Where the running configuration came from.
+    pub config: String,
+    pub reloads: u64,
+    pub reload_failures: u64,
+    /// Whether the last reload took effect (true when none was tried).
+    pub last_reload_ok: bool,
+    pub fastagi: Option<FastAgi>,
+    pub ami: Option<Ami>,
+    pub crowdsec: Option<Crowdsec>,
+    pub nftables: Option<Nftables>,
+    pub fraud: Option<Fraud>,
+    /// Calls this daemon judged (guest and outbound).
+    pub calls: Counts,
+    /// Alert lines this daemon wrote (every rule: per-call, memory, AMI, toll fraud).
+    pub alerts: Counts,
+    /// Alerts by rule in the last hour, most first.
+    pub top_rules: Vec<(String, u64)>,
+    /// The last alert lines, newest first.
+    pub last_alerts: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Counts {
+    pub last_minute: u64,
+    pub last_hour: u64,
+    pub since_start: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FastAgi {
+    pub listen: String,
+    pub connections_open: i64,
+    pub max_connections: usize,
+    pub overloaded: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Ami {
+    pub address: String,
+    pub connected: bool,
+    /// When it last connected or went down; None before the first try ended.
+    pub since: Option<u64>,
+    pub reconnects: u64,
+    pub events: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Crowdsec {
+    pub lapi_url: String,
+    pub running: bool,
+    pub failing: bool,
+    /// Alerts found in the log and not yet accepted by the LAPI.
+    pub backlog: u64,
+    /// Seconds since the oldest of them was written.
+    pub backlog_age_seconds: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Nftables {
+    pub table: String,
+    /// Addresses in the ban sets now.
+    pub banned: u64,
+    pub bans_total: u64,
+    pub errors: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Fraud {
+    pub accounts: usize,
+    pub quarantined: Vec<Quarantined>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Quarantined {
+    pub account: String,
+    pub why: String,
+    pub until: u64,
+    pub address: Option<std::net::IpAddr>,
+}
+
+/// The daemon as it is now.
+pub fn collect(shared: &Shared) -> Status {
+    let config = shared.config();
+    let metrics = &shared.metrics;
+    let now = unix_now();
+    let counts = |recent: &crate::daemon::activity::Recent, total: u64| {
+        let (last_minute, last_hour) = recent.last_minute_and_hour(now);
+        Counts {
+            last_minute,
+            last_hour,
+            since_start: total,
+        }
+    };
+    let fraud = config.fraud.as_ref().map(|_| {
+        let guard = shared.fraud.guard();
+        Fraud {
+            accounts: guard.accounts(),
+            quarantined: guard
+                .quarantines(now)
+                .into_iter()
+                .map(|(account, q)| Quarantined {
+                    account,
+                    why: q.why,
+                    until: q.until,
+                    address: q.address,
+                })
+                .collect(),
+        }
+    });
+    Status {
+        version: env!("CARGO_PKG_VERSION").into(),
+        pid: std::process::id(),
+        started: shared.started,
+        now,
+        config: shared.source().to_string(),
+        reloads: metrics.reloads(),
+        reload_failures: metrics.reload_failures(),
+        last_reload_ok: metrics.last_reload_ok(),
+        fastagi: config.daemon.fastagi.then(|| FastAgi {
+            listen: config.daemon.listen.to_string(),
+            connections_open: metrics.connections_open(),
+            max_connections: config.daemon.max_connections,
+            overloaded: metrics.overloaded(),
+        }),
+        ami: config.ami.as_ref().map(|ami| Ami {
+            address: ami.address.to_string(),
+            connected: metrics.ami.is_connected(),
+            since: metrics.ami.changed_at(),
+            reconnects: metrics.ami.reconnects(),
+            events: metrics.ami.events_total(),
+        }),
+        crowdsec: config.crowdsec.as_ref().map(|c| Crowdsec {
+            lapi_url: c.lapi_url.clone(),
+            running: metrics.crowdsec.is_running(),
+            failing: metrics.crowdsec.is_failing(),
+            backlog: metrics.crowdsec.backlog(),
+            backlog_age_seconds: metrics.crowdsec.backlog_age(),
+        }),
+        nftables: config.nftables.as_ref().map(|n| Nftables {
+            table: n.table.clone(),
+            banned: metrics.bans.set_elements(),
+            bans_total: metrics.bans.added_total(),
+            errors: metrics.bans.failed_total(),
+        }),
+        fraud,
+        calls: counts(&metrics.activity.calls, metrics.calls_total()),
+        alerts: counts(&metrics.activity.alerts, metrics.activity.alerts_total()),
+        top_rules: metrics.activity.book.top_rules(now),
+        last_alerts: metrics.activity.book.last(),
+    }
+}
+
+pub fn unix_now() -> u64 {
+    jiff::Timestamp::now().as_second().max(0) as u64
+}
+
+/// The status as a screen of text.
+pub fn render(s: &Status) -> String {
+    let mut out = String::new();
+    let reload = match (s.reloads + s.reload_failures, s.last_reload_ok) {
+        (0, _) => String::new(),
+        (n, true) => format!(", {n} reloads, the last took effect"),
+        (n, false) => format!(
+            ", {n} reloads, THE LAST WAS REFUSED (the previous settings run: journalctl -u extsecurity)"
+        ),
+    };
+    let _ = writeln!(
+        out,
+        "extsecurity {}, pid {}, up {} (since {})",
+        s.version,
+        s.pid,
+        duration(s.now.saturating_sub(s.started)),
+        local_time(s.started)
+    );
+    let _ = writeln!(out, "{:<11} {}{reload}", "config", s.config);
+    let _ = writeln!(out, "{:<11} {}", "FastAGI", fastagi_line(s));
+    let _ = writeln!(out, "{:<11} {}", "AMI", ami_line(s));
+    let _ = writeln!(out, "{:<11} {}", "CrowdSec", crowdsec_line(s));
+    let _ = writeln!(out, "{:<11} {}", "nftables", nftables_line(s));
+    let _ = writeln!(out, "{:<11} {}", "fraud", fraud_line(s));
+    for (what, c) in [("calls", &s.calls), ("alerts", &s.alerts)] {
+        let _ = writeln!(
+            out,
+            "{what:<11} {} in the last minute, {} in the last hour, {} since start",
+            c.last_minute, c.last_hour, c.since_start
+        );
+    }
+    let top: Vec<String> = s
+        .top_rules
+        .iter()
+        .take(5)
+        .map(|(rule, n)| format!("{rule} {n}"))
+        .collect();
+    let top = match top.is_empty() {
+        true => "none in the last hour".to_string(),
+        false => format!("{} (last hour)", top.join(", ")),
+    };
+    let _ = writeln!(out, "{:<11} {top}", "top rules");
+    match s.last_alerts.is_empty() {
+        true => out.push_str("last alerts none since start\n"),
+        false => {
+            out.push_str("last alerts (newest first)\n");
+            for line in &s.last_alerts {
+                let _ = writeln!(out, "  {line}");
+            }
+        }
+    }
+    out
+}
+
+fn fastagi_line(s: &Status) -> String {
+    let Some(f) = &s.fastagi else {
+        return "off (daemon.fastagi = false)".into();
+    };
+    format!(
+        "listening on {}, {} of {} connections busy{}",
+        f.listen,
+        f.connections_open,
+        f.max_connections,
+        if f.overloaded { ", OVERLOADED" } else { "" }
+    )
+}
+
+fn ami_line(s: &Status) -> String {
+    let Some(a) = &s.ami else {
+        return "off (no [ami])".into();
+    };
+    let since = a
+        .since
+        .map(|t| format!(" since {}", local_time(t)))
+        .unwrap_or_default();
+    let state = match a.connected {
+        true => "connected",
+        false => "NOT CONNECTED",
+    };
+    format!(
+        "{state} to {}{since}, {} events read, {} reconnects",
+        a.address, a.events, a.reconnects
+    )
+}
+
+fn crowdsec_line(s: &Status) -> String {
+    let Some(c) = &s.crowdsec else {
+        return "off (no [crowdsec])".into();
+    };
+    let state = match (c.running, c.failing) {
+        (false, _) => "pusher NOT RUNNING",
+        (true, true) => "pushing, LAPI FAILING",
+        (true, false) => "pushing",
+    };
+    let age = match c.backlog {
+        0 => String::new(),
+        _ => format!(", the oldest {}", duration(c.backlog_age_seconds as u64)),
+    };
+    format!(
+        "{state} to {}, {} alerts waiting{age}",
+        c.lapi_url, c.backlog
+    )
+}
+
+fn nftables_line(s: &Status) -> String {
+    let Some(n) = &s.nftables else {
+        return "off (no [nftables])".into();
+    };
+    format!(
+        "table inet {}: {} addresses banned now, {} bans since start, {} failed",
+        n.table, n.banned, n.bans_total, n.errors
+    )
+}
+
+fn fraud_line(s: &Status) -> String {
+    let Some(f) = &s.fraud else {
+        return "off (no [fraud])".into();
+    };
+    let quarantined: Vec<String> = f
+        .quarantined
+        .iter()
+        .map(|q| format!("{:?} ({}, until {})", q.account, q.why, local_time(q.until)))
+        .collect();
+    match quarantined.is_empty() {
+        true => format!("{} accounts, none quarantined", f.accounts),
+        false => format!(
+            "{} accounts, {} QUARANTINED: {}",
+            f.accounts,
+            quarantined.len(),
+            quarantined.join(", ")
+        ),
+    }
+}
+
+/// `2d 3h 4m`, `5m 6s`, `7s`.
+fn duration(seconds: u64) -> String {
+    let (d, h, m, s) = (
+        seconds / 86_400,
+        seconds / 3600 % 24,
+        seconds / 60 % 60,
+        seconds % 60,
+    );
+    match (d, h, m) {
+        (0, 0, 0) => format!("{s}s"),
+        (0, 0, _) => format!("{m}m {s}s"),
+        (0, _, _) => format!("{h}h {m}m"),
+        _ => format!("{d}d {h}h {m}m"),
+    }
+}
+
+/// `2026-12-03 15:04:05` in the alert log's zone.
+fn local_time(unix: u64) -> String {
+    jiff::Timestamp::from_second(unix as i64)
+        .map(|t| {
+            t.to_zoned_datetime(crate::alert_log::local_zone())
+                .strftime("%Y-%m-%d %H:%M:%S")
+                .to_string()
+        })
+        .unwrap_or_else(|_| unix.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status() -> Status {
+        Status {
+            version: "0.1.0".into(),
+            pid: 42,
+            started: 1_800_000_000,
+            now: 1_800_000_000 + 2 * 86_400 + 3 * 3600 + 4 * 60,
+            config: "/etc/asterisk/extsecurity.toml".into(),
+            reloads: 2,
+            reload_failures: 1,
+            last_reload_ok: false,
+            fastagi: Some(FastAgi {
+                listen: "127.0.0.1:4573".into(),
+                connections_open: 3,
+                max_connections: 1024,
+                overloaded: false,
+            }),
+            ami: Some(Ami {
+                address: "127.0.0.1:5038".into(),
+                connected: false,
+                since: Some(1_800_000_100),
+                reconnects: 4,
+                events: 1234,
+            }),
+            crowdsec: None,
+            nftables: Some(Nftables {
+                table: "extsecurity".into(),
+                banned: 12,
+                bans_total: 30,
+                errors: 0,
+            }),
+            fraud: Some(Fraud {
+                accounts: 7,
+                quarantined: vec![Quarantined {
+                    account: "alice".into(),
+                    why: "concurrent".into(),
+                    until: 1_800_100_000,
+                    address: None,
+                }],
+            }),
+            calls: Counts {
+                last_minute: 31,
+                last_hour: 1204,
+                since_start: 20_311,
+            },
+            alerts: Counts {
+                last_minute: 2,
+                last_hour: 40,
+                since_start: 99,
+            },
+            top_rules: vec![
+                ("extension_scan".into(), 20),
+                ("auth_bruteforce".into(), 12),
+            ],
+            last_alerts: vec!["2027-01-15 08:00:00.000 ERROR ip=203.0.113.5 reason=x".into()],
+        }
+    }
+
+    #[test]
+    fn the_screen_says_what_runs_and_shouts_what_is_wrong() {
+        let text = render(&status());
+        for needle in [
+            "extsecurity 0.1.0, pid 42, up 2d 3h 4m",
+            "3 reloads, THE LAST WAS REFUSED",
+            "listening on 127.0.0.1:4573, 3 of 1024 connections busy",
+            "NOT CONNECTED to 127.0.0.1:5038 since ",
+            "off (no [crowdsec])",
+            "table inet extsecurity: 12 addresses banned now",
+            "7 accounts, 1 QUARANTINED: \"alice\" (concurrent, until ",
+            "calls       31 in the last minute, 1204 in the last hour, 20311 since start",
+            "extension_scan 20, auth_bruteforce 12 (last hour)",
+            "  2027-01-15 08:00:00.000 ERROR ip=203.0.113.5 reason=x",
+        ] {
+            assert!(text.contains(needle), "{needle:?} not in\n{text}");
+        }
+    }
+
+    #[test]
+    fn a_quiet_daemon_says_none() {
+        let mut s = status();
+        s.top_rules.clear();
+        s.last_alerts.clear();
+        s.fraud = None;
+        s.reloads = 0;
+        s.reload_failures = 0;
+        let text = render(&s);
+        assert!(text.contains("none in the last hour"));
+        assert!(text.contains("last alerts none since start"));
+        assert!(text.contains("off (no [fraud])"));
+        assert!(!text.contains("reloads"));
+    }
+
+    #[test]
+    fn durations_read_as_a_person_says_them() {
+        assert_eq!(duration(7), "7s");
+        assert_eq!(duration(306), "5m 6s");
+        assert_eq!(duration(3 * 3600 + 60), "3h 1m");
+        assert_eq!(duration(86_400 + 7200), "1d 2h 0m");
+    }
+
+    #[test]
+    fn the_json_reads_back() {
+        let s = status();
+        let json = serde_json::to_string(&s).unwrap();
+        assert_eq!(serde_json::from_str::<Status>(&json).unwrap(), s);
+    }
+}
