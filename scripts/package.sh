@@ -34,7 +34,9 @@ for f in ./usr/bin/extsecurity ./etc/asterisk/extsecurity.toml \
          ./usr/share/man/man1/extsecurity.1.gz ./usr/share/man/man5/extsecurity.toml.5.gz \
          ./usr/share/bash-completion/completions/extsecurity \
          ./usr/share/zsh/vendor-completions/_extsecurity \
-         ./usr/share/fish/vendor_completions.d/extsecurity.fish; do
+         ./usr/share/fish/vendor_completions.d/extsecurity.fish \
+         ./usr/share/doc/extsecurity/prometheus/extsecurity-rules.yml \
+         ./usr/share/doc/extsecurity/grafana/extsecurity.json; do
   check "contains $f" grep -q " $f\$" <<<"$contents"
 done
 conffiles=$(dpkg-deb -I "$deb" conffiles)
@@ -55,6 +57,7 @@ check "the unpacked binary prints its version" "$root/usr/bin/extsecurity" --ver
 # The shipped config as shipped, but its log where this machine can write it.
 sed "s|^log_file = .*|log_file = \"$root/inbound_extsecurity.log\"|" "$root/etc/asterisk/extsecurity.toml" >"$root/extsecurity.toml"
 check "the packaged config validates" "$root/usr/bin/extsecurity" --config "$root/extsecurity.toml" check-config
+check "the shipped alert rules pass promtool" promtool check rules "$root/usr/share/doc/extsecurity/prometheus/extsecurity-rules.yml"
 lintian_out=$(lintian --allow-root --tag-display-limit 0 "$deb" 2>&1 || true)
 echo "$lintian_out" | sed 's/^/lintian: /'
 check "lintian reports no error" bash -c '! grep -q "^E: " <<<"$1"' _ "$lintian_out"

@@ -22,6 +22,8 @@
 #   openssl         a CA and a certificate for the AMI's TLS, as ast_tls_cert makes them
 #   man-db, bash-completion, zsh, fish  the shipped manual pages read by man as lintian
 #                   reads them, the completions run in the real shells
+#   prometheus      promtool checks and unit-tests the shipped alert rules and the
+#                   dashboard's queries
 #   rustfmt, clippy the style gates
 # then runs cargo fmt --check, cargo clippy --all-targets -D warnings, cargo test, and
 # scripts/package.sh.
@@ -52,6 +54,7 @@ command -v man >/dev/null || need+=(man-db)
 command -v zsh >/dev/null || need+=(zsh)
 command -v fish >/dev/null || need+=(fish)
 [ -e /usr/share/bash-completion/bash_completion ] || need+=(bash-completion)
+command -v promtool >/dev/null || need+=(prometheus)
 if ! command -v crowdsec >/dev/null; then
   if [ "$(id -u)" -eq 0 ] && [ ! -e /etc/crowdsec/online_api_credentials.yaml ]; then
     mkdir -p /etc/crowdsec

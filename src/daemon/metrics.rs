@@ -844,6 +844,28 @@ impl Metrics {
     }
 }
 
+/// `extsecurity_part_enabled{part}`: which parts the running configuration turns on,
+/// so that an alert rule on a part (the AMI link down) stays quiet where it is off.
+pub fn render_parts(config: &crate::config::Config) -> String {
+    let mut out = String::from(
+        "# HELP extsecurity_part_enabled 1 for each part the running configuration turns on.\n# TYPE extsecurity_part_enabled gauge\n",
+    );
+    for (part, on) in [
+        ("fastagi", config.daemon.fastagi),
+        ("ami", config.ami.is_some()),
+        ("crowdsec", config.crowdsec.is_some()),
+        ("nftables", config.nftables.is_some()),
+        ("fraud", config.fraud.is_some()),
+    ] {
+        let _ = writeln!(
+            out,
+            "extsecurity_part_enabled{{part=\"{part}\"}} {}",
+            u8::from(on)
+        );
+    }
+    out
+}
+
 /// Answers every HTTP request on `listener` with the metrics, until the task is dropped.
 /// The request is read only far enough to be polite; its content does not matter.
 pub async fn serve(listener: TcpListener, render: impl Fn() -> String + Send + Sync + 'static) {

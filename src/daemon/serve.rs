@@ -100,6 +100,7 @@ async fn serve(
         tokio::spawn(metrics::serve(listener, move || {
             let tracked = shared.memory.lock().map(|m| m.len()).unwrap_or(0);
             shared.metrics.render(tracked, shared.started)
+                + &metrics::render_parts(&shared.config())
         }));
     }
     let control_task = control
