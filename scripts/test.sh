@@ -24,6 +24,7 @@
 #                   reads them, the completions run in the real shells
 #   prometheus      promtool checks and unit-tests the shipped alert rules and the
 #                   dashboard's queries
+#   python3-aiosmtpd  a real SMTP server (STARTTLS, AUTH) takes the notifications
 #   rustfmt, clippy the style gates
 # then runs cargo fmt --check, cargo clippy --all-targets -D warnings, cargo test, and
 # scripts/package.sh.
@@ -55,6 +56,7 @@ command -v zsh >/dev/null || need+=(zsh)
 command -v fish >/dev/null || need+=(fish)
 [ -e /usr/share/bash-completion/bash_completion ] || need+=(bash-completion)
 command -v promtool >/dev/null || need+=(prometheus)
+[ -e /usr/lib/python3/dist-packages/aiosmtpd ] || need+=(python3-aiosmtpd)
 if ! command -v crowdsec >/dev/null; then
   if [ "$(id -u)" -eq 0 ] && [ ! -e /etc/crowdsec/online_api_credentials.yaml ]; then
     mkdir -p /etc/crowdsec

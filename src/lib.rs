@@ -21,6 +21,7 @@ pub mod fraud;
 pub mod manual;
 pub mod memory;
 pub mod nftables;
+pub mod notify;
 pub mod peer;
 pub mod report;
 pub mod request;

@@ -476,90 +476,11 @@ fn scanners_and_guessers_are_caught_at_the_sixth_try() {
     assert_eq!(banned, [walker, cracker, blind, flooder]);
 }
 
-/// A CA and a certificate it signed for `pbx.example` (and 127.0.0.1), made with
-/// Debian's openssl in `dir` as Asterisk's `contrib/scripts/ast_tls_cert` makes them:
-/// `(ca.crt, asterisk.crt, asterisk.key)`.
-fn ast_tls_cert(dir: &std::path::Path, name: &str) -> [std::path::PathBuf; 3] {
-    let path = |file: &str| dir.join(format!("{name}-{file}"));
-    let openssl = |args: &[&str]| {
-        let out = std::process::Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .expect("openssl must be installed (.ci/run installs it)");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    let [ca, ca_key, crt, key, csr, ext] = [
-        "ca.crt",
-        "ca.key",
-        "asterisk.crt",
-        "asterisk.key",
-        "asterisk.csr",
-        "ext",
-    ]
-    .map(|f| path(f).to_str().unwrap().to_string());
-    std::fs::write(&ext, "subjectAltName=DNS:pbx.example,IP:127.0.0.1\n").unwrap();
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    openssl(
-        &[
-            &["req", "-x509"][..],
-            &ec,
-            &[
-                "-days",
-                "2",
-                "-subj",
-                "/CN=Asterisk CA",
-                "-keyout",
-                &ca_key,
-                "-out",
-                &ca,
-            ],
-        ]
-        .concat(),
-    );
-    openssl(
-        &[
-            &["req", "-new"][..],
-            &ec,
-            &["-subj", "/CN=pbx.example", "-keyout", &key, "-out", &csr],
-        ]
-        .concat(),
-    );
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        &csr,
-        "-CA",
-        &ca,
-        "-CAkey",
-        &ca_key,
-        "-CAcreateserial",
-        "-days",
-        "2",
-        "-extfile",
-        &ext,
-        "-out",
-        &crt,
-    ]);
-    [path("ca.crt"), path("asterisk.crt"), path("asterisk.key")]
-}
-
 #[test]
 fn a_tls_manager_is_verified_and_a_forged_one_refused() {
     // manager.conf tlsenable = yes: TLS first, then the banner and the MD5 login.
     let dir = tempfile::tempdir().unwrap();
-    let [ca, cert, key] = ast_tls_cert(dir.path(), "pbx");
+    let [ca, cert, key] = common::ast_tls_cert(dir.path(), "pbx");
     let peer = AmiPeer::start_tls(
         vec![Script::accept(
             wrong_passwords("203.0.113.5", 6),
@@ -578,7 +499,7 @@ fn a_tls_manager_is_verified_and_a_forged_one_refused() {
     assert!(peer.received(0).contains("AuthType: MD5\r\n"));
 
     // A manager whose certificate our CA file does not vouch for: no login, said once.
-    let [_, other, other_key] = ast_tls_cert(dir.path(), "impostor");
+    let [_, other, other_key] = common::ast_tls_cert(dir.path(), "impostor");
     let impostor = AmiPeer::start_tls(
         vec![Script::accept(
             wrong_passwords("203.0.113.6", 6),

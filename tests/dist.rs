@@ -211,6 +211,19 @@ fn the_shipped_ami_crowdsec_and_nftables_tables_uncommented_are_valid_and_restat
         ),
         (vec![5060, 5061], 86_400, "extsecurity", 65_536)
     );
+    let notify = config.notify.expect("[notify] uncommented");
+    let smtp = notify.smtp.expect("the mail settings");
+    assert_eq!(
+        (smtp.server.as_str(), smtp.port, smtp.security, smtp.to),
+        (
+            "mail.example.org",
+            587,
+            extsecurity::config::Security::Starttls,
+            vec!["admin@example.org".to_string()]
+        )
+    );
+    assert_eq!((notify.digest.as_secs(), notify.queue_size), (3600, 1000));
+    assert!(notify.webhook_url.is_none(), "empty: no webhook");
     // And the user name matches the manager.conf section shipped beside it.
     assert!(read("dist/asterisk/manager.conf").contains(&format!("\n[{}]\n", ami.username)));
 }

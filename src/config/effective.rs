@@ -58,6 +58,12 @@ pub fn tables(c: &Config) -> Vec<Table> {
     ];
     out.push(nftables(c));
     out.push(fraud(c));
+    out.push(optional(
+        "notify",
+        c.notify.is_some(),
+        "no e-mail or webhook notifications",
+        || notify(c),
+    ));
     out
 }
 
@@ -283,6 +289,35 @@ fn crowdsec(c: &Config) -> Table {
         .set("batch_size", cs.batch_size)
         .set("state_file", string(&cs.state_file.display().to_string()))
         .table(Some("crowdsec"))
+}
+
+fn notify(c: &Config) -> Table {
+    let n = c.notify.as_ref().expect("present");
+    let mut b = Builder::new("notify");
+    if let Some(smtp) = &n.smtp {
+        b = b
+            .set("smtp_server", string(&smtp.server))
+            .set("smtp_port", smtp.port)
+            .set("smtp_security", string(smtp.security.name()))
+            .set("smtp_username", string(&smtp.username))
+            .secret("smtp_password", smtp.password.as_ref())
+            .set(
+                "smtp_ca_file",
+                string(
+                    &smtp
+                        .ca_file
+                        .as_ref()
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_default(),
+                ),
+            )
+            .set("mail_from", string(&smtp.from))
+            .set("mail_to", format!("{:?}", smtp.to));
+    }
+    b.secret("webhook_url", n.webhook_url.as_ref())
+        .set("digest_seconds", n.digest.as_secs())
+        .set("queue_size", n.queue_size)
+        .table(Some("notify"))
 }
 
 fn nftables(c: &Config) -> Table {

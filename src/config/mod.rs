@@ -26,6 +26,7 @@ mod error;
 mod fraud;
 mod memory;
 mod nftables;
+mod notify;
 mod patterns;
 mod secret;
 
@@ -35,6 +36,7 @@ pub use daemon::{DEFAULT_CONTROL_SOCKET, DaemonConfig};
 pub use error::ConfigError;
 pub use fraud::{DEFAULT_HIGH_RISK_FILE, FraudConfig, MAX_LEARNED, read_high_risk};
 pub use nftables::NftablesConfig;
+pub use notify::{NotifyConfig, Security, SmtpConfig};
 pub use patterns::Patterns;
 pub use secret::{Secret, SecretError, SecretSource, Shape};
 
@@ -44,6 +46,7 @@ use daemon::RawDaemon;
 use fraud::RawFraud;
 use memory::RawMemory;
 use nftables::RawNftables;
+use notify::RawNotify;
 
 use crate::memory::MemoryConfig;
 
@@ -100,6 +103,8 @@ pub struct Config {
     pub ami: Option<AmiConfig>,
     /// Pushing alerts to a CrowdSec LAPI (`[crowdsec]`); off unless the table is present.
     pub crowdsec: Option<CrowdsecConfig>,
+    /// Notifications by e-mail and webhook (`[notify]`); off unless the table is present.
+    pub notify: Option<NotifyConfig>,
     /// Bans in the kernel (`[nftables]`); off unless `enabled = true`.
     pub nftables: Option<NftablesConfig>,
     /// `nftables.table` whether the bans are on or off: with them off, `serve` removes
@@ -136,6 +141,10 @@ impl Config {
         let mut all: Vec<&Secret> = self.daemon.secret.iter().collect();
         all.extend(self.ami.as_ref().map(|a| &a.secret));
         all.extend(self.crowdsec.as_ref().map(|c| &c.password));
+        if let Some(n) = &self.notify {
+            all.extend(n.smtp.as_ref().and_then(|s| s.password.as_ref()));
+            all.extend(n.webhook_url.as_ref());
+        }
         all
     }
 
@@ -183,6 +192,7 @@ impl Config {
             daemon: raw.daemon.validate()?,
             ami: raw.ami.map(RawAmi::validate).transpose()?,
             crowdsec: raw.crowdsec.map(RawCrowdsec::validate).transpose()?,
+            notify: raw.notify.map(RawNotify::validate).transpose()?,
             nftables_table: raw.nftables.table(),
             nftables: raw.nftables.validate()?,
             fraud: raw.fraud.validate()?,
@@ -259,6 +269,7 @@ struct RawConfig {
     daemon: RawDaemon,
     ami: Option<Spanned<RawAmi>>,
     crowdsec: Option<Spanned<RawCrowdsec>>,
+    notify: Option<Spanned<RawNotify>>,
     nftables: RawNftables,
     fraud: RawFraud,
 }
@@ -284,6 +295,7 @@ impl Default for RawConfig {
             daemon: RawDaemon::default(),
             ami: None,
             crowdsec: None,
+            notify: None,
             nftables: RawNftables::default(),
             fraud: RawFraud::default(),
         }

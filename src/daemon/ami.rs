@@ -76,7 +76,12 @@ async fn reconnect_forever(shared: &Shared, tx: &mpsc::Sender<Vec<Verdict>>) {
         if matches!(end, End::Refused(_)) {
             shared.metrics.ami.login_failed();
         }
-        down.failed(&config, &end, backoff);
+        if down.failed(&config, &end, backoff) {
+            shared.notify(crate::notify::Event::LinkDown {
+                link: format!("AMI {}", config.address),
+                why: end.why().to_string(),
+            });
+        }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(MAX_BACKOFF);
         shared.metrics.ami.reconnecting();
@@ -98,7 +103,8 @@ struct Episode {
 }
 
 impl Down {
-    fn failed(&mut self, config: &AmiConfig, end: &End, backoff: Duration) {
+    /// Whether this failure began an episode (what the notifier tells).
+    fn failed(&mut self, config: &AmiConfig, end: &End, backoff: Duration) -> bool {
         let first = self.episode.is_none();
         let episode = self.episode.get_or_insert(Episode {
             since: Instant::now(),
@@ -124,10 +130,12 @@ impl Down {
                 end.why()
             ),
         }
+        first
     }
 
-    /// Logged in: the end of an episode, if one was said.
-    fn up(&mut self, config: &AmiConfig) {
+    /// Logged in: the end of an episode, if one was said (then true).
+    fn up(&mut self, config: &AmiConfig) -> bool {
+        let ended = self.episode.is_some();
         match self.episode.take() {
             Some(e) => tracing::info!(
                 address = %config.address,
@@ -140,6 +148,7 @@ impl Down {
                 "AMI: logged in; watching security events"
             ),
         }
+        ended
     }
 }
 
@@ -175,7 +184,11 @@ async fn session(
         };
     *backoff = FIRST_BACKOFF;
     shared.metrics.ami.connected(true);
-    down.up(config);
+    if down.up(config) {
+        shared.notify(crate::notify::Event::LinkUp {
+            link: format!("AMI {}", config.address),
+        });
+    }
     if !pending.is_empty() && tx.send(pending).await.is_err() {
         return End::Failed("the evaluator stopped".into());
     }

@@ -201,6 +201,10 @@ fn answer(shared: &Shared, request: &str) -> String {
                 .release(arg, now);
             match released {
                 Some(was) => {
+                    shared.notify(crate::notify::Event::Released {
+                        account: arg.to_string(),
+                        quarantined: was.is_some(),
+                    });
                     tracing::info!(
                         account = arg,
                         quarantined = was.is_some(),

@@ -657,6 +657,10 @@ impl Pusher {
                 backlog = metrics.backlog(),
                 "CrowdSec: pushing fails: {why}; alerts wait in the alert log and are retried"
             );
+            self.shared.notify(crate::notify::Event::LinkDown {
+                link: "CrowdSec LAPI".into(),
+                why: why.to_string(),
+            });
         }
     }
 
@@ -665,6 +669,9 @@ impl Pusher {
         let metrics = &self.shared.metrics.crowdsec;
         if let Some(episode) = self.outage.ended() {
             metrics.failing(false);
+            self.shared.notify(crate::notify::Event::LinkUp {
+                link: "CrowdSec LAPI".into(),
+            });
             tracing::info!(
                 backlog = metrics.backlog(),
                 "CrowdSec: the LAPI takes alerts again after {:.1} s and {} failed attempts (last: {}); the backlog follows",

@@ -216,9 +216,47 @@ pub fn judge(shared: &Shared, config: &Config, call: &Outbound) -> Result<Judgem
         let _ = shared.write(config, &line);
     }
     shared.metrics.outbound.judged(&judgement);
+    if let Some(event) = fraud_event(&judgement, call) {
+        shared.notify(event);
+    }
     let now = crate::daemon::status::unix_now();
     shared.metrics.activity.calls.count(now);
     Ok(judgement)
+}
+
+/// What the administrator hears of an outbound verdict: a warning level or a
+/// quarantine, never an ordinary call or a plain refusal.
+fn fraud_event(judgement: &Judgement, call: &Outbound) -> Option<crate::notify::Event> {
+    use crate::fraud::Decision;
+    let class = judgement.destination.class.to_string();
+    let account = call.account.clone();
+    Some(match &judgement.decision {
+        Decision::Warn {
+            rule,
+            figure,
+            limit,
+        } => crate::notify::Event::TollFraudWarning {
+            account,
+            class,
+            rule: rule.to_string(),
+            figure: *figure,
+            limit: *limit,
+            address: call.address,
+        },
+        Decision::TollFraud {
+            rule,
+            figure,
+            limit,
+        } => crate::notify::Event::TollFraud {
+            account,
+            class,
+            rule: rule.clone(),
+            figure: *figure,
+            limit: *limit,
+            address: call.address,
+        },
+        _ => return None,
+    })
 }
 
 /// An outbound call ended (its hangup handler): its answered seconds count.
@@ -293,6 +331,11 @@ pub fn login(shared: &Shared, config: &Config, account: &[u8], event: LoginEvent
                 Login::Takeover { failed } => {
                     let _ = shared.write(config, &Line::for_takeover(ip, account, failed));
                     shared.metrics.outbound.takeover();
+                    shared.notify(crate::notify::Event::Takeover {
+                        account: name.to_string(),
+                        address: ip,
+                        failed_logins: failed,
+                    });
                 }
             }
         }

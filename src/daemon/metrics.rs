@@ -41,6 +41,8 @@ pub struct Metrics {
     pub outbound: OutboundMetrics,
     /// The last minute and hour, for `extsecurity status`.
     pub activity: Activity,
+    /// The notifier's (`[notify]`), shared with its thread.
+    pub notify: std::sync::Arc<crate::daemon::notify::NotifyMetrics>,
 }
 
 /// Calls and alerts lately, for `extsecurity status`.
@@ -840,6 +842,7 @@ impl Metrics {
         self.crowdsec.render(&mut out);
         self.bans.render(&mut out);
         self.outbound.render(&mut out);
+        self.notify.render(&mut out);
         out
     }
 }

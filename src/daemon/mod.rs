@@ -17,6 +17,7 @@ pub mod crowdsec;
 pub mod fraud;
 pub mod legacy;
 pub mod metrics;
+pub mod notify;
 pub mod overload;
 pub mod parts;
 pub mod reload;
@@ -64,6 +65,8 @@ pub struct Shared {
     pub fraud: fraud::Fraud,
     /// When the daemon started, Unix seconds.
     pub started: u64,
+    /// The notifier, while `[notify]` is on.
+    pub notifier: RwLock<Option<notify::Notifier>>,
 }
 
 /// An episode of failed alert-log writes: one CRITICAL when it starts, one INFO when
@@ -90,6 +93,7 @@ impl Shared {
             log_outage: Mutex::new(None),
             fraud: fraud::Fraud::default(),
             started: status::unix_now(),
+            notifier: RwLock::new(None),
         }
     }
 
@@ -160,6 +164,9 @@ impl Shared {
         };
         let text = String::from_utf8_lossy(&rendered);
         self.metrics.activity.alert(reason, text.trim_end());
+        if let Some(notifier) = &*self.notifier.read().unwrap_or_else(|e| e.into_inner()) {
+            notifier.alert(ip, reason);
+        }
         let bans = self.bans.read().unwrap_or_else(|e| e.into_inner());
         if config.is_trusted(ip) {
             if bans.is_some() {
@@ -177,6 +184,13 @@ impl Shared {
         written
     }
 
+    /// Tells the administrator (`[notify]`), if a notifier runs; never waits.
+    pub fn notify(&self, event: crate::notify::Event) {
+        if let Some(notifier) = &*self.notifier.read().unwrap_or_else(|e| e.into_inner()) {
+            notifier.event(event);
+        }
+    }
+
     /// Counts a failed write and says an outage of the alert log once, and its end.
     fn log_health(&self, written: &Result<(), LogError>) {
         let mut outage = self.log_outage.lock().unwrap_or_else(|e| e.into_inner());
@@ -184,6 +198,7 @@ impl Shared {
             (Ok(()), None) => {}
             (Ok(()), Some(_)) => {
                 let ended = outage.take().expect("matched");
+                self.notify(crate::notify::Event::LogBack { lost: ended.lost });
                 tracing::info!(
                     lost = ended.lost,
                     "alert log writable again after {:.1} s; {} lines were lost meanwhile (the calls were judged; fail2ban and CrowdSec did not see them)",
@@ -199,6 +214,7 @@ impl Shared {
                         crate::critical!(
                             "{e}: lines are lost until it is fixed (calls are still judged and answered; fail2ban and CrowdSec see nothing meanwhile)"
                         );
+                        self.notify(crate::notify::Event::LogFailing { why: e.to_string() });
                         *outage = Some(LogOutage {
                             since: Instant::now(),
                             lost: 1,

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::{AmiConfig, Config, CrowdsecConfig, FraudConfig, NftablesConfig};
-use crate::daemon::{Shared, bans, crowdsec, fraud};
+use crate::daemon::{Shared, bans, crowdsec, fraud, notify};
 
 /// How often a part that could not start is tried again.
 pub const RETRY_EVERY: Duration = Duration::from_secs(5);
@@ -80,6 +80,7 @@ impl Parts {
         if let Some(ami) = &config.ami {
             parts.start_watcher(shared, ami);
         }
+        follow_notifier(shared, &config);
         parts
     }
 
@@ -89,6 +90,7 @@ impl Parts {
         self.follow_bans(shared, old, new);
         self.follow_keeper(shared, new).await;
         self.follow_watcher(shared, new).await;
+        follow_notifier(shared, new);
     }
 
     /// Tries again what could not start.
@@ -108,6 +110,14 @@ impl Parts {
         self.stop_pusher(shared).await;
         self.stop_keeper().await;
         *shared.bans.write().unwrap_or_else(|e| e.into_inner()) = None;
+        let notifier = shared
+            .notifier
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(n) = notifier {
+            let _ = tokio::task::spawn_blocking(move || n.stop()).await;
+        }
     }
 
     /// Keeps the guard's state in its `state_file`; `load`: read it from there first (at
@@ -346,6 +356,40 @@ impl Parts {
 }
 
 /// Removes our table and the bans it holds, saying so when there was one.
+/// Starts, restarts or stops the notifier as `[notify]` says. A change of its settings
+/// starts a new one; what the old one still held is sent by it on the way out.
+fn follow_notifier(shared: &Arc<Shared>, config: &Config) {
+    let mut slot = shared.notifier.write().unwrap_or_else(|e| e.into_inner());
+    if slot.as_ref().map(|n| &n.config) == config.notify.as_ref() {
+        return;
+    }
+    let old = slot.take();
+    if let Some(notify) = &config.notify {
+        *slot = Some(notify::Notifier::start(
+            notify.clone(),
+            shared.metrics.notify.clone(),
+        ));
+        tracing::info!(
+            "notify: {}",
+            [
+                notify
+                    .smtp
+                    .as_ref()
+                    .map(|s| format!("mail to {}", s.to.join(", "))),
+                notify.webhook_url.as_ref().map(|_| "webhook".to_string()),
+            ]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(" and ")
+        );
+    }
+    drop(slot);
+    if let Some(old) = old {
+        std::thread::spawn(move || old.stop());
+    }
+}
+
 fn remove_table(table: &str, why: &str) {
     match crate::nftables::remove(table) {
         Ok(Some(bans)) => {

@@ -315,3 +315,82 @@ pub fn monotonic_ns() -> u64 {
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
+
+/// A CA and a certificate it signed for `pbx.example` (and 127.0.0.1), made with
+/// Debian's openssl in `dir` as Asterisk's `contrib/scripts/ast_tls_cert` makes them:
+/// `(ca.crt, asterisk.crt, asterisk.key)`.
+pub fn ast_tls_cert(dir: &std::path::Path, name: &str) -> [std::path::PathBuf; 3] {
+    let path = |file: &str| dir.join(format!("{name}-{file}"));
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl must be installed (.ci/run installs it)");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let [ca, ca_key, crt, key, csr, ext] = [
+        "ca.crt",
+        "ca.key",
+        "asterisk.crt",
+        "asterisk.key",
+        "asterisk.csr",
+        "ext",
+    ]
+    .map(|f| path(f).to_str().unwrap().to_string());
+    std::fs::write(&ext, "subjectAltName=DNS:pbx.example,IP:127.0.0.1\n").unwrap();
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    openssl(
+        &[
+            &["req", "-x509"][..],
+            &ec,
+            &[
+                "-days",
+                "2",
+                "-subj",
+                "/CN=Asterisk CA",
+                "-keyout",
+                &ca_key,
+                "-out",
+                &ca,
+            ],
+        ]
+        .concat(),
+    );
+    openssl(
+        &[
+            &["req", "-new"][..],
+            &ec,
+            &["-subj", "/CN=pbx.example", "-keyout", &key, "-out", &csr],
+        ]
+        .concat(),
+    );
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        &csr,
+        "-CA",
+        &ca,
+        "-CAkey",
+        &ca_key,
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        &ext,
+        "-out",
+        &crt,
+    ]);
+    [path("ca.crt"), path("asterisk.crt"), path("asterisk.key")]
+}
