@@ -25,6 +25,8 @@
 #   prometheus      promtool checks and unit-tests the shipped alert rules and the
 #                   dashboard's queries
 #   python3-aiosmtpd  a real SMTP server (STARTTLS, AUTH) takes the notifications
+#   chromium, fonts-dejavu-core  a headless browser loads report --html and takes the
+#                   screenshot the README shows
 #   rustfmt, clippy the style gates
 # then runs cargo fmt --check, cargo clippy --all-targets -D warnings, cargo test, and
 # scripts/package.sh.
@@ -57,6 +59,8 @@ command -v fish >/dev/null || need+=(fish)
 [ -e /usr/share/bash-completion/bash_completion ] || need+=(bash-completion)
 command -v promtool >/dev/null || need+=(prometheus)
 [ -e /usr/lib/python3/dist-packages/aiosmtpd ] || need+=(python3-aiosmtpd)
+command -v chromium >/dev/null || need+=(chromium)
+[ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
 if ! command -v crowdsec >/dev/null; then
   if [ "$(id -u)" -eq 0 ] && [ ! -e /etc/crowdsec/online_api_credentials.yaml ]; then
     mkdir -p /etc/crowdsec

@@ -46,7 +46,10 @@ impl Alert {
                 alert: true,
                 ip,
                 reason,
+                ..
             } => (time, ip, reason),
+            // The AMI rules' alerts: password guessing, account scans.
+            Parsed::Ami { time, ip, reason } => (time, ip, reason),
             // Toll fraud bans the address the stolen account called from.
             Parsed::Outbound {
                 time,

@@ -24,6 +24,7 @@ pub mod nftables;
 pub mod notify;
 pub mod peer;
 pub mod report;
+pub mod report_html;
 pub mod request;
 pub mod rules;
 pub mod state_file;

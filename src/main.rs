@@ -108,6 +108,16 @@ enum Command {
         /// and its rotations (.gz too) when no LOG is given
         #[arg(long, value_name = "ADDR")]
         address: Option<std::net::IpAddr>,
+        /// Write the report as one self-contained HTML page (charts per day and hour by
+        /// rule, top offenders, numbers dialled by attackers, outbound refusals) to FILE
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["json", "address"])]
+        html: Option<PathBuf>,
+        /// Only lines at or after this local time: 2026-12-01, "2026-12-01 08:00"
+        #[arg(long, value_name = "TIME", value_parser = extsecurity::report::parse_bound)]
+        since: Option<String>,
+        /// Only lines before this local time
+        #[arg(long, value_name = "TIME", value_parser = extsecurity::report::parse_bound)]
+        until: Option<String>,
     },
     /// List the addresses the daemon banned in the kernel ([nftables]), with reason and
     /// time left; works while the daemon is down
@@ -315,11 +325,19 @@ fn run(cli: Cli, args: &[OsString]) -> u8 {
         Command::Report {
             logs,
             address: Some(ip),
+            since,
+            until,
             ..
-        } => report_address(&config.0, &logs, ip),
+        } => report_address(&config.0, &logs, ip, (since, until)),
         Command::Report {
-            logs, json, top, ..
-        } => report(&config.0, &logs, json, top),
+            logs,
+            json,
+            top,
+            html,
+            since,
+            until,
+            ..
+        } => report(&config.0, &logs, json, top, html, (since, until)),
         Command::Bans {
             remove_table: true, ..
         } => remove_table(&config.0),
@@ -424,15 +442,40 @@ fn crowdsec_check(config: &Config) -> u8 {
     status
 }
 
-fn report(config: &Config, logs: &[PathBuf], json: bool, top: usize) -> u8 {
+fn report(
+    config: &Config,
+    logs: &[PathBuf],
+    json: bool,
+    top: usize,
+    html: Option<PathBuf>,
+    (since, until): (Option<String>, Option<String>),
+) -> u8 {
     let default = [config.log_file.clone()];
     let logs = if logs.is_empty() { &default[..] } else { logs };
-    let mut report = extsecurity::report::Report::default();
+    let mut report = extsecurity::report::Report::between(since, until);
     for path in logs {
         if let Err(e) = report.add_file(path) {
             eprintln!("extsecurity: {}: {e}", path.display());
             return exits::LOG;
         }
+    }
+    if let Some(file) = html {
+        return match std::fs::write(&file, extsecurity::report_html::page(&report, top)) {
+            Ok(()) => {
+                println!(
+                    "{}: {} calls, {} alerts, {} days",
+                    file.display(),
+                    report.calls,
+                    report.alerts,
+                    report.per_day.len()
+                );
+                exits::OK
+            }
+            Err(e) => {
+                eprintln!("extsecurity: cannot write {}: {e}", file.display());
+                exits::LOG
+            }
+        };
     }
     let text = if json {
         report.to_json(top)
@@ -444,7 +487,18 @@ fn report(config: &Config, logs: &[PathBuf], json: bool, top: usize) -> u8 {
 }
 
 /// Every line naming `ip`, oldest log first.
-fn report_address(config: &Config, logs: &[PathBuf], ip: std::net::IpAddr) -> u8 {
+fn report_address(
+    config: &Config,
+    logs: &[PathBuf],
+    ip: std::net::IpAddr,
+    (since, until): (Option<String>, Option<String>),
+) -> u8 {
+    let within = |line: &[u8]| {
+        let time = line.get(..23).and_then(|t| std::str::from_utf8(t).ok());
+        time.is_some_and(|t| {
+            since.as_deref().is_none_or(|s| t >= s) && until.as_deref().is_none_or(|u| t < u)
+        })
+    };
     let logs = match logs {
         [] => extsecurity::report::with_rotations(&config.log_file),
         given => given.to_vec(),
@@ -453,6 +507,9 @@ fn report_address(config: &Config, logs: &[PathBuf], ip: std::net::IpAddr) -> u8
     let mut stdout = std::io::stdout().lock();
     for path in &logs {
         let printed = extsecurity::report::lines_about(path, ip, |line| {
+            if !within(line) {
+                return;
+            }
             found += 1;
             let _ = std::io::Write::write_all(&mut stdout, line)
                 .and_then(|()| std::io::Write::write_all(&mut stdout, b"\n"));

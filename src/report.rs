@@ -103,12 +103,18 @@ pub struct Offender {
     pub last_seen: String,
 }
 
-/// Counts for one hour (`2026-11-24 19`).
+/// Counts for one hour (`2026-11-24 19`) or one day (`2026-11-24`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Hour {
     pub calls: u64,
     pub alerts: u64,
+    /// Alerts by rule (the reason without its `(N)`).
+    pub alerts_by_rule: BTreeMap<String, u64>,
 }
+
+/// Distinct dialled numbers a report remembers at most: past it new ones are not
+/// counted, so a scanner sweeping numbers cannot grow the report's memory.
+const MAX_NUMBERS: usize = 100_000;
 
 /// The summary of every line read.
 #[derive(Debug, Default, Serialize)]
@@ -132,22 +138,50 @@ pub struct Report {
     #[serde(skip)]
     offenders: HashMap<String, Offender>,
     pub per_hour: BTreeMap<String, Hour>,
+    pub per_day: BTreeMap<String, Hour>,
     /// The outbound check's lines, apart from the guest calls above.
     pub outbound: OutboundReport,
+    /// The numbers alerted guest calls dialled (`dest_exten`, as written: escaped),
+    /// what scanners probe; `top_numbers` sorts them.
+    #[serde(skip)]
+    numbers: HashMap<String, u64>,
+    /// Only lines at or after this time (`2026-12-01`, `2026-12-01 08:00`).
+    #[serde(skip)]
+    pub since: Option<String>,
+    /// Only lines before this time.
+    #[serde(skip)]
+    pub until: Option<String>,
 }
 
 impl Report {
     /// Adds one line (without its LF).
     pub fn add_line(&mut self, line: &[u8]) {
+        let parsed = parse(line);
+        if let Some(time) = parsed.as_ref().map(Parsed::time)
+            && !self.within(time)
+        {
+            return;
+        }
         self.lines += 1;
         self.legacy_requests += u64::from(crate::alert_log::is_legacy(line));
-        match parse(line) {
+        match parsed {
             Some(Parsed::Call {
                 time,
                 alert,
                 ip,
                 reason,
-            }) => self.add_call(time, alert, ip, reason),
+                exten,
+            }) => {
+                self.add_call(time, alert, ip, reason);
+                if let (true, Some(exten)) = (alert, exten) {
+                    self.add_number(exten);
+                }
+            }
+            Some(Parsed::Ami { time, ip, reason }) => {
+                // An AMI rule's alert: an address banned, no call judged.
+                self.seen(time);
+                self.add_alert(time, ip, reason);
+            }
             Some(Parsed::Outbound {
                 time,
                 level,
@@ -171,11 +205,54 @@ impl Report {
         }
     }
 
+    /// A report of the lines at or after `since` and before `until`.
+    pub fn between(since: Option<String>, until: Option<String>) -> Report {
+        Report {
+            since,
+            until,
+            ..Report::default()
+        }
+    }
+
+    /// Whether a line at `time` is inside `--since`/`--until`.
+    fn within(&self, time: &str) -> bool {
+        self.since.as_deref().is_none_or(|s| time >= s)
+            && self.until.as_deref().is_none_or(|u| time < u)
+    }
+
+    fn add_number(&mut self, exten: &str) {
+        if let Some(n) = self.numbers.get_mut(exten) {
+            *n += 1;
+        } else if self.numbers.len() < MAX_NUMBERS {
+            self.numbers.insert(exten.to_string(), 1);
+        }
+    }
+
+    /// Addresses alerted on.
+    pub fn distinct_offenders(&self) -> usize {
+        self.offenders.len()
+    }
+
+    /// The `n` numbers alerted guest calls dialled most (as written: escaped).
+    pub fn top_numbers(&self, n: usize) -> Vec<(String, u64)> {
+        let mut all: Vec<(String, u64)> =
+            self.numbers.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        all.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        all.truncate(n);
+        all
+    }
+
     fn add_call(&mut self, time: &str, alert: bool, ip: &str, reason: &str) {
         self.calls += 1;
         self.seen(time);
-        let hour = self.per_hour.entry(time[..13].to_string()).or_default();
-        hour.calls += 1;
+        self.per_hour
+            .entry(time[..13].to_string())
+            .or_default()
+            .calls += 1;
+        self.per_day
+            .entry(time[..10].to_string())
+            .or_default()
+            .calls += 1;
         bump(&mut self.calls_by_reason, reason);
         if alert {
             self.add_alert(time, ip, reason);
@@ -183,10 +260,14 @@ impl Report {
     }
 
     fn add_alert(&mut self, time: &str, ip: &str, reason: &str) {
-        self.per_hour
-            .entry(time[..13].to_string())
-            .or_default()
-            .alerts += 1;
+        let rule = reason.split('(').next().unwrap_or(reason);
+        for period in [
+            self.per_hour.entry(time[..13].to_string()).or_default(),
+            self.per_day.entry(time[..10].to_string()).or_default(),
+        ] {
+            period.alerts += 1;
+            bump(&mut period.alerts_by_rule, rule);
+        }
         self.alerts += 1;
         bump(&mut self.alerts_by_reason, reason);
         let offender = self
@@ -254,12 +335,14 @@ impl Report {
             distinct_offenders: usize,
             top_offenders: Vec<Offender>,
             top_outbound_accounts: Vec<AccountCount>,
+            top_numbers: Vec<(String, u64)>,
         }
         let out = WithTop {
             report: self,
             distinct_offenders: self.offenders.len(),
             top_offenders: self.top(n),
             top_outbound_accounts: self.outbound.top(n),
+            top_numbers: self.top_numbers(n),
         };
         serde_json::to_string_pretty(&out).expect("a report always serialises")
     }
@@ -306,8 +389,31 @@ impl Report {
                 o.ip, o.alerts, o.first_seen, o.last_seen
             );
         }
+        let numbers = self.top_numbers(n);
+        if !numbers.is_empty() {
+            let _ = writeln!(out, "\nTOP NUMBERS DIALLED BY ALERTED CALLS");
+            for (number, count) in numbers {
+                let _ = writeln!(out, "  {count:>10}  '{number}'");
+            }
+        }
         if self.outbound.calls + self.outbound.takeovers > 0 {
             self.outbound_table(&mut out, n);
+        }
+        let most = self.per_day.values().map(|d| d.alerts).max().unwrap_or(0);
+        let _ = writeln!(out, "\nPER DAY");
+        let _ = writeln!(
+            out,
+            "  {:<16} {:>10} {:>10}  alerts",
+            "day", "calls", "alerts"
+        );
+        for (day, d) in &self.per_day {
+            let _ = writeln!(
+                out,
+                "  {day:<16} {:>10} {:>10}  {}",
+                d.calls,
+                d.alerts,
+                bar(d.alerts, most)
+            );
         }
         let _ = writeln!(out, "\nPER HOUR");
         let _ = writeln!(out, "  {:<16} {:>10} {:>10}", "hour", "calls", "alerts");
@@ -360,6 +466,15 @@ impl Report {
     }
 }
 
+/// `n` of `most` as up to 20 `#`: at least one for any `n` above 0.
+fn bar(n: u64, most: u64) -> String {
+    if n == 0 || most == 0 {
+        return String::new();
+    }
+    let width = (n * 20).div_ceil(most).clamp(1, 20);
+    "#".repeat(width as usize)
+}
+
 fn bump(map: &mut BTreeMap<String, u64>, key: &str) {
     match map.get_mut(key) {
         Some(n) => *n += 1,
@@ -397,6 +512,15 @@ pub(crate) enum Parsed<'a> {
         alert: bool,
         ip: &'a str,
         reason: &'a str,
+        /// `dest_exten`'s value as written (escaped), without its quotes.
+        exten: Option<&'a str>,
+    },
+    /// An AMI rule's alert (`… reason=auth_bruteforce tries=6 window_seconds=60 …`):
+    /// no call.
+    Ami {
+        time: &'a str,
+        ip: &'a str,
+        reason: &'a str,
     },
     /// A line of the outbound check (README, "Toll fraud"): `account='…'` follows the
     /// reason, and `class=` the account for a call.
@@ -414,8 +538,39 @@ pub(crate) enum Parsed<'a> {
     },
 }
 
+impl Parsed<'_> {
+    fn time(&self) -> &str {
+        match self {
+            Parsed::Call { time, .. }
+            | Parsed::Ami { time, .. }
+            | Parsed::Outbound { time, .. }
+            | Parsed::Critical { time } => time,
+        }
+    }
+}
+
 /// `2026-11-24 19:08:52.123 ERROR ip=192.0.2.10 reason=wrong_callerid_num …`, and the
 /// outbound check's `LEVEL [ip=ADDR] reason=CODE account='…' [class=CLASS] …`.
+/// `2026-12-01`, `2026-12-01 08:00` or `2026-12-01 08:00:30`: a time `--since` and
+/// `--until` take, compared with the log's local times as text.
+pub fn parse_bound(text: &str) -> Result<String, String> {
+    const SHAPE: &str = "2026-12-01 08:00:30";
+    let ok = matches!(text.len(), 10 | 16 | 19)
+        && text.bytes().zip(SHAPE.bytes()).all(|(c, s)| {
+            if s.is_ascii_digit() {
+                c.is_ascii_digit()
+            } else {
+                c == s
+            }
+        });
+    match ok {
+        true => Ok(text.to_string()),
+        false => Err(format!(
+            "{text:?} is not a local time such as 2026-12-01, 2026-12-01 08:00 or 2026-12-01 08:00:30"
+        )),
+    }
+}
+
 pub(crate) fn parse(line: &[u8]) -> Option<Parsed<'_>> {
     const TIME: usize = "2026-11-24 19:08:52.123".len();
     let line = std::str::from_utf8(line).ok()?;
@@ -473,11 +628,26 @@ pub(crate) fn parse(line: &[u8]) -> Option<Parsed<'_>> {
     let (Some(ip), "ERROR" | "INFO") = (ip, level) else {
         return None;
     };
+    // The AMI rules write what they counted right after the reason; a call's line
+    // goes on with its caller values.
+    if level == "ERROR"
+        && ["names=", "tries=", "requests="]
+            .iter()
+            .any(|u| rest.starts_with(u))
+    {
+        return Some(Parsed::Ami { time, ip, reason });
+    }
+    // Our writer escapes `'` in a value: the first one after the opening closes it.
+    let exten = rest
+        .split_once(" dest_exten='")
+        .and_then(|(_, after)| after.split_once('\''))
+        .map(|(value, _)| value);
     Some(Parsed::Call {
         time,
         alert: level == "ERROR",
         ip,
         reason,
+        exten,
     })
 }
 
@@ -592,22 +762,91 @@ not a line of ours
         assert_eq!(r.alerts_by_reason["wrong_exten_type"], 2);
         assert_eq!(r.alerts_by_reason["blocked_user_agent"], 1);
         assert_eq!(r.calls_by_reason["ok"], 1);
+        let by_rule = |rule: &str| BTreeMap::from([(rule.to_string(), 1)]);
         assert_eq!(
             r.per_hour["2026-11-24 19"],
             Hour {
                 calls: 2,
-                alerts: 1
+                alerts: 1,
+                alerts_by_rule: by_rule("blocked_user_agent"),
             }
         );
         assert_eq!(
             r.per_hour["2026-11-24 20"],
             Hour {
                 calls: 1,
-                alerts: 1
+                alerts: 1,
+                alerts_by_rule: by_rule("wrong_exten_type"),
             }
+        );
+        assert_eq!(
+            (
+                r.per_day["2026-11-24"].calls,
+                r.per_day["2026-11-24"].alerts
+            ),
+            (4, 3)
+        );
+        assert_eq!(
+            r.per_day["2026-11-24"].alerts_by_rule["wrong_exten_type"],
+            2
         );
         assert_eq!(r.first_seen.as_deref(), Some("2026-11-24 18:59:59.999"));
         assert_eq!(r.last_seen.as_deref(), Some("2026-11-24 20:02:00.000"));
+    }
+
+    #[test]
+    fn ami_alerts_ban_but_are_no_calls() {
+        let r = report(
+            "2026-11-24 19:08:52.123 ERROR ip=192.0.2.10 reason=auth_bruteforce tries=6 window_seconds=60 last_event=InvalidPassword service='PJSIP' account='100'\n\
+             2026-11-24 19:09:00.000 ERROR ip=192.0.2.11 reason=account_scan names=6 window_seconds=60 last_event=InvalidAccountID service='PJSIP' account='x'\n",
+        );
+        assert_eq!((r.calls, r.alerts), (0, 2));
+        assert_eq!(r.per_day["2026-11-24"].alerts_by_rule["auth_bruteforce"], 1);
+        assert_eq!(r.top(1)[0].ip, "192.0.2.10");
+    }
+
+    #[test]
+    fn the_numbers_scanners_dialled_are_counted_as_written() {
+        let r = report(
+            "2026-11-24 19:08:52.123 ERROR ip=192.0.2.10 reason=blocked_user_agent callerid_num='1' callerid_name='' dest_exten='00972599' peer_name='' user_agent='x'\n\
+             2026-11-24 19:08:53.123 ERROR ip=192.0.2.11 reason=blocked_user_agent callerid_num='1' callerid_name='' dest_exten='00972599' peer_name='' user_agent='x'\n\
+             2026-11-24 19:08:54.123 ERROR ip=192.0.2.11 reason=wrong_exten_type callerid_num='1' callerid_name='dest_exten\\x3d\\x27666' dest_exten='9011\\x0a44' peer_name='' user_agent='x'\n\
+             2026-11-24 19:08:55.123 INFO ip=192.0.2.12 reason=ok callerid_num='1' callerid_name='' dest_exten='4930901820' peer_name='' user_agent='x'\n",
+        );
+        assert_eq!(
+            r.top_numbers(10),
+            [("00972599".to_string(), 2), ("9011\\x0a44".to_string(), 1)],
+            "alerted calls only; a forged dest_exten in another value is not read"
+        );
+    }
+
+    #[test]
+    fn since_and_until_keep_the_lines_between() {
+        let mut r = Report {
+            since: Some("2026-11-24 19".into()),
+            until: Some("2026-11-24 20:01".into()),
+            ..Report::default()
+        };
+        r.add_reader(LOG.as_bytes()).unwrap();
+        assert_eq!(
+            (r.calls, r.alerts),
+            (2, 1),
+            "19:08 and 19:10; not 18:59 or 20:01:00.5"
+        );
+        assert_eq!(r.first_seen.as_deref(), Some("2026-11-24 19:08:52.123"));
+    }
+
+    #[test]
+    fn the_day_bar_scales_to_the_busiest_day() {
+        assert_eq!(bar(0, 10), "");
+        assert_eq!(bar(10, 10), "#".repeat(20));
+        assert_eq!(bar(1, 1000), "#");
+        assert_eq!(bar(5, 10), "#".repeat(10));
+        assert!(
+            report(LOG)
+                .to_table(5)
+                .contains("2026-11-24                4          3  ####################")
+        );
     }
 
     #[test]

@@ -72,6 +72,9 @@ complete -c extsecurity -n "__fish_extsecurity_using_subcommand agi" -l config -
 complete -c extsecurity -n "__fish_extsecurity_using_subcommand agi" -s h -l help -d 'Print help'
 complete -c extsecurity -n "__fish_extsecurity_using_subcommand report" -l top -d 'How many offending addresses to list' -r
 complete -c extsecurity -n "__fish_extsecurity_using_subcommand report" -l address -d 'Print every line that names this address instead, from the configured log and its rotations (.gz too) when no LOG is given' -r
+complete -c extsecurity -n "__fish_extsecurity_using_subcommand report" -l html -d 'Write the report as one self-contained HTML page (charts per day and hour by rule, top offenders, numbers dialled by attackers, outbound refusals) to FILE' -r -F
+complete -c extsecurity -n "__fish_extsecurity_using_subcommand report" -l since -d 'Only lines at or after this local time: 2026-12-01, "2026-12-01 08:00"' -r
+complete -c extsecurity -n "__fish_extsecurity_using_subcommand report" -l until -d 'Only lines before this local time' -r
 complete -c extsecurity -n "__fish_extsecurity_using_subcommand report" -l config -d 'Configuration file [default: $EXTSECURITY_CONFIG, else /etc/asterisk/extsecurity.toml, else built-in defaults]' -r -F
 complete -c extsecurity -n "__fish_extsecurity_using_subcommand report" -l json -d 'Print JSON instead of tables'
 complete -c extsecurity -n "__fish_extsecurity_using_subcommand report" -s h -l help -d 'Print help'
