@@ -211,6 +211,19 @@ fn the_shipped_ami_crowdsec_and_nftables_tables_uncommented_are_valid_and_restat
         ),
         (vec![5060, 5061], 86_400, "extsecurity", 65_536)
     );
+    let increment = nft.increment.expect("bans escalate by default");
+    assert_eq!(
+        (
+            increment.factor,
+            increment.max.as_secs(),
+            increment.history.as_secs()
+        ),
+        (2.0, 604_800, 30 * 86_400)
+    );
+    assert_eq!(
+        nft.state_file.to_str(),
+        Some("/var/lib/extsecurity/bans.state")
+    );
     let notify = config.notify.expect("[notify] uncommented");
     let smtp = notify.smtp.expect("the mail settings");
     assert_eq!(

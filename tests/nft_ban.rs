@@ -553,3 +553,118 @@ fn a_ban_not_made_is_said_and_counted() {
     }
     assert!(said.contains(PBX_A), "{said}");
 }
+
+/// The element `ip` has in the pbx namespace's sets, as `nft` lists it.
+fn element(pbx: &str, ip: &str) -> Option<String> {
+    let table = nft_list(pbx);
+    let at = table.find(&format!("{ip} timeout"))?;
+    let rest = &table[at..];
+    Some(
+        rest[..rest.find([',', '}']).unwrap_or(rest.len())]
+            .trim()
+            .to_string(),
+    )
+}
+
+/// Issue 21: a returning address is banned `ban_factor` times longer each time, its
+/// ban shown as "(2nd ban)"; an alert while banned starts its time again; the history
+/// survives a restart (`nftables.state_file`), and `unban` makes the next ban a first.
+#[test]
+fn returning_addresses_are_banned_longer_and_an_alert_while_banned_extends() {
+    let Some(lab) = lab() else { return };
+    let pbx = lab.ns(0);
+    const IP: &str = "203.0.113.81";
+    let s = Sandbox::with_config(
+        "tarpit_seconds = 0\n[nftables]\nenabled = true\nban_seconds = 2\nban_factor = 3\nban_max_seconds = 100\n",
+    );
+    let mut daemon = Daemon::start(pbx, &s);
+    let banned = |what: &str| {
+        assert_eq!(scan_from(pbx, IP).as_deref(), Some("ALERT"));
+        let mut seen = None;
+        if !wait_until(Duration::from_secs(5), || {
+            seen = element(pbx, IP);
+            seen.as_deref().is_some_and(|e| e.starts_with(what))
+        }) {
+            panic!(
+                "{what:?} expected, the set holds {seen:?}: {}",
+                nft_list(pbx)
+            );
+        }
+        seen.unwrap()
+    };
+    let gone = || {
+        wait_for("the ban to expire", Duration::from_secs(30), || {
+            element(pbx, IP).is_none()
+        });
+    };
+    let first = banned(&format!("{IP} timeout 2s"));
+    assert!(
+        !first.contains("ban)"),
+        "a first ban says nothing more: {first}"
+    );
+    gone();
+    let second = banned(&format!("{IP} timeout 6s"));
+    assert!(second.contains("(2nd ban)"), "{second}");
+    // Three seconds into it, another alert: the element is replaced, 6 s from now.
+    std::thread::sleep(Duration::from_secs(3));
+    let again = banned(&format!("{IP} timeout 6s"));
+    let left = |e: &str| -> f64 {
+        let expires = e
+            .split("expires ")
+            .nth(1)
+            .unwrap()
+            .split(' ')
+            .next()
+            .unwrap();
+        let (secs, ms) = expires
+            .trim_end_matches("ms")
+            .split_once("s")
+            .unwrap_or((expires, "0"));
+        secs.parse::<f64>().unwrap() + ms.parse::<f64>().unwrap_or(0.0) / 1000.0
+    };
+    assert!(
+        left(&again) > 4.0,
+        "extended from now, not from the first alert: {again}"
+    );
+
+    // A restart remembers: the next ban is the third, 18 s. (Stopped as systemd
+    // stops it, SIGTERM: the history is saved on the way out.)
+    // SAFETY: kill(2) on our own child.
+    assert_eq!(
+        unsafe { libc::kill(daemon.0.id() as i32, libc::SIGTERM) },
+        0
+    );
+    assert!(daemon.0.wait().unwrap().success());
+    assert!(s.dir.path().join("bans.state").exists());
+    daemon = Daemon::start(pbx, &s);
+    gone();
+    let third = banned(&format!("{IP} timeout 18s"));
+    assert!(third.contains("(3rd ban)"), "{third}");
+    let out = Command::new("ip")
+        .args(["netns", "exec", pbx])
+        .arg(common::bin())
+        .arg("--config")
+        .arg(&s.config)
+        .args(["bans", "--json"])
+        .output()
+        .unwrap();
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        rows[0]["reason"].as_str().unwrap().ends_with("(3rd ban)"),
+        "{rows}"
+    );
+
+    // unban lifts it and forgets the history: the next ban is a first one again.
+    let out = Command::new("ip")
+        .args(["netns", "exec", pbx])
+        .arg(common::bin())
+        .arg("--config")
+        .arg(&s.config)
+        .args(["unban", IP])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("kernel ban lifted"));
+    let fresh = banned(&format!("{IP} timeout 2s"));
+    assert!(!fresh.contains("ban)"), "{fresh}");
+    drop(daemon);
+}

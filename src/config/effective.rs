@@ -334,6 +334,19 @@ fn nftables(c: &Config) -> Table {
         .set("ban_seconds", n.ban.as_secs())
         .set("table", string(&n.table))
         .set("max_elements", n.max_elements)
+        .set("ban_increment", n.increment.is_some())
+        .set("ban_factor", n.increment.as_ref().map_or(1.0, |i| i.factor))
+        .set(
+            "ban_max_seconds",
+            n.increment.as_ref().map_or(n.ban, |i| i.max).as_secs(),
+        )
+        .set(
+            "ban_history_days",
+            n.increment
+                .as_ref()
+                .map_or(0, |i| i.history.as_secs() / 86_400),
+        )
+        .set("state_file", string(&n.state_file.display().to_string()))
         .table(Some("nftables"))
 }
 

@@ -234,6 +234,11 @@ impl Config {
         {
             return Err(e);
         }
+        if let Some(n) = &self.nftables
+            && let Some(e) = clash(&n.state_file, "nftables.state_file")
+        {
+            return Err(e);
+        }
         Ok(())
     }
 }

@@ -7,7 +7,7 @@ use toml::Spanned;
 use super::Invalid;
 
 /// Where and how long the daemon bans (README, "Kernel bans").
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NftablesConfig {
     /// Destination ports dropped for a banned source, UDP and TCP; empty: every port.
     pub ports: Vec<u16>,
@@ -17,6 +17,10 @@ pub struct NftablesConfig {
     pub table: String,
     /// The most addresses each set (IPv4, IPv6) holds; past it new bans fail, counted.
     pub max_elements: u32,
+    /// Returning addresses banned longer each time; `None`: every ban is `ban`.
+    pub increment: Option<crate::nftables::history::Increment>,
+    /// Where the bans' history is kept across restarts.
+    pub state_file: std::path::PathBuf,
 }
 
 /// The `[nftables]` table as written.
@@ -28,6 +32,11 @@ pub(super) struct RawNftables {
     ban_seconds: Spanned<u64>,
     table: Spanned<String>,
     max_elements: Spanned<u32>,
+    ban_increment: bool,
+    ban_factor: Spanned<f64>,
+    ban_max_seconds: Spanned<u64>,
+    ban_history_days: Spanned<u64>,
+    state_file: Spanned<String>,
 }
 
 impl Default for RawNftables {
@@ -38,6 +47,11 @@ impl Default for RawNftables {
             ban_seconds: Spanned::new(0..0, 86_400),
             table: Spanned::new(0..0, "extsecurity".into()),
             max_elements: Spanned::new(0..0, 65_536),
+            ban_increment: true,
+            ban_factor: Spanned::new(0..0, 2.0),
+            ban_max_seconds: Spanned::new(0..0, 7 * 86_400),
+            ban_history_days: Spanned::new(0..0, 30),
+            state_file: Spanned::new(0..0, "/var/lib/extsecurity/bans.state".into()),
         }
     }
 }
@@ -75,6 +89,39 @@ impl RawNftables {
                 "nftables.max_elements must be at least 1".into(),
             ));
         }
+        let factor = *self.ban_factor.get_ref();
+        if !(1.0..=100.0).contains(&factor) {
+            return Err((
+                self.ban_factor.span(),
+                "nftables.ban_factor must be between 1 and 100 (1: every ban as long as ban_seconds)".into(),
+            ));
+        }
+        let mut max = *self.ban_max_seconds.get_ref();
+        if self.ban_max_seconds.span().is_empty() {
+            max = max.max(ban); // Not set: a week, or ban_seconds if longer.
+        }
+        if max < ban {
+            return Err((
+                self.ban_max_seconds.span(),
+                format!("nftables.ban_max_seconds ({max}) must be at least ban_seconds ({ban})"),
+            ));
+        }
+        let state_file = std::path::PathBuf::from(self.state_file.get_ref());
+        if !state_file.is_absolute() || state_file.file_name().is_none() {
+            return Err((
+                self.state_file.span(),
+                "nftables.state_file must be an absolute file path such as /var/lib/extsecurity/bans.state".into(),
+            ));
+        }
+        let increment = self
+            .ban_increment
+            .then(|| crate::nftables::history::Increment {
+                factor,
+                max: Duration::from_secs(max),
+                history: Duration::from_secs(
+                    self.ban_history_days.get_ref().saturating_mul(86_400),
+                ),
+            });
         let mut ports = self.ports;
         ports.sort_unstable();
         ports.dedup();
@@ -83,6 +130,8 @@ impl RawNftables {
             ban: Duration::from_secs(ban),
             table: self.table.into_inner(),
             max_elements: self.max_elements.into_inner(),
+            increment,
+            state_file,
         }))
     }
 }

@@ -12,6 +12,7 @@ use std::time::Instant;
 use crate::config::NftablesConfig;
 use crate::daemon::Shared;
 use crate::daemon::metrics::BanMetrics;
+use crate::nftables::history::{History, Record, ordinal};
 use crate::nftables::netlink::{Element, Socket};
 
 /// Bans waiting for the thread; beyond this new ones are dropped (counted).
@@ -20,6 +21,59 @@ const QUEUE: usize = 200_000;
 const BATCH: usize = 1_000;
 /// How often the sets' size is read for `extsecurity_ban_set_elements`.
 const SIZE_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+/// How often the bans' history is saved when it changed (and when the sink goes).
+const SAVE_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// One WARNING when the history cannot be saved, one INFO when it can again.
+fn say_save(saved: std::io::Result<()>, failing: &mut bool, path: &std::path::Path) {
+    match (saved, *failing) {
+        (Ok(()), true) => {
+            *failing = false;
+            tracing::info!(
+                "nftables: the bans' history {} is saved again",
+                path.display()
+            );
+        }
+        (Err(e), false) => {
+            *failing = true;
+            tracing::warn!(
+                "nftables: cannot save the bans' history {} ({e}): a restart would forget returning addresses",
+                path.display()
+            );
+        }
+        _ => {}
+    }
+}
+
+/// Each ban's element (its time from the history, `(3rd ban)` in its comment from the
+/// second on) and the addresses banned now whose element is replaced.
+fn plan(
+    history: &mut History,
+    batch: &[Ban],
+    config: &NftablesConfig,
+) -> (Vec<Element>, Vec<IpAddr>) {
+    let now = crate::daemon::status::unix_now();
+    let mut replaced = Vec::new();
+    let elements = batch
+        .iter()
+        .map(|b| {
+            let ban = history.ban(b.ip, now, config.ban, config.increment.as_ref());
+            if ban.extends {
+                replaced.push(b.ip);
+            }
+            let comment = match ban.nth {
+                1 => b.reason.clone(),
+                n => format!("{} ({} ban)", b.reason, ordinal(n)),
+            };
+            Element {
+                ip: b.ip,
+                timeout: ban.timeout,
+                comment,
+            }
+        })
+        .collect();
+    (elements, replaced)
+}
 
 /// Reads both sets' size into the metrics; a failure leaves the last value.
 fn count(socket: &mut Socket, sink: &Sink, metrics: &BanMetrics) {
@@ -96,6 +150,8 @@ struct Ban {
 pub struct Sink {
     tx: SyncSender<Ban>,
     rx: Mutex<Option<Receiver<Ban>>>,
+    /// Each address's bans, for bans that escalate; kept in `state_file`.
+    history: Mutex<History>,
     /// This host's addresses and the AMI and LAPI peers: never banned.
     never: RwLock<Never>,
     config: RwLock<NftablesConfig>,
@@ -107,6 +163,7 @@ impl Sink {
         Sink {
             tx,
             rx: Mutex::new(Some(rx)),
+            history: Mutex::new(load_history(&config.state_file)),
             never: RwLock::new(never),
             config: RwLock::new(config),
         }
@@ -125,6 +182,36 @@ impl Sink {
         *self.never.write().unwrap_or_else(|e| e.into_inner()) = never;
     }
 
+    /// `extsecurity unban`: the address's next ban is a first one again.
+    pub fn forget(&self, ip: IpAddr) -> bool {
+        self.history
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .forget(ip)
+    }
+
+    /// Saves the history if it changed; a failure is said once per outage by the caller.
+    fn save_history(&self) -> std::io::Result<()> {
+        let config = self.config();
+        let mut history = self.history.lock().unwrap_or_else(|e| e.into_inner());
+        if !history.dirty {
+            return Ok(());
+        }
+        let now = crate::daemon::status::unix_now();
+        let records = history.records(now, config.increment.as_ref());
+        history.dirty = false;
+        drop(history);
+        // Run by hand, the folder may not exist yet (the unit's StateDirectory makes it).
+        if let Some(folder) = config.state_file.parent().filter(|f| !f.exists()) {
+            use std::os::unix::fs::DirBuilderExt as _;
+            let _ = std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(folder);
+        }
+        crate::state_file::StateFile::new(&config.state_file).save(&records)
+    }
+
     /// Offers an alert's address without waiting; one never banned is counted by why.
     pub fn offer(&self, ip: IpAddr, reason: &str, metrics: &BanMetrics) {
         let never = self.never.read().unwrap_or_else(|e| e.into_inner());
@@ -141,6 +228,31 @@ impl Sink {
         match self.tx.try_send(ban) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => metrics.dropped(),
+        }
+    }
+}
+
+impl Drop for Sink {
+    /// The bans switched off, or the daemon ending: the history is kept for next time.
+    fn drop(&mut self) {
+        if let Err(e) = self.save_history() {
+            tracing::warn!("nftables: cannot save the bans' history: {e}");
+        }
+    }
+}
+
+/// The history the state file holds; an unreadable one is said and set aside (the
+/// bans in the kernel are not touched), and the history starts empty.
+fn load_history(path: &std::path::Path) -> History {
+    match crate::state_file::StateFile::new(path).load::<Vec<(IpAddr, Record)>>() {
+        Ok(Some(records)) => History::from_records(records),
+        Ok(None) => History::default(),
+        Err(e) => {
+            tracing::warn!(
+                "nftables: cannot read the bans' history {} ({e}): returning addresses count from one again",
+                path.display()
+            );
+            History::default()
         }
     }
 }
@@ -168,6 +280,8 @@ fn apply(shared: &Shared, socket: &mut Socket, weak: &std::sync::Weak<Sink>, rx:
     // The sets' size for the metric: at start (a restart keeps the bans), then every
     // SIZE_EVERY, busy or idle.
     let mut counted: Option<Instant> = None;
+    let mut saved = Instant::now();
+    let mut save_failing = false;
     loop {
         let Some(sink) = weak.upgrade() else {
             return;
@@ -176,8 +290,16 @@ fn apply(shared: &Shared, socket: &mut Socket, weak: &std::sync::Weak<Sink>, rx:
             count(socket, &sink, metrics);
             counted = Some(Instant::now());
         }
+        if saved.elapsed() >= SAVE_EVERY {
+            saved = Instant::now();
+            say_save(
+                sink.save_history(),
+                &mut save_failing,
+                &sink.config().state_file,
+            );
+        }
         drop(sink);
-        let first = match rx.recv_timeout(SIZE_EVERY) {
+        let first = match rx.recv_timeout(SAVE_EVERY) {
             Ok(ban) => ban,
             Err(mpsc::RecvTimeoutError::Timeout) => continue,
             Err(mpsc::RecvTimeoutError::Disconnected) => return,
@@ -194,15 +316,12 @@ fn apply(shared: &Shared, socket: &mut Socket, weak: &std::sync::Weak<Sink>, rx:
         let Some(config) = weak.upgrade().map(|s| s.config()) else {
             return;
         };
-        let elements: Vec<Element> = batch
-            .iter()
-            .map(|b| Element {
-                ip: b.ip,
-                timeout: config.ban,
-                comment: b.reason.clone(),
-            })
-            .collect();
-        match socket.add(&config.table, &elements) {
+        let (elements, replaced) = {
+            let Some(sink) = weak.upgrade() else { return };
+            let mut history = sink.history.lock().unwrap_or_else(|e| e.into_inner());
+            plan(&mut history, &batch, &config)
+        };
+        match socket.add_replacing(&config.table, &replaced, &elements) {
             Ok(()) => {
                 let now = Instant::now();
                 for b in &batch {

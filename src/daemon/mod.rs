@@ -233,6 +233,9 @@ impl Shared {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(ip);
+        if let Some(sink) = &*self.bans.read().unwrap_or_else(|e| e.into_inner()) {
+            sink.forget(ip); // Its next ban is a first one again.
+        }
         self.memory
             .lock()
             .unwrap_or_else(|e| e.into_inner())

@@ -4,6 +4,7 @@
 //! over netlink ([`netlink`]), many to a batch, each with its own timeout and the
 //! alert's reason as comment. A restart keeps the elements: they expire on their own.
 
+pub mod history;
 pub mod netlink;
 
 use std::io::Write;
@@ -217,6 +218,8 @@ mod tests {
             ban: Duration::from_secs(86_400),
             table: "extsecurity".into(),
             max_elements: 65_536,
+            increment: None,
+            state_file: "/var/lib/extsecurity/bans.state".into(),
         }
     }
 

@@ -24,7 +24,7 @@ const NFT_MSG_DELSETELEM: u16 = 14;
 const NLM_F_DUMP: u16 = 0x300;
 const NLMSG_DONE: u16 = 3;
 /// Sequence numbers a batch may use: BEGIN, a message per set, END.
-const SEQ_PER_BATCH: u32 = 4;
+const SEQ_PER_BATCH: u32 = 8;
 /// The attribute type without its NESTED and NET_BYTEORDER flags.
 const NLA_TYPE_MASK: u16 = 0x3fff;
 const NFPROTO_INET: u8 = 1;
@@ -188,8 +188,47 @@ fn batch(first_seq: u32, messages: Vec<Vec<u8>>) -> Vec<u8> {
 /// A batch with one NEWSETELEM per set named that adds `elements` to the sets `v4` and
 /// `v6` of `inet table`; the sequence numbers of the messages to be acked.
 pub fn add_batch(table: &str, elements: &[Element], first_seq: u32) -> (Vec<u8>, Vec<u32>) {
+    replace_batch(table, &[], elements, first_seq)
+}
+
+/// A batch that first deletes `replaced` (addresses banned now, whose ban starts
+/// again: the kernel keeps an element's timeout when it is added again), then adds
+/// `elements`; one transaction, so an address is never unbanned in between. A replaced
+/// address that is not in its set fails the whole batch with ENOENT.
+pub fn replace_batch(
+    table: &str,
+    replaced: &[IpAddr],
+    elements: &[Element],
+    first_seq: u32,
+) -> (Vec<u8>, Vec<u32>) {
     let mut messages = Vec::new();
     let mut acked = Vec::new();
+    for set in ["v4", "v6"] {
+        let mine: Vec<IpAddr> = replaced
+            .iter()
+            .copied()
+            .filter(|ip| set_name(*ip) == set)
+            .collect();
+        if mine.is_empty() {
+            continue;
+        }
+        let seq = first_seq + 1 + messages.len() as u32;
+        acked.push(seq);
+        let write = |m: &mut Message| {
+            for ip in &mine {
+                m.begin(NFTA_LIST_ELEM);
+                element_key(m, *ip);
+                m.end();
+            }
+        };
+        messages.push(setelem(
+            NFT_MSG_DELSETELEM,
+            NLM_F_REQUEST | NLM_F_ACK,
+            seq,
+            (table, set),
+            Some(&write),
+        ));
+    }
     for set in ["v4", "v6"] {
         let mine: Vec<&Element> = elements.iter().filter(|e| set_name(e.ip) == set).collect();
         if mine.is_empty() {
@@ -361,6 +400,26 @@ impl Socket {
         let first = self.next_seq();
         let (batch, acked) = add_batch(table, elements, first);
         self.send(&batch, first, &acked)
+    }
+
+    /// Adds `elements`, those of `replaced` deleted first in the same transaction so
+    /// that their time starts again. If one of them is gone already (expired, or lifted
+    /// by hand) the kernel refuses the whole batch: it is sent again as a plain add.
+    pub fn add_replacing(
+        &mut self,
+        table: &str,
+        replaced: &[IpAddr],
+        elements: &[Element],
+    ) -> io::Result<()> {
+        if replaced.is_empty() {
+            return self.add(table, elements);
+        }
+        let first = self.next_seq();
+        let (batch, acked) = replace_batch(table, replaced, elements, first);
+        match self.send(&batch, first, &acked) {
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => self.add(table, elements),
+            done => done,
+        }
     }
 
     /// Removes `ip`; `Ok(false)` when it was not banned.

@@ -48,6 +48,15 @@ impl Sandbox {
         // (`crowdsec.state_file`).
         let extra = extra.replace("@DIR@", dir.path().to_str().unwrap());
         let extra = with_own_control_socket(&extra, dir.path());
+        // Each daemon's bans' history of its own: tests ban the same addresses.
+        let extra = extra.replacen(
+            "[nftables]\n",
+            &format!(
+                "[nftables]\nstate_file = {:?}\n",
+                dir.path().join("bans.state")
+            ),
+            1,
+        );
         std::fs::write(&config, format!("log_file = {:?}\n{extra}", log)).unwrap();
         Sandbox { dir, config, log }
     }
