@@ -196,6 +196,31 @@ impl Line {
         Line { level, text, alert }
     }
 
+    /// `extsecurity ban ADDR`: an `ERROR` line, so that fail2ban's jail and CrowdSec ban
+    /// the address too (each for its own time). The note is the administrator's, quoted
+    /// like any value.
+    pub fn for_ban_by_hand(ip: IpAddr, note: &str) -> Line {
+        let mut text = format!("ip={ip} reason=manual note=");
+        quote(&mut text, note.as_bytes(), MAX_VALUE_BYTES);
+        Line {
+            level: Level::Error,
+            text,
+            alert: Some((ip, "manual".into())),
+        }
+    }
+
+    /// `extsecurity ban CIDR`: a `WARNING` line (fail2ban bans addresses, not ranges; it
+    /// names no `ip=`), for the record.
+    pub fn for_range_ban_by_hand(net: ipnet::IpNet, note: &str) -> Line {
+        let mut text = format!("reason=manual_range net={net} note=");
+        quote(&mut text, note.as_bytes(), MAX_VALUE_BYTES);
+        Line {
+            level: Level::Warning,
+            text,
+            alert: None,
+        }
+    }
+
     /// A successful login that looks like a takeover: the account is quarantined before
     /// its first call. `WARNING`: the address is the one that logged in with the right
     /// password, which the AMI rules judge on their own.

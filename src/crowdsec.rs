@@ -48,8 +48,8 @@ impl Alert {
                 reason,
                 ..
             } => (time, ip, reason),
-            // The AMI rules' alerts: password guessing, account scans.
-            Parsed::Ami { time, ip, reason } => (time, ip, reason),
+            // The AMI rules' alerts (password guessing, account scans), bans by hand.
+            Parsed::Ban { time, ip, reason } => (time, ip, reason),
             // Toll fraud bans the address the stolen account called from.
             Parsed::Outbound {
                 time,

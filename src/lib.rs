@@ -8,6 +8,7 @@
 pub mod agi;
 pub mod alert_log;
 pub mod ami;
+pub mod by_hand;
 pub mod call;
 pub mod check;
 pub mod config;

@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use extsecurity::Call;
 use extsecurity::alert_log::timestamp_now;
+use extsecurity::by_hand::Target;
 use extsecurity::check::{self, OnError, Plan};
 use extsecurity::config::{self, Config, Source};
 use extsecurity::exits;
@@ -136,11 +137,29 @@ enum Command {
         #[command(subcommand)]
         action: FraudAction,
     },
-    /// Lift a kernel ban and make the running daemon forget the address; prints how to
-    /// lift it in fail2ban and CrowdSec too
+    /// Lift a ban everywhere it lives: the kernel's sets, fail2ban's jail (over its
+    /// socket), the running daemon's memory; a range lifts every address in it
     Unban {
-        #[arg(value_name = "ADDR")]
-        address: std::net::IpAddr,
+        #[arg(value_name = "ADDR|CIDR")]
+        target: Target,
+        /// fail2ban's socket
+        #[arg(long, value_name = "PATH", default_value = extsecurity::by_hand::FAIL2BAN_SOCKET)]
+        fail2ban_socket: PathBuf,
+        /// fail2ban's jail
+        #[arg(long, value_name = "NAME", default_value = "extsecurity")]
+        jail: String,
+    },
+    /// Ban by hand: the kernel's sets ([nftables]) and an alert line, so that fail2ban's
+    /// jail and CrowdSec follow (a range: the kernel only, and the CrowdSec command)
+    Ban {
+        #[arg(value_name = "ADDR|CIDR")]
+        target: Target,
+        /// How long: 90s, 15m, 4h, 2d [default: nftables.ban_seconds]
+        #[arg(long = "for", value_name = "DURATION", value_parser = extsecurity::nftables::parse_duration)]
+        length: Option<std::time::Duration>,
+        /// Why, for the log and the ban's comment
+        #[arg(long, value_name = "TEXT", default_value = "")]
+        reason: String,
     },
     /// The running daemon on one screen: what runs (FastAGI, AMI, CrowdSec, nftables,
     /// the outbound check), calls and alerts in the last minute and hour, top rules,
@@ -343,7 +362,16 @@ fn run(cli: Cli, args: &[OsString]) -> u8 {
         } => remove_table(&config.0),
         Command::Bans { json, .. } => bans(&config.0, json),
         Command::Status { json } => daemon_status(&config.0, json),
-        Command::Unban { address } => unban(&config.0, address.to_canonical()),
+        Command::Unban {
+            target,
+            fail2ban_socket,
+            jail,
+        } => unban(&config.0, target, fail2ban_socket, jail),
+        Command::Ban {
+            target,
+            length,
+            reason,
+        } => ban(&config.0, target, length, &reason),
         Command::Fraud {
             action: FraudAction::Status { account, json },
         } => fraud_status(&config.0, account.as_deref(), json),
@@ -548,7 +576,7 @@ fn bans(config: &Config, json: bool) -> u8 {
             .iter()
             .map(|b| {
                 serde_json::json!({
-                    "address": b.ip.to_string(),
+                    "address": extsecurity::nftables::shown(&b.net),
                     "reason": b.reason,
                     "seconds_left": b.expires.as_secs(),
                 })
@@ -561,7 +589,7 @@ fn bans(config: &Config, json: bool) -> u8 {
     for b in &banned {
         println!(
             "{:<40} {:<28} {}",
-            b.ip.to_string(),
+            extsecurity::nftables::shown(&b.net),
             b.reason,
             extsecurity::nftables::time_left(b.expires)
         );
@@ -583,36 +611,27 @@ fn remove_table(config: &Config) -> u8 {
     exits::OK
 }
 
-fn unban(config: &Config, ip: std::net::IpAddr) -> u8 {
-    let table = nft_table(config);
-    let lifted =
-        extsecurity::nftables::netlink::Socket::open().and_then(|mut s| s.delete(&table, ip));
-    let mut status = exits::OK;
-    match lifted {
-        Ok(true) => println!("{ip}: kernel ban lifted (table inet {table})"),
-        Ok(false) => println!("{ip}: not banned in table inet {table}"),
-        Err(e) => {
-            eprintln!("extsecurity: {ip}: cannot lift the kernel ban: {e} (run as root)");
-            status = exits::BANS;
-        }
+fn unban(config: &Config, target: Target, fail2ban_socket: PathBuf, jail: String) -> u8 {
+    let fail2ban = extsecurity::by_hand::Fail2ban {
+        socket: fail2ban_socket,
+        jail,
+    };
+    said(extsecurity::by_hand::unban(config, target, &fail2ban))
+}
+
+fn ban(config: &Config, target: Target, length: Option<std::time::Duration>, reason: &str) -> u8 {
+    said(extsecurity::by_hand::ban(config, target, length, reason))
+}
+
+/// Prints what a command by hand did; failures on stderr, and exit 8.
+fn said(said: extsecurity::by_hand::Said) -> u8 {
+    for line in &said.lines {
+        println!("{line}");
     }
-    match &config.daemon.control_socket {
-        Some(path) => match forget(path, ip) {
-            Ok(answer) => println!("{ip}: the daemon says: {answer}"),
-            Err(e) => {
-                eprintln!(
-                    "extsecurity: {ip}: the daemon was not told ({}: {e}); if it runs, its next alert may ban {ip} again",
-                    path.display()
-                );
-                status = exits::BANS;
-            }
-        },
-        None => println!("{ip}: no control_socket configured: restart the daemon to forget it"),
+    match said.failed {
+        true => exits::BANS,
+        false => exits::OK,
     }
-    println!("to lift it elsewhere too:");
-    println!("  fail2ban-client set extsecurity unbanip {ip}");
-    println!("  cscli decisions delete --ip {ip}");
-    status
 }
 
 /// `extsecurity status`: the running daemon's own account of itself.
@@ -650,20 +669,9 @@ fn daemon_status(config: &Config, json: bool) -> u8 {
     exits::OK
 }
 
-/// Asks the running daemon to forget `ip`; its one-line answer.
-fn forget(path: &std::path::Path, ip: std::net::IpAddr) -> std::io::Result<String> {
-    ask_daemon(path, &format!("forget {ip}"))
-}
-
 /// One request to the daemon's control socket; its one-line answer.
 fn ask_daemon(path: &std::path::Path, request: &str) -> std::io::Result<String> {
-    use std::io::{BufRead, Write};
-    let mut stream = std::os::unix::net::UnixStream::connect(path)?;
-    stream.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
-    stream.write_all(format!("{request}\n").as_bytes())?;
-    let mut answer = String::new();
-    std::io::BufReader::new(stream).read_line(&mut answer)?;
-    Ok(answer.trim_end().to_string())
+    extsecurity::daemon::control::ask(path, request)
 }
 
 /// Where the outbound guard's state is: the running daemon (over its control socket),

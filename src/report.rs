@@ -177,8 +177,8 @@ impl Report {
                     self.add_number(exten);
                 }
             }
-            Some(Parsed::Ami { time, ip, reason }) => {
-                // An AMI rule's alert: an address banned, no call judged.
+            Some(Parsed::Ban { time, ip, reason }) => {
+                // An address banned, no call judged.
                 self.seen(time);
                 self.add_alert(time, ip, reason);
             }
@@ -515,9 +515,9 @@ pub(crate) enum Parsed<'a> {
         /// `dest_exten`'s value as written (escaped), without its quotes.
         exten: Option<&'a str>,
     },
-    /// An AMI rule's alert (`… reason=auth_bruteforce tries=6 window_seconds=60 …`):
-    /// no call.
-    Ami {
+    /// An alert that judged no call: an AMI rule's (`… reason=auth_bruteforce tries=6
+    /// window_seconds=60 …`) or a ban by hand (`… reason=manual note='…'`).
+    Ban {
         time: &'a str,
         ip: &'a str,
         reason: &'a str,
@@ -542,7 +542,7 @@ impl Parsed<'_> {
     fn time(&self) -> &str {
         match self {
             Parsed::Call { time, .. }
-            | Parsed::Ami { time, .. }
+            | Parsed::Ban { time, .. }
             | Parsed::Outbound { time, .. }
             | Parsed::Critical { time } => time,
         }
@@ -635,7 +635,7 @@ pub(crate) fn parse(line: &[u8]) -> Option<Parsed<'_>> {
             .iter()
             .any(|u| rest.starts_with(u))
     {
-        return Some(Parsed::Ami { time, ip, reason });
+        return Some(Parsed::Ban { time, ip, reason });
     }
     // Our writer escapes `'` in a value: the first one after the opening closes it.
     let exten = rest

@@ -102,3 +102,77 @@ fn exactly_the_attacker_is_banned_and_can_be_unbanned() {
     let bans = std::fs::read_to_string(s.dir.path().join("bans")).unwrap();
     assert!(bans.contains(&format!("-{ATTACKER}")), "{bans}");
 }
+
+/// Issue 21: `extsecurity ban ADDR` writes the line the jail bans on; `extsecurity
+/// unban` lifts fail2ban's ban itself over its socket (before, fail2ban kept it and,
+/// reading the log again, would ban again), for an address and for every banned
+/// address in a range, and says so in each place.
+#[test]
+fn a_ban_by_hand_reaches_the_jail_and_unban_lifts_fail2bans_ban() {
+    let s = Sandbox::new();
+    std::fs::write(&s.log, "").unwrap();
+    let f2b = Fail2ban::start(
+        s.dir.path(),
+        &s.log,
+        "action = dummy[target=\"{dir}/bans\"]",
+        None,
+    );
+    let socket = s.dir.path().join("fail2ban.sock");
+    let run = |args: &[&str]| {
+        let out = s.command().args(args).output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    for ip in ["203.0.113.91", "203.0.113.92", "203.0.113.200"] {
+        let (code, out) = run(&["ban", ip, "--reason", "by hand"]);
+        assert_eq!(code, Some(0), "{out}");
+        assert!(
+            out.contains("not banned in the kernel: [nftables] is off"),
+            "{out}"
+        );
+    }
+    f2b.wait_for(|f| f.banned().len() == 3, "the three bans by hand");
+
+    let (code, out) = run(&[
+        "unban",
+        "203.0.113.91",
+        "--fail2ban-socket",
+        socket.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("203.0.113.91: fail2ban's ban lifted (jail extsecurity)"),
+        "{out}"
+    );
+    assert!(!f2b.banned().contains(&"203.0.113.91".to_string()));
+
+    let (_, out) = run(&[
+        "unban",
+        "203.0.113.91",
+        "--fail2ban-socket",
+        socket.to_str().unwrap(),
+    ]);
+    assert!(
+        out.contains("203.0.113.91: not banned by fail2ban (jail extsecurity)"),
+        "{out}"
+    );
+
+    let (code, out) = run(&[
+        "unban",
+        "203.0.113.0/25",
+        "--fail2ban-socket",
+        socket.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("203.0.113.92: fail2ban's ban lifted"), "{out}");
+    assert!(!out.contains("203.0.113.200"), "outside the range: {out}");
+    assert_eq!(f2b.banned(), ["203.0.113.200"]);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        f2b.banned(),
+        ["203.0.113.200"],
+        "not banned again from the log"
+    );
+}

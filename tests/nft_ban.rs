@@ -120,8 +120,8 @@ fn an_alert_drops_the_attackers_next_packets_within_milliseconds() {
     assert!(table.contains(ATTACKER), "after a restart: {table}");
     assert_eq!(
         table.matches("counter").count(),
-        2,
-        "no duplicated rule: {table}"
+        4,
+        "no duplicated rule (two address sets, two range sets): {table}"
     );
 }
 
@@ -255,9 +255,12 @@ fn a_ban_can_be_seen_explained_and_lifted_for_good() {
         text.contains(&format!("the daemon says: forgotten {ATTACKER}")),
         "{text}"
     );
-    assert!(text.contains(&format!(
-        "fail2ban-client set extsecurity unbanip {ATTACKER}"
-    )));
+    // fail2ban, in its place: lifted over its socket, or said not to run here.
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with(&format!("{ATTACKER}: ")) && l.contains("fail2ban")),
+        "{text}"
+    );
     assert!(text.contains(&format!("cscli decisions delete --ip {ATTACKER}")));
     assert!(!nft_list(pbx).contains(ATTACKER));
 
@@ -667,4 +670,133 @@ fn returning_addresses_are_banned_longer_and_an_alert_while_banned_extends() {
     let fresh = banned(&format!("{IP} timeout 2s"));
     assert!(!fresh.contains("ban)"), "{fresh}");
     drop(daemon);
+}
+
+/// `extsecurity …` in the pbx namespace with `s`'s config: (status, stdout, stderr).
+fn cli(pbx: &str, s: &Sandbox, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new("ip")
+        .args(["netns", "exec", pbx])
+        .arg(common::bin())
+        .arg("--config")
+        .arg(&s.config)
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Issue 21: bans by hand. An address: the kernel set for the time given, and an alert
+/// line the shipped fail2ban filter matches (so the jail and CrowdSec follow). A range:
+/// the kernel's range set. A trusted address: refused. `unban` of a range lifts it and
+/// every address the daemon banned inside it, and the daemon forgets them.
+#[test]
+fn bans_by_hand_in_the_kernel_and_the_log_and_a_range_lifted_whole() {
+    let Some(lab) = lab() else { return };
+    let pbx = lab.ns(0);
+    let s = Sandbox::with_config(
+        "tarpit_seconds = 0\ntrusted_networks = ['192.0.2.0/24']\n[nftables]\nenabled = true\n",
+    );
+    let _daemon = Daemon::start(pbx, &s);
+
+    let (code, out, _) = cli(
+        pbx,
+        &s,
+        &[
+            "ban",
+            "203.0.113.90",
+            "--for",
+            "15m",
+            "--reason",
+            "seen in \"SIP\" logs",
+        ],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("203.0.113.90: banned in the kernel for 15m 0s"),
+        "{out}"
+    );
+    let e = element(pbx, "203.0.113.90").expect("in the set");
+    assert!(
+        e.contains("timeout 15m") && e.contains("comment \"manual: seen in SIP logs\""),
+        "{e}"
+    );
+    let matched = common::fail2ban_matches(&s.log);
+    assert_eq!(matched.len(), 1, "{matched:?}");
+    assert_eq!(matched[0].1, "203.0.113.90");
+    assert!(
+        s.log_text()
+            .contains("reason=manual note='seen in \"SIP\" logs'"),
+        "{}",
+        s.log_text()
+    );
+
+    let (code, out, _) = cli(pbx, &s, &["ban", "100.64.7.0/24", "--for", "1h"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("cscli decisions add --range 100.64.7.0/24 --duration 3600s"),
+        "{out}"
+    );
+    assert!(
+        nft_list(pbx).contains("100.64.7.0/24 timeout 1h"),
+        "{}",
+        nft_list(pbx)
+    );
+    let (_, listed, _) = cli(pbx, &s, &["bans", "--json"]);
+    assert!(listed.contains("\"address\":\"100.64.7.0/24\""), "{listed}");
+    assert_eq!(
+        common::fail2ban_matches(&s.log).len(),
+        1,
+        "a range is no line fail2ban bans on"
+    );
+
+    // This host's own address is in 198.51.100.0/24 (the namespace's link).
+    let (code, out, _) = cli(pbx, &s, &["ban", "198.51.100.0/24"]);
+    assert_eq!(code, 8);
+    assert!(
+        out.contains("not banned: it holds a trusted network or this host's own address"),
+        "{out}"
+    );
+    let (code, out, _) = cli(pbx, &s, &["ban", "192.0.2.9"]);
+    assert_eq!(code, 8);
+    assert!(
+        out.contains("192.0.2.9: not banned: it is in trusted_networks"),
+        "{out}"
+    );
+    assert!(element(pbx, "192.0.2.9").is_none());
+
+    // The daemon bans an address inside the range; unban of the range lifts both.
+    assert_eq!(scan_from(pbx, "100.64.7.7").as_deref(), Some("ALERT"));
+    wait_for("the daemon's ban", Duration::from_secs(5), || {
+        element(pbx, "100.64.7.7").is_some()
+    });
+    let (code, out, _) = cli(
+        pbx,
+        &s,
+        &[
+            "unban",
+            "100.64.7.0/24",
+            "--fail2ban-socket",
+            "/nonexistent/f2b.sock",
+        ],
+    );
+    assert_eq!(code, 0, "{out}");
+    for said in [
+        "100.64.7.0/24: range ban lifted",
+        "100.64.7.7: kernel ban lifted",
+        "100.64.7.7: the daemon says: forgotten 100.64.7.7",
+        "fail2ban is not running here (no socket /nonexistent/f2b.sock)",
+        "cscli decisions delete --range 100.64.7.0/24",
+    ] {
+        assert!(out.contains(said), "{said:?} not in:\n{out}");
+    }
+    let table = nft_list(pbx);
+    assert!(!table.contains("100.64.7."), "{table}");
+    assert!(
+        table.contains("203.0.113.90"),
+        "the other ban stays: {table}"
+    );
 }

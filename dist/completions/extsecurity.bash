@@ -19,6 +19,9 @@ _extsecurity() {
             extsecurity,agi)
                 cmd="extsecurity__subcmd__agi"
                 ;;
+            extsecurity,ban)
+                cmd="extsecurity__subcmd__ban"
+                ;;
             extsecurity,bans)
                 cmd="extsecurity__subcmd__bans"
                 ;;
@@ -73,6 +76,9 @@ _extsecurity() {
             extsecurity__subcmd__help,agi)
                 cmd="extsecurity__subcmd__help__subcmd__agi"
                 ;;
+            extsecurity__subcmd__help,ban)
+                cmd="extsecurity__subcmd__help__subcmd__ban"
+                ;;
             extsecurity__subcmd__help,bans)
                 cmd="extsecurity__subcmd__help__subcmd__bans"
                 ;;
@@ -119,7 +125,7 @@ _extsecurity() {
 
     case "${cmd}" in
         extsecurity)
-            opts="-h -V --config --help --version check explain check-config crowdsec-check agi report bans fraud unban status serve help"
+            opts="-h -V --config --help --version check explain check-config crowdsec-check agi report bans fraud unban ban status serve help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -143,6 +149,32 @@ _extsecurity() {
                 return 0
             fi
             case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        extsecurity__subcmd__ban)
+            opts="-h --for --reason --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --for)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --reason)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -431,7 +463,7 @@ _extsecurity() {
             return 0
             ;;
         extsecurity__subcmd__help)
-            opts="check explain check-config crowdsec-check agi report bans fraud unban status serve help"
+            opts="check explain check-config crowdsec-check agi report bans fraud unban ban status serve help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -445,6 +477,20 @@ _extsecurity() {
             return 0
             ;;
         extsecurity__subcmd__help__subcmd__agi)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        extsecurity__subcmd__help__subcmd__ban)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -719,12 +765,20 @@ _extsecurity() {
             return 0
             ;;
         extsecurity__subcmd__unban)
-            opts="-h --config --help"
+            opts="-h --fail2ban-socket --jail --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --fail2ban-socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --jail)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

@@ -234,3 +234,15 @@ fn forget(shared: &Shared, arg: &str) -> String {
         false => format!("unknown {ip}\n"),
     }
 }
+
+/// One request to a running daemon's control socket (`extsecurity unban`, `status`,
+/// `fraud …`); its one-line answer.
+pub fn ask(path: &Path, request: &str) -> std::io::Result<String> {
+    use std::io::{BufRead, Write};
+    let mut stream = std::os::unix::net::UnixStream::connect(path)?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    stream.write_all(format!("{request}\n").as_bytes())?;
+    let mut answer = String::new();
+    std::io::BufReader::new(stream).read_line(&mut answer)?;
+    Ok(answer.trim_end().to_string())
+}

@@ -45,11 +45,15 @@ pub fn ruleset(config: &NftablesConfig) -> String {
         "table inet {t} {{\n\
          \x20 set v4 {{ type ipv4_addr; flags timeout; size {size}; }}\n\
          \x20 set v6 {{ type ipv6_addr; flags timeout; size {size}; }}\n\
+         \x20 set n4 {{ type ipv4_addr; flags interval, timeout; size {size}; }}\n\
+         \x20 set n6 {{ type ipv6_addr; flags interval, timeout; size {size}; }}\n\
          \x20 chain input {{ type filter hook input priority -10; policy accept; }}\n\
          }}\n\
          flush chain inet {t} input\n\
          add rule inet {t} input ip saddr @v4{ports} counter drop\n\
-         add rule inet {t} input ip6 saddr @v6{ports} counter drop\n"
+         add rule inet {t} input ip6 saddr @v6{ports} counter drop\n\
+         add rule inet {t} input ip saddr @n4{ports} counter drop\n\
+         add rule inet {t} input ip6 saddr @n6{ports} counter drop\n"
     )
 }
 
@@ -111,23 +115,29 @@ pub fn remove(table: &str) -> Result<Option<usize>, NftError> {
     Ok(Some(held))
 }
 
-/// One banned address, as the kernel holds it.
+/// One banned address or range, as the kernel holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Banned {
-    pub ip: IpAddr,
+    /// An address is a /32 or /128; a range (`extsecurity ban CIDR`) is wider.
+    pub net: ipnet::IpNet,
     /// The alert's reason, from the element's comment.
     pub reason: String,
     pub expires: Duration,
 }
 
-/// Every element of both sets, read with `nft -j` (works while the daemon is down).
+/// Every element of the address sets and the range sets, read with `nft -j` (works
+/// while the daemon is down).
 pub fn list(table: &str) -> Result<Vec<Banned>, NftError> {
     let mut all = Vec::new();
-    for set in ["v4", "v6"] {
+    for set in ["v4", "v6", "n4", "n6"] {
         let out = Command::new("nft")
             .args(["-j", "list", "set", "inet", table, set])
             .output()
             .map_err(NftError::Spawn)?;
+        // A table an older daemon made has no range sets yet.
+        if !out.status.success() && set.starts_with('n') {
+            continue;
+        }
         if !out.status.success() {
             let why = String::from_utf8_lossy(&out.stderr);
             let why = why.lines().next().unwrap_or_default().trim();
@@ -162,17 +172,125 @@ pub fn parse_listing(json: &[u8]) -> Result<Vec<Banned>, NftError> {
         let elems = entry["set"]["elem"].as_array().cloned().unwrap_or_default();
         for e in elems {
             let e = &e["elem"];
-            let Some(ip) = e["val"].as_str().and_then(|v| v.parse().ok()) else {
+            let prefix = &e["val"]["prefix"];
+            let net = match e["val"].as_str() {
+                Some(v) => v.parse::<IpAddr>().ok().map(ipnet::IpNet::from),
+                None => prefix["addr"]
+                    .as_str()
+                    .and_then(|a| a.parse::<IpAddr>().ok())
+                    .zip(prefix["len"].as_u64())
+                    .and_then(|(a, len)| ipnet::IpNet::new(a, len as u8).ok()),
+            };
+            let Some(net) = net else {
                 continue;
             };
             out.push(Banned {
-                ip,
+                net,
                 reason: e["comment"].as_str().unwrap_or_default().to_string(),
                 expires: Duration::from_secs(e["expires"].as_u64().unwrap_or(0)),
             });
         }
     }
     Ok(out)
+}
+
+/// `203.0.113.5` for a single address, `203.0.113.0/24` for a range.
+pub fn shown(net: &ipnet::IpNet) -> String {
+    match net.prefix_len() == net.max_prefix_len() {
+        true => net.addr().to_string(),
+        false => net.to_string(),
+    }
+}
+
+/// A comment `nft` takes between quotes: printable ASCII but `"` and `\`, at most 100.
+pub fn nft_comment(text: &str) -> String {
+    text.chars()
+        .filter(|c| c.is_ascii_graphic() || *c == ' ')
+        .filter(|c| !matches!(c, '"' | '\\'))
+        .take(100)
+        .collect()
+}
+
+/// Bans the range `net` (`extsecurity ban CIDR`) in the interval set of its family for
+/// `timeout`, through `nft` (ranges are rare, set by hand).
+pub fn add_range(
+    table: &str,
+    net: ipnet::IpNet,
+    timeout: Duration,
+    comment: &str,
+) -> Result<(), NftError> {
+    let set = if net.addr().is_ipv4() { "n4" } else { "n6" };
+    let element = format!(
+        "{{ {} timeout {}s comment \"{}\" }}",
+        net.trunc(),
+        timeout.as_secs().max(1),
+        nft_comment(comment)
+    );
+    run_nft(&["add", "element", "inet", table, set, &element]).map(drop)
+}
+
+/// Lifts the range `net`; `Ok(false)` when it was not banned as such.
+pub fn delete_range(table: &str, net: ipnet::IpNet) -> Result<bool, NftError> {
+    let set = if net.addr().is_ipv4() { "n4" } else { "n6" };
+    let element = format!("{{ {} }}", net.trunc());
+    match run_nft(&["delete", "element", "inet", table, set, &element]) {
+        Ok(()) => Ok(true),
+        Err(NftError::Refused(why))
+            if why.contains("No such file") || why.contains("does not exist") =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn run_nft(args: &[&str]) -> Result<(), NftError> {
+    let out = Command::new("nft")
+        .args(args)
+        .stdout(Stdio::null())
+        .output()
+        .map_err(NftError::Spawn)?;
+    match out.status.success() {
+        true => Ok(()),
+        false => {
+            let why = String::from_utf8_lossy(&out.stderr);
+            let line = why
+                .lines()
+                .find(|l| l.contains("Error"))
+                .unwrap_or(why.trim());
+            Err(NftError::Refused(line.trim().to_string()))
+        }
+    }
+}
+
+/// `90s`, `15m`, `4h`, `2d`, `1h30m`: a length given by hand.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let bad = || format!("{text:?} is not a duration such as 90s, 15m, 4h, 2d or 1h30m");
+    let mut total: u64 = 0;
+    let mut number = String::new();
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            number.push(c);
+            continue;
+        }
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86_400,
+            _ => return Err(bad()),
+        };
+        let n: u64 = number.parse().map_err(|_| bad())?;
+        total = n
+            .checked_mul(unit)
+            .and_then(|v| total.checked_add(v))
+            .ok_or_else(bad)?;
+        number.clear();
+    }
+    if !number.is_empty() || total == 0 {
+        return Err(bad());
+    }
+    Ok(Duration::from_secs(total))
 }
 
 /// This host's own addresses (every interface), which are never banned.
@@ -212,6 +330,36 @@ pub fn own_addresses() -> Vec<IpAddr> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn durations_by_hand() {
+        for (text, secs) in [
+            ("90s", 90),
+            ("15m", 900),
+            ("4h", 14_400),
+            ("2d", 172_800),
+            ("1h30m", 5400),
+        ] {
+            assert_eq!(
+                parse_duration(text),
+                Ok(Duration::from_secs(secs)),
+                "{text}"
+            );
+        }
+        for bad in ["", "4", "h", "4x", "0s", "-1h", "99999999999999999999d"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_comment_cannot_break_out_of_nfts_quotes() {
+        assert_eq!(
+            nft_comment("x\" } ; flush ruleset \\ \n"),
+            "x } ; flush ruleset  "
+        );
+        assert_eq!(shown(&"203.0.113.5/32".parse().unwrap()), "203.0.113.5");
+        assert_eq!(shown(&"203.0.113.0/24".parse().unwrap()), "203.0.113.0/24");
+    }
+
     fn config(ports: Vec<u16>) -> NftablesConfig {
         NftablesConfig {
             ports,
@@ -249,11 +397,15 @@ mod tests {
         assert_eq!(
             banned,
             [Banned {
-                ip: "203.0.113.5".parse().unwrap(),
+                net: "203.0.113.5/32".parse().unwrap(),
                 reason: "auth_bruteforce".into(),
                 expires: Duration::from_secs(86_390),
             }]
         );
+        // A range set (`ban CIDR`), as nft 1.0.6 lists an interval element.
+        let json = br#"{"nftables": [{"set": {"name": "n4", "elem": [{"elem": {"val": {"prefix": {"addr": "203.0.113.0", "len": 24}}, "timeout": 3600, "expires": 3500, "comment": "manual: x"}}]}}]}"#;
+        let banned = parse_listing(json).unwrap();
+        assert_eq!(shown(&banned[0].net), "203.0.113.0/24");
         assert!(parse_listing(b"{").is_err());
         assert_eq!(parse_listing(br#"{"nftables": []}"#).unwrap(), []);
     }
