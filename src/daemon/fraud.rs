@@ -228,6 +228,12 @@ pub fn judge(shared: &Shared, config: &Config, call: &Outbound) -> Result<Judgem
 /// quarantine, never an ordinary call or a plain refusal.
 fn fraud_event(judgement: &Judgement, call: &Outbound) -> Option<crate::notify::Event> {
     use crate::fraud::Decision;
+    if !matches!(
+        judgement.decision,
+        Decision::Warn { .. } | Decision::TollFraud { .. }
+    ) {
+        return None; // The ordinary call: nothing to build.
+    }
     let class = judgement.destination.class.to_string();
     let account = call.account.clone();
     Some(match &judgement.decision {
