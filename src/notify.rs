@@ -17,24 +17,10 @@ use serde::Serialize;
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Event {
     /// An account passed a warning level of the outbound check.
-    TollFraudWarning {
-        account: String,
-        class: String,
-        rule: String,
-        figure: u32,
-        limit: u32,
-        address: IpAddr,
-    },
+    TollFraudWarning(Level),
     /// An account passed a critical level: the call was refused and the account
     /// quarantined.
-    TollFraud {
-        account: String,
-        class: String,
-        rule: String,
-        figure: u32,
-        limit: u32,
-        address: IpAddr,
-    },
+    TollFraud(Level),
     /// A login that looked like a takeover quarantined the account before its first call.
     Takeover {
         account: String,
@@ -63,6 +49,33 @@ pub enum Event {
     },
     /// The alerts of the last `seconds`.
     Digest(Digest),
+}
+
+/// A level of the outbound check an account reached, on a call from `address`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Level {
+    pub account: String,
+    pub class: String,
+    pub rule: String,
+    pub figure: u32,
+    pub limit: u32,
+    pub address: IpAddr,
+}
+
+impl Level {
+    /// `account 'alice' reached 3 for concurrent on international calls (critical level
+    /// 3), calling from 203.0.113.66`
+    fn words(&self, level: &str) -> String {
+        format!(
+            "account {} reached {} for {} on {} calls ({level} level {}), calling from {}",
+            shown(&self.account),
+            self.figure,
+            self.rule,
+            self.class,
+            self.limit,
+            self.address
+        )
+    }
 }
 
 /// The alerts (bans) of a period: counts by rule and the top addresses.
@@ -137,10 +150,8 @@ impl Event {
     /// `critical`, `warning` or `info`.
     pub fn severity(&self) -> &'static str {
         match self {
-            Event::TollFraud { .. } | Event::Takeover { .. } | Event::LogFailing { .. } => {
-                "critical"
-            }
-            Event::TollFraudWarning { .. } | Event::LinkDown { .. } => "warning",
+            Event::TollFraud(_) | Event::Takeover { .. } | Event::LogFailing { .. } => "critical",
+            Event::TollFraudWarning(_) | Event::LinkDown { .. } => "warning",
             _ => "info",
         }
     }
@@ -148,28 +159,11 @@ impl Event {
     /// One line in words.
     pub fn text(&self) -> String {
         match self {
-            Event::TollFraudWarning {
-                account,
-                class,
-                rule,
-                figure,
-                limit,
-                address,
-            } => format!(
-                "Toll fraud warning: account {} reached {figure} for {rule} on {class} calls (warning level {limit}), calling from {address}.",
-                shown(account)
-            ),
-            Event::TollFraud {
-                account,
-                class,
-                rule,
-                figure,
-                limit,
-                address,
-            } => format!(
-                "TOLL FRAUD: account {} reached {figure} for {rule} on {class} calls (critical level {limit}), calling from {address}: the call was refused and the account QUARANTINED (only internal, national and emergency calls pass). Change its password, then: extsecurity fraud release {}",
-                shown(account),
-                shown(account)
+            Event::TollFraudWarning(l) => format!("Toll fraud warning: {}.", l.words("warning")),
+            Event::TollFraud(l) => format!(
+                "TOLL FRAUD: {}: the call was refused and the account QUARANTINED (only internal, national and emergency calls pass). Change its password, then: extsecurity fraud release {}",
+                l.words("critical"),
+                shown(&l.account)
             ),
             Event::Takeover {
                 account,
@@ -209,11 +203,9 @@ impl Event {
     /// A few words for a mail's subject.
     fn headline(&self) -> String {
         match self {
-            Event::TollFraudWarning { account, .. } => {
-                format!("toll fraud warning for {}", shown(account))
-            }
-            Event::TollFraud { account, .. } => {
-                format!("account {} quarantined (toll fraud)", shown(account))
+            Event::TollFraudWarning(l) => format!("toll fraud warning for {}", shown(&l.account)),
+            Event::TollFraud(l) => {
+                format!("account {} quarantined (toll fraud)", shown(&l.account))
             }
             Event::Takeover { account, .. } => {
                 format!("account {} quarantined (takeover)", shown(account))
@@ -330,14 +322,14 @@ mod tests {
     use super::*;
 
     fn quarantine(account: &str) -> Event {
-        Event::TollFraud {
+        Event::TollFraud(Level {
             account: account.into(),
             class: "international".into(),
             rule: "concurrent".into(),
             figure: 3,
             limit: 3,
             address: "203.0.113.9".parse().unwrap(),
-        }
+        })
     }
 
     #[test]

@@ -228,40 +228,31 @@ pub fn judge(shared: &Shared, config: &Config, call: &Outbound) -> Result<Judgem
 /// quarantine, never an ordinary call or a plain refusal.
 fn fraud_event(judgement: &Judgement, call: &Outbound) -> Option<crate::notify::Event> {
     use crate::fraud::Decision;
-    if !matches!(
-        judgement.decision,
-        Decision::Warn { .. } | Decision::TollFraud { .. }
-    ) {
-        return None; // The ordinary call: nothing to build.
-    }
-    let class = judgement.destination.class.to_string();
-    let account = call.account.clone();
-    Some(match &judgement.decision {
+    // An ordinary call returns here, before anything is built.
+    let (rule, figure, limit) = match &judgement.decision {
         Decision::Warn {
             rule,
             figure,
             limit,
-        } => crate::notify::Event::TollFraudWarning {
-            account,
-            class,
-            rule: rule.to_string(),
-            figure: *figure,
-            limit: *limit,
-            address: call.address,
-        },
+        } => (rule.to_string(), *figure, *limit),
         Decision::TollFraud {
             rule,
             figure,
             limit,
-        } => crate::notify::Event::TollFraud {
-            account,
-            class,
-            rule: rule.clone(),
-            figure: *figure,
-            limit: *limit,
-            address: call.address,
-        },
+        } => (rule.clone(), *figure, *limit),
         _ => return None,
+    };
+    let level = crate::notify::Level {
+        account: call.account.clone(),
+        class: judgement.destination.class.to_string(),
+        rule,
+        figure,
+        limit,
+        address: call.address,
+    };
+    Some(match judgement.decision {
+        Decision::Warn { .. } => crate::notify::Event::TollFraudWarning(level),
+        _ => crate::notify::Event::TollFraud(level),
     })
 }
 
