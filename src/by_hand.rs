@@ -174,8 +174,11 @@ pub fn ban(config: &Config, target: Target, length: Option<Duration>, note: &str
         Ok(false) => said.say(format!(
             "{shown}: not banned in the kernel: [nftables] is off"
         )),
+        Err(e) if e.contains("No such file or directory") => said.fail(format!(
+            "{shown}: cannot ban in the kernel: no table inet {table} (or no range set) yet: `extsecurity serve` with [nftables] makes it at start"
+        )),
         Err(e) => said.fail(format!(
-            "{shown}: cannot ban in the kernel: {e} (run as root; a range needs the table of a daemon of this version)"
+            "{shown}: cannot ban in the kernel: {e} (run as root)"
         )),
     }
     let line = match target {
