@@ -101,6 +101,19 @@ pub struct Offender {
     pub alerts: u64,
     pub first_seen: String,
     pub last_seen: String,
+    /// Its alerts by rule (the reason without its `(N)`).
+    pub rules: BTreeMap<String, u64>,
+}
+
+impl Offender {
+    /// `extension_scan 3, call_rate 1`, most first.
+    pub fn rules_shown(&self) -> String {
+        sorted_desc(&self.rules)
+            .iter()
+            .map(|(rule, n)| format!("{rule} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }
 
 /// Counts for one hour (`2026-11-24 19`) or one day (`2026-11-24`).
@@ -279,6 +292,7 @@ impl Report {
                 ..Offender::default()
             });
         offender.alerts += 1;
+        bump(&mut offender.rules, rule);
         // Rotated files may be read in any order: keep the extremes, not the latest.
         if time < offender.first_seen.as_str() {
             offender.first_seen = time.to_string();
@@ -379,14 +393,18 @@ impl Report {
         );
         let _ = writeln!(
             out,
-            "  {:<39} {:>8}  {:<23}  {:<23}",
+            "  {:<39} {:>8}  {:<23}  {:<23}  rules",
             "address", "alerts", "first seen", "last seen"
         );
         for o in self.top(n) {
             let _ = writeln!(
                 out,
-                "  {:<39} {:>8}  {:<23}  {:<23}",
-                o.ip, o.alerts, o.first_seen, o.last_seen
+                "  {:<39} {:>8}  {:<23}  {:<23}  {}",
+                o.ip,
+                o.alerts,
+                o.first_seen,
+                o.last_seen,
+                o.rules_shown()
             );
         }
         let numbers = self.top_numbers(n);
@@ -864,6 +882,10 @@ not a line of ours
                 alerts: 2,
                 first_seen: "2026-11-24 19:08:52.123".into(),
                 last_seen: "2026-11-24 20:01:00.500".into(),
+                rules: BTreeMap::from([
+                    ("blocked_user_agent".into(), 1),
+                    ("wrong_exten_type".into(), 1)
+                ]),
             }
         );
         assert_eq!(top[1].ip, "2001:db8::5");

@@ -210,15 +210,16 @@ fn chart(
 }
 
 fn offenders(out: &mut String, r: &Report, n: usize) {
-    out.push_str("<h2>Top offending addresses</h2>\n<table id=\"offenders\"><tr><th>address</th><th class=\"n\">alerts</th><th>first seen</th><th>last seen</th></tr>");
+    out.push_str("<h2>Top offending addresses</h2>\n<table id=\"offenders\"><tr><th>address</th><th class=\"n\">alerts</th><th>rules</th><th>first seen</th><th>last seen</th></tr>");
     for o in r.top(n) {
         let _ = write!(
             out,
-            "<tr data-ip=\"{}\" data-alerts=\"{}\"><td>{}</td><td class=\"n\">{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr data-ip=\"{}\" data-alerts=\"{}\"><td>{}</td><td class=\"n\">{}</td><td class=\"rules\">{}</td><td>{}</td><td>{}</td></tr>",
             esc(&o.ip),
             o.alerts,
             esc(&o.ip),
             o.alerts,
+            esc(&o.rules_shown()),
             esc(&o.first_seen),
             esc(&o.last_seen)
         );

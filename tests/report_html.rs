@@ -186,6 +186,21 @@ fn the_page_loads_clean_and_its_charts_hold_the_json_reports_figures() {
             (*ip, n),
             (o["ip"].as_str().unwrap(), o["alerts"].to_string().as_str())
         );
+        // Its rules, as the JSON counts them.
+        let row = table.split(&format!("data-ip=\"{ip}\"")).nth(1).unwrap();
+        let shown = row
+            .split("class=\"rules\">")
+            .nth(1)
+            .unwrap()
+            .split('<')
+            .next()
+            .unwrap();
+        let rules = o["rules"].as_object().unwrap();
+        assert_eq!(shown.split(", ").count(), rules.len(), "{ip}: {shown}");
+        for part in shown.split(", ") {
+            let (rule, count) = part.rsplit_once(' ').unwrap();
+            assert_eq!(rules[rule].to_string(), count, "{ip}: {shown}");
+        }
     }
     // Numbers dialled by attackers, and the outbound refusals by class and account.
     let top_number = &json["top_numbers"][0];
