@@ -73,15 +73,20 @@ pub fn setup(config: &NftablesConfig) -> Result<(), NftError> {
         .map_err(NftError::Spawn)?;
     drop(stdin);
     let out = child.wait_with_output().map_err(NftError::Spawn)?;
-    if out.status.success() {
-        return Ok(());
+    match out.status.success() {
+        true => Ok(()),
+        false => Err(refused(&out.stderr)),
     }
-    let why = String::from_utf8_lossy(&out.stderr);
+}
+
+/// What `nft` said when it refused: its `Error:` line, else its first words.
+fn refused(stderr: &[u8]) -> NftError {
+    let why = String::from_utf8_lossy(stderr);
     let line = why
         .lines()
         .find(|l| l.contains("Error"))
         .unwrap_or(why.trim());
-    Err(NftError::Refused(line.trim().to_string()))
+    NftError::Refused(line.trim().to_string())
 }
 
 /// Removes table `table` and the bans it holds: what `serve` does when `[nftables]` is
@@ -252,14 +257,7 @@ fn run_nft(args: &[&str]) -> Result<(), NftError> {
         .map_err(NftError::Spawn)?;
     match out.status.success() {
         true => Ok(()),
-        false => {
-            let why = String::from_utf8_lossy(&out.stderr);
-            let line = why
-                .lines()
-                .find(|l| l.contains("Error"))
-                .unwrap_or(why.trim());
-            Err(NftError::Refused(line.trim().to_string()))
-        }
+        false => Err(refused(&out.stderr)),
     }
 }
 
