@@ -5,7 +5,7 @@
 //! its socket, so that an unban is not undone at its next read of the log).
 
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
@@ -334,10 +334,6 @@ pub fn unban(config: &Config, target: Target, fail2ban: &Fail2ban) -> Said {
 
 /// Where Debian's fail2ban listens.
 pub const FAIL2BAN_SOCKET: &str = "/run/fail2ban/fail2ban.sock";
-
-pub fn default_fail2ban_socket() -> &'static Path {
-    Path::new(FAIL2BAN_SOCKET)
-}
 
 #[cfg(test)]
 mod tests {
