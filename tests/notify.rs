@@ -78,11 +78,17 @@ impl Drop for SmtpServer {
 
 /// A webhook: every POST's body, answered 200.
 fn webhook() -> (u16, Arc<Mutex<Vec<serde_json::Value>>>) {
+    webhook_failing_first(0)
+}
+
+/// A webhook that answers `503` to its first `failures` POSTs (not kept), then 200.
+fn webhook_failing_first(failures: usize) -> (u16, Arc<Mutex<Vec<serde_json::Value>>>) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let bodies = Arc::new(Mutex::new(Vec::new()));
     let got = bodies.clone();
     std::thread::spawn(move || {
+        let mut failures = failures;
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { continue };
             let mut reader = BufReader::new(stream.try_clone().unwrap());
@@ -98,6 +104,13 @@ fn webhook() -> (u16, Arc<Mutex<Vec<serde_json::Value>>>) {
             }
             let mut body = vec![0; length];
             reader.read_exact(&mut body).unwrap();
+            if failures > 0 {
+                failures -= 1;
+                let _ = stream.write_all(
+                    b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                );
+                continue;
+            }
             got.lock()
                 .unwrap()
                 .push(serde_json::from_slice(&body).unwrap());
@@ -250,6 +263,52 @@ fn a_mail_server_that_is_down_loses_nothing_and_is_said_once() {
     assert_eq!(said.matches("notify: the mail fails").count(), 1, "{said}");
     assert_eq!(
         said.matches("notify: the mail works again").count(),
+        1,
+        "{said}"
+    );
+}
+
+#[test]
+fn a_webhook_that_answers_503_gets_everything_in_one_post_once_it_works() {
+    let (hook_port, hooks) = webhook_failing_first(2);
+    let (mut serve, port, metrics_port) = daemon(&format!(
+        "webhook_url = \"http://127.0.0.1:{hook_port}/hook\"\n"
+    ));
+    toll_fraud(port, "alice");
+    toll_fraud(port, "bob");
+    // Two 503s (at about 2 s and 3 s), then the third try (about 5 s) is taken.
+    wait_for(
+        "the post after two refusals",
+        Duration::from_secs(20),
+        || hooks.lock().unwrap().len() == 1,
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let hooks = hooks.lock().unwrap().clone();
+    assert_eq!(hooks.len(), 1, "one POST once it works");
+    let kinds: Vec<&str> = hooks[0]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["account"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["alice", "bob"], "both quarantines, in order");
+    assert_eq!(
+        metric(
+            metrics_port,
+            "extsecurity_notify_failures_total{channel=\"webhook\"}"
+        ),
+        2.0
+    );
+    assert!(serve.terminate().success());
+    let said = serve.stderr();
+    assert_eq!(
+        said.matches("notify: the webhook fails (the webhook answered HTTP 503)")
+            .count(),
+        1,
+        "{said}"
+    );
+    assert_eq!(
+        said.matches("notify: the webhook works again").count(),
         1,
         "{said}"
     );
