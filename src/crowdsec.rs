@@ -60,7 +60,7 @@ impl Alert {
             } => (time, ip, reason),
             _ => return None,
         };
-        let rule = reason.split('(').next().unwrap_or_default();
+        let rule = crate::alert_log::rule_of(reason);
         let word = |n: &str| n.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
         let argument_ok = match reason[rule.len()..].strip_prefix('(') {
             None => reason.len() == rule.len(),
@@ -91,7 +91,7 @@ impl Alert {
     /// `extsecurity/<reason>`, the reason's `(N)` argument left out: one scenario per
     /// rule, whatever its setting.
     pub fn scenario(&self) -> String {
-        let rule = self.reason.split('(').next().unwrap_or_default();
+        let rule = crate::alert_log::rule_of(&self.reason);
         format!("extsecurity/{rule}")
     }
 }

@@ -104,7 +104,7 @@ pub struct DigestCounter {
 
 impl DigestCounter {
     pub fn alert(&mut self, ip: IpAddr, reason: &str) {
-        let rule = reason.split('(').next().unwrap_or(reason);
+        let rule = crate::alert_log::rule_of(reason);
         self.alerts += 1;
         *self.by_rule.entry(rule.to_string()).or_default() += 1;
         let full = self.by_address.len() >= MAX_ADDRESSES;

@@ -273,7 +273,7 @@ impl Report {
     }
 
     fn add_alert(&mut self, time: &str, ip: &str, reason: &str) {
-        let rule = reason.split('(').next().unwrap_or(reason);
+        let rule = crate::alert_log::rule_of(reason);
         for period in [
             self.per_hour.entry(time[..13].to_string()).or_default(),
             self.per_day.entry(time[..10].to_string()).or_default(),

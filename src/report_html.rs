@@ -107,7 +107,7 @@ fn colours(by_reason: &BTreeMap<String, u64>) -> Vec<(String, &'static str)> {
     let mut rules: BTreeMap<String, u64> = BTreeMap::new();
     for (reason, n) in by_reason {
         *rules
-            .entry(reason.split('(').next().unwrap_or(reason).to_string())
+            .entry(crate::alert_log::rule_of(reason).to_string())
             .or_default() += n;
     }
     let mut sorted: Vec<(String, u64)> = rules.into_iter().collect();

@@ -207,10 +207,8 @@ pub fn judge(shared: &Shared, config: &Config, call: &Outbound) -> Result<Judgem
         blame: None,
     })?;
     let destination = classify_outbound(fraud, &shared.fraud.high_risk(), &call.number);
-    let judgement = shared
-        .fraud
-        .guard()
-        .judge(fraud, destination, call, Now::current());
+    let now = Now::current();
+    let judgement = shared.fraud.guard().judge(fraud, destination, call, now);
     let line = Line::for_outbound(&judgement, call, config.is_trusted(call.address));
     if line.level != crate::alert_log::Level::Info || config.log_ok_calls {
         let _ = shared.write(config, &line);
@@ -219,8 +217,7 @@ pub fn judge(shared: &Shared, config: &Config, call: &Outbound) -> Result<Judgem
     if let Some(event) = fraud_event(&judgement, call) {
         shared.notify(event);
     }
-    let now = crate::daemon::status::unix_now();
-    shared.metrics.activity.calls.count(now);
+    shared.metrics.activity.calls.count(now.unix);
     Ok(judgement)
 }
 

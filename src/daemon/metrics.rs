@@ -58,7 +58,7 @@ impl Activity {
     /// An alert line for `reason` (its rule: what comes before any `(`), as written.
     pub fn alert(&self, reason: &str, line: &str) {
         let now = crate::daemon::status::unix_now();
-        let rule = reason.split('(').next().unwrap_or(reason);
+        let rule = crate::alert_log::rule_of(reason);
         self.alerts.count(now);
         self.alerts_total.fetch_add(1, Relaxed);
         self.book.alert(rule, line, now);
