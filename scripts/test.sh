@@ -25,6 +25,8 @@
 #   prometheus      promtool checks and unit-tests the shipped alert rules and the
 #                   dashboard's queries
 #   python3-aiosmtpd  a real SMTP server (STARTTLS, AUTH) takes the notifications
+#   python3-venv (if python3 lacks venv) and phonenumbers 9.0.33 from PyPI in
+#                   target/phonenumbers-venv: the oracle of the destination classes
 #   chromium, fonts-dejavu-core  a headless browser loads report --html and takes the
 #                   screenshot the README shows
 #   rustfmt, clippy the style gates
@@ -73,6 +75,14 @@ command -v crowdsec-firewall-bouncer >/dev/null || need+=(crowdsec-firewall-boun
 if ((${#need[@]})); then
   echo "test.sh: installing ${need[*]}"
   apt_install "${need[@]}"
+fi
+# Python phonenumbers from PyPI, the independent oracle tests/number_oracle.rs holds the
+# destination classes to (the same libphonenumber metadata as the phonenumber crate's).
+oracle=target/phonenumbers-venv
+if ! "$oracle/bin/python3" -c 'import phonenumbers' 2>/dev/null; then
+  rm -rf "$oracle"
+  python3 -m venv "$oracle" 2>/dev/null || { apt_install python3-venv; rm -rf "$oracle"; python3 -m venv "$oracle"; }
+  "$oracle/bin/pip" install -q --disable-pip-version-check phonenumbers==9.0.33
 fi
 for component in rustfmt clippy; do
   rustup component list --installed 2>/dev/null | grep -q "^$component" || rustup component add "$component"

@@ -8,9 +8,10 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::Invalid;
+use crate::fraud::extension_pattern::ExtensionPatterns;
 use crate::fraud::hours::Hours;
 use crate::fraud::limits::{ClassLimits, Level, MAX_DISTINCT_LEVEL, Rule};
-use crate::fraud::number::{Class, DialPlan, Prefixes};
+use crate::fraud::number::{Class, DialPlan, Prefixes, feature_prefixes};
 
 /// Where the shipped high-risk list is installed.
 pub const DEFAULT_HIGH_RISK_FILE: &str = "/etc/asterisk/extsecurity-high-risk.conf";
@@ -31,6 +32,10 @@ pub struct FraudConfig {
     /// How long a number an alerted guest call tried stays refused; zero: not learned.
     pub learned: Duration,
     pub quarantine: Duration,
+    /// An address the account has used for longer than this before a toll-fraud
+    /// verdict is its own (an office, a home): the account is quarantined, the address
+    /// not banned.
+    pub known_address: Duration,
     /// A login from an address the account has not used for this long is new.
     pub new_address: Duration,
     /// Failed logins this recent before a successful one from a new address make it a
@@ -188,11 +193,16 @@ impl RawClasses {
 pub(super) struct RawFraud {
     enabled: bool,
     country_code: Spanned<String>,
-    international_prefix: Spanned<String>,
-    national_prefix: Spanned<String>,
+    international_prefix: Option<Spanned<String>>,
+    national_prefix: Option<Spanned<String>>,
     outside_line_prefix: Spanned<String>,
     emergency_numbers: Vec<Spanned<String>>,
-    internal_max_digits: Spanned<usize>,
+    /// Replaced by `internal`: refused with a word on what to write instead.
+    internal_max_digits: Option<Spanned<usize>>,
+    internal: Vec<Spanned<String>>,
+    home_regions: Vec<Spanned<String>>,
+    feature_prefixes: Vec<Spanned<String>>,
+    known_address_seconds: u64,
     blocked_prefixes: Vec<Spanned<String>>,
     high_risk_file: Spanned<String>,
     learned_days: u32,
@@ -211,11 +221,15 @@ impl Default for RawFraud {
         RawFraud {
             enabled: false,
             country_code: text(""),
-            international_prefix: text("00"),
-            national_prefix: text("0"),
+            international_prefix: None,
+            national_prefix: None,
             outside_line_prefix: text(""),
             emergency_numbers: Vec::new(),
-            internal_max_digits: Spanned::new(0..0, 4),
+            internal_max_digits: None,
+            internal: Vec::new(),
+            home_regions: Vec::new(),
+            feature_prefixes: Vec::new(),
+            known_address_seconds: 86_400,
             blocked_prefixes: Vec::new(),
             high_risk_file: text(DEFAULT_HIGH_RISK_FILE),
             learned_days: 30,
@@ -248,6 +262,78 @@ fn digits(
 }
 
 impl RawFraud {
+    /// How the PBX's users dial: the prefixes (North America's `011` and `1` when the
+    /// country code is 1 and they are not set), the home regions, what is internal and
+    /// the feature codes.
+    fn dial_plan(&self, country_code: String) -> Result<DialPlan, Invalid> {
+        if let Some(old) = &self.internal_max_digits {
+            return Err((
+                old.span(),
+                "fraud.internal_max_digits is gone: the check runs before a trunk Dial, where a short number can be premium (3617 in France); list what never leaves by the trunk as extension patterns instead, such as internal = [\"_1XX\"]".into(),
+            ));
+        }
+        let mut plan = DialPlan::for_country(&country_code);
+        if let Some(p) = &self.international_prefix {
+            plan.international_prefix = digits(p, "international_prefix", 4, "\"00\" or \"011\"")?;
+        }
+        if let Some(p) = &self.national_prefix {
+            plan.national_prefix = digits(p, "national_prefix", 2, "\"0\" or \"1\"")?;
+        }
+        plan.outside_line_prefix =
+            digits(&self.outside_line_prefix, "outside_line_prefix", 2, "\"9\"")?;
+        plan.extra_emergency = self
+            .emergency_numbers
+            .iter()
+            .map(|n| digits(n, "emergency_numbers", 15, "\"112\""))
+            .collect::<Result<_, _>>()?;
+        if !self.home_regions.is_empty() {
+            let code = country_code.parse().unwrap_or(0);
+            let known = crate::fraud::number_types::regions(code);
+            plan.home_regions = self
+                .home_regions
+                .iter()
+                .map(|r| {
+                    let region = r.get_ref().to_ascii_uppercase();
+                    match known.contains(&region.as_str()) {
+                        true => Ok(region),
+                        false => Err((
+                            r.span(),
+                            format!(
+                                "fraud.home_regions: {:?} is not a region of +{country_code} (its regions: {})",
+                                r.get_ref(),
+                                known.join(", ")
+                            ),
+                        )),
+                    }
+                })
+                .collect::<Result<_, Invalid>>()?;
+        }
+        let internal: Vec<String> = self.internal.iter().map(|p| p.get_ref().clone()).collect();
+        plan.internal = ExtensionPatterns::new(&internal).map_err(|why| {
+            let at = self.internal.first().map_or(0..0, |p| p.span());
+            (at, format!("fraud.internal: {why}"))
+        })?;
+        let extra = self
+            .feature_prefixes
+            .iter()
+            .map(|p| {
+                let text = p.get_ref();
+                let ok = !text.is_empty()
+                    && text.len() <= 8
+                    && text.bytes().all(|b| b"0123456789*#".contains(&b));
+                match ok {
+                    true => Ok(text.clone()),
+                    false => Err((
+                        p.span(),
+                        format!("fraud.feature_prefixes: {text:?} must be 1 to 8 of 0-9, * and #, such as \"*67\""),
+                    )),
+                }
+            })
+            .collect::<Result<Vec<_>, Invalid>>()?;
+        plan.feature_prefixes = feature_prefixes(&country_code, &extra);
+        Ok(plan)
+    }
+
     /// `None` when off.
     pub(super) fn validate(self) -> Result<Option<FraudConfig>, Invalid> {
         if !self.enabled {
@@ -260,39 +346,7 @@ impl RawFraud {
                 "fraud.country_code must be set to the PBX's country calling code, such as \"49\" (Germany) or \"1\" (North America)".into(),
             ));
         }
-        let dial_plan = DialPlan {
-            country_code,
-            international_prefix: digits(
-                &self.international_prefix,
-                "international_prefix",
-                4,
-                "\"00\" or \"011\"",
-            )?,
-            national_prefix: digits(
-                &self.national_prefix,
-                "national_prefix",
-                2,
-                "\"0\" or \"1\"",
-            )?,
-            outside_line_prefix: digits(
-                &self.outside_line_prefix,
-                "outside_line_prefix",
-                2,
-                "\"9\"",
-            )?,
-            extra_emergency: self
-                .emergency_numbers
-                .iter()
-                .map(|n| digits(n, "emergency_numbers", 15, "\"112\""))
-                .collect::<Result<_, _>>()?,
-            internal_max_digits: *self.internal_max_digits.get_ref(),
-        };
-        if dial_plan.internal_max_digits > 15 {
-            return Err((
-                self.internal_max_digits.span(),
-                "fraud.internal_max_digits must be at most 15".into(),
-            ));
-        }
+        let dial_plan = self.dial_plan(country_code)?;
         let blocked = self
             .blocked_prefixes
             .iter()
@@ -348,6 +402,7 @@ impl RawFraud {
         })?;
         const DAY: u64 = 86_400;
         Ok(Some(FraudConfig {
+            known_address: Duration::from_secs(self.known_address_seconds),
             dial_plan,
             blocked: Prefixes::new(blocked),
             high_risk_file: path(&self.high_risk_file, "high_risk_file")?,

@@ -668,14 +668,17 @@ mod tests {
                 "toll_fraud(calls_per_minute)"
             ]
         );
-        // Quarantined: only national, internal and emergency calls pass.
+        // Quarantined: only national and emergency calls pass, whatever is dialled in
+        // front of the number.
         for (number, code) in [
             ("00442079460123", "quarantined(calls_per_minute)"),
             ("015112345678", "quarantined(calls_per_minute)"),
             ("09001123456", "quarantined(calls_per_minute)"),
+            ("*6700449098790000", "quarantined(calls_per_minute)"),
+            ("#31#005378612345", "quarantined(calls_per_minute)"),
             ("030901820", "ok"),
+            ("*67030901820", "ok"),
             ("112", "emergency"),
-            ("100", "internal"),
         ] {
             assert_eq!(judge(&mut g, &c, &call(number), at(120)), code, "{number}");
         }

@@ -6,11 +6,14 @@
 
 pub mod account;
 mod emergency_numbers;
+pub mod extension_pattern;
 pub mod guard;
 pub mod hours;
 pub mod limits;
 pub mod number;
 pub mod number_types;
+pub mod short_number;
+mod short_numbers;
 pub mod status;
 pub mod window;
 

@@ -14,7 +14,9 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::fraud::emergency_numbers::EMERGENCY;
+use crate::fraud::extension_pattern::ExtensionPatterns;
 use crate::fraud::number_types::{self, Kind};
+use crate::fraud::short_number::{self, ShortCost};
 
 /// A destination class (README, "Toll fraud").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -23,7 +25,8 @@ pub enum Class {
     /// The country's emergency numbers and the configured ones: never refused, never
     /// counted, even in quarantine.
     Emergency,
-    /// An extension or a feature code (`*97`): not judged.
+    /// What the administrator listed as never leaving by the trunk (`[fraud] internal`):
+    /// not judged.
     Internal,
     National,
     Mobile,
@@ -36,7 +39,9 @@ pub enum Class {
     Blocked,
     /// A number that an alerted guest call tried to dial: what attackers sell.
     Learned,
-    /// Not a number: a byte other than digits and a leading `+`, or too long for E.164.
+    /// Not a number: a byte other than digits and a leading `+`, too long for E.164, a
+    /// star or hash left after the feature codes, or no valid number of the home
+    /// country (never national).
     Malformed,
 }
 
@@ -112,12 +117,59 @@ pub struct DialPlan {
     pub outside_line_prefix: String,
     /// Emergency numbers besides the country's own.
     pub extra_emergency: Vec<String>,
-    /// Numbers of at most this many digits that start with neither prefix are
-    /// extensions.
-    pub internal_max_digits: usize,
+    /// The regions of the calling code whose numbers are national (`US`; the other
+    /// NANP countries inside +1 are billed as international). Never empty.
+    pub home_regions: Vec<String>,
+    /// What never leaves by the trunk, as the administrator lists it (`_1XX`): none
+    /// by default, since the check runs before a trunk `Dial`.
+    pub internal: ExtensionPatterns,
+    /// Feature codes dialled in front of a number (`*67`, `#31#`), longest first: the
+    /// carrier dials what follows, so that is what is judged.
+    pub feature_prefixes: Vec<String>,
 }
 
+/// Feature codes that carriers act on and then dial what follows (design §3g), with the
+/// calling code they belong to (`None`: every country). Star and hash codes cannot
+/// start a number, so they are stripped everywhere; digit codes only at home.
+pub const FEATURE_PREFIXES: &[(Option<&str>, &str)] = &[
+    // GSM (3GPP TS 22.030): withhold and show the caller's number for one call.
+    (None, "#31#"),
+    (None, "*31#"),
+    // NANP vertical service codes: block and unblock caller id, cancel call waiting,
+    // and their rotary forms.
+    (None, "*67"),
+    (None, "*82"),
+    (None, "*70"),
+    (Some("1"), "1167"),
+    (Some("1"), "1182"),
+    (Some("1"), "1170"),
+    // UK: withhold and release the number.
+    (Some("44"), "141"),
+    (Some("44"), "1470"),
+    // Australia: withhold and release the number.
+    (Some("61"), "1831"),
+    (Some("61"), "1832"),
+];
+
 impl DialPlan {
+    /// A plan for `country_code` with the prefixes its main region uses (libphonenumber:
+    /// `00` and `0` in most of Europe, `011` and `1` in North America, no national
+    /// prefix in Italy), its home regions
+    /// and the built-in feature codes; for tests and as the config's start.
+    pub fn for_country(country_code: &str) -> DialPlan {
+        let (international_prefix, national_prefix) = number_types::prefixes(country_code);
+        DialPlan {
+            country_code: country_code.to_string(),
+            international_prefix,
+            national_prefix,
+            outside_line_prefix: String::new(),
+            extra_emergency: Vec::new(),
+            home_regions: default_home_regions(country_code),
+            internal: ExtensionPatterns::default(),
+            feature_prefixes: feature_prefixes(country_code, &[]),
+        }
+    }
+
     /// The country's emergency numbers (libphonenumber's short-number metadata) and the
     /// configured ones.
     pub fn emergency_numbers(&self) -> Vec<&str> {
@@ -139,6 +191,60 @@ impl DialPlan {
         self.own_emergency_numbers().contains(&digits)
             || self.extra_emergency.iter().any(|e| e == digits)
     }
+
+    fn is_home_region(&self, region: &str) -> bool {
+        self.home_regions.iter().any(|r| r == region)
+    }
+
+    /// The number the carrier dials: feature codes and the outside-line prefix
+    /// stripped, in whichever order they were dialled.
+    fn strip<'a>(&self, mut text: &'a str) -> &'a str {
+        let outside = self.outside_line_prefix.as_str();
+        let mut outside_stripped = outside.is_empty();
+        loop {
+            let feature = self
+                .feature_prefixes
+                .iter()
+                .find_map(|p| text.strip_prefix(p.as_str()).filter(|r| !r.is_empty()));
+            if let Some(rest) = feature {
+                text = rest;
+                continue;
+            }
+            match text.strip_prefix(outside).filter(|r| !r.is_empty()) {
+                Some(rest) if !outside_stripped => {
+                    outside_stripped = true;
+                    text = rest;
+                }
+                _ => return text,
+            }
+        }
+    }
+}
+
+/// The regions whose numbers are national by default: for +1, the United States alone
+/// (Canada and the Caribbean are other countries' bills); elsewhere every region of
+/// the code (+44: GB, GG, IM, JE).
+pub fn default_home_regions(country_code: &str) -> Vec<String> {
+    let code = country_code.parse().unwrap_or(0);
+    let regions = number_types::regions(code);
+    match code {
+        1 => vec!["US".to_string()],
+        _ => regions.into_iter().map(String::from).collect(),
+    }
+}
+
+/// The built-in feature codes for `country_code` and the administrator's, longest
+/// first (so that `*31#` is tried before a shorter code it starts with).
+pub fn feature_prefixes(country_code: &str, extra: &[String]) -> Vec<String> {
+    let mut all: Vec<String> = FEATURE_PREFIXES
+        .iter()
+        .filter(|(cc, _)| cc.is_none_or(|cc| cc == country_code))
+        .map(|(_, p)| p.to_string())
+        .chain(extra.iter().cloned())
+        .collect();
+    all.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+    all.dedup();
+    all
 }
 
 /// A list of E.164 prefixes (digits, no `+`): `blocked_prefixes`, the high-risk list.
@@ -191,102 +297,149 @@ impl Destination {
 /// The longest E.164 number (ITU-T E.164: 15 digits with the country code).
 const MAX_E164_DIGITS: usize = 15;
 
-/// Classifies `number` as dialled.
+/// Classifies `number` as dialled, before a trunk `Dial`: every number that leaves by
+/// the trunk is judged by what it is (design §3g).
 pub fn classify(
     plan: &DialPlan,
     blocked: &Prefixes,
     high_risk: &Prefixes,
     number: &[u8],
 ) -> Destination {
-    let Some(text) = dialled_text(number) else {
+    let Some(dialled) = dialled_text(number) else {
         return Destination::of(Class::Malformed);
     };
-    if text.starts_with(['*', '#']) {
-        return Destination::of(Class::Internal);
-    }
-    let stripped = text
-        .strip_prefix(plan.outside_line_prefix.as_str())
-        .filter(|rest| !plan.outside_line_prefix.is_empty() && !rest.is_empty())
-        .unwrap_or(text);
-    if plan.is_emergency(text) || plan.is_emergency(stripped) {
+    if plan.is_emergency(dialled) {
         return Destination::of(Class::Emergency);
     }
-    let Some((e164, local)) = e164(plan, stripped) else {
+    if plan.internal.matches(dialled) {
         return Destination::of(Class::Internal);
-    };
-    if e164.len() > MAX_E164_DIGITS || e164.len() <= plan.country_code.len() {
+    }
+    let text = plan.strip(dialled);
+    if plan.is_emergency(text) {
+        return Destination::of(Class::Emergency);
+    }
+    // A star or hash left after the known feature codes: no carrier dials it as a
+    // number, and no one should be able to hide a number behind it.
+    let digits = text.strip_prefix('+').unwrap_or(text);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return Destination::of(Class::Malformed);
     }
-    let class = outside_class(plan, blocked, high_risk, &e164, local);
+    match e164(plan, text) {
+        Some(e164) => outside(plan, blocked, high_risk, e164),
+        None => subscriber(plan, blocked, high_risk, text),
+    }
+}
+
+/// The number as text if it is digits, `*` and `#`, with at most a leading `+`.
+fn dialled_text(number: &[u8]) -> Option<&str> {
+    let text = std::str::from_utf8(number).ok()?;
+    let rest = text.strip_prefix('+').unwrap_or(text);
+    let plain = !rest.is_empty() && rest.bytes().all(|b| b"0123456789*#".contains(&b));
+    // A `+` is only ever followed by digits.
+    let plus_ok = !text.starts_with('+') || rest.bytes().all(|b| b.is_ascii_digit());
+    (plain && plus_ok).then_some(text)
+}
+
+/// The E.164 digits of a number dialled with `+`, the international prefix or the
+/// national prefix; `None` for one dialled without a prefix.
+fn e164(plan: &DialPlan, text: &str) -> Option<String> {
+    if let Some(rest) = text.strip_prefix('+') {
+        return Some(rest.to_string());
+    }
+    let intl = &plan.international_prefix;
+    if !intl.is_empty()
+        && let Some(rest) = text.strip_prefix(intl.as_str())
+    {
+        return Some(rest.to_string());
+    }
+    let national = &plan.national_prefix;
+    if !national.is_empty()
+        && let Some(rest) = text.strip_prefix(national.as_str())
+    {
+        return Some(format!("{}{rest}", plan.country_code));
+    }
+    None
+}
+
+/// A number dialled without a prefix: a whole national number (Italy keeps its 0;
+/// `2125551234` in North America), else a short number (`3617`), else a local number
+/// without its area code; anything else is no number of the home country.
+fn subscriber(
+    plan: &DialPlan,
+    blocked: &Prefixes,
+    high_risk: &Prefixes,
+    text: &str,
+) -> Destination {
+    let e164 = format!("{}{text}", plan.country_code);
+    if number_types::lookup(&e164).is_some() {
+        return outside(plan, blocked, high_risk, e164);
+    }
+    let short = plan
+        .home_regions
+        .iter()
+        .filter_map(|region| short_number::cost(region, text))
+        .max_by_key(|cost| *cost == ShortCost::Premium);
+    let local = || {
+        plan.home_regions
+            .iter()
+            .any(|r| number_types::is_local_only_length(r, text.len()))
+    };
+    let class = match short {
+        Some(ShortCost::Premium) => Class::Premium,
+        Some(ShortCost::Other) => Class::National,
+        None if local() => Class::National,
+        None => return Destination::of(Class::Malformed),
+    };
     Destination {
         class,
         e164: Some(e164),
     }
 }
 
-/// The number as text if it is digits with at most one leading `+`, or a feature code
-/// (`*`, `#` and digits starting with `*` or `#`).
-fn dialled_text(number: &[u8]) -> Option<&str> {
-    let text = std::str::from_utf8(number).ok()?;
-    let digits = text.strip_prefix('+').unwrap_or(text);
-    let feature =
-        text.starts_with(['*', '#']) && text.bytes().all(|b| b"0123456789*#".contains(&b));
-    let plain = !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit());
-    (feature || plain).then_some(text)
+/// An E.164 number's class: the administrator's blocked prefixes and the high-risk
+/// list first, then libphonenumber's type and region.
+fn outside(plan: &DialPlan, blocked: &Prefixes, high_risk: &Prefixes, e164: String) -> Destination {
+    let class = outside_class(plan, blocked, high_risk, &e164);
+    Destination {
+        class,
+        e164: (class != Class::Malformed).then_some(e164),
+    }
 }
 
-/// The E.164 digits of an outside number, and whether it was dialled locally (without
-/// the national prefix, so its area is unknown); `None` for an extension.
-fn e164(plan: &DialPlan, text: &str) -> Option<(String, bool)> {
-    if let Some(rest) = text.strip_prefix('+') {
-        return Some((rest.to_string(), false));
+fn outside_class(plan: &DialPlan, blocked: &Prefixes, high_risk: &Prefixes, e164: &str) -> Class {
+    if e164.len() > MAX_E164_DIGITS || e164.len() <= plan.country_code.len() {
+        return Class::Malformed;
     }
-    let intl = &plan.international_prefix;
-    if !intl.is_empty()
-        && let Some(rest) = text.strip_prefix(intl.as_str())
-    {
-        return Some((rest.to_string(), false));
-    }
-    let national = &plan.national_prefix;
-    if !national.is_empty()
-        && let Some(rest) = text.strip_prefix(national.as_str())
-    {
-        return Some((format!("{}{rest}", plan.country_code), false));
-    }
-    if text.len() <= plan.internal_max_digits {
-        return None;
-    }
-    // Italy keeps its leading 0 in the national number: no prefix to strip, the whole
-    // number follows the country code. Elsewhere a number without the national prefix
-    // is a local one.
-    Some((format!("{}{text}", plan.country_code), !national.is_empty()))
-}
-
-fn outside_class(
-    plan: &DialPlan,
-    blocked: &Prefixes,
-    high_risk: &Prefixes,
-    e164: &str,
-    local: bool,
-) -> Class {
     if blocked.matches(e164) {
         return Class::Blocked;
     }
     if high_risk.matches(e164) {
         return Class::HighRisk;
     }
-    // A local number's area is not known, so its type cannot be looked up.
-    let kind = (!local).then(|| number_types::kind(e164)).flatten();
-    if kind == Some(Kind::Premium) {
-        return Class::Premium;
+    let code = number_types::calling_code(e164);
+    // libphonenumber's shortest national number has two digits.
+    if code.is_some_and(|c| e164.len() < c.to_string().len() + 2) {
+        return Class::Malformed;
     }
-    if !e164.starts_with(plan.country_code.as_str()) {
-        return Class::International;
+    let home_code = code.is_some_and(|c| c.to_string() == plan.country_code);
+    match number_types::lookup(e164) {
+        Some((Kind::Premium, _)) => Class::Premium,
+        Some(_) if home_code && is_nanp_976(plan, e164) => Class::Premium,
+        Some((Kind::Mobile, region)) if home_code && plan.is_home_region(region) => Class::Mobile,
+        Some((_, region)) if home_code && plan.is_home_region(region) => Class::National,
+        Some(_) => Class::International,
+        // No valid number of the home country is national; a number with no country
+        // code at all reaches no one.
+        None if home_code => Class::Malformed,
+        None if code.is_none() => Class::Malformed,
+        None => Class::International,
     }
-    if kind == Some(Kind::Mobile) {
-        return Class::Mobile;
-    }
-    Class::National
+}
+
+/// NANP exchange 976 (`NPA-976-XXXX`): pay-per-call lines inside ordinary area codes,
+/// which libphonenumber types as fixed lines (design §3g).
+fn is_nanp_976(plan: &DialPlan, e164: &str) -> bool {
+    plan.country_code == "1" && e164.len() == 11 && &e164[4..7] == "976"
 }
 
 #[cfg(test)]
@@ -294,14 +447,7 @@ mod tests {
     use super::*;
 
     pub(crate) fn germany() -> DialPlan {
-        DialPlan {
-            country_code: "49".into(),
-            international_prefix: "00".into(),
-            national_prefix: "0".into(),
-            outside_line_prefix: String::new(),
-            extra_emergency: Vec::new(),
-            internal_max_digits: 4,
-        }
+        DialPlan::for_country("49")
     }
 
     fn class_in(plan: &DialPlan, number: &str) -> Class {
@@ -310,62 +456,169 @@ mod tests {
         classify(plan, &blocked, &high_risk, number.as_bytes()).class
     }
 
+    fn assert_classes(plan: &DialPlan, cases: &[(&str, Class)]) {
+        for (number, class) in cases {
+            assert_eq!(class_in(plan, number), *class, "{number}");
+        }
+    }
+
     /// The examples, each checked against Python's `phonenumbers` 9.0 (design
     /// §3e): from Germany.
     #[test]
     fn german_numbers_fall_in_their_classes() {
+        assert_classes(
+            &germany(),
+            &[
+                ("09001123456", Class::Premium),
+                ("00448712345678", Class::Premium),
+                ("00442079460123", Class::International),
+                ("+442079460123", Class::International),
+                // Where the `phonenumber` crate alone says "unknown" (number_types.rs).
+                ("0037080812345", Class::Premium),
+                ("0078091234567", Class::Premium),
+                ("00390212345678", Class::International),
+                ("030901820", Class::National),
+                ("004930901820", Class::National),
+                ("015112345678", Class::Mobile),
+                ("08001234567", Class::National),
+                ("112", Class::Emergency),
+                ("110", Class::Emergency),
+                ("0088212345678", Class::HighRisk),
+                ("+5371234567", Class::HighRisk),
+                ("00972501234567", Class::International),
+                ("019123456", Class::Blocked),
+                // A short number of Germany's (directory enquiries): not premium in
+                // libphonenumber, so national with its limits.
+                ("11880", Class::National),
+                // A local number without its area code: 2 or 3 digits are local-only
+                // lengths; 901820 is no valid German number.
+                ("123", Class::National),
+                ("901820", Class::Malformed),
+                // Before a trunk Dial nothing is an extension by its length: 100 is
+                // a local number there, and a star code no number.
+                ("100", Class::National),
+                ("*97", Class::Malformed),
+                ("#31#", Class::Malformed),
+                ("0049", Class::Malformed),
+                ("00999123456", Class::Malformed),
+            ],
+        );
+    }
+
+    /// France's premium short numbers (design §3g; `expected_cost_for_region` says
+    /// PREMIUM_RATE for both), and its other short numbers.
+    #[test]
+    fn french_short_numbers_are_typed_by_their_cost() {
+        let fr = DialPlan::for_country("33");
+        assert_classes(
+            &fr,
+            &[
+                ("3617", Class::Premium),
+                ("118218", Class::Premium),
+                ("3010", Class::National),
+                ("15", Class::Emergency),
+                ("17", Class::Emergency),
+                ("0140000000", Class::National),
+                ("0612345678", Class::Mobile),
+                ("0899123456", Class::Premium),
+                ("3617000", Class::Malformed),
+            ],
+        );
+    }
+
+    /// `*67` and `#31#` before a number (design §3g): the number after them is judged.
+    #[test]
+    fn feature_codes_in_front_of_a_number_are_stripped() {
         let de = germany();
-        for (number, class) in [
-            ("09001123456", Class::Premium),
-            ("00448712345678", Class::Premium),
-            ("00442079460123", Class::International),
-            ("+442079460123", Class::International),
-            // Where the `phonenumber` crate alone says "unknown" (number_types.rs).
-            ("0037080812345", Class::Premium),
-            ("0078091234567", Class::Premium),
-            ("00390212345678", Class::International),
-            ("030901820", Class::National),
-            ("004930901820", Class::National),
-            ("015112345678", Class::Mobile),
-            ("08001234567", Class::National),
-            ("112", Class::Emergency),
-            ("110", Class::Emergency),
-            ("911", Class::Internal),
-            ("100", Class::Internal),
-            ("*97", Class::Internal),
-            ("#31#", Class::Internal),
-            ("0088212345678", Class::HighRisk),
-            ("+5371234567", Class::HighRisk),
-            ("00972501234567", Class::International),
-            ("019123456", Class::Blocked),
-            ("901820", Class::National),
-        ] {
-            assert_eq!(class_in(&de, number), class, "{number}");
-        }
+        assert_classes(
+            &de,
+            &[
+                ("*6700449098790000", Class::Premium),
+                ("#31#005378612345", Class::HighRisk),
+                ("*31#030901820", Class::National),
+                ("*67*8200442079460123", Class::International),
+                ("*67#31#09001123456", Class::Premium),
+                ("*67", Class::Malformed),
+                ("*67*97", Class::Malformed),
+                ("*67112", Class::Emergency),
+            ],
+        );
+        let mut own = germany();
+        own.feature_prefixes = feature_prefixes("49", &["*99#".into()]);
+        assert_eq!(class_in(&own, "*99#09001123456"), Class::Premium);
+        assert_eq!(class_in(&de, "*99#09001123456"), Class::Malformed);
+    }
+
+    /// Inside +1 are other countries (design §3g): billed as international.
+    #[test]
+    fn north_america_is_one_country_of_many_inside_plus_one() {
+        let mut us = DialPlan::for_country("1");
+        us.outside_line_prefix = "9".into();
+        us.extra_emergency = vec!["933".into()];
+        assert_classes(
+            &us,
+            &[
+                ("9911", Class::Emergency),
+                ("911", Class::Emergency),
+                ("933", Class::Emergency),
+                ("912125551234", Class::National),
+                ("12125551234", Class::National),
+                ("2125551234", Class::National),
+                ("5551234", Class::National),
+                ("919005551234", Class::Premium),
+                ("19005551234", Class::Premium),
+                ("12129765555", Class::Premium),
+                ("18765551234", Class::International),
+                ("+18765551234", Class::International),
+                ("8765551234", Class::International),
+                ("18095551234", Class::International),
+                ("+18295551234", Class::International),
+                ("14165551234", Class::International),
+                ("9011442079460123", Class::International),
+                ("011972501234567", Class::International),
+                ("00442079460123", Class::Malformed),
+                ("*6719005551234", Class::Premium),
+                ("*67011442079460123", Class::International),
+                ("11675551234", Class::National),
+                ("201", Class::Malformed),
+                ("15551234567", Class::Malformed),
+            ],
+        );
+        let mut canada_too = DialPlan::for_country("1");
+        canada_too.home_regions = vec!["US".into(), "CA".into()];
+        assert_eq!(class_in(&canada_too, "14165551234"), Class::National);
+        assert_eq!(class_in(&canada_too, "18765551234"), Class::International);
     }
 
     #[test]
-    fn outside_line_and_north_american_plans() {
-        let us = DialPlan {
-            country_code: "1".into(),
-            international_prefix: "011".into(),
-            national_prefix: "1".into(),
-            outside_line_prefix: "9".into(),
-            extra_emergency: vec!["933".into()],
-            internal_max_digits: 4,
-        };
-        for (number, class) in [
-            ("9911", Class::Emergency),
-            ("911", Class::Emergency),
-            ("933", Class::Emergency),
-            ("912125551234", Class::National),
-            ("919005551234", Class::Premium),
-            ("9011442079460123", Class::International),
-            ("011972501234567", Class::International),
-            ("201", Class::Internal),
-        ] {
-            assert_eq!(class_in(&us, number), class, "{number}");
-        }
+    fn internal_is_only_what_the_administrator_lists() {
+        let mut de = germany();
+        de.internal = ExtensionPatterns::new(&["_1XX".into(), "_*X.".into()]).unwrap();
+        assert_classes(
+            &de,
+            &[
+                ("100", Class::Internal),
+                ("*97", Class::Internal),
+                ("1000", Class::Malformed),
+                ("*9", Class::Malformed),
+                ("112", Class::Emergency),
+                ("09001123456", Class::Premium),
+            ],
+        );
+    }
+
+    #[test]
+    fn italy_keeps_its_leading_zero() {
+        let it = DialPlan::for_country("39");
+        assert_classes(
+            &it,
+            &[
+                ("0212345678", Class::National),
+                ("3123456789", Class::Mobile),
+                ("00442079460123", Class::International),
+                ("112", Class::Emergency),
+            ],
+        );
     }
 
     #[test]
@@ -379,6 +632,7 @@ mod tests {
             b"0044207946)0123",
             b"0049:30",
             b"++4930901820",
+            b"+*67",
             b"\xff\xfe",
             b"0049300000000000000000",
         ] {
@@ -418,5 +672,15 @@ mod tests {
             b"00442079460123",
         );
         assert_eq!(d.key(), Some(442_079_460_123));
+    }
+
+    #[test]
+    fn home_regions_and_feature_codes_by_country() {
+        assert_eq!(default_home_regions("1"), ["US"]);
+        assert_eq!(default_home_regions("44"), ["GB", "GG", "IM", "JE"]);
+        let us = feature_prefixes("1", &[]);
+        assert!(us.contains(&"1167".to_string()) && !us.contains(&"141".to_string()));
+        assert!(us.windows(2).all(|w| w[0].len() >= w[1].len()));
+        assert!(feature_prefixes("44", &[]).contains(&"141".to_string()));
     }
 }

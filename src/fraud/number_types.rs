@@ -29,9 +29,89 @@ pub enum Kind {
 /// The kind of an E.164 number (digits, no `+`); `None` when it is not a valid number of
 /// any region.
 pub fn kind(e164: &str) -> Option<Kind> {
+    lookup(e164).map(|(kind, _)| kind)
+}
+
+/// The kind of an E.164 number and the region it belongs to (`JM` for +1 876): regions
+/// that share a calling code are billed as different countries (design §3g).
+pub fn lookup(e164: &str) -> Option<(Kind, &'static str)> {
     let (code, national) = split(e164)?;
     let types = types_of(code)?;
     types.kind(national)
+}
+
+/// The calling code an E.164 number starts with, if any.
+pub fn calling_code(e164: &str) -> Option<u16> {
+    split(e164).map(|(code, _)| code)
+}
+
+/// The regions that share a calling code (`US`, `CA`, `JM` … for 1), in the metadata's
+/// order (the main region first).
+pub fn regions(code: u16) -> Vec<&'static str> {
+    DATABASE
+        .region(&code)
+        .map(|regions| regions.into_iter().filter(|r| *r != "001").collect())
+        .unwrap_or_default()
+}
+
+/// The international and national prefixes of the main region of `country_code`
+/// (`("00", "0")` for 49, `("011", "1")` for 1, `("00", "")` for 39); `("00", "0")`
+/// where the metadata names no single prefix.
+pub fn prefixes(country_code: &str) -> (String, String) {
+    let main = country_code
+        .parse()
+        .ok()
+        .and_then(|code| regions(code).into_iter().next())
+        .and_then(|region| DATABASE.by_id(region));
+    let Some(meta) = main else {
+        return ("00".into(), "0".into());
+    };
+    let plain = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
+    let international = meta
+        .preferred_international_prefix()
+        .filter(|p| plain(p))
+        .map(str::to_string)
+        .or_else(|| {
+            let regex = meta.international_prefix()?.as_str().to_string();
+            plain(&regex).then_some(regex)
+        })
+        .unwrap_or_else(|| "00".into());
+    let national = meta.national_prefix().unwrap_or("").to_string();
+    (international, national)
+}
+
+/// Whether `len` digits is a length only a local number (dialled without its area code)
+/// has in `region`: 7 digits in the US, 2 or 3 in Germany.
+pub fn is_local_only_length(region: &str, len: usize) -> bool {
+    let Some(meta) = DATABASE.by_id(region) else {
+        return false;
+    };
+    // As libphonenumber's build makes the general description's lengths: every type's
+    // local-only lengths, but those a whole number of some type has.
+    let d = meta.descriptors();
+    let all = [
+        Some(d.general()),
+        d.fixed_line(),
+        d.mobile(),
+        d.toll_free(),
+        d.premium_rate(),
+        d.shared_cost(),
+        d.personal_number(),
+        d.voip(),
+        d.pager(),
+        d.uan(),
+        d.voicemail(),
+    ];
+    let len = len as u16;
+    let local = all
+        .iter()
+        .flatten()
+        .any(|d| d.possible_local_length().contains(&len));
+    let whole = all
+        .iter()
+        .flatten()
+        .any(|d| d.possible_length().contains(&len));
+    local && !whole
 }
 
 /// Compiles the patterns of the PBX's own country code now, so that its first call does not
@@ -45,6 +125,10 @@ pub fn warm_up(country_code: &str) {
 /// Splits off the country code: codes are prefix-free, so the first length that names
 /// one is it.
 fn split(e164: &str) -> Option<(u16, &str)> {
+    // No calling code starts with 0 ("001" is no code 1).
+    if e164.starts_with('0') {
+        return None;
+    }
     (1..=3.min(e164.len())).find_map(|len| {
         let code: u16 = e164[..len].parse().ok()?;
         DATABASE
@@ -79,7 +163,7 @@ struct CodeTypes(Vec<RegionTypes>);
 impl CodeTypes {
     fn compile(code: u16) -> Option<CodeTypes> {
         let regions = DATABASE.region(&code)?;
-        let metadata: Vec<&Metadata> = regions
+        let metadata: Vec<&'static Metadata> = regions
             .iter()
             .filter_map(|&region| match region {
                 "001" => DATABASE.by_code(&code)?.into_iter().next(),
@@ -94,19 +178,20 @@ impl CodeTypes {
     /// As `phonenumber` picks the region (`validator::source_for`): the only one; else
     /// the first whose leading digits start the number, or without leading digits, whose
     /// patterns give it a type.
-    fn kind(&self, national: &str) -> Option<Kind> {
+    fn kind(&self, national: &str) -> Option<(Kind, &'static str)> {
+        let typed = |region: &RegionTypes| region.kind(national).map(|k| (k, region.id));
         if let [only] = self.0.as_slice() {
-            return only.kind(national);
+            return typed(only);
         }
         for region in &self.0 {
             match &region.leading {
                 Some(leading) if leading.find(national).is_some_and(|m| m.start() == 0) => {
-                    return region.kind(national);
+                    return typed(region);
                 }
                 Some(_) => {}
                 None => {
-                    if let Some(kind) = region.kind(national) {
-                        return Some(kind);
+                    if let Some(found) = typed(region) {
+                        return Some(found);
                     }
                 }
             }
@@ -117,6 +202,7 @@ impl CodeTypes {
 
 /// One region's patterns, in the order `phonenumber::validator::number_type` tries them.
 struct RegionTypes {
+    id: &'static str,
     leading: Option<Regex>,
     general: Pattern,
     /// Types tried before fixed line and mobile, with what each means here.
@@ -126,7 +212,7 @@ struct RegionTypes {
 }
 
 impl RegionTypes {
-    fn compile(meta: &Metadata) -> RegionTypes {
+    fn compile(meta: &'static Metadata) -> RegionTypes {
         let d = meta.descriptors();
         let special = [
             (d.premium_rate(), Kind::Premium),
@@ -142,6 +228,7 @@ impl RegionTypes {
         .filter_map(|(d, kind)| Some((Pattern::compile(d?), kind)))
         .collect();
         RegionTypes {
+            id: meta.id(),
             leading: meta.leading_digits().and_then(|l| compile(l.as_str())),
             general: Pattern::compile(d.general()),
             special,
@@ -167,8 +254,9 @@ impl RegionTypes {
     }
 }
 
-/// A descriptor: its possible lengths and its pattern, matched from the number's start
-/// as `Descriptor::is_match` does.
+/// A descriptor: its possible lengths and its pattern, matched against the whole number
+/// as libphonenumber matches it (the crate's `Descriptor::is_match` only anchors the
+/// start, so that `138` made a nine-digit German number premium).
 struct Pattern {
     lengths: Vec<u16>,
     regex: Option<Regex>,
@@ -178,17 +266,13 @@ impl Pattern {
     fn compile(d: &Descriptor) -> Pattern {
         Pattern {
             lengths: d.possible_length().to_vec(),
-            regex: compile(d.national_number().as_str()),
+            regex: compile(&format!("^(?:{})$", d.national_number().as_str())),
         }
     }
 
     fn matches(&self, national: &str) -> bool {
         (self.lengths.is_empty() || self.lengths.contains(&(national.len() as u16)))
-            && self
-                .regex
-                .as_ref()
-                .and_then(|r| r.find(national))
-                .is_some_and(|m| m.start() == 0)
+            && self.regex.as_ref().is_some_and(|r| r.is_match(national))
     }
 }
 
@@ -282,6 +366,18 @@ mod tests {
             }
         }
         assert!(checked > 1000, "only {checked} examples");
+    }
+
+    #[test]
+    fn each_country_dials_with_its_own_prefixes() {
+        let p = |cc: &str| prefixes(cc);
+        assert_eq!(p("49"), ("00".into(), "0".into()));
+        assert_eq!(p("1"), ("011".into(), "1".into()));
+        assert_eq!(p("39"), ("00".into(), String::new()));
+        assert_eq!(p("44"), ("00".into(), "0".into()));
+        assert_eq!(p("999"), ("00".into(), "0".into()));
+        assert_eq!(lookup("18765551234").map(|(_, r)| r), Some("JM"));
+        assert!(is_local_only_length("US", 7) && !is_local_only_length("US", 10));
     }
 
     #[test]
