@@ -131,31 +131,50 @@ impl Line {
     /// much is stopped, not banned.
     ///
     /// `ip=ADDR reason=CODE account='…' class=CLASS number='…' live=N [figure=N limit=N]`
+    ///
+    /// A toll-fraud verdict is an `ERROR` (banned) only against an address that is
+    /// neither trusted nor the account's own (`usual_address`: an office whose phone
+    /// dialled too much is stopped, not banned); a call with no address (a Local
+    /// channel that carried none) names no `ip=`.
     pub fn for_outbound(
         judgement: &crate::fraud::Judgement,
         call: &crate::call::Outbound,
         trusted: bool,
     ) -> Line {
         use crate::fraud::Decision;
+        let bans = !trusted && !judgement.usual_address;
         let (level, figures) = match &judgement.decision {
             Decision::Pass => (Level::Info, None),
             Decision::Warn { figure, limit, .. } => (Level::Warning, Some((*figure, *limit))),
             Decision::Refuse(_) => (Level::Warning, None),
-            Decision::TollFraud { figure, limit, .. } if trusted => {
-                (Level::Warning, Some((*figure, *limit)))
+            Decision::TollFraud { figure, limit, .. } => {
+                let level = match (bans, call.address) {
+                    (true, Some(_)) => Level::Error,
+                    _ => Level::Warning,
+                };
+                (level, Some((*figure, *limit)))
             }
-            Decision::TollFraud { figure, limit, .. } => (Level::Error, Some((*figure, *limit))),
         };
         let reason = judgement.reason_code();
-        let mut text = format!("ip={} reason={reason} account=", call.address);
+        let mut text = String::new();
+        if let Some(ip) = call.address {
+            let _ = write!(text, "ip={ip} ");
+        }
+        let _ = write!(text, "reason={reason} account=");
         quote(&mut text, call.account.as_bytes(), MAX_VALUE_BYTES);
         let _ = write!(text, " class={} number=", judgement.destination.class);
         quote(&mut text, &call.number, MAX_VALUE_BYTES);
-        let _ = write!(text, " live={}", call.live);
+        let _ = write!(text, " live={}", judgement.live);
         if let Some((figure, limit)) = figures {
             let _ = write!(text, " figure={figure} limit={limit}");
         }
-        let alert = (level == Level::Error).then_some((call.address, reason));
+        if judgement.usual_address && figures.is_some() && level == Level::Warning {
+            text.push_str(" address=usual");
+        }
+        let alert = call
+            .address
+            .filter(|_| level == Level::Error)
+            .map(|ip| (ip, reason));
         Line { level, text, alert }
     }
 
@@ -187,7 +206,7 @@ impl Line {
         );
         let alert = ended
             .address
-            .filter(|_| critical && !trusted)
+            .filter(|_| critical && !trusted && !ended.usual_address)
             .map(|ip| (ip, reason.to_string()));
         let level = match alert {
             Some(_) => Level::Error,

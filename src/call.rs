@@ -54,14 +54,17 @@ impl Call {
 ///
 /// The account is the PBX's own name for it (`GROUP(extsec-outbound)`, set from the
 /// endpoint or peer name); the number is what the phone dialled (`${ARG1}`), any
-/// bytes; the address is the transport's. `live` is `GROUP_COUNT`: the account's calls
-/// up now, this one included.
+/// bytes; the address is the transport's (none for a Local channel whose call carried
+/// no `EXTSEC_ADDRESS`: an `Originate`, a call file). `live` is `GROUP_COUNT`: the
+/// account's calls up now, this one included. `call_id` is the channel's unique id
+/// (`agi_uniqueid`), which its hangup handler names again.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outbound {
     pub account: String,
     pub number: Vec<u8>,
-    pub address: IpAddr,
+    pub address: Option<IpAddr>,
     pub live: u32,
+    pub call_id: String,
     /// A caller's bytes reshaped the AGI stream (design.md §3a).
     pub tampered: bool,
 }

@@ -959,7 +959,9 @@ fn check_config(config: &(Config, Source), quiet: bool) -> u8 {
             ),
             Ok(_) => {}
             Err(e) => {
-                eprintln!("extsecurity: {e}: serve would not start");
+                eprintln!(
+                    "extsecurity: {e}: serve would run the guest check, but the outbound check would answer ERROR until it reads"
+                );
                 status = exits::CONFIG;
             }
         }

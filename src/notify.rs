@@ -59,22 +59,42 @@ pub struct Level {
     pub rule: String,
     pub figure: u32,
     pub limit: u32,
-    pub address: IpAddr,
+    /// None: a Local channel that carried no address (an `Originate`, a call file).
+    pub address: Option<IpAddr>,
+    /// The address is the account's usual one (`known_address_seconds`): not banned.
+    pub usual_address: bool,
 }
 
 impl Level {
     /// `account 'alice' reached 3 for concurrent on international calls (critical level
     /// 3), calling from 203.0.113.66`
     fn words(&self, level: &str) -> String {
+        let from = match (self.address, self.usual_address) {
+            (Some(ip), true) => format!("calling from its usual address {ip}"),
+            (Some(ip), false) => format!("calling from {ip}"),
+            (None, _) => {
+                "from no address (a Local channel: forwarding, a queue, an Originate)".into()
+            }
+        };
         format!(
-            "account {} reached {} for {} on {} calls ({level} level {}), calling from {}",
+            "account {} reached {} for {} on {} calls ({level} level {}), {from}",
             shown(&self.account),
             self.figure,
             self.rule,
             self.class,
             self.limit,
-            self.address
         )
+    }
+
+    /// What became of the address, for a quarantine.
+    fn address_fate(&self) -> &'static str {
+        match (self.address, self.usual_address) {
+            (Some(_), true) => {
+                " The calls came from the account's usual address, which was NOT banned: a phone or a host on that network may be compromised."
+            }
+            (Some(_), false) => " The address is banned.",
+            (None, _) => "",
+        }
     }
 }
 
@@ -161,8 +181,9 @@ impl Event {
         match self {
             Event::TollFraudWarning(l) => format!("Toll fraud warning: {}.", l.words("warning")),
             Event::TollFraud(l) => format!(
-                "TOLL FRAUD: {}: the call was refused and the account QUARANTINED (only internal, national and emergency calls pass). Change its password, then: extsecurity fraud release {}",
+                "TOLL FRAUD: {}: the call was refused and the account QUARANTINED (only internal, national and emergency calls pass).{} Change its password, then: extsecurity fraud release {}",
                 l.words("critical"),
+                l.address_fate(),
                 shown(&l.account)
             ),
             Event::Takeover {
@@ -328,7 +349,8 @@ mod tests {
             rule: "concurrent".into(),
             figure: 3,
             limit: 3,
-            address: "203.0.113.9".parse().unwrap(),
+            address: Some("203.0.113.9".parse().unwrap()),
+            usual_address: false,
         })
     }
 

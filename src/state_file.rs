@@ -76,6 +76,13 @@ impl StateFile {
         text.push(b'\n');
         file.write_all(&text)?;
         file.sync_data()?;
-        std::fs::rename(&tmp, &self.path)
+        std::fs::rename(&tmp, &self.path)?;
+        // The rename is on disk only once its folder is: a crash right after must not
+        // bring the old file back.
+        let folder = match self.path.parent() {
+            Some(f) if !f.as_os_str().is_empty() => f,
+            _ => std::path::Path::new("."),
+        };
+        File::open(folder)?.sync_all()
     }
 }

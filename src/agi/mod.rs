@@ -75,6 +75,15 @@ pub fn outbound_command(judgement: Option<&crate::fraud::Judgement>) -> Vec<u8> 
     mset(&variables)
 }
 
+/// A request that was not judged, and why (`wrong_key`): `EXTSEC_RESULT=ERROR`, so that
+/// the dialplan's `EXTSEC_ON_ERROR` decides, as for any check that could not run.
+pub fn error_command(reason: &str) -> Vec<u8> {
+    mset(&[
+        ("EXTSEC_RESULT", "ERROR".to_string()),
+        ("EXTSEC_REASON", reason.to_string()),
+    ])
+}
+
 /// `EXEC MSet NAME=value,…` for our own variables and values.
 fn mset(variables: &[(&str, String)]) -> Vec<u8> {
     let pairs: Vec<String> = variables

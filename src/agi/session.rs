@@ -96,6 +96,7 @@ pub enum Request {
     /// Dial never bridged).
     OutboundEnd {
         account: String,
+        call_id: String,
         class: Vec<u8>,
         answered: u32,
     },
@@ -182,7 +183,10 @@ impl Tokens {
 
 /// The dialplan expressions a script reads, for a channel technology (design.md §3,
 /// §3e). The outbound ones read the account from the group `[extsec-outbound]` set, so
-/// that both drivers name it alike, and its live calls from that group's count.
+/// that every driver names it alike, and its live calls from that group's count. A
+/// Local channel (forwarding, follow-me, a queue, `Originate`: design §3g) has no
+/// transport: its address is the one the call that started it carried down
+/// (`__EXTSEC_ADDRESS`, inherited), if any.
 fn expressions(script: Script, channel_type: &[u8]) -> &'static [&'static str] {
     let pjsip = channel_type == b"PJSIP";
     match script {
@@ -191,6 +195,12 @@ fn expressions(script: Script, channel_type: &[u8]) -> &'static [&'static str] {
             "${GROUP(extsec-outbound)}",
             "${ARG1}",
             "${CHANNEL(pjsip,remote_addr)}",
+            "${GROUP_COUNT(@extsec-outbound)}",
+        ],
+        Script::Outbound if channel_type == b"Local" => &[
+            "${GROUP(extsec-outbound)}",
+            "${ARG1}",
+            "${EXTSEC_ADDRESS}",
             "${GROUP_COUNT(@extsec-outbound)}",
         ],
         Script::Outbound => &[
@@ -249,6 +259,9 @@ pub struct Session {
     seen_other: Vec<Vec<u8>>,
     next_arg: usize,
     channel_type: Vec<u8>,
+    /// `agi_uniqueid`: Asterisk's id of the channel, which the outbound check and the
+    /// call's hangup handler both name.
+    uniqueid: Vec<u8>,
     /// FastAGI: the path and query of the `agi://` URL, written before any caller value.
     network_script: Option<Vec<u8>>,
     block_lines: usize,
@@ -277,6 +290,7 @@ impl Session {
             seen_other: Vec::new(),
             next_arg: 1,
             channel_type: Vec::new(),
+            uniqueid: Vec::new(),
             network_script: None,
             block_lines: 0,
             stray_lines: 0,
@@ -292,6 +306,17 @@ impl Session {
     /// What the block asked for (the guest check until the block is in).
     pub fn script(&self) -> Script {
         self.script
+    }
+
+    /// The channel's `agi_uniqueid` (`1733580000.123`): Asterisk's, never a caller's;
+    /// anything but digits and dots, or over 64 bytes, is read as none.
+    fn call_id(&self) -> String {
+        let id = &self.uniqueid;
+        let plain = id.len() <= 64 && id.iter().all(|b| b.is_ascii_digit() || *b == b'.');
+        match plain {
+            true => String::from_utf8_lossy(id).into_owned(),
+            false => String::new(),
+        }
     }
 
     /// FastAGI: the URL's script and query (`check?key=…`), from the dialplan, never from
@@ -389,6 +414,7 @@ impl Session {
         self.last_key = Some(index);
         match key {
             b"type" => self.channel_type = value.to_vec(),
+            b"uniqueid" => self.uniqueid = value.to_vec(),
             b"network_script" => self.network_script = Some(value.to_vec()),
             _ => {}
         }
@@ -520,7 +546,11 @@ impl Session {
             }
             Script::Outbound => {
                 let account = account(values[0]).map_err(bad)?;
-                let address = address(values[2]).map_err(bad)?;
+                // Only a Local channel may have none: every other has a transport.
+                let address = match values[2] {
+                    b"" if self.channel_type == b"Local" => None,
+                    value => Some(address(value).map_err(bad)?),
+                };
                 let live = std::str::from_utf8(values[3])
                     .ok()
                     .and_then(|n| n.parse().ok())
@@ -535,11 +565,13 @@ impl Session {
                     number: values[1].to_vec(),
                     address,
                     live,
+                    call_id: self.call_id(),
                     tampered: self.tampered.is_some(),
                 }))
             }
             Script::OutboundEnd => Ok(Request::OutboundEnd {
                 account: account(values[0]).map_err(bad)?,
+                call_id: self.call_id(),
                 class: values[1].to_vec(),
                 answered: std::str::from_utf8(values[2])
                     .ok()
@@ -936,14 +968,14 @@ mod tests {
             (
                 o.account.as_str(),
                 o.number.as_slice(),
-                o.address.to_string(),
+                o.address.map(|a| a.to_string()),
                 o.live,
                 o.tampered
             ),
             (
                 "1001",
                 &b"0044) <t6>"[..],
-                "203.0.113.5".to_string(),
+                Some("203.0.113.5".to_string()),
                 2,
                 false
             )
@@ -997,6 +1029,7 @@ mod tests {
             steps.into_iter().last(),
             Some(Step::Done(Ok(Request::OutboundEnd {
                 account: "1001".into(),
+                call_id: "1795633497.2".into(),
                 class: b"international".to_vec(),
                 answered: 185,
             })))

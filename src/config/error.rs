@@ -30,10 +30,6 @@ pub enum ConfigError {
         path.display()
     )]
     Empty { path: PathBuf },
-    /// `[fraud]`'s high-risk list does not read: the outbound check cannot judge without
-    /// it (the message names the file and line).
-    #[error("{message}")]
-    HighRisk { message: String },
     /// Refused at a reload: the file the daemon started with is gone.
     #[error("{}: the configuration file is gone ({source}); refused at a reload", path.display())]
     Gone {

@@ -361,16 +361,22 @@ impl RawFraud {
             .map(|c| (c, ClassLimits::default_for(c)))
             .collect();
         let classes = self.class.over(&classes, "fraud.class")?;
-        let accounts = self
+        let mut accounts: BTreeMap<String, BTreeMap<Class, ClassLimits>> = self
             .account
             .iter()
             .map(|(name, raw)| {
                 Ok((
                     name.clone(),
-                    raw.over(&classes, &format!("fraud.account.{name:?}"))?,
+                    raw.over(
+                        &no_account_base(name, &classes),
+                        &format!("fraud.account.{name:?}"),
+                    )?,
                 ))
             })
             .collect::<Result<_, Invalid>>()?;
+        accounts
+            .entry(NO_ACCOUNT.to_string())
+            .or_insert_with(|| no_account_base(NO_ACCOUNT, &classes));
         let quarantine = *self.quarantine_seconds.get_ref();
         if quarantine == 0 {
             return Err((
@@ -416,6 +422,26 @@ impl RawFraud {
             accounts,
         }))
     }
+}
+
+/// The account of a call that carries none: a Local channel started by an
+/// `Originate`, a call file, or a call from outside forwarded back out (design §3g).
+pub const NO_ACCOUNT: &str = "-";
+
+/// What `[fraud.account."NAME"]` starts from: the classes' limits, but for the call
+/// with no account, which may dial no international number unless its own table says
+/// so (no one is there to ask).
+fn no_account_base(
+    name: &str,
+    classes: &BTreeMap<Class, ClassLimits>,
+) -> BTreeMap<Class, ClassLimits> {
+    let mut base = classes.clone();
+    if name == NO_ACCOUNT {
+        if let Some(international) = base.get_mut(&Class::International) {
+            international.refuse = true;
+        }
+    }
+    base
 }
 
 fn non_empty(d: String, at: &Spanned<String>, key: &str) -> Result<String, Invalid> {

@@ -59,9 +59,17 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, shared: &Shared) {
             .inline_value()
             .is_some_and(|key| carries_key(session.network_script().unwrap_or_default(), key))
     {
-        // Anyone who can reach the port could otherwise name any address to ban.
+        // Anyone who can reach the port could otherwise name any address to ban: the
+        // request is not judged. It is answered ERROR, so that the dialplan's
+        // EXTSEC_ON_ERROR decides and the channel shows why, and said loudly: a wrong
+        // key in the dialplan otherwise opens the door in silence.
         shared.metrics.refused();
-        tracing::warn!(%peer, "FastAGI request without the right ?key=: ignored");
+        say_wrong_key(peer, session.script());
+        if session.script() != Script::OutboundEnd {
+            let answer = crate::agi::error_command("wrong_key");
+            let deadline = tokio::time::Instant::now() + ACK_TIMEOUT;
+            let _ = asterisk.command(&answer, deadline).await;
+        }
         shared.metrics.connection_closed();
         return;
     }
@@ -90,10 +98,11 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, shared: &Shared) {
             _,
             Ok(Request::OutboundEnd {
                 account,
+                call_id,
                 class,
                 answered,
             }),
-        ) => fraud::ended(shared, &config, &account, &class, answered),
+        ) => fraud::ended(shared, &config, &account, &call_id, &class, answered),
         (Script::OutboundEnd, Err(bad)) => {
             tracing::warn!(%peer, error = bad.error, "the end of an outbound call could not be read: its minutes are not counted")
         }
@@ -128,6 +137,30 @@ fn guest(shared: &Shared, config: &Config, request: Result<Call, BadRequest>) ->
 }
 
 /// An outbound call that could not be judged: a `CRITICAL` line, counted.
+/// One CRITICAL line a minute at most for requests without the right key: the dialplan
+/// is wrong for every call until someone fixes it.
+fn say_wrong_key(peer: SocketAddr, script: Script) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LAST_SAID: AtomicU64 = AtomicU64::new(0);
+    let now = crate::daemon::status::unix_now();
+    let last = LAST_SAID.load(Ordering::Relaxed);
+    if now >= last + 60
+        && LAST_SAID
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        let what = match script {
+            Script::Guest => "a guest check",
+            Script::Outbound => "an outbound check",
+            Script::OutboundEnd => "an outbound call's end (its minutes are not counted)",
+        };
+        crate::critical!(
+            %peer,
+            "FastAGI: {what} without the right ?key= (daemon.secret) was answered ERROR, and EXTSEC_ON_ERROR decided the call: put the key in the dialplan's EXTSEC_AGI_KEY (check-config --dialplan names every agi:// URL without it); said once a minute, counted in extsecurity_refused_total"
+        );
+    }
+}
+
 fn unjudged(shared: &Shared, config: &Config, bad: &BadRequest, peer: SocketAddr) {
     tracing::warn!(%peer, error = bad.error, "outbound call could not be judged");
     shared.metrics.unjudged();

@@ -201,6 +201,9 @@ fn answer(shared: &Shared, request: &str) -> String {
                 .release(arg, now);
             match released {
                 Some(was) => {
+                    if let Some(fraud) = &shared.config().fraud {
+                        shared.fraud.persist(&fraud.state_file, "a release");
+                    }
                     shared.notify(crate::notify::Event::Released {
                         account: arg.to_string(),
                         quarantined: was.is_some(),

@@ -3,8 +3,10 @@
 //! call end and login writes.
 //!
 //! The state file is saved every [`SAVE_EVERY`] when something changed and once more
-//! when the guard stops, replaced whole: a quarantine survives a restart, a crash
-//! loses at most the last few seconds of counting.
+//! when the guard stops, replaced whole; a quarantine, a takeover and a release are
+//! saved (written and synced) before the verdict is answered, so that a crash right
+//! after one loses nothing of it. A crash loses at most the last few seconds of
+//! counting.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
@@ -26,7 +28,13 @@ pub const SAVE_EVERY: Duration = Duration::from_secs(5);
 #[derive(Default)]
 pub struct Fraud {
     pub guard: Mutex<Guard>,
-    high_risk: RwLock<Arc<Prefixes>>,
+    /// `None` while the configured list cannot be read: the outbound check answers
+    /// ERROR (the dialplan's outage rules decide) rather than judge without it, and
+    /// nothing else stops.
+    high_risk: RwLock<Option<Arc<Prefixes>>>,
+    /// Held from taking a snapshot until it is on disk: two savers never write the
+    /// same temporary file, and an older snapshot never replaces a newer one.
+    saving: Mutex<()>,
 }
 
 /// Reads the high-risk list `config` names: empty when `[fraud]` is off or names none.
@@ -42,14 +50,7 @@ pub fn read_high_risk(config: &Config) -> Result<Prefixes, String> {
 }
 
 impl Fraud {
-    pub fn new(high_risk: Prefixes) -> Fraud {
-        Fraud {
-            guard: Mutex::default(),
-            high_risk: RwLock::new(Arc::new(high_risk)),
-        }
-    }
-
-    pub fn high_risk(&self) -> Arc<Prefixes> {
+    pub fn high_risk(&self) -> Option<Arc<Prefixes>> {
         self.high_risk
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -57,7 +58,23 @@ impl Fraud {
     }
 
     pub fn set_high_risk(&self, list: Prefixes) {
-        *self.high_risk.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(list);
+        *self.high_risk.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(list));
+    }
+
+    /// Takes the list `config` names (at start and at each reload). One that cannot be
+    /// read is CRITICAL: at start the outbound check answers ERROR until a reload
+    /// reads it; at a reload the list in force is kept. The guest check never waits
+    /// for it.
+    pub fn take_high_risk(&self, config: &Config, starting: bool) {
+        match read_high_risk(config) {
+            Ok(list) => self.set_high_risk(list),
+            Err(e) if starting || self.high_risk().is_none() => crate::critical!(
+                "fraud: {e}: the outbound check answers ERROR (EXTSEC_ON_ERROR and the dialplan's outage rules decide each outbound call) until the list reads and the daemon is reloaded; the guest check runs"
+            ),
+            Err(e) => crate::critical!(
+                "fraud: {e}: the list read before stays in force until this one reads and the daemon is reloaded"
+            ),
+        }
     }
 
     pub fn guard(&self) -> std::sync::MutexGuard<'_, Guard> {
@@ -110,11 +127,23 @@ impl Fraud {
 
     /// Saves the state if it changed since it was last taken.
     pub fn save_if_changed(&self, path: &Path) -> std::io::Result<bool> {
+        let _saving = self.saving.lock().unwrap_or_else(|e| e.into_inner());
         let (snapshot, changed) = self.guard().snapshot();
         if changed {
             StateFile::new(path).save(&snapshot)?;
         }
         Ok(changed)
+    }
+
+    /// Saves the state now, for what must survive a crash right after it (`what`: a
+    /// quarantine, a release); a failure is CRITICAL, and the regular save tries again.
+    pub fn persist(&self, path: &Path, what: &str) {
+        if let Err(e) = self.save_if_changed(path) {
+            crate::critical!(
+                "fraud: cannot save {what} to the state file {} ({e}): a restart now would forget it",
+                path.display()
+            );
+        }
     }
 }
 
@@ -206,10 +235,19 @@ pub fn judge(shared: &Shared, config: &Config, call: &Outbound) -> Result<Judgem
         raw: Vec::new(),
         blame: None,
     })?;
-    let destination = classify_outbound(fraud, &shared.fraud.high_risk(), &call.number);
+    let high_risk = shared.fraud.high_risk().ok_or_else(|| BadRequest {
+        error: "the high-risk list could not be read: the outbound check is stopped until it is fixed and the daemon reloaded (see the CRITICAL line at start)".into(),
+        raw: Vec::new(),
+        blame: None,
+    })?;
+    let destination = classify_outbound(fraud, &high_risk, &call.number);
     let now = Now::current();
     let judgement = shared.fraud.guard().judge(fraud, destination, call, now);
-    let line = Line::for_outbound(&judgement, call, config.is_trusted(call.address));
+    if matches!(judgement.decision, crate::fraud::Decision::TollFraud { .. }) {
+        shared.fraud.persist(&fraud.state_file, "a quarantine");
+    }
+    let trusted = call.address.is_some_and(|ip| config.is_trusted(ip));
+    let line = Line::for_outbound(&judgement, call, trusted);
     if line.level != crate::alert_log::Level::Info || config.log_ok_calls {
         let _ = shared.write(config, &line);
     }
@@ -246,6 +284,7 @@ fn fraud_event(judgement: &Judgement, call: &Outbound) -> Option<crate::notify::
         figure,
         limit,
         address: call.address,
+        usual_address: judgement.usual_address,
     };
     Some(match judgement.decision {
         Decision::Warn { .. } => crate::notify::Event::TollFraudWarning(level),
@@ -254,7 +293,14 @@ fn fraud_event(judgement: &Judgement, call: &Outbound) -> Option<crate::notify::
 }
 
 /// An outbound call ended (its hangup handler): its answered seconds count.
-pub fn ended(shared: &Shared, config: &Config, account: &str, class: &[u8], answered: u32) {
+pub fn ended(
+    shared: &Shared,
+    config: &Config,
+    account: &str,
+    call_id: &str,
+    class: &[u8],
+    answered: u32,
+) {
     let (Some(fraud), Some(class)) = (
         &config.fraud,
         std::str::from_utf8(class).ok().and_then(Class::from_name),
@@ -265,8 +311,11 @@ pub fn ended(shared: &Shared, config: &Config, account: &str, class: &[u8], answ
     let ended: Option<Ended> = shared
         .fraud
         .guard()
-        .call_ended(fraud, account, class, answered, now);
+        .call_ended(fraud, account, call_id, class, answered, now);
     if let Some(ended) = ended {
+        if ended.severity == crate::fraud::limits::Severity::Critical {
+            shared.fraud.persist(&fraud.state_file, "a quarantine");
+        }
         let trusted = ended.address.is_some_and(|ip| config.is_trusted(ip));
         let _ = shared.write(
             config,
@@ -280,7 +329,9 @@ pub fn ended(shared: &Shared, config: &Config, account: &str, class: &[u8], answ
 /// international one (what attackers probe is what they sell).
 pub fn learn(shared: &Shared, config: &Config, call: &Call) {
     if let Some(fraud) = &config.fraud {
-        let high_risk = shared.fraud.high_risk();
+        let Some(high_risk) = shared.fraud.high_risk() else {
+            return;
+        };
         let now = Now::current().unix;
         if shared
             .fraud
@@ -323,6 +374,7 @@ pub fn login(shared: &Shared, config: &Config, account: &[u8], event: LoginEvent
                     tracing::info!(account = name, %ip, "fraud: an account logged in from a new address")
                 }
                 Login::Takeover { failed } => {
+                    shared.fraud.persist(&fraud.state_file, "a quarantine");
                     let _ = shared.write(config, &Line::for_takeover(ip, account, failed));
                     shared.metrics.outbound.takeover();
                     shared.notify(crate::notify::Event::Takeover {

@@ -116,14 +116,11 @@ impl Shared {
     /// Returns the config it replaced and the new one, for the parts beside the call
     /// path to follow ([`parts`]).
     pub fn reload(&self) -> Result<(Arc<Config>, Arc<Config>), ConfigError> {
-        let loaded = crate::config::reload(&self.source()).and_then(|(config, source)| {
-            let high_risk = fraud::read_high_risk(&config)
-                .map_err(|message| ConfigError::HighRisk { message })?;
-            Ok((serve::resolve_key(config)?, source, high_risk))
-        });
+        let loaded = crate::config::reload(&self.source())
+            .and_then(|(config, source)| Ok((serve::resolve_key(config)?, source)));
         self.metrics.reloaded(loaded.is_ok());
-        let (config, source, high_risk) = loaded?;
-        self.fraud.set_high_risk(high_risk);
+        let (config, source) = loaded?;
+        self.fraud.take_high_risk(&config, false);
         self.memory
             .lock()
             .unwrap_or_else(|e| e.into_inner())

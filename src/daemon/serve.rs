@@ -42,10 +42,8 @@ pub fn run(config: Config, source: Source, listen: Option<SocketAddr>) -> anyhow
     // Every verdict is written there: a log that cannot be opened stops us now, with
     // its name and why, rather than costing every call its line.
     AlertLog::open(&config.log_file)?;
-    // The outbound check judges with it: a list that does not read stops us the same way.
-    let high_risk = daemon::fraud::read_high_risk(&config).map_err(anyhow::Error::msg)?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    runtime.block_on(serve(config, source, listen, control, high_risk))
+    runtime.block_on(serve(config, source, listen, control))
 }
 
 /// The daemon's config with a `daemon.secret_file` read into the key every call is
@@ -65,7 +63,6 @@ async fn serve(
     source: Source,
     listen: Option<SocketAddr>,
     control: Option<Arc<daemon::control::Control>>,
-    high_risk: crate::fraud::Prefixes,
 ) -> anyhow::Result<()> {
     // Before anything can be seen from outside (the port accepting): a SIGTERM
     // sent as soon as the port answers must stop the daemon cleanly, not kill it.
@@ -85,7 +82,9 @@ async fn serve(
     let metrics_addr = config.daemon.metrics_listen;
     let (stop, stopping) = tokio::sync::watch::channel(false);
     let shared = Arc::new(Shared::new(config, source, stopping));
-    shared.fraud.set_high_risk(high_risk);
+    // The outbound check judges with it; a list that does not read stops that check
+    // alone (no part's fault stops another).
+    shared.fraud.take_high_risk(&shared.config(), true);
     // Before anything can write an alert: on a first start the pusher begins at the
     // end of the log as it is now.
     let parts = Parts::start(&shared);

@@ -18,6 +18,8 @@ const DAY: u64 = 7200;
 pub const MAX_ADDRESSES: usize = 4;
 /// Last destinations shown by `fraud status`.
 pub const MAX_LAST: usize = 5;
+/// Live calls remembered per account: beyond any sane concurrency limit.
+pub const MAX_LIVE: usize = 64;
 
 /// One class's figures for an account.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -103,13 +105,60 @@ pub struct Quarantine {
     pub address: Option<IpAddr>,
 }
 
+/// An address an account called or logged in from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "SeenForm")]
+pub struct Seen {
+    pub ip: IpAddr,
+    /// The day (Unix days) it was last used.
+    pub day: u32,
+    /// When it was first used (Unix seconds), while it stayed among the remembered.
+    pub since: u64,
+}
+
+/// A `Seen` as the state file holds it: `[ip, day]` before `since` was kept (the
+/// start of that day then stands for it).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum SeenForm {
+    Full { ip: IpAddr, day: u32, since: u64 },
+    Old(IpAddr, u32),
+}
+
+impl From<SeenForm> for Seen {
+    fn from(form: SeenForm) -> Seen {
+        match form {
+            SeenForm::Full { ip, day, since } => Seen { ip, day, since },
+            SeenForm::Old(ip, day) => Seen {
+                ip,
+                day,
+                since: u64::from(day) * 86_400,
+            },
+        }
+    }
+}
+
+/// A call the account has up now (judged, its end not yet told), by its channel's
+/// unique id: what concurrency by class counts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LiveCall {
+    pub id: String,
+    pub class: Class,
+    pub since: u64,
+    /// When it is dropped if its end never comes: its cap, or a day.
+    pub until: u64,
+}
+
 /// One account.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Account {
     pub counts: Vec<Counts>,
     pub quarantine: Option<Quarantine>,
-    /// Addresses it called or logged in from, with the day (Unix days) last seen.
-    pub addresses: Vec<(IpAddr, u32)>,
+    /// Addresses it called or logged in from, the most recently used last.
+    pub addresses: Vec<Seen>,
+    /// Its calls up now, oldest first.
+    #[serde(default)]
+    pub live: Vec<LiveCall>,
     /// Recent failed logins for it (AMI): when the last was, and how many within the
     /// takeover window.
     pub failed_logins: Option<(u64, u16)>,
@@ -152,13 +201,73 @@ impl Account {
         let today = unix_day(now);
         self.addresses
             .iter()
-            .any(|&(a, seen)| a == ip && today.saturating_sub(seen) <= days)
+            .any(|s| s.ip == ip && today.saturating_sub(s.day) <= days)
+    }
+
+    /// Whether `ip` is the account's own: used for longer than `seconds` before `now`
+    /// (an office, a home), and within `days`.
+    pub fn has_long_used(&self, ip: IpAddr, now: u64, seconds: u64, days: u32) -> bool {
+        self.knows(ip, now, days)
+            && self
+                .addresses
+                .iter()
+                .any(|s| s.ip == ip && now.saturating_sub(s.since) > seconds)
     }
 
     /// Records `ip` as used at `now`, keeping the most recent few.
     pub fn seen_at(&mut self, ip: IpAddr, now: u64) {
-        self.addresses.retain(|&(a, _)| a != ip);
-        push_bounded(&mut self.addresses, (ip, unix_day(now)), MAX_ADDRESSES);
+        let since = self
+            .addresses
+            .iter()
+            .find(|s| s.ip == ip)
+            .map_or(now, |s| s.since.min(now));
+        self.addresses.retain(|s| s.ip != ip);
+        let seen = Seen {
+            ip,
+            day: unix_day(now),
+            since,
+        };
+        push_bounded(&mut self.addresses, seen, MAX_ADDRESSES);
+    }
+
+    /// The live calls whose class counts toward `class`'s concurrency: its own tier and
+    /// those above (`national` < `mobile` < `international`, which premium, high-risk
+    /// and the other refused classes count as). Not `except`, the call being judged.
+    pub fn live_toward(&self, class: Class, except: &str) -> u32 {
+        let tier = class.concurrency_tier();
+        let n = self
+            .live
+            .iter()
+            .filter(|c| !same_call(&c.id, except) && c.class.concurrency_tier() >= tier)
+            .count();
+        u32::try_from(n).unwrap_or(u32::MAX)
+    }
+
+    /// Drops the live calls past their `until`, and the oldest of those Asterisk no
+    /// longer has: `others` is how many other calls the account's group counts now, so
+    /// records beyond it are calls whose end was never told (the daemon was down).
+    pub fn tidy_live(&mut self, now: u64, others: Option<u32>, except: &str) {
+        self.live
+            .retain(|c| c.until > now && !same_call(&c.id, except));
+        if let Some(others) = others {
+            let extra = self.live.len().saturating_sub(others as usize);
+            self.live.drain(..extra);
+        }
+    }
+
+    /// Records a call now up; an account keeps at most [`MAX_LIVE`].
+    pub fn call_started(&mut self, call: LiveCall) {
+        self.live.retain(|c| !same_call(&c.id, &call.id));
+        if self.live.len() >= MAX_LIVE {
+            self.live.remove(0);
+        }
+        self.live.push(call);
+    }
+
+    /// Forgets the call `id` (its end was told); its class, if it was up.
+    pub fn call_ended(&mut self, id: &str) -> Option<Class> {
+        let i = self.live.iter().position(|c| same_call(&c.id, id))?;
+        Some(self.live.remove(i).class)
     }
 
     /// Drops classes with nothing left in their windows.
@@ -182,7 +291,9 @@ impl Account {
                 .iter()
                 .map(|c| c.distinct.capacity() * 8)
                 .sum::<usize>()
-            + self.addresses.capacity() * std::mem::size_of::<(IpAddr, u32)>()
+            + self.addresses.capacity() * std::mem::size_of::<Seen>()
+            + self.live.capacity() * std::mem::size_of::<LiveCall>()
+            + self.live.iter().map(|c| c.id.capacity()).sum::<usize>()
             + self.last.capacity() * std::mem::size_of::<(Class, u64)>()
             + self.quarantine.as_ref().map_or(0, |q| q.why.capacity())
     }
@@ -197,6 +308,11 @@ fn push_bounded<T>(items: &mut Vec<T>, item: T, max: usize) {
         items.reserve_exact(max - items.len());
     }
     items.push(item);
+}
+
+/// Two calls are the same by a channel id, never by a missing one.
+fn same_call(a: &str, b: &str) -> bool {
+    !a.is_empty() && a == b
 }
 
 fn unix_day(now: u64) -> u32 {
@@ -280,5 +396,66 @@ mod tests {
         }
         assert_eq!(a.addresses.len(), MAX_ADDRESSES);
         assert!(!a.knows(ip, 0, 30), "pushed out by newer ones");
+    }
+
+    #[test]
+    fn an_address_is_the_accounts_own_once_used_for_longer_than_the_setting() {
+        let mut a = Account::default();
+        let office = IpAddr::from([198, 51, 100, 7]);
+        let t0 = 1_800_000_000;
+        a.seen_at(office, t0);
+        a.seen_at(office, t0 + 3600);
+        assert!(!a.has_long_used(office, t0 + 3600, 86_400, 30));
+        a.seen_at(office, t0 + 86_401);
+        assert!(
+            a.has_long_used(office, t0 + 86_401, 86_400, 30),
+            "first use kept"
+        );
+        let new = IpAddr::from([203, 0, 113, 66]);
+        a.seen_at(new, t0 + 86_401);
+        assert!(!a.has_long_used(new, t0 + 86_401, 86_400, 30));
+        // Unused for longer than new_address_days: no longer its own.
+        assert!(!a.has_long_used(office, t0 + 40 * 86_400, 86_400, 30));
+    }
+
+    #[test]
+    fn the_old_state_form_of_an_address_still_reads() {
+        let old: Seen = serde_json::from_str(r#"["198.51.100.7", 20833]"#).unwrap();
+        assert_eq!(old.since, 20_833 * 86_400);
+        let new = Seen {
+            ip: IpAddr::from([10, 0, 0, 1]),
+            day: 1,
+            since: 99,
+        };
+        let back: Seen = serde_json::from_str(&serde_json::to_string(&new).unwrap()).unwrap();
+        assert_eq!(back, new);
+    }
+
+    #[test]
+    fn live_calls_count_toward_their_tier_and_above() {
+        let mut a = Account::default();
+        let call = |id: &str, class| LiveCall {
+            id: id.into(),
+            class,
+            since: 0,
+            until: 100,
+        };
+        a.call_started(call("n1", Class::National));
+        a.call_started(call("n2", Class::National));
+        a.call_started(call("m1", Class::Mobile));
+        assert_eq!(a.live_toward(Class::International, "x"), 0);
+        assert_eq!(a.live_toward(Class::Mobile, "x"), 1);
+        assert_eq!(a.live_toward(Class::National, "x"), 3);
+        a.call_started(call("p1", Class::Premium));
+        assert_eq!(a.live_toward(Class::International, "x"), 1);
+        assert_eq!(a.live_toward(Class::National, "n1"), 3);
+        assert_eq!(a.call_ended("n1"), Some(Class::National));
+        assert_eq!(a.call_ended("n1"), None);
+        // Asterisk counts one other call: the two oldest records were never ended.
+        a.tidy_live(50, Some(1), "new");
+        assert_eq!(a.live.len(), 1);
+        assert_eq!(a.live[0].id, "p1");
+        a.tidy_live(100, None, "new");
+        assert!(a.live.is_empty(), "dropped at its until");
     }
 }

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::call::Outbound;
 use crate::config::{FraudConfig, MAX_LEARNED};
-use crate::fraud::account::{Account, Quarantine};
+use crate::fraud::account::{Account, LiveCall, Quarantine};
 use crate::fraud::limits::{MAX_DISTINCT_LEVEL, Rule, Severity, reached};
 use crate::fraud::number::{Class, Destination, Prefixes, classify};
 
@@ -72,6 +72,12 @@ pub struct Judgement {
     pub decision: Decision,
     /// The cap on the call's length (`EXTSEC_MAX_SECONDS`), 0 for none.
     pub max_seconds: u32,
+    /// The call came from an address the account had used for longer than
+    /// `known_address_seconds`: its own (an office, a home), never banned.
+    pub usual_address: bool,
+    /// The account's live calls that counted toward this call's class, this one
+    /// included.
+    pub live: u32,
 }
 
 impl Judgement {
@@ -122,6 +128,8 @@ pub struct Ended {
     pub limit: u32,
     /// The address to blame (the account's last one), for a critical level.
     pub address: Option<IpAddr>,
+    /// That address is the account's own (`known_address_seconds`): not banned.
+    pub usual_address: bool,
 }
 
 /// What `fraud status` shows of one account.
@@ -296,12 +304,26 @@ impl Guard {
         let number_hash = self.hasher.hash_one(&call.number) as u32;
         let limits = config.limits(&call.account, class);
         let quarantine = config.quarantine.as_secs();
+        let (known, days) = (
+            config.known_address.as_secs(),
+            (config.new_address.as_secs() / 86_400) as u32,
+        );
         let account = self.account(config, &call.account, t);
-        account.seen_at(call.address, t);
+        let usual_address = call
+            .address
+            .is_some_and(|ip| account.has_long_used(ip, t, known, days));
+        if let Some(ip) = call.address {
+            account.seen_at(ip, t);
+        }
+        // Asterisk's group count bounds the records: what it no longer has ended.
+        account.tidy_live(t, Some(call.live.saturating_sub(1)), &call.call_id);
+        let live = account.live_toward(class, &call.call_id) + 1;
         let pass = |decision, max_seconds| Judgement {
             destination: destination.clone(),
             decision,
             max_seconds,
+            usual_address,
+            live,
         };
         if call.tampered {
             quarantine_for(
@@ -342,7 +364,7 @@ impl Guard {
             return pass(Decision::Refuse(Refusal::Quarantined(why)), 0);
         }
         let counts = account.counts(class);
-        let reached = reached(limits, |rule| counts.figure(rule, t, call.live));
+        let reached = reached(limits, |rule| counts.figure(rule, t, live));
         if let Some((Severity::Critical, rule, figure, limit)) = reached {
             quarantine_for(
                 account,
@@ -372,6 +394,18 @@ impl Guard {
         if limits.refuse {
             return pass(Decision::Refuse(Refusal::Destination(class)), 0);
         }
+        // The call goes on: it is live until its hangup handler says it ended, or its
+        // cap (or a day) has gone by.
+        let cap = match limits.max_seconds {
+            0 => 86_400,
+            s => u64::from(s),
+        };
+        account.call_started(LiveCall {
+            id: call.call_id.clone(),
+            class,
+            since: t,
+            until: t + cap + 60,
+        });
         match reached {
             Some((_, rule, figure, limit)) => pass(
                 Decision::Warn {
@@ -391,29 +425,39 @@ impl Guard {
         &mut self,
         config: &FraudConfig,
         account: &str,
+        call_id: &str,
         class: Class,
         answered: u32,
         now: u64,
     ) -> Option<Ended> {
-        if !class.is_judged() || !self.accounts.contains(account) {
+        if !self.accounts.contains(account) {
+            return None;
+        }
+        let (known, days) = (
+            config.known_address.as_secs(),
+            (config.new_address.as_secs() / 86_400) as u32,
+        );
+        let quarantine = config.quarantine.as_secs();
+        let state = self.account(config, account, now);
+        // The class the daemon judged, when it still has the call; else the channel's.
+        let class = state.call_ended(call_id).unwrap_or(class);
+        if !class.is_judged() {
             return None;
         }
         let limits = config.limits(account, class).clone();
-        let quarantine = config.quarantine.as_secs();
-        let state = self.account(config, account, now);
         let counts = state.counts(class);
         counts.add_seconds(now, answered);
         let figure = counts.figure(Rule::MinutesPerDay, now, 0);
         let level = limits.level(Rule::MinutesPerDay);
-        let address = state.addresses.last().map(|&(a, _)| a);
+        let address = state.addresses.last().map(|s| s.ip);
+        let usual_address = address.is_some_and(|ip| state.has_long_used(ip, now, known, days));
         let severity = if level.critical > 0 && figure >= level.critical {
             if state.quarantined(now).is_none() {
-                let ip = address.unwrap_or(IpAddr::from([0, 0, 0, 0]));
                 quarantine_for(
                     state,
                     Rule::MinutesPerDay.name(),
                     Some(class),
-                    ip,
+                    address,
                     now,
                     quarantine,
                 );
@@ -433,6 +477,7 @@ impl Guard {
             figure,
             limit,
             address,
+            usual_address,
         })
     }
 
@@ -475,7 +520,7 @@ impl Guard {
             return Login::NewAddress;
         }
         state.failed_logins = None;
-        quarantine_for(state, "takeover", None, ip, now, quarantine);
+        quarantine_for(state, "takeover", None, Some(ip), now, quarantine);
         Login::Takeover { failed }
     }
 
@@ -562,7 +607,7 @@ fn quarantine_for(
     account: &mut Account,
     why: &str,
     class: Option<Class>,
-    address: IpAddr,
+    address: Option<IpAddr>,
     now: u64,
     seconds: u64,
 ) {
@@ -571,7 +616,7 @@ fn quarantine_for(
         class,
         since: now,
         until: now + seconds,
-        address: Some(address),
+        address,
     });
 }
 
@@ -597,7 +642,7 @@ fn status_of(name: String, account: &mut Account, now: u64) -> Status {
         account: name,
         classes,
         quarantine,
-        addresses: account.addresses.iter().map(|&(a, _)| a).collect(),
+        addresses: account.addresses.iter().map(|s| s.ip).collect(),
         last: account
             .last
             .iter()
@@ -635,12 +680,16 @@ mod tests {
         }
     }
 
+    /// A call with a channel id of its own, as Asterisk gives each channel.
     fn call(number: &str) -> Outbound {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static NEXT: AtomicU64 = AtomicU64::new(1);
         Outbound {
             account: "1001".into(),
             number: number.as_bytes().to_vec(),
-            address: "203.0.113.50".parse().unwrap(),
+            address: Some("203.0.113.50".parse().unwrap()),
             live: 1,
+            call_id: format!("1800000000.{}", NEXT.fetch_add(1, Ordering::Relaxed)),
             tampered: false,
         }
     }
@@ -707,6 +756,128 @@ mod tests {
             judge(&mut g, &c, &live(3), at(120)),
             "toll_fraud(concurrent)"
         );
+    }
+
+    /// Issue 26, hole 1: an office user with two national calls up dials abroad. Only
+    /// the international tier counts toward international's limit: it passes.
+    #[test]
+    fn national_calls_up_do_not_count_toward_international_concurrency() {
+        let c = config("");
+        let mut g = Guard::default();
+        let national = [call("030901820"), call("030901821")];
+        for (i, n) in national.iter().enumerate() {
+            let n = Outbound {
+                live: i as u32 + 1,
+                ..n.clone()
+            };
+            assert_eq!(judge(&mut g, &c, &n, at(i as u64)), "ok");
+        }
+        let abroad = Outbound {
+            live: 3,
+            ..call("00442079460123")
+        };
+        let destination = classify_outbound(&c, &high_risk(), &abroad.number);
+        let j = g.judge(&c, destination, &abroad, at(10));
+        assert_eq!((j.reason_code().as_str(), j.live), ("ok", 1));
+        // A third national call counts all three below it: national's limit is 4/8.
+        let third = Outbound {
+            live: 4,
+            ..call("030901822")
+        };
+        let destination = classify_outbound(&c, &high_risk(), &third.number);
+        let j = g.judge(&c, destination, &third, at(11));
+        assert_eq!(
+            (j.reason_code().as_str(), j.live),
+            ("warning(concurrent)", 4)
+        );
+        // Two more international calls: the third international one is critical.
+        let intl = |n: u32, number: &str| Outbound {
+            live: n,
+            ..call(number)
+        };
+        assert_eq!(
+            judge(&mut g, &c, &intl(5, "00442079460124"), at(12)),
+            "warning(concurrent)"
+        );
+        assert_eq!(
+            judge(&mut g, &c, &intl(6, "00442079460125"), at(13)),
+            "toll_fraud(concurrent)"
+        );
+    }
+
+    /// A call's end (its hangup handler names the channel) frees its place; a call
+    /// whose end never came is dropped once Asterisk's group no longer counts it.
+    #[test]
+    fn ended_and_vanished_calls_no_longer_count() {
+        let c = config("");
+        let mut g = Guard::default();
+        let first = call("00442079460123");
+        assert_eq!(judge(&mut g, &c, &first, at(0)), "ok");
+        let second = Outbound {
+            live: 2,
+            ..call("00442079460124")
+        };
+        assert_eq!(judge(&mut g, &c, &second, at(1)), "warning(concurrent)");
+        g.call_ended(
+            &c,
+            "1001",
+            &first.call_id,
+            Class::International,
+            30,
+            T0 + 31,
+        );
+        let third = Outbound {
+            live: 2,
+            ..call("00442079460125")
+        };
+        assert_eq!(judge(&mut g, &c, &third, at(32)), "warning(concurrent)");
+        // The daemon missed both ends (it was restarted): Asterisk counts one call.
+        let fourth = Outbound {
+            live: 1,
+            ..call("00442079460126")
+        };
+        assert_eq!(judge(&mut g, &c, &fourth, at(100)), "ok");
+    }
+
+    /// Issue 26, hole 2: a toll-fraud verdict from an address the account has used for
+    /// longer than `known_address_seconds` is the account's own: quarantined, not
+    /// banned (the line is a WARNING); from a new address, banned.
+    #[test]
+    fn the_accounts_usual_address_is_quarantined_not_banned() {
+        let c = config("");
+        let mut g = Guard::default();
+        let office: IpAddr = "198.51.100.20".parse().unwrap();
+        let from_office = |number: &str| Outbound {
+            address: Some(office),
+            ..call(number)
+        };
+        assert_eq!(judge(&mut g, &c, &from_office("030901820"), at(0)), "ok");
+        let later = 86_400 + 100;
+        let mut last = None;
+        for i in 0..6 {
+            let c2 = from_office(&format!("004420794601{i:02}"));
+            let d = classify_outbound(&c, &high_risk(), &c2.number);
+            last = Some(g.judge(&c, d, &c2, at(later + i)));
+        }
+        let j = last.take().unwrap();
+        assert_eq!(j.reason_code(), "toll_fraud(calls_per_minute)");
+        assert!(j.usual_address);
+        let line = crate::alert_log::Line::for_outbound(&j, &from_office("00442079460105"), false);
+        assert_eq!(line.level, crate::alert_log::Level::Warning);
+        assert!(line.text().contains("address=usual"), "{}", line.text());
+        // The same burst from an address first used an hour ago bans it.
+        let mut g = Guard::default();
+        let other = call("030901820");
+        assert_eq!(judge(&mut g, &c, &other, at(later - 3600)), "ok");
+        for i in 0..6 {
+            let c2 = call(&format!("004420794601{i:02}"));
+            let d = classify_outbound(&c, &high_risk(), &c2.number);
+            last = Some(g.judge(&c, d, &c2, at(later + i)));
+        }
+        let j = last.unwrap();
+        assert!(!j.usual_address);
+        let line = crate::alert_log::Line::for_outbound(&j, &call("00442079460105"), false);
+        assert_eq!(line.level, crate::alert_log::Level::Error);
     }
 
     #[test]
@@ -850,18 +1021,18 @@ mod tests {
         let mut g = Guard::default();
         assert_eq!(judge(&mut g, &c, &call("00442079460123"), at(0)), "ok");
         assert_eq!(
-            g.call_ended(&c, "1001", Class::International, 3600, T0 + 3600),
+            g.call_ended(&c, "1001", "", Class::International, 3600, T0 + 3600),
             None
         );
         let warn = g
-            .call_ended(&c, "1001", Class::International, 3600, T0 + 7200)
+            .call_ended(&c, "1001", "", Class::International, 3600, T0 + 7200)
             .unwrap();
         assert_eq!(
             (warn.severity, warn.figure, warn.limit),
             (Severity::Warning, 120, 120)
         );
         let crit = g
-            .call_ended(&c, "1001", Class::International, 7200, T0 + 14_400)
+            .call_ended(&c, "1001", "", Class::International, 7200, T0 + 14_400)
             .unwrap();
         assert_eq!((crit.severity, crit.figure), (Severity::Critical, 240));
         assert_eq!(crit.address, Some("203.0.113.50".parse().unwrap()));
@@ -871,10 +1042,13 @@ mod tests {
         );
         // An account never seen, or a class not judged, counts nothing.
         assert_eq!(
-            g.call_ended(&c, "9999", Class::International, 99_999, T0),
+            g.call_ended(&c, "9999", "", Class::International, 99_999, T0),
             None
         );
-        assert_eq!(g.call_ended(&c, "1001", Class::Emergency, 99_999, T0), None);
+        assert_eq!(
+            g.call_ended(&c, "1001", "", Class::Emergency, 99_999, T0),
+            None
+        );
     }
 
     #[test]

@@ -91,6 +91,18 @@ impl Class {
         Class::ALL.into_iter().find(|c| c.name() == name)
     }
 
+    /// Which live calls count toward this class's concurrency: a class's limit counts
+    /// its own tier and those above. National, then mobile, then international, which
+    /// the refused classes (premium, high-risk …) count as.
+    pub fn concurrency_tier(self) -> u8 {
+        match self {
+            Class::Emergency | Class::Internal => 0,
+            Class::National => 1,
+            Class::Mobile => 2,
+            _ => 3,
+        }
+    }
+
     /// Whether calls of this class are judged at all.
     pub fn is_judged(self) -> bool {
         !matches!(self, Class::Emergency | Class::Internal)

@@ -90,7 +90,17 @@ impl Block {
         put("channel", self.channel_name.as_bytes());
         put("language", b"en");
         put("type", self.tech.as_bytes());
-        put("uniqueid", self.uniqueid.as_bytes());
+        // Each channel has its own id (`${UNIQUEID}`), which its hangup handler's block
+        // names again.
+        let own_id = channel
+            .variables
+            .iter()
+            .find(|(n, _)| n == "UNIQUEID")
+            .map(|(_, v)| v.clone());
+        put(
+            "uniqueid",
+            own_id.as_deref().unwrap_or(self.uniqueid.as_bytes()),
+        );
         put("version", b"20.20.1");
         put("callerid", &or_unknown(&channel.callerid_num));
         put("calleridname", &or_unknown(&channel.callerid_name));

@@ -39,6 +39,13 @@ pub struct Channel {
     pub live: u32,
 }
 
+/// A new channel's unique id, as Asterisk makes them: start time and a sequence.
+pub fn next_uniqueid() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    format!("1795633497.{}", NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
 /// A channel driver, as `CHANNEL(channeltype)` names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Driver {
@@ -85,6 +92,7 @@ impl Channel {
         };
         c.set("GROUP(extsec-outbound)", account.as_bytes().to_vec());
         c.set("ARG1", number.to_vec());
+        c.set("UNIQUEID", next_uniqueid().into_bytes());
         c
     }
 
