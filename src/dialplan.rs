@@ -44,12 +44,27 @@ impl std::fmt::Display for Finding {
 /// The findings of `roots` and every file they `#include`, and the files that could
 /// not be read. `roots` empty: Asterisk's own `extensions*.conf` in [`CONFIG_DIR`].
 pub fn scan(roots: &[PathBuf]) -> (Vec<Finding>, Vec<(PathBuf, io::Error)>) {
+    let mut findings = Vec::new();
+    let unread = walk(roots, |file, text| {
+        let (found, _) = scan_text(text);
+        findings.extend(found.into_iter().map(|(line, runs, value)| Finding {
+            file: file.to_path_buf(),
+            line,
+            runs,
+            value,
+        }));
+    });
+    (findings, unread)
+}
+
+/// Calls `each` with every file of `roots` (as [`scan`] takes them) and of their
+/// `#include`s, once each; the files that could not be read.
+fn walk(roots: &[PathBuf], mut each: impl FnMut(&Path, &str)) -> Vec<(PathBuf, io::Error)> {
     let roots = match roots {
         [] => default_files(Path::new(CONFIG_DIR)),
         given => given.to_vec(),
     };
     let mut seen = Vec::new();
-    let mut findings = Vec::new();
     let mut unread = Vec::new();
     let mut queue: Vec<PathBuf> = roots.into_iter().rev().collect();
     while let Some(file) = queue.pop() {
@@ -64,18 +79,141 @@ pub fn scan(roots: &[PathBuf]) -> (Vec<Finding>, Vec<(PathBuf, io::Error)>) {
                 continue;
             }
         };
-        let (found, includes) = scan_text(&text);
-        findings.extend(found.into_iter().map(|(line, runs, value)| Finding {
-            file: file.clone(),
-            line,
-            runs,
-            value,
-        }));
+        each(&file, &text);
+        let (_, includes) = scan_text(&text);
         for include in includes.into_iter().rev() {
             queue.extend(resolve_include(&include).into_iter().rev());
         }
     }
-    (findings, unread)
+    unread
+}
+
+/// What is wrong with how the dialplan reaches the daemon, for `check-config`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Wiring {
+    /// An `AGI(agi://…)` whose URL carries no `key=` while `daemon.secret` is set: the
+    /// daemon answers it ERROR, and the call goes on unchecked or is refused.
+    AgiWithoutKey {
+        file: PathBuf,
+        line: usize,
+        url: String,
+    },
+    /// The shipped subroutine reads `${EXTSEC_AGI_KEY}`, which no `[globals]` sets.
+    KeyNeverSet { file: PathBuf, line: usize },
+}
+
+impl std::fmt::Display for Wiring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Wiring::AgiWithoutKey { file, line, url } => write!(
+                f,
+                "{}:{line}: AGI({url}) carries no ?key= while daemon.secret is set: the daemon answers it ERROR and EXTSEC_ON_ERROR decides the call; append ?key=${{EXTSEC_AGI_KEY}} and set EXTSEC_AGI_KEY in [globals]",
+                file.display()
+            ),
+            Wiring::KeyNeverSet { file, line } => write!(
+                f,
+                "{}:{line}: the URL takes its key from ${{EXTSEC_AGI_KEY}}, which no [globals] sets while daemon.secret is set: set EXTSEC_AGI_KEY=<the secret> in [globals]",
+                file.display()
+            ),
+        }
+    }
+}
+
+/// With `daemon.secret` set: every FastAGI URL of the dialplan that carries no key, and
+/// the shipped URLs' `${EXTSEC_AGI_KEY}` when no `[globals]` sets it.
+pub fn wiring(roots: &[PathBuf]) -> (Vec<Wiring>, Vec<(PathBuf, io::Error)>) {
+    let mut found = Vec::new();
+    let mut key_used = None;
+    let mut key_set = false;
+    let unread = walk(roots, |file, text| {
+        let mut in_globals = false;
+        for (i, raw) in text.lines().enumerate() {
+            let line = strip_comment(raw).trim();
+            if line.starts_with('[') {
+                in_globals = line.starts_with("[globals]");
+                continue;
+            }
+            if in_globals
+                && line
+                    .split_once('=')
+                    .is_some_and(|(k, v)| k.trim() == "EXTSEC_AGI_KEY" && !v.trim().is_empty())
+            {
+                key_set = true;
+            }
+            let Some(app) = application(line) else {
+                continue;
+            };
+            let Some(args) = app.trim().strip_prefix("AGI(") else {
+                continue;
+            };
+            let url = args.trim_end_matches(')').split(',').next().unwrap_or("");
+            let network = url.starts_with("agi://") || url.starts_with("${EXTSEC_AGI}");
+            if !network {
+                continue;
+            }
+            if url.contains("${EXTSEC_AGI_KEY}") {
+                key_used.get_or_insert((file.to_path_buf(), i + 1));
+            } else if !url.contains("key=") {
+                found.push(Wiring::AgiWithoutKey {
+                    file: file.to_path_buf(),
+                    line: i + 1,
+                    url: url.to_string(),
+                });
+            }
+        }
+    });
+    if let Some((file, line)) = key_used.filter(|_| !key_set) {
+        found.push(Wiring::KeyNeverSet { file, line });
+    }
+    (found, unread)
+}
+
+/// The modules `[extsec-outbound]` needs (extensions-outbound.conf names them).
+pub const OUTBOUND_MODULES: &[&str] = &[
+    "pbx_config",
+    "app_stack",
+    "func_groupcount",
+    "func_channel",
+    "func_dialplan",
+    "func_timeout",
+    "app_verbose",
+    "res_speech",
+    "res_agi",
+];
+
+/// The needed modules `modules.conf` keeps from loading: with `autoload = no`, those
+/// without a `load` (or `require`) line; otherwise those with a `noload` line.
+pub fn modules_not_loaded(modules_conf: &str) -> Vec<&'static str> {
+    let mut autoload = true;
+    let mut loads = Vec::new();
+    let mut noloads = Vec::new();
+    for raw in modules_conf.lines() {
+        let line = strip_comment(raw).trim();
+        let Some((key, value)) = line.split_once("=>").or_else(|| line.split_once('=')) else {
+            continue;
+        };
+        let (key, value) = (key.trim().to_ascii_lowercase(), value.trim());
+        let module = value.trim_end_matches(".so").to_string();
+        match key.as_str() {
+            "autoload" => {
+                autoload = matches!(
+                    value.to_ascii_lowercase().as_str(),
+                    "yes" | "true" | "1" | "on"
+                )
+            }
+            "load" | "require" | "preload" | "preload-require" => loads.push(module),
+            "noload" => noloads.push(module),
+            _ => {}
+        }
+    }
+    OUTBOUND_MODULES
+        .iter()
+        .copied()
+        .filter(|m| match autoload {
+            true => noloads.iter().any(|n| n == m),
+            false => !loads.iter().any(|l| l == m),
+        })
+        .collect()
 }
 
 /// `extensions*.conf` in `dir`, sorted.
@@ -268,6 +406,64 @@ fn is_callers(name: &str, expr: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn agi_urls_without_the_key_are_named_and_the_shipped_one_needs_its_global() {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("extensions.conf");
+        std::fs::write(
+            &conf,
+            "[globals]\nEXTSEC_ON_ERROR=hangup\n[from-phones]\n\
+             exten => _X.,1,AGI(agi://127.0.0.1/check)\n\
+             same => n,AGI(agi://127.0.0.1/check?key=abc)\n\
+             same => n,AGI(/usr/bin/extsecurity,agi)\n\
+             same => n,AGI(${EXTSEC_AGI}/outbound?key=${EXTSEC_AGI_KEY})\n",
+        )
+        .unwrap();
+        let (found, unread) = wiring(std::slice::from_ref(&conf));
+        assert!(unread.is_empty());
+        assert_eq!(
+            found,
+            [
+                Wiring::AgiWithoutKey {
+                    file: conf.clone(),
+                    line: 4,
+                    url: "agi://127.0.0.1/check".into()
+                },
+                Wiring::KeyNeverSet {
+                    file: conf.clone(),
+                    line: 7
+                }
+            ]
+        );
+        assert!(
+            found[0]
+                .to_string()
+                .contains(":4: AGI(agi://127.0.0.1/check) carries no ?key=")
+        );
+        std::fs::write(&conf, "[globals]\nEXTSEC_AGI_KEY=s3cret\n[x]\nexten => s,1,AGI(${EXTSEC_AGI}/outbound?key=${EXTSEC_AGI_KEY})\n").unwrap();
+        assert!(wiring(std::slice::from_ref(&conf)).0.is_empty());
+    }
+
+    #[test]
+    fn modules_conf_with_autoload_off_must_load_each_module() {
+        assert!(modules_not_loaded("[modules]\nautoload=yes\n").is_empty());
+        assert_eq!(
+            modules_not_loaded("[modules]\nautoload=yes\nnoload => res_speech.so\n"),
+            ["res_speech"]
+        );
+        let mut all: String = "[modules]\nautoload = no\n".into();
+        for m in OUTBOUND_MODULES {
+            if *m != "res_speech" {
+                all.push_str(&format!("load => {m}.so\n"));
+            }
+        }
+        assert_eq!(modules_not_loaded(&all), ["res_speech"]);
+        assert_eq!(
+            modules_not_loaded("autoload=no\n").len(),
+            OUTBOUND_MODULES.len()
+        );
+    }
 
     #[test]
     fn the_seeds_line_is_found_and_the_shipped_ones_are_not() {

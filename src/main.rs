@@ -80,7 +80,8 @@ enum Command {
         #[arg(long, short)]
         quiet: bool,
         /// Asterisk dialplan files to read for lines that hand caller values to a shell
-        /// (their #includes too) [default: /etc/asterisk/extensions*.conf]
+        /// and, with daemon.secret, FastAGI URLs without the key (their #includes too)
+        /// [default: /etc/asterisk/extensions*.conf]
         #[arg(long, value_name = "FILE")]
         dialplan: Vec<PathBuf>,
     },
@@ -226,6 +227,10 @@ enum FraudAction {
         #[arg(value_name = "ACCOUNT")]
         account: String,
     },
+    /// Print the dialplan contexts [extsec-outbound] needs without the daemon (emergency
+    /// numbers, international and premium prefixes) for the configured country, for
+    /// /etc/asterisk/extensions-extsecurity-numbers.conf
+    Dialplan,
 }
 
 /// Plain-text values, for trying a call by hand with `explain`. Never in a dialplan.
@@ -332,7 +337,7 @@ fn run(cli: Cli, args: &[OsString]) -> u8 {
         } => explain(&config, explain_request(&fields, &plain, &json, args)),
         Command::CheckConfig { quiet, dialplan } => {
             let status = check_config(&config, quiet);
-            check_dialplan(&dialplan, quiet);
+            check_dialplan(&config.0, &dialplan, quiet);
             status
         }
         Command::CrowdsecCheck => crowdsec_check(&config.0),
@@ -378,6 +383,9 @@ fn run(cli: Cli, args: &[OsString]) -> u8 {
         Command::Fraud {
             action: FraudAction::Release { account },
         } => fraud_release(&config.0, &account),
+        Command::Fraud {
+            action: FraudAction::Dialplan,
+        } => fraud_dialplan(&config.0),
         Command::Serve { listen } => match serve(config, listen) {
             Ok(()) => exits::OK,
             Err(e) => {
@@ -773,6 +781,19 @@ fn fraud_status(config: &Config, account: Option<&str>, json: bool) -> u8 {
     exits::OK
 }
 
+fn fraud_dialplan(config: &Config) -> u8 {
+    let Some(fraud) = &config.fraud else {
+        eprintln!(
+            "extsecurity: [fraud] is off in this configuration: set enabled = true and country_code first (README, \"Toll fraud\")"
+        );
+        return exits::FRAUD;
+    };
+    let text = extsecurity::fraud::dialplan_numbers::contexts(&fraud.dial_plan);
+    // A closed pipe (`| head`) is the reader's choice, not an error.
+    let _ = std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes());
+    exits::OK
+}
+
 fn fraud_release(config: &Config, account: &str) -> u8 {
     let now = extsecurity::fraud::Now::current().unix;
     let was: Option<Option<extsecurity::fraud::account::Quarantine>> = match guard_at(config) {
@@ -986,10 +1007,28 @@ fn check_config(config: &(Config, Source), quiet: bool) -> u8 {
 
 /// Names every dialplan line that hands a caller's value to a shell unencoded. Said,
 /// not failed on: the calls are judged either way, and the unit's check runs this.
-fn check_dialplan(files: &[PathBuf], quiet: bool) {
+fn check_dialplan(config: &Config, files: &[PathBuf], quiet: bool) {
     let (findings, unread) = extsecurity::dialplan::scan(files);
     for finding in &findings {
         eprintln!("extsecurity: warning: {finding}");
+    }
+    if config.daemon.secret.is_some() {
+        for wrong in extsecurity::dialplan::wiring(files).0 {
+            eprintln!("extsecurity: warning: {wrong}");
+        }
+    }
+    if config.fraud.is_some() {
+        let modules = std::path::Path::new(extsecurity::dialplan::CONFIG_DIR).join("modules.conf");
+        if let Ok(text) = std::fs::read_to_string(&modules) {
+            let missing = extsecurity::dialplan::modules_not_loaded(&text);
+            if !missing.is_empty() {
+                eprintln!(
+                    "extsecurity: warning: {}: the outbound check needs {}, which it does not load: add a load => NAME.so line for each",
+                    modules.display(),
+                    missing.join(", ")
+                );
+            }
+        }
     }
     for (file, e) in &unread {
         // The default files are Asterisk's: not being able to read them is no news

@@ -32,13 +32,22 @@ fn daemon(fraud: bool) -> (LoggedServe, u16) {
     (LoggedServe::start(sandbox, port), port)
 }
 
-/// A phone of `account` on `driver` dialling `number`.
+/// A phone of `account` on `driver` dialling `number`, its channel with an id of its
+/// own.
 fn phone(driver: Driver, account: &str, number: &str) -> Channel {
-    Channel {
+    let mut c = Channel {
         peer_name: account.as_bytes().to_vec(),
         exten: number.as_bytes().to_vec(),
         ..Channel::ordinary("203.0.113.66").over(driver)
-    }
+    };
+    c.set("UNIQUEID", common::asterisk::next_uniqueid().into_bytes());
+    c
+}
+
+/// The administrator's `[globals]`: `EXTSEC_AGI` naming the daemon on `port`.
+fn to_daemon(mut channel: Channel, port: u16) -> Channel {
+    channel.set("EXTSEC_AGI", format!("agi://127.0.0.1:{port}").into_bytes());
+    channel
 }
 
 /// What Asterisk does for `AGI(agi://127.0.0.1/SCRIPT)`: connects to the daemon on
@@ -52,13 +61,18 @@ struct FastAgi {
 impl FastAgi {
     fn run(&mut self, url: &str, channel: &mut Channel) {
         self.runs.push(url.to_string());
-        let Some(port) = self.port else { return };
-        let script = url
-            .strip_prefix("agi://127.0.0.1/")
-            .expect("the shipped URL");
+        let (address, script) = url
+            .strip_prefix("agi://")
+            .and_then(|u| u.split_once('/'))
+            .expect("an agi:// URL");
+        // Only the daemon the test started listens; anything else is the daemon down.
+        let Some(port) = self.port.filter(|p| address == format!("127.0.0.1:{p}")) else {
+            return;
+        };
         let block = Block {
             tech: match channel.driver {
                 Some(Driver::Sip) => "SIP",
+                Some(Driver::Other("Local")) => "Local",
                 _ => "PJSIP",
             },
             request: url.into(),
@@ -86,12 +100,39 @@ impl FastAgi {
     }
 }
 
-/// Runs `Gosub(extsec-outbound,s,1(${EXTEN}))` as the phones' context does; the
-/// outcome, and the channel as the subroutine left it.
-fn dial(port: Option<u16>, mut channel: Channel) -> (Outcome, Channel, Vec<String>) {
+/// Runs `Gosub(extsec-outbound,s,1(${EXTEN}))` as the phones' context does, with the
+/// daemon on `port` (`EXTSEC_AGI`; none: the daemon is down); the outcome, and the
+/// channel as the subroutine left it.
+fn dial(port: Option<u16>, channel: Channel) -> (Outcome, Channel, Vec<String>) {
+    let channel = match port {
+        Some(p) => to_daemon(channel, p),
+        None => channel,
+    };
+    dial_with(&conf(), port, channel)
+}
+
+/// The generated numbers for Germany, as `#tryinclude` reads them
+/// (`extsecurity fraud dialplan`).
+fn numbers_file() -> String {
+    let sandbox = Sandbox::with_config(
+        "[fraud]\nenabled = true\ncountry_code = \"49\"\nstate_file = \"@DIR@/fraud.state\"\nhigh_risk_file = \"\"\n",
+    );
+    let out = sandbox.run(&["fraud", "dialplan"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn dial_with(
+    conf: &str,
+    port: Option<u16>,
+    mut channel: Channel,
+) -> (Outcome, Channel, Vec<String>) {
     let conf = format!(
-        "{}\n[default]\nexten => _X.,1,Gosub(extsec-outbound,s,1(${{EXTEN}}))\n",
-        conf()
+        "{conf}\n[default]\nexten => _X.,1,Gosub(extsec-outbound,s,1(${{EXTEN}}))\nexten => _+X.,1,Gosub(extsec-outbound,s,1(${{EXTEN}}))\nexten => _*X.,1,Gosub(extsec-outbound,s,1(${{EXTEN}}))\n"
     );
     let mut agi = FastAgi { port, runs: vec![] };
     let mut system = |_: &[u8], _: &Channel| -> &'static str { panic!("no System() here") };
@@ -130,7 +171,10 @@ fn hang_up(port: u16, mut channel: Channel, answered: &str) {
     };
     let outcome = run_call_with(&conf(), "extsec-outbound-end", "s", &mut channel, &mut apps);
     assert_eq!(outcome, Outcome::Continued);
-    assert_eq!(agi.runs, ["agi://127.0.0.1/outbound-end"]);
+    assert_eq!(
+        agi.runs,
+        [format!("agi://127.0.0.1:{port}/outbound-end?key=")]
+    );
 }
 
 fn status(serve: &LoggedServe, account: &str) -> serde_json::Value {
@@ -154,7 +198,7 @@ fn ok_calls_go_on_capped_and_hand_their_minutes_back() {
     for (driver, account) in [(Driver::Pjsip, "1001"), (Driver::Sip, "sip-1001")] {
         let (outcome, channel, runs) = dial(Some(port), phone(driver, account, "00442079460123"));
         assert_eq!(outcome, Outcome::Continued, "{driver:?}");
-        assert_eq!(runs, ["agi://127.0.0.1/outbound"]);
+        assert_eq!(runs, [format!("agi://127.0.0.1:{port}/outbound?key=")]);
         assert_eq!(
             var(&channel, "GROUP(extsec-outbound)").as_deref(),
             Some(account)
@@ -209,28 +253,202 @@ fn alerts_get_congestion_and_run_nothing_after() {
 }
 
 /// A check that could not run — `[fraud]` off (ERROR), the daemon down (nothing set),
-/// a driver the subroutine does not read — follows EXTSEC_ON_ERROR: the call goes on
-/// unchecked by default, is refused with `hangup`; never capped, never counted.
+/// a driver the subroutine does not read — follows EXTSEC_ON_ERROR (`hangup` refuses
+/// everything but emergency numbers), then the outage rules (issue 26): international
+/// and premium numbers, and anything behind a star or hash code, refused; national
+/// ones go on; `EXTSEC_OUTAGE_*` changes each. Never capped, never counted.
 #[test]
-fn a_check_that_could_not_run_follows_extsec_on_error() {
+fn a_check_that_could_not_run_follows_extsec_on_error_and_the_outage_rules() {
     let (_off, off_port) = daemon(false);
+    let with_numbers = format!("{}\n{}", conf(), numbers_file());
     for (port, driver, agis) in [
         (Some(off_port), Driver::Pjsip, 1),
         (None, Driver::Pjsip, 1),
         (Some(off_port), Driver::Other("IAX2"), 0),
     ] {
-        for (on_error, expected) in [
-            ("", Outcome::Continued),
-            ("continue", Outcome::Continued),
-            ("hangup", Outcome::Congested),
+        for (number, on_error, outage, expected) in [
+            ("030901820", "", None, Outcome::Continued),
+            ("030901820", "continue", None, Outcome::Continued),
+            ("030901820", "hangup", None, Outcome::Congested),
+            (
+                "030901820",
+                "",
+                Some(("EXTSEC_OUTAGE_NATIONAL", "refuse")),
+                Outcome::Congested,
+            ),
+            ("00442079460123", "", None, Outcome::Congested),
+            ("+442079460123", "continue", None, Outcome::Congested),
+            (
+                "00442079460123",
+                "",
+                Some(("EXTSEC_OUTAGE_INTERNATIONAL", "allow")),
+                Outcome::Continued,
+            ),
+            (
+                "00442079460123",
+                "hangup",
+                Some(("EXTSEC_OUTAGE_INTERNATIONAL", "allow")),
+                Outcome::Congested,
+            ),
+            ("09001123456", "", None, Outcome::Congested),
+            (
+                "09001123456",
+                "",
+                Some(("EXTSEC_OUTAGE_PREMIUM", "allow")),
+                Outcome::Continued,
+            ),
+            ("*6700449098790000", "", None, Outcome::Congested),
         ] {
-            let mut channel = phone(driver, "1001", "00442079460123");
+            let mut channel = phone(driver, "1001", number);
             channel.on_error = on_error.into();
-            let (outcome, channel, runs) = dial(port, channel);
-            assert_eq!(outcome, expected, "{port:?} {driver:?} {on_error:?}");
+            if let Some((name, value)) = outage {
+                channel.set(name, value.as_bytes().to_vec());
+            }
+            let channel = match port {
+                Some(p) => to_daemon(channel, p),
+                None => channel,
+            };
+            let (outcome, channel, runs) = dial_with(&with_numbers, port, channel);
+            assert_eq!(
+                outcome, expected,
+                "{number} {port:?} {driver:?} {on_error:?} {outage:?}"
+            );
             assert_eq!(runs.len(), agis);
             assert_eq!(var(&channel, "CHANNEL(hangup_handler_push)"), None);
             assert_eq!(var(&channel, "TIMEOUT(absolute)"), None);
         }
+    }
+}
+
+/// Issue 26, hole 8: emergency numbers reach the trunk whatever the daemon's state and
+/// EXTSEC_ON_ERROR: the subroutine knows them itself (the generated file; 112 and 911
+/// even without it) and asks nothing.
+#[test]
+fn emergency_numbers_pass_with_the_daemon_stopped_and_on_error_hangup() {
+    let with_numbers = format!("{}\n{}", conf(), numbers_file());
+    for (conf, number, expected) in [
+        (&with_numbers, "112", Outcome::Continued),
+        (&with_numbers, "110", Outcome::Continued),
+        (&conf(), "112", Outcome::Continued),
+        (&conf(), "911", Outcome::Continued),
+        // Without the generated file Germany's 110 is not known alone: the daemon
+        // would pass it; down, EXTSEC_ON_ERROR=hangup refuses it.
+        (&conf(), "110", Outcome::Congested),
+    ] {
+        for driver in [Driver::Pjsip, Driver::Sip, Driver::Other("Local")] {
+            let mut channel = phone(driver, "1001", number);
+            channel.on_error = "hangup".into();
+            let (outcome, channel, runs) = dial_with(conf, None, channel);
+            assert_eq!(outcome, expected, "{number} {driver:?}");
+            if expected == Outcome::Continued {
+                assert!(runs.is_empty(), "nothing asked: {runs:?}");
+                assert_eq!(var(&channel, "GROUP(extsec-outbound)"), None);
+            }
+        }
+    }
+}
+
+/// Issue 26, hole 5: call forwarding dials the trunk from a Local channel, which
+/// inherits `__EXTSEC_ACCOUNT` and `__EXTSEC_ADDRESS` from the phone's channel: the
+/// leg is judged against the phone's account. Without them FreePBX's `AMPUSER` names
+/// it; with neither it is the account `-`, which may dial nationally only.
+#[test]
+fn a_forwarded_leg_is_judged_against_the_phone_that_started_it() {
+    let (serve, port) = daemon(true);
+    let (outcome, phone_channel, _) = dial(Some(port), phone(Driver::Pjsip, "1001", "030901820"));
+    assert_eq!(outcome, Outcome::Continued);
+    assert_eq!(
+        var(&phone_channel, "EXTSEC_ACCOUNT").as_deref(),
+        Some("1001")
+    );
+    let local = |number: &str, inherited: &[(&str, String)]| {
+        let mut c = phone(Driver::Other("Local"), "", number);
+        for (name, value) in inherited {
+            c.set(name, value.clone().into_bytes());
+        }
+        dial(Some(port), c)
+    };
+    let inherited: Vec<(&str, String)> = ["EXTSEC_ACCOUNT", "EXTSEC_ADDRESS"]
+        .into_iter()
+        .map(|n| (n, var(&phone_channel, n).unwrap()))
+        .collect();
+    let (outcome, leg, runs) = local("00449098790000", &inherited);
+    assert_eq!(outcome, Outcome::Congested);
+    assert_eq!(runs.len(), 1);
+    assert_eq!(var(&leg, "GROUP(extsec-outbound)").as_deref(), Some("1001"));
+    assert_eq!(var(&leg, "EXTSEC_CLASS").as_deref(), Some("premium"));
+    let s = status(&serve, "1001");
+    assert!(
+        s["classes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["class"] == "premium"),
+        "{s}"
+    );
+    // FreePBX: AMPUSER names the account.
+    let (_, leg, _) = local("00442079460123", &[("AMPUSER", "2002".into())]);
+    assert_eq!(var(&leg, "GROUP(extsec-outbound)").as_deref(), Some("2002"));
+    assert_eq!(var(&leg, "EXTSEC_RESULT").as_deref(), Some("OK"));
+    // Nobody: an Originate or a call file.
+    let (outcome, leg, _) = local("00442079460123", &[]);
+    assert_eq!(outcome, Outcome::Congested);
+    assert_eq!(var(&leg, "GROUP(extsec-outbound)").as_deref(), Some("-"));
+    assert_eq!(
+        var(&leg, "EXTSEC_REASON").as_deref(),
+        Some("international_destination")
+    );
+    assert_eq!(local("030901820", &[]).0, Outcome::Continued);
+}
+
+/// The FreePBX snippet the shipped file documents, run as FreePBX 17 runs its hook (a
+/// Gosub) and as FreePBX 16 does (a Macro: `MACRO_DEPTH` set, no Return()): it checks
+/// the trunk's number and hands back in both.
+#[test]
+fn the_freepbx_hook_works_as_a_gosub_and_as_a_macro() {
+    let (_serve, port) = daemon(true);
+    let text = conf();
+    let snippet: String = text
+        .lines()
+        .skip_while(|l| !l.contains("in extensions_custom.conf:"))
+        .skip(2)
+        .take_while(|l| l.trim() != ";")
+        .filter_map(|l| l.strip_prefix(";   "))
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(
+        snippet.starts_with("[macro-dialout-trunk-predial-hook]\n"),
+        "{snippet}"
+    );
+    assert!(
+        !snippet.contains("MacroExit"),
+        "app_macro is gone in Asterisk 21"
+    );
+    let conf = format!(
+        "{text}\n{snippet}\n[default]\nexten => _X.,1,Gosub(macro-dialout-trunk-predial-hook,s,1)\n"
+    );
+    for (macro_depth, number, expected) in [
+        ("", "00442079460123", Outcome::Continued),
+        ("1", "00442079460123", Outcome::Continued),
+        ("", "09001123456", Outcome::Congested),
+        ("1", "09001123456", Outcome::Congested),
+    ] {
+        let mut channel = to_daemon(phone(Driver::Pjsip, "3001", number), port);
+        channel.set("OUTNUM", number.as_bytes().to_vec());
+        channel.set("MACRO_DEPTH", macro_depth.as_bytes().to_vec());
+        let mut agi = FastAgi {
+            port: Some(port),
+            runs: vec![],
+        };
+        let mut system = |_: &[u8], _: &Channel| -> &'static str { panic!("no System() here") };
+        let mut run_agi = |url: &str, c: &mut Channel| agi.run(url, c);
+        let mut apps = Apps {
+            system: &mut system,
+            agi: &mut run_agi,
+        };
+        let outcome = run_call_with(&conf, "default", number, &mut channel, &mut apps);
+        assert_eq!(outcome, expected, "{number} MACRO_DEPTH={macro_depth:?}");
+        assert_eq!(agi.runs.len(), 1);
     }
 }

@@ -744,3 +744,48 @@ fn a_reload_reads_the_high_risk_list_again() {
         "high_risk_destination"
     );
 }
+
+/// Issue 26, hole 7: with `daemon.secret` set, `check-config --dialplan` names every
+/// `agi://` URL without the key, and the shipped subroutine's `${EXTSEC_AGI_KEY}` when
+/// no `[globals]` sets it; set, nothing is said.
+#[test]
+fn check_config_names_agi_urls_without_the_key() {
+    let sandbox = Sandbox::with_config(
+        "[daemon]\nsecret = \"0123456789abcdef\"\n\
+         [fraud]\nenabled = true\ncountry_code = \"49\"\nhigh_risk_file = \"\"\n\
+         state_file = \"@DIR@/fraud.state\"\n",
+    );
+    let shipped = repo().join("dist/asterisk/extensions-outbound.conf");
+    let mine = sandbox.dir.path().join("extensions.conf");
+    std::fs::write(
+        &mine,
+        "[globals]\nEXTSEC_ON_ERROR=hangup\n\n[from-phones]\nexten => _X.,1,AGI(agi://127.0.0.1/check)\n",
+    )
+    .unwrap();
+    let check = |files: &[&std::path::Path]| {
+        let mut args = vec!["check-config".to_string(), "--quiet".into()];
+        for f in files {
+            args.push("--dialplan".into());
+            args.push(f.display().to_string());
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        String::from_utf8_lossy(&sandbox.run(&args).stderr).into_owned()
+    };
+    let said = check(&[&mine, &shipped]);
+    assert!(
+        said.contains(&format!(
+            "{}:5: AGI(agi://127.0.0.1/check) carries no ?key=",
+            mine.display()
+        )),
+        "{said}"
+    );
+    assert!(said.contains("which no [globals] sets"), "{said}");
+    std::fs::write(
+        &mine,
+        "[globals]\nEXTSEC_AGI_KEY=0123456789abcdef\n\n[from-phones]\nexten => _X.,1,AGI(agi://127.0.0.1/check?key=0123456789abcdef)\n",
+    )
+    .unwrap();
+    let said = check(&[&mine, &shipped]);
+    assert!(!said.contains("?key="), "{said}");
+    assert!(!said.contains("[globals]"), "{said}");
+}

@@ -55,6 +55,9 @@ _extsecurity() {
             extsecurity,unban)
                 cmd="extsecurity__subcmd__unban"
                 ;;
+            extsecurity__subcmd__fraud,dialplan)
+                cmd="extsecurity__subcmd__fraud__subcmd__dialplan"
+                ;;
             extsecurity__subcmd__fraud,help)
                 cmd="extsecurity__subcmd__fraud__subcmd__help"
                 ;;
@@ -63,6 +66,9 @@ _extsecurity() {
                 ;;
             extsecurity__subcmd__fraud,status)
                 cmd="extsecurity__subcmd__fraud__subcmd__status"
+                ;;
+            extsecurity__subcmd__fraud__subcmd__help,dialplan)
+                cmd="extsecurity__subcmd__fraud__subcmd__help__subcmd__dialplan"
                 ;;
             extsecurity__subcmd__fraud__subcmd__help,help)
                 cmd="extsecurity__subcmd__fraud__subcmd__help__subcmd__help"
@@ -111,6 +117,9 @@ _extsecurity() {
                 ;;
             extsecurity__subcmd__help,unban)
                 cmd="extsecurity__subcmd__help__subcmd__unban"
+                ;;
+            extsecurity__subcmd__help__subcmd__fraud,dialplan)
+                cmd="extsecurity__subcmd__help__subcmd__fraud__subcmd__dialplan"
                 ;;
             extsecurity__subcmd__help__subcmd__fraud,release)
                 cmd="extsecurity__subcmd__help__subcmd__fraud__subcmd__release"
@@ -353,7 +362,7 @@ _extsecurity() {
             return 0
             ;;
         extsecurity__subcmd__fraud)
-            opts="-h --config --help status release help"
+            opts="-h --config --help status release dialplan help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -370,9 +379,41 @@ _extsecurity() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        extsecurity__subcmd__fraud__subcmd__help)
-            opts="status release help"
+        extsecurity__subcmd__fraud__subcmd__dialplan)
+            opts="-h --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        extsecurity__subcmd__fraud__subcmd__help)
+            opts="status release dialplan help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        extsecurity__subcmd__fraud__subcmd__help__subcmd__dialplan)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -575,8 +616,22 @@ _extsecurity() {
             return 0
             ;;
         extsecurity__subcmd__help__subcmd__fraud)
-            opts="status release"
+            opts="status release dialplan"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        extsecurity__subcmd__help__subcmd__fraud__subcmd__dialplan)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi

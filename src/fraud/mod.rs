@@ -5,6 +5,7 @@
 //! class allows; [`account`] keeps what an account did in [`window`]s.
 
 pub mod account;
+pub mod dialplan_numbers;
 mod emergency_numbers;
 pub mod extension_pattern;
 pub mod guard;

@@ -38,7 +38,7 @@ struct Compiled {
 
 impl Compiled {
     fn new(row: &'static ShortRegion) -> Compiled {
-        let ShortRegion(_, general, lengths, short_code, sc_lengths, premium, p_lengths) = row;
+        let ShortRegion(_, general, lengths, short_code, sc_lengths, premium, p_lengths, _) = row;
         Compiled {
             general: whole(general),
             lengths,

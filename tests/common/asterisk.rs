@@ -154,7 +154,16 @@ impl Channel {
             | "ANSWEREDTIME"
             | "EXTSEC_RESULT"
             | "EXTSEC_REASON"
-            | "EXTSEC_MAX_SECONDS" => b"",
+            | "EXTSEC_MAX_SECONDS"
+            | "EXTSEC_AGI"
+            | "EXTSEC_AGI_KEY"
+            | "EXTSEC_ACCOUNT"
+            | "EXTSEC_ADDRESS"
+            | "AMPUSER"
+            | "EXTSEC_OUTAGE_INTERNATIONAL"
+            | "EXTSEC_OUTAGE_PREMIUM"
+            | "EXTSEC_OUTAGE_NATIONAL"
+            | "MACRO_DEPTH" => b"",
             // Unset channel variables read empty.
             "SYSTEMSTATUS" => b"",
             // What [default] sets before its Gosub (extensions-system.conf); a test of
@@ -287,7 +296,9 @@ pub fn run_call(
 /// `AGI(url)`, `GotoIf($["${VAR}" = "TEXT"]?label)`, `GotoIf($[0${VAR} > 0]?label)`,
 /// `Goto(exten,1)` (the extension substituted: `${CHANNEL(channeltype)}`), `Log()`,
 /// `Return()`, `Hangup()`, `Congestion()`. An extension is found by name, else by the
-/// patterns `_X.`, `_+X.` and `_[A-Z].`. Anything else is a test failure, so a dialplan
+/// patterns ([`pattern_matches`]); `ExecIf(…?Return())` and
+/// `GotoIf($[${DIALPLAN_EXISTS(context,${VAR},1)}]?label)` too; a Macro context runs off
+/// its end when `MACRO_DEPTH` is set. Anything else is a test failure, so a dialplan
 /// cannot grow past what is emulated.
 pub fn run_call_with(
     conf: &str,
@@ -301,8 +312,13 @@ pub fn run_call_with(
     let mut at = 0;
     loop {
         let Some((_, app)) = steps.get(at) else {
-            // The end of a guest extension's lines: your routing goes on.
-            assert_eq!(context, "default", "[{context}] {exten} ran off its end");
+            // The end of a guest extension's lines: your routing goes on. A Macro
+            // (app_macro: MACRO_DEPTH set) also ends there and hands back.
+            let in_macro = context.starts_with("macro-") && !call.value("MACRO_DEPTH").is_empty();
+            assert!(
+                context == "default" || in_macro,
+                "[{context}] {exten} ran off its end"
+            );
             return Outcome::Continued;
         };
         at += 1;
@@ -320,7 +336,9 @@ pub fn run_call_with(
             "Set" => {
                 let (var, value) = data.split_once('=').expect("Set(NAME=value)");
                 let value = substitute(value, call);
-                call.set(var, value);
+                // `__NAME` is NAME, inherited by the channels this one creates: read
+                // as NAME (pbx_builtin_setvar_helper strips the underscores).
+                call.set(var.trim_start_matches('_'), value);
             }
             "TrySystem" => {
                 let status = (apps.system)(&substitute(data, call), call);
@@ -358,6 +376,42 @@ pub fn run_call_with(
                 steps = find_extension(&extensions, &ext, context);
                 at = 0;
             }
+            "ExecIf" => {
+                // `ExecIf($["${VAR}" = "TEXT"]?Return())`: the one form a shipped
+                // snippet uses (FreePBX's hook, Gosub or Macro).
+                let form = || {
+                    let rest = app.strip_prefix("ExecIf($[\"${")?;
+                    let (var, rest) = rest.split_once("}\" = \"")?;
+                    let (text, rest) = rest.split_once("\"]?")?;
+                    Some((var, text, rest.strip_suffix(')')?))
+                };
+                let (var, text, then) = form().unwrap_or_else(|| panic!("not emulated: {app}"));
+                assert_eq!(then, "Return()", "not emulated: {app}");
+                if call.value(var) == text.as_bytes() {
+                    return Outcome::Continued;
+                }
+            }
+            "GotoIf" if app.starts_with("GotoIf($[${DIALPLAN_EXISTS(") => {
+                // `$[${DIALPLAN_EXISTS(context,${VAR},1)}]?label`, as func_dialplan.c
+                // answers it: 1 when the context has an extension matching the value
+                // (by name or pattern) at priority 1; 0 when it does not, or when the
+                // context does not exist.
+                let rest = &app["GotoIf($[${DIALPLAN_EXISTS(".len()..];
+                let (target, rest) = rest
+                    .split_once(",${")
+                    .expect("DIALPLAN_EXISTS(ctx,${VAR},1)");
+                let (var, rest) = rest
+                    .split_once("},1)}]?")
+                    .expect("DIALPLAN_EXISTS(ctx,${VAR},1)");
+                let label = rest.strip_suffix(')').expect("?label)");
+                let value = String::from_utf8(call.value(var)).unwrap_or_default();
+                if dialplan_exists(conf, target, &value) {
+                    at = steps
+                        .iter()
+                        .position(|(l, _)| l.as_deref() == Some(label))
+                        .unwrap_or_else(|| panic!("[{context}] {exten}: no label {label}"));
+                }
+            }
             "GotoIf" => {
                 let (var, expected, label) = parse_goto_if(app);
                 let taken = match expected {
@@ -381,6 +435,66 @@ pub fn run_call_with(
 }
 
 type Steps = Vec<(Option<String>, String)>;
+
+/// Whether `[context]` exists in `conf` and has an extension `exten` matches.
+fn dialplan_exists(conf: &str, context: &str, exten: &str) -> bool {
+    if !conf.contains(&format!("\n[{context}]\n")) {
+        return false;
+    }
+    context_extensions(conf, context)
+        .iter()
+        .any(|(name, _)| pattern_matches(name, exten))
+}
+
+/// Asterisk's extension matching (pbx.c `ast_extension_match`): a name matches itself;
+/// `_` starts a pattern of `X` (0-9), `Z` (1-9), `N` (2-9), `[…]` sets with ranges,
+/// `.` (one or more of anything) and `!` (zero or more), anything else itself.
+pub fn pattern_matches(name: &str, exten: &str) -> bool {
+    let Some(pattern) = name.strip_prefix('_') else {
+        return name == exten;
+    };
+    fn go(p: &[u8], e: &[u8]) -> bool {
+        let Some((&first, rest)) = p.split_first() else {
+            return e.is_empty();
+        };
+        match first.to_ascii_uppercase() {
+            b'.' => !e.is_empty(),
+            b'!' => true,
+            b'[' => {
+                let end = rest.iter().position(|&b| b == b']').expect("a closed set");
+                let set = &rest[..end];
+                let Some((&c, e_rest)) = e.split_first() else {
+                    return false;
+                };
+                let mut i = 0;
+                let mut hit = false;
+                while i < set.len() {
+                    if i + 2 < set.len() && set[i + 1] == b'-' {
+                        hit |= (set[i]..=set[i + 2]).contains(&c);
+                        i += 3;
+                    } else {
+                        hit |= set[i] == c;
+                        i += 1;
+                    }
+                }
+                hit && go(&rest[end + 1..], e_rest)
+            }
+            class => {
+                let Some((&c, e_rest)) = e.split_first() else {
+                    return false;
+                };
+                let ok = match class {
+                    b'X' => c.is_ascii_digit(),
+                    b'Z' => (b'1'..=b'9').contains(&c),
+                    b'N' => (b'2'..=b'9').contains(&c),
+                    _ => c == first,
+                };
+                ok && go(rest, e_rest)
+            }
+        }
+    }
+    go(pattern.as_bytes(), exten.as_bytes())
+}
 
 /// The extensions of `[context]`, each with its `(label, application)` priorities.
 fn context_extensions(conf: &str, context: &str) -> Vec<(String, Steps)> {
@@ -419,20 +533,17 @@ fn context_extensions(conf: &str, context: &str) -> Vec<(String, Steps)> {
     extensions
 }
 
-/// The extension `exten` dials into: its own name first, else a pattern.
+/// The extension `exten` dials into: its own name first, else a pattern
+/// ([`pattern_matches`]).
 fn find_extension(extensions: &[(String, Steps)], exten: &str, context: &str) -> Steps {
-    let matches = |pattern: &str| match pattern {
-        "_X." => exten.len() >= 2 && exten.as_bytes()[0].is_ascii_digit(),
-        "_+X." => {
-            exten.len() >= 3 && exten.starts_with('+') && exten.as_bytes()[1].is_ascii_digit()
-        }
-        "_[A-Z]." => exten.len() >= 2 && exten.as_bytes()[0].is_ascii_uppercase(),
-        _ => false,
-    };
     extensions
         .iter()
         .find(|(name, _)| name == exten)
-        .or_else(|| extensions.iter().find(|(name, _)| matches(name)))
+        .or_else(|| {
+            extensions
+                .iter()
+                .find(|(name, _)| name.starts_with('_') && pattern_matches(name, exten))
+        })
         .map(|(_, steps)| steps.clone())
         .unwrap_or_else(|| panic!("[{context}]: no extension for {exten}"))
 }
