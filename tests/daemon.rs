@@ -489,7 +489,8 @@ fn a_hangup_line_does_not_end_the_check() {
 }
 
 /// Anyone who can reach the port could name any address to ban: with a secret, only
-/// requests whose URL carries it count, and only allowed clients may connect.
+/// requests whose URL carries it count (the others are answered ERROR, `wrong_key`,
+/// and judged not), and only allowed clients may connect.
 #[test]
 fn with_a_secret_only_keyed_requests_are_judged() {
     let s = Sandbox::with_config("tarpit_seconds = 0\n[daemon]\nsecret = '0123456789abcdef'\n");
@@ -505,7 +506,16 @@ fn with_a_secret_only_keyed_requests_are_judged() {
         let ex = serve(stream, reader, &keyed(script).bytes(&scan), |c| {
             Some(reply_to(c, &scan))
         });
-        assert_eq!(ex.variable("EXTSEC_RESULT"), None, "{script}");
+        assert_eq!(
+            ex.variable("EXTSEC_RESULT").as_deref(),
+            Some("ERROR"),
+            "{script}"
+        );
+        assert_eq!(
+            ex.variable("EXTSEC_REASON").as_deref(),
+            Some("wrong_key"),
+            "{script}"
+        );
     }
     assert!(s.log_lines().is_empty(), "{:?}", s.log_lines());
     let stream = TcpStream::connect(d.addr).unwrap();

@@ -134,6 +134,20 @@ fn dial_with(
     let conf = format!(
         "{conf}\n[default]\nexten => _X.,1,Gosub(extsec-outbound,s,1(${{EXTEN}}))\nexten => _+X.,1,Gosub(extsec-outbound,s,1(${{EXTEN}}))\nexten => _*X.,1,Gosub(extsec-outbound,s,1(${{EXTEN}}))\n"
     );
+    let exten = String::from_utf8(channel.exten.clone()).unwrap();
+    let (outcome, runs) = run(&conf, "default", &exten, &mut channel, port);
+    (outcome, channel, runs)
+}
+
+/// Runs `exten` of `[context]` for `channel`, its AGIs reaching the daemon on `port`;
+/// the outcome and the AGI URLs run.
+fn run(
+    conf: &str,
+    context: &str,
+    exten: &str,
+    channel: &mut Channel,
+    port: Option<u16>,
+) -> (Outcome, Vec<String>) {
     let mut agi = FastAgi { port, runs: vec![] };
     let mut system = |_: &[u8], _: &Channel| -> &'static str { panic!("no System() here") };
     let mut run_agi = |url: &str, c: &mut Channel| agi.run(url, c);
@@ -141,9 +155,8 @@ fn dial_with(
         system: &mut system,
         agi: &mut run_agi,
     };
-    let exten = String::from_utf8(channel.exten.clone()).unwrap();
-    let outcome = run_call_with(&conf, "default", &exten, &mut channel, &mut apps);
-    (outcome, channel, agi.runs)
+    let outcome = run_call_with(conf, context, exten, channel, &mut apps);
+    (outcome, agi.runs)
 }
 
 fn var(c: &Channel, name: &str) -> Option<String> {
@@ -159,22 +172,15 @@ fn hang_up(port: u16, mut channel: Channel, answered: &str) {
     let handler = var(&channel, "CHANNEL(hangup_handler_push)").expect("a handler pushed");
     assert_eq!(handler, "extsec-outbound-end,s,1");
     channel.set("ANSWEREDTIME", answered.as_bytes().to_vec());
-    let mut agi = FastAgi {
-        port: Some(port),
-        runs: vec![],
-    };
-    let mut system = |_: &[u8], _: &Channel| -> &'static str { panic!("no System() here") };
-    let mut run_agi = |url: &str, c: &mut Channel| agi.run(url, c);
-    let mut apps = Apps {
-        system: &mut system,
-        agi: &mut run_agi,
-    };
-    let outcome = run_call_with(&conf(), "extsec-outbound-end", "s", &mut channel, &mut apps);
-    assert_eq!(outcome, Outcome::Continued);
-    assert_eq!(
-        agi.runs,
-        [format!("agi://127.0.0.1:{port}/outbound-end?key=")]
+    let (outcome, runs) = run(
+        &conf(),
+        "extsec-outbound-end",
+        "s",
+        &mut channel,
+        Some(port),
     );
+    assert_eq!(outcome, Outcome::Continued);
+    assert_eq!(runs, [format!("agi://127.0.0.1:{port}/outbound-end?key=")]);
 }
 
 fn status(serve: &LoggedServe, account: &str) -> serde_json::Value {
@@ -437,18 +443,8 @@ fn the_freepbx_hook_works_as_a_gosub_and_as_a_macro() {
         let mut channel = to_daemon(phone(Driver::Pjsip, "3001", number), port);
         channel.set("OUTNUM", number.as_bytes().to_vec());
         channel.set("MACRO_DEPTH", macro_depth.as_bytes().to_vec());
-        let mut agi = FastAgi {
-            port: Some(port),
-            runs: vec![],
-        };
-        let mut system = |_: &[u8], _: &Channel| -> &'static str { panic!("no System() here") };
-        let mut run_agi = |url: &str, c: &mut Channel| agi.run(url, c);
-        let mut apps = Apps {
-            system: &mut system,
-            agi: &mut run_agi,
-        };
-        let outcome = run_call_with(&conf, "default", number, &mut channel, &mut apps);
+        let (outcome, runs) = run(&conf, "default", number, &mut channel, Some(port));
         assert_eq!(outcome, expected, "{number} MACRO_DEPTH={macro_depth:?}");
-        assert_eq!(agi.runs.len(), 1);
+        assert_eq!(runs.len(), 1);
     }
 }

@@ -64,24 +64,10 @@ fn examples(region: &str) -> Vec<String> {
     let Some(meta) = DATABASE.by_id(region) else {
         return Vec::new();
     };
-    let d = meta.descriptors();
-    [
-        d.fixed_line(),
-        d.mobile(),
-        d.toll_free(),
-        d.premium_rate(),
-        d.shared_cost(),
-        d.personal_number(),
-        d.voip(),
-        d.pager(),
-        d.uan(),
-        d.voicemail(),
-    ]
-    .into_iter()
-    .flatten()
-    .filter_map(Descriptor::example)
-    .map(str::to_string)
-    .collect()
+    extsecurity::fraud::number_types::type_descriptors(meta.descriptors())
+        .filter_map(Descriptor::example)
+        .map(str::to_string)
+        .collect()
 }
 
 /// What the users of a PBX in `region` dial.

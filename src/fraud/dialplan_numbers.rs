@@ -93,26 +93,11 @@ fn international(plan: &DialPlan) -> Vec<String> {
 fn foreign_nanp_area_codes(plan: &DialPlan) -> Vec<String> {
     // Each type's pattern: the general one spans every NANP number.
     let typed = |region: &str| -> Vec<&'static str> {
-        let Some(meta) = DATABASE.by_id(region) else {
-            return Vec::new();
-        };
-        let d = meta.descriptors();
-        [
-            d.fixed_line(),
-            d.mobile(),
-            d.toll_free(),
-            d.premium_rate(),
-            d.shared_cost(),
-            d.personal_number(),
-            d.voip(),
-            d.pager(),
-            d.uan(),
-            d.voicemail(),
-        ]
-        .into_iter()
-        .flatten()
-        .map(|p| p.national_number().as_str())
-        .collect()
+        DATABASE.by_id(region).map_or(Vec::new(), |meta| {
+            number_types::type_descriptors(meta.descriptors())
+                .map(|p| p.national_number().as_str())
+                .collect()
+        })
     };
     let regions = number_types::regions(1);
     let (home, abroad): (Vec<&str>, Vec<&str>) = regions
@@ -303,6 +288,14 @@ mod tests {
             .collect()
     }
 
+    /// The patterns a number is refused by during an outage.
+    fn refused_in(text: &str) -> Vec<String> {
+        section(text, "extsec-premium")
+            .into_iter()
+            .chain(section(text, "extsec-international"))
+            .collect()
+    }
+
     fn matches(patterns: &[String], number: &str) -> bool {
         ExtensionPatterns::new(patterns).unwrap().matches(number)
     }
@@ -339,10 +332,7 @@ mod tests {
         ] {
             let plan = DialPlan::for_country(cc);
             let text = contexts(&plan);
-            let refused: Vec<String> = section(&text, "extsec-premium")
-                .into_iter()
-                .chain(section(&text, "extsec-international"))
-                .collect();
+            let refused = refused_in(&text);
             for number in numbers {
                 let class = classify(
                     &plan,
@@ -383,11 +373,7 @@ mod tests {
             ("44", &["02079460123", "07700900123"][..]),
         ] {
             let plan = DialPlan::for_country(cc);
-            let text = contexts(&plan);
-            let refused: Vec<String> = section(&text, "extsec-premium")
-                .into_iter()
-                .chain(section(&text, "extsec-international"))
-                .collect();
+            let refused = refused_in(&contexts(&plan));
             for number in numbers {
                 assert!(!matches(&refused, number), "+{cc} {number}");
             }

@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use phonenumber::metadata::{DATABASE, Descriptor, Metadata};
+use phonenumber::metadata::{DATABASE, Descriptor, Descriptors, Metadata};
 use regex_automata::meta::Regex;
 
 /// What the destination classes need of a number's type.
@@ -54,6 +54,25 @@ pub fn regions(code: u16) -> Vec<&'static str> {
         .unwrap_or_default()
 }
 
+/// Every number type's descriptor of a region (fixed line, mobile, toll free, premium
+/// rate, shared cost, personal, VoIP, pager, UAN, voicemail), those it has.
+pub fn type_descriptors(d: &Descriptors) -> impl Iterator<Item = &Descriptor> {
+    [
+        d.fixed_line(),
+        d.mobile(),
+        d.toll_free(),
+        d.premium_rate(),
+        d.shared_cost(),
+        d.personal_number(),
+        d.voip(),
+        d.pager(),
+        d.uan(),
+        d.voicemail(),
+    ]
+    .into_iter()
+    .flatten()
+}
+
 /// The international and national prefixes of the main region of `country_code`
 /// (`("00", "0")` for 49, `("011", "1")` for 1, `("00", "")` for 39); `("00", "0")`
 /// where the metadata names no single prefix.
@@ -89,28 +108,10 @@ pub fn is_local_only_length(region: &str, len: usize) -> bool {
     // As libphonenumber's build makes the general description's lengths: every type's
     // local-only lengths, but those a whole number of some type has.
     let d = meta.descriptors();
-    let all = [
-        Some(d.general()),
-        d.fixed_line(),
-        d.mobile(),
-        d.toll_free(),
-        d.premium_rate(),
-        d.shared_cost(),
-        d.personal_number(),
-        d.voip(),
-        d.pager(),
-        d.uan(),
-        d.voicemail(),
-    ];
+    let all = || std::iter::once(d.general()).chain(type_descriptors(d));
     let len = len as u16;
-    let local = all
-        .iter()
-        .flatten()
-        .any(|d| d.possible_local_length().contains(&len));
-    let whole = all
-        .iter()
-        .flatten()
-        .any(|d| d.possible_length().contains(&len));
+    let local = all().any(|d| d.possible_local_length().contains(&len));
+    let whole = all().any(|d| d.possible_length().contains(&len));
     local && !whole
 }
 
@@ -339,22 +340,7 @@ mod tests {
     fn the_same_answers_as_phonenumber_for_every_example_number() {
         let mut checked = 0;
         for meta in DATABASE.iter() {
-            let d = meta.descriptors();
-            let examples = [
-                d.fixed_line(),
-                d.mobile(),
-                d.toll_free(),
-                d.premium_rate(),
-                d.shared_cost(),
-                d.personal_number(),
-                d.voip(),
-                d.pager(),
-                d.uan(),
-                d.voicemail(),
-            ]
-            .into_iter()
-            .flatten()
-            .filter_map(Descriptor::example);
+            let examples = type_descriptors(meta.descriptors()).filter_map(Descriptor::example);
             for example in examples {
                 let e164 = format!("{}{example}", meta.country_code());
                 let expected = match CRATE_SAYS_UNKNOWN.iter().find(|(n, _)| *n == e164) {
