@@ -100,6 +100,9 @@ pub enum Wiring {
     },
     /// The shipped subroutine reads `${EXTSEC_AGI_KEY}`, which no `[globals]` sets.
     KeyNeverSet { file: PathBuf, line: usize },
+    /// The shipped subroutine reads `${EXTSEC_AGI}`, which no `[globals]` sets: every
+    /// check is one that could not run.
+    AgiNeverSet { file: PathBuf, line: usize },
 }
 
 impl std::fmt::Display for Wiring {
@@ -115,16 +118,22 @@ impl std::fmt::Display for Wiring {
                 "{}:{line}: the URL takes its key from ${{EXTSEC_AGI_KEY}}, which no [globals] sets while daemon.secret is set: set EXTSEC_AGI_KEY=<the secret> in [globals]",
                 file.display()
             ),
+            Wiring::AgiNeverSet { file, line } => write!(
+                f,
+                "{}:{line}: the URL starts with ${{EXTSEC_AGI}}, which no [globals] sets: every outbound check would be one that could not run; set EXTSEC_AGI=agi://127.0.0.1:4573 in [globals]",
+                file.display()
+            ),
         }
     }
 }
 
-/// With `daemon.secret` set: every FastAGI URL of the dialplan that carries no key, and
-/// the shipped URLs' `${EXTSEC_AGI_KEY}` when no `[globals]` sets it.
-pub fn wiring(roots: &[PathBuf]) -> (Vec<Wiring>, Vec<(PathBuf, io::Error)>) {
+/// The shipped URLs' `${EXTSEC_AGI}` when no `[globals]` sets it; with `daemon.secret`
+/// set (`keyed`), every FastAGI URL of the dialplan that carries no key, and
+/// `${EXTSEC_AGI_KEY}` when no `[globals]` sets it.
+pub fn wiring(roots: &[PathBuf], keyed: bool) -> (Vec<Wiring>, Vec<(PathBuf, io::Error)>) {
     let mut found = Vec::new();
-    let mut key_used = None;
-    let mut key_set = false;
+    let (mut key_used, mut agi_used) = (None, None);
+    let (mut key_set, mut agi_set) = (false, false);
     let unread = walk(roots, |file, text| {
         let mut in_globals = false;
         for (i, raw) in text.lines().enumerate() {
@@ -133,12 +142,10 @@ pub fn wiring(roots: &[PathBuf]) -> (Vec<Wiring>, Vec<(PathBuf, io::Error)>) {
                 in_globals = line.starts_with("[globals]");
                 continue;
             }
-            if in_globals
-                && line
-                    .split_once('=')
-                    .is_some_and(|(k, v)| k.trim() == "EXTSEC_AGI_KEY" && !v.trim().is_empty())
-            {
-                key_set = true;
+            if let Some((k, v)) = line.split_once('=').filter(|_| in_globals) {
+                let set = !v.trim().is_empty();
+                key_set |= set && k.trim() == "EXTSEC_AGI_KEY";
+                agi_set |= set && k.trim() == "EXTSEC_AGI";
             }
             let Some(app) = application(line) else {
                 continue;
@@ -151,9 +158,12 @@ pub fn wiring(roots: &[PathBuf]) -> (Vec<Wiring>, Vec<(PathBuf, io::Error)>) {
             if !network {
                 continue;
             }
+            if url.starts_with("${EXTSEC_AGI}") {
+                agi_used.get_or_insert((file.to_path_buf(), i + 1));
+            }
             if url.contains("${EXTSEC_AGI_KEY}") {
                 key_used.get_or_insert((file.to_path_buf(), i + 1));
-            } else if !url.contains("key=") {
+            } else if keyed && !url.contains("key=") {
                 found.push(Wiring::AgiWithoutKey {
                     file: file.to_path_buf(),
                     line: i + 1,
@@ -162,8 +172,11 @@ pub fn wiring(roots: &[PathBuf]) -> (Vec<Wiring>, Vec<(PathBuf, io::Error)>) {
             }
         }
     });
-    if let Some((file, line)) = key_used.filter(|_| !key_set) {
+    if let Some((file, line)) = key_used.filter(|_| keyed && !key_set) {
         found.push(Wiring::KeyNeverSet { file, line });
+    }
+    if let Some((file, line)) = agi_used.filter(|_| !agi_set) {
+        found.push(Wiring::AgiNeverSet { file, line });
     }
     (found, unread)
 }
@@ -420,7 +433,7 @@ mod tests {
              same => n,AGI(${EXTSEC_AGI}/outbound?key=${EXTSEC_AGI_KEY})\n",
         )
         .unwrap();
-        let (found, unread) = wiring(std::slice::from_ref(&conf));
+        let (found, unread) = wiring(std::slice::from_ref(&conf), true);
         assert!(unread.is_empty());
         assert_eq!(
             found,
@@ -433,16 +446,25 @@ mod tests {
                 Wiring::KeyNeverSet {
                     file: conf.clone(),
                     line: 7
+                },
+                Wiring::AgiNeverSet {
+                    file: conf.clone(),
+                    line: 7
                 }
             ]
+        );
+        assert_eq!(
+            wiring(std::slice::from_ref(&conf), false).0.len(),
+            1,
+            "no key asked"
         );
         assert!(
             found[0]
                 .to_string()
                 .contains(":4: AGI(agi://127.0.0.1/check) carries no ?key=")
         );
-        std::fs::write(&conf, "[globals]\nEXTSEC_AGI_KEY=s3cret\n[x]\nexten => s,1,AGI(${EXTSEC_AGI}/outbound?key=${EXTSEC_AGI_KEY})\n").unwrap();
-        assert!(wiring(std::slice::from_ref(&conf)).0.is_empty());
+        std::fs::write(&conf, "[globals]\nEXTSEC_AGI_KEY=s3cret\nEXTSEC_AGI=agi://127.0.0.1:4573\n[x]\nexten => s,1,AGI(${EXTSEC_AGI}/outbound?key=${EXTSEC_AGI_KEY})\n").unwrap();
+        assert!(wiring(std::slice::from_ref(&conf), true).0.is_empty());
     }
 
     #[test]

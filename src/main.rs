@@ -1012,10 +1012,8 @@ fn check_dialplan(config: &Config, files: &[PathBuf], quiet: bool) {
     for finding in &findings {
         eprintln!("extsecurity: warning: {finding}");
     }
-    if config.daemon.secret.is_some() {
-        for wrong in extsecurity::dialplan::wiring(files).0 {
-            eprintln!("extsecurity: warning: {wrong}");
-        }
+    for wrong in extsecurity::dialplan::wiring(files, config.daemon.secret.is_some()).0 {
+        eprintln!("extsecurity: warning: {wrong}");
     }
     if config.fraud.is_some() {
         let modules = std::path::Path::new(extsecurity::dialplan::CONFIG_DIR).join("modules.conf");

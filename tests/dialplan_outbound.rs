@@ -61,10 +61,12 @@ struct FastAgi {
 impl FastAgi {
     fn run(&mut self, url: &str, channel: &mut Channel) {
         self.runs.push(url.to_string());
-        let (address, script) = url
-            .strip_prefix("agi://")
-            .and_then(|u| u.split_once('/'))
-            .expect("an agi:// URL");
+        // Not an agi:// URL (EXTSEC_AGI unset): res_agi looks for a local script of that
+        // name, finds none, and sets nothing.
+        let Some((address, script)) = url.strip_prefix("agi://").and_then(|u| u.split_once('/'))
+        else {
+            return;
+        };
         // Only the daemon the test started listens; anything else is the daemon down.
         let Some(port) = self.port.filter(|p| address == format!("127.0.0.1:{p}")) else {
             return;
@@ -92,6 +94,7 @@ impl FastAgi {
             "EXTSEC_REASON",
             "EXTSEC_MAX_SECONDS",
             "EXTSEC_CLASS",
+            "TIMEOUT(absolute)",
         ] {
             if let Some(value) = ex.variable(name) {
                 channel.set(name, value.into_bytes());
@@ -104,12 +107,11 @@ impl FastAgi {
 /// daemon on `port` (`EXTSEC_AGI`; none: the daemon is down); the outcome, and the
 /// channel as the subroutine left it.
 fn dial(port: Option<u16>, channel: Channel) -> (Outcome, Channel, Vec<String>) {
-    let channel = match port {
-        Some(p) => to_daemon(channel, p),
-        None => channel,
-    };
-    dial_with(&conf(), port, channel)
+    dial_with(&conf(), port, to_daemon(channel, port.unwrap_or(DOWN)))
 }
+
+/// Where no daemon listens in these tests: a daemon that is down.
+const DOWN: u16 = 4573;
 
 /// The generated numbers for Germany, as `#tryinclude` reads them
 /// (`extsecurity fraud dialplan`).
@@ -310,10 +312,7 @@ fn a_check_that_could_not_run_follows_extsec_on_error_and_the_outage_rules() {
             if let Some((name, value)) = outage {
                 channel.set(name, value.as_bytes().to_vec());
             }
-            let channel = match port {
-                Some(p) => to_daemon(channel, p),
-                None => channel,
-            };
+            let channel = to_daemon(channel, port.unwrap_or(DOWN));
             let (outcome, channel, runs) = dial_with(&with_numbers, port, channel);
             assert_eq!(
                 outcome, expected,
@@ -344,7 +343,7 @@ fn emergency_numbers_pass_with_the_daemon_stopped_and_on_error_hangup() {
         for driver in [Driver::Pjsip, Driver::Sip, Driver::Other("Local")] {
             let mut channel = phone(driver, "1001", number);
             channel.on_error = "hangup".into();
-            let (outcome, channel, runs) = dial_with(conf, None, channel);
+            let (outcome, channel, runs) = dial_with(conf, None, to_daemon(channel, DOWN));
             assert_eq!(outcome, expected, "{number} {driver:?}");
             if expected == Outcome::Continued {
                 assert!(runs.is_empty(), "nothing asked: {runs:?}");
@@ -447,4 +446,17 @@ fn the_freepbx_hook_works_as_a_gosub_and_as_a_macro() {
         assert_eq!(outcome, expected, "{number} MACRO_DEPTH={macro_depth:?}");
         assert_eq!(runs.len(), 1);
     }
+}
+
+/// Without `EXTSEC_AGI` in `[globals]` the AGI cannot start: every check is one that
+/// could not run (check-config says so), and the outage rules hold.
+#[test]
+fn without_extsec_agi_every_check_follows_the_outage_rules() {
+    let (_serve, port) = daemon(true);
+    let unset = |number: &str| dial_with(&conf(), Some(port), phone(Driver::Pjsip, "1001", number));
+    let (outcome, channel, runs) = unset("00442079460123");
+    assert_eq!(outcome, Outcome::Congested);
+    assert_eq!(runs, ["/outbound?key="]);
+    assert_eq!(var(&channel, "EXTSEC_RESULT").as_deref(), Some(""));
+    assert_eq!(unset("030901820").0, Outcome::Continued);
 }

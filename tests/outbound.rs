@@ -779,10 +779,17 @@ fn check_config_names_agi_urls_without_the_key() {
         )),
         "{said}"
     );
-    assert!(said.contains("which no [globals] sets"), "{said}");
+    assert!(
+        said.contains("${EXTSEC_AGI_KEY}, which no [globals] sets"),
+        "{said}"
+    );
+    assert!(
+        said.contains("${EXTSEC_AGI}, which no [globals] sets"),
+        "{said}"
+    );
     std::fs::write(
         &mine,
-        "[globals]\nEXTSEC_AGI_KEY=0123456789abcdef\n\n[from-phones]\nexten => _X.,1,AGI(agi://127.0.0.1/check?key=0123456789abcdef)\n",
+        "[globals]\nEXTSEC_AGI_KEY=0123456789abcdef\nEXTSEC_AGI=agi://127.0.0.1:4573\n\n[from-phones]\nexten => _X.,1,AGI(agi://127.0.0.1/check?key=0123456789abcdef)\n",
     )
     .unwrap();
     let said = check(&[&mine, &shipped]);

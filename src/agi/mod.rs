@@ -53,10 +53,12 @@ pub fn verdict_command(plan: &Plan) -> Vec<u8> {
 /// The outbound check's answer (README, "Toll fraud"): `EXTSEC_RESULT` (`OK`, `ALERT`,
 /// `ERROR`), `EXTSEC_REASON`, `EXTSEC_MAX_SECONDS` (a cap on the call's length, 0 for
 /// none) and `EXTSEC_CLASS` (the destination class, which the hangup handler hands
-/// back), in one `EXEC MSet`. `None`: the call could not be judged.
+/// back), in one `EXEC MSet`; a call that goes on with a cap also gets
+/// `TIMEOUT(absolute)` there (MSet writes functions too, design §3e), which saves the
+/// dialplan priorities that would set it. `None`: the call could not be judged.
 pub fn outbound_command(judgement: Option<&crate::fraud::Judgement>) -> Vec<u8> {
-    let variables = match judgement {
-        Some(j) => [
+    let mut variables = match judgement {
+        Some(j) => vec![
             (
                 "EXTSEC_RESULT",
                 if j.is_refused() { "ALERT" } else { "OK" }.to_string(),
@@ -65,13 +67,16 @@ pub fn outbound_command(judgement: Option<&crate::fraud::Judgement>) -> Vec<u8> 
             ("EXTSEC_MAX_SECONDS", j.max_seconds.to_string()),
             ("EXTSEC_CLASS", j.destination.class.to_string()),
         ],
-        None => [
+        None => vec![
             ("EXTSEC_RESULT", "ERROR".to_string()),
             ("EXTSEC_REASON", "bad_request".to_string()),
             ("EXTSEC_MAX_SECONDS", "0".to_string()),
             ("EXTSEC_CLASS", String::new()),
         ],
     };
+    if let Some(j) = judgement.filter(|j| !j.is_refused() && j.max_seconds > 0) {
+        variables.push(("TIMEOUT(absolute)", j.max_seconds.to_string()));
+    }
     mset(&variables)
 }
 

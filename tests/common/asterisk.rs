@@ -289,7 +289,8 @@ pub fn run_call(
 }
 
 /// Runs extension `exten` of `[context]` for `call` the way pbx.c does, for the
-/// applications the shipped dialplans use: `Set(NAME=value)` (a function's name too:
+/// applications the shipped dialplans use: `Set(NAME=value)` and `MSet(NAME=value,…)` (a
+/// function's name too:
 /// `GROUP(extsec-outbound)`, `CHANNEL(hangup_handler_push)`, `TIMEOUT(absolute)` are
 /// kept by name), `Gosub(context,exten,1)` and `Gosub(context,exten,1(arg))` (`ARG1`
 /// set for the subroutine's frame only, as app_stack.c does), `TrySystem(data)`,
@@ -339,6 +340,15 @@ pub fn run_call_with(
                 // `__NAME` is NAME, inherited by the channels this one creates: read
                 // as NAME (pbx_builtin_setvar_helper strips the underscores).
                 call.set(var.trim_start_matches('_'), value);
+            }
+            "MSet" => {
+                // `MSet(NAME=value,…)`: each pair set as Set() would (pbx_variables.c
+                // splits at commas raw: a value holds none).
+                for pair in split_top_level(data) {
+                    let (var, value) = pair.split_once('=').expect("MSet(NAME=value,…)");
+                    let value = substitute(value, call);
+                    call.set(var.trim_start_matches('_'), value);
+                }
             }
             "TrySystem" => {
                 let status = (apps.system)(&substitute(data, call), call);
@@ -392,20 +402,29 @@ pub fn run_call_with(
                 }
             }
             "GotoIf" if app.starts_with("GotoIf($[${DIALPLAN_EXISTS(") => {
-                // `$[${DIALPLAN_EXISTS(context,${VAR},1)}]?label`, as func_dialplan.c
-                // answers it: 1 when the context has an extension matching the value
+                // `$[${DIALPLAN_EXISTS(context,${VAR},1)} | …]?label`, as func_dialplan.c
+                // answers each: 1 when the context has an extension matching the value
                 // (by name or pattern) at priority 1; 0 when it does not, or when the
                 // context does not exist.
-                let rest = &app["GotoIf($[${DIALPLAN_EXISTS(".len()..];
-                let (target, rest) = rest
-                    .split_once(",${")
-                    .expect("DIALPLAN_EXISTS(ctx,${VAR},1)");
-                let (var, rest) = rest
-                    .split_once("},1)}]?")
-                    .expect("DIALPLAN_EXISTS(ctx,${VAR},1)");
-                let label = rest.strip_suffix(')').expect("?label)");
-                let value = String::from_utf8(call.value(var)).unwrap_or_default();
-                if dialplan_exists(conf, target, &value) {
+                let (condition, label) = data
+                    .strip_prefix("$[")
+                    .and_then(|d| d.split_once("]?"))
+                    .expect("GotoIf($[…]?label)");
+                let taken = condition.split(" | ").any(|term| {
+                    let rest = term
+                        .strip_prefix("${DIALPLAN_EXISTS(")
+                        .and_then(|r| r.strip_suffix(",1)}"))
+                        .unwrap_or_else(|| panic!("not emulated: {app}"));
+                    let (target, var) =
+                        rest.split_once(",").expect("DIALPLAN_EXISTS(ctx,${VAR},1)");
+                    let var = var
+                        .strip_prefix("${")
+                        .and_then(|v| v.strip_suffix('}'))
+                        .expect("${VAR}");
+                    let value = String::from_utf8(call.value(var)).unwrap_or_default();
+                    dialplan_exists(conf, target, &value)
+                });
+                if taken {
                     at = steps
                         .iter()
                         .position(|(l, _)| l.as_deref() == Some(label))
@@ -435,6 +454,24 @@ pub fn run_call_with(
 }
 
 type Steps = Vec<(Option<String>, String)>;
+
+/// `data` split at the commas outside any `${…}` or `(…)`.
+fn split_top_level(data: &str) -> Vec<&str> {
+    let (mut depth, mut start, mut out) = (0i32, 0, Vec::new());
+    for (i, c) in data.char_indices() {
+        match c {
+            '{' | '(' => depth += 1,
+            '}' | ')' => depth -= 1,
+            ',' if depth == 0 => {
+                out.push(&data[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    out.push(&data[start..]);
+    out
+}
 
 /// Whether `[context]` exists in `conf` and has an extension `exten` matches.
 fn dialplan_exists(conf: &str, context: &str, exten: &str) -> bool {
