@@ -661,3 +661,84 @@ fn a_login_right_after_guesses_quarantines_the_account_before_its_first_call() {
     let ex = common::agi_peer::outbound_call(port, &other);
     assert_eq!(ex.variable("EXTSEC_RESULT").as_deref(), Some("OK"));
 }
+
+/// The captured `ExtsecCallEnd` user event (`ami-callend.bin`, Asterisk 20.20.1), for
+/// the channel `uniqueid` of `account`.
+fn call_end_event(uniqueid: &str, account: &str) -> Vec<u8> {
+    let events = split_events(&capture_events("ami-callend.bin"));
+    let event = events
+        .iter()
+        .find(|e| e.starts_with(b"Event: UserEvent\r\n"))
+        .expect("the capture's UserEvent");
+    let text = String::from_utf8(event.clone()).unwrap();
+    let real_id = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Uniqueid: "))
+        .unwrap()
+        .to_string();
+    text.replace(
+        &format!("Uniqueid: {real_id}\r\n"),
+        &format!("Uniqueid: {uniqueid}\r\n"),
+    )
+    .replace("Account: 1001\r\n", &format!("Account: {account}\r\n"))
+    .into_bytes()
+}
+
+/// Issue 26, the cost: with `call_end = "ami"` the daemon logs in for user events too,
+/// tells the dialplan to push the AMI hangup handler (`EXTSEC_END=-ami`), and a call's
+/// end comes as the captured `UserEvent`: the call no longer counts toward the
+/// account's concurrency. An event for a call the guard never judged (another PBX's,
+/// or one forged through a caller id's CR LF, design §3b) ends nothing.
+#[test]
+fn with_call_end_ami_a_calls_end_comes_as_a_user_event() {
+    let port = free_port();
+    let (a, never) = ("1796618375.901", "1796618375.902");
+    let peer = AmiPeer::start(vec![Script::paced(
+        vec![
+            (Duration::from_secs(4), call_end_event(a, "1001")),
+            (Duration::ZERO, call_end_event("1796618375.999", "2001")),
+            (Duration::ZERO, call_end_event(never, "2001")),
+        ],
+        Then::Hold,
+    )]);
+    let w = Watcher::start_with(
+        &peer,
+        "[fraud]\nenabled = true\ncountry_code = \"49\"\nhigh_risk_file = \"\"\n\
+         state_file = \"@DIR@/fraud.state\"\ncall_end = \"ami\"\n",
+        &format!("listen = '127.0.0.1:{port}'"),
+        "",
+    );
+    w.wait_for("the login", || {
+        peer.received(0).contains("Events: security,user")
+    });
+    w.wait_for("the link up", || {
+        w.metric("extsecurity_ami_connected") == 1.0
+    });
+    let call = |account: &str, id: &str, live: u32, number: &[u8]| {
+        let mut c = Channel::outbound(account, number, "192.0.2.70");
+        c.set("UNIQUEID", id.as_bytes().to_vec());
+        c.live = live;
+        common::agi_peer::outbound_call(port, &c)
+    };
+    let first = call("1001", a, 1, b"00442079460123");
+    assert_eq!(first.variable("EXTSEC_END").as_deref(), Some("-ami"));
+    assert_eq!(first.variable("TIMEOUT(absolute)").as_deref(), Some("3600"));
+    call("1001", "1796618375.911", 2, b"00442079460124");
+    call("2001", "1796618375.921", 1, b"00442079460125");
+    call("2001", "1796618375.922", 2, b"00442079460126");
+    std::thread::sleep(Duration::from_secs(5));
+    // 1001's first call ended: two up, Asterisk's count says three (the new one
+    // included, one it has not yet let go), the guard two.
+    let third = call("1001", "1796618375.912", 3, b"00442079460127");
+    assert_eq!(
+        third.variable("EXTSEC_REASON").as_deref(),
+        Some("warning(concurrent)")
+    );
+    // 2001's ends named calls the guard never judged: all three count.
+    let third = call("2001", "1796618375.923", 3, b"00442079460128");
+    assert_eq!(
+        third.variable("EXTSEC_REASON").as_deref(),
+        Some("toll_fraud(concurrent)")
+    );
+    assert_eq!(w.metric("extsecurity_ami_tampered_total"), 0.0);
+}

@@ -95,6 +95,7 @@ impl FastAgi {
             "EXTSEC_MAX_SECONDS",
             "EXTSEC_CLASS",
             "TIMEOUT(absolute)",
+            "EXTSEC_END",
         ] {
             if let Some(value) = ex.variable(name) {
                 channel.set(name, value.into_bytes());

@@ -56,7 +56,11 @@ pub fn verdict_command(plan: &Plan) -> Vec<u8> {
 /// back), in one `EXEC MSet`; a call that goes on with a cap also gets
 /// `TIMEOUT(absolute)` there (MSet writes functions too, design §3e), which saves the
 /// dialplan priorities that would set it. `None`: the call could not be judged.
-pub fn outbound_command(judgement: Option<&crate::fraud::Judgement>) -> Vec<u8> {
+///
+/// `end` names the hangup handler the dialplan pushes for a call that goes on:
+/// `EXTSEC_END` is `-ami` when the call's end comes as an AMI `UserEvent`
+/// (`[extsec-outbound-end-ami]`), empty for the AGI one.
+pub fn outbound_command(judgement: Option<&crate::fraud::Judgement>, end: &str) -> Vec<u8> {
     let mut variables = match judgement {
         Some(j) => vec![
             (
@@ -74,8 +78,11 @@ pub fn outbound_command(judgement: Option<&crate::fraud::Judgement>) -> Vec<u8> 
             ("EXTSEC_CLASS", String::new()),
         ],
     };
-    if let Some(j) = judgement.filter(|j| !j.is_refused() && j.max_seconds > 0) {
-        variables.push(("TIMEOUT(absolute)", j.max_seconds.to_string()));
+    if let Some(j) = judgement.filter(|j| !j.is_refused()) {
+        variables.push(("EXTSEC_END", end.to_string()));
+        if j.max_seconds > 0 {
+            variables.push(("TIMEOUT(absolute)", j.max_seconds.to_string()));
+        }
     }
     mset(&variables)
 }
@@ -97,7 +104,7 @@ fn mset(variables: &[(&str, String)]) -> Vec<u8> {
             debug_assert!(
                 value
                     .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"_()".contains(&b))
+                    .all(|b| b.is_ascii_alphanumeric() || b"_()-".contains(&b))
             );
             format!("{name}={value}")
         })

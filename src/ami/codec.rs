@@ -244,10 +244,76 @@ impl AccountId {
     }
 }
 
+/// The end of an outbound call, as `[extsec-outbound-end-ami]` raises it
+/// (`UserEvent(ExtsecCallEnd,Account: …)` in the call's hangup handler): the channel's
+/// unique id and the account its group names.
+///
+/// Its fields are not the caller's, but the caller's own caller id travels unescaped
+/// in the same event (design §3b): a CR LF in it can forge a whole event. So nothing
+/// here is believed alone: the daemon ends only a live call it judged, of that account,
+/// and counts its minutes by its own clock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallEnd {
+    pub call_id: String,
+    pub account: String,
+}
+
+/// The keys of an `ExtsecCallEnd` event, in the order Asterisk 20.20.1 writes them
+/// (captured from a real PBX: `tests/captures/ami/ami-callend.bin`).
+const CALL_END_KEYS: [&[u8]; 18] = [
+    b"Event",
+    b"Privilege",
+    b"Channel",
+    b"ChannelState",
+    b"ChannelStateDesc",
+    b"CallerIDNum",
+    b"CallerIDName",
+    b"ConnectedLineNum",
+    b"ConnectedLineName",
+    b"Language",
+    b"AccountCode",
+    b"Context",
+    b"Exten",
+    b"Priority",
+    b"Uniqueid",
+    b"Linkedid",
+    b"UserEvent",
+    b"Account",
+];
+
+/// A `UserEvent`: ours (`ExtsecCallEnd`, from our hangup handler's context, in
+/// Asterisk's exact shape) or another dialplan's, which is none of our business.
+fn user_event(pairs: &[(&[u8], &[u8])]) -> Verdict {
+    let value = |key: &[u8]| pairs.iter().find(|(k, _)| *k == key).map(|(_, v)| *v);
+    if value(b"UserEvent") != Some(b"ExtsecCallEnd") {
+        return Verdict::NotAnEvent;
+    }
+    let shaped = pairs.len() == CALL_END_KEYS.len()
+        && pairs
+            .iter()
+            .zip(CALL_END_KEYS)
+            .all(|((k, _), want)| *k == want)
+        && pairs[1].1 == b"user,all"
+        && pairs[11].1 == b"extsec-outbound-end-ami";
+    if !shaped {
+        return Verdict::Tampering("an ExtsecCallEnd event not in Asterisk's shape");
+    }
+    let plain = |v: &[u8]| {
+        (!v.is_empty() && v.len() <= 80 && v.iter().all(|b| (0x21..=0x7e).contains(b)))
+            .then(|| String::from_utf8_lossy(v).into_owned())
+    };
+    match (plain(pairs[14].1), plain(pairs[17].1)) {
+        (Some(call_id), Some(account)) => Verdict::CallEnd(CallEnd { call_id, account }),
+        _ => Verdict::Tampering("an ExtsecCallEnd event without a call id or an account"),
+    }
+}
+
 /// What a message is to the watcher.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
     Event(Event),
+    /// An outbound call's end (`call_end = "ami"`).
+    CallEnd(CallEnd),
     /// Not an event at all: a reply to our action (`Response:`), say.
     NotAnEvent,
     /// Shaped like an event but not as Asterisk writes one: counted, never acted on.
@@ -265,6 +331,7 @@ pub fn classify(message: Message<'_>) -> Verdict {
     };
     let pairs = fields.as_slice();
     let kind = match pairs.first() {
+        Some((b"Event", b"UserEvent")) => return user_event(pairs),
         Some((b"Event", kind)) => *kind,
         Some((b"Response", _)) => return Verdict::NotAnEvent,
         _ => return Verdict::Tampering("a message that starts with neither Event nor Response"),
@@ -360,6 +427,47 @@ mod tests {
         }
         out.extend_from_slice(rest);
         out
+    }
+
+    /// The end of an outbound call as Asterisk 20.20.1 wrote it (issue 26): the
+    /// captured `UserEvent` is a `CallEnd` naming the channel and the account; the
+    /// other dialplans' user events are no business of ours; a caller's CR LF in the
+    /// snapshot's caller id (design §3b) adds a key, and is tampering.
+    #[test]
+    fn the_captured_call_end_and_its_forgeries() {
+        let verdicts = classify_capture("ami-callend.bin");
+        let ends: Vec<&CallEnd> = verdicts
+            .iter()
+            .filter_map(|v| match v {
+                Verdict::CallEnd(end) => Some(end),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(ends.len(), 1, "{verdicts:?}");
+        assert_eq!(ends[0].account, "1001");
+        assert!(ends[0].call_id.starts_with("1796618"), "{:?}", ends[0]);
+        assert!(!verdicts.iter().any(|v| matches!(v, Verdict::Tampering(_))));
+
+        let bytes = capture("ami-callend.bin");
+        let start = memmem::find(&bytes, b"Event: UserEvent").unwrap();
+        let event = String::from_utf8_lossy(&bytes[start..]).into_owned();
+        let event = event.trim_end_matches("\r\n").to_string() + "\r\n\r\n";
+        let verdict = |text: &str| {
+            let mut out = Vec::new();
+            Framer::default().feed(text.as_bytes(), |m| out.push(classify(m)));
+            out
+        };
+        let injected = event.replace(
+            "CallerIDName: <unknown>",
+            "CallerIDName: x\r\nAccount: 2002",
+        );
+        assert!(matches!(verdict(&injected)[..], [Verdict::Tampering(_)]));
+        let elsewhere = event.replace("Context: extsec-outbound-end-ami", "Context: from-phones");
+        assert!(matches!(verdict(&elsewhere)[..], [Verdict::Tampering(_)]));
+        let theirs = event.replace("UserEvent: ExtsecCallEnd", "UserEvent: FreePBXSomething");
+        assert_eq!(verdict(&theirs), [Verdict::NotAnEvent]);
+        let no_account = event.replace("Account: 1001", "Account: ");
+        assert!(matches!(verdict(&no_account)[..], [Verdict::Tampering(_)]));
     }
 
     /// Every message of a capture after the banner, classified, fed in small pieces.

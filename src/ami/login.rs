@@ -19,18 +19,27 @@ pub fn challenge_action() -> String {
     format!("Action: Challenge\r\nActionID: {CHALLENGE_ID}\r\nAuthType: MD5\r\n\r\n")
 }
 
-/// `Action: Login` with `Key: md5(challenge + secret)`.
-pub fn md5_login_action(username: &str, challenge: &str, secret: &str) -> String {
+/// The event classes the watcher asks for: security events, and the `user` class when
+/// outbound calls' ends come as `UserEvent`s (`[fraud] call_end = "ami"`).
+pub fn events(call_ends: bool) -> &'static str {
+    match call_ends {
+        true => "security,user",
+        false => "security",
+    }
+}
+
+/// `Action: Login` with `Key: md5(challenge + secret)`, asking for `events`.
+pub fn md5_login_action(username: &str, challenge: &str, secret: &str, events: &str) -> String {
     format!(
-        "Action: Login\r\nActionID: {LOGIN_ID}\r\nAuthType: MD5\r\nUsername: {username}\r\nKey: {}\r\nEvents: security\r\n\r\n",
+        "Action: Login\r\nActionID: {LOGIN_ID}\r\nAuthType: MD5\r\nUsername: {username}\r\nKey: {}\r\nEvents: {events}\r\n\r\n",
         md5_key(challenge, secret)
     )
 }
 
-/// `Action: Login` with the secret in clear (`auth = "plain"`).
-pub fn plain_login_action(username: &str, secret: &str) -> String {
+/// `Action: Login` with the secret in clear (`auth = "plain"`), asking for `events`.
+pub fn plain_login_action(username: &str, secret: &str, events: &str) -> String {
     format!(
-        "Action: Login\r\nActionID: {LOGIN_ID}\r\nUsername: {username}\r\nSecret: {secret}\r\nEvents: security\r\n\r\n"
+        "Action: Login\r\nActionID: {LOGIN_ID}\r\nUsername: {username}\r\nSecret: {secret}\r\nEvents: {events}\r\n\r\n"
     )
 }
 
@@ -91,8 +100,14 @@ mod tests {
             md5_key("1234567", "s3cret"),
             "68edf1b4eee7014d8ac38ff454c0b3d1"
         );
-        let login = md5_login_action("extsecurity", "1234567", "s3cret");
+        let login = md5_login_action("extsecurity", "1234567", "s3cret", events(false));
         assert!(login.contains("\r\nKey: 68edf1b4eee7014d8ac38ff454c0b3d1\r\n"));
+        assert!(login.ends_with("\r\nEvents: security\r\n\r\n"));
+        let login = plain_login_action("extsecurity", "s3cret", events(true));
+        assert!(
+            login.ends_with("\r\nEvents: security,user\r\n\r\n"),
+            "{login}"
+        );
         assert!(
             !login.contains("s3cret"),
             "the secret itself is never written"

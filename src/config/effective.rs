@@ -382,7 +382,8 @@ fn fraud(c: &Config) -> Table {
         .set("new_address_days", f.new_address.as_secs() / 86_400)
         .set("takeover_window_seconds", f.takeover_window.as_secs())
         .set("state_file", path(Some(&f.state_file)))
-        .set("max_accounts", f.max_accounts);
+        .set("max_accounts", f.max_accounts)
+        .set("call_end", string(f.call_end.name()));
     let limits = |b: Builder, prefix: &str, l: &crate::fraud::limits::ClassLimits| {
         let mut b = b
             .set(&format!("{prefix}.refuse"), l.refuse)

@@ -43,6 +43,9 @@ pub struct FraudConfig {
     pub takeover_window: Duration,
     pub state_file: PathBuf,
     pub max_accounts: usize,
+    /// How a call's end reaches the daemon: its hangup handler's AGI session, or a
+    /// `UserEvent` over AMI (one session a call less; needs `[ami]` and `read = user`).
+    pub call_end: CallEnd,
     classes: BTreeMap<Class, ClassLimits>,
     /// Per-account limits, already merged over the classes'.
     accounts: BTreeMap<String, BTreeMap<Class, ClassLimits>>,
@@ -61,6 +64,27 @@ impl FraudConfig {
     /// The accounts with limits of their own.
     pub fn overridden_accounts(&self) -> impl Iterator<Item = &str> {
         self.accounts.keys().map(String::as_str)
+    }
+}
+
+/// How the end of an outbound call is told (`call_end`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CallEnd {
+    /// The hangup handler runs `AGI(…/outbound-end)`: works everywhere.
+    Agi,
+    /// The hangup handler raises `UserEvent(ExtsecCallEnd)`, which the AMI watcher
+    /// reads: no second FastAGI session (README, "Performance"). While the AMI link is
+    /// down, calls fall back to the AGI.
+    Ami,
+}
+
+impl CallEnd {
+    pub fn name(self) -> &'static str {
+        match self {
+            CallEnd::Agi => "agi",
+            CallEnd::Ami => "ami",
+        }
     }
 }
 
@@ -203,6 +227,7 @@ pub(super) struct RawFraud {
     home_regions: Vec<Spanned<String>>,
     feature_prefixes: Vec<Spanned<String>>,
     known_address_seconds: u64,
+    call_end: CallEnd,
     blocked_prefixes: Vec<Spanned<String>>,
     high_risk_file: Spanned<String>,
     learned_days: u32,
@@ -230,6 +255,7 @@ impl Default for RawFraud {
             home_regions: Vec::new(),
             feature_prefixes: Vec::new(),
             known_address_seconds: 86_400,
+            call_end: CallEnd::Agi,
             blocked_prefixes: Vec::new(),
             high_risk_file: text(DEFAULT_HIGH_RISK_FILE),
             learned_days: 30,
@@ -418,6 +444,7 @@ impl RawFraud {
             takeover_window: Duration::from_secs(self.takeover_window_seconds),
             state_file,
             max_accounts: *self.max_accounts.get_ref(),
+            call_end: self.call_end,
             classes,
             accounts,
         }))
@@ -529,6 +556,15 @@ mod tests {
                 "an empty prefix would match every number",
             ),
             ("state_file = \"fraud.state\"\n", "must be an absolute path"),
+            (
+                "call_end = \"ami\"\n",
+                "fraud.call_end = \"ami\" needs [ami]",
+            ),
+            ("call_end = \"email\"\n", "call_end"),
+            ("internal_max_digits = 4\n", "internal = [\"_1XX\"]"),
+            ("internal = [\"_1(X)\"]\n", "fraud.internal: \"_1(X)\""),
+            ("home_regions = [\"FR\"]\n", "not a region of +49"),
+            ("feature_prefixes = [\"*6a\"]\n", "fraud.feature_prefixes"),
             (
                 "quarantine_seconds = 0\n",
                 "fraud.quarantine_seconds must be at least 1",

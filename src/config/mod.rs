@@ -34,7 +34,7 @@ pub use ami::{AmiAuth, AmiConfig, AmiTls};
 pub use crowdsec::CrowdsecConfig;
 pub use daemon::{DEFAULT_CONTROL_SOCKET, DaemonConfig};
 pub use error::ConfigError;
-pub use fraud::{DEFAULT_HIGH_RISK_FILE, FraudConfig, MAX_LEARNED, read_high_risk};
+pub use fraud::{CallEnd, DEFAULT_HIGH_RISK_FILE, FraudConfig, MAX_LEARNED, read_high_risk};
 pub use nftables::NftablesConfig;
 pub use notify::{NotifyConfig, Security, SmtpConfig};
 pub use patterns::Patterns;
@@ -203,6 +203,17 @@ impl Config {
     /// Settings that are each valid but cannot hold together: the key to point at, and
     /// why.
     fn contradictions(&self) -> Result<(), (&'static str, String)> {
+        if self
+            .fraud
+            .as_ref()
+            .is_some_and(|f| f.call_end == fraud::CallEnd::Ami)
+            && self.ami.is_none()
+        {
+            return Err((
+                "fraud.call_end",
+                "fraud.call_end = \"ami\" needs [ami]: the call's end comes as an AMI UserEvent (or leave it \"agi\")".into(),
+            ));
+        }
         let d = &self.daemon;
         if d.fastagi && d.metrics_listen == Some(d.listen) {
             return Err((

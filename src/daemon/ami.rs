@@ -168,6 +168,16 @@ impl End {
     }
 }
 
+/// The classes to log in for (`login::events`), from the config in force.
+fn events(shared: &Shared) -> &'static str {
+    let call_ends = shared
+        .config()
+        .fraud
+        .as_ref()
+        .is_some_and(|f| f.call_end == crate::config::CallEnd::Ami);
+    login::events(call_ends)
+}
+
 /// One connection: connect, banner, login, then read until it fails.
 async fn session(
     config: &AmiConfig,
@@ -177,7 +187,7 @@ async fn session(
     down: &mut Down,
 ) -> End {
     let (mut stream, mut framer, pending) =
-        match tokio::time::timeout(LOGIN_TIMEOUT, login(config)).await {
+        match tokio::time::timeout(LOGIN_TIMEOUT, login(config, events(shared))).await {
             Ok(Ok(logged_in)) => logged_in,
             Ok(Err(end)) => return end,
             Err(_) => return End::Failed(format!("no login answer within {LOGIN_TIMEOUT:?}")),
@@ -201,9 +211,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 type Conn = Box<dyn Stream>;
 
 /// Connects (TLS when configured), checks the banner and logs in with `Events:
-/// security` — by MD5 challenge unless `auth = "plain"`. Returns the stream, its
+/// security` (and `user`, for the calls' ends) — by MD5 challenge unless `auth = "plain"`. Returns the stream, its
 /// framer, and the verdicts on anything read after the login answer.
-async fn login(config: &AmiConfig) -> Result<(Conn, Framer, Vec<Verdict>), End> {
+async fn login(config: &AmiConfig, events: &str) -> Result<(Conn, Framer, Vec<Verdict>), End> {
     let failed = |what: &str, e: std::io::Error| End::Failed(format!("{what}: {e}"));
     let mut stream = connect(config).await?;
     let mut framer = Framer::default();
@@ -214,7 +224,7 @@ async fn login(config: &AmiConfig) -> Result<(Conn, Framer, Vec<Verdict>), End> 
         .map_err(|e| End::Refused(format!("cannot read the secret: {e}")))?;
     let mut after = Vec::new();
     let action = match config.auth {
-        AmiAuth::Plain => login::plain_login_action(&config.username, &secret),
+        AmiAuth::Plain => login::plain_login_action(&config.username, &secret, events),
         AmiAuth::Md5 => {
             stream
                 .write_all(login::challenge_action().as_bytes())
@@ -231,7 +241,7 @@ async fn login(config: &AmiConfig) -> Result<(Conn, Framer, Vec<Verdict>), End> 
                     )));
                 }
             };
-            login::md5_login_action(&config.username, &challenge, &secret)
+            login::md5_login_action(&config.username, &challenge, &secret, events)
         }
     };
     stream
@@ -434,6 +444,9 @@ fn evaluate(shared: &Shared, mut rx: mpsc::Receiver<Vec<Verdict>>) {
                     for found in watch.record(&limits, &event, now) {
                         alert(shared, &config, &limits, &event, found, now);
                     }
+                }
+                Verdict::CallEnd(end) => {
+                    crate::daemon::fraud::ended_by_ami(shared, &config, &end.account, &end.call_id)
                 }
                 Verdict::Tampering(why) => {
                     shared.metrics.ami.tampered();

@@ -81,7 +81,7 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, shared: &Shared) {
     match (session.script(), result) {
         (Script::Outbound, Ok(Request::Outbound(call))) => {
             let judged = fraud::judge(shared, &config, &call);
-            let command = outbound_command(judged.as_ref().ok());
+            let command = outbound_command(judged.as_ref().ok(), call_end(shared, &config));
             if let Err(bad) = judged {
                 unjudged(shared, &config, &bad, peer);
             }
@@ -90,7 +90,9 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, shared: &Shared) {
         }
         (Script::Outbound, Err(bad)) => {
             unjudged(shared, &config, &bad, peer);
-            let _ = asterisk.command(&outbound_command(None), deadline()).await;
+            let _ = asterisk
+                .command(&outbound_command(None, ""), deadline())
+                .await;
         }
         // The hangup handler of a call that passed: the channel is gone ("dead" AGI),
         // so nothing is set; a request that went wrong only costs its minutes.
@@ -137,6 +139,20 @@ fn guest(shared: &Shared, config: &Config, request: Result<Call, BadRequest>) ->
 }
 
 /// An outbound call that could not be judged: a `CRITICAL` line, counted.
+/// Which hangup handler a call that goes on gets (`EXTSEC_END`): the AMI one when
+/// `call_end = "ami"` and the link is up now, else the AGI one, so that no call's end
+/// is lost to an AMI outage.
+fn call_end(shared: &Shared, config: &Config) -> &'static str {
+    let ami = config
+        .fraud
+        .as_ref()
+        .is_some_and(|f| f.call_end == crate::config::CallEnd::Ami);
+    match ami && shared.metrics.ami.is_connected() {
+        true => "-ami",
+        false => "",
+    }
+}
+
 /// One CRITICAL line a minute at most for requests without the right key: the dialplan
 /// is wrong for every call until someone fixes it.
 fn say_wrong_key(peer: SocketAddr, script: Script) {

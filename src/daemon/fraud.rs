@@ -292,7 +292,7 @@ fn fraud_event(judgement: &Judgement, call: &Outbound) -> Option<crate::notify::
     })
 }
 
-/// An outbound call ended (its hangup handler): its answered seconds count.
+/// An outbound call ended (its hangup handler's AGI): its answered seconds count.
 pub fn ended(
     shared: &Shared,
     config: &Config,
@@ -308,21 +308,50 @@ pub fn ended(
         return;
     };
     let now = Now::current().unix;
-    let ended: Option<Ended> = shared
+    let ended = shared
         .fraud
         .guard()
         .call_ended(fraud, account, call_id, class, answered, now);
     if let Some(ended) = ended {
-        if ended.severity == crate::fraud::limits::Severity::Critical {
-            shared.fraud.persist(&fraud.state_file, "a quarantine");
-        }
-        let trusted = ended.address.is_some_and(|ip| config.is_trusted(ip));
-        let _ = shared.write(
-            config,
-            &Line::for_outbound_minutes(account, class, &ended, trusted),
-        );
-        shared.metrics.outbound.minutes(&ended);
+        minutes_reached(shared, config, account, class, &ended);
     }
+}
+
+/// An outbound call ended, told over AMI (`call_end = "ami"`): a live call the guard
+/// judged for that account, timed by the daemon's clock; anything else is ignored and
+/// said at debug level (another PBX's event, a forged one).
+pub fn ended_by_ami(shared: &Shared, config: &Config, account: &str, call_id: &str) {
+    let Some(fraud) = &config.fraud else { return };
+    let now = Now::current().unix;
+    let ended = shared
+        .fraud
+        .guard()
+        .call_ended_by_clock(fraud, account, call_id, now);
+    match ended {
+        Some((class, Some(ended))) => minutes_reached(shared, config, account, class, &ended),
+        Some((_, None)) => {}
+        None => tracing::debug!(
+            account,
+            call_id,
+            "AMI: the end of a call the guard does not have"
+        ),
+    }
+}
+
+/// A call's minutes reached a level: the line, the metric, and at the critical level
+/// the quarantine saved before anything else.
+fn minutes_reached(shared: &Shared, config: &Config, account: &str, class: Class, ended: &Ended) {
+    if let Some(fraud) = &config.fraud
+        && ended.severity == crate::fraud::limits::Severity::Critical
+    {
+        shared.fraud.persist(&fraud.state_file, "a quarantine");
+    }
+    let trusted = ended.address.is_some_and(|ip| config.is_trusted(ip));
+    let _ = shared.write(
+        config,
+        &Line::for_outbound_minutes(account, class, ended, trusted),
+    );
+    shared.metrics.outbound.minutes(ended);
 }
 
 /// A guest call was alerted on: the number it tried is learned when it is an

@@ -481,6 +481,31 @@ impl Guard {
         })
     }
 
+    /// The end of `call_id`, told by an AMI event whose content is not believed alone
+    /// (`ami::codec::CallEnd`): only a live call this guard judged for `account` ends,
+    /// with its own class, and its minutes run from the judgement to `now` (ringing
+    /// included, never less than it was answered). `None` for any other.
+    pub fn call_ended_by_clock(
+        &mut self,
+        config: &FraudConfig,
+        account: &str,
+        call_id: &str,
+        now: u64,
+    ) -> Option<(Class, Option<Ended>)> {
+        let live = self
+            .accounts
+            .peek(account)?
+            .live
+            .iter()
+            .find(|c| !c.id.is_empty() && c.id == call_id)?
+            .clone();
+        // Never past its cap: TIMEOUT(absolute) ended it there, whenever the event came.
+        let elapsed = now.min(live.until).saturating_sub(live.since);
+        let seconds = u32::try_from(elapsed).unwrap_or(u32::MAX);
+        let ended = self.call_ended(config, account, call_id, live.class, seconds, now);
+        Some((live.class, ended))
+    }
+
     /// A failed login for an existing account (AMI `ChallengeResponseFailed`,
     /// `InvalidPassword` naming it).
     pub fn login_failed(&mut self, config: &FraudConfig, account: &str, now: u64) {
@@ -837,6 +862,54 @@ mod tests {
             ..call("00442079460126")
         };
         assert_eq!(judge(&mut g, &c, &fourth, at(100)), "ok");
+    }
+
+    /// An end told over AMI is not believed alone: only a live call this guard judged
+    /// for that account ends, with its own class, timed from the judgement to the end
+    /// (at most its cap).
+    #[test]
+    fn an_end_over_ami_ends_only_a_judged_call_and_counts_by_the_clock() {
+        let c = config("");
+        let mut g = Guard::default();
+        let abroad = call("00442079460123");
+        assert_eq!(judge(&mut g, &c, &abroad, at(0)), "ok");
+        assert_eq!(
+            g.call_ended_by_clock(&c, "1001", "1800000000.0", T0 + 60),
+            None
+        );
+        assert_eq!(
+            g.call_ended_by_clock(&c, "2002", &abroad.call_id, T0 + 60),
+            None
+        );
+        let second = Outbound {
+            live: 2,
+            ..call("00442079460124")
+        };
+        assert_eq!(judge(&mut g, &c, &second, at(10)), "warning(concurrent)");
+        let (class, ended) = g
+            .call_ended_by_clock(&c, "1001", &abroad.call_id, T0 + 3000)
+            .unwrap();
+        assert_eq!((class, ended), (Class::International, None));
+        // The second told hours late: counted up to its cap (3,600 s + the slack).
+        let (_, ended) = g
+            .call_ended_by_clock(&c, "1001", &second.call_id, T0 + 20_000)
+            .unwrap();
+        assert_eq!(
+            ended, None,
+            "50 + 61 minutes: below international's warning (120)"
+        );
+        let status = &g.status(Some("1001"), T0 + 20_000)[0];
+        let international = status
+            .classes
+            .iter()
+            .find(|c| c.class == Class::International)
+            .unwrap();
+        assert_eq!(international.minutes_day, 111);
+        assert_eq!(
+            g.call_ended_by_clock(&c, "1001", &abroad.call_id, T0 + 7400),
+            None,
+            "ended once"
+        );
     }
 
     /// Issue 26, hole 2: a toll-fraud verdict from an address the account has used for

@@ -163,6 +163,7 @@ impl Channel {
             | "EXTSEC_OUTAGE_INTERNATIONAL"
             | "EXTSEC_OUTAGE_PREMIUM"
             | "EXTSEC_OUTAGE_NATIONAL"
+            | "EXTSEC_END"
             | "MACRO_DEPTH" => b"",
             // Unset channel variables read empty.
             "SYSTEMSTATUS" => b"",
