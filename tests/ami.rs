@@ -693,14 +693,19 @@ fn call_end_event(uniqueid: &str, account: &str) -> Vec<u8> {
 fn with_call_end_ami_a_calls_end_comes_as_a_user_event() {
     let port = free_port();
     let (a, never) = ("1796618375.901", "1796618375.902");
-    let peer = AmiPeer::start(vec![Script::paced(
-        vec![
-            (Duration::from_secs(4), call_end_event(a, "1001")),
-            (Duration::ZERO, call_end_event("1796618375.999", "2001")),
-            (Duration::ZERO, call_end_event(never, "2001")),
-        ],
-        Then::Hold,
-    )]);
+    // A pong a second keeps the link alive (the watcher gives up on three silent
+    // ping intervals) until the ends come, 8 s after the login.
+    let keepalive = (
+        Duration::from_secs(1),
+        b"Response: Success\r\nPing: Pong\r\n\r\n".to_vec(),
+    );
+    let mut paced = vec![keepalive; 8];
+    paced.extend([
+        (Duration::ZERO, call_end_event(a, "1001")),
+        (Duration::ZERO, call_end_event("1796618375.999", "2001")),
+        (Duration::ZERO, call_end_event(never, "2001")),
+    ]);
+    let peer = AmiPeer::start(vec![Script::paced(paced, Then::Hold)]);
     let w = Watcher::start_with(
         &peer,
         "[fraud]\nenabled = true\ncountry_code = \"49\"\nhigh_risk_file = \"\"\n\
@@ -714,6 +719,7 @@ fn with_call_end_ami_a_calls_end_comes_as_a_user_event() {
     w.wait_for("the link up", || {
         w.metric("extsecurity_ami_connected") == 1.0
     });
+    let up = std::time::Instant::now();
     let call = |account: &str, id: &str, live: u32, number: &[u8]| {
         let mut c = Channel::outbound(account, number, "192.0.2.70");
         c.set("UNIQUEID", id.as_bytes().to_vec());
@@ -726,7 +732,13 @@ fn with_call_end_ami_a_calls_end_comes_as_a_user_event() {
     call("1001", "1796618375.911", 2, b"00442079460124");
     call("2001", "1796618375.921", 1, b"00442079460125");
     call("2001", "1796618375.922", 2, b"00442079460126");
-    std::thread::sleep(Duration::from_secs(5));
+    // The peer writes the ends 8 s after the login: the calls must be judged first.
+    assert!(
+        up.elapsed() < Duration::from_secs(7),
+        "the calls took {:?}",
+        up.elapsed()
+    );
+    std::thread::sleep(Duration::from_secs(10).saturating_sub(up.elapsed()));
     // 1001's first call ended: two up, Asterisk's count says three (the new one
     // included, one it has not yet let go), the guard two.
     let third = call("1001", "1796618375.912", 3, b"00442079460127");
