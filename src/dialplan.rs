@@ -135,7 +135,9 @@ pub fn wiring(roots: &[PathBuf], keyed: bool) -> (Vec<Wiring>, Vec<(PathBuf, io:
     let (mut key_used, mut agi_used) = (None, None);
     let (mut key_set, mut agi_set) = (false, false);
     let unread = walk(roots, |file, text| {
-        let mut in_globals = false;
+        // Lines before any [section] of a file can only be read inside the section that
+        // #includes it: FreePBX includes globals_custom.conf from [globals].
+        let mut in_globals = true;
         for (i, raw) in text.lines().enumerate() {
             let line = strip_comment(raw).trim();
             if line.starts_with('[') {
@@ -464,6 +466,15 @@ mod tests {
                 .contains(":4: AGI(agi://127.0.0.1/check) carries no ?key=")
         );
         std::fs::write(&conf, "[globals]\nEXTSEC_AGI_KEY=s3cret\nEXTSEC_AGI=agi://127.0.0.1:4573\n[x]\nexten => s,1,AGI(${EXTSEC_AGI}/outbound?key=${EXTSEC_AGI_KEY})\n").unwrap();
+        assert!(wiring(std::slice::from_ref(&conf), true).0.is_empty());
+        // FreePBX: the globals in a file [globals] includes.
+        let custom = dir.path().join("globals_custom.conf");
+        std::fs::write(
+            &custom,
+            "EXTSEC_AGI_KEY=s3cret\nEXTSEC_AGI=agi://127.0.0.1:4573\n",
+        )
+        .unwrap();
+        std::fs::write(&conf, format!("[globals]\n#include {}\n[x]\nexten => s,1,AGI(${{EXTSEC_AGI}}/outbound?key=${{EXTSEC_AGI_KEY}})\n", custom.display())).unwrap();
         assert!(wiring(std::slice::from_ref(&conf), true).0.is_empty());
     }
 

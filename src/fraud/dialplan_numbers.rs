@@ -53,13 +53,18 @@ fn context(out: &mut String, name: &str, extensions: &[String]) {
     }
 }
 
-/// Each emergency number, and with the outside-line prefix.
+/// Each emergency number, and after the outside-line prefix and each feature code
+/// (`*67112` is still 112: the daemon says so, and an outage must not refuse it).
 fn emergency(plan: &DialPlan) -> Vec<String> {
+    let mut leads = vec![String::new()];
+    if !plan.outside_line_prefix.is_empty() {
+        leads.push(plan.outside_line_prefix.clone());
+    }
+    leads.extend(plan.feature_prefixes.iter().cloned());
     let mut out = Vec::new();
-    for number in plan.emergency_numbers() {
-        out.push(number.to_string());
-        if !plan.outside_line_prefix.is_empty() {
-            out.push(format!("{}{number}", plan.outside_line_prefix));
+    for lead in &leads {
+        for number in plan.emergency_numbers() {
+            out.push(format!("{lead}{number}"));
         }
     }
     dedup(out)
@@ -386,7 +391,9 @@ mod tests {
         plan.outside_line_prefix = "0".into();
         plan.national_prefix = "0".into();
         let text = contexts(&plan);
-        assert!(section(&text, "extsec-emergency").contains(&"0112".to_string()));
+        let emergency = section(&text, "extsec-emergency");
+        assert!(emergency.contains(&"0112".to_string()));
+        assert!(emergency.contains(&"*67110".to_string()));
         let intl = section(&text, "extsec-international");
         assert!(matches(&intl, "000442079460123"));
         assert!(matches(
