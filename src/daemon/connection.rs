@@ -138,7 +138,6 @@ fn guest(shared: &Shared, config: &Config, request: Result<Call, BadRequest>) ->
     })
 }
 
-/// An outbound call that could not be judged: a `CRITICAL` line, counted.
 /// Which hangup handler a call that goes on gets (`EXTSEC_END`): the AMI one when
 /// `call_end = "ami"` and the link is up now, else the AGI one, so that no call's end
 /// is lost to an AMI outage.
@@ -177,6 +176,7 @@ fn say_wrong_key(peer: SocketAddr, script: Script) {
     }
 }
 
+/// An outbound call that could not be judged: a `CRITICAL` line, counted.
 fn unjudged(shared: &Shared, config: &Config, bad: &BadRequest, peer: SocketAddr) {
     tracing::warn!(%peer, error = bad.error, "outbound call could not be judged");
     shared.metrics.unjudged();
