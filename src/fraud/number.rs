@@ -237,11 +237,12 @@ impl DialPlan {
 /// (Canada and the Caribbean are other countries' bills); elsewhere every region of
 /// the code (+44: GB, GG, IM, JE).
 pub fn default_home_regions(country_code: &str) -> Vec<String> {
-    let code = country_code.parse().unwrap_or(0);
-    let regions = number_types::regions(code);
-    match code {
+    match country_code.parse().unwrap_or(0) {
         1 => vec!["US".to_string()],
-        _ => regions.into_iter().map(String::from).collect(),
+        code => number_types::regions(code)
+            .into_iter()
+            .map(String::from)
+            .collect(),
     }
 }
 
@@ -383,8 +384,8 @@ fn subscriber(
     text: &str,
 ) -> Destination {
     let e164 = format!("{}{text}", plan.country_code);
-    if number_types::lookup(&e164).is_some() {
-        return outside(plan, blocked, high_risk, e164);
+    if let found @ Some(_) = number_types::lookup(&e164) {
+        return typed(plan, blocked, high_risk, e164, found);
     }
     let short = plan
         .home_regions
@@ -411,14 +412,32 @@ fn subscriber(
 /// An E.164 number's class: the administrator's blocked prefixes and the high-risk
 /// list first, then libphonenumber's type and region.
 fn outside(plan: &DialPlan, blocked: &Prefixes, high_risk: &Prefixes, e164: String) -> Destination {
-    let class = outside_class(plan, blocked, high_risk, &e164);
+    let found = number_types::lookup(&e164);
+    typed(plan, blocked, high_risk, e164, found)
+}
+
+/// [`outside`] with libphonenumber's type and region already looked up (`found`).
+fn typed(
+    plan: &DialPlan,
+    blocked: &Prefixes,
+    high_risk: &Prefixes,
+    e164: String,
+    found: Option<(Kind, &str)>,
+) -> Destination {
+    let class = outside_class(plan, blocked, high_risk, &e164, found);
     Destination {
         class,
         e164: (class != Class::Malformed).then_some(e164),
     }
 }
 
-fn outside_class(plan: &DialPlan, blocked: &Prefixes, high_risk: &Prefixes, e164: &str) -> Class {
+fn outside_class(
+    plan: &DialPlan,
+    blocked: &Prefixes,
+    high_risk: &Prefixes,
+    e164: &str,
+    found: Option<(Kind, &str)>,
+) -> Class {
     if e164.len() > MAX_E164_DIGITS || e164.len() <= plan.country_code.len() {
         return Class::Malformed;
     }
@@ -428,13 +447,13 @@ fn outside_class(plan: &DialPlan, blocked: &Prefixes, high_risk: &Prefixes, e164
     if high_risk.matches(e164) {
         return Class::HighRisk;
     }
-    let code = number_types::calling_code(e164);
+    let split = number_types::split_code(e164);
     // libphonenumber's shortest national number has two digits.
-    if code.is_some_and(|c| e164.len() < c.to_string().len() + 2) {
+    if split.is_some_and(|(_, national)| national.len() < 2) {
         return Class::Malformed;
     }
-    let home_code = code.is_some_and(|c| c.to_string() == plan.country_code);
-    match number_types::lookup(e164) {
+    let home_code = split.is_some_and(|(code, _)| plan.country_code.parse() == Ok(code));
+    match found {
         Some((Kind::Premium, _)) => Class::Premium,
         Some(_) if home_code && is_nanp_976(plan, e164) => Class::Premium,
         Some((Kind::Mobile, region)) if home_code && plan.is_home_region(region) => Class::Mobile,
@@ -443,7 +462,7 @@ fn outside_class(plan: &DialPlan, blocked: &Prefixes, high_risk: &Prefixes, e164
         // No valid number of the home country is national; a number with no country
         // code at all reaches no one.
         None if home_code => Class::Malformed,
-        None if code.is_none() => Class::Malformed,
+        None if split.is_none() => Class::Malformed,
         None => Class::International,
     }
 }

@@ -40,9 +40,10 @@ pub fn lookup(e164: &str) -> Option<(Kind, &'static str)> {
     types.kind(national)
 }
 
-/// The calling code an E.164 number starts with, if any.
-pub fn calling_code(e164: &str) -> Option<u16> {
-    split(e164).map(|(code, _)| code)
+/// The calling code an E.164 number starts with and the national number after it, if
+/// it starts with one.
+pub fn split_code(e164: &str) -> Option<(u16, &str)> {
+    split(e164)
 }
 
 /// The regions that share a calling code (`US`, `CA`, `JM` … for 1), in the metadata's
