@@ -61,6 +61,11 @@ impl FraudConfig {
             .expect("every class has limits")
     }
 
+    /// `new_address` in whole days: the accounts keep the day each address was used.
+    pub fn new_address_days(&self) -> u32 {
+        u32::try_from(self.new_address.as_secs() / 86_400).unwrap_or(u32::MAX)
+    }
+
     /// The accounts with limits of their own.
     pub fn overridden_accounts(&self) -> impl Iterator<Item = &str> {
         self.accounts.keys().map(String::as_str)

@@ -198,10 +198,8 @@ impl Account {
 
     /// Whether `ip` was used within `days` of `now`.
     pub fn knows(&self, ip: IpAddr, now: u64, days: u32) -> bool {
-        let today = unix_day(now);
-        self.addresses
-            .iter()
-            .any(|s| s.ip == ip && today.saturating_sub(s.day) <= days)
+        self.seen(ip)
+            .is_some_and(|s| unix_day(now).saturating_sub(s.day) <= days)
     }
 
     /// Whether `ip` is the account's own: used for longer than `seconds` before `now`
@@ -209,18 +207,18 @@ impl Account {
     pub fn has_long_used(&self, ip: IpAddr, now: u64, seconds: u64, days: u32) -> bool {
         self.knows(ip, now, days)
             && self
-                .addresses
-                .iter()
-                .any(|s| s.ip == ip && now.saturating_sub(s.since) > seconds)
+                .seen(ip)
+                .is_some_and(|s| now.saturating_sub(s.since) > seconds)
+    }
+
+    /// What the account remembers of `ip` (each address once).
+    fn seen(&self, ip: IpAddr) -> Option<&Seen> {
+        self.addresses.iter().find(|s| s.ip == ip)
     }
 
     /// Records `ip` as used at `now`, keeping the most recent few.
     pub fn seen_at(&mut self, ip: IpAddr, now: u64) {
-        let since = self
-            .addresses
-            .iter()
-            .find(|s| s.ip == ip)
-            .map_or(now, |s| s.since.min(now));
+        let since = self.seen(ip).map_or(now, |s| s.since.min(now));
         self.addresses.retain(|s| s.ip != ip);
         let seen = Seen {
             ip,

@@ -304,14 +304,10 @@ impl Guard {
         let number_hash = self.hasher.hash_one(&call.number) as u32;
         let limits = config.limits(&call.account, class);
         let quarantine = config.quarantine.as_secs();
-        let (known, days) = (
-            config.known_address.as_secs(),
-            (config.new_address.as_secs() / 86_400) as u32,
-        );
         let account = self.account(config, &call.account, t);
         let usual_address = call
             .address
-            .is_some_and(|ip| account.has_long_used(ip, t, known, days));
+            .is_some_and(|ip| is_usual(config, account, ip, t));
         if let Some(ip) = call.address {
             account.seen_at(ip, t);
         }
@@ -433,10 +429,6 @@ impl Guard {
         if !self.accounts.contains(account) {
             return None;
         }
-        let (known, days) = (
-            config.known_address.as_secs(),
-            (config.new_address.as_secs() / 86_400) as u32,
-        );
         let quarantine = config.quarantine.as_secs();
         let state = self.account(config, account, now);
         // The class the daemon judged, when it still has the call; else the channel's.
@@ -450,7 +442,7 @@ impl Guard {
         let figure = counts.figure(Rule::MinutesPerDay, now, 0);
         let level = limits.level(Rule::MinutesPerDay);
         let address = state.addresses.last().map(|s| s.ip);
-        let usual_address = address.is_some_and(|ip| state.has_long_used(ip, now, known, days));
+        let usual_address = address.is_some_and(|ip| is_usual(config, state, ip, now));
         let severity = if level.critical > 0 && figure >= level.critical {
             if state.quarantined(now).is_none() {
                 quarantine_for(
@@ -528,7 +520,7 @@ impl Guard {
         alerted: bool,
         now: u64,
     ) -> Login {
-        let days = (config.new_address.as_secs() / 86_400) as u32;
+        let days = config.new_address_days();
         let window = config.takeover_window.as_secs();
         let quarantine = config.quarantine.as_secs();
         let state = self.account(config, account, now);
@@ -626,6 +618,13 @@ impl Guard {
         self.dirty = true;
         Some(was)
     }
+}
+
+/// Whether `ip` is the account's usual address: used for longer than
+/// `known_address_seconds`, and within `new_address_days`.
+fn is_usual(config: &FraudConfig, account: &Account, ip: IpAddr, now: u64) -> bool {
+    let known = config.known_address.as_secs();
+    account.has_long_used(ip, now, known, config.new_address_days())
 }
 
 fn quarantine_for(
