@@ -23,7 +23,7 @@ use regex_automata::dfa::{Automaton, dense};
 use regex_automata::{Anchored, Input};
 
 use crate::fraud::number::DialPlan;
-use crate::fraud::number_types;
+use crate::fraud::number_types::{self, Kind};
 use crate::fraud::short_numbers::SHORT_NUMBERS;
 
 /// The longest prefix looked at: past it a premium prefix that other numbers share is
@@ -130,29 +130,15 @@ fn premium(plan: &DialPlan) -> Vec<String> {
         let Some(meta) = DATABASE.by_id(region) else {
             continue;
         };
-        let d = meta.descriptors();
-        let premium: Vec<&str> = [
-            d.premium_rate(),
-            d.shared_cost(),
-            d.uan(),
-            d.personal_number(),
-        ]
-        .into_iter()
-        .flatten()
-        .map(|p| p.national_number().as_str())
-        .collect();
-        let others: Vec<&str> = [
-            d.fixed_line(),
-            d.mobile(),
-            d.toll_free(),
-            d.voip(),
-            d.pager(),
-            d.voicemail(),
-        ]
-        .into_iter()
-        .flatten()
-        .map(|p| p.national_number().as_str())
-        .collect();
+        // The types the classes call premium, and the others.
+        let (mut premium, mut others) = (Vec::new(), Vec::new());
+        for (descriptor, kind) in number_types::typed_descriptors(meta.descriptors()) {
+            let pattern = descriptor.national_number().as_str();
+            match kind {
+                Kind::Premium => premium.push(pattern),
+                _ => others.push(pattern),
+            }
+        }
         for prefix in premium_prefixes(&premium, &others) {
             bodies.push(format!("{}{prefix}X.", plan.national_prefix));
             if plan.country_code == "1" && plan.national_prefix == "1" {

@@ -55,23 +55,34 @@ pub fn regions(code: u16) -> Vec<&'static str> {
         .unwrap_or_default()
 }
 
-/// Every number type's descriptor of a region (fixed line, mobile, toll free, premium
-/// rate, shared cost, personal, VoIP, pager, UAN, voicemail), those it has.
-pub fn type_descriptors(d: &Descriptors) -> impl Iterator<Item = &Descriptor> {
+/// Each number type of a region with what the classes make of it, in the order
+/// `phonenumber::validator::number_type` tries them: the special types, then fixed line
+/// and mobile (premium rate, shared cost, UAN and personal numbers are premium).
+fn kinds(d: &Descriptors) -> [(Option<&Descriptor>, Kind); 10] {
     [
-        d.fixed_line(),
-        d.mobile(),
-        d.toll_free(),
-        d.premium_rate(),
-        d.shared_cost(),
-        d.personal_number(),
-        d.voip(),
-        d.pager(),
-        d.uan(),
-        d.voicemail(),
+        (d.premium_rate(), Kind::Premium),
+        (d.toll_free(), Kind::Other),
+        (d.shared_cost(), Kind::Premium),
+        (d.voip(), Kind::Other),
+        (d.personal_number(), Kind::Premium),
+        (d.pager(), Kind::Other),
+        (d.uan(), Kind::Premium),
+        (d.voicemail(), Kind::Other),
+        (d.fixed_line(), Kind::Other),
+        (d.mobile(), Kind::Mobile),
     ]
-    .into_iter()
-    .flatten()
+}
+
+/// Every number type's descriptor a region has, with its [`Kind`].
+pub fn typed_descriptors(d: &Descriptors) -> impl Iterator<Item = (&Descriptor, Kind)> {
+    kinds(d)
+        .into_iter()
+        .filter_map(|(descriptor, kind)| Some((descriptor?, kind)))
+}
+
+/// Every number type's descriptor a region has.
+pub fn type_descriptors(d: &Descriptors) -> impl Iterator<Item = &Descriptor> {
+    typed_descriptors(d).map(|(descriptor, _)| descriptor)
 }
 
 /// The international and national prefixes of the main region of `country_code`
@@ -216,19 +227,11 @@ struct RegionTypes {
 impl RegionTypes {
     fn compile(meta: &'static Metadata) -> RegionTypes {
         let d = meta.descriptors();
-        let special = [
-            (d.premium_rate(), Kind::Premium),
-            (d.toll_free(), Kind::Other),
-            (d.shared_cost(), Kind::Premium),
-            (d.voip(), Kind::Other),
-            (d.personal_number(), Kind::Premium),
-            (d.pager(), Kind::Other),
-            (d.uan(), Kind::Premium),
-            (d.voicemail(), Kind::Other),
-        ]
-        .into_iter()
-        .filter_map(|(d, kind)| Some((Pattern::compile(d?), kind)))
-        .collect();
+        // The special types: all but the last two (fixed line, mobile).
+        let special = kinds(d)[..8]
+            .iter()
+            .filter_map(|&(d, kind)| Some((Pattern::compile(d?), kind)))
+            .collect();
         RegionTypes {
             id: meta.id(),
             leading: meta.leading_digits().and_then(|l| compile(l.as_str())),
