@@ -56,18 +56,12 @@ fn context(out: &mut String, name: &str, extensions: &[String]) {
 /// Each emergency number, and after the outside-line prefix and each feature code
 /// (`*67112` is still 112: the daemon says so, and an outage must not refuse it).
 fn emergency(plan: &DialPlan) -> Vec<String> {
-    let mut leads = vec![String::new()];
-    if !plan.outside_line_prefix.is_empty() {
-        leads.push(plan.outside_line_prefix.clone());
-    }
-    leads.extend(plan.feature_prefixes.iter().cloned());
-    let mut out = Vec::new();
-    for lead in &leads {
-        for number in plan.emergency_numbers() {
-            out.push(format!("{lead}{number}"));
-        }
-    }
-    dedup(out)
+    let numbers: Vec<String> = plan
+        .emergency_numbers()
+        .into_iter()
+        .map(String::from)
+        .collect();
+    dedup(with_prefixes(plan, &numbers, |_| true))
 }
 
 /// The ways a number is dialled abroad, each also after the outside-line prefix and
@@ -85,7 +79,7 @@ fn international(plan: &DialPlan) -> Vec<String> {
         }
     }
     dedup(
-        with_prefixes(plan, &bodies)
+        with_prefixes(plan, &bodies, digits_only)
             .into_iter()
             .map(|b| format!("_{b}"))
             .collect(),
@@ -168,7 +162,7 @@ fn premium(plan: &DialPlan) -> Vec<String> {
         bodies.push(format!("{}NXX976XXXX", plan.national_prefix));
         bodies.push("NXX976XXXX".into());
     }
-    let mut patterns: Vec<String> = with_prefixes(plan, &bodies)
+    let mut patterns: Vec<String> = with_prefixes(plan, &bodies, digits_only)
         .into_iter()
         .map(|b| format!("_{b}"))
         .collect();
@@ -177,24 +171,25 @@ fn premium(plan: &DialPlan) -> Vec<String> {
     dedup(patterns)
 }
 
-/// `bodies` as dialled, after the outside-line prefix, and after each feature code of
-/// digits (`1167`, `141`); those of stars and hashes are refused whole during an outage
-/// (`_*.`, `_#.` in `[extsec-premium]`).
-fn with_prefixes(plan: &DialPlan, bodies: &[String]) -> Vec<String> {
+/// `bodies` as dialled: as they are, after the outside-line prefix, and after each
+/// feature code `codes` keeps (the star and hash ones are refused whole during an
+/// outage, `_*.` and `_#.` in `[extsec-premium]`, so the refused lists take the digit
+/// ones only; the emergency list takes them all).
+fn with_prefixes(plan: &DialPlan, bodies: &[String], codes: fn(&str) -> bool) -> Vec<String> {
     let mut leads = vec![String::new()];
     if !plan.outside_line_prefix.is_empty() {
         leads.push(plan.outside_line_prefix.clone());
     }
-    leads.extend(
-        plan.feature_prefixes
-            .iter()
-            .filter(|p| p.bytes().all(|b| b.is_ascii_digit()))
-            .cloned(),
-    );
+    leads.extend(plan.feature_prefixes.iter().filter(|p| codes(p)).cloned());
     leads
         .iter()
         .flat_map(|lead| bodies.iter().map(move |b| format!("{lead}{b}")))
         .collect()
+}
+
+/// A feature code of digits only (`1167`, `141`).
+fn digits_only(code: &str) -> bool {
+    code.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// The shortest digit prefixes after which a number of `premium` may follow and none of
