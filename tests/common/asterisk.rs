@@ -402,46 +402,8 @@ pub fn run_call_with(
                     return Outcome::Continued;
                 }
             }
-            "GotoIf" if app.starts_with("GotoIf($[${DIALPLAN_EXISTS(") => {
-                // `$[${DIALPLAN_EXISTS(context,${VAR},1)} | …]?label`, as func_dialplan.c
-                // answers each: 1 when the context has an extension matching the value
-                // (by name or pattern) at priority 1; 0 when it does not, or when the
-                // context does not exist.
-                let (condition, label) = data
-                    .strip_prefix("$[")
-                    .and_then(|d| d.split_once("]?"))
-                    .expect("GotoIf($[…]?label)");
-                let taken = condition.split(" | ").any(|term| {
-                    let rest = term
-                        .strip_prefix("${DIALPLAN_EXISTS(")
-                        .and_then(|r| r.strip_suffix(",1)}"))
-                        .unwrap_or_else(|| panic!("not emulated: {app}"));
-                    let (target, var) =
-                        rest.split_once(",").expect("DIALPLAN_EXISTS(ctx,${VAR},1)");
-                    let var = var
-                        .strip_prefix("${")
-                        .and_then(|v| v.strip_suffix('}'))
-                        .expect("${VAR}");
-                    let value = String::from_utf8(call.value(var)).unwrap_or_default();
-                    dialplan_exists(conf, target, &value)
-                });
-                if taken {
-                    at = steps
-                        .iter()
-                        .position(|(l, _)| l.as_deref() == Some(label))
-                        .unwrap_or_else(|| panic!("[{context}] {exten}: no label {label}"));
-                }
-            }
             "GotoIf" => {
-                let (var, expected, label) = parse_goto_if(app);
-                let taken = match expected {
-                    // `$[0${VAR} > 0]`: the value read as a number, empty as 0.
-                    None => std::str::from_utf8(&call.value(var))
-                        .ok()
-                        .and_then(|v| format!("0{v}").parse::<u64>().ok())
-                        .is_some_and(|n| n > 0),
-                    Some(text) => call.value(var) == text.as_bytes(),
-                };
+                let (taken, label) = goto_if(conf, app, data, call);
                 if taken {
                     at = steps
                         .iter()
@@ -455,6 +417,52 @@ pub fn run_call_with(
 }
 
 type Steps = Vec<(Option<String>, String)>;
+
+/// Whether a `GotoIf(condition?label)` jumps, and its label.
+fn goto_if<'a>(conf: &str, app: &'a str, data: &'a str, call: &Channel) -> (bool, &'a str) {
+    if app.starts_with("GotoIf($[${DIALPLAN_EXISTS(") {
+        return dialplan_exists_goto(conf, app, data, call);
+    }
+    let (var, expected, label) = parse_goto_if(app);
+    let taken = match expected {
+        // `$[0${VAR} > 0]`: the value read as a number, empty as 0.
+        None => std::str::from_utf8(&call.value(var))
+            .ok()
+            .and_then(|v| format!("0{v}").parse::<u64>().ok())
+            .is_some_and(|n| n > 0),
+        Some(text) => call.value(var) == text.as_bytes(),
+    };
+    (taken, label)
+}
+
+/// `$[${DIALPLAN_EXISTS(context,${VAR},1)} | …]?label`, as func_dialplan.c answers each:
+/// 1 when the context has an extension matching the value (by name or pattern) at
+/// priority 1; 0 when it does not, or when the context does not exist.
+fn dialplan_exists_goto<'a>(
+    conf: &str,
+    app: &'a str,
+    data: &'a str,
+    call: &Channel,
+) -> (bool, &'a str) {
+    let (condition, label) = data
+        .strip_prefix("$[")
+        .and_then(|d| d.split_once("]?"))
+        .expect("GotoIf($[…]?label)");
+    let taken = condition.split(" | ").any(|term| {
+        let rest = term
+            .strip_prefix("${DIALPLAN_EXISTS(")
+            .and_then(|r| r.strip_suffix(",1)}"))
+            .unwrap_or_else(|| panic!("not emulated: {app}"));
+        let (target, var) = rest.split_once(",").expect("DIALPLAN_EXISTS(ctx,${VAR},1)");
+        let var = var
+            .strip_prefix("${")
+            .and_then(|v| v.strip_suffix('}'))
+            .expect("${VAR}");
+        let value = String::from_utf8(call.value(var)).unwrap_or_default();
+        dialplan_exists(conf, target, &value)
+    });
+    (taken, label)
+}
 
 /// `data` split at the commas outside any `${…}` or `(…)`.
 fn split_top_level(data: &str) -> Vec<&str> {
