@@ -80,8 +80,7 @@ fn walk(roots: &[PathBuf], mut each: impl FnMut(&Path, &str)) -> Vec<(PathBuf, i
             }
         };
         each(&file, &text);
-        let (_, includes) = scan_text(&text);
-        for include in includes.into_iter().rev() {
+        for include in includes(&text).into_iter().rev() {
             queue.extend(resolve_include(&include).into_iter().rev());
         }
     }
@@ -285,16 +284,8 @@ pub fn scan_text(text: &str) -> (Vec<(usize, String, String)>, Vec<String>) {
     let mut includes = Vec::new();
     for (i, raw) in text.lines().enumerate() {
         let line = strip_comment(raw).trim();
-        if let Some(rest) = line
-            .strip_prefix("#include")
-            .or_else(|| line.strip_prefix("#tryinclude"))
-        {
-            let name = rest
-                .trim()
-                .trim_matches(|c| c == '"' || c == '<' || c == '>');
-            if !name.is_empty() {
-                includes.push(name.to_string());
-            }
+        if let Some(include) = include_of(line) {
+            includes.extend(include.map(str::to_string));
             continue;
         }
         let Some(app) = application(line) else {
@@ -324,6 +315,26 @@ pub fn scan_text(text: &str) -> (Vec<(usize, String, String)>, Vec<String>) {
         }
     }
     (findings, includes)
+}
+
+/// For an `#include` or `#tryinclude` line, the file it names (`None` when it names
+/// none); `None` for any other line.
+fn include_of(line: &str) -> Option<Option<&str>> {
+    let rest = line
+        .strip_prefix("#include")
+        .or_else(|| line.strip_prefix("#tryinclude"))?;
+    let name = rest
+        .trim()
+        .trim_matches(|c| c == '"' || c == '<' || c == '>');
+    Some((!name.is_empty()).then_some(name))
+}
+
+/// The files a dialplan `#include`s, without reading its applications.
+fn includes(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|raw| include_of(strip_comment(raw).trim()).flatten())
+        .map(str::to_string)
+        .collect()
 }
 
 /// A line without its `;` comment (`\;` is a literal semicolon).

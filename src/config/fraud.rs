@@ -399,7 +399,7 @@ impl RawFraud {
                 Ok((
                     name.clone(),
                     raw.over(
-                        &no_account_base(name, &classes),
+                        &account_base(name, &classes),
                         &format!("fraud.account.{name:?}"),
                     )?,
                 ))
@@ -407,7 +407,7 @@ impl RawFraud {
             .collect::<Result<_, Invalid>>()?;
         accounts
             .entry(NO_ACCOUNT.to_string())
-            .or_insert_with(|| no_account_base(NO_ACCOUNT, &classes));
+            .or_insert_with(|| account_base(NO_ACCOUNT, &classes));
         let quarantine = *self.quarantine_seconds.get_ref();
         if quarantine == 0 {
             return Err((
@@ -463,7 +463,7 @@ pub const NO_ACCOUNT: &str = "-";
 /// What `[fraud.account."NAME"]` starts from: the classes' limits, but for the call
 /// with no account, which may dial no international number unless its own table says
 /// so (no one is there to ask).
-fn no_account_base(
+fn account_base(
     name: &str,
     classes: &BTreeMap<Class, ClassLimits>,
 ) -> BTreeMap<Class, ClassLimits> {
