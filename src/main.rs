@@ -611,6 +611,10 @@ fn remove_table(config: &Config) -> u8 {
     match extsecurity::nftables::remove(&table) {
         Ok(Some(n)) => println!("table inet {table} removed, with its drop rule and {n} bans"),
         Ok(None) => println!("no table inet {table}: nothing to remove"),
+        Err(e @ extsecurity::nftables::NftError::InUse(_)) => {
+            eprintln!("extsecurity: {e} (stop it first: systemctl stop extsecurity)");
+            return exits::BANS;
+        }
         Err(e) => {
             eprintln!("extsecurity: cannot remove table inet {table}: {e} (run as root)");
             return exits::BANS;

@@ -800,3 +800,112 @@ fn bans_by_hand_in_the_kernel_and_the_log_and_a_range_lifted_whole() {
         "the other ban stays: {table}"
     );
 }
+
+/// Issue 27: Debian's `nftables.service` starts its ruleset with `flush ruleset`, which
+/// took our table and every ban with it until a restart. The daemon hears the removal
+/// (netlink's nf_tables notifications) and rebuilds the table within a second with the
+/// bans still running, their comments kept; a later alert is banned as before.
+#[test]
+fn a_flushed_ruleset_is_rebuilt_with_the_running_bans_within_a_second() {
+    let Some(lab) = lab() else { return };
+    let pbx = lab.ns(0);
+    let s = Sandbox::with_config(
+        "tarpit_seconds = 0\n[daemon]\nmetrics_listen = '127.0.0.1:9847'\n[nftables]\nenabled = true\n",
+    );
+    let _daemon = Daemon::start(pbx, &s);
+    assert_eq!(scan_from(pbx, "203.0.113.81").as_deref(), Some("ALERT"));
+    wait_for("the first ban", Duration::from_secs(5), || {
+        element(pbx, "203.0.113.81").is_some()
+    });
+
+    let flush = Command::new("ip")
+        .args(["netns", "exec", pbx, "nft", "flush", "ruleset"])
+        .status()
+        .unwrap();
+    assert!(flush.success());
+    let flushed = std::time::Instant::now();
+    wait_for("the table rebuilt", Duration::from_secs(5), || {
+        element(pbx, "203.0.113.81").is_some() && nft_list(pbx).matches("drop").count() == 4
+    });
+    let took = flushed.elapsed();
+    eprintln!("table rebuilt {} ms after the flush", took.as_millis());
+    assert!(
+        took < Duration::from_millis(1_500),
+        "rebuilt after {took:?}"
+    );
+    let old = element(pbx, "203.0.113.81").unwrap();
+    assert!(old.contains("expires"), "its time left kept: {old}");
+    assert!(
+        nft_list(pbx).contains("comment \"wrong_exten_min_length(3)\""),
+        "{}",
+        nft_list(pbx)
+    );
+
+    // A new alert after the rebuild is banned as any other.
+    assert_eq!(scan_from(pbx, "203.0.113.82").as_deref(), Some("ALERT"));
+    wait_for("the second ban", Duration::from_secs(5), || {
+        element(pbx, "203.0.113.82").is_some()
+    });
+    assert!(element(pbx, "203.0.113.81").is_some());
+    let said = std::fs::read_to_string(s.dir.path().join("stderr")).unwrap();
+    assert!(
+        said.contains("nftables: table inet extsecurity was removed or cut (flush ruleset?")
+            && said.contains("rebuilt with 1 bans"),
+        "{said}"
+    );
+    let rebuilds = in_netns(pbx, || {
+        common::metric(9847, "extsecurity_ban_table_rebuilds_total")
+    });
+    assert_eq!(rebuilds, 1.0);
+
+    // The drop rules alone flushed (`nft flush chain`): the sets are there, nothing is
+    // dropped; rebuilt as well.
+    let flush = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            pbx,
+            "nft",
+            "flush",
+            "chain",
+            "inet",
+            "extsecurity",
+            "input",
+        ])
+        .status()
+        .unwrap();
+    assert!(flush.success());
+    wait_for("the rules back", Duration::from_secs(5), || {
+        nft_list(pbx).matches("drop").count() == 4
+    });
+}
+
+/// Issue 27: a second `serve` started without `[nftables]` (a test, a hand-run check)
+/// used to delete the table the service's daemon bans in. It leaves it, and says why.
+#[test]
+fn a_second_daemon_without_nftables_leaves_the_first_ones_table() {
+    let Some(lab) = lab() else { return };
+    let pbx = lab.ns(0);
+    let s = Sandbox::with_config("tarpit_seconds = 0\n[nftables]\nenabled = true\n");
+    let _first = Daemon::start(pbx, &s);
+    assert_eq!(scan_from(pbx, "203.0.113.83").as_deref(), Some("ALERT"));
+    wait_for("the ban", Duration::from_secs(5), || {
+        element(pbx, "203.0.113.83").is_some()
+    });
+    let other = Sandbox::with_config("[daemon]\nlisten = '127.0.0.1:4574'\n");
+    let _second = Daemon::start(pbx, &other);
+    let stderr = || std::fs::read_to_string(other.dir.path().join("stderr")).unwrap();
+    let said = "[nftables] is off: table inet extsecurity is in use by another running extsecurity daemon: left in place";
+    if !wait_until(Duration::from_secs(5), || stderr().contains(said)) {
+        panic!("{said:?} not said: {}", stderr());
+    }
+    assert!(element(pbx, "203.0.113.83").is_some(), "{}", nft_list(pbx));
+    // And the command that removes the table by hand refuses too.
+    let (code, _, err) = cli(pbx, &other, &["bans", "--remove-table"]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("in use by another running extsecurity daemon"),
+        "{err}"
+    );
+    assert!(element(pbx, "203.0.113.83").is_some());
+}

@@ -7,13 +7,13 @@
 use std::net::IpAddr;
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::config::NftablesConfig;
 use crate::daemon::Shared;
 use crate::daemon::metrics::BanMetrics;
 use crate::nftables::history::{History, Record, ordinal};
-use crate::nftables::netlink::{Element, Socket};
+use crate::nftables::netlink::{Element, Socket, Watch};
 
 /// Bans waiting for the thread; beyond this new ones are dropped (counted).
 const QUEUE: usize = 200_000;
@@ -57,18 +57,18 @@ fn plan(
     let elements = batch
         .iter()
         .map(|b| {
-            let ban = history.ban(b.ip, now, config.ban, config.increment.as_ref());
-            if ban.extends {
-                replaced.push(b.ip);
-            }
-            let comment = match ban.nth {
+            let comment = |nth| match nth {
                 1 => b.reason.clone(),
                 n => format!("{} ({} ban)", b.reason, ordinal(n)),
             };
+            let ban = history.ban(b.ip, now, config.ban, config.increment.as_ref(), comment);
+            if ban.extends {
+                replaced.push(b.ip);
+            }
             Element {
                 ip: b.ip,
                 timeout: ban.timeout,
-                comment,
+                comment: history.comment(b.ip),
             }
         })
         .collect();
@@ -257,8 +257,9 @@ fn load_history(path: &std::path::Path) -> History {
     }
 }
 
-/// Runs the ban thread for `sink` until the sink is dropped (the bans switched off, or
-/// the daemon ending). Call once per sink.
+/// Runs the ban thread for `sink`, and the thread that rebuilds its table when it is
+/// removed, until the sink is dropped (the bans switched off, or the daemon ending).
+/// Call once per sink.
 pub fn spawn(
     shared: Arc<Shared>,
     sink: &Arc<Sink>,
@@ -266,22 +267,52 @@ pub fn spawn(
     let rx = sink.rx.lock().unwrap_or_else(|e| e.into_inner()).take();
     let rx = rx.expect("spawned once");
     let mut socket = Socket::open()?;
-    // The thread holds the sink weakly: once the daemon lets go of it, the queue's
-    // sender goes with it and the thread ends.
+    // The threads hold the sink weakly: once the daemon lets go of it, the queue's
+    // sender goes with it and they end.
     let weak = Arc::downgrade(sink);
+    match Watch::open(TICK).and_then(|watch| {
+        let (shared, weak) = (shared.clone(), weak.clone());
+        std::thread::Builder::new()
+            .name("nftables-heal".into())
+            .spawn(move || heal(&shared, watch, &weak))
+    }) {
+        Ok(_) => {}
+        Err(e) => tracing::warn!(
+            "nftables: cannot watch the table for its removal ({e}): after a `flush ruleset` bans fail until a restart"
+        ),
+    }
     std::thread::Builder::new()
         .name("nftables".into())
         .spawn(move || apply(&shared, &mut socket, &weak, rx))
 }
 
+/// How often the ban thread wakes with nothing queued (a batch to try again, the
+/// history to save, the sets to count), and how long a watch waits.
+const TICK: Duration = Duration::from_secs(1);
+/// How long a batch the kernel refused is tried again, once a [`TICK`], before its
+/// bans count as failed.
+const RETRY_FOR: Duration = Duration::from_secs(60);
+/// After a removal is heard, the time the rest of its transaction gets to finish (a
+/// `flush ruleset` removes rules, sets, chains, then the table) before we look.
+const SETTLE: Duration = Duration::from_millis(20);
+
+/// Bans the kernel has not taken yet: tried again every [`TICK`].
+#[derive(Default)]
+struct Pending {
+    elements: Vec<Element>,
+    replaced: Vec<IpAddr>,
+    /// When each element's alert line was written, for the latency and the give-up.
+    at: Vec<Instant>,
+}
+
 fn apply(shared: &Shared, socket: &mut Socket, weak: &std::sync::Weak<Sink>, rx: Receiver<Ban>) {
     let metrics = &shared.metrics.bans;
-    let mut failing = false;
     // The sets' size for the metric: at start (a restart keeps the bans), then every
     // SIZE_EVERY, busy or idle.
     let mut counted: Option<Instant> = None;
     let mut saved = Instant::now();
     let mut save_failing = false;
+    let mut pending = Pending::default();
     loop {
         let Some(sink) = weak.upgrade() else {
             return;
@@ -299,49 +330,172 @@ fn apply(shared: &Shared, socket: &mut Socket, weak: &std::sync::Weak<Sink>, rx:
             );
         }
         drop(sink);
-        let first = match rx.recv_timeout(SAVE_EVERY) {
-            Ok(ban) => ban,
-            Err(mpsc::RecvTimeoutError::Timeout) => continue,
+        let batch = match next_batch(&rx, pending.elements.is_empty()) {
+            Ok(batch) => batch,
+            Err(mpsc::RecvTimeoutError::Timeout) => Vec::new(),
             Err(mpsc::RecvTimeoutError::Disconnected) => return,
         };
-        let mut batch = vec![first];
-        while batch.len() < BATCH {
-            match rx.try_recv() {
-                Ok(ban) => batch.push(ban),
-                Err(_) => break,
-            }
+        if batch.is_empty() && pending.elements.is_empty() {
+            continue;
         }
-        batch.sort_by_key(|b| b.ip);
-        batch.dedup_by_key(|b| b.ip);
-        let Some(config) = weak.upgrade().map(|s| s.config()) else {
-            return;
-        };
+        let Some(sink) = weak.upgrade() else { return };
+        let config = sink.config();
         let (elements, replaced) = {
-            let Some(sink) = weak.upgrade() else { return };
             let mut history = sink.history.lock().unwrap_or_else(|e| e.into_inner());
             plan(&mut history, &batch, &config)
         };
-        match socket.add_replacing(&config.table, &replaced, &elements) {
-            Ok(()) => {
-                let now = Instant::now();
-                for b in &batch {
-                    metrics.added(now.duration_since(b.at));
-                }
-                if std::mem::take(&mut failing) {
-                    tracing::info!("nftables: bans are added again");
-                }
+        drop(sink);
+        pending.elements.extend(elements);
+        pending.replaced.extend(replaced);
+        pending.at.extend(batch.iter().map(|b| b.at));
+        send(socket, &config.table, &mut pending, metrics);
+    }
+}
+
+/// What is queued, the first wait bounded by a [`TICK`] (none when bans wait to be
+/// tried again: they are, at once), at most [`BATCH`], one ban per address.
+fn next_batch(rx: &Receiver<Ban>, wait: bool) -> Result<Vec<Ban>, mpsc::RecvTimeoutError> {
+    let mut batch = Vec::new();
+    let first = match wait {
+        true => Some(rx.recv_timeout(TICK)?),
+        false => match rx.try_recv() {
+            Ok(ban) => Some(ban),
+            Err(mpsc::TryRecvError::Empty) => None,
+            Err(mpsc::TryRecvError::Disconnected) => {
+                return Err(mpsc::RecvTimeoutError::Disconnected);
             }
-            Err(e) => {
-                metrics.failed(batch.len());
-                if !std::mem::replace(&mut failing, true) {
-                    tracing::warn!(
-                        error = %e,
-                        bans = batch.len(),
-                        "nftables: bans could not be added (the alert lines are written; fail2ban \
-                         and CrowdSec still act on them); counting until it works again"
-                    );
-                }
+        },
+    };
+    batch.extend(first);
+    while !batch.is_empty() && batch.len() < BATCH {
+        match rx.try_recv() {
+            Ok(ban) => batch.push(ban),
+            Err(_) => break,
+        }
+    }
+    batch.sort_by_key(|b| b.ip);
+    batch.dedup_by_key(|b| b.ip);
+    Ok(batch)
+}
+
+/// Sends what is pending; what the kernel refuses stays pending (said once, the
+/// cause shown by `status`) until it lands or [`RETRY_FOR`] has passed.
+fn send(socket: &mut Socket, table: &str, pending: &mut Pending, metrics: &BanMetrics) {
+    match socket.add_replacing(table, &pending.replaced, &pending.elements) {
+        Ok(()) => {
+            let now = Instant::now();
+            for at in &pending.at {
+                metrics.added(now.duration_since(*at));
+            }
+            if metrics.failing().is_some() {
+                metrics.set_failing(None);
+                tracing::info!(
+                    bans = pending.elements.len(),
+                    "nftables: bans are added again, those that waited included"
+                );
+            }
+            *pending = Pending::default();
+        }
+        Err(e) => {
+            if metrics.failing().is_none() {
+                tracing::warn!(
+                    error = %e,
+                    bans = pending.elements.len(),
+                    "nftables: bans could not be added (the alert lines are written; fail2ban \
+                     and CrowdSec still act on them); tried again every second for a minute"
+                );
+            }
+            metrics.set_failing(Some(e.to_string()));
+            let expired = pending
+                .at
+                .iter()
+                .take_while(|at| at.elapsed() > RETRY_FOR)
+                .count();
+            if expired > 0 {
+                metrics.failed(expired);
+                pending.elements.drain(..expired);
+                pending.at.drain(..expired);
+                let kept: std::collections::HashSet<IpAddr> =
+                    pending.elements.iter().map(|e| e.ip).collect();
+                pending.replaced.retain(|ip| kept.contains(ip));
             }
         }
     }
+}
+
+/// Watches for the table's removal and rebuilds it with every running ban: Debian's
+/// `nftables.service` (re)starts with `flush ruleset`, and a hand-run `nft` can
+/// remove it too. Looks again every [`TICK`] while a rebuild fails.
+fn heal(shared: &Shared, mut watch: Watch, weak: &std::sync::Weak<Sink>) {
+    let mut broken = false;
+    loop {
+        let Some(table) = weak.upgrade().map(|s| s.config().table) else {
+            return;
+        };
+        let heard = match watch.removed(&table) {
+            Ok(heard) => heard,
+            Err(e) => {
+                tracing::warn!(
+                    "nftables: the watch on table inet {table} failed ({e}); looking every second"
+                );
+                std::thread::sleep(TICK);
+                true
+            }
+        };
+        if !heard && !broken {
+            continue;
+        }
+        std::thread::sleep(SETTLE);
+        let _ = watch.removed_now(&table);
+        let Some(sink) = weak.upgrade() else { return };
+        broken = match rebuild_if_cut(shared, &sink) {
+            Ok(()) => false,
+            Err(e) => {
+                if !broken {
+                    tracing::warn!(
+                        "nftables: table inet {table} was removed and cannot be rebuilt yet ({e}); trying every second"
+                    );
+                }
+                true
+            }
+        };
+    }
+}
+
+/// Rebuilds the table if it is not whole, with every ban the history says is running.
+fn rebuild_if_cut(shared: &Shared, sink: &Sink) -> Result<(), String> {
+    let config = sink.config();
+    if crate::nftables::is_whole(&config.table).map_err(|e| e.to_string())? {
+        return Ok(());
+    }
+    let started = Instant::now();
+    crate::nftables::setup(&config).map_err(|e| e.to_string())?;
+    let now = crate::daemon::status::unix_now();
+    let active = sink
+        .history
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .active(now);
+    let elements: Vec<Element> = active
+        .into_iter()
+        .map(|a| Element {
+            ip: a.ip,
+            timeout: a.left,
+            comment: a.comment,
+        })
+        .collect();
+    let mut socket = Socket::open().map_err(|e| e.to_string())?;
+    for chunk in elements.chunks(BATCH) {
+        socket
+            .add(&config.table, chunk)
+            .map_err(|e| e.to_string())?;
+    }
+    shared.metrics.bans.rebuilt();
+    tracing::warn!(
+        "nftables: table inet {} was removed or cut (flush ruleset? a restart of nftables.service?); rebuilt with {} bans in {} ms",
+        config.table,
+        elements.len(),
+        started.elapsed().as_millis()
+    );
+    Ok(())
 }

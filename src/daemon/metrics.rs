@@ -208,6 +208,10 @@ pub struct BanMetrics {
     set_elements: AtomicU64,
     /// Alerts not banned, by why (in [`SKIP_REASONS`]'s order).
     skipped: [AtomicU64; SKIP_REASONS.len()],
+    /// Times the table was found removed or cut and was rebuilt.
+    rebuilt: AtomicU64,
+    /// Why bans fail now; `None` while they land.
+    failing: std::sync::Mutex<Option<String>>,
 }
 
 /// Why an alerted address is not banned in the kernel.
@@ -235,6 +239,26 @@ impl BanMetrics {
 
     pub fn dropped(&self) {
         self.dropped.fetch_add(1, Relaxed);
+    }
+
+    pub fn rebuilt(&self) {
+        self.rebuilt.fetch_add(1, Relaxed);
+    }
+
+    pub fn rebuilt_total(&self) -> u64 {
+        self.rebuilt.load(Relaxed)
+    }
+
+    /// Bans fail now, for `why` (`None`: they land again).
+    pub fn set_failing(&self, why: Option<String>) {
+        *self.failing.lock().unwrap_or_else(|e| e.into_inner()) = why;
+    }
+
+    pub fn failing(&self) -> Option<String> {
+        self.failing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// An alert whose address is never banned, for `reason` (one of [`SKIP_REASONS`]).
@@ -289,6 +313,12 @@ impl BanMetrics {
                     "Bans dropped because the ban queue was full.",
                     "counter",
                     load(&self.dropped),
+                ),
+                (
+                    "extsecurity_ban_table_rebuilds_total",
+                    "Times the nftables table was found removed or cut (flush ruleset) and rebuilt with the running bans.",
+                    "counter",
+                    load(&self.rebuilt),
                 ),
             ],
         );

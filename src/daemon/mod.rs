@@ -251,15 +251,36 @@ impl Shared {
 }
 
 /// Binds the FastAGI listener with `backlog` (tokio's `bind` takes 1024): a burst
-/// waits in the kernel's queue rather than being dropped.
+/// waits in the kernel's queue rather than being dropped. The per-connection options
+/// ([`connection_options`]) are set here once: Linux copies them to every accepted
+/// socket, which spares six `setsockopt` calls a call.
 pub fn bind(addr: std::net::SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
     let socket = match addr {
         std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
         std::net::SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
     };
     socket.set_reuseaddr(true)?;
+    connection_options(socket2::SockRef::from(&socket));
     socket.bind(addr)?;
     socket.listen(backlog)
+}
+
+/// What every FastAGI connection needs:
+/// - no Nagle: commands are small writes that wait for an answer, and Nagle's
+///   algorithm would hold each behind the peer's delayed ACK (~40 ms a call);
+/// - a connection waits for Asterisk's answer with no timer (a late answer is not a
+///   missing one), so an Asterisk host that vanishes without closing (power, a cable)
+///   must be noticed by TCP itself: keepalive probes after 30 s of silence, and a user
+///   timeout for data left unacknowledged, end such a connection within about a
+///   minute instead of the kernel's quarter of an hour.
+fn connection_options(socket: socket2::SockRef<'_>) {
+    let probes = socket2::TcpKeepalive::new()
+        .with_time(Duration::from_secs(30))
+        .with_interval(Duration::from_secs(10))
+        .with_retries(3);
+    let _ = socket.set_tcp_nodelay(true);
+    let _ = socket.set_tcp_keepalive(&probes);
+    let _ = socket.set_tcp_user_timeout(Some(Duration::from_secs(60)));
 }
 
 /// Serves FastAGI on `listener` until `shutdown` resolves, then waits for the calls in
@@ -283,21 +304,6 @@ pub async fn run(listener: TcpListener, shared: Arc<Shared>, shutdown: impl Futu
     }
 }
 
-/// A connection waits for Asterisk's answer with no timer (a late answer is not a
-/// missing one), so an Asterisk host that vanishes without closing (power, a cable)
-/// must be noticed by TCP itself: keepalive probes after 30 s of silence, and a
-/// user timeout for data left unacknowledged, end such a connection within about a
-/// minute instead of the kernel's quarter of an hour.
-fn keep_alive(stream: &tokio::net::TcpStream) {
-    let socket = socket2::SockRef::from(stream);
-    let probes = socket2::TcpKeepalive::new()
-        .with_time(Duration::from_secs(30))
-        .with_interval(Duration::from_secs(10))
-        .with_retries(3);
-    let _ = socket.set_tcp_keepalive(&probes);
-    let _ = socket.set_tcp_user_timeout(Some(Duration::from_secs(60)));
-}
-
 async fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>, limit: &Arc<Semaphore>) {
     let mut backoff = Duration::from_millis(10);
     loop {
@@ -307,10 +313,6 @@ async fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>, limit: &Arc<S
         match listener.accept().await {
             Ok((stream, peer)) => {
                 backoff = Duration::from_millis(10);
-                // Commands are small writes that wait for an answer: Nagle's algorithm
-                // would hold each behind the peer's delayed ACK (~40 ms a call).
-                let _ = stream.set_nodelay(true);
-                keep_alive(&stream);
                 let shared = shared.clone();
                 tokio::spawn(async move {
                     connection::serve(stream, peer, &shared).await;
@@ -324,5 +326,36 @@ async fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>, limit: &Arc<S
                 backoff = (backoff * 2).min(Duration::from_secs(1));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The options are set on the listener only: an accepted connection must carry
+    /// them all, or a call waits on Nagle and a vanished Asterisk holds a slot.
+    #[tokio::test]
+    async fn accepted_connections_inherit_the_listener_options() {
+        let listener = bind("127.0.0.1:0".parse().unwrap(), 16).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let _client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (stream, _) = listener.accept().await.unwrap();
+        let socket = socket2::SockRef::from(&stream);
+        assert!(socket.tcp_nodelay().unwrap());
+        assert!(socket.keepalive().unwrap());
+        assert_eq!(
+            socket.tcp_keepalive_time().unwrap(),
+            Duration::from_secs(30)
+        );
+        assert_eq!(
+            socket.tcp_keepalive_interval().unwrap(),
+            Duration::from_secs(10)
+        );
+        assert_eq!(socket.tcp_keepalive_retries().unwrap(), 3);
+        assert_eq!(
+            socket.tcp_user_timeout().unwrap(),
+            Some(Duration::from_secs(60))
+        );
     }
 }

@@ -59,6 +59,8 @@ enum Pusher {
 /// thread, which ends when the sink is dropped.
 struct Bans {
     sink: Arc<bans::Sink>,
+    /// Held while the bans are on: another daemon then leaves the table alone.
+    claim: Option<crate::nftables::Claim>,
 }
 
 impl Parts {
@@ -304,10 +306,17 @@ impl Parts {
             return;
         }
         let sink = Arc::new(bans::Sink::new(nft.clone(), never.clone()));
+        let claim = crate::nftables::claim(&nft.table).ok().flatten();
+        if claim.is_none() {
+            tracing::info!(
+                "nftables: another running extsecurity daemon uses table inet {} too",
+                nft.table
+            );
+        }
         match bans::spawn(shared.clone(), &sink) {
             Ok(_) => {
                 *shared.bans.write().unwrap_or_else(|e| e.into_inner()) = Some(sink.clone());
-                self.bans = Some(Bans { sink });
+                self.bans = Some(Bans { sink, claim });
                 tracing::info!(table = nft.table, "nftables bans on");
                 never.say(&shared.config().trusted_networks);
             }
@@ -332,6 +341,12 @@ impl Parts {
                     let previous = bans.sink.config();
                     bans.sink.update(nft.clone(), never);
                     if previous.table != nft.table {
+                        // Our claim moves with the name, or the old table would
+                        // look in use by another daemon: ourselves.
+                        let claim = crate::nftables::claim(&nft.table).ok().flatten();
+                        if let Some(bans) = self.bans.as_mut() {
+                            bans.claim = claim;
+                        }
                         remove_table(&previous.table, "nftables.table was renamed");
                     }
                     tracing::info!(
@@ -396,6 +411,7 @@ fn remove_table(table: &str, why: &str) {
             tracing::info!("{why}: removed table inet {table} with its drop rule and {bans} bans")
         }
         Ok(None) => {}
+        Err(e @ crate::nftables::NftError::InUse(_)) => tracing::info!("{why}: {e}"),
         Err(e) => tracing::debug!("{why}: table inet {table} not checked: {e}"),
     }
 }

@@ -79,6 +79,12 @@ pub struct Nftables {
     pub banned: u64,
     pub bans_total: u64,
     pub errors: u64,
+    /// Why bans fail now (`None` while they land).
+    #[serde(default)]
+    pub failing: Option<String>,
+    /// Times the table was rebuilt after its removal.
+    #[serde(default)]
+    pub rebuilt: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -158,6 +164,8 @@ pub fn collect(shared: &Shared) -> Status {
             banned: metrics.bans.set_elements(),
             bans_total: metrics.bans.added_total(),
             errors: metrics.bans.failed_total(),
+            failing: metrics.bans.failing(),
+            rebuilt: metrics.bans.rebuilt_total(),
         }),
         fraud,
         calls: counts(&metrics.activity.calls, metrics.calls_total()),
@@ -279,9 +287,18 @@ fn nftables_line(s: &Status) -> String {
     let Some(n) = &s.nftables else {
         return "off (no [nftables])".into();
     };
+    let failed = match &n.failing {
+        Some(why) => format!("{} FAILED, FAILING NOW: {why}", n.errors),
+        None => format!("{} failed", n.errors),
+    };
+    let rebuilt = match n.rebuilt {
+        0 => String::new(),
+        1 => ", rebuilt once after its removal".to_string(),
+        n => format!(", rebuilt {n} times after its removal"),
+    };
     format!(
-        "table inet {}: {} addresses banned now, {} bans since start, {} failed",
-        n.table, n.banned, n.bans_total, n.errors
+        "table inet {}: {} addresses banned now, {} bans since start, {failed}{rebuilt}",
+        n.table, n.banned, n.bans_total
     )
 }
 
@@ -365,6 +382,8 @@ mod tests {
                 banned: 12,
                 bans_total: 30,
                 errors: 0,
+                failing: None,
+                rebuilt: 0,
             }),
             fraud: Some(Fraud {
                 accounts: 7,
@@ -410,6 +429,26 @@ mod tests {
         ] {
             assert!(text.contains(needle), "{needle:?} not in\n{text}");
         }
+    }
+
+    #[test]
+    fn failing_bans_are_shouted_with_their_cause_and_rebuilds_counted() {
+        let mut s = status();
+        let n = s.nftables.as_mut().unwrap();
+        n.errors = 2;
+        n.rebuilt = 1;
+        let text = render(&s);
+        assert!(
+            text.contains("2 failed, rebuilt once after its removal"),
+            "{text}"
+        );
+        let n = s.nftables.as_mut().unwrap();
+        n.failing = Some("Operation not permitted (os error 1)".into());
+        let text = render(&s);
+        assert!(
+            text.contains("2 FAILED, FAILING NOW: Operation not permitted (os error 1)"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -1,8 +1,11 @@
 //! Bans that escalate (`[nftables]` `ban_increment`, as fail2ban's
 //! `bantime.increment`): an address banned again within `ban_history_days` of its
 //! last ban is banned `ban_factor` times longer each time, up to `ban_max_seconds`; an
-//! alert for an address still banned extends its ban from now. Pure: the ban thread
-//! keeps one, saves it in `bans.state` (a restart remembers), `unban` forgets an address.
+//! alert for an address still banned extends its ban from now. Every ban is remembered
+//! with its comment, increment or not: when the table is removed under us (`flush
+//! ruleset`) the bans still running are put back from here ([`History::active`]).
+//! Pure: the ban thread keeps one, saves it in `bans.state` (a restart remembers),
+//! `unban` forgets an address.
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -19,12 +22,24 @@ pub struct Increment {
 }
 
 /// What is known of one address's bans.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
     /// Bans so far, this one included.
     pub count: u32,
     /// When the current (or last) ban ends, Unix seconds.
     pub until: u64,
+    /// The element's comment in the kernel (the alert's reason); empty in files
+    /// written before it was kept.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub comment: String,
+}
+
+/// A ban running now, as it is put back into a rebuilt table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Active {
+    pub ip: IpAddr,
+    pub left: Duration,
+    pub comment: String,
 }
 
 /// What to do for one alert.
@@ -55,35 +70,49 @@ impl History {
         }
     }
 
-    /// The ban an alert for `ip` at `now` makes, remembered.
+    /// The ban an alert for `ip` at `now` makes, remembered with the comment
+    /// `comment_of(nth)` gives it (the reason, and which ban it is).
     pub fn ban(
         &mut self,
         ip: IpAddr,
         now: u64,
         base: Duration,
         increment: Option<&Increment>,
+        comment_of: impl FnOnce(u32) -> String,
     ) -> Ban {
-        let Some(inc) = increment else {
-            return Ban {
-                timeout: base,
-                nth: 1,
-                extends: false,
-            };
+        let known = self.records.get(&ip).cloned();
+        let known = known.as_ref();
+        let banned_now = known.is_some_and(|r| r.until > now);
+        let (count, extends, timeout) = match increment {
+            // Without increment an element already there keeps its time (a plain
+            // add leaves it), and so does its record.
+            None => (1, false, base),
+            Some(inc) => {
+                let count = match known {
+                    Some(r) if r.until > now => r.count,
+                    Some(r) if now - r.until <= inc.history.as_secs() => r.count.saturating_add(1),
+                    _ => 1,
+                };
+                (count, banned_now, length(base, inc, count))
+            }
         };
-        let (count, extends) = match self.records.get(&ip) {
-            Some(r) if r.until > now => (r.count, true),
-            Some(r) if now - r.until <= inc.history.as_secs() => (r.count.saturating_add(1), false),
-            _ => (1, false),
+        let until = match (increment, known) {
+            (None, Some(r)) if banned_now => r.until,
+            _ => now + timeout.as_secs(),
         };
-        let timeout = length(base, inc, count);
         if self.records.len() >= MAX_REMEMBERED && !self.records.contains_key(&ip) {
             self.drop_oldest();
         }
+        let comment = match (increment, known) {
+            (None, Some(r)) if banned_now => r.comment.clone(),
+            _ => comment_of(count),
+        };
         self.records.insert(
             ip,
             Record {
                 count,
-                until: now + timeout.as_secs(),
+                until,
+                comment,
             },
         );
         self.dirty = true;
@@ -92,6 +121,31 @@ impl History {
             nth: count,
             extends,
         }
+    }
+
+    /// The comment `ip`'s element has (empty for an address never banned).
+    pub fn comment(&self, ip: IpAddr) -> String {
+        self.records
+            .get(&ip)
+            .map(|r| r.comment.clone())
+            .unwrap_or_default()
+    }
+
+    /// The bans still running at `now`, with the time each has left: what a table
+    /// rebuilt after its removal must hold again.
+    pub fn active(&self, now: u64) -> Vec<Active> {
+        let mut out: Vec<Active> = self
+            .records
+            .iter()
+            .filter(|(_, r)| r.until > now)
+            .map(|(ip, r)| Active {
+                ip: *ip,
+                left: Duration::from_secs(r.until - now),
+                comment: r.comment.clone(),
+            })
+            .collect();
+        out.sort_by_key(|a| a.ip);
+        out
     }
 
     /// `extsecurity unban`: the address starts again at one.
@@ -108,7 +162,7 @@ impl History {
             .records
             .iter()
             .filter(|(_, r)| r.until + keep >= now)
-            .map(|(ip, r)| (*ip, *r))
+            .map(|(ip, r)| (*ip, r.clone()))
             .collect();
         out.sort_by_key(|(ip, _)| *ip);
         out
@@ -155,6 +209,10 @@ mod tests {
 
     const DAY: u64 = 86_400;
 
+    fn nth(n: u32) -> String {
+        format!("ban {n}")
+    }
+
     fn inc() -> Increment {
         Increment {
             factor: 2.0,
@@ -171,7 +229,7 @@ mod tests {
         let mut now = 1_800_000_000;
         let mut lengths = Vec::new();
         for _ in 0..5 {
-            let ban = h.ban(ip, now, base, Some(&inc()));
+            let ban = h.ban(ip, now, base, Some(&inc()), nth);
             assert!(!ban.extends);
             lengths.push((ban.nth, ban.timeout.as_secs() / DAY));
             now += ban.timeout.as_secs() + 3600; // back an hour after it ended
@@ -185,8 +243,8 @@ mod tests {
         let ip: IpAddr = "203.0.113.5".parse().unwrap();
         let base = Duration::from_secs(DAY);
         let t = 1_800_000_000;
-        h.ban(ip, t, base, Some(&inc()));
-        let again = h.ban(ip, t + 3600, base, Some(&inc()));
+        h.ban(ip, t, base, Some(&inc()), nth);
+        let again = h.ban(ip, t + 3600, base, Some(&inc()), nth);
         assert_eq!(
             again,
             Ban {
@@ -204,11 +262,11 @@ mod tests {
         let ip: IpAddr = "2001:db8::5".parse().unwrap();
         let base = Duration::from_secs(DAY);
         let t = 1_800_000_000;
-        h.ban(ip, t, base, Some(&inc()));
-        assert_eq!(h.ban(ip, t + 32 * DAY, base, Some(&inc())).nth, 1);
-        h.ban(ip, t + 34 * DAY, base, Some(&inc()));
+        h.ban(ip, t, base, Some(&inc()), nth);
+        assert_eq!(h.ban(ip, t + 32 * DAY, base, Some(&inc()), nth).nth, 1);
+        h.ban(ip, t + 34 * DAY, base, Some(&inc()), nth);
         assert!(h.forget(ip));
-        assert_eq!(h.ban(ip, t + 37 * DAY, base, Some(&inc())).nth, 1);
+        assert_eq!(h.ban(ip, t + 37 * DAY, base, Some(&inc()), nth).nth, 1);
         assert!(!h.forget("192.0.2.1".parse().unwrap()));
     }
 
@@ -216,12 +274,57 @@ mod tests {
     fn without_increment_every_ban_is_the_base() {
         let mut h = History::default();
         let ip: IpAddr = "203.0.113.5".parse().unwrap();
-        let ban = h.ban(ip, 0, Duration::from_secs(60), None);
+        let ban = h.ban(ip, 0, Duration::from_secs(60), None, nth);
         assert_eq!(
             (ban.timeout.as_secs(), ban.nth, ban.extends),
             (60, 1, false)
         );
-        assert!(h.is_empty());
+        // Remembered all the same (a rebuilt table needs it), and a second alert
+        // while banned keeps the element's time and comment, as the kernel does.
+        let again = h.ban(ip, 30, Duration::from_secs(60), None, |_| "other".into());
+        assert_eq!((again.nth, again.extends), (1, false));
+        assert_eq!(
+            h.active(30),
+            [Active {
+                ip,
+                left: Duration::from_secs(30),
+                comment: "ban 1".into()
+            }]
+        );
+        assert!(h.active(60).is_empty());
+        assert!(h.records(61, None).is_empty());
+    }
+
+    #[test]
+    fn active_bans_keep_their_comment_and_time_left() {
+        let mut h = History::default();
+        let a: IpAddr = "203.0.113.5".parse().unwrap();
+        let b: IpAddr = "2001:db8::7".parse().unwrap();
+        let base = Duration::from_secs(DAY);
+        let t = 1_800_000_000;
+        h.ban(a, t, base, Some(&inc()), nth);
+        h.ban(a, t + 2 * DAY, base, Some(&inc()), nth);
+        h.ban(b, t + 2 * DAY, base, Some(&inc()), nth);
+        let got = h.active(t + 2 * DAY + 100);
+        assert_eq!(
+            got,
+            [
+                Active {
+                    ip: a,
+                    left: Duration::from_secs(2 * DAY - 100),
+                    comment: "ban 2".into()
+                },
+                Active {
+                    ip: b,
+                    left: Duration::from_secs(DAY - 100),
+                    comment: "ban 1".into()
+                },
+            ]
+        );
+        // A state file of the old shape (no comment) still reads.
+        let old: Vec<(IpAddr, Record)> =
+            serde_json::from_str(r#"[["203.0.113.5",{"count":2,"until":5}]]"#).unwrap();
+        assert_eq!(old[0].1.comment, "");
     }
 
     #[test]
@@ -234,6 +337,7 @@ mod tests {
                 u64::from(i),
                 base,
                 Some(&inc()),
+                nth,
             );
         }
         assert!(h.len() <= MAX_REMEMBERED);

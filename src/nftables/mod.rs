@@ -23,6 +23,8 @@ pub enum NftError {
     Refused(String),
     #[error("nft cannot list the bans: {0}")]
     Listing(String),
+    #[error("table inet {0} is in use by another running extsecurity daemon: left in place")]
+    InUse(String),
 }
 
 /// The table, two sets and the input chain, as `nft -f -` reads them. The chain is
@@ -89,10 +91,70 @@ fn refused(stderr: &[u8]) -> NftError {
     NftError::Refused(line.trim().to_string())
 }
 
+/// The sets and the chain [`ruleset`] makes, by name.
+const SETS: [&str; 4] = ["v4", "v6", "n4", "n6"];
+/// Drop rules in the chain: one per set.
+const RULES: usize = SETS.len();
+
+/// Whether table `table` is whole: its four sets, its input chain and the chain's four
+/// drop rules (`nft -t`: the sets' elements are not listed, whatever their number).
+/// `Ok(false)` when the table is gone.
+pub fn is_whole(table: &str) -> Result<bool, NftError> {
+    let out = Command::new("nft")
+        .args(["-t", "-j", "list", "table", "inet", table])
+        .output()
+        .map_err(NftError::Spawn)?;
+    match out.status.success() {
+        true => Ok(listing_is_whole(&out.stdout)),
+        false if String::from_utf8_lossy(&out.stderr).contains("No such file") => Ok(false),
+        false => Err(refused(&out.stderr)),
+    }
+}
+
+/// [`is_whole`] on `nft -j`'s listing of the table.
+fn listing_is_whole(json: &[u8]) -> bool {
+    let Ok(listing) = serde_json::from_slice::<serde_json::Value>(json) else {
+        return false;
+    };
+    let objects = listing["nftables"].as_array().cloned().unwrap_or_default();
+    let named = |kind: &str, name: &str| objects.iter().any(|o| o[kind]["name"] == name);
+    let rules = objects
+        .iter()
+        .filter(|o| o["rule"]["chain"] == "input")
+        .count();
+    SETS.iter().all(|set| named("set", set)) && named("chain", "input") && rules >= RULES
+}
+
+/// A running daemon's claim on table `table`: an abstract socket named after it,
+/// freed by the kernel however the daemon ends, and seen by every process of this
+/// network namespace (where the table lives too). A daemon without `[nftables]`, or
+/// `extsecurity bans --remove-table`, leaves a table another daemon claims.
+#[derive(Debug)]
+pub struct Claim(#[allow(dead_code)] std::os::unix::net::UnixListener);
+
+/// Claims `table`; `Ok(None)` when another running daemon holds it.
+pub fn claim(table: &str) -> std::io::Result<Option<Claim>> {
+    use std::os::linux::net::SocketAddrExt as _;
+    let name = format!("extsecurity/nftables/{table}");
+    let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())?;
+    match std::os::unix::net::UnixListener::bind_addr(&addr) {
+        Ok(listener) => Ok(Some(Claim(listener))),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// Removes table `table` and the bans it holds: what `serve` does when `[nftables]` is
 /// off, and the package's `prerm` on removal (no binary left afterwards to lift them).
-/// `Some(bans)` it held, `None` when there was no such table.
+/// `Some(bans)` it held, `None` when there was no such table. Refused while another
+/// running daemon claims the table ([`claim`]).
 pub fn remove(table: &str) -> Result<Option<usize>, NftError> {
+    let _claim = match claim(table) {
+        Ok(None) => return Err(NftError::InUse(table.to_string())),
+        Ok(claim) => claim,
+        // No abstract sockets here (never on Linux): nothing to respect.
+        Err(_) => None,
+    };
     let mut socket = netlink::Socket::open().map_err(NftError::Spawn)?;
     let mut held = 0;
     for set in ["v4", "v6"] {
@@ -134,7 +196,7 @@ pub struct Banned {
 /// while the daemon is down).
 pub fn list(table: &str) -> Result<Vec<Banned>, NftError> {
     let mut all = Vec::new();
-    for set in ["v4", "v6", "n4", "n6"] {
+    for set in SETS {
         let out = Command::new("nft")
             .args(["-j", "list", "set", "inet", table, set])
             .output()
@@ -327,6 +389,46 @@ pub fn own_addresses() -> Vec<IpAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `nft -t -j list table inet extsecurity` of a table `ruleset` made (nft 1.0.6).
+    fn listing(sets: &[&str], rules: usize) -> Vec<u8> {
+        let mut objects = vec![
+            r#"{"metainfo": {"version": "1.0.6", "json_schema_version": 1}}"#.to_string(),
+            r#"{"table": {"family": "inet", "name": "extsecurity", "handle": 1}}"#.to_string(),
+        ];
+        for set in sets {
+            objects.push(format!(
+                r#"{{"set": {{"family": "inet", "name": "{set}", "table": "extsecurity", "type": "ipv4_addr", "handle": 2, "flags": ["timeout"]}}}}"#
+            ));
+        }
+        objects.push(r#"{"chain": {"family": "inet", "table": "extsecurity", "name": "input", "handle": 1, "type": "filter", "hook": "input", "prio": -10, "policy": "accept"}}"#.to_string());
+        for handle in 0..rules {
+            objects.push(format!(
+                r#"{{"rule": {{"family": "inet", "table": "extsecurity", "chain": "input", "handle": {handle}, "expr": [{{"drop": null}}]}}}}"#
+            ));
+        }
+        format!(r#"{{"nftables": [{}]}}"#, objects.join(", ")).into_bytes()
+    }
+
+    #[test]
+    fn a_table_is_whole_with_its_four_sets_its_chain_and_four_rules() {
+        assert!(listing_is_whole(&listing(&SETS, 4)));
+        // `nft flush chain inet extsecurity input`: the sets stay, nothing is dropped.
+        assert!(!listing_is_whole(&listing(&SETS, 0)));
+        assert!(!listing_is_whole(&listing(&["v4", "v6", "n4"], 4)));
+        assert!(!listing_is_whole(b"not json"));
+    }
+
+    #[test]
+    fn a_claimed_table_is_left_to_its_daemon() {
+        let table = format!("claim-test-{}", std::process::id());
+        let first = claim(&table).unwrap();
+        assert!(first.is_some());
+        assert!(claim(&table).unwrap().is_none(), "held by the first");
+        assert!(matches!(remove(&table), Err(NftError::InUse(_))));
+        drop(first);
+        assert!(claim(&table).unwrap().is_some(), "free once dropped");
+    }
 
     #[test]
     fn durations_by_hand() {

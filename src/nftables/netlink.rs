@@ -37,6 +37,13 @@ const NFTA_SET_ELEM_KEY: u16 = 1;
 const NFTA_SET_ELEM_TIMEOUT: u16 = 4;
 const NFTA_SET_ELEM_USERDATA: u16 = 6;
 const NFTA_DATA_VALUE: u16 = 1;
+/// Notifications of every change to nf_tables (`nft monitor` listens to it).
+const NFNLGRP_NFTABLES: u32 = 7;
+const SOL_NETLINK: i32 = 270;
+const NETLINK_ADD_MEMBERSHIP: i32 = 1;
+/// What removes a part of a table: itself, a chain, a rule, a set. Elements
+/// (`NFT_MSG_DELSETELEM`, an unban) leave the table whole.
+const REMOVALS: [u16; 4] = [2, 5, 8, 11];
 /// libnftnl's user-data record for an element's comment, which `nft` shows.
 const NFTNL_UDATA_SET_ELEM_COMMENT: u8 = 0;
 
@@ -320,6 +327,144 @@ pub fn parse_dump(mut buf: &[u8]) -> (usize, Option<i32>) {
     (elements, None)
 }
 
+/// Whether the notifications in `buf` remove a part (the table, a chain, a rule, a
+/// set) of the `inet` table `table`. Each removal names its table in its first
+/// attribute (`NFTA_{TABLE_NAME,CHAIN_TABLE,RULE_TABLE,SET_TABLE}` are all 1).
+pub fn removes_part_of(mut buf: &[u8], table: &str) -> bool {
+    while buf.len() >= 20 {
+        let len = u32::from_ne_bytes(buf[0..4].try_into().unwrap()) as usize;
+        if len < 20 || len > buf.len() {
+            break;
+        }
+        let kind = u16::from_ne_bytes(buf[4..6].try_into().unwrap());
+        let family = buf[16];
+        let removal = kind >> 8 == NFNL_SUBSYS_NFTABLES && REMOVALS.contains(&(kind & 0xff));
+        if removal && family == NFPROTO_INET {
+            let named = attributes(&buf[20..len])
+                .find(|(k, _)| *k == 1)
+                .is_some_and(|(_, name)| name.split(|&b| b == 0).next() == Some(table.as_bytes()));
+            if named {
+                return true;
+            }
+        }
+        buf = &buf[((len + 3) & !3).min(buf.len())..];
+    }
+    false
+}
+
+/// A netlink socket that hears every change to nf_tables (`CAP_NET_ADMIN`), to
+/// notice our table removed by someone else: Debian's `nftables.service` starts its
+/// ruleset with `flush ruleset`.
+pub struct Watch {
+    fd: OwnedFd,
+}
+
+impl Watch {
+    /// Opens it; a wait returns after `tick` when nothing was heard.
+    pub fn open(tick: Duration) -> io::Result<Watch> {
+        let fd = open_netfilter(tick)?;
+        // SAFETY: a zeroed sockaddr_nl asks the kernel for a port id: a socket that
+        // is not bound receives no multicast.
+        let rc = unsafe {
+            let mut addr: libc::sockaddr_nl = std::mem::zeroed();
+            addr.nl_family = libc::AF_NETLINK as u16;
+            libc::bind(
+                fd.as_raw_fd(),
+                (&addr as *const libc::sockaddr_nl).cast(),
+                std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+            )
+        };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let group = NFNLGRP_NFTABLES;
+        // SAFETY: a valid u32 for NETLINK_ADD_MEMBERSHIP on an open netlink socket.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                SOL_NETLINK,
+                NETLINK_ADD_MEMBERSHIP,
+                (&group as *const u32).cast(),
+                std::mem::size_of::<u32>() as libc::socklen_t,
+            )
+        };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Watch { fd })
+    }
+
+    /// Waits one tick for notifications; `true` when a part of `table` was removed,
+    /// or when notifications were lost (the socket overran: look, to be sure).
+    pub fn removed(&mut self, table: &str) -> io::Result<bool> {
+        self.read(table, 0)
+    }
+
+    /// What is queued now, without waiting: `true` as [`Watch::removed`].
+    pub fn removed_now(&mut self, table: &str) -> io::Result<bool> {
+        self.read(table, libc::MSG_DONTWAIT)
+    }
+
+    fn read(&mut self, table: &str, mut flags: i32) -> io::Result<bool> {
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut removed = false;
+        loop {
+            // SAFETY: `buf` is valid for its length.
+            let n = unsafe {
+                libc::recv(
+                    self.fd.as_raw_fd(),
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                    flags,
+                )
+            };
+            let Ok(n) = usize::try_from(n) else {
+                let e = io::Error::last_os_error();
+                return match e.raw_os_error() {
+                    Some(libc::EAGAIN) | Some(libc::EINTR) => Ok(removed),
+                    Some(libc::ENOBUFS) => Ok(true),
+                    _ => Err(e),
+                };
+            };
+            removed |= removes_part_of(&buf[..n], table);
+            // What else is queued now, without waiting again.
+            flags = libc::MSG_DONTWAIT;
+        }
+    }
+}
+
+/// A netlink socket to nf_tables whose reads give up after `timeout`.
+fn open_netfilter(timeout: Duration) -> io::Result<OwnedFd> {
+    // SAFETY: plain socket(2); the descriptor is owned at once.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            NETLINK_NETFILTER,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a fresh descriptor nobody else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let timeout = libc::timeval {
+        tv_sec: timeout.as_secs() as libc::time_t,
+        tv_usec: timeout.subsec_micros() as libc::suseconds_t,
+    };
+    // SAFETY: a valid timeval for SO_RCVTIMEO on an open socket.
+    unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&timeout as *const libc::timeval).cast(),
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        );
+    }
+    Ok(fd)
+}
+
 /// The (type, payload) of each attribute in `buf`.
 fn attributes(mut buf: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
     std::iter::from_fn(move || {
@@ -365,34 +510,10 @@ pub struct Socket {
 impl Socket {
     /// Opens it; fails without `CAP_NET_ADMIN` only when a batch is sent.
     pub fn open() -> io::Result<Socket> {
-        // SAFETY: plain socket(2); the descriptor is owned at once.
-        let fd = unsafe {
-            libc::socket(
-                libc::AF_NETLINK,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                NETLINK_NETFILTER,
-            )
-        };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `fd` is a fresh descriptor nobody else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        let timeout = libc::timeval {
-            tv_sec: 2,
-            tv_usec: 0,
-        };
-        // SAFETY: a valid timeval for SO_RCVTIMEO on an open socket.
-        unsafe {
-            libc::setsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVTIMEO,
-                (&timeout as *const libc::timeval).cast(),
-                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-            );
-        }
-        Ok(Socket { fd, seq: 1 })
+        Ok(Socket {
+            fd: open_netfilter(Duration::from_secs(2))?,
+            seq: 1,
+        })
     }
 
     /// Adds `elements`; an error names the kernel's reason (a full set: ENFILE).
@@ -514,6 +635,59 @@ impl Socket {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One notification as the kernel multicasts it: header, nfgenmsg, the table's
+    /// name as first attribute.
+    fn notification(msg: u16, family: u8, table: &str) -> Vec<u8> {
+        let mut name = table.as_bytes().to_vec();
+        name.push(0);
+        let attr_len = 4 + name.len();
+        let mut attr = (attr_len as u16).to_ne_bytes().to_vec();
+        attr.extend(1u16.to_ne_bytes());
+        attr.extend(&name);
+        attr.resize(attr_len.div_ceil(4) * 4, 0);
+        let len = 16 + 4 + attr.len();
+        let mut out = (len as u32).to_ne_bytes().to_vec();
+        out.extend(((NFNL_SUBSYS_NFTABLES << 8) | msg).to_ne_bytes());
+        out.extend([0u8; 10]); // flags, seq, pid
+        out.extend([family, 0, 0, 0]);
+        out.extend(attr);
+        out
+    }
+
+    #[test]
+    fn a_removal_of_our_table_or_its_parts_is_heard_and_nothing_else() {
+        let ours = "extsecurity";
+        // DELTABLE, DELCHAIN, DELRULE, DELSET of our inet table: heard.
+        for msg in [2, 5, 8, 11] {
+            assert!(
+                removes_part_of(&notification(msg, NFPROTO_INET, ours), ours),
+                "{msg}"
+            );
+        }
+        // An unban (DELSETELEM), a new rule, another table, another family, a name
+        // that only starts like ours: not ours to heal.
+        assert!(!removes_part_of(
+            &notification(NFT_MSG_DELSETELEM, NFPROTO_INET, ours),
+            ours
+        ));
+        assert!(!removes_part_of(&notification(6, NFPROTO_INET, ours), ours));
+        assert!(!removes_part_of(
+            &notification(2, NFPROTO_INET, "filter"),
+            ours
+        ));
+        assert!(!removes_part_of(&notification(2, 2, ours), ours));
+        assert!(!removes_part_of(
+            &notification(2, NFPROTO_INET, "extsecurity2"),
+            ours
+        ));
+        // A flush ruleset arrives as many messages in one read: found among them.
+        let mut many = notification(8, NFPROTO_INET, "filter");
+        many.extend(notification(2, NFPROTO_INET, ours));
+        assert!(removes_part_of(&many, ours));
+        // Truncated bytes are not a removal, and do not panic.
+        assert!(!removes_part_of(&many[..7], ours));
+    }
 
     #[test]
     fn an_element_is_a_key_a_timeout_and_a_comment() {
