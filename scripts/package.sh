@@ -90,9 +90,20 @@ lifecycle() {
   getent passwd asterisk >/dev/null || adduser --quiet --system --group --no-create-home --home /var/lib/asterisk asterisk
   if [ ! -d /var/log/asterisk ]; then
     made_log_dir=1
-    install -d -o asterisk -g asterisk -m 2770 /var/log/asterisk
+    # README, "The two commands": the first one, run as root before the package,
+    # leaves the folder and the log root's (issue 27: the scanner's call was then
+    # not logged, and fail2ban banned nothing). postinst must make them fit.
+    mkdir -p /var/log/asterisk
+    "$root/usr/bin/extsecurity" check --ip=203.0.113.5 --exten-b64=MTAw --callerid-num-b64=NTU1MTIzNA== >/dev/null 2>&1 || true
+    check "the README's first command, as root, left a root-owned log" bash -c \
+      '[ "$(stat -c %U:%G /var/log/asterisk/inbound_extsecurity.log)" = root:root ]'
   fi
-  check "apt installs the package" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "./$deb"
+  check "apt installs the package" bash -c \
+    'env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "./$1" >"$2" 2>&1' _ "$deb" "$state/install.out"
+  check "postinst makes the log folder fit: group asterisk, 2770" bash -c \
+    '[ "$(stat -c %G:%a /var/log/asterisk)" = asterisk:2770 ]'
+  check "postinst says what kernel bans do and how to turn them off" bash -c \
+    'grep -q "enabled = false in /etc/asterisk/extsecurity.toml turns that off" "$1"' _ "$state/install.out"
   check "extsecurity check-config reads the installed config" bash -c \
     'extsecurity check-config | grep -q "^# effective settings, from /etc/asterisk/extsecurity.toml"'
   check "the system user exists" getent passwd extsecurity
@@ -120,7 +131,7 @@ lifecycle() {
     '! grep -q "^Group=" /usr/lib/systemd/system/extsecurity.service'
   check "the unit is installed" test -f /usr/lib/systemd/system/extsecurity.service
   check "the unit is not enabled" test ! -e /etc/systemd/system/multi-user.target.wants/extsecurity.service
-  check "postinst made the empty alert log, 0660, group asterisk" bash -c \
+  check "postinst made the alert log fit, 0660, group asterisk" bash -c \
     '[ "$(stat -c %a:%G /var/log/asterisk/inbound_extsecurity.log)" = 660:asterisk ]'
   if command -v cscli >/dev/null; then
     # --branch: without it cscli asks the network which hub branch to use.

@@ -28,6 +28,7 @@ pub mod report;
 pub mod report_html;
 pub mod request;
 pub mod rules;
+pub mod sip_ports;
 pub mod state_file;
 
 pub use call::Call;

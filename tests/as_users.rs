@@ -185,3 +185,45 @@ fn the_daemons_user_reads_the_secrets_it_needs() {
         stderr(&out)
     );
 }
+
+/// Issue 27: a `serve` run once as root left a root-owned `control.sock.lock` in the
+/// unit's runtime folder, and the service's daemon then had no control socket ("is it
+/// running?" while it ran). The stale lock is replaced, and said; `status` answers.
+#[test]
+fn a_lock_left_by_a_root_run_serve_does_not_disable_the_control_socket() {
+    let Some(s) = pbx_sandbox("tarpit_seconds = 0\n[daemon]\nlisten = '127.0.0.1:0'\n") else {
+        eprintln!("SKIP: not root: cannot make the users asterisk and extsecurity nor become them");
+        return;
+    };
+    let run = s.dir.path().join("run");
+    let lock = run.join("control.sock.lock");
+    std::fs::write(&lock, "4242\n").unwrap();
+    common::users::own(&lock, "root:root", 0o600);
+    let log = s.dir.path().join("serve.stderr");
+    let mut serve = command_as("extsecurity", bin())
+        .arg("--config")
+        .arg(&s.config)
+        .arg("serve")
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let said = || std::fs::read_to_string(&log).unwrap_or_default();
+    let status = || {
+        command_as("extsecurity", bin())
+            .arg("--config")
+            .arg(&s.config)
+            .arg("status")
+            .output()
+            .unwrap()
+    };
+    let answered = wait_until(Duration::from_secs(10), || status().status.success());
+    let _ = serve.kill();
+    let _ = serve.wait();
+    assert!(answered, "{}", said());
+    assert!(
+        said().contains("control socket: replaced")
+            && said().contains("a stale lock another user left"),
+        "{}",
+        said()
+    );
+}

@@ -11,6 +11,9 @@ use super::Invalid;
 pub struct NftablesConfig {
     /// Destination ports dropped for a banned source, UDP and TCP; empty: every port.
     pub ports: Vec<u16>,
+    /// Where `ports` come from: the setting, or Asterisk's transports when it is unset
+    /// ([`crate::sip_ports`]).
+    pub ports_from: String,
     /// How long a ban lasts (the jail's bantime).
     pub ban: Duration,
     /// The `inet` table of our own; nothing else is touched.
@@ -28,7 +31,7 @@ pub struct NftablesConfig {
 #[serde(deny_unknown_fields, default)]
 pub(super) struct RawNftables {
     enabled: bool,
-    ports: Vec<u16>,
+    ports: Option<Vec<u16>>,
     ban_seconds: Spanned<u64>,
     table: Spanned<String>,
     max_elements: Spanned<u32>,
@@ -43,7 +46,7 @@ impl Default for RawNftables {
     fn default() -> RawNftables {
         RawNftables {
             enabled: false,
-            ports: vec![5060, 5061],
+            ports: None,
             ban_seconds: Spanned::new(0..0, 86_400),
             table: Spanned::new(0..0, "extsecurity".into()),
             max_elements: Spanned::new(0..0, 65_536),
@@ -122,11 +125,19 @@ impl RawNftables {
                     self.ban_history_days.get_ref().saturating_mul(86_400),
                 ),
             });
-        let mut ports = self.ports;
+        let (mut ports, ports_from) = match self.ports {
+            Some(ports) => (ports, "nftables.ports".to_string()),
+            None => {
+                let found =
+                    crate::sip_ports::discover(std::path::Path::new(crate::dialplan::CONFIG_DIR));
+                (found.ports, found.from)
+            }
+        };
         ports.sort_unstable();
         ports.dedup();
         Ok(Some(NftablesConfig {
             ports,
+            ports_from,
             ban: Duration::from_secs(ban),
             table: self.table.into_inner(),
             max_elements: self.max_elements.into_inner(),

@@ -88,14 +88,13 @@ pub fn bind(path: &Path) -> Result<Control, ControlError> {
     }
     let mut lock_path = path.as_os_str().to_owned();
     lock_path.push(".lock");
-    let mut lock = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(PathBuf::from(lock_path))
-        .map_err(io)?;
+    let lock_path = PathBuf::from(lock_path);
+    let mut lock = match open_lock(&lock_path) {
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            replace_foreign_lock(path, &lock_path, e)?
+        }
+        opened => opened.map_err(io)?,
+    };
     // SAFETY: flock on a descriptor we own; it is released when the file is closed.
     if unsafe {
         libc::flock(
@@ -134,6 +133,52 @@ pub fn bind(path: &Path) -> Result<Control, ControlError> {
         _lock: lock,
         ino,
     })
+}
+
+fn open_lock(path: &Path) -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+}
+
+/// A lock we may not open was left by another user: a `serve` run once as root
+/// leaves a root-owned `control.sock.lock` in the unit's runtime folder, which
+/// disabled the service's control socket ("is it running?" while it ran). Unless a
+/// daemon answers on the socket, the lock is stale: it is removed (the folder is
+/// ours) and made again.
+fn replace_foreign_lock(
+    socket: &Path,
+    lock: &Path,
+    denied: std::io::Error,
+) -> Result<std::fs::File, ControlError> {
+    if std::os::unix::net::UnixStream::connect(socket).is_ok() {
+        return Err(ControlError::Taken {
+            path: socket.to_path_buf(),
+            pid: None,
+        });
+    }
+    let cannot = |source: std::io::Error| ControlError::Io {
+        path: socket.to_path_buf(),
+        source: std::io::Error::new(
+            source.kind(),
+            format!(
+                "{denied}; {} is another user's and cannot be replaced ({source}): remove it (rm {}) and restart",
+                lock.display(),
+                lock.display()
+            ),
+        ),
+    };
+    std::fs::remove_file(lock).map_err(cannot)?;
+    let opened = open_lock(lock).map_err(cannot)?;
+    tracing::info!(
+        "control socket: replaced {}, a stale lock another user left (a serve run as root?)",
+        lock.display()
+    );
+    Ok(opened)
 }
 
 /// Serves requests until the task is dropped.

@@ -317,7 +317,12 @@ impl Parts {
             Ok(_) => {
                 *shared.bans.write().unwrap_or_else(|e| e.into_inner()) = Some(sink.clone());
                 self.bans = Some(Bans { sink, claim });
-                tracing::info!(table = nft.table, "nftables bans on");
+                tracing::info!(
+                    table = nft.table,
+                    "nftables bans on: ports {:?} (from {})",
+                    nft.ports,
+                    nft.ports_from
+                );
                 never.say(&shared.config().trusted_networks);
             }
             Err(e) => tracing::warn!("nftables bans off: cannot open netlink: {e}"),

@@ -208,9 +208,14 @@ pub fn list(table: &str) -> Result<Vec<Banned>, NftError> {
         if !out.status.success() {
             let why = String::from_utf8_lossy(&out.stderr);
             let why = why.lines().next().unwrap_or_default().trim();
-            return Err(NftError::Listing(format!(
-                "{why} (is [nftables] enabled and the daemon started once?)"
-            )));
+            let hint = match claim(table) {
+                // A daemon holds the table and it is gone: removed under it.
+                Ok(None) => {
+                    "removed under the running daemon (flush ruleset?), which puts it back within a second: run this again"
+                }
+                _ => "is [nftables] enabled and the daemon started once?",
+            };
+            return Err(NftError::Listing(format!("{why} ({hint})")));
         }
         all.extend(parse_listing(&out.stdout)?);
     }
@@ -463,6 +468,7 @@ mod tests {
     fn config(ports: Vec<u16>) -> NftablesConfig {
         NftablesConfig {
             ports,
+            ports_from: "nftables.ports".into(),
             ban: Duration::from_secs(86_400),
             table: "extsecurity".into(),
             max_elements: 65_536,
