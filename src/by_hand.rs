@@ -310,7 +310,7 @@ pub fn unban(config: &Config, target: Target, fail2ban: &Fail2ban) -> Said {
         Some(path) => {
             for ip in forget {
                 match crate::daemon::control::ask(path, &format!("forget {ip}")) {
-                    Ok(answer) => said.say(format!("{ip}: the daemon says: {answer}")),
+                    Ok(answer) => said.say(format!("{ip}: {}", forget_said(&answer))),
                     Err(e) => said.say(format!(
                         "{ip}: the daemon was not told ({}: {e}); if it runs, its next alert may ban {ip} again",
                         path.display()
@@ -335,9 +335,27 @@ pub fn unban(config: &Config, target: Target, fail2ban: &Fail2ban) -> Said {
 /// Where Debian's fail2ban listens.
 pub const FAIL2BAN_SOCKET: &str = "/run/fail2ban/fail2ban.sock";
 
+/// The daemon's answer to `forget ADDR`, in words.
+fn forget_said(answer: &str) -> String {
+    match answer.split_once(' ').map(|(word, _)| word) {
+        Some("forgotten") => {
+            "the daemon forgot what it counted of it: its next call is judged afresh".into()
+        }
+        Some("unknown") => "the daemon had counted nothing of it: nothing to forget there".into(),
+        _ => format!("the daemon answered: {answer}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_daemons_forget_answers_read_as_words() {
+        assert!(forget_said("forgotten 10.77.0.2").contains("judged afresh"));
+        assert!(forget_said("unknown 10.77.0.2").contains("had counted nothing"));
+        assert_eq!(forget_said("error x"), "the daemon answered: error x");
+    }
 
     #[test]
     fn targets_are_addresses_or_ranges_never_the_world() {

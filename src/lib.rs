@@ -24,6 +24,7 @@ pub mod memory;
 pub mod nftables;
 pub mod notify;
 pub mod peer;
+pub mod preflight;
 pub mod report;
 pub mod report_html;
 pub mod request;

@@ -952,6 +952,11 @@ fn check_config(config: &(Config, Source), quiet: bool) -> u8 {
         eprintln!("extsecurity: {e}");
         status = exits::LOG;
     }
+    let writers = say_preflight(c, quiet);
+    if let Err(e @ config::ConfigError::Empty { .. }) = config::reload(source) {
+        eprintln!("extsecurity: {e}");
+        status = exits::CONFIG;
+    }
     let user = current_user();
     for secret in c.secrets() {
         match secret.read() {
@@ -1023,9 +1028,52 @@ fn check_config(config: &(Config, Source), quiet: bool) -> u8 {
                 "# [nftables]: kernel bans OFF (enabled = true in [nftables] bans within milliseconds; fail2ban alone takes ~0.5 s)"
             ),
         }
+        if !writers.is_empty() {
+            println!(
+                "# alert log {}: writable by {}",
+                c.log_file.display(),
+                writers.join(" and ")
+            );
+        }
         print!("{}", extsecurity::config::effective::render(c));
     }
     status
+}
+
+/// Who cannot write the alert log, and whether fail2ban would start (README,
+/// Install), on stderr; the users who can write it are returned, for the summary.
+fn say_preflight(c: &Config, quiet: bool) -> Vec<String> {
+    use extsecurity::preflight;
+    let writers = preflight::log_writers(&c.log_file);
+    for (user, _) in writers.iter().filter(|(_, ok)| !ok) {
+        let fix = match user.as_str() {
+            preflight::DAEMON_USER => {
+                "adduser extsecurity asterisk, then restart the service".to_string()
+            }
+            _ => format!(
+                "chgrp asterisk {0} && chmod 0660 {0} (and its folder 2770, group asterisk: README, \"The log folder\")",
+                c.log_file.display()
+            ),
+        };
+        eprintln!(
+            "extsecurity: warning: user {user} cannot write the alert log {}: its calls would be judged with no line and no ban; {fix}",
+            c.log_file.display()
+        );
+    }
+    if quiet {
+        return Vec::new();
+    }
+    if let Some(trap) = preflight::fail2ban_sshd_trap(
+        std::path::Path::new("/etc/fail2ban"),
+        std::path::Path::new("/var/log/auth.log"),
+    ) {
+        eprintln!("extsecurity: warning: {trap}");
+    }
+    writers
+        .into_iter()
+        .filter(|(_, ok)| *ok)
+        .map(|(user, _)| user)
+        .collect()
 }
 
 /// Names every dialplan line that hands a caller's value to a shell unencoded. Said,

@@ -460,3 +460,55 @@ fn report_address_prints_every_line_of_one_address_across_rotations() {
         .success()
         .stderr(contains("no line names 192.0.2.99 in 3 log file(s)"));
 }
+
+/// Issue 27: `check-config` passed an empty file that a reload refuses; it refuses it
+/// the same way (a half-written file must not look fine), and exits non-zero.
+#[test]
+fn check_config_refuses_what_a_reload_refuses() {
+    let s = Sandbox::new();
+    std::fs::write(&s.config, "# nothing yet\n").unwrap();
+    let out = Command::new(bin())
+        .args(["--config", s.config.to_str().unwrap(), "check-config"])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{said}");
+    assert!(said.contains("holds no settings"), "{said}");
+}
+
+/// Issue 27: the README promised that `check-config` says whether the alert log is
+/// writable by Asterisk's user and the daemon's; as root it names each that can, and
+/// warns, with the command that fixes it, for each that cannot.
+#[test]
+fn check_config_says_who_can_write_the_alert_log() {
+    let Some(s) = common::users::pbx_sandbox("tarpit_seconds = 0\n") else {
+        eprintln!("SKIP: not root: cannot make the users asterisk and extsecurity");
+        return;
+    };
+    let run = || {
+        Command::new(bin())
+            .args(["--config", s.config.to_str().unwrap(), "check-config"])
+            .output()
+            .unwrap()
+    };
+    let out = run();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!(
+            "# alert log {}: writable by asterisk and extsecurity",
+            s.log.display()
+        )),
+        "{text}"
+    );
+    // The folder root's, 0755: neither can make the log.
+    let folder = s.log.parent().unwrap();
+    common::users::own(folder, "root:root", 0o755);
+    let out = run();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("warning: user asterisk cannot write the alert log")
+            && said.contains("chgrp asterisk")
+            && said.contains("warning: user extsecurity cannot write the alert log"),
+        "{said}"
+    );
+}

@@ -47,7 +47,7 @@ fn a_second_daemon_refuses_the_socket_and_unban_reaches_the_first() {
         .unwrap();
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(
-        said.contains("203.0.113.5: the daemon says: unknown 203.0.113.5"),
+        said.contains("203.0.113.5: the daemon had counted nothing of it: nothing to forget there"),
         "{said}{}",
         String::from_utf8_lossy(&out.stderr)
     );
@@ -80,7 +80,7 @@ fn a_stale_socket_is_replaced_a_missing_folder_made_and_the_file_removed_at_the_
         .output()
         .unwrap();
     assert!(
-        String::from_utf8_lossy(&out.stdout).contains("the daemon says"),
+        String::from_utf8_lossy(&out.stdout).contains("the daemon had counted nothing of it"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );

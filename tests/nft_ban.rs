@@ -252,7 +252,9 @@ fn a_ban_can_be_seen_explained_and_lifted_for_good() {
         "{text}"
     );
     assert!(
-        text.contains(&format!("the daemon says: forgotten {ATTACKER}")),
+        text.contains(&format!(
+            "{ATTACKER}: the daemon forgot what it counted of it"
+        )),
         "{text}"
     );
     // fail2ban, in its place: lifted over its socket, or said not to run here.
@@ -787,7 +789,7 @@ fn bans_by_hand_in_the_kernel_and_the_log_and_a_range_lifted_whole() {
     for said in [
         "100.64.7.0/24: range ban lifted",
         "100.64.7.7: kernel ban lifted",
-        "100.64.7.7: the daemon says: forgotten 100.64.7.7",
+        "100.64.7.7: the daemon forgot what it counted of it: its next call is judged afresh",
         "fail2ban is not running here (no socket /nonexistent/f2b.sock)",
         "cscli decisions delete --range 100.64.7.0/24",
     ] {
