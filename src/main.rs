@@ -97,7 +97,7 @@ enum Command {
     /// Summarise alert logs (rotated and .gz ones too): calls, alerts by reason, top
     /// offenders, per-hour counts
     Report {
-        /// Log files [default: the configured log_file]
+        /// Log files [default: the configured log_file and its rotations, .gz too]
         #[arg(value_name = "LOG")]
         logs: Vec<PathBuf>,
         /// Print JSON instead of tables
@@ -486,7 +486,8 @@ fn report(
     html: Option<PathBuf>,
     (since, until): (Option<String>, Option<String>),
 ) -> u8 {
-    let default = [config.log_file.clone()];
+    // As --help and the README say: the log and its rotations (.gz too), oldest first.
+    let default = extsecurity::report::with_rotations(&config.log_file);
     let logs = if logs.is_empty() { &default[..] } else { logs };
     let mut report = extsecurity::report::Report::between(since, until);
     for path in logs {

@@ -221,6 +221,19 @@ impl Event {
         }
     }
 
+    /// How much it matters, 0 first: the subject and first line of a batch name the
+    /// worst (a quarantine, then a takeover, then a warning), whatever came first.
+    fn rank(&self) -> u8 {
+        match self {
+            Event::TollFraud(_) => 0,
+            Event::Takeover { .. } => 1,
+            Event::LogFailing { .. } => 2,
+            Event::TollFraudWarning(_) => 3,
+            Event::LinkDown { .. } => 4,
+            _ => 5,
+        }
+    }
+
     /// A few words for a mail's subject.
     fn headline(&self) -> String {
         match self {
@@ -294,22 +307,25 @@ pub struct Message {
 
 /// The message for `events` (at least one) from `host`, sent at `time` (RFC 3339).
 pub fn message(host: &str, time: &str, events: &[Event]) -> Message {
+    let mut ordered: Vec<&Event> = events.iter().collect();
+    ordered.sort_by_key(|e| e.rank()); // stable: equals keep their order
+    let events = ordered;
     let worst = events
         .iter()
-        .map(Event::severity)
+        .map(|e| e.severity())
         .min_by_key(|s| match *s {
             "critical" => 0,
             "warning" => 1,
             _ => 2,
         })
         .unwrap_or("info");
-    let first = events.first().map(Event::headline).unwrap_or_default();
+    let first = events.first().map(|e| e.headline()).unwrap_or_default();
     let more = match events.len() {
         0 | 1 => String::new(),
         n => format!(" (+{} more)", n - 1),
     };
     let subject = format!("[extsecurity] {host}: {first}{more}");
-    let lines: Vec<String> = events.iter().map(Event::text).collect();
+    let lines: Vec<String> = events.iter().map(|e| e.text()).collect();
     let text = format!(
         "{}\n\n-- extsecurity on {host}, {time}\n",
         lines.join("\n\n")
@@ -352,6 +368,45 @@ mod tests {
             address: Some("203.0.113.9".parse().unwrap()),
             usual_address: false,
         })
+    }
+
+    /// Issue 27: a warning then a quarantine in one batch was titled "toll fraud
+    /// warning … (+1 more)": the subject and first line now name the quarantine.
+    #[test]
+    fn a_batch_is_named_for_its_worst_event_whatever_came_first() {
+        let warning = Event::TollFraudWarning(Level {
+            class: "national".into(),
+            rule: "calls_per_hour".into(),
+            ..match quarantine("bob") {
+                Event::TollFraud(l) => l,
+                _ => unreachable!(),
+            }
+        });
+        let takeover = Event::Takeover {
+            account: "carol".into(),
+            address: "198.51.100.7".parse().unwrap(),
+            failed_logins: 12,
+        };
+        let m = message(
+            "pbx1",
+            "t",
+            &[warning.clone(), takeover.clone(), quarantine("alice")],
+        );
+        assert_eq!(
+            m.subject,
+            "[extsecurity] pbx1: account 'alice' quarantined (toll fraud) (+2 more)"
+        );
+        assert!(m.text.starts_with("TOLL FRAUD"), "{}", m.text);
+        let kinds: Vec<&str> = (0..3)
+            .map(|i| m.json["events"][i]["kind"].as_str().unwrap())
+            .collect();
+        assert_eq!(kinds, ["toll_fraud", "takeover", "toll_fraud_warning"]);
+        let m = message("pbx1", "t", &[warning, takeover]);
+        assert!(
+            m.subject.contains("'carol' quarantined (takeover)"),
+            "{}",
+            m.subject
+        );
     }
 
     #[test]

@@ -355,13 +355,22 @@ fn report_reads_rotated_and_compressed_logs() {
     assert_eq!(json["top_offenders"][0]["alerts"], 3);
     assert_eq!(json["distinct_offenders"], 2);
 
-    // The table, on the configured log by default.
+    // The table, on the configured log and its rotations by default (issue 27: it
+    // read the live log alone, one day of seven, though --help said otherwise): a
+    // `.2` as logrotate's delaycompress leaves it besides the `.1.gz`.
+    let older = s.dir.path().join("inbound_extsecurity.log.2");
+    std::fs::write(
+        &older,
+        "2026-11-01 10:00:00.000 ERROR ip=192.0.2.77 reason=wrong_exten_min_length(3) callerid_num='555' exten='100'\n",
+    )
+    .unwrap();
     cmd(&s)
         .arg("report")
         .assert()
         .code(0)
-        .stdout(contains("alerts        2\n"))
-        .stdout(contains("198.51.100.9"));
+        .stdout(contains("alerts        5\n"))
+        .stdout(contains("198.51.100.9"))
+        .stdout(contains("192.0.2.77"));
     cmd(&s)
         .args(["report", "/nonexistent/x.log"])
         .assert()
