@@ -544,13 +544,30 @@ pub(crate) fn can_create_in(folder: &Path) -> io::Result<()> {
     }
 }
 
-/// The daemon's alert log: reopened when asked (SIGHUP, SIGUSR1) and whenever the file
-/// at the path is no longer the one open, as after logrotate moved it away, so that no
-/// line goes to a rotated or deleted file for long.
+/// The daemon's alert log: reopened when asked (SIGHUP, SIGUSR1) and whenever another
+/// file is at the path, as after logrotate moved ours away and created the new one,
+/// so that no line goes to a rotated or deleted file for long.
+///
+/// Between logrotate's move and its `create` the path is empty. Creating the log then
+/// (logrotate runs at `Nice=19` and can be preempted there for long) made logrotate's
+/// `create` fail and move our new file to `…-YYYYMMDDHH.backup`, outside the chain
+/// every reader follows, where the next one in the hour replaced it. So while the path
+/// is empty and our file was only moved (it still has a name), lines go on to the moved
+/// file — the newest rotation, which every reader reads — until SIGUSR1 (logrotate's
+/// postrotate), another file at the path, or [`ROTATION_GRACE`]; a file that was
+/// deleted (no name left) is replaced at once.
 #[derive(Debug, Default)]
 pub struct ReopeningLog {
     open: Option<(AlertLog, FileId)>,
+    /// Since when the path has been empty while our file lives on under another name.
+    moved_since: Option<std::time::Instant>,
+    /// [`ROTATION_GRACE`], shorter in tests.
+    grace: Option<std::time::Duration>,
 }
+
+/// How long lines follow a moved log whose path stays empty (a logrotate that died
+/// between its move and its `create`) before the log is created again.
+pub const ROTATION_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Device and inode: what identifies the file behind a path.
 pub type FileId = (u64, u64);
@@ -561,9 +578,18 @@ fn file_id(meta: &std::fs::Metadata) -> FileId {
 }
 
 impl ReopeningLog {
+    /// A log that waits `grace` for a rotation to finish (tests).
+    pub fn with_grace(grace: std::time::Duration) -> ReopeningLog {
+        ReopeningLog {
+            grace: Some(grace),
+            ..ReopeningLog::default()
+        }
+    }
+
     /// Closes the file; the next write opens `path` afresh.
     pub fn reopen(&mut self) {
         self.open = None;
+        self.moved_since = None;
     }
 
     /// Writes one line to `path`, reopening first if the open file is not at `path`.
@@ -581,17 +607,34 @@ impl ReopeningLog {
         rendered: &[u8],
         current: Option<FileId>,
     ) -> Result<(), LogError> {
-        let stale = match &self.open {
-            Some((log, id)) => log.path() != path || current != Some(*id),
-            None => true,
-        };
-        if stale {
+        if self.stale(path, current) {
             let log = AlertLog::open(path)?;
             let id = log.file.metadata().map(|m| file_id(&m)).unwrap_or_default();
             self.open = Some((log, id));
+            self.moved_since = None;
         }
         let (log, _) = self.open.as_mut().expect("opened above");
         log.write_rendered(rendered)
+    }
+
+    /// Whether `path` must be opened before the next line.
+    fn stale(&mut self, path: &Path, current: Option<FileId>) -> bool {
+        let Some((log, id)) = &self.open else {
+            return true;
+        };
+        if log.path() != path {
+            return true;
+        }
+        match current {
+            Some(now) => now != *id,
+            // Empty path: a rotation under way if our file still has a name.
+            None => {
+                use std::os::unix::fs::MetadataExt;
+                let moved = log.file.metadata().is_ok_and(|m| m.nlink() > 0);
+                let since = *self.moved_since.get_or_insert_with(std::time::Instant::now);
+                !moved || since.elapsed() >= self.grace.unwrap_or(ROTATION_GRACE)
+            }
+        }
     }
 }
 
@@ -774,6 +817,57 @@ mod tests {
         );
     }
 
+    /// Issue 27: between logrotate's move and its `create`, a line used to create the
+    /// log, which logrotate then moved to a `.backup` outside the chain. It goes to the
+    /// moved file instead; a deleted log is made again at once; a rotation that never
+    /// finishes is given up on after the grace.
+    #[test]
+    fn lines_follow_a_moved_log_until_the_rotation_makes_the_new_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.log");
+        let rotated = dir.path().join("a.log.1");
+        let mut log = ReopeningLog::with_grace(Duration::from_millis(300));
+        let line = |n: u32| format!("line {n}\n").into_bytes();
+        log.write_rendered(&path, &line(1), identify(&path))
+            .unwrap();
+        std::fs::rename(&path, &rotated).unwrap();
+        log.write_rendered(&path, &line(2), identify(&path))
+            .unwrap();
+        assert!(
+            !path.exists(),
+            "not created while the rotation is under way"
+        );
+        // logrotate's create: the next line goes there.
+        std::fs::write(&path, "").unwrap();
+        log.write_rendered(&path, &line(3), identify(&path))
+            .unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&rotated).unwrap(),
+            "line 1\nline 2\n"
+        );
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "line 3\n");
+        // Deleted, not moved: made again at once.
+        std::fs::remove_file(&path).unwrap();
+        log.write_rendered(&path, &line(4), identify(&path))
+            .unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "line 4\n");
+        // Moved and never replaced: after the grace, the log is made again.
+        std::fs::rename(&path, dir.path().join("a.log.2")).unwrap();
+        log.write_rendered(&path, &line(5), identify(&path))
+            .unwrap();
+        assert!(!path.exists());
+        std::thread::sleep(Duration::from_millis(350));
+        log.write_rendered(&path, &line(6), identify(&path))
+            .unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "line 6\n");
+        // SIGUSR1 after a move: the path is opened afresh (made when empty).
+        std::fs::rename(&path, dir.path().join("a.log.3")).unwrap();
+        log.reopen();
+        log.write_rendered(&path, &line(7), identify(&path))
+            .unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "line 7\n");
+    }
+
     #[test]
     fn the_reopening_log_follows_a_rotated_file() {
         let dir = tempfile::tempdir().unwrap();
@@ -782,6 +876,8 @@ mod tests {
         let mut log = ReopeningLog::default();
         log.write(&path, &line).unwrap();
         std::fs::rename(&path, dir.path().join("a.log.1")).unwrap();
+        // logrotate's create, then a line: it goes to the new file.
+        std::fs::write(&path, "").unwrap();
         log.write(&path, &line).unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 1);
         assert_eq!(

@@ -487,7 +487,7 @@ fn report(
     (since, until): (Option<String>, Option<String>),
 ) -> u8 {
     // As --help and the README say: the log and its rotations (.gz too), oldest first.
-    let default = extsecurity::report::with_rotations(&config.log_file);
+    let default = extsecurity::report::with_rotations_and_backups(&config.log_file);
     let logs = if logs.is_empty() { &default[..] } else { logs };
     let mut report = extsecurity::report::Report::between(since, until);
     for path in logs {
@@ -537,7 +537,7 @@ fn report_address(
         })
     };
     let logs = match logs {
-        [] => extsecurity::report::with_rotations(&config.log_file),
+        [] => extsecurity::report::with_rotations_and_backups(&config.log_file),
         given => given.to_vec(),
     };
     let mut found = 0usize;

@@ -45,6 +45,31 @@ pub(crate) fn open_log(path: &Path) -> io::Result<Box<dyn Read + Send>> {
     })
 }
 
+/// [`with_rotations`], and the `NAME-YYYYMMDDHH.backup` files logrotate makes when it
+/// finds a log at the path before its `create` (a per-call check wrote one there
+/// mid-rotation), before the live log: what the reports read.
+pub fn with_rotations_and_backups(log_file: &Path) -> Vec<PathBuf> {
+    let mut all = with_rotations(log_file);
+    let live = all.pop();
+    if let (Some(dir), Some(name)) = (log_file.parent(), log_file.file_name()) {
+        let prefix = format!("{}-", name.to_string_lossy());
+        let mut backups: Vec<PathBuf> = std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| {
+                let file = e.file_name().to_string_lossy().into_owned();
+                file.starts_with(&prefix) && file.ends_with(".backup")
+            })
+            .map(|e| e.path())
+            .collect();
+        backups.sort();
+        all.extend(backups);
+    }
+    all.extend(live);
+    all
+}
+
 /// `log_file` and what logrotate made of it (`NAME.1`, `NAME.2.gz`, …), oldest first.
 pub fn with_rotations(log_file: &Path) -> Vec<PathBuf> {
     let (Some(dir), Some(name)) = (log_file.parent(), log_file.file_name()) else {
@@ -754,6 +779,43 @@ impl OutboundReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_chain_is_the_rotations_oldest_first_then_backups_then_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("a.log");
+        for name in [
+            "a.log",
+            "a.log.1",
+            "a.log.2.gz",
+            "a.log-2026120706.backup",
+            "a.log-2026120705.backup",
+            "a.log.old",
+            "b.log.1",
+        ] {
+            std::fs::write(dir.path().join(name), "").unwrap();
+        }
+        let names = |paths: Vec<PathBuf>| -> Vec<String> {
+            paths
+                .iter()
+                .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+                .collect()
+        };
+        assert_eq!(
+            names(with_rotations(&log)),
+            ["a.log.2.gz", "a.log.1", "a.log"]
+        );
+        assert_eq!(
+            names(with_rotations_and_backups(&log)),
+            [
+                "a.log.2.gz",
+                "a.log.1",
+                "a.log-2026120705.backup",
+                "a.log-2026120706.backup",
+                "a.log"
+            ]
+        );
+    }
 
     fn report(text: &str) -> Report {
         let mut r = Report::default();

@@ -399,29 +399,45 @@ fn signals_reload_reopen_and_stop() {
         "OK"
     );
 
-    // logrotate moves the file away: the next line goes to a new file at the path.
-    std::fs::rename(&s.log, s.dir.path().join("rotated.log")).unwrap();
+    // logrotate moves the file away: until its `create` and SIGUSR1 the next line
+    // goes on to the moved file, never to a log of our own at the path, which
+    // logrotate would move aside to a `.backup` (issue 27).
+    let rotated = s.dir.path().join("rotated.log");
+    std::fs::rename(&s.log, &rotated).unwrap();
+    let moved = std::fs::read_to_string(&rotated).unwrap().lines().count();
     assert_eq!(
         result(&call_at(addr, &caller("198.51.100.22", "4915112"))),
         "OK"
     );
-    assert_eq!(s.log_lines().len(), 1);
+    assert!(!s.log.exists());
+    assert_eq!(
+        std::fs::read_to_string(&rotated).unwrap().lines().count(),
+        moved + 1
+    );
     kill(child.id(), "-USR1");
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(
         result(&call_at(addr, &caller("198.51.100.23", "4915112"))),
         "OK"
     );
-    assert_eq!(s.log_lines().len(), 2);
+    assert_eq!(s.log_lines().len(), 1);
+    // logrotate's create then a line: it goes to the new file.
+    std::fs::rename(&s.log, s.dir.path().join("rotated.2.log")).unwrap();
+    std::fs::write(&s.log, "").unwrap();
+    assert_eq!(
+        result(&call_at(addr, &caller("198.51.100.24", "4915112"))),
+        "OK"
+    );
+    assert_eq!(s.log_lines().len(), 1);
 
     let metrics = http_get(metrics_addr);
     assert!(metrics.starts_with("HTTP/1.1 200 OK\r\n"), "{metrics}");
     assert!(
-        metrics.contains("extsecurity_calls_checked_total 5\n"),
+        metrics.contains("extsecurity_calls_checked_total 6\n"),
         "{metrics}"
     );
     assert!(
-        metrics.contains("extsecurity_verdicts_total{reason=\"ok\"} 3\n"),
+        metrics.contains("extsecurity_verdicts_total{reason=\"ok\"} 4\n"),
         "{metrics}"
     );
 
@@ -446,8 +462,8 @@ fn signals_reload_reopen_and_stop() {
     let rotated = std::fs::read_to_string(s.dir.path().join("rotated.log")).unwrap();
     assert_eq!(
         rotated.lines().count(),
-        3,
-        "the lines before the move stay in the moved file"
+        4,
+        "the lines before the move, and the one written before SIGUSR1, are in the moved file"
     );
 }
 
