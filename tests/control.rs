@@ -162,6 +162,43 @@ fn status_shows_the_running_daemon_and_says_when_there_is_none() {
     let text = String::from_utf8_lossy(&status(&["status"]).stdout).into_owned();
     assert!(text.contains("1 reloads, THE LAST WAS REFUSED"), "{text}");
 
+    // Issue 27: a change that applies only at a restart (the listening address):
+    // status shows the address in use and the file's pending one, and a second
+    // reload says it is still pending rather than "no setting changed".
+    let other = free_port();
+    std::fs::write(
+        &sandbox_config,
+        config.replace(
+            &format!("127.0.0.1:{port}'"),
+            &format!("127.0.0.1:{other}'"),
+        ),
+    )
+    .unwrap();
+    for reloads in [1.0, 2.0] {
+        unsafe { libc::kill(pid, libc::SIGHUP) };
+        common::wait_for("the reload", Duration::from_secs(5), || {
+            common::metric(metrics_port, "extsecurity_config_reloads_total") == reloads
+        });
+    }
+    let text = String::from_utf8_lossy(&status(&["status"]).stdout).into_owned();
+    assert!(
+        text.contains(&format!("listening on 127.0.0.1:{port},")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "AT THE NEXT RESTART: daemon.listen (running \"127.0.0.1:{port}\", file \"127.0.0.1:{other}\")"
+        )),
+        "{text}"
+    );
+    let said = serve.stderr();
+    assert_eq!(
+        said.matches("these settings apply only at the next restart")
+            .count(),
+        2,
+        "{said}"
+    );
+
     assert!(serve.terminate().success());
     let out = status(&["status"]);
     assert_eq!(out.status.code(), Some(11));

@@ -250,3 +250,56 @@ fn rate_limits_errors_tls_mistakes_and_a_database_down_are_each_handled() {
         serve.stderr()
     );
 }
+
+/// Issue 27: a LAPI (or a proxy before it) that answers 400 to every batch dropped the
+/// alerts one by one, an ERROR each (58 in 20 s), `failing` staying 0. It is an outage:
+/// the alerts are kept and retried, said once, `failing` 1; when the LAPI takes them
+/// again every one is delivered and none was dropped.
+#[test]
+fn a_lapi_that_refuses_every_batch_is_failing_and_loses_nothing() {
+    let _one = one_at_a_time();
+    let pg = Postgres::start();
+    let lapi = Lapi::on_postgres(&pg);
+    lapi.add_machine(MACHINE, PASSWORD);
+    let upstream = format!("127.0.0.1:{}", lapi.port).parse().unwrap();
+    let refusing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let proxy = LapiProxy::start(upstream, {
+        let refusing = refusing.clone();
+        Box::new(move |_, _| {
+            refusing
+                .load(std::sync::atomic::Ordering::SeqCst)
+                .then_some((400, "Bad Request"))
+        })
+    });
+    let (serve, port, metrics) = daemon(Sandbox::with_config(&format!(
+        "tarpit_seconds = 0\n{}[daemon]\n",
+        crowdsec(&proxy.url(), "batch_size = 100\n")
+    )));
+    let ips: Vec<String> = (1..=12).map(|i| format!("203.0.113.{i}")).collect();
+    for ip in &ips[..6] {
+        alert(port, ip);
+    }
+    wait_for("failing", Duration::from_secs(30), || {
+        metric(metrics, "extsecurity_crowdsec_failing") == 1.0
+    });
+    for ip in &ips[6..] {
+        alert(port, ip);
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(metric(metrics, "extsecurity_crowdsec_rejected_total"), 0.0);
+    let said = serve.stderr();
+    assert_eq!(said.matches("CrowdSec: pushing fails").count(), 1, "{said}");
+    assert!(said.contains("the LAPI refuses every alert"), "{said}");
+    assert!(!said.contains("dropped"), "{said}");
+
+    refusing.store(false, std::sync::atomic::Ordering::SeqCst);
+    wait_for("all twelve delivered", Duration::from_secs(60), || {
+        metric(metrics, "extsecurity_crowdsec_delivered_total") == 12.0
+    });
+    assert_eq!(metric(metrics, "extsecurity_crowdsec_rejected_total"), 0.0);
+    assert_eq!(metric(metrics, "extsecurity_crowdsec_failing"), 0.0);
+    let bans = pg.bans_per_address();
+    for ip in &ips {
+        assert!(bans.contains_key(ip), "{ip}: {bans:?}");
+    }
+}

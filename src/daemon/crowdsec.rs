@@ -239,6 +239,7 @@ pub fn spawn(
         saved_some: false,
         client: None,
         outage: Outage::default(),
+        accepted: false,
         backlog: scanner,
     };
     pusher.save().map_err(state_error)?;
@@ -400,6 +401,9 @@ struct Pusher {
     client: Option<Client>,
     outage: Outage,
     backlog: Backlog,
+    /// The LAPI took the last batch: a 400 for a lone alert after it is that
+    /// alert's fault, not the LAPI's.
+    accepted: bool,
 }
 
 enum Sent {
@@ -407,7 +411,14 @@ enum Sent {
     Settled,
     /// The daemon is stopping while the batch could not be delivered.
     Stopped,
+    /// Every alert of it answered 400 and none was taken: whose fault is for the
+    /// caller to say ([`Pusher::deliver`]).
+    Refused(Vec<Alert>),
 }
+
+/// Times a batch the LAPI refuses whole is tried again before its alerts are dropped
+/// (with the backoff, about a minute and a half).
+const MAX_REFUSED_TRIES: u32 = 20;
 
 impl Pusher {
     fn outbox(&self) -> &Outbox {
@@ -437,9 +448,9 @@ impl Pusher {
             };
             self.save_a_new_log();
             match self.next_batch(&config, cs.batch_size) {
-                Some(alerts) => match self.send(&cs, alerts) {
+                Some(alerts) => match self.deliver(&cs, alerts) {
                     // The follower stands just after the batch: the new position.
-                    Sent::Settled => self.save_or_warn(),
+                    Sent::Settled | Sent::Refused(_) => self.save_or_warn(),
                     // It stands past a batch not delivered: keep the saved one.
                     Sent::Stopped => break true,
                 },
@@ -537,10 +548,58 @@ impl Pusher {
         }
     }
 
+    /// Sends a batch until it settles. A LAPI that answers 400 to every alert of a
+    /// batch and takes none (a broken proxy, an incompatible LAPI) is failing, as an
+    /// unreachable one is: the batch is kept and tried again, said once, counted in
+    /// `failing`, rather than dropped alert by alert with an ERROR each. Only a 400
+    /// isolated to some alerts (others taken, or the last batch taken) drops them.
+    fn deliver(&mut self, cs: &CrowdsecConfig, alerts: Vec<Alert>) -> Sent {
+        let mut backoff = FIRST_BACKOFF;
+        let mut tries = 0;
+        loop {
+            match self.send(cs, alerts.clone()) {
+                Sent::Refused(refused)
+                    if (alerts.len() == 1 && self.accepted) || tries >= MAX_REFUSED_TRIES =>
+                {
+                    self.drop_refused("the LAPI answered 400", &refused);
+                    return Sent::Settled;
+                }
+                Sent::Refused(refused) => {
+                    tries += 1;
+                    self.accepted = false;
+                    self.metrics().retried();
+                    self.failed(format!(
+                        "the LAPI refuses every alert (400 for each of the {} of a batch, none taken); kept and tried again",
+                        refused.len()
+                    ));
+                    if !self.wait_to_retry(cs, false, backoff) {
+                        return Sent::Stopped;
+                    }
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+                done => return done,
+            }
+        }
+    }
+
+    /// Alerts the LAPI will never take: counted, named in one ERROR, not sent again.
+    fn drop_refused(&mut self, why: &str, alerts: &[Alert]) {
+        self.metrics().rejected(alerts.len());
+        tracing::error!(
+            "CrowdSec: {why}; {} alert(s) dropped, not sent again: {}",
+            alerts.len(),
+            alerts
+                .iter()
+                .map(|a| format!("{} {}", a.ip, a.reason))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+
     /// Sends `alerts` until the LAPI accepts or rejects them, or the daemon stops. A
     /// batch answered 400 (or 413, a proxy's "too large") is sent again in halves, so
     /// that one alert the LAPI cannot take costs that alert alone, and a 400 that was
-    /// transient costs nothing.
+    /// transient costs nothing; alerts refused while others were taken are dropped.
     fn send(&mut self, cs: &CrowdsecConfig, alerts: Vec<Alert>) -> Sent {
         let mut backoff = FIRST_BACKOFF;
         let mut cs = cs.clone();
@@ -559,6 +618,7 @@ impl Pusher {
             match result {
                 Ok(()) => {
                     self.metrics().delivered(live.len());
+                    self.accepted = true;
                     self.recovered();
                     return Sent::Settled;
                 }
@@ -567,31 +627,34 @@ impl Pusher {
                 }) if live.len() > 1 => {
                     let half = live.len() / 2;
                     let (first, second) = (live[..half].to_vec(), live[half..].to_vec());
+                    let (mut refused, mut taken) = (Vec::new(), false);
                     for part in [first, second] {
-                        if let Sent::Stopped = self.send(&cs, part) {
-                            return Sent::Stopped;
+                        match self.send(&cs, part) {
+                            Sent::Stopped => return Sent::Stopped,
+                            Sent::Settled => taken = true,
+                            Sent::Refused(r) => refused.extend(r),
                         }
                     }
-                    return Sent::Settled;
+                    return match (refused.is_empty(), taken) {
+                        (true, _) => Sent::Settled,
+                        (false, true) => {
+                            self.drop_refused("the LAPI answered 400 to these alone", &refused);
+                            Sent::Settled
+                        }
+                        (false, false) => Sent::Refused(refused),
+                    };
                 }
                 // One alert refused: once more after a pause (a 400 can be a proxy's
-                // passing fault), then dropped.
+                // passing fault), then the caller says whose fault it is.
                 Err(LapiError::Rejected { status: 400, .. }) if !refused_once => {
                     refused_once = true;
                     if !self.wait_to_retry(&cs, false, backoff) {
                         return Sent::Stopped;
                     }
                 }
+                Err(LapiError::Rejected { status: 400, .. }) => return Sent::Refused(live),
                 Err(e @ LapiError::Rejected { .. }) => {
-                    self.metrics().rejected(live.len());
-                    tracing::error!(
-                        "CrowdSec: {e}; {} alert(s) dropped, not sent again: {}",
-                        live.len(),
-                        live.iter()
-                            .map(|a| format!("{} {}", a.ip, a.reason))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    );
+                    self.drop_refused(&e.to_string(), &live);
                     return Sent::Settled;
                 }
                 Err(e) => {

@@ -67,6 +67,8 @@ pub struct Shared {
     pub started: u64,
     /// The notifier, while `[notify]` is on.
     pub notifier: RwLock<Option<notify::Notifier>>,
+    /// Settings the file changed that apply at the next restart: (key, running, file).
+    pub pending_restart: Mutex<Vec<(String, String, String)>>,
 }
 
 /// An episode of failed alert-log writes: one CRITICAL when it starts, one INFO when
@@ -94,6 +96,7 @@ impl Shared {
             fraud: fraud::Fraud::default(),
             started: status::unix_now(),
             notifier: RwLock::new(None),
+            pending_restart: Mutex::new(Vec::new()),
         }
     }
 
@@ -114,12 +117,21 @@ impl Shared {
     /// Reads the config again and swaps it in whole; one that fails to load (or is
     /// gone, or empty: [`crate::config::reload`]) leaves the running one in place.
     /// Returns the config it replaced and the new one, for the parts beside the call
-    /// path to follow ([`parts`]).
-    pub fn reload(&self) -> Result<(Arc<Config>, Arc<Config>), ConfigError> {
+    /// path to follow ([`parts`]), and what changed.
+    /// The settings that apply only at a restart keep their running values
+    /// ([`reload::keep_restart_only`]); the returned diff says what the file changed.
+    pub fn reload(&self) -> Result<(Arc<Config>, Arc<Config>, reload::Diff), ConfigError> {
         let loaded = crate::config::reload(&self.source())
             .and_then(|(config, source)| Ok((serve::resolve_key(config)?, source)));
         self.metrics.reloaded(loaded.is_ok());
-        let (config, source) = loaded?;
+        let (mut config, source) = loaded?;
+        let running = self.config();
+        let diff = reload::diff(&running, &config);
+        reload::keep_restart_only(&mut config, &running);
+        *self
+            .pending_restart
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = diff.at_restart.clone();
         self.fraud.take_high_risk(&config, false);
         self.memory
             .lock()
@@ -132,7 +144,7 @@ impl Shared {
         );
         *self.source.write().unwrap_or_else(|e| e.into_inner()) = source;
         self.reopen_log();
-        Ok((old, new))
+        Ok((old, new, diff))
     }
 
     /// Closes the alert log; the next line opens it afresh (logrotate's postrotate).

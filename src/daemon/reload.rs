@@ -15,6 +15,20 @@ pub const AT_RESTART: &[&str] = &[
     "daemon.control_socket",
 ];
 
+/// `file`'s settings of [`AT_RESTART`] put back to the running ones: what the daemon
+/// runs with after a reload until it restarts, so that `status` shows the address it
+/// listens on, not the file's, and a later reload compares with what runs.
+pub fn keep_restart_only(file: &mut Config, running: &Config) {
+    let (to, from) = (&mut file.daemon, &running.daemon);
+    to.fastagi = from.fastagi;
+    to.listen = from.listen;
+    to.max_connections = from.max_connections;
+    to.listen_backlog = from.listen_backlog;
+    to.max_concurrent_tarpits = from.max_concurrent_tarpits;
+    to.metrics_listen = from.metrics_listen;
+    to.control_socket = from.control_socket.clone();
+}
+
 /// The settings that differ between two configurations.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Diff {
@@ -37,7 +51,7 @@ pub fn diff(old: &Config, new: &Config) -> Diff {
     let find = |all: &[Setting], key: &str| all.iter().find(|s| s.key == key).cloned();
     let mut out = Diff::default();
     let mut switched = Vec::new();
-    for table in ["ami", "crowdsec", "nftables", "fraud"] {
+    for table in ["ami", "crowdsec", "nftables", "fraud", "notify"] {
         let absent = format!("[{table}]");
         match (find(&before, &absent), find(&after, &absent)) {
             (Some(_), None) => out.live.push(format!("[{table}] added")),
@@ -124,6 +138,39 @@ mod tests {
 
     fn config(text: &str) -> Config {
         Config::from_toml(text, Path::new("t.toml")).unwrap()
+    }
+
+    /// Every setting of AT_RESTART is kept, and only those: the list and the function
+    /// cannot drift apart.
+    #[test]
+    fn the_restart_only_settings_are_kept_and_nothing_else() {
+        let running = config("");
+        let file = config(
+            "tarpit_seconds = 1\n[daemon]\nfastagi = false\nlisten = '127.0.0.1:4574'\nmax_connections = 7\nlisten_backlog = 8\nmax_concurrent_tarpits = 9\nmetrics_listen = '127.0.0.1:9999'\ncontrol_socket = '/tmp/x.sock'\n[ami]\nusername = 'u'\nsecret = 'p'\n",
+        );
+        let before = diff(&running, &file);
+        let mut pending: Vec<&str> = before
+            .at_restart
+            .iter()
+            .map(|(k, _, _)| k.as_str())
+            .collect();
+        pending.sort_unstable();
+        let mut all = AT_RESTART.to_vec();
+        all.sort_unstable();
+        assert_eq!(pending, all);
+        let mut kept = file.clone();
+        keep_restart_only(&mut kept, &running);
+        let after = diff(&running, &kept);
+        assert!(after.at_restart.is_empty(), "{:?}", after.at_restart);
+        assert_eq!(after.live, before.live);
+    }
+
+    #[test]
+    fn switching_notify_on_is_one_change() {
+        let on = config("[notify]\nwebhook_url = 'https://hooks.example.org/x'\n");
+        let d = diff(&config(""), &on);
+        assert_eq!(d.live, ["[notify] added"]);
+        assert_eq!(diff(&on, &config("")).live, ["[notify] removed"]);
     }
 
     #[test]

@@ -154,8 +154,7 @@ async fn serve(
 /// setting by setting, and the parts made to follow it.
 async fn reload_now(shared: &Arc<Shared>, parts: &mut Parts) {
     match shared.reload() {
-        Ok((old, new)) => {
-            let diff = reload::diff(&old, &new);
+        Ok((old, new, diff)) => {
             reload::say(&diff, &shared.source());
             parts.follow(shared, &old, &new).await;
         }

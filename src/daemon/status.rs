@@ -34,6 +34,10 @@ pub struct Status {
     pub top_rules: Vec<(String, u64)>,
     /// The last alert lines, newest first.
     pub last_alerts: Vec<String>,
+    /// Settings the file changed that apply at the next restart: `key (running X,
+    /// file Y)`.
+    #[serde(default)]
+    pub pending_restart: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -172,6 +176,13 @@ pub fn collect(shared: &Shared) -> Status {
         alerts: counts(&metrics.activity.alerts, metrics.activity.alerts_total()),
         top_rules: metrics.activity.book.top_rules(now),
         last_alerts: metrics.activity.book.last(),
+        pending_restart: shared
+            .pending_restart
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(key, running, file)| format!("{key} (running {running}, file {file})"))
+            .collect(),
     }
 }
 
@@ -198,6 +209,14 @@ pub fn render(s: &Status) -> String {
         local_time(s.started)
     );
     let _ = writeln!(out, "{:<11} {}{reload}", "config", s.config);
+    if !s.pending_restart.is_empty() {
+        let _ = writeln!(
+            out,
+            "{:<11} AT THE NEXT RESTART: {}",
+            "",
+            s.pending_restart.join(", ")
+        );
+    }
     let _ = writeln!(out, "{:<11} {}", "FastAGI", fastagi_line(s));
     let _ = writeln!(out, "{:<11} {}", "AMI", ami_line(s));
     let _ = writeln!(out, "{:<11} {}", "CrowdSec", crowdsec_line(s));
@@ -409,6 +428,9 @@ mod tests {
                 ("auth_bruteforce".into(), 12),
             ],
             last_alerts: vec!["2027-01-15 08:00:00.000 ERROR ip=203.0.113.5 reason=x".into()],
+            pending_restart: vec![
+                "daemon.listen (running 127.0.0.1:4573, file 127.0.0.1:4574)".into(),
+            ],
         }
     }
 
@@ -419,6 +441,7 @@ mod tests {
             "extsecurity 0.1.0, pid 42, up 2d 3h 4m",
             "3 reloads, THE LAST WAS REFUSED",
             "listening on 127.0.0.1:4573, 3 of 1024 connections busy",
+            "AT THE NEXT RESTART: daemon.listen (running 127.0.0.1:4573, file 127.0.0.1:4574)",
             "NOT CONNECTED to 127.0.0.1:5038 since ",
             "off (no [crowdsec])",
             "table inet extsecurity: 12 addresses banned now",
