@@ -499,12 +499,15 @@ fn report(
     if let Some(file) = html {
         return match std::fs::write(&file, extsecurity::report_html::page(&report, top)) {
             Ok(()) => {
+                let days = match report.per_day.len() {
+                    1 => "1 day".to_string(),
+                    n => format!("{n} days"),
+                };
                 println!(
-                    "{}: {} calls, {} alerts, {} days",
+                    "{}: {} calls, {} alerts, {days}",
                     file.display(),
                     report.calls,
                     report.alerts,
-                    report.per_day.len()
                 );
                 exits::OK
             }

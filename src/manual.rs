@@ -69,6 +69,12 @@ pub fn command_page(cmd: clap::Command) -> Vec<u8> {
         .and_then(|_| man.render_description_section(&mut out))
         .and_then(|_| man.render_options_section(&mut out));
     rendered.expect("writing to a Vec cannot fail");
+    // clap_mangen's synopsis names an option without the value it takes.
+    let out = String::from_utf8_lossy(&out).replace(
+        "[\\fB\\-\\-config\\fR]",
+        "[\\fB\\-\\-config\\fR \\fIPATH\\fR]",
+    );
+    let mut out = out.into_bytes();
     let mut roff = Roff::new();
     roff.control("SH", ["COMMANDS"]);
     for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
@@ -198,8 +204,28 @@ fn trailer(roff: &mut Roff) {
             "The running daemon's control socket (unban, fraud status and release).",
         ),
         (
+            "/etc/asterisk/extsecurity-high-risk.conf",
+            "The outbound check's high-risk prefixes ([fraud] high_risk_file).",
+        ),
+        (
+            "/etc/asterisk/extsecurity-ami.secret, extsecurity-crowdsec.secret, extsecurity-smtp.secret",
+            "Secrets read by the daemon's user only (ami.secret_file, crowdsec.password_file, notify.smtp_password_file, and daemon.secret_file wherever you put it), if you keep them in files as the shipped configuration suggests; the package neither makes nor removes them.",
+        ),
+        (
             "/var/lib/extsecurity/",
-            "The daemon's state: the CrowdSec pusher's position, the outbound check's accounts.",
+            "The daemon's state: crowdsec.position (the CrowdSec pusher's place in the log), fraud.state (the outbound check's accounts and quarantines), bans.state (the kernel bans' history).",
+        ),
+        (
+            "/etc/fail2ban/filter.d/extsecurity.conf, /etc/fail2ban/jail.d/extsecurity.conf",
+            "The fail2ban filter and jail (disabled; enable it in jail.d/extsecurity.local).",
+        ),
+        (
+            "/etc/logrotate.d/extsecurity",
+            "Weekly rotation of the alert log, as Asterisk's user; SIGUSR1 to the daemon after it.",
+        ),
+        (
+            "/usr/lib/systemd/system/extsecurity.service",
+            "The daemon's unit (not enabled by the package).",
         ),
         (
             "/usr/share/doc/extsecurity/",
@@ -396,6 +422,30 @@ mod tests {
         assert!(page.contains(&format!("{list}\nA list.\n")), "{page}");
         assert!(page.contains(".SS [t]\nThe table.\n"), "{page}");
         assert!(page.contains("\\fBk\\fR = 1\nIts key.\n"), "{page}");
+    }
+
+    /// Issue 27: the SYNOPSIS showed `--config` without its value, and FILES lacked
+    /// the state files, the high-risk list, the secrets, fail2ban's and logrotate's.
+    #[test]
+    fn the_command_page_names_the_config_value_and_every_file() {
+        let cmd = clap::Command::new("extsecurity")
+            .arg(clap::Arg::new("config").long("config").value_name("PATH"));
+        let page = String::from_utf8(command_page(cmd)).unwrap();
+        assert!(
+            page.contains("[\\fB\\-\\-config\\fR \\fIPATH\\fR]"),
+            "{page}"
+        );
+        for file in [
+            "bans.state",
+            "fraud.state",
+            "crowdsec.position",
+            "/etc/asterisk/extsecurity\\-high\\-risk.conf",
+            "extsecurity\\-ami.secret",
+            "/etc/logrotate.d/extsecurity",
+            "/etc/fail2ban/jail.d/extsecurity.conf",
+        ] {
+            assert!(page.contains(file), "{file} not in FILES");
+        }
     }
 
     #[test]

@@ -484,7 +484,7 @@ fn ports_and_ban_length_follow_a_reload_and_off_removes_the_table() {
     );
     assert!(table.contains("203.0.113.71 timeout 1d"), "kept: {table}");
     assert!(
-        stderr().contains(": nftables.ports, nftables.ban_seconds applied"),
+        stderr().contains("; applied now: nftables.ports, nftables.ban_seconds"),
         "{}",
         stderr()
     );

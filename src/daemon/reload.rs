@@ -114,7 +114,7 @@ pub fn say(diff: &Diff, source: &crate::config::Source) {
     match diff.live.is_empty() {
         true => tracing::info!("configuration reloaded from {source}: no setting changed"),
         false => tracing::info!(
-            "configuration reloaded from {source}: {} applied",
+            "configuration reloaded from {source}; applied now: {}",
             diff.live.join(", ")
         ),
     }

@@ -331,13 +331,21 @@ fn fraud_line(s: &Status) -> String {
         .map(|q| format!("{:?} ({}, until {})", q.account, q.why, local_time(q.until)))
         .collect();
     match quarantined.is_empty() {
-        true => format!("{} accounts, none quarantined", f.accounts),
+        true => format!("{}, none quarantined", accounts(f.accounts)),
         false => format!(
-            "{} accounts, {} QUARANTINED: {}",
-            f.accounts,
+            "{}, {} QUARANTINED: {}",
+            accounts(f.accounts),
             quarantined.len(),
             quarantined.join(", ")
         ),
+    }
+}
+
+/// `1 account`, `7 accounts`.
+fn accounts(n: usize) -> String {
+    match n {
+        1 => "1 account".into(),
+        n => format!("{n} accounts"),
     }
 }
 
@@ -487,6 +495,17 @@ mod tests {
         assert!(text.contains("last alerts none since start"));
         assert!(text.contains("off (no [fraud])"));
         assert!(!text.contains("reloads"));
+    }
+
+    #[test]
+    fn one_account_is_not_accounts() {
+        let mut s = status();
+        s.fraud.as_mut().unwrap().accounts = 1;
+        assert!(
+            render(&s).contains("1 account, 1 QUARANTINED"),
+            "{}",
+            render(&s)
+        );
     }
 
     #[test]
