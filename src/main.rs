@@ -222,10 +222,14 @@ enum FraudAction {
         #[arg(long)]
         json: bool,
     },
-    /// Lift an account's quarantine and reset its counters
+    /// Lift an account's quarantine and reset its counters; say whether the address it
+    /// was quarantined from is still banned
     Release {
         #[arg(value_name = "ACCOUNT")]
         account: String,
+        /// Lift that address's bans too (the kernel's, fail2ban's), as `unban` does
+        #[arg(long)]
+        unban: bool,
     },
     /// Print the dialplan contexts [extsec-outbound] needs without the daemon (emergency
     /// numbers, international and premium prefixes) for the configured country, for
@@ -381,8 +385,8 @@ fn run(cli: Cli, args: &[OsString]) -> u8 {
             action: FraudAction::Status { account, json },
         } => fraud_status(&config.0, account.as_deref(), json),
         Command::Fraud {
-            action: FraudAction::Release { account },
-        } => fraud_release(&config.0, &account),
+            action: FraudAction::Release { account, unban },
+        } => fraud_release(&config.0, &account, unban),
         Command::Fraud {
             action: FraudAction::Dialplan,
         } => fraud_dialplan(&config.0),
@@ -802,7 +806,7 @@ fn fraud_dialplan(config: &Config) -> u8 {
     exits::OK
 }
 
-fn fraud_release(config: &Config, account: &str) -> u8 {
+fn fraud_release(config: &Config, account: &str, lift: bool) -> u8 {
     let now = extsecurity::fraud::Now::current().unix;
     let was: Option<Option<extsecurity::fraud::account::Quarantine>> = match guard_at(config) {
         None => return exits::FRAUD,
@@ -857,12 +861,47 @@ fn fraud_release(config: &Config, account: &str) -> u8 {
                 q.address
                     .map_or("an unknown address".into(), |a| a.to_string())
             );
-            exits::OK
+            match (q.address, lift) {
+                (Some(ip), true) => {
+                    let target = extsecurity::by_hand::Target::Addr(ip);
+                    let fail2ban = extsecurity::by_hand::Fail2ban {
+                        socket: PathBuf::from(extsecurity::by_hand::FAIL2BAN_SOCKET),
+                        jail: "extsecurity".into(),
+                    };
+                    said(extsecurity::by_hand::unban(config, target, &fail2ban))
+                }
+                (Some(ip), false) => {
+                    say_still_banned(config, ip);
+                    exits::OK
+                }
+                (None, _) => exits::OK,
+            }
         }
         Some(None) => {
             println!("{account}: was not quarantined; its counters reset");
             exits::OK
         }
+    }
+}
+
+/// After a release: whether the address the account was quarantined from is still
+/// banned in the kernel (fail2ban's jail bans it too, for its own time), and how to
+/// lift it.
+fn say_still_banned(config: &Config, ip: std::net::IpAddr) {
+    let kernel = config
+        .nftables
+        .as_ref()
+        .and_then(|n| extsecurity::nftables::list(&n.table).ok())
+        .and_then(|bans| bans.into_iter().find(|b| b.net.contains(&ip)));
+    match kernel {
+        Some(b) => println!(
+            "{ip}: still banned in the kernel ({}, {} left), and by fail2ban's jail if it runs: extsecurity unban {ip} (or fraud release --unban) lifts both",
+            b.reason,
+            extsecurity::nftables::time_left(b.expires)
+        ),
+        None => println!(
+            "{ip}: not banned in the kernel; if an ERROR line named it, fail2ban's jail bans it for its own time: extsecurity unban {ip} (or fraud release --unban) lifts that"
+        ),
     }
 }
 

@@ -598,11 +598,24 @@ fn a_quarantine_is_seen_survives_a_restart_and_is_lifted() {
     );
     let (code, text) = fraud(&serve, &["release", "1001"]);
     assert_eq!(code, Some(0), "{text}");
+    // Issue 27: the release says what becomes of the address it was quarantined from.
     assert_eq!(
         text,
-        "1001: quarantine lifted (it was for calls_per_minute, from 203.0.113.66); its counters reset\n"
+        "1001: quarantine lifted (it was for calls_per_minute, from 203.0.113.66); its counters reset\n\
+         203.0.113.66: not banned in the kernel; if an ERROR line named it, fail2ban's jail bans it for its own time: extsecurity unban 203.0.113.66 (or fraud release --unban) lifts that\n"
     );
     assert_eq!(call(port, "1001", "00442079460123", ATTACKER).1, "ok");
+    // Quarantined again; --unban lifts the address's bans as `unban` does.
+    for i in 0..6 {
+        call(port, "1001", &format!("0044207946013{i}"), ATTACKER);
+    }
+    let (code, text) = fraud(&serve, &["release", "1001", "--unban"]);
+    assert!(text.starts_with("1001: quarantine lifted"), "{text}");
+    assert!(
+        text.contains("for the fleet: cscli decisions delete --ip 203.0.113.66"),
+        "{text}"
+    );
+    assert_eq!(code, Some(0), "{text}");
     let (code, text) = fraud(&serve, &["release", "nobody"]);
     assert_eq!(code, Some(9), "{text}");
     assert!(

@@ -468,7 +468,7 @@ _extsecurity() {
             return 0
             ;;
         extsecurity__subcmd__fraud__subcmd__release)
-            opts="-h --config --help"
+            opts="-h --unban --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
