@@ -95,7 +95,7 @@ fn man_reads_both_pages_without_a_warning_and_they_say_what_matters() {
     let text = man_text(&command);
     for needle in [
         "extsecurity check [OPTIONS]",
-        "extsecurity fraud release <ACCOUNT>",
+        "extsecurity fraud release [OPTIONS] <ACCOUNT>",
         "extsecurity report [OPTIONS] [LOG]...",
         "--exten-b64=BASE64",
         "EXIT STATUS",
