@@ -1085,9 +1085,25 @@ fn check_config(config: &(Config, Source), quiet: bool) -> u8 {
 
 /// Who cannot write the alert log, and whether fail2ban would start (README,
 /// Install), on stderr; the users who can write it are returned, for the summary.
+/// Said to the administrator (without --quiet), not at each start of the unit.
 fn say_preflight(c: &Config, quiet: bool) -> Vec<String> {
     use extsecurity::preflight;
-    let writers = preflight::log_writers(&c.log_file);
+    // The unit's own check (--quiet) is about its user, which check_writable covers;
+    // a missing folder is said already.
+    if quiet {
+        return Vec::new();
+    }
+    if let Some(trap) = preflight::fail2ban_sshd_trap(
+        std::path::Path::new("/etc/fail2ban"),
+        std::path::Path::new("/var/log/auth.log"),
+    ) {
+        eprintln!("extsecurity: warning: {trap}");
+    }
+    let folder_there = c.log_file.parent().is_some_and(|f| f.is_dir());
+    let writers = match folder_there {
+        true => preflight::log_writers(&c.log_file),
+        false => Vec::new(),
+    };
     for (user, _) in writers.iter().filter(|(_, ok)| !ok) {
         let fix = match user.as_str() {
             preflight::DAEMON_USER => {
@@ -1102,15 +1118,6 @@ fn say_preflight(c: &Config, quiet: bool) -> Vec<String> {
             "extsecurity: warning: user {user} cannot write the alert log {}: its calls would be judged with no line and no ban; {fix}",
             c.log_file.display()
         );
-    }
-    if quiet {
-        return Vec::new();
-    }
-    if let Some(trap) = preflight::fail2ban_sshd_trap(
-        std::path::Path::new("/etc/fail2ban"),
-        std::path::Path::new("/var/log/auth.log"),
-    ) {
-        eprintln!("extsecurity: warning: {trap}");
     }
     writers
         .into_iter()
