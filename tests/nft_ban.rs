@@ -911,3 +911,36 @@ fn a_second_daemon_without_nftables_leaves_the_first_ones_table() {
     );
     assert!(element(pbx, "203.0.113.83").is_some());
 }
+
+/// Issue 27: a ban the kernel refuses (here a full set) is kept and tried again every
+/// second instead of dropped; meanwhile `status` shouts the cause, and once room is
+/// made (the first ban expires) it lands and the shout goes.
+#[test]
+fn a_refused_ban_is_tried_again_and_status_shouts_meanwhile() {
+    let Some(lab) = lab() else { return };
+    let pbx = lab.ns(0);
+    let s = Sandbox::with_config(
+        "tarpit_seconds = 0\n[nftables]\nenabled = true\nmax_elements = 1\nban_seconds = 3\nban_increment = false\n",
+    );
+    let _daemon = Daemon::start(pbx, &s);
+    assert_eq!(scan_from(pbx, "203.0.113.91").as_deref(), Some("ALERT"));
+    wait_for("the first ban", Duration::from_secs(5), || {
+        element(pbx, "203.0.113.91").is_some()
+    });
+    assert_eq!(scan_from(pbx, "203.0.113.92").as_deref(), Some("ALERT"));
+    let status = || cli(pbx, &s, &["status"]).1;
+    wait_for("the shout", Duration::from_secs(5), || {
+        status().contains("FAILING NOW:")
+    });
+    assert!(element(pbx, "203.0.113.92").is_none(), "{}", nft_list(pbx));
+    // The first expires after 3 s; the second lands at the next try.
+    wait_for("the second ban", Duration::from_secs(10), || {
+        element(pbx, "203.0.113.92").is_some()
+    });
+    let text = status();
+    assert!(!text.contains("FAILING"), "{text}");
+    assert!(text.contains(", 0 failed"), "{text}");
+    let said = std::fs::read_to_string(s.dir.path().join("stderr")).unwrap();
+    assert_eq!(said.matches("bans could not be added").count(), 1, "{said}");
+    assert!(said.contains("nftables: bans are added again"), "{said}");
+}

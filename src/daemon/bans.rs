@@ -330,7 +330,7 @@ fn apply(shared: &Shared, socket: &mut Socket, weak: &std::sync::Weak<Sink>, rx:
             );
         }
         drop(sink);
-        let batch = match next_batch(&rx, pending.elements.is_empty()) {
+        let batch = match next_batch(&rx) {
             Ok(batch) => batch,
             Err(mpsc::RecvTimeoutError::Timeout) => Vec::new(),
             Err(mpsc::RecvTimeoutError::Disconnected) => return,
@@ -352,22 +352,12 @@ fn apply(shared: &Shared, socket: &mut Socket, weak: &std::sync::Weak<Sink>, rx:
     }
 }
 
-/// What is queued, the first wait bounded by a [`TICK`] (none when bans wait to be
-/// tried again: they are, at once), at most [`BATCH`], one ban per address.
-fn next_batch(rx: &Receiver<Ban>, wait: bool) -> Result<Vec<Ban>, mpsc::RecvTimeoutError> {
-    let mut batch = Vec::new();
-    let first = match wait {
-        true => Some(rx.recv_timeout(TICK)?),
-        false => match rx.try_recv() {
-            Ok(ban) => Some(ban),
-            Err(mpsc::TryRecvError::Empty) => None,
-            Err(mpsc::TryRecvError::Disconnected) => {
-                return Err(mpsc::RecvTimeoutError::Disconnected);
-            }
-        },
-    };
-    batch.extend(first);
-    while !batch.is_empty() && batch.len() < BATCH {
+/// What is queued, waiting at most a [`TICK`] for the first (bans that wait to be
+/// tried again are, once a tick or with the next new ones), at most [`BATCH`], one
+/// ban per address.
+fn next_batch(rx: &Receiver<Ban>) -> Result<Vec<Ban>, mpsc::RecvTimeoutError> {
+    let mut batch = vec![rx.recv_timeout(TICK)?];
+    while batch.len() < BATCH {
         match rx.try_recv() {
             Ok(ban) => batch.push(ban),
             Err(_) => break,
