@@ -664,6 +664,13 @@ fn daemon_status(config: &Config, json: bool) -> u8 {
     };
     let answer = match ask_daemon(sock, "status") {
         Ok(answer) => answer,
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            eprintln!(
+                "extsecurity: {} is the daemon's alone ({e}): run this as root (sudo extsecurity status) or as its user (sudo -u extsecurity extsecurity status)",
+                sock.display()
+            );
+            return exits::NO_DAEMON;
+        }
         Err(e) => {
             eprintln!(
                 "extsecurity: no daemon answers on {} ({e}): is it running? systemctl status extsecurity",

@@ -217,9 +217,31 @@ fn a_lock_left_by_a_root_run_serve_does_not_disable_the_control_socket() {
             .unwrap()
     };
     let answered = wait_until(Duration::from_secs(10), || status().status.success());
+    // Issue 27: asked by another user, the socket refuses: said with what to run.
+    let other = command_as("asterisk", bin())
+        .arg("--config")
+        .arg(&s.config)
+        .arg("status")
+        .output()
+        .unwrap();
     let _ = serve.kill();
     let _ = serve.wait();
     assert!(answered, "{}", said());
+    assert_eq!(other.status.code(), Some(11));
+    assert!(
+        stderr(&other).contains("is the daemon's alone")
+            && stderr(&other).contains("sudo -u extsecurity extsecurity status"),
+        "{}",
+        stderr(&other)
+    );
+    // And the kernel's bans, read by a user who may not: the next step is named.
+    let bans = as_asterisk(&s, &["bans"]);
+    assert_eq!(bans.status.code(), Some(8));
+    assert!(
+        stderr(&bans).contains("needs root: sudo extsecurity bans"),
+        "{}",
+        stderr(&bans)
+    );
     assert!(
         said().contains("control socket: replaced")
             && said().contains("a stale lock another user left"),

@@ -209,6 +209,9 @@ pub fn list(table: &str) -> Result<Vec<Banned>, NftError> {
             let why = String::from_utf8_lossy(&out.stderr);
             let why = why.lines().next().unwrap_or_default().trim();
             let hint = match claim(table) {
+                _ if why.contains("Operation not permitted") => {
+                    "reading the kernel's sets needs root: sudo extsecurity bans"
+                }
                 // A daemon holds the table and it is gone: removed under it.
                 Ok(None) => {
                     "removed under the running daemon (flush ruleset?), which puts it back within a second: run this again"
