@@ -69,6 +69,8 @@ pub struct Shared {
     pub notifier: RwLock<Option<notify::Notifier>>,
     /// Settings the file changed that apply at the next restart: (key, running, file).
     pub pending_restart: Mutex<Vec<(String, String, String)>>,
+    /// What the secret files read at the last (re)load ([`reload::secret_prints`]).
+    secret_prints: Mutex<Vec<(String, u64)>>,
 }
 
 /// An episode of failed alert-log writes: one CRITICAL when it starts, one INFO when
@@ -82,6 +84,7 @@ impl Shared {
     /// `source` is where the config came from: a reload reads it again.
     pub fn new(config: Config, source: Source, shutdown: watch::Receiver<bool>) -> Shared {
         Shared {
+            secret_prints: Mutex::new(reload::secret_prints(&config)),
             crowdsec: RwLock::new(None),
             memory: Mutex::new(Memory::new(config.memory.max_tracked_ips)),
             tarpits: Semaphore::new(config.daemon.max_concurrent_tarpits),
@@ -126,7 +129,12 @@ impl Shared {
         self.metrics.reloaded(loaded.is_ok());
         let (mut config, source) = loaded?;
         let running = self.config();
-        let diff = reload::diff(&running, &config);
+        let mut diff = reload::diff(&running, &config);
+        let prints = reload::secret_prints(&config);
+        let mut before = self.secret_prints.lock().unwrap_or_else(|e| e.into_inner());
+        diff.live.extend(reload::changed_secrets(&before, &prints));
+        *before = prints;
+        drop(before);
         reload::keep_restart_only(&mut config, &running);
         *self
             .pending_restart

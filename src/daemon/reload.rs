@@ -29,6 +29,31 @@ pub fn keep_restart_only(file: &mut Config, running: &Config) {
     to.control_socket = from.control_socket.clone();
 }
 
+/// What each secret kept in a file reads now, as a fingerprint (never the value): a
+/// reload after the file changed names it, where the settings alone are the same.
+pub fn secret_prints(config: &Config) -> Vec<(String, u64)> {
+    use std::hash::{Hash, Hasher};
+    config
+        .secrets()
+        .into_iter()
+        .filter(|s| matches!(s.source, crate::config::SecretSource::File(_)))
+        .map(|s| {
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            s.read().ok().hash(&mut hasher);
+            (format!("{}_file", s.key), hasher.finish())
+        })
+        .collect()
+}
+
+/// The secret files whose content changed between two [`secret_prints`].
+pub fn changed_secrets(before: &[(String, u64)], after: &[(String, u64)]) -> Vec<String> {
+    after
+        .iter()
+        .filter(|(key, print)| before.iter().any(|(k, p)| k == key && p != print))
+        .map(|(key, _)| format!("{key} (its content changed)"))
+        .collect()
+}
+
 /// The settings that differ between two configurations.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Diff {
@@ -163,6 +188,25 @@ mod tests {
         let after = diff(&running, &kept);
         assert!(after.at_restart.is_empty(), "{:?}", after.at_restart);
         assert_eq!(after.live, before.live);
+    }
+
+    #[test]
+    fn a_secret_files_new_content_is_named_and_its_value_never() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("crowdsec.secret");
+        std::fs::write(&file, "old-password\n").unwrap();
+        let text = format!(
+            "[crowdsec]\nlapi_url = 'http://127.0.0.1:8080'\nmachine_id = 'pbx1'\npassword_file = {file:?}\n"
+        );
+        let before = secret_prints(&config(&text));
+        assert_eq!(
+            changed_secrets(&before, &secret_prints(&config(&text))),
+            Vec::<String>::new()
+        );
+        std::fs::write(&file, "new-password\n").unwrap();
+        let changed = changed_secrets(&before, &secret_prints(&config(&text)));
+        assert_eq!(changed, ["crowdsec.password_file (its content changed)"]);
+        assert!(!changed[0].contains("password\n") && !changed[0].contains("new-password"));
     }
 
     #[test]
