@@ -176,6 +176,23 @@ fn a_quarantine_and_a_digest_reach_the_mailbox_and_the_webhook_once_each() {
         scanner.user_agent = b"friendly-scanner".to_vec();
         fastagi_call(port, &scanner);
     }
+    // Issue 27: lines others write count too: a System()-mode check by Asterisk, a ban
+    // by hand (the digest reads the log as the CrowdSec pusher does).
+    let check = serve.sandbox.run(&[
+        "check",
+        "--ip=198.51.100.50",
+        "--exten-b64=MTAw",
+        "--callerid-num-b64=NTU1",
+    ]);
+    assert_eq!(check.status.code(), Some(0));
+    let ban = serve
+        .sandbox
+        .run(&["ban", "192.0.2.60", "--reason", "seen in a trace"]);
+    assert!(
+        String::from_utf8_lossy(&ban.stdout).contains("alert line written"),
+        "{}",
+        String::from_utf8_lossy(&ban.stdout)
+    );
 
     wait_for("the quarantine's mail", Duration::from_secs(10), || {
         !smtp.messages().is_empty()
@@ -202,6 +219,8 @@ fn a_quarantine_and_a_digest_reach_the_mailbox_and_the_webhook_once_each() {
     let digest = &smtp.messages()[1];
     assert!(digest.contains(" alerts in the last 10 s:"), "{digest}");
     assert!(digest.contains("203.0.113.10  1 ("), "{digest}");
+    assert!(digest.contains("198.51.100.50  1 ("), "{digest}");
+    assert!(digest.contains("192.0.2.60  1 (manual)"), "{digest}");
 
     wait_for("both webhook posts", Duration::from_secs(5), || {
         hooks.lock().unwrap().len() == 2
@@ -212,8 +231,9 @@ fn a_quarantine_and_a_digest_reach_the_mailbox_and_the_webhook_once_each() {
     assert_eq!(hooks[0]["severity"], "critical");
     assert!(hooks[0]["text"].as_str().unwrap().contains("TOLL FRAUD"));
     assert_eq!(hooks[1]["events"][0]["kind"], "digest");
-    // Five scanners' alerts plus the toll-fraud line: one digest, not a message each.
-    assert_eq!(hooks[1]["events"][0]["alerts"], 6, "{}", hooks[1]);
+    // Five scanners' alerts, the toll-fraud line, the System() check and the ban by
+    // hand: one digest, not a message each.
+    assert_eq!(hooks[1]["events"][0]["alerts"], 8, "{}", hooks[1]);
 
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(smtp.messages().len(), 2, "nothing more");

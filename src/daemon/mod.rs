@@ -181,9 +181,6 @@ impl Shared {
         };
         let text = String::from_utf8_lossy(&rendered);
         self.metrics.activity.alert(reason, text.trim_end());
-        if let Some(notifier) = &*self.notifier.read().unwrap_or_else(|e| e.into_inner()) {
-            notifier.alert(ip, reason);
-        }
         let bans = self.bans.read().unwrap_or_else(|e| e.into_inner());
         if config.is_trusted(ip) {
             if bans.is_some() {

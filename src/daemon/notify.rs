@@ -2,14 +2,16 @@
 //! words, by e-mail (lettre, SMTP with STARTTLS or TLS) and to a webhook (a JSON POST).
 //!
 //! Off the answer path: an event is handed over with `try_send` into a bounded queue
-//! (full: dropped and counted), alerts only add to a digest count. Events that come
+//! (full: dropped and counted). Alerts only add to a digest count, read from the alert
+//! log as the CrowdSec pusher reads it: every alert line, whoever wrote it (the daemon,
+//! Asterisk's System() and AGI checks, bans by hand). Events that come
 //! within [`GATHER`] of each other go in one message; a channel that fails keeps its
 //! events (at most `queue_size`, the oldest dropped and counted) and is tried again
 //! with a backoff from 1 s to [`MAX_BACKOFF`], said once when it starts failing and
 //! once when it works again. The digest goes out at most once per `digest_seconds`.
 
 use std::collections::VecDeque;
-use std::net::IpAddr;
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
@@ -71,17 +73,28 @@ enum Msg {
 /// The running notifier: where events go in.
 pub struct Notifier {
     tx: SyncSender<Msg>,
-    digest: Arc<Mutex<DigestCounter>>,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// The thread that counts the log's alert lines, and how to stop it.
+    counter: Option<std::thread::JoinHandle<()>>,
+    stop_counting: Arc<std::sync::atomic::AtomicBool>,
     /// The settings it runs with: a reload that changes them starts a new one.
     pub config: NotifyConfig,
     metrics: Arc<NotifyMetrics>,
 }
 
 impl Notifier {
-    pub fn start(config: NotifyConfig, metrics: Arc<NotifyMetrics>) -> Notifier {
+    /// Starts the sender, and the counter that follows `log` from its end.
+    pub fn start(config: NotifyConfig, metrics: Arc<NotifyMetrics>, log: &Path) -> Notifier {
         let (tx, rx) = std::sync::mpsc::sync_channel(config.queue_size);
         let digest = Arc::new(Mutex::new(DigestCounter::default()));
+        let stop_counting = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let counter = {
+            let (log, digest, stop) = (log.to_path_buf(), digest.clone(), stop_counting.clone());
+            std::thread::Builder::new()
+                .name("notify-count".into())
+                .spawn(move || count_alerts(&log, &digest, &stop))
+                .ok()
+        };
         let worker = Worker {
             channels: channels(&config),
             digest: digest.clone(),
@@ -96,8 +109,9 @@ impl Notifier {
             .ok();
         Notifier {
             tx,
-            digest,
             thread,
+            counter,
+            stop_counting,
             config,
             metrics,
         }
@@ -110,19 +124,45 @@ impl Notifier {
         }
     }
 
-    /// An alert line for `ip`: counted for the next digest.
-    pub fn alert(&self, ip: IpAddr, reason: &str) {
-        self.digest
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .alert(ip, reason);
-    }
-
     /// Sends what is pending once more (a few seconds at most), then ends the thread.
     pub fn stop(mut self) {
+        self.stop_counting.store(true, Relaxed);
+        if let Some(counter) = self.counter.take() {
+            let _ = counter.join();
+        }
         let _ = self.tx.try_send(Msg::Stop);
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
+        }
+    }
+}
+
+/// How often the counter looks for new lines when it found none.
+const COUNT_POLL: Duration = Duration::from_millis(250);
+
+/// Counts every alert line written to `log` from now on into `digest`, across
+/// rotations ([`crate::follow::Follower`]), until `stop`.
+fn count_alerts(log: &Path, digest: &Mutex<DigestCounter>, stop: &std::sync::atomic::AtomicBool) {
+    let mut follower = None;
+    let mut line = Vec::new();
+    while !stop.load(Relaxed) {
+        let Some(f) = follower.as_mut() else {
+            follower = crate::follow::Follower::at_end(log).ok();
+            if follower.is_none() {
+                std::thread::sleep(COUNT_POLL);
+            }
+            continue;
+        };
+        match f.next_line(&mut line) {
+            Ok(true) => {
+                if let Some(alert) = crate::crowdsec::Alert::from_log_line(&line) {
+                    digest
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .alert(alert.ip, &alert.reason);
+                }
+            }
+            Ok(false) | Err(_) => std::thread::sleep(COUNT_POLL),
         }
     }
 }

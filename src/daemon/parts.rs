@@ -388,6 +388,7 @@ fn follow_notifier(shared: &Arc<Shared>, config: &Config) {
         *slot = Some(notify::Notifier::start(
             notify.clone(),
             shared.metrics.notify.clone(),
+            &config.log_file,
         ));
         tracing::info!(
             "notify: {}",
