@@ -378,15 +378,26 @@ pub struct AlertLog {
     file: File,
 }
 
+/// What to do about a refused permission: who must be able to write the log.
+fn permission_hint(source: &io::Error) -> &'static str {
+    match source.kind() {
+        io::ErrorKind::PermissionDenied => {
+            " (the log must be group asterisk, mode 0660, its folder 2770, and this user in group asterisk: README, \"The log folder\")"
+        }
+        _ => "",
+    }
+}
+
 /// Why a line could not be written. The message names the file and what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
     #[error("cannot open the alert log {}: the folder {} does not exist", path.display(), folder.display())]
     MissingFolder { path: PathBuf, folder: PathBuf },
     #[error(
-        "cannot create the alert log {} in {}: {source}",
+        "cannot create the alert log {} in {}: {source}{}",
         path.display(),
-        folder.display()
+        folder.display(),
+        permission_hint(.source)
     )]
     CannotCreate {
         path: PathBuf,
@@ -394,7 +405,7 @@ pub enum LogError {
         #[source]
         source: io::Error,
     },
-    #[error("cannot open the alert log {}: {source}", path.display())]
+    #[error("cannot open the alert log {}: {source}{}", path.display(), permission_hint(.source))]
     Open {
         path: PathBuf,
         #[source]
@@ -866,6 +877,25 @@ mod tests {
         log.write_rendered(&path, &line(7), identify(&path))
             .unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "line 7\n");
+    }
+
+    /// Issue 27: a permission error names the group and modes that fix it.
+    #[test]
+    fn a_refused_permission_says_what_the_log_needs() {
+        let denied = LogError::Open {
+            path: "/var/log/asterisk/inbound_extsecurity.log".into(),
+            source: io::Error::from(io::ErrorKind::PermissionDenied),
+        };
+        let said = denied.to_string();
+        assert!(
+            said.contains("group asterisk, mode 0660, its folder 2770"),
+            "{said}"
+        );
+        let other = LogError::Open {
+            path: "/x.log".into(),
+            source: io::Error::from(io::ErrorKind::IsADirectory),
+        };
+        assert!(!other.to_string().contains("group asterisk"));
     }
 
     #[test]

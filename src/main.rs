@@ -326,14 +326,16 @@ fn run(cli: Cli, args: &[OsString]) -> u8 {
             fields,
             fail_on_alert,
             on_error,
-        } => on_error_status(
-            on_error,
-            judge(
+        } => {
+            let made_by_root = say_log_made_by_root(&config.0.log_file);
+            let status = judge(
                 &config,
                 request::parse_encoded(fields.fields(), &joined(args)),
                 fail_on_alert,
-            ),
-        ),
+            );
+            made_by_root();
+            on_error_status(on_error, status)
+        }
         Command::Explain {
             fields,
             plain,
@@ -651,6 +653,25 @@ fn said(said: extsecurity::by_hand::Said) -> u8 {
     match said.failed {
         true => exits::BANS,
         false => exits::OK,
+    }
+}
+
+/// Run as root, a check that creates the alert log makes it root's, which Asterisk's
+/// user then cannot write (the README's first command did this): says so once it is
+/// made, with what fixes it. The returned closure looks after the check.
+fn say_log_made_by_root(log: &std::path::Path) -> impl FnOnce() + '_ {
+    // SAFETY: geteuid(2) cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    let existed = log.exists();
+    move || {
+        if root && !existed && log.exists() {
+            eprintln!(
+                "extsecurity: made {} as root: Asterisk's user cannot write it until it is group asterisk (the package's postinst does that, or: chgrp asterisk {} && chmod 0660 {})",
+                log.display(),
+                log.display(),
+                log.display()
+            );
+        }
     }
 }
 
