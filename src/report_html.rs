@@ -81,7 +81,7 @@ h1{margin-bottom:0}.period{color:#666;margin-top:.2em}h2{margin-top:2em;font-siz
 .totals b{display:block;font-size:1.6em}table{border-collapse:collapse;margin-top:.5em}\
 td,th{padding:.25em .8em;border-bottom:1px solid #eee;text-align:left}td.n,th.n{text-align:right}\
 .legend span{display:inline-block;margin-right:1.2em}.legend i{display:inline-block;width:.9em;height:.9em;margin-right:.3em;vertical-align:middle}\
-svg text{font-size:10px;fill:#555}.empty{color:#888}";
+svg text{font-size:11px;fill:#555}svg text.total{fill:#222}.empty,.scale{color:#888}.scale{font-size:.85em;margin-top:0}";
 
 fn totals(out: &mut String, r: &Report) {
     out.push_str("<div class=\"totals\">");
@@ -102,7 +102,33 @@ fn totals(out: &mut String, r: &Report) {
     out.push_str("</div>\n");
 }
 
-/// Each rule's colour, the rules with most alerts first.
+/// The rules every report may show, each with its colour for good: the same rule is
+/// the same colour in every report, whatever else the period held.
+const RULE_COLOURS: [(&str, &str); 20] = [
+    ("wrong_exten_min_length", "#c0392b"),
+    ("wrong_exten_max_length", "#e6b0aa"),
+    ("wrong_exten_type", "#943126"),
+    ("wrong_callerid_num", "#d68910"),
+    ("extension_banned", "#b7950b"),
+    ("blocked_user_agent", "#2471a3"),
+    ("malformed_request", "#5d6d7e"),
+    ("request_tampering", "#17202a"),
+    ("extension_scan", "#7d3c98"),
+    ("call_rate", "#f1c40f"),
+    ("repeat_offender", "#17a589"),
+    ("auth_bruteforce", "#239b56"),
+    ("account_scan", "#82e0aa"),
+    ("acl_violation", "#1abc9c"),
+    ("request_flood", "#5dade2"),
+    ("error_event", "#aab7b8"),
+    ("toll_fraud", "#000000"),
+    ("takeover", "#6c3483"),
+    ("manual", "#909497"),
+    ("manual_range", "#626567"),
+];
+
+/// Each rule's colour, the rules with most alerts first: a known rule's own
+/// ([`RULE_COLOURS`]), another one's picked from [`PALETTE`] by its name.
 fn colours(by_reason: &BTreeMap<String, u64>) -> Vec<(String, &'static str)> {
     let mut rules: BTreeMap<String, u64> = BTreeMap::new();
     for (reason, n) in by_reason {
@@ -114,9 +140,25 @@ fn colours(by_reason: &BTreeMap<String, u64>) -> Vec<(String, &'static str)> {
     sorted.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     sorted
         .into_iter()
-        .enumerate()
-        .map(|(i, (rule, _))| (rule, PALETTE[i.min(PALETTE.len() - 1)]))
+        .map(|(rule, _)| {
+            let colour = fixed_colour(&rule);
+            (rule, colour)
+        })
         .collect()
+}
+
+/// A rule's colour, the same in every report.
+fn fixed_colour(rule: &str) -> &'static str {
+    match RULE_COLOURS.iter().find(|(r, _)| *r == rule) {
+        Some((_, colour)) => colour,
+        // FNV-1a of the name: stable across runs and builds.
+        None => {
+            let hash = rule.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+            });
+            PALETTE[(hash % PALETTE.len() as u64) as usize]
+        }
+    }
 }
 
 fn colour_of<'a>(colours: &'a [(String, &'static str)], rule: &str) -> &'a str {
@@ -138,7 +180,10 @@ fn legend(out: &mut String, colours: &[(String, &'static str)]) {
     out.push_str("</p>\n");
 }
 
-/// A stacked bar per period (`day` or `hour`), a segment per rule.
+/// A stacked bar per period (`day` or `hour`), a segment per rule, over the page's
+/// width. Heights follow the logarithm of each period's alerts (one alert beside ten
+/// thousand is 14 px, not a hair), so that a quiet day stays visible beside a flood;
+/// each bar's total is written on it, and the scale is said under the chart.
 fn chart(
     out: &mut String,
     kind: &str,
@@ -150,22 +195,22 @@ fn chart(
         return;
     }
     const HEIGHT: f64 = 180.0;
-    let width = (periods.len() as f64 * 24.0).clamp(300.0, 1050.0);
-    let step = width / periods.len() as f64;
+    const WIDTH: f64 = 1000.0;
+    let step = WIDTH / periods.len() as f64;
+    let bar = (step * 0.8).clamp(1.0, 80.0);
     let most = periods.values().map(|p| p.alerts).max().unwrap_or(0).max(1);
+    let scale = |n: u64| (n as f64).ln_1p() / (most as f64).ln_1p() * HEIGHT;
     let _ = write!(
         out,
-        "<svg class=\"chart\" data-chart=\"{kind}\" width=\"{}\" height=\"{}\" viewBox=\"0 0 {} {}\" role=\"img\">",
-        width + 40.0,
-        HEIGHT + 40.0,
-        width + 40.0,
-        HEIGHT + 40.0
+        "<svg class=\"chart\" data-chart=\"{kind}\" width=\"100%\" viewBox=\"0 0 {} {}\" role=\"img\">",
+        WIDTH + 60.0,
+        HEIGHT + 45.0
     );
-    let _ = write!(out, "<text x=\"0\" y=\"10\">{most}</text>");
     // A label at least 80 px from the next.
     let label_every = (80.0 / step).ceil().max(1.0) as usize;
     for (i, (period, counts)) in periods.iter().enumerate() {
         let x = 30.0 + i as f64 * step;
+        let centre = x + bar / 2.0;
         let _ = write!(
             out,
             "<g data-{kind}=\"{}\" data-total=\"{}\" data-calls=\"{}\"><title>{}: {} alerts, {} calls</title>",
@@ -176,20 +221,28 @@ fn chart(
             counts.alerts,
             counts.calls
         );
-        let mut y = HEIGHT + 10.0;
+        let total_height = scale(counts.alerts);
+        let mut y = HEIGHT + 15.0;
         let mut rules: Vec<(&String, &u64)> = counts.alerts_by_rule.iter().collect();
         rules.sort_by_key(|(rule, _)| colours.iter().position(|(r, _)| r == *rule));
         for (rule, n) in rules {
-            let h = *n as f64 / most as f64 * HEIGHT;
+            let h = *n as f64 / counts.alerts.max(1) as f64 * total_height;
             y -= h;
             let _ = write!(
                 out,
-                "<rect x=\"{x:.1}\" y=\"{y:.1}\" width=\"{:.1}\" height=\"{h:.1}\" fill=\"{}\" data-rule=\"{}\" data-count=\"{n}\"><title>{}: {n} {}</title></rect>",
-                (step * 0.8).max(1.0),
+                "<rect x=\"{x:.1}\" y=\"{y:.1}\" width=\"{bar:.1}\" height=\"{h:.1}\" fill=\"{}\" data-rule=\"{}\" data-count=\"{n}\"><title>{}: {n} {}</title></rect>",
                 colour_of(colours, rule),
                 esc(rule),
                 esc(period),
                 esc(rule)
+            );
+        }
+        if counts.alerts > 0 && (bar >= 18.0 || i % label_every == 0) {
+            let _ = write!(
+                out,
+                "<text class=\"total\" x=\"{centre:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>",
+                HEIGHT + 12.0 - total_height,
+                counts.alerts
             );
         }
         if i % label_every == 0 {
@@ -199,14 +252,18 @@ fn chart(
             };
             let _ = write!(
                 out,
-                "<text x=\"{x:.1}\" y=\"{}\">{}</text>",
-                HEIGHT + 25.0,
+                "<text x=\"{centre:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text>",
+                HEIGHT + 30.0,
                 esc(label)
             );
         }
         out.push_str("</g>");
     }
     out.push_str("</svg>\n");
+    let _ = writeln!(
+        out,
+        "<p class=\"scale\">Bar heights: logarithmic (the largest, {most} alerts, is full height), so that quiet {kind}s stay visible; the figure on each bar is its count.</p>"
+    );
 }
 
 fn offenders(out: &mut String, r: &Report, n: usize) {
@@ -228,7 +285,7 @@ fn offenders(out: &mut String, r: &Report, n: usize) {
 }
 
 fn numbers(out: &mut String, r: &Report, n: usize) {
-    out.push_str("<h2>Top numbers dialled by alerted calls</h2>\n<p class=\"empty\">What scanners probe is what they sell: with [fraud] on, the daemon refuses these to every account.</p>\n<table id=\"numbers\"><tr><th>number (as logged)</th><th class=\"n\">calls</th></tr>");
+    out.push_str("<h2>Top numbers dialled by alerted calls</h2>\n<p class=\"empty\">What callers that earned an alert dialled: the extensions scanners probe (100, 101…) and the numbers they would sell calls to. Nothing is refused for being in this list; the outbound check judges each account's calls by what the number is and how many.</p>\n<table id=\"numbers\"><tr><th>number (as logged)</th><th class=\"n\">calls</th></tr>");
     for (number, count) in r.top_numbers(n) {
         let _ = write!(
             out,
@@ -291,6 +348,73 @@ fn esc(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 27: colours changed between reports (the busiest rule took the first);
+    /// a rule is now the same colour whatever else the period held.
+    #[test]
+    fn a_rule_keeps_its_colour_whatever_the_data() {
+        let one: BTreeMap<String, u64> = [
+            ("call_rate".to_string(), 900),
+            ("auth_bruteforce".to_string(), 3),
+        ]
+        .into();
+        let other: BTreeMap<String, u64> = [
+            ("auth_bruteforce".to_string(), 5000),
+            ("call_rate".to_string(), 1),
+            ("some_new_rule(3)".to_string(), 7),
+        ]
+        .into();
+        let (a, b) = (colours(&one), colours(&other));
+        for rule in ["call_rate", "auth_bruteforce"] {
+            assert_eq!(colour_of(&a, rule), colour_of(&b, rule), "{rule}");
+        }
+        assert_eq!(
+            colour_of(&b, "some_new_rule"),
+            fixed_colour("some_new_rule")
+        );
+        let distinct: std::collections::HashSet<&str> =
+            RULE_COLOURS.iter().map(|(_, c)| *c).collect();
+        assert_eq!(
+            distinct.len(),
+            RULE_COLOURS.len(),
+            "one colour per known rule"
+        );
+    }
+
+    #[test]
+    fn a_quiet_day_beside_a_flood_stays_visible_and_labelled() {
+        let mut r = Report::default();
+        r.add_reader(
+            "2026-11-01 10:00:00.000 ERROR ip=192.0.2.1 reason=call_rate callerid_num='1'\n"
+                .as_bytes(),
+        )
+        .unwrap();
+        let flood: String = (0..10_000)
+            .map(|i| {
+                format!(
+                    "2026-11-02 10:00:00.000 ERROR ip=198.51.{}.{} reason=call_rate callerid_num='1'\n",
+                    i / 250,
+                    i % 250
+                )
+            })
+            .collect();
+        r.add_reader(flood.as_bytes()).unwrap();
+        let mut out = String::new();
+        chart(&mut out, "day", &r.per_day, &colours(&r.alerts_by_reason));
+        let quiet = out.split("data-day=\"2026-11-01\"").nth(1).unwrap();
+        let height: f64 = quiet
+            .split("height=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(height >= 10.0, "{height} px");
+        assert!(quiet.contains(">1</text>"), "its count written");
+        assert!(out.contains("logarithmic"));
+    }
 
     #[test]
     fn logged_markup_stays_text() {
