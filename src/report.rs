@@ -13,6 +13,10 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+mod ranges;
+
+pub use ranges::MIN_MEMBERS as RANGE_MIN_MEMBERS;
+
 /// Calls `f` with each line of `input` (without its LF), or `None` for a line over
 /// [`MAX_LINE`], which is skipped.
 fn for_each_line(input: impl Read, mut f: impl FnMut(Option<&[u8]>)) -> io::Result<()> {
@@ -128,9 +132,27 @@ pub struct Offender {
     pub last_seen: String,
     /// Its alerts by rule (the reason without its `(N)`).
     pub rules: BTreeMap<String, u64>,
+    /// Alerting addresses this row stands for: 1 for an address, more for a range
+    /// (`ip` is then its CIDR, `203.0.113.0/24`).
+    pub addresses: u64,
 }
 
 impl Offender {
+    /// Adds `other`'s counts: one range row made of its addresses.
+    fn absorb(&mut self, other: &Offender) {
+        self.alerts += other.alerts;
+        self.addresses += other.addresses;
+        for (rule, n) in &other.rules {
+            *self.rules.entry(rule.clone()).or_default() += n;
+        }
+        if self.first_seen.is_empty() || other.first_seen < self.first_seen {
+            self.first_seen.clone_from(&other.first_seen);
+        }
+        if other.last_seen > self.last_seen {
+            self.last_seen.clone_from(&other.last_seen);
+        }
+    }
+
     /// `extension_scan 3, call_rate 1`, most first.
     pub fn rules_shown(&self) -> String {
         sorted_desc(&self.rules)
@@ -314,6 +336,7 @@ impl Report {
             .or_insert_with(|| Offender {
                 ip: ip.to_string(),
                 first_seen: time.to_string(),
+                addresses: 1,
                 ..Offender::default()
             });
         offender.alerts += 1;
@@ -365,6 +388,21 @@ impl Report {
         all.into_iter().take(n).cloned().collect()
     }
 
+    /// [`top`](Self::top), with the addresses of a range that many of them share
+    /// folded into one row for the range: a flood from a /16 is one line, not
+    /// thousands, while a lone scanner keeps its own.
+    pub fn top_grouped(&self, n: usize) -> Vec<Offender> {
+        let mut rows = ranges::group(self.offenders.values().cloned().collect());
+        rows.sort_by(|a, b| {
+            b.alerts
+                .cmp(&a.alerts)
+                .then(a.first_seen.cmp(&b.first_seen))
+                .then(a.ip.cmp(&b.ip))
+        });
+        rows.truncate(n);
+        rows
+    }
+
     /// The report as JSON, with the top `n` offenders.
     pub fn to_json(&self, n: usize) -> String {
         #[derive(Serialize)]
@@ -373,6 +411,7 @@ impl Report {
             report: &'a Report,
             distinct_offenders: usize,
             top_offenders: Vec<Offender>,
+            top_offenders_grouped: Vec<Offender>,
             top_outbound_accounts: Vec<AccountCount>,
             top_numbers: Vec<(String, u64)>,
         }
@@ -380,6 +419,7 @@ impl Report {
             report: self,
             distinct_offenders: self.offenders.len(),
             top_offenders: self.top(n),
+            top_offenders_grouped: self.top_grouped(n),
             top_outbound_accounts: self.outbound.top(n),
             top_numbers: self.top_numbers(n),
         };
@@ -413,19 +453,24 @@ impl Report {
         }
         let _ = writeln!(
             out,
-            "\nTOP OFFENDING ADDRESSES ({} in all)",
-            self.offenders.len()
+            "\nTOP OFFENDING ADDRESSES ({} in all; {} or more of one range are one row)",
+            self.offenders.len(),
+            RANGE_MIN_MEMBERS
         );
         let _ = writeln!(
             out,
             "  {:<39} {:>8}  {:<23}  {:<23}  rules",
             "address", "alerts", "first seen", "last seen"
         );
-        for o in self.top(n) {
+        for o in self.top_grouped(n) {
+            let shown = match o.addresses {
+                1 => o.ip.clone(),
+                many => format!("{} ({many} addresses)", o.ip),
+            };
             let _ = writeln!(
                 out,
                 "  {:<39} {:>8}  {:<23}  {:<23}  {}",
-                o.ip,
+                shown,
                 o.alerts,
                 o.first_seen,
                 o.last_seen,
@@ -948,6 +993,7 @@ not a line of ours
                     ("blocked_user_agent".into(), 1),
                     ("wrong_exten_type".into(), 1)
                 ]),
+                addresses: 1,
             }
         );
         assert_eq!(top[1].ip, "2001:db8::5");

@@ -267,14 +267,20 @@ fn chart(
 }
 
 fn offenders(out: &mut String, r: &Report, n: usize) {
-    out.push_str("<h2>Top offending addresses</h2>\n<table id=\"offenders\"><tr><th>address</th><th class=\"n\">alerts</th><th>rules</th><th>first seen</th><th>last seen</th></tr>");
-    for o in r.top(n) {
+    let _ = write!(
+        out,
+        "<h2>Top offending addresses and ranges</h2>\n<p class=\"scale\">Ranges: {} or more alerting addresses of one /24 (IPv6 /64), then of one /16 (/48), are one row; block the range, not each address.</p>\n<table id=\"offenders\"><tr><th>address or range</th><th class=\"n\">addresses</th><th class=\"n\">alerts</th><th>rules</th><th>first seen</th><th>last seen</th></tr>",
+        crate::report::RANGE_MIN_MEMBERS
+    );
+    for o in r.top_grouped(n) {
         let _ = write!(
             out,
-            "<tr data-ip=\"{}\" data-alerts=\"{}\"><td>{}</td><td class=\"n\">{}</td><td class=\"rules\">{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr data-ip=\"{}\" data-addresses=\"{}\" data-alerts=\"{}\"><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"rules\">{}</td><td>{}</td><td>{}</td></tr>",
             esc(&o.ip),
+            o.addresses,
             o.alerts,
             esc(&o.ip),
+            o.addresses,
             o.alerts,
             esc(&o.rules_shown()),
             esc(&o.first_seen),

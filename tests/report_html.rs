@@ -45,6 +45,16 @@ fn log() -> String {
             "{day} 12:31:00.000 INFO ip=192.0.2.80 reason=ok account='alice' class=national number='+4930901820' live=1"
         ));
     }
+    // A sweep from 300 addresses of one /16, ten to a /24: one row of the table.
+    for i in 0..300 {
+        lines.push(format!(
+            "2026-11-30 18:{:02}:{:02}.000 ERROR ip=198.18.{}.{} reason=extension_scan(11) callerid_num='1' callerid_name='' dest_exten='101' peer_name='' user_agent='sipvicious'",
+            i / 60,
+            i % 60,
+            i / 10,
+            i % 10 + 1
+        ));
+    }
     lines.push("2026-12-01 13:00:00.000 ERROR ip=192.0.2.90 reason=toll_fraud(concurrent) account='bob' class=international number='+442079460000' live=3 figure=3 limit=3".into());
     lines.push("2026-12-01 13:05:00.000 ERROR ip=203.0.113.99 reason=wrong_exten_type callerid_num='1' callerid_name='' dest_exten='<img src=x onerror=alert(1)>' peer_name='' user_agent='x'".into());
     lines.push("2026-12-01 13:06:00.000 CRITICAL reason=bad_request error='x' request='y'".into());
@@ -104,7 +114,8 @@ fn chromium(args: &[&str]) -> (String, String) {
 fn the_page_loads_clean_and_its_charts_hold_the_json_reports_figures() {
     let dir = tempfile::tempdir().unwrap();
     let log_path = dir.path().join("inbound_extsecurity.log");
-    std::fs::write(&log_path, log()).unwrap();
+    let log_text = log();
+    std::fs::write(&log_path, &log_text).unwrap();
     let page = dir.path().join("report.html");
 
     let out = run(&["report", "--json", "--top", "10"], &log_path);
@@ -146,8 +157,8 @@ fn the_page_loads_clean_and_its_charts_hold_the_json_reports_figures() {
         assert_eq!(shown, json[key].to_string(), "{id}");
     }
     // (4+5+5+2) alerted calls an hour-set times 1+3+2, 120 ordinary ones, the markup
-    // one: AMI and outbound lines are no guest calls.
-    assert_eq!(json["calls"], 16 * 6 + 120 + 1);
+    // one, the sweep's 300: AMI and outbound lines are no guest calls.
+    assert_eq!(json["calls"], 16 * 6 + 120 + 1 + 300);
 
     // The day chart: one group per day, its total and each rule's segment.
     let per_day = json["per_day"].as_object().unwrap();
@@ -174,17 +185,23 @@ fn the_page_loads_clean_and_its_charts_hold_the_json_reports_figures() {
         json["per_hour"].as_object().unwrap().len()
     );
 
-    // Top offenders, in the JSON report's order.
+    // Top offenders, in the JSON report's order, crowded ranges folded: the /16 sweep
+    // is one row, the 40 addresses of 203.0.113.0/24 another, a lone address its own.
     let table = dom.split("id=\"offenders\"").nth(1).unwrap();
     let table = &table[..table.find("</table>").unwrap()];
     let ips = attrs(table, "data-ip");
     let alerts = attrs(table, "data-alerts");
-    let top = json["top_offenders"].as_array().unwrap();
+    let addresses = attrs(table, "data-addresses");
+    let top = json["top_offenders_grouped"].as_array().unwrap();
     assert_eq!(ips.len(), top.len());
-    for ((ip, n), o) in ips.iter().zip(alerts).zip(top) {
+    for (((ip, n), a), o) in ips.iter().zip(alerts).zip(addresses).zip(top) {
         assert_eq!(
-            (*ip, n),
-            (o["ip"].as_str().unwrap(), o["alerts"].to_string().as_str())
+            (*ip, n, a),
+            (
+                o["ip"].as_str().unwrap(),
+                o["alerts"].to_string().as_str(),
+                o["addresses"].to_string().as_str()
+            )
         );
         // Its rules, as the JSON counts them.
         let row = table.split(&format!("data-ip=\"{ip}\"")).nth(1).unwrap();
@@ -202,13 +219,41 @@ fn the_page_loads_clean_and_its_charts_hold_the_json_reports_figures() {
             assert_eq!(rules[rule].to_string(), count, "{ip}: {shown}");
         }
     }
+    let row = |ip: &str| {
+        let at = ips
+            .iter()
+            .position(|i| *i == ip)
+            .unwrap_or_else(|| panic!("{ip} in {ips:?}"));
+        (
+            attrs(table, "data-addresses")[at],
+            attrs(table, "data-alerts")[at],
+        )
+    };
+    assert_eq!(row("198.18.0.0/16"), ("300", "300"));
+    let in_24: std::collections::BTreeSet<&str> = log_text
+        .lines()
+        .filter_map(|l| l.split(" ip=").nth(1)?.split(' ').next())
+        .filter(|ip| ip.starts_with("203.0.113."))
+        .collect();
+    assert!(in_24.len() > 30, "{in_24:?}");
+    assert_eq!(row("203.0.113.0/24").0, in_24.len().to_string());
+    assert_eq!(row("192.0.2.66"), ("1", "3"));
+    assert!(
+        !ips.iter()
+            .any(|ip| ip.starts_with("198.18.") && !ip.contains('/')),
+        "{ips:?}"
+    );
     // Numbers dialled by attackers, and the outbound refusals by class and account.
-    let top_number = &json["top_numbers"][0];
-    assert_eq!(top_number[0], "00972599123456");
-    assert!(dom.contains(&format!(
-        "<td>00972599123456</td><td class=\"n\">{}</td>",
-        top_number[1]
-    )));
+    let numbers = json["top_numbers"].as_array().unwrap();
+    assert_eq!(numbers[0][0], "101", "the sweep's");
+    assert_eq!(numbers[1][0], "00972599123456");
+    for number in &numbers[..2] {
+        assert!(dom.contains(&format!(
+            "<td>{}</td><td class=\"n\">{}</td>",
+            number[0].as_str().unwrap(),
+            number[1]
+        )));
+    }
     let classes = dom.split("id=\"classes\"").nth(1).unwrap();
     assert!(classes.contains(&format!(
         "data-class=\"premium\" data-refused=\"{}\"",
