@@ -28,7 +28,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-use crate::report::{open_log, skip_line, with_rotations};
+use crate::report::{backups, open_log, skip_line, with_rotations};
 
 /// A longer line is not one of ours: skipped whole.
 pub const MAX_LINE: usize = 64 * 1024;
@@ -395,6 +395,17 @@ struct Candidate {
 }
 
 impl Candidate {
+    /// The file at `path`, if it exists.
+    fn at(path: PathBuf) -> Option<Candidate> {
+        let meta = std::fs::metadata(&path).ok()?;
+        let compressed = path.extension().is_some_and(|e| e == "gz");
+        Some(Candidate {
+            path,
+            meta,
+            compressed,
+        })
+    }
+
     /// Its first line's start (decompressed for a `.gz`).
     fn head(&self) -> io::Result<String> {
         match self.compressed {
@@ -443,20 +454,34 @@ fn begun_after(head: &str, at: Option<jiff::Timestamp>) -> bool {
         .is_ok_and(|t| t >= at - jiff::SignedDuration::from_secs(1))
 }
 
-/// `path` and its rotations that exist, compressed ones included, oldest first.
+/// `path` and its rotations that exist, compressed ones included, oldest first, with
+/// logrotate's `.backup` files where their lines belong.
 fn chain(path: &Path) -> Vec<Candidate> {
-    with_rotations(path)
+    let mut chain: Vec<Candidate> = with_rotations(path)
         .into_iter()
-        .filter_map(|p| {
-            let meta = std::fs::metadata(&p).ok()?;
-            let compressed = p.extension().is_some_and(|e| e == "gz");
-            Some(Candidate {
-                path: p,
-                meta,
-                compressed,
-            })
-        })
-        .collect()
+        .filter_map(|p| Candidate::at(p))
+        .collect();
+    for backup in backups(path).into_iter().filter_map(Candidate::at) {
+        insert_by_head(&mut chain, backup);
+    }
+    chain
+}
+
+/// Puts a `.backup` file before the first file of the chain begun after it — it was the
+/// log for the moment between logrotate's move and its `create` — or else before the
+/// live log. One without a line is left out: nothing to read.
+fn insert_by_head(chain: &mut Vec<Candidate>, backup: Candidate) {
+    let Ok(head) = backup.head() else { return };
+    if head.is_empty() {
+        return;
+    }
+    let live = chain.len().saturating_sub(1);
+    let at = chain
+        .iter()
+        .position(|c| c.head().is_ok_and(|h| !h.is_empty() && h > head))
+        .unwrap_or(live)
+        .min(live);
+    chain.insert(at, backup);
 }
 
 /// The file logrotate made after `open`: the next in the chain if `open` is still in
@@ -570,6 +595,78 @@ mod tests {
         // A writer that opened the old file before the move still appends to it.
         append(&dir.path().join("a.log.1"), "c\n");
         assert_eq!(drain_until(&mut f, 3), ["b", "c", "d"]);
+    }
+
+    /// logrotate preempted between its move and its `create` while a per-call check
+    /// wrote: the check made the log, logrotate renamed that to `.backup` and created
+    /// the next one (issue 27, point 6).
+    fn rotate_with_backup(dir: &Path, backup_lines: &str, hour: &str) {
+        let p = |s: &str| dir.join(s);
+        std::fs::rename(p("a.log"), p("a.log.1")).unwrap();
+        append(&p("a.log"), backup_lines);
+        std::fs::rename(p("a.log"), p(&format!("a.log-{hour}.backup"))).unwrap();
+        std::fs::write(p("a.log"), b"").unwrap();
+    }
+
+    #[test]
+    fn a_backup_made_in_a_rotation_is_read_between_the_old_log_and_the_new() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("a.log");
+        append(&log, "2026-12-07 09:00:00.000 a0\n");
+        let mut f = Follower::at_end(&log).unwrap().without_grace();
+        append(&log, "2026-12-07 09:59:59.000 a1\n");
+        rotate_with_backup(dir.path(), "2026-12-07 10:00:00.001 b1\n", "2026120710");
+        append(&log, "2026-12-07 10:00:00.050 c1\n");
+        assert_eq!(
+            drain(&mut f),
+            [
+                "2026-12-07 09:59:59.000 a1",
+                "2026-12-07 10:00:00.001 b1",
+                "2026-12-07 10:00:00.050 c1"
+            ]
+        );
+        // A follower resumed inside the backup goes on from there.
+        append(
+            &dir.path().join("a.log-2026120710.backup"),
+            "2026-12-07 10:00:00.002 b2\n",
+        );
+        let backup = std::fs::File::open(dir.path().join("a.log-2026120710.backup")).unwrap();
+        let meta = backup.metadata().unwrap();
+        let pos = Position {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            head: "2026-12-07 10:00:00.001 b1".into(),
+            offset: 27,
+        };
+        let (mut g, lost) = Follower::resume(&log, &pos, None).unwrap();
+        assert_eq!(lost, None);
+        assert_eq!(
+            drain(&mut g.without_grace()),
+            ["2026-12-07 10:00:00.002 b2", "2026-12-07 10:00:00.050 c1"]
+        );
+    }
+
+    #[test]
+    fn an_old_backup_is_not_read_again_at_the_next_rotation() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("a.log");
+        append(&log, "2026-12-06 09:00:00.000 a0\n");
+        rotate_with_backup(dir.path(), "2026-12-06 10:00:00.001 old\n", "2026120610");
+        append(&log, "2026-12-06 10:00:01.000 c0\n");
+        let mut f = Follower::at_end(&log).unwrap().without_grace();
+        append(&log, "2026-12-06 23:00:00.000 c1\n");
+        // The next day's rotation, with a backup of its own.
+        std::fs::rename(dir.path().join("a.log.1"), dir.path().join("a.log.2")).unwrap();
+        rotate_with_backup(dir.path(), "2026-12-07 10:00:00.001 new\n", "2026120710");
+        append(&log, "2026-12-07 10:00:00.300 d0\n");
+        assert_eq!(
+            drain(&mut f),
+            [
+                "2026-12-06 23:00:00.000 c1",
+                "2026-12-07 10:00:00.001 new",
+                "2026-12-07 10:00:00.300 d0"
+            ]
+        );
     }
 
     #[test]

@@ -49,29 +49,34 @@ pub(crate) fn open_log(path: &Path) -> io::Result<Box<dyn Read + Send>> {
     })
 }
 
-/// [`with_rotations`], and the `NAME-YYYYMMDDHH.backup` files logrotate makes when it
-/// finds a log at the path before its `create` (a per-call check wrote one there
-/// mid-rotation), before the live log: what the reports read.
+/// [`with_rotations`], and the [`backups`] before the live log: what the reports read.
 pub fn with_rotations_and_backups(log_file: &Path) -> Vec<PathBuf> {
     let mut all = with_rotations(log_file);
     let live = all.pop();
-    if let (Some(dir), Some(name)) = (log_file.parent(), log_file.file_name()) {
-        let prefix = format!("{}-", name.to_string_lossy());
-        let mut backups: Vec<PathBuf> = std::fs::read_dir(dir)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter(|e| {
-                let file = e.file_name().to_string_lossy().into_owned();
-                file.starts_with(&prefix) && file.ends_with(".backup")
-            })
-            .map(|e| e.path())
-            .collect();
-        backups.sort();
-        all.extend(backups);
-    }
+    all.extend(backups(log_file));
     all.extend(live);
     all
+}
+
+/// The `NAME-YYYYMMDDHH.backup` files logrotate makes when it finds a log at the path
+/// before its `create` (a per-call check wrote one there mid-rotation), by name.
+pub fn backups(log_file: &Path) -> Vec<PathBuf> {
+    let (Some(dir), Some(name)) = (log_file.parent(), log_file.file_name()) else {
+        return Vec::new();
+    };
+    let prefix = format!("{}-", name.to_string_lossy());
+    let mut backups: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| {
+            let file = e.file_name().to_string_lossy().into_owned();
+            file.starts_with(&prefix) && file.ends_with(".backup")
+        })
+        .map(|e| e.path())
+        .collect();
+    backups.sort();
+    backups
 }
 
 /// `log_file` and what logrotate made of it (`NAME.1`, `NAME.2.gz`, …), oldest first.
