@@ -459,7 +459,7 @@ fn begun_after(head: &str, at: Option<jiff::Timestamp>) -> bool {
 fn chain(path: &Path) -> Vec<Candidate> {
     let mut chain: Vec<Candidate> = with_rotations(path)
         .into_iter()
-        .filter_map(|p| Candidate::at(p))
+        .filter_map(Candidate::at)
         .collect();
     for backup in backups(path).into_iter().filter_map(Candidate::at) {
         insert_by_head(&mut chain, backup);
@@ -638,7 +638,7 @@ mod tests {
             head: "2026-12-07 10:00:00.001 b1".into(),
             offset: 27,
         };
-        let (mut g, lost) = Follower::resume(&log, &pos, None).unwrap();
+        let (g, lost) = Follower::resume(&log, &pos, None).unwrap();
         assert_eq!(lost, None);
         assert_eq!(
             drain(&mut g.without_grace()),
