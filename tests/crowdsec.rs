@@ -450,6 +450,11 @@ fn a_state_file_it_cannot_use_stops_the_pusher_alone_and_is_said_everywhere() {
         assert_eq!(critical.len(), 1, "{said}");
         assert!(critical[0].contains(expected), "{said}");
         assert_eq!(d.metric("extsecurity_crowdsec_pusher_running"), 0.0);
+        // The backlog gauges go on counting while it waits (issue 27: they read 0).
+        wait_for("the waiting alert counted", Duration::from_secs(15), || {
+            d.metric("extsecurity_crowdsec_backlog_alerts") == 1.0
+        });
+        assert!(d.metric("extsecurity_crowdsec_backlog_age_seconds") > 0.0);
         let check = d.serve.sandbox.run(&["check-config", "--quiet"]);
         assert_eq!(check.status.code(), Some(0));
         assert!(String::from_utf8_lossy(&check.stderr).contains(expected));
@@ -469,6 +474,9 @@ fn a_state_file_it_cannot_use_stops_the_pusher_alone_and_is_said_everywhere() {
         });
         assert!(!lapi.decisions("203.0.113.40").is_null());
         assert_eq!(d.metric("extsecurity_crowdsec_pusher_running"), 1.0);
+        wait_for("the backlog settled", Duration::from_secs(5), || {
+            d.metric("extsecurity_crowdsec_backlog_alerts") == 0.0
+        });
         assert!(
             d.stderr().contains("CrowdSec pusher started after"),
             "{}",

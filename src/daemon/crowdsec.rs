@@ -170,6 +170,54 @@ impl Begin {
         let at = Follower::at_end(log).ok().and_then(|f| f.position());
         Begin::At(at, jiff::Timestamp::now())
     }
+
+    /// A reader of `log` from here.
+    fn follower(&self, log: &Path) -> std::io::Result<Follower> {
+        match self {
+            Begin::End => Follower::at_end(log),
+            Begin::At(Some(at), when) => Ok(Follower::resume(log, at, Some(*when))?.0),
+            Begin::At(None, _) => Follower::from_start(log),
+        }
+    }
+}
+
+/// The alerts written since a pusher that cannot start (its state file, say) was to
+/// begin: counted while it waits, so the backlog gauges and `status` go on saying what
+/// it will push once it starts, instead of 0.
+pub struct Unsent {
+    backlog: Backlog,
+}
+
+/// Lines one [`Unsent::scan`] reads at most: a long backlog is counted over several
+/// scans, and none holds up the task that calls it.
+const UNSENT_LINES_PER_SCAN: usize = 200_000;
+
+impl Unsent {
+    pub fn new(log: &Path, begin: &Begin) -> std::io::Result<Unsent> {
+        Ok(Unsent {
+            backlog: Backlog {
+                follower: begin.follower(log)?,
+                line: Vec::with_capacity(512),
+                files: std::collections::VecDeque::new(),
+            },
+        })
+    }
+
+    /// Counts what was appended since the last scan; the first alert found dates the
+    /// backlog's age.
+    pub fn scan(&mut self, config: &Config, metrics: &CrowdsecMetrics) {
+        let mut found = 0;
+        let mut first = None;
+        let _ = self
+            .backlog
+            .count_some(config, &mut found, &mut first, UNSENT_LINES_PER_SCAN);
+        metrics.found(found);
+        if metrics.backlog_age() == 0.0
+            && let Some(at) = first
+        {
+            metrics.oldest(Some(at));
+        }
+    }
 }
 
 /// Finds where to resume (the saved position, else `begin`), proves the position file
@@ -214,15 +262,7 @@ pub fn spawn(
             }
             follower
         }
-        None => match begin {
-            Begin::End => Follower::at_end(&log).map_err(log_error)?,
-            Begin::At(Some(at), when) => {
-                Follower::resume(&log, at, Some(*when))
-                    .map_err(log_error)?
-                    .0
-            }
-            Begin::At(None, _) => Follower::from_start(&log).map_err(log_error)?,
-        },
+        None => begin.follower(&log).map_err(log_error)?,
     };
     let scanner = Backlog::new(&log, &follower).map_err(log_error)?;
     shared.metrics.crowdsec.restart_backlog();
@@ -367,8 +407,27 @@ impl Backlog {
 
     /// Adds to `found` the alerts to push from here to the end of the log.
     fn count(&mut self, config: &Config, found: &mut u64) -> std::io::Result<()> {
-        while self.follower.next_line(&mut self.line)? {
-            let alert = u64::from(pushable(&self.line, config).is_some());
+        self.count_some(config, found, &mut None, usize::MAX)
+    }
+
+    /// [`count`](Self::count) over `lines` lines at most; `first` gets the time of the
+    /// first alert found, if it has none.
+    fn count_some(
+        &mut self,
+        config: &Config,
+        found: &mut u64,
+        first: &mut Option<jiff::Timestamp>,
+        lines: usize,
+    ) -> std::io::Result<()> {
+        for _ in 0..lines {
+            if !self.follower.next_line(&mut self.line)? {
+                break;
+            }
+            let pushed = pushable(&self.line, config);
+            if first.is_none() {
+                *first = pushed.as_ref().map(|a| a.at);
+            }
+            let alert = u64::from(pushed.is_some());
             *found += alert;
             let head = self.follower.head().unwrap_or_default();
             match self.files.back_mut() {

@@ -52,6 +52,8 @@ enum Pusher {
     Waiting {
         since: Instant,
         begin: crowdsec::Begin,
+        /// Counts the alerts written meanwhile, for the backlog gauges.
+        unsent: Option<Box<crowdsec::Unsent>>,
     },
 }
 
@@ -102,6 +104,13 @@ impl Parts {
             && let Some(cs) = shared.config().crowdsec.clone()
         {
             self.start_pusher(shared, &cs);
+        }
+        if let Pusher::Waiting {
+            unsent: Some(unsent),
+            ..
+        } = &mut self.pusher
+        {
+            unsent.scan(&shared.config(), &shared.metrics.crowdsec);
         }
     }
 
@@ -219,9 +228,13 @@ impl Parts {
     }
 
     fn start_pusher(&mut self, shared: &Arc<Shared>, cs: &CrowdsecConfig) {
-        let (waited, begin) = match &self.pusher {
-            Pusher::Waiting { since, begin } => (Some(*since), begin.clone()),
-            _ => (None, crowdsec::Begin::End),
+        let (waited, begin, unsent) = match std::mem::take(&mut self.pusher) {
+            Pusher::Waiting {
+                since,
+                begin,
+                unsent,
+            } => (Some(since), begin, unsent),
+            _ => (None, crowdsec::Begin::End, None),
         };
         match crowdsec::spawn(shared.clone(), cs, &begin) {
             Ok(running) => {
@@ -250,13 +263,17 @@ impl Parts {
                         RETRY_EVERY.as_secs()
                     );
                 }
+                let log = shared.config().log_file.clone();
                 let begin = match waited {
                     Some(_) => begin,
-                    None => crowdsec::Begin::here(&shared.config().log_file),
+                    None => crowdsec::Begin::here(&log),
                 };
+                let unsent =
+                    unsent.or_else(|| crowdsec::Unsent::new(&log, &begin).ok().map(Box::new));
                 self.pusher = Pusher::Waiting {
                     since: waited.unwrap_or_else(Instant::now),
                     begin,
+                    unsent,
                 };
             }
         }
