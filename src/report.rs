@@ -494,11 +494,8 @@ impl Report {
         }
         let most = self.per_day.values().map(|d| d.alerts).max().unwrap_or(0);
         let _ = writeln!(out, "\nPER DAY");
-        let _ = writeln!(
-            out,
-            "  {:<16} {:>10} {:>10}  alerts",
-            "day", "calls", "alerts"
-        );
+        // The bar is the alerts column drawn (the busiest day full): no header of its own.
+        let _ = writeln!(out, "  {:<16} {:>10} {:>10}", "day", "calls", "alerts");
         for (day, d) in &self.per_day {
             let _ = writeln!(
                 out,
@@ -1084,6 +1081,10 @@ not a line of ours
         assert_eq!(json["per_hour"]["2026-11-24 20"]["alerts"], 1);
         let table = r.to_table(5);
         assert!(table.contains("alerts        3\n"), "{table}");
+        assert!(
+            table.contains("\nPER DAY\n  day                   calls     alerts\n"),
+            "one header a column, none twice: {table}"
+        );
         assert!(table.contains("192.0.2.10"), "{table}");
         assert!(table.contains("2026-11-24 19:00"), "{table}");
     }
