@@ -88,7 +88,7 @@ impl Pbx {
             let line = format!(
                 "{} ERROR ip=10.{n}.{}.{} reason=wrong_exten_min_length(3) callerid_num='100' \
                  callerid_name='' dest_exten='123' peer_name='' user_agent='friendly-scanner'\n",
-                extsecurity::alert_log::timestamp_now(),
+                extsecurity::clock::timestamp_now(),
                 (i >> 8) & 0xff,
                 i & 0xff
             );

@@ -14,10 +14,7 @@ use std::io::{self, Write as _};
 use std::net::IpAddr;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use std::time::Duration;
-
-use jiff::tz::TimeZone;
 
 use crate::call::Call;
 use crate::rules::Verdict;
@@ -324,53 +321,6 @@ pub fn quote(out: &mut String, value: &[u8], max: usize) {
     }
 }
 
-/// Local time as the seed's Python `logging` wrote it: `2026-11-24 19:08:52.123`.
-pub fn timestamp_now() -> String {
-    jiff::Timestamp::now()
-        .to_zoned_datetime(local_zone())
-        .strftime("%Y-%m-%d %H:%M:%S%.3f")
-        .to_string()
-}
-
-/// The zone the alert log's times are written in (and read back in).
-pub fn local_zone() -> TimeZone {
-    static ZONE: OnceLock<TimeZone> = OnceLock::new();
-    ZONE.get_or_init(|| local_time_zone(std::env::var("TZ").ok().as_deref()))
-        .clone()
-}
-
-/// The local time zone as libc (and so Python's `logging`) finds it: `$TZ` (a zoneinfo
-/// name or a POSIX rule), else `/etc/localtime`, else UTC.
-///
-/// Read directly rather than through jiff's time zone database, whose first use walks
-/// all of `/usr/share/zoneinfo`: that walk was 40% of a System()-mode check.
-fn local_time_zone(tz: Option<&str>) -> TimeZone {
-    let tzif = |name: &str, path: &Path| {
-        std::fs::read(path)
-            .ok()
-            .and_then(|data| TimeZone::tzif(name, &data).ok())
-    };
-    match tz {
-        Some(tz) if !tz.is_empty() => {
-            let name = tz.strip_prefix(':').unwrap_or(tz);
-            let path = if name.starts_with('/') {
-                PathBuf::from(name)
-            } else {
-                Path::new("/usr/share/zoneinfo").join(name)
-            };
-            let from_file = if name.contains("..") {
-                None
-            } else {
-                tzif(name, &path)
-            };
-            from_file
-                .or_else(|| TimeZone::posix(name).ok())
-                .unwrap_or(TimeZone::UTC)
-        }
-        _ => tzif("Local", Path::new("/etc/localtime")).unwrap_or(TimeZone::UTC),
-    }
-}
-
 /// An open alert log.
 #[derive(Debug)]
 pub struct AlertLog {
@@ -455,7 +405,7 @@ impl AlertLog {
 
     /// Writes one line with the current time, in a single `write(2)`.
     pub fn write(&mut self, line: &Line) -> Result<(), LogError> {
-        self.write_rendered(&line.render(&timestamp_now()))
+        self.write_rendered(&line.render(&crate::clock::timestamp_now()))
     }
 
     /// A short write would leave half a line for the next writer to finish: report it
@@ -605,7 +555,7 @@ impl ReopeningLog {
 
     /// Writes one line to `path`, reopening first if the open file is not at `path`.
     pub fn write(&mut self, path: &Path, line: &Line) -> Result<(), LogError> {
-        let rendered = line.render(&timestamp_now());
+        let rendered = line.render(&crate::clock::timestamp_now());
         self.write_rendered(path, &rendered, identify(path))
     }
 
@@ -783,28 +733,6 @@ mod tests {
             "T CRITICAL reason=bad_request error='EOF while parsing' \
              request='{\"ip\": \"1.2.3.4\\x0a ip\\x3d5.6.7.8'\n"
         );
-    }
-
-    #[test]
-    fn the_time_zone_follows_tz_like_libc() {
-        let zone = |tz: &str| local_time_zone(Some(tz));
-        let at = jiff::Timestamp::from_second(1_780_000_000).unwrap();
-        let offset = |z: TimeZone| z.to_offset(at).seconds();
-        assert_eq!(offset(zone("UTC0")), 0);
-        assert_eq!(offset(zone("EST5")), -5 * 3600);
-        assert_eq!(offset(zone("../../etc/passwd")), 0);
-        if Path::new("/usr/share/zoneinfo/Asia/Kolkata").exists() {
-            assert_eq!(offset(zone("Asia/Kolkata")), 19800);
-            assert_eq!(offset(zone(":Asia/Kolkata")), 19800);
-        }
-    }
-
-    #[test]
-    fn timestamps_have_milliseconds() {
-        let t = timestamp_now();
-        assert_eq!(t.len(), "2026-11-24 19:08:52.123".len(), "{t}");
-        assert_eq!(&t[10..11], " ");
-        assert_eq!(&t[19..20], ".");
     }
 
     #[test]

@@ -169,7 +169,7 @@ pub fn ban(config: &Config, target: Target, length: Option<Duration>, note: &str
     match kernel {
         Ok(true) => said.say(format!(
             "{shown}: banned in the kernel for {} (table inet {table})",
-            nftables::time_left(length)
+            crate::clock::time_left(length)
         )),
         Ok(false) => said.say(format!(
             "{shown}: not banned in the kernel: [nftables] is off"

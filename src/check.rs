@@ -5,8 +5,9 @@
 
 use std::time::Duration;
 
-use crate::alert_log::{AlertLog, Line, LogError, timestamp_now};
+use crate::alert_log::{AlertLog, Line, LogError};
 use crate::call::{Anomaly, Call};
+use crate::clock::timestamp_now;
 use crate::config::Config;
 use crate::exits;
 use crate::request::BadRequest;

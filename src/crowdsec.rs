@@ -75,7 +75,7 @@ impl Alert {
             return None;
         }
         let civil: jiff::civil::DateTime = time.parse().ok()?;
-        let at = crate::alert_log::local_zone().to_timestamp(civil).ok()?;
+        let at = crate::clock::local_zone().to_timestamp(civil).ok()?;
         Some(Alert {
             ip: ip.parse().ok()?,
             reason: reason.to_string(),
@@ -514,7 +514,7 @@ mod tests {
         let a = Alert::from_log_line(line).unwrap();
         assert_eq!(a.ip.to_string(), "203.0.113.5");
         assert_eq!(a.reason, "wrong_exten_min_length(10)");
-        let local = a.at.to_zoned_datetime(crate::alert_log::local_zone());
+        let local = a.at.to_zoned_datetime(crate::clock::local_zone());
         assert_eq!(
             local.strftime("%F %T%.3f").to_string(),
             "2026-11-25 23:00:00.250"

@@ -96,7 +96,7 @@ where
         if self.journal {
             write!(writer, "<{}>", priority(meta.level(), critical))?;
         } else {
-            let now = crate::alert_log::timestamp_now();
+            let now = crate::clock::timestamp_now();
             let word = match *meta.level() {
                 _ if critical => "CRITICAL",
                 Level::ERROR => "ERROR",

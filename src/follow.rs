@@ -449,7 +449,7 @@ fn begun_after(head: &str, at: Option<jiff::Timestamp>) -> bool {
     else {
         return false;
     };
-    crate::alert_log::local_zone()
+    crate::clock::local_zone()
         .to_timestamp(civil)
         .is_ok_and(|t| t >= at - jiff::SignedDuration::from_secs(1))
 }
@@ -854,7 +854,7 @@ mod tests {
         let line = |t: i64, what: &str| {
             let local = jiff::Timestamp::from_second(t)
                 .unwrap()
-                .to_zoned_datetime(crate::alert_log::local_zone());
+                .to_zoned_datetime(crate::clock::local_zone());
             format!("{} {what}\n", local.strftime("%Y-%m-%d %H:%M:%S%.3f"))
         };
         // Written after the save, then rotated and compressed: a new file took the

@@ -11,6 +11,7 @@ pub mod ami;
 pub mod by_hand;
 pub mod call;
 pub mod check;
+pub mod clock;
 pub mod config;
 pub mod crowdsec;
 pub mod daemon;

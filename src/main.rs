@@ -9,9 +9,9 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use extsecurity::Call;
-use extsecurity::alert_log::timestamp_now;
 use extsecurity::by_hand::Target;
 use extsecurity::check::{self, OnError, Plan};
+use extsecurity::clock::timestamp_now;
 use extsecurity::config::{self, Config, Source};
 use extsecurity::exits;
 use extsecurity::request::{self, BadRequest, EncodedFields};
@@ -609,7 +609,7 @@ fn bans(config: &Config, json: bool) -> u8 {
             "{:<40} {:<28} {}",
             extsecurity::nftables::shown(&b.net),
             b.reason,
-            extsecurity::nftables::time_left(b.expires)
+            extsecurity::clock::time_left(b.expires)
         );
     }
     println!("{} banned (table inet {table})", banned.len());
@@ -766,7 +766,7 @@ fn guard_from_file(path: &std::path::Path) -> Option<extsecurity::fraud::Guard> 
 }
 
 fn fraud_status(config: &Config, account: Option<&str>, json: bool) -> u8 {
-    let now = extsecurity::fraud::Now::current().unix;
+    let now = extsecurity::clock::Now::current().unix;
     let (accounts, from) = match guard_at(config) {
         None => return exits::FRAUD,
         Some(GuardAt::Daemon(sock)) => {
@@ -835,7 +835,7 @@ fn fraud_dialplan(config: &Config) -> u8 {
 }
 
 fn fraud_release(config: &Config, account: &str, lift: bool) -> u8 {
-    let now = extsecurity::fraud::Now::current().unix;
+    let now = extsecurity::clock::Now::current().unix;
     let was: Option<Option<extsecurity::fraud::account::Quarantine>> = match guard_at(config) {
         None => return exits::FRAUD,
         Some(GuardAt::Daemon(sock)) => {
@@ -925,7 +925,7 @@ fn say_still_banned(config: &Config, ip: std::net::IpAddr) {
         Some(b) => println!(
             "{ip}: still banned in the kernel ({}, {} left), and by fail2ban's jail if it runs: extsecurity unban {ip} (or fraud release --unban) lifts both",
             b.reason,
-            extsecurity::nftables::time_left(b.expires)
+            extsecurity::clock::time_left(b.expires)
         ),
         None => println!(
             "{ip}: not banned in the kernel; if an ERROR line named it, fail2ban's jail bans it for its own time: extsecurity unban {ip} (or fraud release --unban) lifts that"

@@ -20,31 +20,8 @@ use std::time::{Duration, Instant};
 use lru::LruCache;
 
 use crate::call::Call;
+use crate::config::MemoryConfig;
 use crate::rules::{Reason, Verdict};
-
-/// Thresholds, from the config's `[memory]` table.
-#[derive(Debug, Clone, PartialEq)]
-pub struct MemoryConfig {
-    pub enabled: bool,
-    pub window: Duration,
-    pub max_extensions: usize,
-    pub max_calls: usize,
-    pub repeat_offender: Duration,
-    pub max_tracked_ips: NonZeroUsize,
-}
-
-impl Default for MemoryConfig {
-    fn default() -> MemoryConfig {
-        MemoryConfig {
-            enabled: true,
-            window: Duration::from_secs(60),
-            max_extensions: 10,
-            max_calls: 30,
-            repeat_offender: Duration::from_secs(3600),
-            max_tracked_ips: NonZeroUsize::new(100_000).expect("non-zero"),
-        }
-    }
-}
 
 /// What one address did lately.
 #[derive(Debug, Default)]

@@ -7,7 +7,31 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::Invalid;
-use crate::memory::MemoryConfig;
+
+/// Thresholds, from the config's `[memory]` table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemoryConfig {
+    pub enabled: bool,
+    pub window: Duration,
+    pub max_extensions: usize,
+    pub max_calls: usize,
+    pub repeat_offender: Duration,
+    pub max_tracked_ips: NonZeroUsize,
+}
+
+impl Default for MemoryConfig {
+    fn default() -> MemoryConfig {
+        MemoryConfig {
+            enabled: true,
+            window: Duration::from_secs(60),
+            max_extensions: 10,
+            max_calls: 30,
+            repeat_offender: Duration::from_secs(3600),
+            max_tracked_ips: NonZeroUsize::new(100_000).expect("non-zero"),
+        }
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub(super) struct RawMemory {

@@ -48,7 +48,7 @@ use memory::RawMemory;
 use nftables::RawNftables;
 use notify::RawNotify;
 
-use crate::memory::MemoryConfig;
+pub use memory::MemoryConfig;
 
 /// Where the configuration is read when neither `--config` nor the environment names one.
 pub const DEFAULT_PATH: &str = "/etc/asterisk/extsecurity.toml";

@@ -52,7 +52,7 @@ fn plan(
     batch: &[Ban],
     config: &NftablesConfig,
 ) -> (Vec<Element>, Vec<IpAddr>) {
-    let now = crate::daemon::status::unix_now();
+    let now = crate::clock::unix_now();
     let mut replaced = Vec::new();
     let elements = batch
         .iter()
@@ -197,7 +197,7 @@ impl Sink {
         if !history.dirty {
             return Ok(());
         }
-        let now = crate::daemon::status::unix_now();
+        let now = crate::clock::unix_now();
         let records = history.records(now, config.increment.as_ref());
         history.dirty = false;
         drop(history);
@@ -460,7 +460,7 @@ fn rebuild_if_cut(shared: &Shared, sink: &Sink) -> Result<(), String> {
     }
     let started = Instant::now();
     crate::nftables::setup(&config).map_err(|e| e.to_string())?;
-    let now = crate::daemon::status::unix_now();
+    let now = crate::clock::unix_now();
     let active = sink
         .history
         .lock()

@@ -157,7 +157,7 @@ fn call_end(shared: &Shared, config: &Config) -> &'static str {
 fn say_wrong_key(peer: SocketAddr, script: Script) {
     use std::sync::atomic::{AtomicU64, Ordering};
     static LAST_SAID: AtomicU64 = AtomicU64::new(0);
-    let now = crate::daemon::status::unix_now();
+    let now = crate::clock::unix_now();
     let last = LAST_SAID.load(Ordering::Relaxed);
     if now >= last + 60
         && LAST_SAID

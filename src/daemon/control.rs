@@ -224,7 +224,7 @@ fn answer(shared: &Shared, request: &str) -> String {
         },
         "fraud-status" => {
             let account = (!arg.is_empty()).then_some(arg);
-            let now = crate::fraud::Now::current().unix;
+            let now = crate::clock::Now::current().unix;
             let status = shared
                 .fraud
                 .guard
@@ -237,7 +237,7 @@ fn answer(shared: &Shared, request: &str) -> String {
             }
         }
         "fraud-release" if !arg.is_empty() => {
-            let now = crate::fraud::Now::current().unix;
+            let now = crate::clock::Now::current().unix;
             let released = shared
                 .fraud
                 .guard

@@ -14,10 +14,11 @@ use std::time::Duration;
 
 use crate::alert_log::Line;
 use crate::call::{Call, Outbound};
+use crate::clock::Now;
 use crate::config::Config;
 use crate::daemon::Shared;
 use crate::fraud::guard::{Ended, Snapshot, classify_outbound};
-use crate::fraud::{Class, Guard, Judgement, Login, Now, Prefixes};
+use crate::fraud::{Class, Guard, Judgement, Login, Prefixes};
 use crate::request::BadRequest;
 use crate::state_file::StateFile;
 

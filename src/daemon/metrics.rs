@@ -57,7 +57,7 @@ pub struct Activity {
 impl Activity {
     /// An alert line for `reason` (its rule: what comes before any `(`), as written.
     pub fn alert(&self, reason: &str, line: &str) {
-        let now = crate::daemon::status::unix_now();
+        let now = crate::clock::unix_now();
         let rule = crate::alert_log::rule_of(reason);
         self.alerts.count(now);
         self.alerts_total.fetch_add(1, Relaxed);
@@ -521,8 +521,7 @@ impl AmiMetrics {
     pub fn connected(&self, up: bool) {
         let was = self.connected.swap(i64::from(up), Relaxed);
         if was != i64::from(up) || self.changed_at.load(Relaxed) == 0 {
-            self.changed_at
-                .store(crate::daemon::status::unix_now(), Relaxed);
+            self.changed_at.store(crate::clock::unix_now(), Relaxed);
         }
     }
 
@@ -688,7 +687,7 @@ impl Metrics {
 
     pub fn checked(&self, verdict: &Verdict) {
         self.calls_checked.fetch_add(1, Relaxed);
-        self.activity.calls.count(crate::daemon::status::unix_now());
+        self.activity.calls.count(crate::clock::unix_now());
         let mut v = self.verdicts.lock().unwrap_or_else(|e| e.into_inner());
         *v.entry(verdict.rule()).or_default() += 1;
     }

@@ -97,7 +97,7 @@ impl Shared {
             ami_forget: Mutex::new(Vec::new()),
             log_outage: Mutex::new(None),
             fraud: fraud::Fraud::default(),
-            started: status::unix_now(),
+            started: crate::clock::unix_now(),
             notifier: RwLock::new(None),
             pending_restart: Mutex::new(Vec::new()),
         }
@@ -168,7 +168,7 @@ impl Shared {
     /// stops taking lines, one INFO when it takes them again): the verdict is given
     /// whatever the log does.
     pub fn write(&self, config: &Config, line: &Line) -> Result<(), LogError> {
-        let rendered = line.render(&crate::alert_log::timestamp_now());
+        let rendered = line.render(&crate::clock::timestamp_now());
         let current = crate::alert_log::identify(&config.log_file);
         let written = self
             .log

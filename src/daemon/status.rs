@@ -109,7 +109,7 @@ pub struct Quarantined {
 pub fn collect(shared: &Shared) -> Status {
     let config = shared.config();
     let metrics = &shared.metrics;
-    let now = unix_now();
+    let now = crate::clock::unix_now();
     let counts = |recent: &crate::daemon::activity::Recent, total: u64| {
         let (last_minute, last_hour) = recent.last_minute_and_hour(now);
         Counts {
@@ -184,10 +184,6 @@ pub fn collect(shared: &Shared) -> Status {
             .map(|(key, running, file)| format!("{key} (running {running}, file {file})"))
             .collect(),
     }
-}
-
-pub fn unix_now() -> u64 {
-    jiff::Timestamp::now().as_second().max(0) as u64
 }
 
 /// The status as a screen of text.
@@ -369,7 +365,7 @@ fn duration(seconds: u64) -> String {
 fn local_time(unix: u64) -> String {
     jiff::Timestamp::from_second(unix as i64)
         .map(|t| {
-            t.to_zoned_datetime(crate::alert_log::local_zone())
+            t.to_zoned_datetime(crate::clock::local_zone())
                 .strftime("%Y-%m-%d %H:%M:%S")
                 .to_string()
         })

@@ -11,31 +11,11 @@ use lru::LruCache;
 use serde::{Deserialize, Serialize};
 
 use crate::call::Outbound;
+use crate::clock::Now;
 use crate::config::{FraudConfig, MAX_LEARNED};
 use crate::fraud::account::{Account, LiveCall, Quarantine};
 use crate::fraud::limits::{MAX_DISTINCT_LEVEL, Rule, Severity, reached};
 use crate::fraud::number::{Class, Destination, Prefixes, classify};
-
-/// The time as the guard needs it: Unix seconds for the windows, and the PBX's local
-/// weekday (Monday = 0) and minute of the day for `hours`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Now {
-    pub unix: u64,
-    pub weekday: u8,
-    pub minute: u16,
-}
-
-impl Now {
-    /// The current time in the alert log's zone.
-    pub fn current() -> Now {
-        let zoned = jiff::Timestamp::now().to_zoned_datetime(crate::alert_log::local_zone());
-        Now {
-            unix: u64::try_from(zoned.timestamp().as_second()).unwrap_or(0),
-            weekday: zoned.weekday().to_monday_zero_offset() as u8,
-            minute: zoned.hour() as u16 * 60 + zoned.minute() as u16,
-        }
-    }
-}
 
 /// What happens to an outbound call.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -18,5 +18,5 @@ mod short_numbers;
 pub mod status;
 pub mod window;
 
-pub use guard::{Decision, Guard, Judgement, Login, Now, Refusal};
+pub use guard::{Decision, Guard, Judgement, Login, Refusal};
 pub use number::{Class, Destination, DialPlan, Prefixes, classify};

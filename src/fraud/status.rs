@@ -48,8 +48,7 @@ pub fn render(accounts: &[Status], now: u64) -> String {
 
 /// `for 23h 59m 12s more (calls_per_minute, international, from 203.0.113.66)`.
 fn quarantine(q: &Quarantine, now: u64) -> String {
-    let left =
-        crate::nftables::time_left(std::time::Duration::from_secs(q.until.saturating_sub(now)));
+    let left = crate::clock::time_left(std::time::Duration::from_secs(q.until.saturating_sub(now)));
     let mut why = vec![q.why.clone()];
     why.extend(q.class.map(|c| c.to_string()));
     why.extend(q.address.map(|a| format!("from {a}")));

@@ -225,18 +225,6 @@ pub fn list(table: &str) -> Result<Vec<Banned>, NftError> {
     Ok(all)
 }
 
-/// Time left as an administrator reads it: `23h 59m 12s`, `2d 0h 0m 5s`, `42s`.
-pub fn time_left(d: Duration) -> String {
-    let s = d.as_secs();
-    let (days, h, m, sec) = (s / 86_400, s / 3600 % 24, s / 60 % 60, s % 60);
-    match (days, h, m) {
-        (0, 0, 0) => format!("{sec}s"),
-        (0, 0, _) => format!("{m}m {sec}s"),
-        (0, _, _) => format!("{h}h {m}m {sec}s"),
-        _ => format!("{days}d {h}h {m}m {sec}s"),
-    }
-}
-
 /// The elements of `nft -j list set …`: `{"elem": {"val", "expires", "comment"}}`.
 pub fn parse_listing(json: &[u8]) -> Result<Vec<Banned>, NftError> {
     let value: serde_json::Value =
@@ -517,17 +505,6 @@ mod tests {
         assert_eq!(shown(&banned[0].net), "203.0.113.0/24");
         assert!(parse_listing(b"{").is_err());
         assert_eq!(parse_listing(br#"{"nftables": []}"#).unwrap(), []);
-    }
-
-    #[test]
-    fn time_left_reads_as_the_readme_shows_it() {
-        assert_eq!(time_left(Duration::from_secs(86_399 - 47)), "23h 59m 12s");
-        assert_eq!(time_left(Duration::from_secs(59 * 60 + 37)), "59m 37s");
-        assert_eq!(time_left(Duration::from_secs(42)), "42s");
-        assert_eq!(
-            time_left(Duration::from_secs(2 * 86_400 + 5)),
-            "2d 0h 0m 5s"
-        );
     }
 
     #[test]
