@@ -12,8 +12,8 @@ use std::io::{BufWriter, Write};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use extsecurity::alert_log::Line;
 use extsecurity::call::Call;
+use extsecurity::check::call_line;
 use extsecurity::rules::{Reason, Verdict};
 
 fn main() {
@@ -107,7 +107,7 @@ fn write_log(path: &std::path::Path, bytes: u64) -> u64 {
             second % 60,
             n % 1000
         );
-        let rendered = Line::for_call(&verdict, &call).render(&stamp);
+        let rendered = call_line(&verdict, &call).render(&stamp);
         out.write_all(&rendered).unwrap();
         written += rendered.len() as u64;
         lines += 1;

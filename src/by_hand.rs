@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
-use crate::alert_log::{AlertLog, Line};
+use crate::alert_log::{AlertLog, Level, Line};
 use crate::config::Config;
 use crate::nftables::{self, netlink};
 
@@ -181,10 +181,7 @@ pub fn ban(config: &Config, target: Target, length: Option<Duration>, note: &str
             "{shown}: cannot ban in the kernel: {e} (run as root)"
         )),
     }
-    let line = match target {
-        Target::Addr(ip) => Line::for_ban_by_hand(ip, &note),
-        Target::Net(net) => Line::for_range_ban_by_hand(net, &note),
-    };
+    let line = ban_line(target, &note);
     match AlertLog::open(&config.log_file).and_then(|mut log| log.write(&line)) {
         Ok(()) => match target {
             Target::Addr(_) => said.say(format!(
@@ -344,6 +341,19 @@ fn forget_said(answer: &str) -> String {
         Some("unknown") => "the daemon had counted nothing of it: nothing to forget there".into(),
         _ => format!("the daemon answered: {answer}"),
     }
+}
+
+/// The line of a ban by hand. An address: `ERROR ip=ADDR reason=manual note='…'`, so
+/// that fail2ban's jail and CrowdSec ban it too (each for its own time). A range: a
+/// `WARNING reason=manual_range net=CIDR note='…'` for the record (fail2ban bans
+/// addresses, not ranges; it names no `ip=`). The note is the administrator's, quoted
+/// like any value.
+pub fn ban_line(target: Target, note: &str) -> Line {
+    match target {
+        Target::Addr(ip) => Line::new(Level::Error, Some(ip), "manual"),
+        Target::Net(net) => Line::new(Level::Warning, None, "manual_range").field("net", net),
+    }
+    .quoted("note", note.as_bytes())
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use crate::alert_log::{AlertLog, Line, LogError};
+use crate::alert_log::{AlertLog, Level, Line, LogError};
 use crate::call::{Anomaly, Call};
 use crate::clock::timestamp_now;
 use crate::config::Config;
@@ -13,6 +13,20 @@ use crate::exits;
 use crate::request::BadRequest;
 use crate::rules::{self, Verdict};
 
+/// The line for a judged call, in the seed's layout: `ERROR` for an alert (it bans the
+/// caller's address), `INFO` otherwise; the five caller values quoted.
+pub fn call_line(verdict: &Verdict, call: &Call) -> Line {
+    let level = match verdict.is_alert() {
+        true => Level::Error,
+        false => Level::Info,
+    };
+    Line::new(level, Some(call.peer_ip), &verdict.reason_code())
+        .quoted("callerid_num", &call.callerid_num)
+        .quoted("callerid_name", &call.callerid_name)
+        .quoted("dest_exten", &call.exten)
+        .quoted("peer_name", &call.peer_name)
+        .quoted("user_agent", &call.user_agent)
+}
 /// What one request leads to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
@@ -91,7 +105,7 @@ pub fn plan_with(
         Ok(call) => {
             let verdict = judge(&call);
             let lines = if verdict.is_alert() || config.log_ok_calls {
-                vec![Line::for_call(&verdict, &call)]
+                vec![call_line(&verdict, &call)]
             } else {
                 Vec::new()
             };
@@ -111,7 +125,7 @@ pub fn plan_with(
                 };
                 let verdict = judge(&call);
                 if verdict.is_alert() {
-                    lines.push(Line::for_call(&verdict, &call));
+                    lines.push(call_line(&verdict, &call));
                 }
                 verdict
             });
@@ -149,8 +163,8 @@ pub fn execute(config: &Config, plan: &Plan, sleep: impl FnOnce(Duration)) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alert_log::Level;
     use crate::request::parse_json;
+    use crate::rules::Reason;
     use std::cell::Cell;
     use std::path::Path;
 
@@ -166,6 +180,45 @@ mod tests {
     const SCAN: &str = r#"{"ip": "192.0.2.10", "callerid_num": "5551234", "callerid_num": "A", "dest_exten": "100"}"#;
     const BROKEN: &str =
         r#"{"ip": "192.0.2.10", "callerid_num": "5551234", "callerid_num": "O"Brien"}"#;
+
+    #[test]
+    fn the_call_line_has_the_seed_layout_and_bans_on_alerts_only() {
+        let call = Call {
+            callerid_num: b"abc".to_vec(),
+            callerid_name: b"x".to_vec(),
+            exten: b"123".to_vec(),
+            user_agent: b"friendly-scanner".to_vec(),
+            ..Call::new("192.0.2.10".parse().unwrap())
+        };
+        let line = call_line(&Verdict::Alert(Reason::WrongCalleridNum), &call);
+        assert_eq!(
+            String::from_utf8(line.render("2026-11-24 19:08:52.123")).unwrap(),
+            "2026-11-24 19:08:52.123 ERROR ip=192.0.2.10 reason=wrong_callerid_num \
+             callerid_num='abc' callerid_name='x' dest_exten='123' peer_name='' \
+             user_agent='friendly-scanner'\n"
+        );
+        assert_eq!(line.alert(), Some((call.peer_ip, "wrong_callerid_num")));
+        assert_eq!(call_line(&Verdict::Trusted, &call).alert(), None);
+        let ok = call_line(&Verdict::Ok, &call);
+        assert_eq!(ok.alert(), None);
+        assert!(
+            ok.render("T")
+                .starts_with(b"T INFO ip=192.0.2.10 reason=ok ")
+        );
+    }
+
+    #[test]
+    fn forged_log_text_in_a_value_stays_inside_its_quotes() {
+        let call = Call {
+            user_agent: b"x\n2026-11-24 19:08:52.123 ERROR ip=198.51.100.7 reason=x".to_vec(),
+            ..Call::new("192.0.2.10".parse().unwrap())
+        };
+        let rendered = call_line(&Verdict::Ok, &call).render("T");
+        let text = String::from_utf8(rendered).unwrap();
+        assert_eq!(text.matches('\n').count(), 1);
+        assert!(text.ends_with('\n'));
+        assert_eq!(text.matches("ip=").count(), 1, "{text}");
+    }
 
     #[test]
     fn accepted_calls_log_info_unless_switched_off() {

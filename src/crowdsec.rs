@@ -39,8 +39,8 @@ impl Alert {
     /// time (local, as written). `None` for any other line. The fields read come before
     /// any caller value, which the writer escapes, so a caller cannot forge one.
     pub fn from_log_line(line: &[u8]) -> Option<Alert> {
-        use crate::report::Parsed;
-        let (time, ip, reason) = match crate::report::parse(line)? {
+        use crate::alert_log::Parsed;
+        let (time, ip, reason) = match crate::alert_log::parse(line)? {
             Parsed::Call {
                 time,
                 alert: true,

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-use crate::report::{backups, open_log, skip_line, with_rotations};
+use crate::alert_log::{backups, open_log, skip_line, with_rotations};
 
 /// A longer line is not one of ours: skipped whole.
 pub const MAX_LINE: usize = 64 * 1024;

@@ -33,7 +33,7 @@ fn call(ip: &str) -> Call {
 }
 
 fn render(verdict: Verdict, call: &Call) -> String {
-    String::from_utf8(Line::for_call(&verdict, call).render(TIME))
+    String::from_utf8(extsecurity::check::call_line(&verdict, call).render(TIME))
         .unwrap()
         .trim_end()
         .to_string()

@@ -19,7 +19,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
-use crate::alert_log::Line;
+use crate::alert_log::{Level, Line};
 use crate::ami::codec::{self, Event, Framer, Verdict};
 use crate::ami::login::{self, CHALLENGE_ID, LOGIN_ID};
 use crate::ami::{Alert, Limits, Watch};
@@ -470,17 +470,11 @@ fn alert(
     now: Instant,
 ) {
     let reason = found.rule.reason();
-    let line = Line::for_security_alert(
-        event.remote_ip,
+    let line = alert_line(
+        event,
         &reason,
         (found.rule.unit(), found.count),
         limits.window,
-        (
-            event.kind,
-            event.service.as_bytes(),
-            event.account_id.shown(),
-            event.account_id.cut(),
-        ),
     );
     shared.metrics.ami.alert(&reason);
     // A failed write is counted and said by `write`, once per outage.
@@ -490,6 +484,25 @@ fn alert(
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .mark_alerted(event.remote_ip, now);
+}
+
+/// An AMI rule's alert line: `ip=ADDR reason=CODE names|tries|requests=N
+/// window_seconds=N last_event=KIND service='…' account='…'`. The service and the
+/// account come from the event (the account is a caller's SIP From user), so both are
+/// quoted, with what the codec cut off the account.
+pub fn alert_line(
+    event: &Event,
+    reason: &str,
+    (unit, count): (&str, usize),
+    window: Duration,
+) -> Line {
+    Line::new(Level::Error, Some(event.remote_ip), reason)
+        .field(unit, count)
+        .field("window_seconds", window.as_secs())
+        .field("last_event", event.kind)
+        .quoted("service", event.service.as_bytes())
+        .quoted("account", event.account_id.shown())
+        .cut(event.account_id.cut())
 }
 
 /// Hands a phone's login to the outbound guard (README, "Toll fraud"): a failed try
@@ -539,6 +552,39 @@ impl Throttle {
             why,
             held_back,
             "AMI: an event reshaped by a caller's bytes: counted, not acted on"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ami::codec::AccountId;
+
+    #[test]
+    fn an_ami_alert_bans_its_address_and_keeps_the_events_values_quoted() {
+        let mut account = b"a'b\r\nip=9.9.9.9".to_vec();
+        account.resize(AccountId::MAX + 12, b'x');
+        let event = Event {
+            kind: "InvalidAccountID",
+            is_error: true,
+            service: "PJSIP".into(),
+            account_id: AccountId::new(&account),
+            remote_ip: "203.0.113.5".parse().unwrap(),
+        };
+        let line = alert_line(
+            &event,
+            "account_scan",
+            ("names", 6),
+            Duration::from_secs(60),
+        );
+        assert_eq!(line.alert(), Some((event.remote_ip, "account_scan")));
+        assert_eq!(
+            line.text(),
+            format!(
+                r"ip=203.0.113.5 reason=account_scan names=6 window_seconds=60 last_event=InvalidAccountID service='PJSIP' account='a\x27b\x0d\x0aip\x3d9.9.9.9{}'[+12 bytes]",
+                "x".repeat(AccountId::MAX - 15)
+            )
         );
     }
 }

@@ -12,7 +12,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use crate::alert_log::Line;
 use crate::call::{Call, Outbound};
 use crate::clock::Now;
 use crate::config::Config;
@@ -248,7 +247,7 @@ pub fn judge(shared: &Shared, config: &Config, call: &Outbound) -> Result<Judgem
         shared.fraud.persist(&fraud.state_file, "a quarantine");
     }
     let trusted = call.address.is_some_and(|ip| config.is_trusted(ip));
-    let line = Line::for_outbound(&judgement, call, trusted);
+    let line = crate::fraud::lines::outbound_line(&judgement, call, trusted);
     if line.level != crate::alert_log::Level::Info || config.log_ok_calls {
         let _ = shared.write(config, &line);
     }
@@ -350,7 +349,7 @@ fn minutes_reached(shared: &Shared, config: &Config, account: &str, class: Class
     let trusted = ended.address.is_some_and(|ip| config.is_trusted(ip));
     let _ = shared.write(
         config,
-        &Line::for_outbound_minutes(account, class, ended, trusted),
+        &crate::fraud::lines::minutes_line(account, class, ended, trusted),
     );
     shared.metrics.outbound.minutes(ended);
 }
@@ -405,7 +404,10 @@ pub fn login(shared: &Shared, config: &Config, account: &[u8], event: LoginEvent
                 }
                 Login::Takeover { failed } => {
                     shared.fraud.persist(&fraud.state_file, "a quarantine");
-                    let _ = shared.write(config, &Line::for_takeover(ip, account, failed));
+                    let _ = shared.write(
+                        config,
+                        &crate::fraud::lines::takeover_line(ip, account, failed),
+                    );
                     shared.metrics.outbound.takeover();
                     shared.notify(crate::notify::Event::Takeover {
                         account: name.to_string(),

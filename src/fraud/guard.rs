@@ -914,7 +914,7 @@ mod tests {
         let j = last.take().unwrap();
         assert_eq!(j.reason_code(), "toll_fraud(calls_per_minute)");
         assert!(j.usual_address);
-        let line = crate::alert_log::Line::for_outbound(&j, &from_office("00442079460105"), false);
+        let line = crate::fraud::lines::outbound_line(&j, &from_office("00442079460105"), false);
         assert_eq!(line.level, crate::alert_log::Level::Warning);
         assert!(line.text().contains("address=usual"), "{}", line.text());
         // The same burst from an address first used an hour ago bans it.
@@ -928,7 +928,7 @@ mod tests {
         }
         let j = last.unwrap();
         assert!(!j.usual_address);
-        let line = crate::alert_log::Line::for_outbound(&j, &call("00442079460105"), false);
+        let line = crate::fraud::lines::outbound_line(&j, &call("00442079460105"), false);
         assert_eq!(line.level, crate::alert_log::Level::Error);
     }
 

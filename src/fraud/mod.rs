@@ -11,6 +11,7 @@ pub mod extension_pattern;
 pub mod guard;
 pub mod hours;
 pub mod limits;
+pub mod lines;
 pub mod number;
 pub mod number_types;
 pub mod short_number;
