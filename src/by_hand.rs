@@ -13,6 +13,7 @@ use ipnet::IpNet;
 
 use crate::alert_log::{AlertLog, Level, Line};
 use crate::config::Config;
+use crate::control;
 use crate::nftables::{self, netlink};
 
 /// An address or a range.
@@ -306,7 +307,7 @@ pub fn unban(config: &Config, target: Target, fail2ban: &Fail2ban) -> Said {
     match &config.daemon.control_socket {
         Some(path) => {
             for ip in forget {
-                match crate::daemon::control::ask(path, &format!("forget {ip}")) {
+                match control::ask(path, &control::Request::Forget(ip)) {
                     Ok(answer) => said.say(format!("{ip}: {}", forget_said(&answer))),
                     Err(e) => said.say(format!(
                         "{ip}: the daemon was not told ({}: {e}); if it runs, its next alert may ban {ip} again",
@@ -333,13 +334,15 @@ pub fn unban(config: &Config, target: Target, fail2ban: &Fail2ban) -> Said {
 pub const FAIL2BAN_SOCKET: &str = "/run/fail2ban/fail2ban.sock";
 
 /// The daemon's answer to `forget ADDR`, in words.
-fn forget_said(answer: &str) -> String {
-    match answer.split_once(' ').map(|(word, _)| word) {
-        Some("forgotten") => {
+fn forget_said(answer: &control::Answer) -> String {
+    match answer {
+        control::Answer::Forgotten(_) => {
             "the daemon forgot what it counted of it: its next call is judged afresh".into()
         }
-        Some("unknown") => "the daemon had counted nothing of it: nothing to forget there".into(),
-        _ => format!("the daemon answered: {answer}"),
+        control::Answer::Unknown(_) => {
+            "the daemon had counted nothing of it: nothing to forget there".into()
+        }
+        other => format!("the daemon answered: {}", other.encode()),
     }
 }
 
@@ -362,9 +365,10 @@ mod tests {
 
     #[test]
     fn the_daemons_forget_answers_read_as_words() {
-        assert!(forget_said("forgotten 10.77.0.2").contains("judged afresh"));
-        assert!(forget_said("unknown 10.77.0.2").contains("had counted nothing"));
-        assert_eq!(forget_said("error x"), "the daemon answered: error x");
+        let said = |line: &str| forget_said(&control::Answer::decode(line).unwrap());
+        assert!(said("forgotten 10.77.0.2").contains("judged afresh"));
+        assert!(said("unknown 10.77.0.2").contains("had counted nothing"));
+        assert_eq!(said("error x"), "the daemon answered: error x");
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod call;
 pub mod check;
 pub mod clock;
 pub mod config;
+pub mod control;
 pub mod crowdsec;
 pub mod daemon;
 pub mod diagnostics;

@@ -13,6 +13,7 @@ use extsecurity::by_hand::Target;
 use extsecurity::check::{self, OnError, Plan};
 use extsecurity::clock::timestamp_now;
 use extsecurity::config::{self, Config, Source};
+use extsecurity::control;
 use extsecurity::exits;
 use extsecurity::request::{self, BadRequest, EncodedFields};
 
@@ -683,13 +684,17 @@ fn daemon_status(config: &Config, json: bool) -> u8 {
         );
         return exits::NO_DAEMON;
     };
-    let answer = match ask_daemon(sock, "status") {
+    let answer = match control::ask(sock, &control::Request::Status) {
         Ok(answer) => answer,
         Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
             eprintln!(
                 "extsecurity: {} is the daemon's alone ({e}): run this as root (sudo extsecurity status) or as its user (sudo -u extsecurity extsecurity status)",
                 sock.display()
             );
+            return exits::NO_DAEMON;
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+            eprintln!("extsecurity: {e}");
             return exits::NO_DAEMON;
         }
         Err(e) => {
@@ -700,11 +705,8 @@ fn daemon_status(config: &Config, json: bool) -> u8 {
             return exits::NO_DAEMON;
         }
     };
-    let Some(Ok(status)) = answer
-        .strip_prefix("daemon ")
-        .map(serde_json::from_str::<extsecurity::daemon::status::Status>)
-    else {
-        eprintln!("extsecurity: the daemon answered {answer:?}");
+    let control::Answer::Daemon(status) = answer else {
+        eprintln!("extsecurity: the daemon answered {:?}", answer.encode());
         return exits::NO_DAEMON;
     };
     match json {
@@ -712,14 +714,9 @@ fn daemon_status(config: &Config, json: bool) -> u8 {
             "{}",
             serde_json::to_string_pretty(&status).unwrap_or_default()
         ),
-        false => print!("{}", extsecurity::daemon::status::render(&status)),
+        false => print!("{}", control::status::render(&status)),
     }
     exits::OK
-}
-
-/// One request to the daemon's control socket; its one-line answer.
-fn ask_daemon(path: &std::path::Path, request: &str) -> std::io::Result<String> {
-    extsecurity::daemon::control::ask(path, request)
 }
 
 /// Where the outbound guard's state is: the running daemon (over its control socket),
@@ -770,24 +767,20 @@ fn fraud_status(config: &Config, account: Option<&str>, json: bool) -> u8 {
     let (accounts, from) = match guard_at(config) {
         None => return exits::FRAUD,
         Some(GuardAt::Daemon(sock)) => {
-            let request = format!("fraud-status {}", account.unwrap_or_default());
-            let answer = match ask_daemon(sock, request.trim_end()) {
-                Ok(answer) => answer,
+            let request = control::Request::FraudStatus(account.map(str::to_string));
+            match control::ask(sock, &request) {
+                Ok(control::Answer::FraudStatus(accounts)) => {
+                    (accounts, "the running daemon".to_string())
+                }
+                Ok(other) => {
+                    eprintln!("extsecurity: the daemon answered {:?}", other.encode());
+                    return exits::FRAUD;
+                }
                 Err(e) => {
                     eprintln!(
                         "extsecurity: the daemon did not answer ({}: {e})",
                         sock.display()
                     );
-                    return exits::FRAUD;
-                }
-            };
-            let parsed = answer
-                .strip_prefix("status ")
-                .map(serde_json::from_str::<Vec<extsecurity::fraud::guard::Status>>);
-            match parsed {
-                Some(Ok(accounts)) => (accounts, "the running daemon".to_string()),
-                _ => {
-                    eprintln!("extsecurity: the daemon answered {answer:?}");
                     return exits::FRAUD;
                 }
             }
@@ -839,13 +832,12 @@ fn fraud_release(config: &Config, account: &str, lift: bool) -> u8 {
     let was: Option<Option<extsecurity::fraud::account::Quarantine>> = match guard_at(config) {
         None => return exits::FRAUD,
         Some(GuardAt::Daemon(sock)) => {
-            match ask_daemon(sock, &format!("fraud-release {account}")) {
-                Ok(answer) if answer.starts_with("released ") => {
-                    serde_json::from_str(&answer["released ".len()..]).ok()
-                }
-                Ok(answer) if answer.starts_with("unknown ") => None,
-                Ok(answer) => {
-                    eprintln!("extsecurity: the daemon answered {answer:?}");
+            let request = control::Request::FraudRelease(account.to_string());
+            match control::ask(sock, &request) {
+                Ok(control::Answer::Released(was)) => Some(was),
+                Ok(control::Answer::Unknown(_)) => None,
+                Ok(other) => {
+                    eprintln!("extsecurity: the daemon answered {:?}", other.encode());
                     return exits::FRAUD;
                 }
                 Err(e) => {

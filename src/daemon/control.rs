@@ -6,11 +6,8 @@
 //! start instead of deleting the socket and leaving `unban` talking to nobody once it
 //! exits.
 //!
-//! One request a connection, one line each way: `forget ADDR` → `forgotten ADDR` (or
-//! `unknown ADDR` when the per-call memory did not hold it); `status` → `daemon JSON`
-//! (`extsecurity status`); `fraud-status [ACCOUNT]` →
-//! `status JSON` (the outbound guard's accounts); `fraud-release ACCOUNT` → `released
-//! JSON` (the quarantine it had, or null) or `unknown ACCOUNT`; `error …` otherwise.
+//! One request a connection, one line each way, in the control protocol
+//! ([`crate::control`]): this is its server side.
 
 use std::net::IpAddr;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -21,10 +18,8 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixListener;
 
+use crate::control::{Answer, MAX_REQUEST, Request};
 use crate::daemon::Shared;
-
-/// A request longer than this is not ours.
-const MAX_REQUEST: u64 = 256;
 
 /// Why the control socket could not be taken.
 #[derive(Debug, thiserror::Error)]
@@ -207,90 +202,67 @@ pub async fn serve(control: Arc<Control>, shared: Arc<Shared>) {
             let read = tokio::time::timeout(Duration::from_secs(2), reader.read_line(&mut line));
             let answer = match read.await {
                 Ok(Ok(_)) => answer(&shared, line.trim_end()),
-                _ => "error no request\n".to_string(),
+                _ => Answer::Error("no request".into()),
             };
-            let _ = write.write_all(answer.as_bytes()).await;
+            let _ = write
+                .write_all(format!("{}\n", answer.encode()).as_bytes())
+                .await;
         });
     }
 }
 
-fn answer(shared: &Shared, request: &str) -> String {
-    let (verb, arg) = request.split_once(' ').unwrap_or((request, ""));
-    match verb {
-        "forget" => forget(shared, arg),
-        "status" => match serde_json::to_string(&crate::daemon::status::collect(shared)) {
-            Ok(json) => format!("daemon {json}\n"),
-            Err(e) => format!("error {e}\n"),
-        },
-        "fraud-status" => {
-            let account = (!arg.is_empty()).then_some(arg);
+fn answer(shared: &Shared, line: &str) -> Answer {
+    match Request::decode(line) {
+        Ok(Request::Forget(ip)) => forget(shared, ip),
+        Ok(Request::Status) => Answer::Daemon(Box::new(crate::daemon::status::collect(shared))),
+        Ok(Request::FraudStatus(account)) => {
             let now = crate::clock::Now::current().unix;
             let status = shared
                 .fraud
                 .guard
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .status(account, now);
-            match serde_json::to_string(&status) {
-                Ok(json) => format!("status {json}\n"),
-                Err(e) => format!("error {e}\n"),
-            }
+                .status(account.as_deref(), now);
+            Answer::FraudStatus(status)
         }
-        "fraud-release" if !arg.is_empty() => {
-            let now = crate::clock::Now::current().unix;
-            let released = shared
-                .fraud
-                .guard
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .release(arg, now);
-            match released {
-                Some(was) => {
-                    if let Some(fraud) = &shared.config().fraud {
-                        shared.fraud.persist(&fraud.state_file, "a release");
-                    }
-                    shared.notify(crate::notify::Event::Released {
-                        account: arg.to_string(),
-                        quarantined: was.is_some(),
-                    });
-                    tracing::info!(
-                        account = arg,
-                        quarantined = was.is_some(),
-                        "fraud: released by extsecurity fraud release: its quarantine lifted, its counters reset"
-                    );
-                    format!(
-                        "released {}\n",
-                        serde_json::to_string(&was).unwrap_or_else(|_| "null".into())
-                    )
-                }
-                None => format!("unknown {arg}\n"),
-            }
-        }
-        _ => "error unknown request\n".into(),
+        Ok(Request::FraudRelease(account)) => release(shared, &account),
+        Ok(Request::Version) => Answer::Version(crate::control::VERSION),
+        Err(e) => Answer::Error(e),
     }
 }
 
-fn forget(shared: &Shared, arg: &str) -> String {
-    let Ok(ip) = arg.parse::<IpAddr>() else {
-        return format!("error not an address: {arg:?}\n");
+/// Lifts an account's quarantine (`extsecurity fraud release`): saved, notified, said.
+fn release(shared: &Shared, account: &str) -> Answer {
+    let now = crate::clock::Now::current().unix;
+    let released = shared
+        .fraud
+        .guard
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .release(account, now);
+    let Some(was) = released else {
+        return Answer::Unknown(account.into());
     };
-    let ip = ip.to_canonical();
+    if let Some(fraud) = &shared.config().fraud {
+        shared.fraud.persist(&fraud.state_file, "a release");
+    }
+    shared.notify(crate::notify::Event::Released {
+        account: account.to_string(),
+        quarantined: was.is_some(),
+    });
+    tracing::info!(
+        account,
+        quarantined = was.is_some(),
+        "fraud: released by extsecurity fraud release: its quarantine lifted, its counters reset"
+    );
+    Answer::Released(was)
+}
+
+fn forget(shared: &Shared, ip: IpAddr) -> Answer {
     let known = shared.forget(ip);
     tracing::info!(%ip, known, "unban: forgotten by the rules with memory");
     match known {
-        true => format!("forgotten {ip}\n"),
-        false => format!("unknown {ip}\n"),
+        true => Answer::Forgotten(ip),
+        false => Answer::Unknown(ip.to_string()),
     }
-}
-
-/// One request to a running daemon's control socket (`extsecurity unban`, `status`,
-/// `fraud …`); its one-line answer.
-pub fn ask(path: &Path, request: &str) -> std::io::Result<String> {
-    use std::io::{BufRead, Write};
-    let mut stream = std::os::unix::net::UnixStream::connect(path)?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    stream.write_all(format!("{request}\n").as_bytes())?;
-    let mut answer = String::new();
-    std::io::BufReader::new(stream).read_line(&mut answer)?;
-    Ok(answer.trim_end().to_string())
 }

@@ -1,0 +1,438 @@
+//! The running daemon's status as the control protocol carries it: the daemon collects
+//! a [`Status`] (`daemon::status::collect`) and answers `status` with it as JSON;
+//! `extsecurity status` prints it as text ([`render`]) or passes the JSON on.
+
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+
+/// What `status` shows. Times are Unix seconds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    pub version: String,
+    pub pid: u32,
+    pub started: u64,
+    pub now: u64,
+    /// Where the running configuration came from.
+    pub config: String,
+    pub reloads: u64,
+    pub reload_failures: u64,
+    /// Whether the last reload took effect (true when none was tried).
+    pub last_reload_ok: bool,
+    pub fastagi: Option<FastAgi>,
+    pub ami: Option<Ami>,
+    pub crowdsec: Option<Crowdsec>,
+    pub nftables: Option<Nftables>,
+    pub fraud: Option<Fraud>,
+    /// Calls this daemon judged (guest and outbound).
+    pub calls: Counts,
+    /// Alert lines this daemon wrote (every rule: per-call, memory, AMI, toll fraud).
+    pub alerts: Counts,
+    /// Alerts by rule in the last hour, most first.
+    pub top_rules: Vec<(String, u64)>,
+    /// The last alert lines, newest first.
+    pub last_alerts: Vec<String>,
+    /// Settings the file changed that apply at the next restart: `key (running X,
+    /// file Y)`.
+    #[serde(default)]
+    pub pending_restart: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Counts {
+    pub last_minute: u64,
+    pub last_hour: u64,
+    pub since_start: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FastAgi {
+    pub listen: String,
+    pub connections_open: i64,
+    pub max_connections: usize,
+    pub overloaded: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Ami {
+    pub address: String,
+    pub connected: bool,
+    /// When it last connected or went down; None before the first try ended.
+    pub since: Option<u64>,
+    pub reconnects: u64,
+    pub events: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Crowdsec {
+    pub lapi_url: String,
+    pub running: bool,
+    pub failing: bool,
+    /// Alerts found in the log and not yet accepted by the LAPI.
+    pub backlog: u64,
+    /// Seconds since the oldest of them was written.
+    pub backlog_age_seconds: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Nftables {
+    pub table: String,
+    /// Addresses in the ban sets now.
+    pub banned: u64,
+    pub bans_total: u64,
+    pub errors: u64,
+    /// Why bans fail now (`None` while they land).
+    #[serde(default)]
+    pub failing: Option<String>,
+    /// Times the table was rebuilt after its removal.
+    #[serde(default)]
+    pub rebuilt: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Fraud {
+    pub accounts: usize,
+    pub quarantined: Vec<Quarantined>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Quarantined {
+    pub account: String,
+    pub why: String,
+    pub until: u64,
+    pub address: Option<std::net::IpAddr>,
+}
+
+/// The status as a screen of text.
+pub fn render(s: &Status) -> String {
+    let mut out = String::new();
+    let reload = match (s.reloads + s.reload_failures, s.last_reload_ok) {
+        (0, _) => String::new(),
+        (n, true) => format!(", {n} reloads, the last took effect"),
+        (n, false) => format!(
+            ", {n} reloads, THE LAST WAS REFUSED (the previous settings run: journalctl -u extsecurity)"
+        ),
+    };
+    let _ = writeln!(
+        out,
+        "extsecurity {}, pid {}, up {} (since {})",
+        s.version,
+        s.pid,
+        duration(s.now.saturating_sub(s.started)),
+        local_time(s.started)
+    );
+    let _ = writeln!(out, "{:<11} {}{reload}", "config", s.config);
+    if !s.pending_restart.is_empty() {
+        let _ = writeln!(
+            out,
+            "{:<11} AT THE NEXT RESTART: {}",
+            "",
+            s.pending_restart.join(", ")
+        );
+    }
+    let _ = writeln!(out, "{:<11} {}", "FastAGI", fastagi_line(s));
+    let _ = writeln!(out, "{:<11} {}", "AMI", ami_line(s));
+    let _ = writeln!(out, "{:<11} {}", "CrowdSec", crowdsec_line(s));
+    let _ = writeln!(out, "{:<11} {}", "nftables", nftables_line(s));
+    let _ = writeln!(out, "{:<11} {}", "fraud", fraud_line(s));
+    for (what, c) in [("calls", &s.calls), ("alerts", &s.alerts)] {
+        let _ = writeln!(
+            out,
+            "{what:<11} {} in the last minute, {} in the last hour, {} since start",
+            c.last_minute, c.last_hour, c.since_start
+        );
+    }
+    let top: Vec<String> = s
+        .top_rules
+        .iter()
+        .take(5)
+        .map(|(rule, n)| format!("{rule} {n}"))
+        .collect();
+    let top = match top.is_empty() {
+        true => "none in the last hour".to_string(),
+        false => format!("{} (last hour)", top.join(", ")),
+    };
+    let _ = writeln!(out, "{:<11} {top}", "top rules");
+    match s.last_alerts.is_empty() {
+        true => out.push_str("last alerts none since start\n"),
+        false => {
+            out.push_str("last alerts (newest first)\n");
+            for line in &s.last_alerts {
+                let _ = writeln!(out, "  {line}");
+            }
+        }
+    }
+    out
+}
+
+fn fastagi_line(s: &Status) -> String {
+    let Some(f) = &s.fastagi else {
+        return "off (daemon.fastagi = false)".into();
+    };
+    format!(
+        "listening on {}, {} of {} connections busy{}",
+        f.listen,
+        f.connections_open,
+        f.max_connections,
+        if f.overloaded { ", OVERLOADED" } else { "" }
+    )
+}
+
+fn ami_line(s: &Status) -> String {
+    let Some(a) = &s.ami else {
+        return "off (no [ami])".into();
+    };
+    let since = a
+        .since
+        .map(|t| format!(" since {}", local_time(t)))
+        .unwrap_or_default();
+    let state = match a.connected {
+        true => "connected",
+        false => "NOT CONNECTED",
+    };
+    format!(
+        "{state} to {}{since}, {} events read, {} reconnects",
+        a.address, a.events, a.reconnects
+    )
+}
+
+fn crowdsec_line(s: &Status) -> String {
+    let Some(c) = &s.crowdsec else {
+        return "off (no [crowdsec])".into();
+    };
+    let state = match (c.running, c.failing) {
+        (false, _) => "pusher NOT RUNNING",
+        (true, true) => "pushing, LAPI FAILING",
+        (true, false) => "pushing",
+    };
+    let age = match c.backlog {
+        0 => String::new(),
+        _ => format!(", the oldest {}", duration(c.backlog_age_seconds as u64)),
+    };
+    format!(
+        "{state} to {}, {} alerts waiting{age}",
+        c.lapi_url, c.backlog
+    )
+}
+
+fn nftables_line(s: &Status) -> String {
+    let Some(n) = &s.nftables else {
+        return "off (no [nftables])".into();
+    };
+    let failed = match &n.failing {
+        Some(why) => format!("{} FAILED, FAILING NOW: {why}", n.errors),
+        None => format!("{} failed", n.errors),
+    };
+    let rebuilt = match n.rebuilt {
+        0 => String::new(),
+        1 => ", rebuilt once after its removal".to_string(),
+        n => format!(", rebuilt {n} times after its removal"),
+    };
+    format!(
+        "table inet {}: {} addresses banned now, {} bans since start, {failed}{rebuilt}",
+        n.table, n.banned, n.bans_total
+    )
+}
+
+fn fraud_line(s: &Status) -> String {
+    let Some(f) = &s.fraud else {
+        return "off (no [fraud])".into();
+    };
+    let quarantined: Vec<String> = f
+        .quarantined
+        .iter()
+        .map(|q| format!("{:?} ({}, until {})", q.account, q.why, local_time(q.until)))
+        .collect();
+    match quarantined.is_empty() {
+        true => format!("{}, none quarantined", accounts(f.accounts)),
+        false => format!(
+            "{}, {} QUARANTINED: {}",
+            accounts(f.accounts),
+            quarantined.len(),
+            quarantined.join(", ")
+        ),
+    }
+}
+
+/// `1 account`, `7 accounts`.
+fn accounts(n: usize) -> String {
+    match n {
+        1 => "1 account".into(),
+        n => format!("{n} accounts"),
+    }
+}
+
+/// `2d 3h 4m`, `5m 6s`, `7s`.
+fn duration(seconds: u64) -> String {
+    let (d, h, m, s) = (
+        seconds / 86_400,
+        seconds / 3600 % 24,
+        seconds / 60 % 60,
+        seconds % 60,
+    );
+    match (d, h, m) {
+        (0, 0, 0) => format!("{s}s"),
+        (0, 0, _) => format!("{m}m {s}s"),
+        (0, _, _) => format!("{h}h {m}m"),
+        _ => format!("{d}d {h}h {m}m"),
+    }
+}
+
+/// `2026-12-03 15:04:05` in the alert log's zone.
+fn local_time(unix: u64) -> String {
+    jiff::Timestamp::from_second(unix as i64)
+        .map(|t| {
+            t.to_zoned_datetime(crate::clock::local_zone())
+                .strftime("%Y-%m-%d %H:%M:%S")
+                .to_string()
+        })
+        .unwrap_or_else(|_| unix.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status() -> Status {
+        Status {
+            version: "0.1.0".into(),
+            pid: 42,
+            started: 1_800_000_000,
+            now: 1_800_000_000 + 2 * 86_400 + 3 * 3600 + 4 * 60,
+            config: "/etc/asterisk/extsecurity.toml".into(),
+            reloads: 2,
+            reload_failures: 1,
+            last_reload_ok: false,
+            fastagi: Some(FastAgi {
+                listen: "127.0.0.1:4573".into(),
+                connections_open: 3,
+                max_connections: 1024,
+                overloaded: false,
+            }),
+            ami: Some(Ami {
+                address: "127.0.0.1:5038".into(),
+                connected: false,
+                since: Some(1_800_000_100),
+                reconnects: 4,
+                events: 1234,
+            }),
+            crowdsec: None,
+            nftables: Some(Nftables {
+                table: "extsecurity".into(),
+                banned: 12,
+                bans_total: 30,
+                errors: 0,
+                failing: None,
+                rebuilt: 0,
+            }),
+            fraud: Some(Fraud {
+                accounts: 7,
+                quarantined: vec![Quarantined {
+                    account: "alice".into(),
+                    why: "concurrent".into(),
+                    until: 1_800_100_000,
+                    address: None,
+                }],
+            }),
+            calls: Counts {
+                last_minute: 31,
+                last_hour: 1204,
+                since_start: 20_311,
+            },
+            alerts: Counts {
+                last_minute: 2,
+                last_hour: 40,
+                since_start: 99,
+            },
+            top_rules: vec![
+                ("extension_scan".into(), 20),
+                ("auth_bruteforce".into(), 12),
+            ],
+            last_alerts: vec!["2027-01-15 08:00:00.000 ERROR ip=203.0.113.5 reason=x".into()],
+            pending_restart: vec![
+                "daemon.listen (running 127.0.0.1:4573, file 127.0.0.1:4574)".into(),
+            ],
+        }
+    }
+
+    #[test]
+    fn the_screen_says_what_runs_and_shouts_what_is_wrong() {
+        let text = render(&status());
+        for needle in [
+            "extsecurity 0.1.0, pid 42, up 2d 3h 4m",
+            "3 reloads, THE LAST WAS REFUSED",
+            "listening on 127.0.0.1:4573, 3 of 1024 connections busy",
+            "AT THE NEXT RESTART: daemon.listen (running 127.0.0.1:4573, file 127.0.0.1:4574)",
+            "NOT CONNECTED to 127.0.0.1:5038 since ",
+            "off (no [crowdsec])",
+            "table inet extsecurity: 12 addresses banned now",
+            "7 accounts, 1 QUARANTINED: \"alice\" (concurrent, until ",
+            "calls       31 in the last minute, 1204 in the last hour, 20311 since start",
+            "extension_scan 20, auth_bruteforce 12 (last hour)",
+            "  2027-01-15 08:00:00.000 ERROR ip=203.0.113.5 reason=x",
+        ] {
+            assert!(text.contains(needle), "{needle:?} not in\n{text}");
+        }
+    }
+
+    #[test]
+    fn failing_bans_are_shouted_with_their_cause_and_rebuilds_counted() {
+        let mut s = status();
+        let n = s.nftables.as_mut().unwrap();
+        n.errors = 2;
+        n.rebuilt = 1;
+        let text = render(&s);
+        assert!(
+            text.contains("2 failed, rebuilt once after its removal"),
+            "{text}"
+        );
+        let n = s.nftables.as_mut().unwrap();
+        n.failing = Some("Operation not permitted (os error 1)".into());
+        let text = render(&s);
+        assert!(
+            text.contains("2 FAILED, FAILING NOW: Operation not permitted (os error 1)"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_quiet_daemon_says_none() {
+        let mut s = status();
+        s.top_rules.clear();
+        s.last_alerts.clear();
+        s.fraud = None;
+        s.reloads = 0;
+        s.reload_failures = 0;
+        let text = render(&s);
+        assert!(text.contains("none in the last hour"));
+        assert!(text.contains("last alerts none since start"));
+        assert!(text.contains("off (no [fraud])"));
+        assert!(!text.contains("reloads"));
+    }
+
+    #[test]
+    fn one_account_is_not_accounts() {
+        let mut s = status();
+        s.fraud.as_mut().unwrap().accounts = 1;
+        assert!(
+            render(&s).contains("1 account, 1 QUARANTINED"),
+            "{}",
+            render(&s)
+        );
+    }
+
+    #[test]
+    fn durations_read_as_a_person_says_them() {
+        assert_eq!(duration(7), "7s");
+        assert_eq!(duration(306), "5m 6s");
+        assert_eq!(duration(3 * 3600 + 60), "3h 1m");
+        assert_eq!(duration(86_400 + 7200), "1d 2h 0m");
+    }
+
+    #[test]
+    fn the_json_reads_back() {
+        let s = status();
+        let json = serde_json::to_string(&s).unwrap();
+        assert_eq!(serde_json::from_str::<Status>(&json).unwrap(), s);
+    }
+}
