@@ -28,7 +28,6 @@ pub mod notify;
 pub mod peer;
 pub mod preflight;
 pub mod report;
-pub mod report_html;
 pub mod request;
 pub mod rules;
 pub mod sip_ports;

@@ -16,6 +16,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
+pub mod html;
 mod ranges;
 
 pub use ranges::MIN_MEMBERS as RANGE_MIN_MEMBERS;

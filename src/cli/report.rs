@@ -24,7 +24,7 @@ pub(crate) fn report(
         }
     }
     if let Some(file) = html {
-        return match std::fs::write(&file, extsecurity::report_html::page(&report, top)) {
+        return match std::fs::write(&file, extsecurity::report::html::page(&report, top)) {
             Ok(()) => {
                 let days = match report.per_day.len() {
                     1 => "1 day".to_string(),
