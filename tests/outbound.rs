@@ -685,6 +685,10 @@ fn a_missing_high_risk_list_stops_only_the_outbound_check() {
             std::fs::write(sandbox.dir.path().join("risk.conf"), content).unwrap();
         }
         let serve = LoggedServe::start(sandbox, port);
+        // The port accepts (the kernel's backlog) a moment before the list is read.
+        wait_for("the CRITICAL line", Duration::from_secs(5), || {
+            serve.stderr().contains("the guest check runs")
+        });
         let said = serve.stderr();
         assert!(said.contains("risk.conf"), "{name}: {said}");
         assert!(said.contains("the guest check runs"), "{name}: {said}");

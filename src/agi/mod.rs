@@ -63,10 +63,7 @@ pub fn verdict_command(plan: &Plan) -> Vec<u8> {
 pub fn outbound_command(judgement: Option<&crate::fraud::Judgement>, end: &str) -> Vec<u8> {
     let mut variables = match judgement {
         Some(j) => vec![
-            (
-                "EXTSEC_RESULT",
-                if j.is_refused() { "ALERT" } else { "OK" }.to_string(),
-            ),
+            ("EXTSEC_RESULT", j.result().to_string()),
             ("EXTSEC_REASON", j.reason_code()),
             ("EXTSEC_MAX_SECONDS", j.max_seconds.to_string()),
             ("EXTSEC_CLASS", j.destination.class.to_string()),

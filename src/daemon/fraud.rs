@@ -243,7 +243,7 @@ pub fn judge(shared: &Shared, config: &Config, call: &Outbound) -> Result<Judgem
     let destination = classify_outbound(fraud, &high_risk, &call.number);
     let now = Now::current();
     let judgement = shared.fraud.guard().judge(fraud, destination, call, now);
-    if matches!(judgement.decision, crate::fraud::Decision::TollFraud { .. }) {
+    if judgement.reached().is_some_and(|r| r.critical) {
         shared.fraud.persist(&fraud.state_file, "a quarantine");
     }
     let trusted = call.address.is_some_and(|ip| config.is_trusted(ip));
@@ -262,33 +262,20 @@ pub fn judge(shared: &Shared, config: &Config, call: &Outbound) -> Result<Judgem
 /// What the administrator hears of an outbound verdict: a warning level or a
 /// quarantine, never an ordinary call or a plain refusal.
 fn fraud_event(judgement: &Judgement, call: &Outbound) -> Option<crate::notify::Event> {
-    use crate::fraud::Decision;
-    // An ordinary call returns here, before anything is built.
-    let (rule, figure, limit) = match &judgement.decision {
-        Decision::Warn {
-            rule,
-            figure,
-            limit,
-        } => (rule.to_string(), *figure, *limit),
-        Decision::TollFraud {
-            rule,
-            figure,
-            limit,
-        } => (rule.clone(), *figure, *limit),
-        _ => return None,
-    };
+    // An ordinary call or a plain refusal returns here, before anything is built.
+    let reached = judgement.reached()?;
     let level = crate::notify::Level {
         account: call.account.clone(),
         class: judgement.destination.class.to_string(),
-        rule,
-        figure,
-        limit,
+        rule: reached.rule.to_string(),
+        figure: reached.figure,
+        limit: reached.limit,
         address: call.address,
         usual_address: judgement.usual_address,
     };
-    Some(match judgement.decision {
-        Decision::Warn { .. } => crate::notify::Event::TollFraudWarning(level),
-        _ => crate::notify::Event::TollFraud(level),
+    Some(match reached.critical {
+        false => crate::notify::Event::TollFraudWarning(level),
+        true => crate::notify::Event::TollFraud(level),
     })
 }
 

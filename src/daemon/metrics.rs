@@ -95,21 +95,15 @@ impl OutboundMetrics {
     }
 
     pub fn judged(&self, j: &crate::fraud::Judgement) {
-        use crate::fraud::Decision;
         let class = Class::ALL
             .iter()
             .position(|c| *c == j.destination.class)
             .unwrap_or(0);
         self.verdicts[class][usize::from(j.is_refused())].fetch_add(1, Relaxed);
-        let level = match &j.decision {
-            Decision::Warn { rule, .. } => Some((rule.name(), 0)),
-            Decision::TollFraud { rule, .. } => Some((rule.as_str(), 1)),
-            _ => None,
-        };
-        if let Some((rule, severity)) = level
-            && let Some(i) = Rule::ALL.iter().position(|r| r.name() == rule)
+        if let Some(reached) = j.reached()
+            && let Some(i) = Rule::ALL.iter().position(|r| r.name() == reached.rule)
         {
-            self.levels[i][severity].fetch_add(1, Relaxed);
+            self.levels[i][usize::from(reached.critical)].fetch_add(1, Relaxed);
         }
     }
 

@@ -60,7 +60,48 @@ pub struct Judgement {
     pub live: u32,
 }
 
+/// A limit a call reached: its warning level, or its critical one (toll fraud, the
+/// account quarantined). What the line, the notification and the metrics say of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reached<'a> {
+    pub rule: &'a str,
+    pub figure: u32,
+    pub limit: u32,
+    pub critical: bool,
+}
+
 impl Judgement {
+    /// The level the call reached, if any: computed here once for every adapter.
+    pub fn reached(&self) -> Option<Reached<'_>> {
+        let (rule, figure, limit, critical) = match &self.decision {
+            Decision::Warn {
+                rule,
+                figure,
+                limit,
+            } => (rule.name(), *figure, *limit, false),
+            Decision::TollFraud {
+                rule,
+                figure,
+                limit,
+            } => (rule.as_str(), *figure, *limit, true),
+            Decision::Pass | Decision::Refuse(_) => return None,
+        };
+        Some(Reached {
+            rule,
+            figure,
+            limit,
+            critical,
+        })
+    }
+
+    /// `EXTSEC_RESULT`: `ALERT` for a refused call (the dialplan hangs up), else `OK`.
+    pub fn result(&self) -> &'static str {
+        match self.is_refused() {
+            true => "ALERT",
+            false => "OK",
+        }
+    }
+
     pub fn is_refused(&self) -> bool {
         matches!(
             self.decision,

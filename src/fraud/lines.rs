@@ -17,29 +17,23 @@ use crate::fraud::{Class, Decision, Judgement};
 ///
 /// `[ip=ADDR ]reason=CODE account='…' class=CLASS number='…' live=N [figure=N limit=N]`
 pub fn outbound_line(judgement: &Judgement, call: &Outbound, trusted: bool) -> Line {
-    let bans = !trusted && !judgement.usual_address;
-    let (level, figures) = match &judgement.decision {
-        Decision::Pass => (Level::Info, None),
-        Decision::Warn { figure, limit, .. } => (Level::Warning, Some((*figure, *limit))),
-        Decision::Refuse(_) => (Level::Warning, None),
-        Decision::TollFraud { figure, limit, .. } => {
-            let level = match (bans, call.address) {
-                (true, Some(_)) => Level::Error,
-                _ => Level::Warning,
-            };
-            (level, Some((*figure, *limit)))
-        }
+    let bans = !trusted && !judgement.usual_address && call.address.is_some();
+    let reached = judgement.reached();
+    let level = match (&judgement.decision, reached) {
+        (Decision::Pass, _) => Level::Info,
+        (_, Some(r)) if r.critical && bans => Level::Error,
+        _ => Level::Warning,
     };
     let mut line = Line::new(level, call.address, &judgement.reason_code())
         .quoted("account", call.account.as_bytes())
         .field("class", judgement.destination.class)
         .quoted("number", &call.number)
         .field("live", judgement.live);
-    if let Some((figure, limit)) = figures {
-        line = line.field("figure", figure).field("limit", limit);
-    }
-    if judgement.usual_address && figures.is_some() && level == Level::Warning {
-        line = line.field("address", "usual");
+    if let Some(r) = reached {
+        line = line.field("figure", r.figure).field("limit", r.limit);
+        if judgement.usual_address && level == Level::Warning {
+            line = line.field("address", "usual");
+        }
     }
     line
 }
