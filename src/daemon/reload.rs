@@ -76,9 +76,17 @@ pub fn diff(old: &Config, new: &Config) -> Diff {
     let find = |all: &[Setting], key: &str| all.iter().find(|s| s.key == key).cloned();
     let mut out = Diff::default();
     let mut switched = Vec::new();
-    for table in ["ami", "crowdsec", "nftables", "fraud", "notify"] {
-        let absent = format!("[{table}]");
-        match (find(&before, &absent), find(&after, &absent)) {
+    // The tables that can be absent are those check-config's effective settings mark
+    // `[name]` when they are: one list, kept in config/effective.rs.
+    let mut markers: Vec<&str> = Vec::new();
+    for s in before.iter().chain(&after) {
+        if s.key.starts_with('[') && !markers.contains(&s.key.as_str()) {
+            markers.push(&s.key);
+        }
+    }
+    for absent in markers {
+        let table = absent.trim_start_matches('[').trim_end_matches(']');
+        match (find(&before, absent), find(&after, absent)) {
             (Some(_), None) => out.live.push(format!("[{table}] added")),
             (None, Some(_)) => out.live.push(format!("[{table}] removed")),
             _ => continue,
