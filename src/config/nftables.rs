@@ -26,6 +26,17 @@ pub struct NftablesConfig {
     pub state_file: std::path::PathBuf,
 }
 
+impl NftablesConfig {
+    /// What the table is made of, for `nftables::setup`.
+    pub fn layout(&self) -> crate::nftables::Layout<'_> {
+        crate::nftables::Layout {
+            table: &self.table,
+            ports: &self.ports,
+            max_elements: self.max_elements,
+        }
+    }
+}
+
 /// The `[nftables]` table as written.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -459,7 +459,7 @@ fn rebuild_if_cut(shared: &Shared, sink: &Sink) -> Result<(), String> {
         return Ok(());
     }
     let started = Instant::now();
-    crate::nftables::setup(&config).map_err(|e| e.to_string())?;
+    crate::nftables::setup(config.layout()).map_err(|e| e.to_string())?;
     let now = crate::clock::unix_now();
     let active = sink
         .history

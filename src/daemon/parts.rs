@@ -316,7 +316,7 @@ impl Parts {
     }
 
     fn start_bans(&mut self, shared: &Arc<Shared>, nft: &NftablesConfig, never: bans::Never) {
-        if let Err(e) = crate::nftables::setup(nft) {
+        if let Err(e) = crate::nftables::setup(nft.layout()) {
             tracing::warn!(
                 "nftables bans off: {e} (the unit grants CAP_NET_ADMIN); serving with the alert log alone"
             );
@@ -358,7 +358,7 @@ impl Parts {
             (Some(before), Some(nft), Some(bans)) if before == nft => {
                 bans.sink.update(nft.clone(), never)
             }
-            (_, Some(nft), Some(bans)) => match crate::nftables::setup(nft) {
+            (_, Some(nft), Some(bans)) => match crate::nftables::setup(nft.layout()) {
                 Ok(()) => {
                     let previous = bans.sink.config();
                     bans.sink.update(nft.clone(), never);

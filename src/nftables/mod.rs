@@ -12,8 +12,6 @@ use std::net::IpAddr;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::config::NftablesConfig;
-
 /// Why the kernel side could not be set up or read.
 #[derive(Debug, thiserror::Error)]
 pub enum NftError {
@@ -27,13 +25,23 @@ pub enum NftError {
     InUse(String),
 }
 
+/// What the table is made of (from `[nftables]`): its name, the ports its rules drop
+/// on (none: every port) and each set's size. Handed in, so that this room reads no
+/// configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layout<'a> {
+    pub table: &'a str,
+    pub ports: &'a [u16],
+    pub max_elements: u32,
+}
+
 /// The table, two sets and the input chain, as `nft -f -` reads them. The chain is
 /// flushed and its rules written again, so a restart never duplicates them; the sets
 /// are declared, not flushed, so bans survive it.
-pub fn ruleset(config: &NftablesConfig) -> String {
-    let t = &config.table;
-    let size = config.max_elements;
-    let ports = match config.ports.as_slice() {
+pub fn ruleset(layout: Layout<'_>) -> String {
+    let t = layout.table;
+    let size = layout.max_elements;
+    let ports = match layout.ports {
         [] => String::new(),
         ports => {
             let list: Vec<String> = ports.iter().map(u16::to_string).collect();
@@ -61,7 +69,7 @@ pub fn ruleset(config: &NftablesConfig) -> String {
 
 /// Puts the table in place (one `nft` process, at start). Without `CAP_NET_ADMIN` this
 /// fails with nft's own "Operation not permitted".
-pub fn setup(config: &NftablesConfig) -> Result<(), NftError> {
+pub fn setup(layout: Layout<'_>) -> Result<(), NftError> {
     let mut child = Command::new("nft")
         .args(["-f", "-"])
         .stdin(Stdio::piped())
@@ -71,7 +79,7 @@ pub fn setup(config: &NftablesConfig) -> Result<(), NftError> {
         .map_err(NftError::Spawn)?;
     let mut stdin = child.stdin.take().expect("piped");
     stdin
-        .write_all(ruleset(config).as_bytes())
+        .write_all(ruleset(layout).as_bytes())
         .map_err(NftError::Spawn)?;
     drop(stdin);
     let out = child.wait_with_output().map_err(NftError::Spawn)?;
@@ -456,21 +464,17 @@ mod tests {
         assert_eq!(shown(&"203.0.113.0/24".parse().unwrap()), "203.0.113.0/24");
     }
 
-    fn config(ports: Vec<u16>) -> NftablesConfig {
-        NftablesConfig {
+    fn layout(ports: &[u16]) -> Layout<'_> {
+        Layout {
+            table: "extsecurity",
             ports,
-            ports_from: "nftables.ports".into(),
-            ban: Duration::from_secs(86_400),
-            table: "extsecurity".into(),
             max_elements: 65_536,
-            increment: None,
-            state_file: "/var/lib/extsecurity/bans.state".into(),
         }
     }
 
     #[test]
     fn the_ruleset_drops_set_members_on_the_configured_ports_only() {
-        let r = ruleset(&config(vec![5060, 5061]));
+        let r = ruleset(layout(&[5060, 5061]));
         assert!(
             r.contains("set v4 { type ipv4_addr; flags timeout; size 65536; }"),
             "{r}"
@@ -480,7 +484,7 @@ mod tests {
             "add rule inet extsecurity input ip saddr @v4 meta l4proto { tcp, udp } th dport { 5060, 5061 } counter drop"
         ), "{r}");
         assert!(!r.contains("flush set"), "bans survive a restart");
-        let every = ruleset(&config(vec![]));
+        let every = ruleset(layout(&[]));
         assert!(
             every.contains("input ip6 saddr @v6 counter drop"),
             "{every}"
