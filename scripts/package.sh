@@ -22,8 +22,10 @@ for f in ./usr/bin/extsecurity ./etc/asterisk/extsecurity.toml \
          ./usr/share/doc/extsecurity/asterisk/extensions-outbound.conf \
          ./etc/fail2ban/filter.d/extsecurity.conf ./etc/fail2ban/jail.d/extsecurity.conf \
          ./usr/lib/systemd/system/extsecurity.service ./etc/logrotate.d/extsecurity \
-         ./usr/share/doc/extsecurity/README.md ./usr/share/doc/extsecurity/CHANGELOG.md \
+         ./usr/share/doc/extsecurity/README.md ./usr/share/doc/extsecurity/doc/CHANGELOG.md \
          ./usr/share/doc/extsecurity/copyright \
+         ./usr/share/doc/extsecurity/doc/README.md ./usr/share/doc/extsecurity/doc/install.md \
+         ./usr/share/doc/extsecurity/doc/toll-fraud.md ./usr/share/doc/extsecurity/doc/report.png \
          ./usr/share/doc/extsecurity/asterisk/extensions-system.conf \
          ./usr/share/doc/extsecurity/asterisk/extensions-agi.conf \
          ./usr/share/doc/extsecurity/asterisk/extensions-fastagi.conf \

@@ -229,7 +229,7 @@ fn trailer(roff: &mut Roff) {
         ),
         (
             "/usr/share/doc/extsecurity/",
-            "The README and the dialplan snippets for System(), AGI, FastAGI and the outbound check.",
+            "The README, the manual (doc/: install, connecting Asterisk, each part, the FAQ, the configuration reference), the CHANGELOG, and the dialplan snippets for System(), AGI, FastAGI and the outbound check.",
         ),
     ] {
         roff.control("TP", []);

@@ -158,3 +158,73 @@ fn the_checker_sees_a_broken_anchor_and_a_missing_file() {
     assert!(broken[0].starts_with("#faq-2: no heading"), "{broken:?}");
     assert!(broken[1].starts_with("b.md: no file"), "{broken:?}");
 }
+
+/// `(chapter, section)` for each `doc/NAME.md` a text names, with the `"Section"` (as
+/// a Rust string writes it, `\"…\"`) that may follow it after `, `.
+fn chapters_named(text: &str) -> Vec<(String, Option<String>)> {
+    let mut out = Vec::new();
+    for (at, _) in text.match_indices("doc/") {
+        let rest = &text[at + 4..];
+        let name_len = rest
+            .find(|c: char| !(c.is_ascii_lowercase() || c == '-'))
+            .unwrap_or(rest.len());
+        let Some(after) = rest[name_len..].strip_prefix(".md") else {
+            continue;
+        };
+        if name_len == 0 {
+            continue;
+        }
+        let section = after
+            .strip_prefix(", \\\"")
+            .and_then(|s| s.split_once("\\\""))
+            .map(|(section, _)| section.to_string());
+        out.push((format!("{}.md", &rest[..name_len]), section));
+    }
+    out
+}
+
+/// Every section an error message names (`doc/install.md, "The log folder"`) is a
+/// heading of that chapter: a message never sends an administrator to nowhere.
+#[test]
+fn every_chapter_and_section_a_message_names_exists() {
+    let mut named = 0;
+    let mut stack = vec![repo().join("src")];
+    while let Some(at) = stack.pop() {
+        if at.is_dir() {
+            stack.extend(std::fs::read_dir(&at).unwrap().map(|e| e.unwrap().path()));
+            continue;
+        }
+        let text = std::fs::read_to_string(&at).unwrap();
+        for (chapter, section) in chapters_named(&text) {
+            named += 1;
+            let Ok(chapter_text) = std::fs::read_to_string(repo().join("doc").join(&chapter))
+            else {
+                panic!("{} names doc/{chapter}, which does not exist", at.display());
+            };
+            if let Some(section) = section {
+                assert!(
+                    chapter_text
+                        .lines()
+                        .any(|l| l.starts_with('#') && l.trim_start_matches('#').trim() == section),
+                    "{} names doc/{chapter}, \"{section}\", which is no heading there",
+                    at.display()
+                );
+            }
+        }
+    }
+    assert!(
+        named >= 4,
+        "the messages that name a chapter were found: {named}"
+    );
+}
+
+#[test]
+fn a_named_section_is_read_as_a_rust_string_writes_it() {
+    assert_eq!(
+        chapters_named(r#"x (doc/install.md, \"The log folder\") and doc/faq.md. doc/x"#),
+        [
+            ("install.md".to_string(), Some("The log folder".to_string())),
+            ("faq.md".to_string(), None)
+        ]
+    );
+}

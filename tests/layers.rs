@@ -69,7 +69,12 @@ fn the_cli_speaks_to_the_daemon_only_through_the_control_protocol() {
             !code.contains("daemon::control") && !code.contains("daemon::status"),
             "{file} reaches into the daemon's control socket: use extsecurity::control"
         );
-        for word in ["\"daemon \"", "\"released \"", "\"forgotten \"", "\"unknown \""] {
+        for word in [
+            "\"daemon \"",
+            "\"released \"",
+            "\"forgotten \"",
+            "\"unknown \"",
+        ] {
             assert!(
                 !code.contains(word),
                 "{file} parses the control socket's text ({word}): match a control::Answer"

@@ -20,7 +20,7 @@ pub struct AlertLog {
 fn permission_hint(source: &io::Error) -> &'static str {
     match source.kind() {
         io::ErrorKind::PermissionDenied => {
-            " (the log must be group asterisk, mode 0660, its folder 2770, and this user in group asterisk: README, \"The log folder\")"
+            " (the log must be group asterisk, mode 0660, its folder 2770, and this user in group asterisk: doc/install.md, \"The log folder\")"
         }
         _ => "",
     }

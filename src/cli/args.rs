@@ -26,8 +26,8 @@ use extsecurity::request::EncodedFields;
                   to CrowdSec for a fleet ([crowdsec]) and judge what authenticated accounts \
                   dial before the trunk is dialled ([fraud], toll fraud). Caller-controlled \
                   bytes never reach a shell, never split a log line and never get another \
-                  address banned. The settings: extsecurity.toml(5); the whole story: \
-                  /usr/share/doc/extsecurity/README.md.",
+                  address banned. The settings: extsecurity.toml(5); the manual: \
+                  /usr/share/doc/extsecurity/doc/.",
     after_help = "Legacy form, as the seed's dialplan calls it: extsecurity '<json>'\n\
                   (all arguments are joined by one space and read as the seed's JSON)."
 )]

@@ -143,7 +143,7 @@ pub(crate) fn say_preflight(c: &Config, quiet: bool) -> Vec<String> {
                 "adduser extsecurity asterisk, then restart the service".to_string()
             }
             _ => format!(
-                "chgrp asterisk {0} && chmod 0660 {0} (and its folder 2770, group asterisk: README, \"The log folder\")",
+                "chgrp asterisk {0} && chmod 0660 {0} (and its folder 2770, group asterisk: doc/install.md, \"The log folder\")",
                 c.log_file.display()
             ),
         };

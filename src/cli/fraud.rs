@@ -20,7 +20,9 @@ pub(crate) enum GuardAt<'a> {
 /// but nobody listens (the daemon is down). `None` with the reason said.
 pub(crate) fn guard_at(config: &Config) -> Option<GuardAt<'_>> {
     let Some(fraud) = &config.fraud else {
-        eprintln!("extsecurity: [fraud] is off in this configuration (README, \"Toll fraud\")");
+        eprintln!(
+            "extsecurity: [fraud] is off in this configuration (doc/toll-fraud.md, \"Turning it on\")"
+        );
         return None;
     };
     match &config.daemon.control_socket {
@@ -107,7 +109,7 @@ pub(crate) fn fraud_status(config: &Config, account: Option<&str>, json: bool) -
 pub(crate) fn fraud_dialplan(config: &Config) -> u8 {
     let Some(fraud) = &config.fraud else {
         eprintln!(
-            "extsecurity: [fraud] is off in this configuration: set enabled = true and country_code first (README, \"Toll fraud\")"
+            "extsecurity: [fraud] is off in this configuration: set enabled = true and country_code first (doc/toll-fraud.md, \"Turning it on\")"
         );
         return exits::FRAUD;
     };

@@ -231,7 +231,7 @@ pub fn state_problem(path: &Path) -> Option<(String, bool)> {
 /// otherwise.
 pub fn judge(shared: &Shared, config: &Config, call: &Outbound) -> Result<Judgement, BadRequest> {
     let fraud = config.fraud.as_ref().ok_or_else(|| BadRequest {
-        error: "the outbound check is off: set enabled = true and country_code in [fraud] (README, \"Toll fraud\")".into(),
+        error: "the outbound check is off: set enabled = true and country_code in [fraud] (doc/toll-fraud.md, \"Turning it on\")".into(),
         raw: Vec::new(),
         blame: None,
     })?;
