@@ -121,7 +121,7 @@ lifecycle() {
     'source /usr/share/bash-completion/bash_completion; _completion_loader extsecurity; complete -p extsecurity | grep -q _extsecurity'
   check "fish completes from the installed file" bash -c \
     'fish -c "complete -C \"extsecurity fr\"" | grep -q "^fraud"'
-  # README, "Toll fraud": the shipped [fraud] block uncommented in the installed
+  # doc/toll-fraud.md, "Toll fraud: the outbound check": the shipped [fraud] block uncommented in the installed
   # config, its installed high-risk list read as the daemon's user.
   fraud_conf=$(mktemp /tmp/extsecurity-fraud.XXXXXX)
   sed '/^#\[fraud\]$/,/^#max_accounts/ s/^#\([a-z[]\)/\1/' /etc/asterisk/extsecurity.toml >"$fraud_conf"
@@ -144,7 +144,7 @@ lifecycle() {
       'cscli --branch master scenarios list -a -o raw 2>/dev/null | grep -q "^extsecurity-alert.yaml,\"enabled,local\""'
   fi
 
-  # README, "fail2ban": enable the jail in its .local, reload fail2ban. (Debian 12's
+  # doc/install.md, "fail2ban": enable the jail in its .local, reload fail2ban. (Debian 12's
   # fail2ban starts only once its sshd jail finds a log: rsyslog's, as here.)
   [ -e /var/log/auth.log ] || { made_auth_log=1; touch /var/log/auth.log; }
   printf '[extsecurity]\nenabled = true\n' >/etc/fail2ban/jail.d/extsecurity.local

@@ -1,4 +1,5 @@
-//! Every exit status the program uses, in one place (README, "Exit status").
+//! Every exit status the program uses, in one place (doc/commands.md, "Exit status",
+//! a table generated from here).
 //!
 //! Asterisk's `System()` maps 0 to `SYSTEMSTATUS=SUCCESS`, any other status to
 //! `APPERROR`, and 127 (or a failed exec) to `FAILURE`, which hangs the call up; so no
@@ -32,6 +33,16 @@ pub const FRAUD: u8 = 9;
 pub const ALERT: u8 = 10;
 /// `status`: no daemon answers on the control socket (or none is configured).
 pub const NO_DAEMON: u8 = 11;
+
+/// How Asterisk's `System()` reports a status of the per-call check (`check`, the
+/// seed's JSON form); `None` for the statuses only other commands exit with.
+pub fn system_status(code: u8) -> Option<&'static str> {
+    match code {
+        OK => Some("SUCCESS"),
+        INTERNAL | USAGE | BAD_REQUEST | CONFIG | LOG | ALERT => Some("APPERROR"),
+        _ => None,
+    }
+}
 
 /// Every status with what it means, for the manual page (`extsecurity(1)`, EXIT STATUS);
 /// the README's "Exit status" table says the same with Asterisk's `SYSTEMSTATUS`.

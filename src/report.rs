@@ -517,7 +517,7 @@ pub fn parse_bound(text: &str) -> Result<String, String> {
     }
 }
 
-/// The outbound check's calls, from its lines (README, "Toll fraud").
+/// The outbound check's calls, from its lines (doc/toll-fraud.md, "Toll fraud: the outbound check").
 #[derive(Debug, Default, Serialize)]
 pub struct OutboundReport {
     /// Outbound calls judged (lines with a class).

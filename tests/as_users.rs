@@ -1,5 +1,5 @@
 //! The README's set-up, followed to the letter and run as the users who run it: the
-//! secret files `chown extsecurity; chmod 0400` (README, "Password guessing", "Fleets"),
+//! secret files `chown extsecurity; chmod 0400` (doc/ami.md, "Password guessing: the AMI watcher", "Fleets"),
 //! the log folder `asterisk:asterisk` 2770, every per-call entry point run by Asterisk's
 //! user `asterisk` (System(): `check` and the seed's JSON; `agi`), the daemon's tools by
 //! `extsecurity`. The per-call checks must judge and log every call without reading

@@ -380,7 +380,7 @@ fn report_reads_rotated_and_compressed_logs() {
         ));
 }
 
-/// `--on-error` (README, "A check that could not run"): only a check that could not run
+/// `--on-error` (doc/asterisk.md, "A check that could not run"): only a check that could not run
 /// changes its status; without the option every status stays as listed.
 #[test]
 fn on_error_decides_only_for_a_check_that_could_not_run() {

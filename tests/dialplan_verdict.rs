@@ -1,5 +1,5 @@
 //! One rule for a check that could not run, in every shipped dialplan (issue 11,
-//! README "A check that could not run"): OK goes on, an alert hangs up, and a call that
+//! doc/asterisk.md, "A check that could not run"): OK goes on, an alert hangs up, and a call that
 //! could not be judged follows the administrator's `EXTSEC_ON_ERROR` — unset or
 //! `continue` goes on, `hangup` hangs up.
 //!

@@ -57,6 +57,47 @@ fn the_shipped_pages_and_completions_are_current() {
     );
 }
 
+/// The manual's tables the code can print, and the chapter that holds each between
+/// `<!-- generated: extsecurity generate WHAT -->` and `<!-- end generated -->`.
+const DOC_TABLES: [(&str, &str); 3] = [
+    ("doc-commands", "doc/commands.md"),
+    ("doc-exit-status", "doc/commands.md"),
+    ("doc-settings", "doc/configuration.md"),
+];
+
+#[test]
+fn the_manuals_tables_are_current() {
+    let update = std::env::var_os("UPDATE_GENERATED").is_some();
+    let mut stale = Vec::new();
+    for (what, file) in DOC_TABLES {
+        let path = repo().join(file);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let start = format!("<!-- generated: extsecurity generate {what} -->\n");
+        let from = text
+            .find(&start)
+            .unwrap_or_else(|| panic!("{file} has no {start:?}"))
+            + start.len();
+        let to = from
+            + text[from..]
+                .find("<!-- end generated -->")
+                .unwrap_or_else(|| panic!("{file}: {what} has no end marker"));
+        let fresh = String::from_utf8(generate(what)).unwrap();
+        if text[from..to] == fresh {
+            continue;
+        }
+        match update {
+            true => {
+                std::fs::write(&path, format!("{}{fresh}{}", &text[..from], &text[to..])).unwrap()
+            }
+            false => stale.push(format!("{file} ({what})")),
+        }
+    }
+    assert!(
+        stale.is_empty(),
+        "stale: {stale:?}; remake them with UPDATE_GENERATED=1 cargo test --test manual"
+    );
+}
+
 /// What lintian runs on a manual page (its `manpage-has-errors-from-man` check).
 fn man_warnings(page: &Path) -> String {
     let out = Command::new("man")

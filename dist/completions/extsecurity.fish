@@ -46,7 +46,7 @@ complete -c extsecurity -n "__fish_extsecurity_using_subcommand check" -l caller
 complete -c extsecurity -n "__fish_extsecurity_using_subcommand check" -l exten-b64 -d '${BASE64_ENCODE(${EXTEN})}' -r
 complete -c extsecurity -n "__fish_extsecurity_using_subcommand check" -l user-agent-b64 -d '${BASE64_ENCODE(${CHANNEL(useragent)})} or of ${PJSIP_HEADER(read,User-Agent)}' -r
 complete -c extsecurity -n "__fish_extsecurity_using_subcommand check" -l peer-name-b64 -d '${BASE64_ENCODE(${CHANNEL(peername)})} or of ${CHANNEL(endpoint)}' -r
-complete -c extsecurity -n "__fish_extsecurity_using_subcommand check" -l on-error -d 'When the check cannot run (bad config, unwritable log, bad request): continue exits 0 so the call goes on, hangup exits non-zero. Empty means continue; the dialplan passes ${EXTSEC_ON_ERROR}. Without it, every status as listed (README, "Exit status")' -r
+complete -c extsecurity -n "__fish_extsecurity_using_subcommand check" -l on-error -d 'When the check cannot run (bad config, unwritable log, bad request): continue exits 0 so the call goes on, hangup exits non-zero. Empty means continue; the dialplan passes ${EXTSEC_ON_ERROR}. Without it, every status as listed (doc/commands.md, "Exit status")' -r
 complete -c extsecurity -n "__fish_extsecurity_using_subcommand check" -l config -d 'Configuration file [default: $EXTSECURITY_CONFIG, else /etc/asterisk/extsecurity.toml, else built-in defaults]' -r -F
 complete -c extsecurity -n "__fish_extsecurity_using_subcommand check" -l fail-on-alert -d 'Exit with status 10 when the call is alerted on (SYSTEMSTATUS=APPERROR)'
 complete -c extsecurity -n "__fish_extsecurity_using_subcommand check" -s h -l help -d 'Print help'

@@ -50,7 +50,7 @@ pub fn verdict_command(plan: &Plan) -> Vec<u8> {
     mset(&verdict_variables(plan))
 }
 
-/// The outbound check's answer (README, "Toll fraud"): `EXTSEC_RESULT` (`OK`, `ALERT`,
+/// The outbound check's answer (doc/toll-fraud.md, "Toll fraud: the outbound check"): `EXTSEC_RESULT` (`OK`, `ALERT`,
 /// `ERROR`), `EXTSEC_REASON`, `EXTSEC_MAX_SECONDS` (a cap on the call's length, 0 for
 /// none) and `EXTSEC_CLASS` (the destination class, which the hangup handler hands
 /// back), in one `EXEC MSet`; a call that goes on with a cap also gets

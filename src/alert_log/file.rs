@@ -61,7 +61,7 @@ impl AlertLog {
     /// Opens `path` for appending, creating it when missing with mode 0660 and the
     /// folder's group, whatever the umask: Asterisk's checks (its own user) and the
     /// daemon (user `extsecurity`, in Asterisk's group) both create and append to it
-    /// (README, "The log folder"); a file one made that the other could not append to
+    /// (doc/install.md, "The log folder"); a file one made that the other could not append to
     /// would lose the other's lines. Callers' data stays out of reach of everyone else.
     pub fn open(path: &Path) -> Result<AlertLog, LogError> {
         let file = match OpenOptions::new().append(true).open(path) {

@@ -126,7 +126,7 @@ pub enum Parsed<'a> {
         ip: &'a str,
         reason: &'a str,
     },
-    /// A line of the outbound check (README, "Toll fraud"): `account='…'` follows the
+    /// A line of the outbound check (doc/toll-fraud.md, "Toll fraud: the outbound check"): `account='…'` follows the
     /// reason, and `class=` the account for a call.
     Outbound {
         time: &'a str,

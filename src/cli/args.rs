@@ -52,7 +52,7 @@ pub(crate) enum Command {
         /// When the check cannot run (bad config, unwritable log, bad request): continue
         /// exits 0 so the call goes on, hangup exits non-zero. Empty means continue; the
         /// dialplan passes ${EXTSEC_ON_ERROR}. Without it, every status as listed
-        /// (README, "Exit status")
+        /// (doc/commands.md, "Exit status")
         #[arg(long, require_equals = true, value_name = "continue|hangup", value_parser = OnError::parse)]
         on_error: Option<OnError>,
     },

@@ -1,4 +1,4 @@
-//! `[fraud]`: the outbound check of authenticated accounts (README, "Toll fraud").
+//! `[fraud]`: the outbound check of authenticated accounts (doc/toll-fraud.md, "Toll fraud: the outbound check").
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -79,7 +79,7 @@ pub enum CallEnd {
     /// The hangup handler runs `AGI(…/outbound-end)`: works everywhere.
     Agi,
     /// The hangup handler raises `UserEvent(ExtsecCallEnd)`, which the AMI watcher
-    /// reads: no second FastAGI session (README, "Performance"). While the AMI link is
+    /// reads: no second FastAGI session (doc/performance.md, "Performance"). While the AMI link is
     /// down, calls fall back to the AGI.
     Ami,
 }

@@ -6,7 +6,7 @@ use toml::Spanned;
 
 use super::Invalid;
 
-/// Where and how long the daemon bans (README, "Kernel bans").
+/// Where and how long the daemon bans (doc/kernel-bans.md, "Kernel bans: nftables from the daemon").
 #[derive(Debug, Clone, PartialEq)]
 pub struct NftablesConfig {
     /// Destination ports dropped for a banned source, UDP and TCP; empty: every port.

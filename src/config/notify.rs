@@ -12,7 +12,7 @@ use super::{Invalid, Secret, Shape, secret};
 #[derive(Debug, Clone, PartialEq)]
 pub struct NotifyConfig {
     pub smtp: Option<SmtpConfig>,
-    /// A JSON POST per message (README, "Notifications": the payload). A secret: a
+    /// A JSON POST per message (doc/notifications.md, "Notifications": the payload). A secret: a
     /// Slack or Teams URL carries its token.
     pub webhook_url: Option<Secret>,
     /// Alerts (bans) are told in one digest at most this often.

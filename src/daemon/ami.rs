@@ -505,7 +505,7 @@ pub fn alert_line(
         .cut(event.account_id.cut())
 }
 
-/// Hands a phone's login to the outbound guard (README, "Toll fraud"): a failed try
+/// Hands a phone's login to the outbound guard (doc/toll-fraud.md, "Toll fraud: the outbound check"): a failed try
 /// on an existing account (chan_pjsip's `ChallengeResponseFailed`, chan_sip's
 /// `InvalidPassword`; an unknown user is `<unknown>` there, design §3b), or a
 /// `SuccessfulAuth`, with whether its address was alerted on lately.

@@ -1,4 +1,4 @@
-//! The outbound guard in the daemon (README, "Toll fraud"): the guard behind a mutex,
+//! The outbound guard in the daemon (doc/toll-fraud.md, "Toll fraud: the outbound check"): the guard behind a mutex,
 //! the high-risk list in force, the state file kept, and what each outbound request,
 //! call end and login writes.
 //!

@@ -69,7 +69,7 @@ impl Activity {
     }
 }
 
-/// The outbound check's counters (README, "Toll fraud"): verdicts by class and result,
+/// The outbound check's counters (doc/toll-fraud.md, "Toll fraud: the outbound check"): verdicts by class and result,
 /// levels reached by rule, takeovers; and the guard's gauges, sampled when its state is
 /// saved.
 #[derive(Debug, Default)]

@@ -1,5 +1,5 @@
 //! The limits of one destination class: what is refused, when, and the figures that
-//! warn and that quarantine the account (README, "Toll fraud").
+//! warn and that quarantine the account (doc/toll-fraud.md, "Toll fraud: the outbound check").
 
 use std::fmt;
 

@@ -1,4 +1,4 @@
-//! The outbound check's alert lines (README, "Toll fraud"), with the rule that only
+//! The outbound check's alert lines (doc/toll-fraud.md, "Toll fraud: the outbound check"), with the rule that only
 //! fraud from a stranger's address bans: an office phone that dialled too much is
 //! stopped (`WARNING`), not banned.
 

@@ -18,7 +18,7 @@ use crate::fraud::extension_pattern::ExtensionPatterns;
 use crate::fraud::number_types::{self, Kind};
 use crate::fraud::short_number::{self, ShortCost};
 
-/// A destination class (README, "Toll fraud").
+/// A destination class (doc/toll-fraud.md, "Toll fraud: the outbound check").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Class {

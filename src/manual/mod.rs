@@ -4,13 +4,17 @@
 //! program: the generated files are kept under `dist/man/` and `dist/completions/` for
 //! the package (`cargo deb` needs no extra step) and for installs by hand, and
 //! `tests/manual.rs` fails when one is stale (`extsecurity generate` remakes them).
+//! The manual's own tables (commands, exit statuses, settings) come from the same
+//! sources, as Markdown ([`markdown`]).
+
+pub mod markdown;
 
 use clap_mangen::roff::{Inline, Roff, bold, italic, roman};
 
 use crate::exits;
 
 /// The annotated configuration the package ships, every key at its default.
-pub const SHIPPED_CONFIG: &str = include_str!("../dist/extsecurity.toml");
+pub const SHIPPED_CONFIG: &str = include_str!("../../dist/extsecurity.toml");
 
 /// What `extsecurity generate` writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -22,10 +26,17 @@ pub enum Generated {
     Bash,
     Zsh,
     Fish,
+    /// doc/commands.md: the table of commands
+    DocCommands,
+    /// doc/commands.md: the table of exit statuses
+    DocExitStatus,
+    /// doc/configuration.md: every setting with its default
+    DocSettings,
 }
 
 impl Generated {
-    /// Where the file lives in the source tree, under `dist/`.
+    /// Where the file lives in the source tree, under `dist/` (a table of the manual:
+    /// the chapter that holds it).
     pub fn path(self) -> &'static str {
         match self {
             Generated::Man => "man/extsecurity.1",
@@ -33,6 +44,8 @@ impl Generated {
             Generated::Bash => "completions/extsecurity.bash",
             Generated::Zsh => "completions/_extsecurity",
             Generated::Fish => "completions/extsecurity.fish",
+            Generated::DocCommands | Generated::DocExitStatus => "../doc/commands.md",
+            Generated::DocSettings => "../doc/configuration.md",
         }
     }
 
@@ -45,6 +58,9 @@ impl Generated {
             Generated::Bash => Shell::Bash,
             Generated::Zsh => Shell::Zsh,
             Generated::Fish => Shell::Fish,
+            Generated::DocCommands => return markdown::commands(&cmd).into_bytes(),
+            Generated::DocExitStatus => return markdown::exit_statuses().into_bytes(),
+            Generated::DocSettings => return markdown::settings().into_bytes(),
         };
         let mut cmd = cmd;
         let mut out = Vec::new();
@@ -266,24 +282,67 @@ pub fn config_page(shipped: &str) -> String {
     );
     roff.control("SH", ["NAME"]);
     roff.text([roman("extsecurity.toml - the configuration of extsecurity")]);
-    let mut lines = shipped.lines().peekable();
+    let (intro, entries) = shipped_entries(shipped);
     roff.control("SH", ["DESCRIPTION"]);
+    paragraphs(&mut roff, &intro);
+    roff.control("SH", ["SETTINGS"]);
+    roff.control("SS", ["Top level"]);
+    for entry in &entries {
+        match entry {
+            Entry::Table { name, comment } => {
+                roff.control("SS", [*name]);
+                paragraphs(&mut roff, comment);
+            }
+            Entry::Key {
+                key,
+                value,
+                comment,
+            } => {
+                roff.control("TP", []);
+                roff.text([bold(*key), roman(format!(" = {value}"))]);
+                paragraphs(&mut roff, comment);
+            }
+        }
+    }
+    roff.control("SH", ["SEE ALSO"]);
+    roff.text([bold("extsecurity"), roman("(1)")]);
+    roff.render()
+}
+
+/// One item of the shipped configuration, with the comment above it.
+pub(crate) enum Entry<'a> {
+    /// `[memory]`, or a commented-out `#[ami]`.
+    Table {
+        name: &'a str,
+        comment: Vec<&'a str>,
+    },
+    /// A key and its default (a list spread over lines joined into one).
+    Key {
+        key: &'a str,
+        value: String,
+        comment: Vec<&'a str>,
+    },
+}
+
+/// The shipped file's opening comment, then its tables and keys in order: what both the
+/// manual page and the manual's settings table are made from.
+pub(crate) fn shipped_entries(shipped: &str) -> (Vec<&str>, Vec<Entry<'_>>) {
+    let mut lines = shipped.lines().peekable();
     let mut intro = Vec::new();
     while let Some(line) = lines.next_if(|l| l.starts_with('#')) {
         intro.push(comment_text(line));
     }
-    paragraphs(&mut roff, &intro);
-    roff.control("SH", ["SETTINGS"]);
-    roff.control("SS", ["Top level"]);
+    let mut entries = Vec::new();
     let mut comment: Vec<&str> = Vec::new();
     while let Some(line) = lines.next() {
         let uncommented = line.strip_prefix('#').unwrap_or(line);
         if line.trim().is_empty() {
             comment.clear();
-        } else if let Some(table) = table_name(uncommented) {
-            roff.control("SS", [table]);
-            paragraphs(&mut roff, &comment);
-            comment.clear();
+        } else if let Some(name) = table_name(uncommented) {
+            entries.push(Entry::Table {
+                name,
+                comment: std::mem::take(&mut comment),
+            });
         } else if let Some((key, value)) = key_value(uncommented) {
             let mut value = value.to_string();
             while value.starts_with('[') && !value.ends_with(']') {
@@ -294,18 +353,16 @@ pub fn config_page(shipped: &str) -> String {
                 }
                 value.push_str(item);
             }
-            let value = value.replace(",]", "]");
-            roff.control("TP", []);
-            roff.text([bold(key), roman(format!(" = {value}"))]);
-            paragraphs(&mut roff, &comment);
-            comment.clear();
+            entries.push(Entry::Key {
+                key,
+                value: value.replace(",]", "]"),
+                comment: std::mem::take(&mut comment),
+            });
         } else {
             comment.push(comment_text(line));
         }
     }
-    roff.control("SH", ["SEE ALSO"]);
-    roff.text([bold("extsecurity"), roman("(1)")]);
-    roff.render()
+    (intro, entries)
 }
 
 /// `[memory]`, `[fraud.account."callcentre".international]`.
