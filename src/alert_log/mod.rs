@@ -164,12 +164,6 @@ fn push_token(out: &mut String, value: &str) {
     }
 }
 
-/// The rule a reason code names: `call_rate(31)` → `call_rate`,
-/// `toll_fraud(concurrent)` → `toll_fraud`.
-pub fn rule_of(reason: &str) -> &str {
-    reason.split('(').next().unwrap_or(reason)
-}
-
 /// Appends `'value'` with every byte outside printable ASCII, and `'`, `\` and `=`,
 /// written as `\xNN`. Values over `max` bytes are cut and followed by `[+N bytes]`.
 ///
@@ -204,14 +198,6 @@ mod tests {
         let mut s = String::new();
         quote(&mut s, value, MAX_VALUE_BYTES);
         s
-    }
-
-    #[test]
-    fn a_reason_names_its_rule_without_its_argument() {
-        assert_eq!(rule_of("call_rate(31)"), "call_rate");
-        assert_eq!(rule_of("toll_fraud(concurrent)"), "toll_fraud");
-        assert_eq!(rule_of("user_agent"), "user_agent");
-        assert_eq!(rule_of(""), "");
     }
 
     #[test]

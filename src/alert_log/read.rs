@@ -246,9 +246,23 @@ pub fn parse(line: &[u8]) -> Option<Parsed<'_>> {
     })
 }
 
+/// The rule a reason code names: `call_rate(31)` → `call_rate`,
+/// `toll_fraud(concurrent)` → `toll_fraud`.
+pub fn rule_of(reason: &str) -> &str {
+    reason.split('(').next().unwrap_or(reason)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reason_names_its_rule_without_its_argument() {
+        assert_eq!(rule_of("call_rate(31)"), "call_rate");
+        assert_eq!(rule_of("toll_fraud(concurrent)"), "toll_fraud");
+        assert_eq!(rule_of("user_agent"), "user_agent");
+        assert_eq!(rule_of(""), "");
+    }
 
     #[test]
     fn the_chain_is_the_rotations_oldest_first_then_backups_then_the_log() {
