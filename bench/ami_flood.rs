@@ -97,7 +97,7 @@ fn run(binary: &str, name: &str, events: usize, stream: &[u8]) {
     let (mut conn, _) = listener.accept().unwrap();
     conn.write_all(b"Asterisk Call Manager/9.0.0\r\n").unwrap();
     // The MD5 challenge first, as manager.c answers it (the key is not checked here:
-    // tests/ami.rs does that).
+    // tests/it/ami.rs does that).
     let challenge = read_message(&mut conn);
     assert!(challenge.contains("Action: Challenge"), "{challenge}");
     conn.write_all(

@@ -76,7 +76,7 @@ if ((${#need[@]})); then
   echo "test.sh: installing ${need[*]}"
   apt_install "${need[@]}"
 fi
-# Python phonenumbers from PyPI, the independent oracle tests/number_oracle.rs holds the
+# Python phonenumbers from PyPI, the independent oracle tests/it/number_oracle.rs holds the
 # destination classes to (the same libphonenumber metadata as the phonenumber crate's).
 oracle=target/phonenumbers-venv
 if ! "$oracle/bin/python3" -c 'import phonenumbers' 2>/dev/null; then

@@ -646,7 +646,7 @@ impl Answer {
 #[cfg(test)]
 mod tests {
     //! The session against hand-made streams in the shape of `../shared/captures/agi/`
-    //! (design.md §3a); tests/agi.rs replays the captures themselves.
+    //! (design.md §3a); tests/it/agi.rs replays the captures themselves.
     use super::*;
 
     const T: [&str; 7] = ["<t0>", "<t1>", "<t2>", "<t3>", "<t4>", "<t5>", "<t6>"];

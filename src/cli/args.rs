@@ -264,7 +264,7 @@ pub(crate) struct PlainArgs {
 }
 
 /// `extsecurity generate WHAT`: prints a manual page or a shell's completions, made from
-/// [`Cli`] (the package ships them; tests/manual.rs keeps `dist/man` and
+/// [`Cli`] (the package ships them; tests/it/manual.rs keeps `dist/man` and
 /// `dist/completions` current). Outside [`Cli`], so that the pages and completions do
 /// not offer it: it is the maintainers' tool, not the administrator's.
 #[derive(Parser)]

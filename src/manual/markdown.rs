@@ -1,6 +1,6 @@
 //! The manual's tables that the code can print, as Markdown: every command (from the
 //! command line's definition), every exit status (from [`crate::exits`]) and every
-//! setting with its default (from the shipped configuration). `tests/manual.rs` holds
+//! setting with its default (from the shipped configuration). `tests/it/manual.rs` holds
 //! them in `doc/` between `<!-- generated: … -->` markers, as it holds the man pages.
 
 use std::fmt::Write as _;

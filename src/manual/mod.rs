@@ -3,7 +3,7 @@
 //! annotated configuration for `extsecurity.toml(5)`. So they cannot drift from the
 //! program: the generated files are kept under `dist/man/` and `dist/completions/` for
 //! the package (`cargo deb` needs no extra step) and for installs by hand, and
-//! `tests/manual.rs` fails when one is stale (`extsecurity generate` remakes them).
+//! `tests/it/manual.rs` fails when one is stale (`extsecurity generate` remakes them).
 //! The manual's own tables (commands, exit statuses, settings) come from the same
 //! sources, as Markdown ([`markdown`]).
 

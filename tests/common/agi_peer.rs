@@ -2,7 +2,7 @@
 //! `../shared/captures/agi/`): the `agi_*` block in res_agi.c's order, values written
 //! raw (an empty caller id as `unknown`), an empty line, then one reply per command,
 //! `200 result=1 (` + the raw substituted value + `)`. `agi_block_matches_the_capture`
-//! in tests/agi.rs checks this block against a real capture byte for byte.
+//! in tests/it/agi.rs checks this block against a real capture byte for byte.
 
 use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};

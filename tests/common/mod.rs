@@ -308,6 +308,14 @@ pub fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
     true
 }
 
+/// One heavy test at a time across the whole suite (a PostgreSQL and a LAPI, a fleet,
+/// 50 writers under logrotate): every test is in one binary, and two of these on two
+/// cores would measure the machine, not the product.
+pub fn heavy() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Waits for `done`, up to `limit`, or fails the test naming `what`.
 pub fn wait_for(what: &str, limit: Duration, done: impl FnMut() -> bool) {
     assert!(wait_until(limit, done), "timed out waiting for {what}");

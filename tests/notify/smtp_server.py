@@ -1,4 +1,4 @@
-"""A real SMTP server for tests/notify.rs: Debian's aiosmtpd (python3-aiosmtpd) with
+"""A real SMTP server for tests/it/notify.rs: Debian's aiosmtpd (python3-aiosmtpd) with
 STARTTLS required before AUTH, AUTH required before mail, and every message it takes
 stored in a Maildir, as a provider's submission port (587) behaves.
 

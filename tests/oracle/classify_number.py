@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """The outbound check's destination classes, decided by Python `phonenumbers` (the
-independent oracle of tests/number_oracle.rs; README "Toll fraud", design §3g).
+independent oracle of tests/it/number_oracle.rs; README "Toll fraud", design §3g).
 
 Reads lines `REGION<TAB>HOME_REGIONS(comma-separated)<TAB>DIALLED` on standard input and
 prints one class a line: emergency, premium, international, mobile, national or

@@ -3,7 +3,7 @@
 //! `common/asterisk.rs`), then a real `/bin/sh -c` on it, with hostile values in every
 //! caller field. Then the real `fail2ban-regex` reads the log the binary wrote.
 
-mod common;
+use crate::common;
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;

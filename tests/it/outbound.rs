@@ -6,7 +6,7 @@
 //! `${ARG1}` is the number, `GROUP(extsec-outbound)` the account,
 //! `GROUP_COUNT(@extsec-outbound)` answered from the test's own count.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! `doc/`) names a file that exists, and every `#anchor` a heading of its file, slugged
 //! as GitHub slugs it: a renamed section breaks this test, not a reader's click.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

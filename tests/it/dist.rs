@@ -2,7 +2,7 @@
 //! the program and arguments of each `AGI()` line, the daemon's default address against
 //! the `agi://` URL, and the unit's commands against the real binary.
 
-mod common;
+use crate::common;
 
 use std::process::Stdio;
 
@@ -34,7 +34,7 @@ fn the_agi_dialplan_runs_the_binary_in_agi_mode_and_acts_on_alert() {
         lines.iter().map(|(e, _)| e.as_str()).collect::<Vec<_>>(),
         ["s", "_X.", "_+X."]
     );
-    // What the dialplan does with the result: tests/dialplan_verdict.rs.
+    // What the dialplan does with the result: tests/it/dialplan_verdict.rs.
     assert_eq!(
         conf.matches(" same => n,Gosub(extsec-verdict,s,1)").count(),
         3
@@ -281,7 +281,7 @@ fn the_systemd_unit_is_rated_at_most_2_0_by_systemd_analyze() {
 
 /// The shipped config's `[fraud]` block, uncommented as the README says to, is a valid
 /// outbound check for Germany with the shipped limits; the high-risk list it names is
-/// the one the package installs (tests/outbound.rs judges with it).
+/// the one the package installs (tests/it/outbound.rs judges with it).
 #[test]
 fn the_shipped_fraud_block_uncommented_is_valid() {
     let shipped = read("dist/extsecurity.toml");

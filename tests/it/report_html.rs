@@ -2,9 +2,9 @@
 //! (Debian's `chromium`): the page loads with no console message, its charts and
 //! tables hold the figures `report --json` gives for the same log, a caller's markup
 //! stays text, and a screenshot shows it (`doc/report.png`, remade with
-//! `UPDATE_GENERATED=1 cargo test --test report_html`).
+//! `UPDATE_GENERATED=1 cargo test --test it report_html::`).
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

@@ -5,7 +5,7 @@
 //! PromQL (checked by promtool as recording rules), and every metric either names is
 //! one a running daemon serves.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::process::Command;

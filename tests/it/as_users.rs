@@ -6,7 +6,7 @@
 //! secrets only the daemon needs; the daemon must read them. Root only (it makes the
 //! users and becomes them): elsewhere it says SKIP.
 
-mod common;
+use crate::common;
 
 use std::process::{Output, Stdio};
 use std::time::Duration;

@@ -4,7 +4,7 @@
 //! `200 result=1 (value)`). Most tests run the daemon in-process on `127.0.0.1:0`
 //! (mini-redis style); `signals_reload_reopen_and_stop` runs the real binary.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};

@@ -1,7 +1,7 @@
 //! The command line as an administrator and Asterisk use it: exit statuses, error
 //! messages, `explain`, `check-config`, the tarpit, and many processes on one log.
 
-mod common;
+use crate::common;
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

@@ -13,7 +13,7 @@
 //! up first. `Overloaded` plays that Asterisk: it answers queries one after another at
 //! 55 a second, however many wait, so the answers fall ever later behind the calls.
 
-mod common;
+use crate::common;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

@@ -4,7 +4,7 @@
 //! can applies every setting it can live — the AMI watcher started and stopped with its
 //! table — and names the ones that wait for a restart.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

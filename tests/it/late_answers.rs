@@ -6,7 +6,7 @@
 //! AGI and FastAGI at once, and every call gets OK or ALERT. Only Asterisk closing its
 //! end ends the wait: after SIGHUP or `HANGUP` it still answers (res_agi's dead mode).
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::net::TcpStream;

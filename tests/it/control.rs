@@ -3,7 +3,7 @@
 //! file is replaced, a missing folder is made 0700, and the file goes when the daemon
 //! does.
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;

@@ -6,7 +6,7 @@
 //! `GROUP_COUNT(@extsec-outbound)`, `ARG1`), and the MSet's variables land on the
 //! channel. Both drivers, and one the subroutine does not read.
 
-mod common;
+use crate::common;
 
 use common::agi_peer::{Block, reply_to, serve};
 use common::asterisk::{Apps, Channel, Driver, Outcome, run_call_with};

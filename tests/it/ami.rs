@@ -4,7 +4,7 @@
 //! included; the alert log it writes goes through the real `fail2ban-regex` with the
 //! shipped filter.
 
-mod common;
+use crate::common;
 
 use std::process::Stdio;
 use std::time::Duration;

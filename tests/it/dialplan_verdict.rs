@@ -8,7 +8,7 @@
 //! `APPERROR`, per app_system.c); the verdict subroutines run in the dialplan emulator
 //! of `common/asterisk.rs`.
 
-mod common;
+use crate::common;
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;

@@ -4,7 +4,7 @@
 //! and every call still gets its verdict; under journald each line carries its syslog
 //! priority and no second timestamp; the unit's `ExecStartPre` check is quiet.
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::MetadataExt;
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! as Asterisk 20.20.1 does (design.md §3, §3a; `common/agi_peer.rs`), with the
 //! recorded sessions of `../shared/captures/agi/` replayed as they were received.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::path::PathBuf;

@@ -7,7 +7,7 @@
 //! international call of an account is toll fraud (the shipped default), scanners'
 //! calls are alerts for the digest.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};

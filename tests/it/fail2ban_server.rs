@@ -5,7 +5,7 @@
 //! `dummy`, which records bans in a file instead of touching the firewall).
 //! The log it reads is written by the real binary.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! The rules of ARCHITECTURE.md's layers, held against the code's imports: a rule
 //! broken here is a room moved, not a style.
 
-mod common;
+use crate::common;
 
 use common::repo;
 

@@ -2,11 +2,11 @@
 //! (`fail2ban/tests/files/logs/NAME`: each line preceded by a `# failJSON:` comment).
 //!
 //! The samples are made by the real formatter, so the file pins the log format: a
-//! change to it fails here first. `EXTSECURITY_BLESS=1 cargo test --test fail2ban_filter`
+//! change to it fails here first. `EXTSECURITY_BLESS=1 cargo test --test it fail2ban_filter::`
 //! rewrites the file after a deliberate change. A few lines are written by hand to show
 //! that the filter's anchoring holds even for text our writer would have escaped.
 
-mod common;
+use crate::common;
 
 use extsecurity::Call;
 use extsecurity::alert_log::Line;
@@ -137,7 +137,7 @@ fn samples() -> Vec<Sample> {
 fn sample_file(samples: &[Sample]) -> String {
     let mut out = String::from(
         "# Sample lines for dist/fail2ban/filter.d/extsecurity.conf, written by\n\
-         # tests/fail2ban_filter.rs (EXTSECURITY_BLESS=1 to rewrite). Do not edit by hand.\n",
+         # tests/it/fail2ban_filter.rs (EXTSECURITY_BLESS=1 to rewrite). Do not edit by hand.\n",
     );
     for s in samples {
         let json = match s.host {

@@ -9,7 +9,7 @@
 //! §3c) — so never more doubled addresses than retries times the batch size. Calls
 //! reach the daemons as Asterisk makes them (`common/agi_peer.rs`).
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -24,8 +24,7 @@ const PASSWORD: &str = "fleet-test-password-0123456789";
 /// One fleet at a time: each is a PostgreSQL, a LAPI and several daemons, and two
 /// cores shared by two fleets would measure the machine, not the product.
 fn one_fleet_at_a_time() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+    common::heavy()
 }
 
 /// One PBX's daemon, pushing as machine `pbx{n}`.

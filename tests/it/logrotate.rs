@@ -8,7 +8,7 @@
 //! neither logrotate nor any writer meets a permission error. Root only (it makes the
 //! users and becomes them); elsewhere it says SKIP.
 
-mod common;
+use crate::common;
 
 use std::io::Write as _;
 use std::process::Command;
@@ -28,9 +28,6 @@ const PER_WRITER: usize = 30;
 /// Calls per writer under slowed rotations, one each 250 ms: 200 alerts a second
 /// from the 50 writers for 6 s, through several rotations.
 const SLOW_PER_WRITER: usize = 24;
-
-/// The two tests run one at a time: together they put 100 writers on 2 cores.
-static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// The shipped logrotate file with the log's path pointed into the sandbox.
 fn logrotate_conf(s: &Sandbox) -> std::path::PathBuf {
@@ -240,7 +237,7 @@ fn pbx() -> Option<Sandbox> {
 
 #[test]
 fn system_mode_writers_lose_no_line_across_rotations() {
-    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = common::heavy();
     let Some(s) = pbx() else { return };
     let s = Arc::new(s);
     let conf = logrotate_conf(&s);
@@ -257,7 +254,7 @@ fn system_mode_writers_lose_no_line_across_rotations() {
 
 #[test]
 fn daemon_writers_lose_no_line_across_rotations() {
-    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = common::heavy();
     let Some(s) = pbx() else { return };
     let conf = logrotate_conf(&s);
     let daemon = DaemonAsItsUser::start(&s);
@@ -275,7 +272,7 @@ fn daemon_writers_lose_no_line_across_rotations() {
 fn asterisks_checks_and_the_daemon_share_the_log_across_rotations() {
     // The AMI watcher and System() checks write the same file: each must append to
     // the file the other created after a rotation.
-    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = common::heavy();
     let Some(s) = pbx() else { return };
     let s = Arc::new(s);
     let conf = logrotate_conf(&s);
@@ -332,7 +329,7 @@ fn slow_rename_shim(s: &Sandbox) -> std::path::PathBuf {
 /// the chain, and no `.backup` is made.
 #[test]
 fn daemon_lines_stay_in_the_chain_when_the_rotation_is_slow() {
-    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = common::heavy();
     let Some(s) = pbx() else { return };
     let conf = logrotate_conf(&s);
     let shim = slow_rename_shim(&s);

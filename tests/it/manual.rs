@@ -4,9 +4,9 @@
 //! real shells.
 //!
 //! After changing the command line or `dist/extsecurity.toml`, remake them with
-//! `UPDATE_GENERATED=1 cargo test --test manual`.
+//! `UPDATE_GENERATED=1 cargo test --test it manual::`.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;
@@ -53,7 +53,7 @@ fn the_shipped_pages_and_completions_are_current() {
     }
     assert!(
         stale.is_empty(),
-        "stale: {stale:?}; remake them with UPDATE_GENERATED=1 cargo test --test manual"
+        "stale: {stale:?}; remake them with UPDATE_GENERATED=1 cargo test --test it manual::"
     );
 }
 
@@ -94,7 +94,7 @@ fn the_manuals_tables_are_current() {
     }
     assert!(
         stale.is_empty(),
-        "stale: {stale:?}; remake them with UPDATE_GENERATED=1 cargo test --test manual"
+        "stale: {stale:?}; remake them with UPDATE_GENERATED=1 cargo test --test it manual::"
     );
 }
 

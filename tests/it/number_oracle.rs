@@ -11,7 +11,7 @@
 //! `pip install phonenumbers==9.0.33`; `EXTSEC_PHONENUMBERS_PYTHON` names another
 //! Python that has it.
 
-mod common;
+use crate::common;
 
 use std::io::Write as _;
 use std::process::{Command, Stdio};

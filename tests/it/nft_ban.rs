@@ -8,7 +8,7 @@
 //! Skips, saying why, where namespaces or nftables are unavailable; `.ci/run` installs
 //! iproute2 and nftables and runs it as root.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 use std::time::Duration;

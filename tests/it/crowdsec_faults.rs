@@ -1,5 +1,5 @@
 //! Faults of the CrowdSec path (issue 18), against the private PostgreSQL LAPI of
-//! `tests/fleet.rs` (Debian's crowdsec 1.4.6 on Debian's PostgreSQL 15): three
+//! `tests/it/fleet.rs` (Debian's crowdsec 1.4.6 on Debian's PostgreSQL 15): three
 //! rotations of the alert log — the shipped logrotate file, compress and delaycompress
 //! — during one outage, across a daemon restart; a reverse proxy in front of the LAPI
 //! answering 429, 503 and a 400 for one alert; an `https://` URL to the LAPI's plain
@@ -7,7 +7,7 @@
 //! still holds, compressed or not; nothing fails without a pause; nothing is blamed on
 //! the password that is not the password's fault.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 
@@ -23,8 +23,7 @@ const PASSWORD: &str = "faults-test-password-0123456789";
 
 /// One LAPI at a time: each is a PostgreSQL, a LAPI and a daemon on two cores.
 fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+    common::heavy()
 }
 
 /// `[crowdsec]` for the LAPI at `url`, `extra` added to the table.

@@ -4,7 +4,7 @@
 //! outage and with wrong credentials. Calls reach the daemon as Asterisk makes them
 //! (`common/agi_peer.rs`), AMI events as Asterisk writes them (`common/ami_peer.rs`).
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 
