@@ -63,13 +63,21 @@ impl AlertLog {
     /// daemon (user `extsecurity`, in Asterisk's group) both create and append to it
     /// (doc/install.md, "The log folder"); a file one made that the other could not append to
     /// would lose the other's lines. Callers' data stays out of reach of everyone else.
+    ///
+    /// A refusal is tried again briefly (logrotate's `create` makes the new log root's
+    /// for a moment): what the per-call checks, which open the log once per call, need.
     pub fn open(path: &Path) -> Result<AlertLog, LogError> {
-        let file = match OpenOptions::new().append(true).open(path) {
-            Ok(file) => Ok(file),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => create(path),
-            Err(e) => Err(e),
-        }
-        .map_err(|source| match path.parent() {
+        AlertLog::open_with(path, REFUSED_TRIES)
+    }
+
+    /// [`open`](Self::open) without waiting on a refusal: the daemon's log has the
+    /// moved file to fall back on, and must not hold its writers up.
+    fn open_now(path: &Path) -> Result<AlertLog, LogError> {
+        AlertLog::open_with(path, 0)
+    }
+
+    fn open_with(path: &Path, refused_tries: u32) -> Result<AlertLog, LogError> {
+        let file = open_or_create(path, refused_tries).map_err(|source| match path.parent() {
             Some(folder)
                 if source.kind() == io::ErrorKind::NotFound
                     && !folder.as_os_str().is_empty()
@@ -120,6 +128,31 @@ impl AlertLog {
 
 /// Creates the log (or opens it, when another writer created it first), shared with
 /// the folder's group as a setgid folder would, mode 0660 past the umask.
+/// How often, and how far apart, a refused open is tried again: logrotate's `create`
+/// makes the new log and gives it its owner and mode a moment later, and a per-call
+/// check that opens it in between was refused and lost its line.
+const REFUSED_TRIES: u32 = 20;
+const REFUSED_PAUSE: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// Opens the log for appending, creating it when missing; a refusal is tried again up to
+/// `refused_tries` times, [`REFUSED_PAUSE`] apart, before it counts.
+fn open_or_create(path: &Path, refused_tries: u32) -> io::Result<File> {
+    let mut tries = 0;
+    loop {
+        let opened = match OpenOptions::new().append(true).open(path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => create(path),
+            other => other,
+        };
+        match opened {
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied && tries < refused_tries => {
+                tries += 1;
+                std::thread::sleep(REFUSED_PAUSE);
+            }
+            other => return other,
+        }
+    }
+}
+
 fn create(path: &Path) -> io::Result<File> {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let file = match OpenOptions::new()
@@ -261,7 +294,7 @@ impl ReopeningLog {
         current: Option<FileId>,
     ) -> Result<(), LogError> {
         if self.stale(path, current) {
-            match AlertLog::open(path) {
+            match AlertLog::open_now(path) {
                 Ok(log) => {
                     let id = log.file.metadata().map(|m| file_id(&m)).unwrap_or_default();
                     self.open = Some((log, id));

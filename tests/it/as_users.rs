@@ -249,3 +249,30 @@ fn a_lock_left_by_a_root_run_serve_does_not_disable_the_control_socket() {
         said()
     );
 }
+
+/// logrotate's `create` makes the new log root's and gives it to Asterisk's group a
+/// moment later; a `System()` check that opened it in that moment was refused and its
+/// line lost. It tries again briefly, and writes (doc/install.md, "Log rotation").
+#[test]
+fn a_check_in_the_moment_before_logrotates_chown_still_writes_its_line() {
+    let Some(s) = pbx_sandbox("tarpit_seconds = 0\n") else {
+        eprintln!("SKIP: not root: cannot make the user asterisk nor become it");
+        return;
+    };
+    std::fs::write(&s.log, "").unwrap();
+    own(&s.log, "root:root", 0o600);
+    let log = s.log.clone();
+    let chown = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(30));
+        own(&log, "asterisk:asterisk", 0o660);
+    });
+    let out = as_asterisk(&s, &["check", "--ip=203.0.113.77", "--exten-b64=MTAw"]);
+    chown.join().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("cannot"), "{}", stderr(&out));
+    let written = std::fs::read_to_string(&s.log).unwrap();
+    assert!(
+        written.contains(" ERROR ip=203.0.113.77 reason="),
+        "the line is in the log: {written:?}"
+    );
+}
