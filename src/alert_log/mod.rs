@@ -67,7 +67,9 @@ pub struct Line {
     pub level: Level,
     text: String,
     ip: Option<IpAddr>,
-    reason: String,
+    /// Where the reason stands in `text`: read from there, not kept twice (a line is
+    /// built for every call).
+    reason: std::ops::Range<usize>,
 }
 
 impl Line {
@@ -79,12 +81,12 @@ impl Line {
             let _ = write!(text, "ip={ip} ");
         }
         text.push_str("reason=");
-        push_token(&mut text, reason);
+        let reason = push_code(&mut text, reason);
         Line {
             level,
             text,
             ip,
-            reason: reason.to_string(),
+            reason,
         }
     }
 
@@ -92,7 +94,7 @@ impl Line {
     /// but a code's characters is quoted instead: no value can pose as a field.
     pub fn field(mut self, key: &str, value: impl std::fmt::Display) -> Line {
         let _ = write!(self.text, " {key}=");
-        push_token(&mut self.text, &value.to_string());
+        push_code(&mut self.text, value);
         self
     }
 
@@ -145,23 +147,28 @@ impl Line {
     /// sinks other than the log (CrowdSec) that must not parse the text back.
     pub fn alert(&self) -> Option<(IpAddr, &str)> {
         match (self.level, self.ip) {
-            (Level::Error, Some(ip)) => Some((ip, self.reason.as_str())),
+            (Level::Error, Some(ip)) => Some((ip, &self.text[self.reason.clone()])),
             _ => None,
         }
     }
 }
 
 /// Appends a code as it is when it holds only a code's characters (letters, digits,
-/// `_ - . : / ( ) +`), else quoted.
-fn push_token(out: &mut String, value: &str) {
-    let plain = !value.is_empty()
-        && value
+/// `_ - . : / ( ) +`), else quoted; where it stands in `out`. Written in place, then
+/// looked at: no copy for the codes every line carries.
+fn push_code(out: &mut String, value: impl std::fmt::Display) -> std::ops::Range<usize> {
+    let start = out.len();
+    let _ = write!(out, "{value}");
+    let written = &out[start..];
+    let plain = !written.is_empty()
+        && written
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"_-.:/()+".contains(&b));
-    match plain {
-        true => out.push_str(value),
-        false => quote(out, value.as_bytes(), MAX_VALUE_BYTES),
+    if !plain {
+        let raw = out.split_off(start);
+        quote(out, raw.as_bytes(), MAX_VALUE_BYTES);
     }
+    start..out.len()
 }
 
 /// Appends `'value'` with every byte outside printable ASCII, and `'`, `\` and `=`,
