@@ -39,6 +39,24 @@ pub(crate) fn guard_at(config: &Config) -> Option<GuardAt<'_>> {
     }
 }
 
+/// The daemon's answer to `request`; `None`, said on stderr, when it did not answer.
+fn ask_daemon(sock: &std::path::Path, request: &control::Request) -> Option<control::Answer> {
+    control::ask(sock, request)
+        .map_err(|e| {
+            eprintln!(
+                "extsecurity: the daemon did not answer ({}: {e})",
+                sock.display()
+            )
+        })
+        .ok()
+}
+
+/// An answer that is not the request's: said, and the command fails.
+fn unexpected(answer: &control::Answer) -> u8 {
+    eprintln!("extsecurity: the daemon answered {:?}", answer.encode());
+    exits::FRAUD
+}
+
 /// The guard as its state file holds it.
 pub(crate) fn guard_from_file(path: &std::path::Path) -> Option<extsecurity::fraud::Guard> {
     match extsecurity::state_file::StateFile::new(path).load() {
@@ -60,21 +78,12 @@ pub(crate) fn fraud_status(config: &Config, account: Option<&str>, json: bool) -
         None => return exits::FRAUD,
         Some(GuardAt::Daemon(sock)) => {
             let request = control::Request::FraudStatus(account.map(str::to_string));
-            match control::ask(sock, &request) {
-                Ok(control::Answer::FraudStatus(accounts)) => {
+            match ask_daemon(sock, &request) {
+                Some(control::Answer::FraudStatus(accounts)) => {
                     (accounts, "the running daemon".to_string())
                 }
-                Ok(other) => {
-                    eprintln!("extsecurity: the daemon answered {:?}", other.encode());
-                    return exits::FRAUD;
-                }
-                Err(e) => {
-                    eprintln!(
-                        "extsecurity: the daemon did not answer ({}: {e})",
-                        sock.display()
-                    );
-                    return exits::FRAUD;
-                }
+                Some(other) => return unexpected(&other),
+                None => return exits::FRAUD,
             }
         }
         Some(GuardAt::File(path)) => {
@@ -125,20 +134,11 @@ pub(crate) fn fraud_release(config: &Config, account: &str, lift: bool) -> u8 {
         None => return exits::FRAUD,
         Some(GuardAt::Daemon(sock)) => {
             let request = control::Request::FraudRelease(account.to_string());
-            match control::ask(sock, &request) {
-                Ok(control::Answer::Released(was)) => Some(was),
-                Ok(control::Answer::Unknown(_)) => None,
-                Ok(other) => {
-                    eprintln!("extsecurity: the daemon answered {:?}", other.encode());
-                    return exits::FRAUD;
-                }
-                Err(e) => {
-                    eprintln!(
-                        "extsecurity: the daemon did not answer ({}: {e})",
-                        sock.display()
-                    );
-                    return exits::FRAUD;
-                }
+            match ask_daemon(sock, &request) {
+                Some(control::Answer::Released(was)) => Some(was),
+                Some(control::Answer::Unknown(_)) => None,
+                Some(other) => return unexpected(&other),
+                None => return exits::FRAUD,
             }
         }
         Some(GuardAt::File(path)) => {
