@@ -308,6 +308,20 @@ pub fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
     true
 }
 
+/// Every file under `dir` (itself, when it is a file), recursively, sorted.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(at) = stack.pop() {
+        match at.is_dir() {
+            true => stack.extend(std::fs::read_dir(&at).unwrap().map(|e| e.unwrap().path())),
+            false => out.push(at),
+        }
+    }
+    out.sort();
+    out
+}
+
 /// One heavy test at a time across the whole suite (a PostgreSQL and a LAPI, a fleet,
 /// 50 writers under logrotate): every test is in one binary, and two of these on two
 /// cores would measure the machine, not the product.

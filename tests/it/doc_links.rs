@@ -7,7 +7,7 @@ use crate::common;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use common::repo;
+use common::{files_under, repo};
 
 /// GitHub's anchor for a heading: lower case, punctuation but `-` and `_` dropped,
 /// spaces as `-`.
@@ -24,19 +24,23 @@ fn slug(heading: &str) -> String {
         .collect()
 }
 
+/// The lines of a Markdown text outside its fenced code blocks.
+fn prose_lines(text: &str) -> impl Iterator<Item = &str> {
+    let mut fenced = false;
+    text.lines().filter(move |line| {
+        if line.trim_start().starts_with("```") {
+            fenced = !fenced;
+            return false;
+        }
+        !fenced
+    })
+}
+
 /// The anchors of a Markdown file's headings (outside code blocks), with GitHub's
 /// `-1`, `-2` for repeats.
 fn anchors(text: &str) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
-    let mut fenced = false;
-    for line in text.lines() {
-        if line.trim_start().starts_with("```") {
-            fenced = !fenced;
-            continue;
-        }
-        if fenced {
-            continue;
-        }
+    for line in prose_lines(text) {
         let Some(heading) = line.strip_prefix('#') else {
             continue;
         };
@@ -55,15 +59,7 @@ fn anchors(text: &str) -> BTreeSet<String> {
 /// The `](target)` links of a Markdown text, outside code blocks and inline code.
 fn links(text: &str) -> Vec<String> {
     let mut out = Vec::new();
-    let mut fenced = false;
-    for line in text.lines() {
-        if line.trim_start().starts_with("```") {
-            fenced = !fenced;
-            continue;
-        }
-        if fenced {
-            continue;
-        }
+    for line in prose_lines(text) {
         // Inline code is no link: drop what stands between backticks.
         let prose: String = line
             .split('`')
@@ -188,12 +184,7 @@ fn chapters_named(text: &str) -> Vec<(String, Option<String>)> {
 #[test]
 fn every_chapter_and_section_a_message_names_exists() {
     let mut named = 0;
-    let mut stack = vec![repo().join("src")];
-    while let Some(at) = stack.pop() {
-        if at.is_dir() {
-            stack.extend(std::fs::read_dir(&at).unwrap().map(|e| e.unwrap().path()));
-            continue;
-        }
+    for at in files_under(&repo().join("src")) {
         let text = std::fs::read_to_string(&at).unwrap();
         for (chapter, section) in chapters_named(&text) {
             named += 1;

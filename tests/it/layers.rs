@@ -3,22 +3,20 @@
 
 use crate::common;
 
-use common::repo;
+use common::{files_under, repo};
 
 /// The text of every `.rs` file under `dir`, with its path, without its `#[cfg(test)]`
 /// module (tests may use what the code must not).
 fn sources(dir: &str) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    let mut stack = vec![repo().join(dir)];
-    while let Some(at) = stack.pop() {
-        if at.is_dir() {
-            stack.extend(std::fs::read_dir(&at).unwrap().map(|e| e.unwrap().path()));
-        } else if at.extension().is_some_and(|e| e == "rs") {
+    let out: Vec<(String, String)> = files_under(&repo().join(dir))
+        .into_iter()
+        .filter(|at| at.extension().is_some_and(|e| e == "rs"))
+        .map(|at| {
             let text = std::fs::read_to_string(&at).unwrap();
             let code = text.split("#[cfg(test)]").next().unwrap_or("").to_string();
-            out.push((at.display().to_string(), code));
-        }
-    }
+            (at.display().to_string(), code)
+        })
+        .collect();
     assert!(!out.is_empty(), "no sources under {dir}");
     out
 }
