@@ -7,6 +7,7 @@
 
 pub mod agi;
 pub mod alert_log;
+pub mod asterisk_conf;
 pub mod ami;
 pub mod by_hand;
 pub mod call;
