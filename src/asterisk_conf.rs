@@ -16,6 +16,7 @@
 //! file and line, and a file that cannot be read is listed, so the audit says what it
 //! could not see.
 
+use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -144,6 +145,45 @@ impl Files for Disk {
             .collect();
         found.sort();
         found
+    }
+}
+
+/// Files in memory: the tests' configurations, and the benchmark's generated PBX.
+#[derive(Debug, Default, Clone)]
+pub struct Memory(pub BTreeMap<PathBuf, String>);
+
+impl Memory {
+    /// `(name, text)` pairs as files of `dir`.
+    pub fn of(dir: &Path, files: &[(&str, &str)]) -> Self {
+        Memory(
+            files
+                .iter()
+                .map(|(n, t)| (dir.join(n), t.to_string()))
+                .collect(),
+        )
+    }
+}
+
+impl Files for Memory {
+    fn read(&self, path: &Path) -> io::Result<String> {
+        self.0
+            .get(path)
+            .cloned()
+            .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))
+    }
+
+    fn matching(&self, pattern: &Path) -> Vec<PathBuf> {
+        let name = pattern.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        self.0
+            .keys()
+            .filter(|p| p.parent() == pattern.parent())
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|f| f.to_str())
+                    .is_some_and(|f| glob_match(name, f))
+            })
+            .cloned()
+            .collect()
     }
 }
 
@@ -368,7 +408,9 @@ impl<F: Files> Reader<'_, F> {
                 }
             } else {
                 let Some(base) = self.conf.sections.iter().find(|s| s.name == option) else {
-                    let what = format!("[{name}] inherits from [{option}], which is not defined before it");
+                    let what = format!(
+                        "[{name}] inherits from [{option}], which is not defined before it"
+                    );
                     self.problem(&at.file, at.line, true, what);
                     return None;
                 };
@@ -430,7 +472,12 @@ impl<F: Files> Reader<'_, F> {
     /// `key = value`, `key => value`, `key += more`.
     fn setting(&mut self, line: &str, at: At, current: Option<usize>) {
         let Some(index) = current else {
-            self.problem(&at.file, at.line, true, "a setting before any [section]".into());
+            self.problem(
+                &at.file,
+                at.line,
+                true,
+                "a setting before any [section]".into(),
+            );
             return;
         };
         let escaped = line.starts_with('\\');
@@ -482,38 +529,8 @@ fn dequote(arg: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
-
-    /// Files in memory, for the grammar's tests and the property test.
-    #[derive(Default)]
-    pub(crate) struct Memory(pub BTreeMap<PathBuf, String>);
-
-    impl Files for Memory {
-        fn read(&self, path: &Path) -> io::Result<String> {
-            self.0
-                .get(path)
-                .cloned()
-                .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))
-        }
-
-        fn matching(&self, pattern: &Path) -> Vec<PathBuf> {
-            let name = pattern.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            self.0
-                .keys()
-                .filter(|p| p.parent() == pattern.parent())
-                .filter(|p| glob_match(name, p.file_name().unwrap().to_str().unwrap()))
-                .cloned()
-                .collect()
-        }
-    }
-
     fn conf(files: &[(&str, &str)]) -> Conf {
-        let memory = Memory(
-            files
-                .iter()
-                .map(|(n, t)| (Path::new("/etc/asterisk").join(n), t.to_string()))
-                .collect(),
-        );
+        let memory = Memory::of(Path::new("/etc/asterisk"), files);
         read(&memory, Path::new("/etc/asterisk"), files[0].0)
     }
 
@@ -540,7 +557,10 @@ mod tests {
     #[test]
     fn inheriting_from_what_is_not_yet_defined_is_refused() {
         let c = conf(&[("x.conf", "[a](later)\nk=v\n[later]\n")]);
-        assert!(c.problems.iter().any(|p| p.fatal && p.at.line == 1), "{c:?}");
+        assert!(
+            c.problems.iter().any(|p| p.fatal && p.at.line == 1),
+            "{c:?}"
+        );
     }
 
     #[test]
@@ -589,7 +609,10 @@ mod tests {
     #[test]
     fn includes_are_read_in_place_with_their_own_file_and_line() {
         let c = conf(&[
-            ("pjsip.conf", "[global]\n#include \"pjsip_*.conf\"\nafter=1\n#tryinclude none.conf\n"),
+            (
+                "pjsip.conf",
+                "[global]\n#include \"pjsip_*.conf\"\nafter=1\n#tryinclude none.conf\n",
+            ),
             ("pjsip_a.conf", "inside=1\n[a]\nk=1\n"),
             ("pjsip_b.conf", "[b]\nk=2\n"),
         ]);
@@ -600,7 +623,10 @@ mod tests {
         assert_eq!(global.get("inside"), Some("1"));
         assert_eq!(global.get("after"), Some("1"));
         let a = c.named("a").next().unwrap();
-        assert_eq!(a.entry("k").unwrap().at.file, Path::new("/etc/asterisk/pjsip_a.conf"));
+        assert_eq!(
+            a.entry("k").unwrap().at.file,
+            Path::new("/etc/asterisk/pjsip_a.conf")
+        );
         assert_eq!(a.entry("k").unwrap().at.line, 3);
         assert_eq!(value(&c, "b", "k"), Some("2"));
         assert_eq!(c.files.len(), 3);
@@ -609,7 +635,11 @@ mod tests {
     #[test]
     fn a_missing_include_invalidates_and_a_self_include_stops() {
         let c = conf(&[("x.conf", "[a]\n#include missing.conf\n#include x.conf\n")]);
-        assert!(c.problems.iter().any(|p| p.fatal && p.what.contains("missing.conf")));
+        assert!(
+            c.problems
+                .iter()
+                .any(|p| p.fatal && p.what.contains("missing.conf"))
+        );
         assert!(c.problems.iter().any(|p| p.what.contains("deep")));
         assert_eq!(c.files.len(), MAX_INCLUDE_LEVEL);
     }
@@ -632,17 +662,34 @@ mod tests {
     /// One line of a generated file.
     #[derive(Debug, Clone)]
     enum Item {
-        Header { name: u8, template: bool, bases: Vec<u8> },
-        Set { key: u8, value: u8 },
-        Include { file: usize },
+        Header {
+            name: u8,
+            template: bool,
+            bases: Vec<u8>,
+        },
+        Set {
+            key: u8,
+            value: u8,
+        },
+        Include {
+            file: usize,
+        },
     }
 
     /// A forest: file `i` includes only files after it, each at most once.
     fn forest() -> impl proptest::strategy::Strategy<Value = Vec<Vec<Item>>> {
         use proptest::prelude::*;
         let item = prop_oneof![
-            (0u8..6, any::<bool>(), proptest::collection::vec(0u8..6, 0..3))
-                .prop_map(|(name, template, bases)| Item::Header { name, template, bases }),
+            (
+                0u8..6,
+                any::<bool>(),
+                proptest::collection::vec(0u8..6, 0..3)
+            )
+                .prop_map(|(name, template, bases)| Item::Header {
+                    name,
+                    template,
+                    bases
+                }),
             (0u8..4, 0u8..50).prop_map(|(key, value)| Item::Set { key, value }),
             (1usize..6).prop_map(|file| Item::Include { file }),
         ];
@@ -653,7 +700,11 @@ mod tests {
         let mut text = String::new();
         for item in items {
             match item {
-                Item::Header { name, template, bases } => {
+                Item::Header {
+                    name,
+                    template,
+                    bases,
+                } => {
                     let mut options: Vec<String> = bases.iter().map(|b| format!("s{b}")).collect();
                     if *template {
                         options.insert(0, "!".into());
@@ -701,7 +752,12 @@ mod tests {
                 for base in options.iter().filter(|o| **o != "!") {
                     match out.iter().find(|s| s.0 == *base) {
                         Some(s) => entries.extend(s.2.iter().map(|e| {
-                            (e.0.clone(), e.1.clone(), e.2, Some(e.3.clone().unwrap_or(base.to_string())))
+                            (
+                                e.0.clone(),
+                                e.1.clone(),
+                                e.2,
+                                Some(e.3.clone().unwrap_or(base.to_string())),
+                            )
                         })),
                         None => ok = false,
                     }

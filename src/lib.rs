@@ -7,8 +7,9 @@
 
 pub mod agi;
 pub mod alert_log;
-pub mod asterisk_conf;
 pub mod ami;
+pub mod asterisk_conf;
+pub mod audit;
 pub mod by_hand;
 pub mod call;
 pub mod check;

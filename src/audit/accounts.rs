@@ -1,0 +1,331 @@
+//! SIP and IAX2 accounts as Asterisk builds them: PJSIP endpoints with their auths and
+//! identifies (sorcery's defaults), chan_sip peers (`allowguest` and `alwaysauthreject`
+//! default yes) and IAX2 users — the secrets a scanner guesses, the accounts that need
+//! none, and the guest contexts an unauthenticated call lands in.
+
+use std::collections::BTreeMap;
+
+use super::secrets::{self, Guess};
+use super::{Asterisk, Finding, Severity, yes};
+use crate::asterisk_conf::{At, Conf, Section};
+
+/// Shorter than this is a short secret (NIST's minimum for a memorised one).
+pub const MIN_SECRET_LEN: usize = 8;
+/// Asterisk's realm when none is set (pjsip's `default_realm`, chan_sip's `realm`).
+const DEFAULT_REALM: &str = "asterisk";
+
+/// One credential a SIP or IAX2 client presents.
+#[derive(Debug, Clone)]
+pub struct Credential<'a> {
+    /// `PJSIP auth 1001-auth`, `SIP peer 1002`.
+    pub account: String,
+    pub user: String,
+    pub secret: Secret<'a>,
+    pub realm: String,
+    pub at: At,
+}
+
+#[derive(Debug, Clone)]
+pub enum Secret<'a> {
+    Plain(&'a str),
+    /// `md5(user:realm:secret)`, hex.
+    Md5(&'a str),
+}
+
+/// Where an unauthenticated call lands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Guest {
+    /// `PJSIP endpoint anonymous`, `chan_sip allowguest`.
+    pub how: String,
+    pub context: String,
+    pub at: At,
+}
+
+/// The sections of `conf` with `type = kind`.
+pub fn of_type<'a>(conf: &'a Conf, kind: &'a str) -> impl Iterator<Item = &'a Section> + 'a {
+    conf.objects()
+        .filter(move |s| s.get("type").is_some_and(|t| t.eq_ignore_ascii_case(kind)))
+}
+
+fn pjsip_realm(asterisk: &Asterisk) -> String {
+    of_type(&asterisk.pjsip, "global")
+        .find_map(|g| g.get("default_realm"))
+        .unwrap_or(DEFAULT_REALM)
+        .to_string()
+}
+
+/// Every credential of pjsip.conf, sip.conf and iax.conf.
+pub fn credentials(asterisk: &Asterisk) -> Vec<Credential<'_>> {
+    let mut found = Vec::new();
+    let realm = pjsip_realm(asterisk);
+    for auth in of_type(&asterisk.pjsip, "auth") {
+        let user = auth.get("username").unwrap_or(&auth.name).to_string();
+        let realm = auth.get("realm").unwrap_or(&realm).to_string();
+        let md5 = auth
+            .get("auth_type")
+            .is_some_and(|t| t.eq_ignore_ascii_case("md5"));
+        let secret = match (md5, auth.entry("md5_cred"), auth.entry("password")) {
+            (true, Some(e), _) => Some((Secret::Md5(&e.value), &e.at)),
+            (_, _, Some(e)) => Some((Secret::Plain(&e.value), &e.at)),
+            _ => None,
+        };
+        if let Some((secret, at)) = secret {
+            found.push(Credential {
+                account: format!("PJSIP auth {}", auth.name),
+                user,
+                secret,
+                realm,
+                at: at.clone(),
+            });
+        }
+    }
+    let sip_realm = general(&asterisk.sip)
+        .and_then(|g| g.get("realm"))
+        .unwrap_or(DEFAULT_REALM);
+    for (conf, tech) in [(&asterisk.sip, "SIP"), (&asterisk.iax, "IAX2")] {
+        for peer in peers(conf) {
+            let user = peer
+                .get("defaultuser")
+                .or(peer.get("username"))
+                .unwrap_or(&peer.name)
+                .to_string();
+            let secret = match (peer.entry("secret"), peer.entry("md5secret")) {
+                (Some(e), _) => Some((Secret::Plain(&e.value), &e.at)),
+                (None, Some(e)) => Some((Secret::Md5(&e.value), &e.at)),
+                _ => None,
+            };
+            if let Some((secret, at)) = secret {
+                found.push(Credential {
+                    account: format!("{tech} peer {}", peer.name),
+                    user,
+                    secret,
+                    realm: sip_realm.to_string(),
+                    at: at.clone(),
+                });
+            }
+        }
+    }
+    found
+}
+
+fn general(conf: &Conf) -> Option<&Section> {
+    conf.named("general").last()
+}
+
+/// chan_sip or IAX2 accounts: every object but `[general]` and `[authentication]`.
+fn peers(conf: &Conf) -> impl Iterator<Item = &Section> {
+    conf.objects()
+        .filter(|s| !matches!(s.name.as_str(), "general" | "authentication"))
+}
+
+/// Whether chan_sip is in play: a sip.conf and the module loaded.
+pub fn chan_sip(asterisk: &Asterisk) -> bool {
+    asterisk.sip.exists() && asterisk.loads("chan_sip.so")
+}
+
+pub fn check(asterisk: &Asterisk) -> Vec<Finding> {
+    let mut found = Vec::new();
+    let credentials = credentials(asterisk);
+    for c in &credentials {
+        found.extend(weak(c));
+    }
+    found.extend(reused(&credentials));
+    found.extend(open_endpoints(asterisk));
+    found.extend(guests(asterisk).into_iter().map(guest_finding));
+    found.extend(insecure_dynamic(asterisk));
+    found
+}
+
+/// The secret's weakness, worst first: svcrack finds it, it is short, it is digits.
+fn weak(c: &Credential) -> Option<Finding> {
+    let (guess, plain) = match c.secret {
+        Secret::Plain(s) => (secrets::guess(&c.user, s), Some(s)),
+        Secret::Md5(h) => (secrets::guess_md5(&c.user, &c.realm, h), None),
+    };
+    let account = &c.account;
+    if let Some(guess) = guess {
+        let severity = match guess {
+            Guess::Default(_) => Severity::Critical,
+            Guess::Defaults(_) => Severity::High,
+        };
+        let what = match guess {
+            Guess::Default(1) => format!("{account}: the secret is the user name"),
+            _ => format!("{account}: the secret is in svcrack's list"),
+        };
+        let mut f = Finding::new("weak-secret", severity, Some(&c.at), what)
+            .why(format!("svcrack -u {} finds it at {guess}: a scanner owns the account in seconds and dials your trunk with it", c.user))
+            .fix("set a random secret of 16 characters or more (pwgen -s 20 1), and the same on the phone");
+        f.guess = Some(guess.to_string());
+        return Some(f);
+    }
+    let plain = plain?;
+    let short = plain.chars().count() < MIN_SECRET_LEN;
+    let digits = !plain.is_empty() && plain.chars().all(|c| c.is_ascii_digit());
+    let (severity, what) = match (short, digits) {
+        (true, _) if plain.is_empty() => (Severity::Critical, "the secret is empty".to_string()),
+        (true, _) => (
+            Severity::High,
+            format!("the secret is shorter than {MIN_SECRET_LEN} characters"),
+        ),
+        (false, true) => (Severity::Medium, "the secret is digits only".to_string()),
+        (false, false) => return None,
+    };
+    Some(
+        Finding::new("weak-secret", severity, Some(&c.at), format!("{account}: {what}"))
+            .why("online guessing at hundreds of tries a second exhausts short or digit-only secrets within hours")
+            .fix("set a random secret of 16 characters or more (pwgen -s 20 1)"),
+    )
+}
+
+/// The same secret on two accounts: one leak opens both.
+fn reused(credentials: &[Credential]) -> Vec<Finding> {
+    let mut by_secret: BTreeMap<&str, Vec<&Credential>> = BTreeMap::new();
+    for c in credentials {
+        if let Secret::Plain(s) = c.secret
+            && !s.is_empty()
+        {
+            by_secret.entry(s).or_default().push(c);
+        }
+    }
+    by_secret
+        .into_values()
+        .filter(|v| v.len() > 1)
+        .map(|v| {
+            let names: Vec<&str> = v.iter().map(|c| c.account.as_str()).collect();
+            Finding::new(
+                "reused-secret",
+                Severity::High,
+                Some(&v[0].at),
+                format!(
+                    "{} accounts share one secret: {}",
+                    v.len(),
+                    names.join(", ")
+                ),
+            )
+            .why("one phone's leaked provisioning file or one cracked account opens all of them")
+            .fix("give each account its own random secret")
+        })
+        .collect()
+}
+
+/// PJSIP endpoints with no `auth` and no `identify`: anyone who names them is them.
+fn open_endpoints(asterisk: &Asterisk) -> Vec<Finding> {
+    let identified: Vec<&str> = of_type(&asterisk.pjsip, "identify")
+        .filter_map(|s| s.get("endpoint"))
+        .collect();
+    let mut found = Vec::new();
+    for e in of_type(&asterisk.pjsip, "endpoint") {
+        let no_auth = e.get("auth").is_none_or(|a| a.trim().is_empty());
+        if e.name.starts_with("anonymous") || !no_auth || identified.contains(&e.name.as_str()) {
+            continue;
+        }
+        found.push(
+            Finding::new("endpoint-without-auth", Severity::High, Some(&e.at), format!("PJSIP endpoint {} has no auth and no identify", e.name))
+                .why(format!("any caller whose From user is {} is that account, with no password: its context {} is open to the internet", e.name, e.get("context").unwrap_or("default")))
+                .fix("give it auth = <an auth section with a strong password>, or an identify section matching the trunk's addresses"),
+        );
+    }
+    for peer in peers(&asterisk.sip).filter(|_| chan_sip(asterisk)) {
+        let secret = peer.get("secret").or(peer.get("md5secret"));
+        let dynamic = peer
+            .get("host")
+            .is_none_or(|h| h.eq_ignore_ascii_case("dynamic"));
+        if secret.is_none_or(str::is_empty) && dynamic && peer.get("type").is_some() {
+            found.push(
+                Finding::new(
+                    "endpoint-without-auth",
+                    Severity::High,
+                    Some(&peer.at),
+                    format!("SIP peer {} has no secret and no fixed host", peer.name),
+                )
+                .why("anyone who registers or calls as this peer is it, with no password")
+                .fix("set secret = <a strong random secret>, or host = the trunk's address"),
+            );
+        }
+    }
+    found
+}
+
+/// The contexts an unauthenticated call lands in: PJSIP's `anonymous` endpoint (when
+/// its identifier is loaded and in the order), chan_sip's `allowguest` (yes unless
+/// said otherwise), an IAX2 `[guest]` user without secret.
+pub fn guests(asterisk: &Asterisk) -> Vec<Guest> {
+    let mut found = Vec::new();
+    let order = super::exposure::identifier_order(asterisk);
+    let anonymous_on = asterisk.loads("res_pjsip_endpoint_identifier_anonymous.so")
+        && order.iter().any(|o| o == "anonymous");
+    for e in of_type(&asterisk.pjsip, "endpoint").filter(|_| anonymous_on) {
+        if e.name == "anonymous" || e.name.starts_with("anonymous@") {
+            found.push(Guest {
+                how: format!("PJSIP endpoint {}", e.name),
+                context: e.get("context").unwrap_or("default").to_string(),
+                at: e.at.clone(),
+            });
+        }
+    }
+    if chan_sip(asterisk) {
+        let g = general(&asterisk.sip);
+        let allow = g.and_then(|g| g.entry("allowguest"));
+        if allow.is_none_or(|e| yes(&e.value)) {
+            let at = allow.map(|e| e.at.clone()).or(g.map(|g| g.at.clone()));
+            found.push(Guest {
+                how: "chan_sip allowguest".to_string(),
+                context: g
+                    .and_then(|g| g.get("context"))
+                    .unwrap_or("default")
+                    .to_string(),
+                at: at.unwrap_or_else(|| At {
+                    file: asterisk.sip.files[0].clone(),
+                    line: 1,
+                }),
+            });
+        }
+    }
+    for user in peers(&asterisk.iax).filter(|s| s.name == "guest") {
+        if user.get("secret").is_none_or(str::is_empty) {
+            found.push(Guest {
+                how: "IAX2 user guest".to_string(),
+                context: user.get("context").unwrap_or("default").to_string(),
+                at: user.at.clone(),
+            });
+        }
+    }
+    found
+}
+
+fn guest_finding(g: Guest) -> Finding {
+    let fix = match g.how.as_str() {
+        "chan_sip allowguest" => {
+            "set allowguest = no in sip.conf [general] (and alwaysauthreject = yes); better, move to PJSIP"
+        }
+        _ => {
+            "remove the guest account unless you take anonymous calls; if you do, send them to a context that only reaches your DIDs and has extsecurity's check"
+        }
+    };
+    Finding::new(
+        "guest-calls",
+        Severity::High,
+        Some(&g.at),
+        format!("{} takes unauthenticated calls into context {}", g.how, g.context),
+    )
+    .why("anyone on the internet can call into this context without a password; what it can reach is listed under guest-path-to-trunk")
+    .fix(fix)
+}
+
+/// `insecure=invite` on a `host=dynamic` peer: its INVITEs are not challenged, and its
+/// address is wherever it last registered.
+fn insecure_dynamic(asterisk: &Asterisk) -> Vec<Finding> {
+    peers(&asterisk.sip)
+        .filter(|_| chan_sip(asterisk))
+        .filter_map(|p| {
+            let insecure = p.entry("insecure")?;
+            let dynamic = p.get("host").is_none_or(|h| h.eq_ignore_ascii_case("dynamic"));
+            let skips = insecure.value.contains("invite") || insecure.value.eq_ignore_ascii_case("very");
+            (skips && dynamic).then(|| {
+                Finding::new("insecure-invite-dynamic", Severity::High, Some(&insecure.at), format!("SIP peer {}: insecure={} on host=dynamic", p.name, insecure.value))
+                    .why("calls from the peer's last registered address are not challenged: whoever registers once (or shares its NAT) calls without a password")
+                    .fix("remove insecure=invite from dynamic peers; keep it only for a trunk with a fixed host")
+            })
+        })
+        .collect()
+}
