@@ -328,7 +328,10 @@ impl<F: Files> Reader<'_, F> {
                     self.conf.files.push(path.clone());
                     self.load_text(&path, &text, level);
                 }
+                // There but unreadable (permissions): Asterisk's user may read it, so
+                // it is not a missing #include; the audit says it could not look.
                 Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                    any = true;
                     self.conf.unread.push((path, e.to_string()));
                 }
                 Err(_) => {}
@@ -696,7 +699,7 @@ mod tests {
         proptest::collection::vec(proptest::collection::vec(item, 0..8), 6)
     }
 
-    fn render(items: &[Item], me: usize, included: &mut Vec<bool>) -> String {
+    fn render(items: &[Item], me: usize, included: &mut [bool]) -> String {
         let mut text = String::new();
         for item in items {
             match item {
@@ -725,13 +728,16 @@ mod tests {
         text
     }
 
-    /// The reference: walks the generated items themselves (no text), pasting each
-    /// included file where it is named and copying bases when a header names them.
+    /// A section as the reference sees it: name, template, `(key, value, line, from)`.
+    type Flat = (String, bool, Vec<(String, String, usize, Option<String>)>);
+
+    /// The reference: the naive expansion of the generated files' simple lines (no
+    /// comments, no escapes), pasting each included file where it is named and
+    /// copying bases when a header names them.
     fn expand(
-        files: &[Vec<Item>],
         texts: &[String],
         me: usize,
-        out: &mut Vec<(String, bool, Vec<(String, String, usize, Option<String>)>)>,
+        out: &mut Vec<Flat>,
         global: &mut Option<usize>,
     ) {
         let mut current = *global;
@@ -739,7 +745,7 @@ mod tests {
         for (n, line) in lines.iter().enumerate() {
             if let Some(file) = line.strip_prefix("#include f") {
                 let child: usize = file.trim_end_matches(".conf").parse().unwrap();
-                expand(files, texts, child, out, global);
+                expand(texts, child, out, global);
             } else if let Some(header) = line.strip_prefix('[') {
                 let (name, options) = header.split_once(']').unwrap();
                 let options: Vec<&str> = options
@@ -793,7 +799,7 @@ mod tests {
             );
             let got = read(&memory, Path::new("/c"), "f0.conf");
             let mut want = Vec::new();
-            expand(&files, &texts, 0, &mut want, &mut None);
+            expand(&texts, 0, &mut want, &mut None);
             let got: Vec<_> = got
                 .sections
                 .iter()

@@ -33,6 +33,8 @@ pub const FRAUD: u8 = 9;
 pub const ALERT: u8 = 10;
 /// `status`: no daemon answers on the control socket (or none is configured).
 pub const NO_DAEMON: u8 = 11;
+/// `audit`: a high or critical finding.
+pub const AUDIT: u8 = 12;
 
 /// How Asterisk's `System()` reports a status of the per-call check (`check`, the
 /// seed's JSON form); `None` for the statuses only other commands exit with.
@@ -46,7 +48,7 @@ pub fn system_status(code: u8) -> Option<&'static str> {
 
 /// Every status with what it means, for the manual page (`extsecurity(1)`, EXIT STATUS);
 /// the README's "Exit status" table says the same with Asterisk's `SYSTEMSTATUS`.
-pub const MEANINGS: [(u8, &str); 12] = [
+pub const MEANINGS: [(u8, &str); 13] = [
     (
         OK,
         "The call was accepted, or alerted on without --fail-on-alert (as the seed).",
@@ -86,6 +88,10 @@ pub const MEANINGS: [(u8, &str); 12] = [
         NO_DAEMON,
         "status: no daemon answers on the control socket, or none is configured.",
     ),
+    (
+        AUDIT,
+        "audit: a high or critical finding (medium and info ones exit 0).",
+    ),
 ];
 
 #[cfg(test)]
@@ -97,7 +103,7 @@ mod tests {
         sorted.sort();
         sorted.dedup();
         assert_eq!(codes, sorted, "in order, each once");
-        assert_eq!(codes, (0..=11).collect::<Vec<u8>>());
+        assert_eq!(codes, (0..=12).collect::<Vec<u8>>());
         assert!(!codes.contains(&127));
     }
 }

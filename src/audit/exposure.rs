@@ -59,8 +59,10 @@ fn weak_password(user: &str, secret: &str) -> Option<String> {
     if KNOWN_AMI_SECRETS.contains(&secret) {
         return Some(format!("the well-known default {:?}", mask(secret)));
     }
-    if let Some(guess) = secrets::guess(user, secret) {
-        return Some(format!("found at {guess}"));
+    match secrets::guess(user, secret) {
+        Some(secrets::Guess::Default(1)) => return Some("the user name".to_string()),
+        Some(guess) => return Some(format!("in svcrack's list ({guess})")),
+        None => {}
     }
     (secret.chars().count() < MIN_SECRET_LEN)
         .then(|| format!("shorter than {MIN_SECRET_LEN} characters"))
@@ -245,7 +247,7 @@ fn logs(asterisk: &Asterisk, files: &impl Files, fail2ban: &Path) -> Vec<Finding
         found.push(
             Finding::new("security-log-off", Severity::Medium, at.as_ref(), "no log file takes the security level".to_string())
                 .why("failed registrations and ACL refusals are then written nowhere: fail2ban's asterisk jail and anyone investigating afterwards see nothing")
-                .fix("security_log => security in [logfiles] (and the same file's rotation)"),
+                .fix("security => security in logger.conf [logfiles] (Asterisk writes /var/log/asterisk/security), then logger reload"),
         );
     }
     if let Some((logpath, at)) = jail_logpath(files, fail2ban, "asterisk")

@@ -77,6 +77,23 @@ pub(crate) enum Command {
         /// [default: /etc/asterisk/extensions*.conf]
         #[arg(long, value_name = "FILE")]
         dialplan: Vec<PathBuf>,
+        /// Asterisk's configuration folder, whose audit's one-line summary is printed
+        #[arg(long, value_name = "DIR", default_value = "/etc/asterisk")]
+        asterisk_dir: PathBuf,
+    },
+    /// Read Asterisk's configuration as an attacker would: weak secrets (and the svcrack
+    /// guess that finds each), guest paths to a trunk, exposed AMI/HTTP/ARI, the
+    /// security log, fail2ban's jail. Never prints a secret
+    Audit {
+        /// Asterisk's configuration folder
+        #[arg(long, value_name = "DIR", default_value = "/etc/asterisk")]
+        asterisk_dir: PathBuf,
+        /// fail2ban's folder, for the asterisk jail's logpath
+        #[arg(long, value_name = "DIR", default_value = "/etc/fail2ban")]
+        fail2ban_dir: PathBuf,
+        /// Print JSON (for cron and monitoring)
+        #[arg(long)]
+        json: bool,
     },
     /// Log in to the CrowdSec LAPI of [crowdsec] and say what is wrong, if anything
     CrowdsecCheck,

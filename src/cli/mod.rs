@@ -4,6 +4,7 @@
 //! `extsecurity: `, and the status comes from [`extsecurity::exits`].
 
 mod args;
+mod audit;
 mod bans;
 mod check_config;
 mod fraud;
@@ -12,6 +13,7 @@ mod report;
 mod status;
 
 pub(crate) use args::*;
+pub(crate) use audit::*;
 pub(crate) use bans::*;
 pub(crate) use check_config::*;
 pub(crate) use fraud::*;
@@ -27,6 +29,16 @@ use extsecurity::exits;
 use extsecurity::request::{self};
 
 pub(crate) fn run(cli: Cli, args: &[OsString]) -> u8 {
+    // The audit reads Asterisk's files, not extsecurity's: a broken extsecurity.toml
+    // must not hide what is wrong with Asterisk's.
+    if let Command::Audit {
+        asterisk_dir,
+        fail2ban_dir,
+        json,
+    } = &cli.command
+    {
+        return audit(asterisk_dir, fail2ban_dir, *json);
+    }
     let Some(config) = load_config(cli.config.as_deref()) else {
         return match cli.command {
             Command::Check { on_error, .. } => on_error_status(on_error, exits::CONFIG),
@@ -53,11 +65,23 @@ pub(crate) fn run(cli: Cli, args: &[OsString]) -> u8 {
             plain,
             json,
         } => explain(&config, explain_request(&fields, &plain, &json, args)),
-        Command::CheckConfig { quiet, dialplan } => {
+        Command::CheckConfig {
+            quiet,
+            dialplan,
+            asterisk_dir,
+        } => {
             let status = check_config(&config, quiet);
+            if let (false, Some(summary)) = (quiet, audit_summary(&asterisk_dir)) {
+                println!("{summary}");
+            }
             check_dialplan(&config.0, &dialplan, quiet);
             status
         }
+        Command::Audit {
+            asterisk_dir,
+            fail2ban_dir,
+            json,
+        } => audit(&asterisk_dir, &fail2ban_dir, json),
         Command::CrowdsecCheck => crowdsec_check(&config.0),
         Command::Agi { script } => {
             let script =

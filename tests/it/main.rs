@@ -10,6 +10,7 @@ mod common;
 mod agi;
 mod ami;
 mod as_users;
+mod audit;
 mod cli;
 mod control;
 mod crowdsec;
