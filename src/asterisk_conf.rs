@@ -734,12 +734,7 @@ mod tests {
     /// The reference: the naive expansion of the generated files' simple lines (no
     /// comments, no escapes), pasting each included file where it is named and
     /// copying bases when a header names them.
-    fn expand(
-        texts: &[String],
-        me: usize,
-        out: &mut Vec<Flat>,
-        global: &mut Option<usize>,
-    ) {
+    fn expand(texts: &[String], me: usize, out: &mut Vec<Flat>, global: &mut Option<usize>) {
         let mut current = *global;
         let lines: Vec<&str> = texts[me].lines().collect();
         for (n, line) in lines.iter().enumerate() {

@@ -19,6 +19,9 @@ _extsecurity() {
             extsecurity,agi)
                 cmd="extsecurity__subcmd__agi"
                 ;;
+            extsecurity,audit)
+                cmd="extsecurity__subcmd__audit"
+                ;;
             extsecurity,ban)
                 cmd="extsecurity__subcmd__ban"
                 ;;
@@ -82,6 +85,9 @@ _extsecurity() {
             extsecurity__subcmd__help,agi)
                 cmd="extsecurity__subcmd__help__subcmd__agi"
                 ;;
+            extsecurity__subcmd__help,audit)
+                cmd="extsecurity__subcmd__help__subcmd__audit"
+                ;;
             extsecurity__subcmd__help,ban)
                 cmd="extsecurity__subcmd__help__subcmd__ban"
                 ;;
@@ -134,7 +140,7 @@ _extsecurity() {
 
     case "${cmd}" in
         extsecurity)
-            opts="-h -V --config --help --version check explain check-config crowdsec-check agi report bans fraud unban ban status serve help"
+            opts="-h -V --config --help --version check explain check-config audit crowdsec-check agi report bans fraud unban ban status serve help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -158,6 +164,32 @@ _extsecurity() {
                 return 0
             fi
             case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        extsecurity__subcmd__audit)
+            opts="-h --asterisk-dir --fail2ban-dir --json --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --asterisk-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --fail2ban-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -260,13 +292,17 @@ _extsecurity() {
             return 0
             ;;
         extsecurity__subcmd__check__subcmd__config)
-            opts="-q -h --quiet --dialplan --config --help"
+            opts="-q -h --quiet --dialplan --asterisk-dir --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --dialplan)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --asterisk-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -504,7 +540,7 @@ _extsecurity() {
             return 0
             ;;
         extsecurity__subcmd__help)
-            opts="check explain check-config crowdsec-check agi report bans fraud unban ban status serve help"
+            opts="check explain check-config audit crowdsec-check agi report bans fraud unban ban status serve help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -518,6 +554,20 @@ _extsecurity() {
             return 0
             ;;
         extsecurity__subcmd__help__subcmd__agi)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        extsecurity__subcmd__help__subcmd__audit)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

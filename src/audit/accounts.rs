@@ -329,3 +329,78 @@ fn insecure_dynamic(asterisk: &Asterisk) -> Vec<Finding> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::asterisk_conf::Memory;
+    use std::path::Path;
+
+    fn asterisk(files: &[(&str, &str)]) -> Asterisk {
+        Asterisk::read(&Memory::of(Path::new("/a"), files), Path::new("/a"))
+    }
+
+    #[test]
+    fn chan_sip_guests_by_default_and_not_when_told_or_not_loaded() {
+        let guests = |sip: &str, modules: &str| {
+            guests(&asterisk(&[("sip.conf", sip), ("modules.conf", modules)]))
+                .into_iter()
+                .map(|g| g.context)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(guests("[general]\n", ""), ["default"]);
+        assert_eq!(guests("[general]\ncontext=guests\n", ""), ["guests"]);
+        assert!(guests("[general]\nallowguest=no\n", "").is_empty());
+        assert!(guests("[general]\n", "[modules]\nnoload => chan_sip.so\n").is_empty());
+    }
+
+    #[test]
+    fn the_anonymous_endpoint_needs_its_identifier() {
+        let pjsip = "[anonymous]\ntype=endpoint\ncontext=guests\n";
+        assert_eq!(guests(&asterisk(&[("pjsip.conf", pjsip)])).len(), 1);
+        let ordered = format!("[g]\ntype=global\nendpoint_identifier_order=ip,username\n{pjsip}");
+        assert!(guests(&asterisk(&[("pjsip.conf", &ordered)])).is_empty());
+        let modules = "[modules]\nnoload => res_pjsip_endpoint_identifier_anonymous.so\n";
+        assert!(
+            guests(&asterisk(&[
+                ("pjsip.conf", pjsip),
+                ("modules.conf", modules)
+            ]))
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_secret_from_a_template_is_found_where_the_template_writes_it() {
+        let a = asterisk(&[(
+            "pjsip.conf",
+            "[weak](!)\ntype=auth\npassword=123\n[1001](weak)\nusername=1001\n",
+        )]);
+        let found = check(&a);
+        let f = found.iter().find(|f| f.id == "weak-secret").unwrap();
+        assert_eq!(f.line, Some(3));
+        assert_eq!(
+            f.guess.as_deref(),
+            Some("guess 25 of svcrack's default run")
+        );
+        assert!(f.what.contains("1001"));
+    }
+
+    #[test]
+    fn short_digit_and_empty_secrets() {
+        let severity = |password: &str| {
+            let a = asterisk(&[(
+                "pjsip.conf",
+                &format!("[x]\ntype=auth\nusername=x\npassword={password}\n"),
+            )]);
+            check(&a)
+                .into_iter()
+                .find(|f| f.id == "weak-secret")
+                .map(|f| f.severity)
+        };
+        assert_eq!(severity(""), Some(Severity::Critical));
+        assert_eq!(severity("aB3$xy"), Some(Severity::High));
+        assert_eq!(severity("8273645519"), Some(Severity::Medium));
+        assert_eq!(severity("Zq8-wP2m-Lk4x"), None);
+    }
+}

@@ -333,3 +333,84 @@ fn read_ini(path: &Path, text: &str, ini: &mut BTreeMap<String, BTreeMap<String,
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::asterisk_conf::Memory;
+
+    #[test]
+    fn loopback_addresses_with_and_without_ports() {
+        for addr in [
+            "127.0.0.1",
+            "127.0.0.1:5038",
+            "::1",
+            "[::1]:8088",
+            "localhost",
+        ] {
+            assert!(loopback(addr), "{addr}");
+        }
+        for addr in ["0.0.0.0", "0.0.0.0:5038", "::", "[::]:8088", "192.0.2.1"] {
+            assert!(!loopback(addr), "{addr}");
+        }
+    }
+
+    #[test]
+    fn the_jail_is_read_in_fail2ban_s_order_with_interpolation() {
+        let files = Memory::of(
+            Path::new("/f"),
+            &[
+                (
+                    "jail.conf",
+                    "[DEFAULT]\nenabled = false\nlogs = /var/log/asterisk\n[asterisk]\nlogpath = %(logs)s/messages\n  /var/log/other\n",
+                ),
+                ("jail.d/defaults.conf", "[asterisk]\nenabled = true\n"),
+                ("jail.local", "[asterisk]\nenabled = false\n"),
+                ("jail.d/mine.local", "[asterisk]\nenabled = true\n"),
+            ],
+        );
+        let (path, at) = jail_logpath(&files, Path::new("/f"), "asterisk").unwrap();
+        assert_eq!(path, "/var/log/asterisk/messages");
+        assert_eq!(at.line, 5);
+        let off = Memory::of(
+            Path::new("/f"),
+            &[("jail.conf", "[asterisk]\nlogpath = /x\n")],
+        );
+        assert_eq!(jail_logpath(&off, Path::new("/f"), "asterisk"), None);
+    }
+
+    #[test]
+    fn the_identifier_order_is_pjsip_s_default_unless_set() {
+        let read = |pjsip: &str| {
+            let files = Memory::of(Path::new("/a"), &[("pjsip.conf", pjsip)]);
+            identifier_order(&Asterisk::read(&files, Path::new("/a")))
+        };
+        assert_eq!(
+            read("[t]\ntype=transport\n"),
+            ["ip", "username", "anonymous"]
+        );
+        assert_eq!(
+            read("[g]\ntype=global\nendpoint_identifier_order=ip, auth_username\n"),
+            ["ip", "auth_username"]
+        );
+    }
+
+    #[test]
+    fn http_listens_only_when_enabled_and_bound() {
+        let ids = |http: &str| {
+            let files = Memory::of(Path::new("/a"), &[("http.conf", http)]);
+            http_findings(&Asterisk::read(&files, Path::new("/a")))
+        };
+        assert_eq!(
+            ids("[general]\nenabled=yes\nbindaddr=0.0.0.0\n"),
+            ["http-exposed"]
+        );
+        assert!(ids("[general]\nenabled=yes\n").is_empty());
+        assert!(ids("[general]\nenabled=no\nbindaddr=0.0.0.0\n").is_empty());
+        assert!(ids("[general]\nenabled=yes\nbindaddr=127.0.0.1\n").is_empty());
+    }
+
+    fn http_findings(asterisk: &Asterisk) -> Vec<&'static str> {
+        http(asterisk).into_iter().map(|f| f.id).collect()
+    }
+}

@@ -22,6 +22,108 @@ use serde::Serialize;
 
 use crate::asterisk_conf::{self, At, Conf, Files};
 
+/// One rule of the audit: its id, how bad its findings can be, what it looks for.
+/// doc/audit.md's table is generated from [`RULES`] and has a section for each id.
+pub struct Rule {
+    pub id: &'static str,
+    pub severity: &'static str,
+    pub checks: &'static str,
+}
+
+/// Every rule, in the order the manual explains them.
+pub const RULES: [Rule; 18] = [
+    Rule {
+        id: "weak-secret",
+        severity: "critical, high, medium",
+        checks: "a SIP or IAX2 secret svcrack's default run finds (critical), its -D list finds (high), empty (critical), shorter than 8 characters (high), digits only (medium); MD5 credentials hashed with their realm",
+    },
+    Rule {
+        id: "reused-secret",
+        severity: "high",
+        checks: "one secret on two or more accounts",
+    },
+    Rule {
+        id: "endpoint-without-auth",
+        severity: "high",
+        checks: "a PJSIP endpoint with neither auth nor identify; a chan_sip peer with no secret and no fixed host",
+    },
+    Rule {
+        id: "guest-calls",
+        severity: "high",
+        checks: "PJSIP's anonymous endpoint (with its identifier loaded and in the order), chan_sip's allowguest (on by default), an IAX2 guest user",
+    },
+    Rule {
+        id: "guest-path-to-trunk",
+        severity: "critical",
+        checks: "every path from a guest context to a trunk Dial through include, Goto, GotoIf, Gosub, Macro and Local channels, printed as its chain",
+    },
+    Rule {
+        id: "guest-without-check",
+        severity: "medium",
+        checks: "a guest context whose calls never reach extsecurity's check",
+    },
+    Rule {
+        id: "insecure-invite-dynamic",
+        severity: "high",
+        checks: "insecure=invite on a chan_sip peer with host=dynamic",
+    },
+    Rule {
+        id: "ami-exposed",
+        severity: "medium",
+        checks: "the manager enabled and bound off loopback (0.0.0.0 by default)",
+    },
+    Rule {
+        id: "ami-user-open",
+        severity: "high",
+        checks: "an AMI user without permit or acl while AMI is off loopback",
+    },
+    Rule {
+        id: "ami-weak-secret",
+        severity: "critical, medium",
+        checks: "an AMI secret that is a known default (amp111), in svcrack's list or short",
+    },
+    Rule {
+        id: "ami-dangerous-write",
+        severity: "high",
+        checks: "an open AMI user with write=system, command, originate or all",
+    },
+    Rule {
+        id: "http-exposed",
+        severity: "high",
+        checks: "Asterisk's HTTP server (ARI, AMI over HTTP) bound off loopback without TLS",
+    },
+    Rule {
+        id: "ari-weak-password",
+        severity: "high, medium",
+        checks: "a plain ARI password that is a known default, in svcrack's list or short",
+    },
+    Rule {
+        id: "identifier-order",
+        severity: "medium",
+        checks: "endpoint_identifier_order without auth_username, which turns off Asterisk's throttle for unknown users",
+    },
+    Rule {
+        id: "security-log-off",
+        severity: "medium",
+        checks: "no logger.conf file takes the security level",
+    },
+    Rule {
+        id: "jail-reads-nothing",
+        severity: "high",
+        checks: "fail2ban's enabled asterisk jail reads a file Asterisk does not write (messages vs messages.log)",
+    },
+    Rule {
+        id: "config-refused",
+        severity: "high",
+        checks: "a line for which Asterisk refuses the whole file: a missing #include, a broken header, inheriting from what is not defined",
+    },
+    Rule {
+        id: "exec-include",
+        severity: "info",
+        checks: "an #exec line: its output is configuration the audit cannot see and never runs",
+    },
+];
+
 /// How bad a finding is; the exit status is non-zero from `High` up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -65,6 +167,7 @@ pub struct Finding {
 
 impl Finding {
     pub fn new(id: &'static str, severity: Severity, at: Option<&At>, what: String) -> Self {
+        debug_assert!(RULES.iter().any(|r| r.id == id), "{id} is not in RULES");
         Finding {
             id,
             severity,
@@ -262,4 +365,63 @@ fn refused(asterisk: &Asterisk) -> Vec<Finding> {
         }
     }
     found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::asterisk_conf::Disk;
+
+    fn fixture(name: &str) -> Places {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/audit")
+            .join(name);
+        Places {
+            asterisk: dir.join("asterisk"),
+            fail2ban: dir.join("fail2ban"),
+        }
+    }
+
+    #[test]
+    fn the_weak_fixture_breaks_every_rule_but_the_refusals() {
+        let report = run(&Disk, &fixture("weak"));
+        let ids: std::collections::BTreeSet<&str> = report.findings.iter().map(|f| f.id).collect();
+        let rules: std::collections::BTreeSet<&str> = RULES.iter().map(|r| r.id).collect();
+        let untested: Vec<&&str> = rules.difference(&ids).collect();
+        assert_eq!(untested, [&"config-refused", &"exec-include"]);
+        assert_eq!(report.worst(), Some(Severity::Critical));
+    }
+
+    #[test]
+    fn refusals_and_execs_are_findings() {
+        let files = crate::asterisk_conf::Memory::of(
+            Path::new("/etc/asterisk"),
+            &[(
+                "pjsip.conf",
+                "[global]\ntype=global\n#include missing.conf\n#exec /bin/echo\n",
+            )],
+        );
+        let places = Places {
+            asterisk: PathBuf::from("/etc/asterisk"),
+            fail2ban: PathBuf::from("/nonexistent"),
+        };
+        let report = run(&files, &places);
+        let at = |id: &str| report.findings.iter().find(|f| f.id == id).map(|f| f.line);
+        assert_eq!(at("config-refused"), Some(Some(3)));
+        assert_eq!(at("exec-include"), Some(Some(4)));
+    }
+
+    #[test]
+    fn modules_conf_decides_what_loads() {
+        let with = |modules: &str| {
+            let files =
+                crate::asterisk_conf::Memory::of(Path::new("/a"), &[("modules.conf", modules)]);
+            Asterisk::read(&files, Path::new("/a")).loads("chan_sip.so")
+        };
+        assert!(with(""));
+        assert!(with("[modules]\nautoload=yes\n"));
+        assert!(!with("[modules]\nautoload=yes\nnoload => chan_sip.so\n"));
+        assert!(!with("[modules]\nautoload=no\n"));
+        assert!(with("[modules]\nautoload=no\nload => chan_sip.so\n"));
+    }
 }

@@ -49,6 +49,22 @@ pub fn exit_statuses() -> String {
     out
 }
 
+/// `| rule | severity | what it finds |`, from [`crate::audit::RULES`].
+pub fn audit_rules() -> String {
+    let mut out = String::from("| rule | severity | what it finds |\n|---|---|---|\n");
+    for rule in crate::audit::RULES {
+        let _ = writeln!(
+            out,
+            "| [`{}`](#{}) | {} | {} |",
+            rule.id,
+            rule.id,
+            rule.severity,
+            cell(rule.checks)
+        );
+    }
+    out
+}
+
 /// Every table and key of the shipped configuration with its default and the comment
 /// above it, one Markdown table per TOML table.
 pub fn settings() -> String {

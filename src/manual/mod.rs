@@ -32,6 +32,8 @@ pub enum Generated {
     DocExitStatus,
     /// doc/configuration.md: every setting with its default
     DocSettings,
+    /// doc/audit.md: every rule of the audit
+    DocAuditRules,
 }
 
 impl Generated {
@@ -46,6 +48,7 @@ impl Generated {
             Generated::Fish => "completions/extsecurity.fish",
             Generated::DocCommands | Generated::DocExitStatus => "../doc/commands.md",
             Generated::DocSettings => "../doc/configuration.md",
+            Generated::DocAuditRules => "../doc/audit.md",
         }
     }
 
@@ -61,6 +64,7 @@ impl Generated {
             Generated::DocCommands => return markdown::commands(&cmd).into_bytes(),
             Generated::DocExitStatus => return markdown::exit_statuses().into_bytes(),
             Generated::DocSettings => return markdown::settings().into_bytes(),
+            Generated::DocAuditRules => return markdown::audit_rules().into_bytes(),
         };
         let mut cmd = cmd;
         let mut out = Vec::new();

@@ -265,3 +265,16 @@ fn a_file_this_user_cannot_read_is_named() {
     );
     assert!(!ids.iter().any(|(_, file, _)| file == "pjsip.endpoint.conf"));
 }
+
+/// doc/audit.md explains every rule under its own heading (the table links to it).
+#[test]
+fn the_audit_chapter_has_a_section_for_every_rule() {
+    let chapter = std::fs::read_to_string(common::repo().join("doc/audit.md")).unwrap();
+    for rule in extsecurity::audit::RULES {
+        assert!(
+            chapter.contains(&format!("\n### {}\n", rule.id)),
+            "doc/audit.md has no section for {}",
+            rule.id
+        );
+    }
+}

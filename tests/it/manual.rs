@@ -59,10 +59,11 @@ fn the_shipped_pages_and_completions_are_current() {
 
 /// The manual's tables the code can print, and the chapter that holds each between
 /// `<!-- generated: extsecurity generate WHAT -->` and `<!-- end generated -->`.
-const DOC_TABLES: [(&str, &str); 3] = [
+const DOC_TABLES: [(&str, &str); 4] = [
     ("doc-commands", "doc/commands.md"),
     ("doc-exit-status", "doc/commands.md"),
     ("doc-settings", "doc/configuration.md"),
+    ("doc-audit-rules", "doc/audit.md"),
 ];
 
 #[test]
