@@ -94,3 +94,17 @@ fn the_checker_sees_a_forbidden_import() {
         ["rules", "clock"]
     );
 }
+
+#[test]
+fn the_audit_imports_only_the_configuration_reader() {
+    let mut files = sources("src/audit");
+    files.extend(sources("src/asterisk_conf.rs"));
+    for (file, code) in files {
+        for name in crate_paths(&code) {
+            assert!(
+                matches!(name, "audit" | "asterisk_conf" | "dialplan"),
+                "{file} imports crate::{name}: the audit is a pure reading of Asterisk's files"
+            );
+        }
+    }
+}
