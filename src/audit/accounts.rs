@@ -19,6 +19,9 @@ const DEFAULT_REALM: &str = "asterisk";
 pub struct Credential<'a> {
     /// `PJSIP auth 1001-auth`, `SIP peer 1002`.
     pub account: String,
+    /// The section: a PJSIP auth (endpoints name it), or the chan_sip/IAX2 peer itself.
+    pub section: String,
+    pub pjsip: bool,
     pub user: String,
     pub secret: Secret<'a>,
     pub realm: String,
@@ -72,6 +75,8 @@ pub fn credentials(asterisk: &Asterisk) -> Vec<Credential<'_>> {
         if let Some((secret, at)) = secret {
             found.push(Credential {
                 account: format!("PJSIP auth {}", auth.name),
+                section: auth.name.clone(),
+                pjsip: true,
                 user,
                 secret,
                 realm,
@@ -97,6 +102,8 @@ pub fn credentials(asterisk: &Asterisk) -> Vec<Credential<'_>> {
             if let Some((secret, at)) = secret {
                 found.push(Credential {
                     account: format!("{tech} peer {}", peer.name),
+                    section: peer.name.clone(),
+                    pjsip: false,
                     user,
                     secret,
                     realm: sip_realm.to_string(),
@@ -130,10 +137,48 @@ pub fn check(asterisk: &Asterisk) -> Vec<Finding> {
         found.extend(weak(c));
     }
     found.extend(reused(&credentials));
-    found.extend(open_endpoints(asterisk));
+    found.extend(open_endpoints(asterisk).into_iter().map(|(_, f)| f));
     found.extend(guests(asterisk).into_iter().map(guest_finding));
     found.extend(insecure_dynamic(asterisk));
     found
+}
+
+/// The accounts (PJSIP endpoints, chan_sip and IAX2 peers, as the outbound check
+/// names them) whose secret is weak (high or worse), reused, or missing, each with why:
+/// `[fraud]` gives them stricter limits.
+pub fn weak_accounts(asterisk: &Asterisk) -> BTreeMap<String, String> {
+    let credentials = credentials(asterisk);
+    let mut why: BTreeMap<(bool, &str), String> = BTreeMap::new();
+    for c in &credentials {
+        if let Some(f) = weak(c).filter(|f| f.severity >= Severity::High) {
+            why.insert((c.pjsip, &c.section), f.guess.unwrap_or(f.what));
+        }
+    }
+    for c in reused_groups(&credentials).into_iter().flatten() {
+        why.entry((c.pjsip, &c.section))
+            .or_insert_with(|| "its secret is reused".into());
+    }
+    let mut out = BTreeMap::new();
+    for e in of_type(&asterisk.pjsip, "endpoint") {
+        let auths: Vec<&str> = e
+            .get("auth")
+            .unwrap_or("")
+            .split(',')
+            .map(str::trim)
+            .collect();
+        if let Some(w) = auths.iter().find_map(|a| why.get(&(true, *a))) {
+            out.insert(e.name.clone(), w.clone());
+        }
+    }
+    for (name, _) in open_endpoints(asterisk) {
+        out.insert(name, "no auth".to_string());
+    }
+    for ((pjsip, section), w) in why {
+        if !pjsip {
+            out.insert(section.to_string(), w);
+        }
+    }
+    out
 }
 
 /// The secret's weakness, worst first: svcrack finds it, it is short, it is digits.
@@ -153,7 +198,10 @@ fn weak(c: &Credential) -> Option<Finding> {
             _ => format!("{account}: the secret is in svcrack's list"),
         };
         let mut f = Finding::new("weak-secret", severity, Some(&c.at), what)
-            .why(format!("svcrack -u {} finds it at {guess}: a scanner owns the account in seconds and dials your trunk with it", c.user))
+            .why(format!("svcrack -u {} finds it at {guess}: a scanner owns the account {} and dials your trunk with it", c.user, match guess {
+                Guess::Default(_) => "in seconds",
+                Guess::Defaults(_) => "within a minute",
+            }))
             .fix("set a random secret of 16 characters or more (pwgen -s 20 1), and the same on the phone");
         f.guess = Some(guess.to_string());
         return Some(f);
@@ -179,17 +227,8 @@ fn weak(c: &Credential) -> Option<Finding> {
 
 /// The same secret on two accounts: one leak opens both.
 fn reused(credentials: &[Credential]) -> Vec<Finding> {
-    let mut by_secret: BTreeMap<&str, Vec<&Credential>> = BTreeMap::new();
-    for c in credentials {
-        if let Secret::Plain(s) = c.secret
-            && !s.is_empty()
-        {
-            by_secret.entry(s).or_default().push(c);
-        }
-    }
-    by_secret
-        .into_values()
-        .filter(|v| v.len() > 1)
+    reused_groups(credentials)
+        .into_iter()
         .map(|v| {
             let names: Vec<&str> = v.iter().map(|c| c.account.as_str()).collect();
             Finding::new(
@@ -208,8 +247,21 @@ fn reused(credentials: &[Credential]) -> Vec<Finding> {
         .collect()
 }
 
+/// The credentials that share a plain secret, in groups of two or more.
+fn reused_groups<'c, 'a>(credentials: &'c [Credential<'a>]) -> Vec<Vec<&'c Credential<'a>>> {
+    let mut by_secret: BTreeMap<&str, Vec<&Credential>> = BTreeMap::new();
+    for c in credentials {
+        if let Secret::Plain(s) = c.secret
+            && !s.is_empty()
+        {
+            by_secret.entry(s).or_default().push(c);
+        }
+    }
+    by_secret.into_values().filter(|v| v.len() > 1).collect()
+}
+
 /// PJSIP endpoints with no `auth` and no `identify`: anyone who names them is them.
-fn open_endpoints(asterisk: &Asterisk) -> Vec<Finding> {
+fn open_endpoints(asterisk: &Asterisk) -> Vec<(String, Finding)> {
     let identified: Vec<&str> = of_type(&asterisk.pjsip, "identify")
         .filter_map(|s| s.get("endpoint"))
         .collect();
@@ -219,11 +271,11 @@ fn open_endpoints(asterisk: &Asterisk) -> Vec<Finding> {
         if e.name.starts_with("anonymous") || !no_auth || identified.contains(&e.name.as_str()) {
             continue;
         }
-        found.push(
+        found.push((e.name.clone(),
             Finding::new("endpoint-without-auth", Severity::High, Some(&e.at), format!("PJSIP endpoint {} has no auth and no identify", e.name))
                 .why(format!("any caller whose From user is {} is that account, with no password: its context {} is open to the internet", e.name, e.get("context").unwrap_or("default")))
                 .fix("give it auth = <an auth section with a strong password>, or an identify section matching the trunk's addresses"),
-        );
+        ));
     }
     for peer in peers(&asterisk.sip).filter(|_| chan_sip(asterisk)) {
         let secret = peer.get("secret").or(peer.get("md5secret"));
@@ -231,16 +283,15 @@ fn open_endpoints(asterisk: &Asterisk) -> Vec<Finding> {
             .get("host")
             .is_none_or(|h| h.eq_ignore_ascii_case("dynamic"));
         if secret.is_none_or(str::is_empty) && dynamic && peer.get("type").is_some() {
-            found.push(
-                Finding::new(
-                    "endpoint-without-auth",
-                    Severity::High,
-                    Some(&peer.at),
-                    format!("SIP peer {} has no secret and no fixed host", peer.name),
-                )
-                .why("anyone who registers or calls as this peer is it, with no password")
-                .fix("set secret = <a strong random secret>, or host = the trunk's address"),
-            );
+            let f = Finding::new(
+                "endpoint-without-auth",
+                Severity::High,
+                Some(&peer.at),
+                format!("SIP peer {} has no secret and no fixed host", peer.name),
+            )
+            .why("anyone who registers or calls as this peer is it, with no password")
+            .fix("set secret = <a strong random secret>, or host = the trunk's address");
+            found.push((peer.name.clone(), f));
         }
     }
     found
@@ -402,5 +453,26 @@ mod tests {
         assert_eq!(severity("aB3$xy"), Some(Severity::High));
         assert_eq!(severity("8273645519"), Some(Severity::Medium));
         assert_eq!(severity("Zq8-wP2m-Lk4x"), None);
+    }
+}
+
+#[cfg(test)]
+mod weak_accounts_tests {
+    use super::*;
+    use crate::asterisk_conf::Disk;
+    use std::path::Path;
+
+    #[test]
+    fn the_weak_fixture_s_weak_accounts_by_the_names_calls_carry() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/audit/weak/asterisk");
+        let weak = weak_accounts(&Asterisk::read(&Disk, &dir));
+        let names: Vec<&str> = weak.keys().map(String::as_str).collect();
+        assert_eq!(
+            names,
+            ["1003", "1004", "1005", "1006", "1007", "1008", "provider"]
+        );
+        assert_eq!(weak["1003"], "guess 32 of svcrack's default run");
+        assert_eq!(weak["1006"], "no auth");
+        assert_eq!(weak["1007"], "its secret is reused");
     }
 }

@@ -22,8 +22,10 @@ pub struct Priority {
     pub number: u32,
     pub label: Option<String>,
     pub app: String,
-    /// With `[globals]` expanded.
+    /// With `[globals]` expanded, as the walk reads them.
     pub args: String,
+    /// As written, as the chain prints them (Asterisk's `dialplan show` does too).
+    pub written: String,
     pub at: At,
 }
 
@@ -153,6 +155,7 @@ impl Dialplan {
             label,
             app: name.to_string(),
             args: self.expand(args),
+            written: args.to_string(),
             at: at.clone(),
         };
         let context = &mut self.contexts[ctx];
@@ -597,7 +600,10 @@ impl Walker<'_> {
         let c = &self.plan.contexts[n.ctx];
         let x = &c.extensions[n.ext];
         let p = &x.priorities[n.prio];
-        format!("{},{},{} {}({})", c.name, x.name, p.number, p.app, p.args)
+        format!(
+            "{},{},{} {}({})",
+            c.name, x.name, p.number, p.app, p.written
+        )
     }
 
     fn chain(&self, start: String, end: Node, trunk: &str) -> Vec<String> {

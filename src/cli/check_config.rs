@@ -71,6 +71,21 @@ pub(crate) fn check_config(config: &(Config, Source), quiet: bool) -> u8 {
                 status = exits::CONFIG;
             }
         }
+        if let (false, Some(dir)) = (quiet, &fraud.audit_dir)
+            && dir.is_dir()
+        {
+            let asterisk =
+                extsecurity::audit::Asterisk::read(&extsecurity::asterisk_conf::Disk, dir);
+            let weak = extsecurity::audit::accounts::weak_accounts(&asterisk);
+            let names: Vec<&str> = weak.keys().map(String::as_str).collect();
+            println!(
+                "# [fraud]: {} accounts weak by the audit of {} get the [fraud.weak] limits{}{}",
+                names.len(),
+                dir.display(),
+                if names.is_empty() { "" } else { ": " },
+                names.join(", ")
+            );
+        }
         match extsecurity::daemon::fraud::state_problem(&fraud.state_file) {
             Some((problem, true)) => {
                 eprintln!(

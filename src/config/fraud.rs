@@ -49,14 +49,30 @@ pub struct FraudConfig {
     classes: BTreeMap<Class, ClassLimits>,
     /// Per-account limits, already merged over the classes'.
     accounts: BTreeMap<String, BTreeMap<Class, ClassLimits>>,
+    /// The limits of an account the audit finds weak: the classes' tightened, then
+    /// `[fraud.weak]`.
+    weak: BTreeMap<Class, ClassLimits>,
+    /// Asterisk's folder, audited for weak accounts at start and reload; `None`: off.
+    pub audit_dir: Option<PathBuf>,
+    /// The accounts the audit found weak, each with why; the daemon fills it.
+    pub weak_accounts: BTreeMap<String, String>,
 }
 
 impl FraudConfig {
     /// The limits `class` has for `account`.
+    /// An account's own table wins; then the weak limits for an account the audit
+    /// finds weak; then the class's.
     pub fn limits(&self, account: &str, class: Class) -> &ClassLimits {
+        let weak = || {
+            self.weak_accounts
+                .contains_key(account)
+                .then(|| self.weak.get(&class))
+                .flatten()
+        };
         self.accounts
             .get(account)
             .and_then(|a| a.get(&class))
+            .or_else(weak)
             .or_else(|| self.classes.get(&class))
             .expect("every class has limits")
     }
@@ -243,6 +259,8 @@ pub(super) struct RawFraud {
     max_accounts: Spanned<usize>,
     class: RawClasses,
     account: BTreeMap<String, RawClasses>,
+    weak: RawClasses,
+    audit_dir: Spanned<String>,
 }
 
 impl Default for RawFraud {
@@ -271,6 +289,8 @@ impl Default for RawFraud {
             max_accounts: Spanned::new(0..0, 100_000),
             class: RawClasses::default(),
             account: BTreeMap::new(),
+            weak: RawClasses::default(),
+            audit_dir: text(crate::dialplan::CONFIG_DIR),
         }
     }
 }
@@ -408,6 +428,11 @@ impl RawFraud {
         accounts
             .entry(NO_ACCOUNT.to_string())
             .or_insert_with(|| account_base(NO_ACCOUNT, &classes));
+        let tightened: BTreeMap<Class, ClassLimits> = classes
+            .iter()
+            .map(|(c, l)| (*c, l.clone().tightened_for_weak(*c)))
+            .collect();
+        let weak = self.weak.over(&tightened, "fraud.weak")?;
         let quarantine = *self.quarantine_seconds.get_ref();
         if quarantine == 0 {
             return Err((
@@ -452,6 +477,9 @@ impl RawFraud {
             call_end: self.call_end,
             classes,
             accounts,
+            weak,
+            audit_dir: path(&self.audit_dir, "audit_dir")?,
+            weak_accounts: BTreeMap::new(),
         }))
     }
 }
@@ -546,6 +574,45 @@ mod tests {
             f.limits("1001", Class::International)
                 .level(Rule::CallsPerMinute),
             Level::new(4, 6)
+        );
+    }
+
+    #[test]
+    fn weak_accounts_get_stricter_limits_and_their_own_table_still_wins() {
+        let text = format!(
+            "{ON}audit_dir = \"\"\n[fraud.weak.international]\nhours = \"Mo-Fr 08:00-18:00\"\n\
+             [fraud.account.callcentre.international]\ncalls_per_minute = {{ warning = 40, critical = 60 }}\n"
+        );
+        let mut f = parse(&text).unwrap().fraud.unwrap();
+        assert_eq!(f.audit_dir, None);
+        let before = f.limits("1003", Class::International).clone();
+        assert_eq!(before.level(Rule::CallsPerMinute), Level::new(4, 6));
+        for weak in ["1003", "callcentre"] {
+            f.weak_accounts.insert(weak.into(), "guess 32".into());
+        }
+        let weak = f.limits("1003", Class::International);
+        assert_eq!(weak.level(Rule::CallsPerMinute), Level::new(2, 3));
+        assert_eq!(weak.level(Rule::DistinctPerHour), Level::new(3, 5));
+        assert_eq!(weak.level(Rule::MinutesPerDay), Level::new(30, 60));
+        assert_eq!(weak.level(Rule::Concurrent), Level::new(2, 3));
+        assert_eq!(weak.max_seconds, 1800);
+        assert_eq!(
+            weak.hours.as_ref().unwrap().to_string(),
+            "Mo-Fr 08:00-18:00"
+        );
+        assert_eq!(
+            f.limits("1003", Class::National),
+            f.limits("1001", Class::National)
+        );
+        let own = f.limits("callcentre", Class::International);
+        assert_eq!(
+            own.level(Rule::CallsPerMinute),
+            Level::new(40, 60),
+            "its own table wins"
+        );
+        assert_eq!(
+            parse(ON).unwrap().fraud.unwrap().audit_dir.as_deref(),
+            Some(std::path::Path::new("/etc/asterisk"))
         );
     }
 

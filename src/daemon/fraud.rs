@@ -21,6 +21,46 @@ use crate::fraud::{Class, Guard, Judgement, Login, Prefixes};
 use crate::request::BadRequest;
 use crate::state_file::StateFile;
 
+/// Reads Asterisk's accounts in `audit_dir` and marks those the audit finds weak (a
+/// secret svcrack guesses, reused, none at all): `[fraud.weak]`'s stricter limits apply
+/// to them. Said once, with each account and why; a folder it cannot read is said, and
+/// nothing is marked.
+pub fn mark_weak_accounts(fraud: &mut crate::config::FraudConfig) {
+    let Some(dir) = fraud.audit_dir.clone() else {
+        return;
+    };
+    if !dir.is_dir() {
+        tracing::info!(
+            "fraud: no {} to audit for weak accounts ([fraud] audit_dir): every account has the class limits",
+            dir.display()
+        );
+        return;
+    }
+    let asterisk = crate::audit::Asterisk::read(&crate::asterisk_conf::Disk, &dir);
+    for conf in [&asterisk.pjsip, &asterisk.sip, &asterisk.iax] {
+        for (file, why) in &conf.unread {
+            tracing::warn!(
+                "fraud: cannot read {} ({why}) to find weak accounts: give the daemon's user read access (group asterisk)",
+                file.display()
+            );
+        }
+    }
+    fraud.weak_accounts = crate::audit::accounts::weak_accounts(&asterisk);
+    if !fraud.weak_accounts.is_empty() {
+        let list: Vec<String> = fraud
+            .weak_accounts
+            .iter()
+            .map(|(name, why)| format!("{name} ({why})"))
+            .collect();
+        tracing::warn!(
+            "fraud: {} accounts are weak by the audit of {} and get the [fraud.weak] limits: {}",
+            list.len(),
+            dir.display(),
+            list.join(", ")
+        );
+    }
+}
+
 /// How often a changed state is saved.
 pub const SAVE_EVERY: Duration = Duration::from_secs(5);
 

@@ -48,12 +48,17 @@ pub fn run(config: Config, source: Source, listen: Option<SocketAddr>) -> anyhow
 
 /// The daemon's config with a `daemon.secret_file` read into the key every call is
 /// compared against (at start, and at each reload).
+/// The accounts `[fraud] audit_dir`'s audit finds weak are marked too (their stricter
+/// limits apply from this config on).
 pub fn resolve_key(mut config: Config) -> Result<Config, ConfigError> {
     if let Some(secret) = &config.daemon.secret {
         config.daemon.secret = Some(secret.resolved().map_err(|e| ConfigError::Read {
             path: secret.path().map(Into::into).unwrap_or_default(),
             source: std::io::Error::other(e.to_string()),
         })?);
+    }
+    if let Some(fraud) = &mut config.fraud {
+        daemon::fraud::mark_weak_accounts(fraud);
     }
     Ok(config)
 }

@@ -142,6 +142,41 @@ impl ClassLimits {
         }
     }
 
+    /// These limits made at least as strict as the defaults for an account the audit
+    /// finds weak (a secret svcrack guesses, no auth): international calls warn at the
+    /// 2nd within a minute and quarantine at the 3rd, at the 5th distinct number
+    /// within an hour or an hour's minutes in a day, and last half an hour. A level the
+    /// administrator made stricter stays.
+    pub fn tightened_for_weak(mut self, class: Class) -> ClassLimits {
+        use Rule::*;
+        if class != Class::International {
+            return self;
+        }
+        for (rule, weak) in [
+            (CallsPerMinute, Level::new(2, 3)),
+            (DistinctPerHour, Level::new(3, 5)),
+            (MinutesPerDay, Level::new(30, 60)),
+        ] {
+            let now = self.level(rule);
+            let stricter = |a: u32, b: u32| match (a, b) {
+                (0, b) => b,
+                (a, b) => a.min(b),
+            };
+            self.set(
+                rule,
+                Level::new(
+                    stricter(now.warning, weak.warning),
+                    stricter(now.critical, weak.critical),
+                ),
+            );
+        }
+        self.max_seconds = match self.max_seconds {
+            0 => 1800,
+            s => s.min(1800),
+        };
+        self
+    }
+
     /// Whether any level needs the distinct numbers kept.
     pub fn keeps_distinct(&self) -> bool {
         let l = self.level(Rule::DistinctPerHour);

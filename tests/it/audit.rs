@@ -130,7 +130,8 @@ fn the_weak_pbx_has_each_finding_at_its_file_and_line() {
             "from-external (PJSIP endpoint anonymous)",
             "from-external,_X.,2 Goto(from-internal,${EXTEN},1)",
             "from-internal include => outbound",
-            "outbound,_00X.,1 Dial(PJSIP/provider/${EXTEN}) = PJSIP/provider",
+            // As written, as `dialplan show` prints it; the trunk after `=` resolved.
+            "outbound,_00X.,1 Dial(${TRUNK}/${EXTEN}) = PJSIP/provider",
         ]
     );
     assert_eq!(report["worst"], "critical");
@@ -277,4 +278,26 @@ fn the_audit_chapter_has_a_section_for_every_rule() {
             rule.id
         );
     }
+}
+
+/// `[fraud] audit_dir`: check-config names the accounts that get the stricter limits.
+#[test]
+fn check_config_names_the_weak_accounts_fraud_will_limit() {
+    let dir = fixture("weak").join("asterisk");
+    let list = common::repo().join("dist/extsecurity-high-risk.conf");
+    let sandbox = common::Sandbox::with_config(&format!(
+        "[fraud]\nenabled = true\ncountry_code = \"49\"\nhigh_risk_file = {list:?}\n\
+         state_file = \"@DIR@/fraud.state\"\naudit_dir = {dir:?}\n"
+    ));
+    let out = Command::new(bin())
+        .args(["check-config", "--asterisk-dir", "/nonexistent"])
+        .env("EXTSECURITY_CONFIG", &sandbox.config)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let want = format!(
+        "# [fraud]: 7 accounts weak by the audit of {} get the [fraud.weak] limits: 1003, 1004, 1005, 1006, 1007, 1008, provider",
+        dir.display()
+    );
+    assert!(text.lines().any(|l| l == want), "{text}");
 }

@@ -813,3 +813,41 @@ fn check_config_names_agi_urls_without_the_key() {
     assert!(!said.contains("?key="), "{said}");
     assert!(!said.contains("[globals]"), "{said}");
 }
+
+/// Issue 30: `[fraud]` reads the audit. The weak fixture's account 1003 (its secret falls
+/// at svcrack's 32nd guess) is quarantined at its 3rd international call within a minute
+/// — the stricter `[fraud.weak]` limits — while an account the audit does not name
+/// dials on; the daemon says which accounts are weak, and why, once.
+#[test]
+fn an_account_the_audit_finds_weak_has_stricter_limits() {
+    let dir = repo().join("tests/fixtures/audit/weak/asterisk");
+    let (serve, port) = daemon(&format!("audit_dir = {:?}\n", dir.to_str().unwrap()));
+    let burst = |account: &str| -> Vec<String> {
+        (0..3)
+            .map(|i| call(port, account, &format!("0044207946016{i}"), ATTACKER).1)
+            .collect()
+    };
+    assert_eq!(
+        burst("1003"),
+        [
+            "ok",
+            "warning(calls_per_minute)",
+            "toll_fraud(calls_per_minute)"
+        ]
+    );
+    assert_eq!(burst("2002"), ["ok", "ok", "ok"]);
+    let said = serve.stderr();
+    let line = said
+        .lines()
+        .find(|l| l.contains("get the [fraud.weak] limits"))
+        .unwrap_or_else(|| panic!("{said}"));
+    assert!(
+        line.contains("1003 (guess 32 of svcrack's default run)"),
+        "{line}"
+    );
+    assert!(line.contains("1006 (no auth)"), "{line}");
+    assert!(
+        !line.contains("Correct-Horse"),
+        "no secret in the log: {line}"
+    );
+}
