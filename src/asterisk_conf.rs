@@ -116,6 +116,13 @@ impl Conf {
     }
 }
 
+/// Asterisk's truth values (`ast_true`): `yes`, `true`, `y`, `t`, `1`, `on`.
+pub fn yes(value: &str) -> bool {
+    ["yes", "true", "y", "t", "1", "on"]
+        .iter()
+        .any(|y| value.trim().eq_ignore_ascii_case(y))
+}
+
 /// Where the files come from: the disk, or (in tests) a map.
 pub trait Files {
     fn read(&self, path: &Path) -> io::Result<String>;

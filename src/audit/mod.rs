@@ -270,18 +270,12 @@ impl Asterisk {
         if named("noload") {
             return false;
         }
-        let autoload = modules.get("autoload").is_none_or(crate::audit::yes);
+        let autoload = modules.get("autoload").is_none_or(yes);
         autoload || named("load") || named("require") || named("preload")
     }
 }
 
-/// Asterisk's `ast_true`.
-pub fn yes(value: &str) -> bool {
-    matches!(
-        value.trim().to_ascii_lowercase().as_str(),
-        "yes" | "true" | "y" | "t" | "1" | "on"
-    )
-}
+pub use crate::asterisk_conf::yes;
 
 /// What one run of the audit found, and what it could not read.
 #[derive(Debug, Clone, Default, Serialize)]
