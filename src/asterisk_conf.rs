@@ -123,6 +123,38 @@ pub fn yes(value: &str) -> bool {
         .any(|y| value.trim().eq_ignore_ascii_case(y))
 }
 
+/// Whether Asterisk loads `module` (`chan_sip`, with or without `.so`) by this
+/// `modules.conf`, as `main/loader.c` decides: `noload` stops it; `autoload = yes`
+/// loads the rest; otherwise only `load`, `require` or `preload` lines do — `autoload`
+/// unset means no. A file Asterisk refuses loads nothing. No file at all: the audit
+/// cannot know, and assumes the sample's `autoload = yes`.
+pub fn loads(modules: &Conf, module: &str) -> bool {
+    if !modules.exists() {
+        return true;
+    }
+    if modules.problems.iter().any(|p| p.fatal) {
+        return false;
+    }
+    let base = |name: &str| name.trim().trim_end_matches(".so").to_string();
+    let module = base(module);
+    let named = |keys: &[&str]| {
+        modules.named("modules").any(|s| {
+            s.entries.iter().any(|e| {
+                keys.iter().any(|k| e.key.eq_ignore_ascii_case(k)) && base(&e.value) == module
+            })
+        })
+    };
+    if named(&["noload"]) {
+        return false;
+    }
+    let autoload = modules
+        .named("modules")
+        .filter_map(|s| s.get("autoload"))
+        .last()
+        .is_some_and(yes);
+    autoload || named(&["load", "require", "preload", "preload-require"])
+}
+
 /// Where the files come from: the disk, or (in tests) a map.
 pub trait Files {
     fn read(&self, path: &Path) -> io::Result<String>;

@@ -13,6 +13,8 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
+use crate::asterisk_conf;
+
 /// Where Asterisk keeps its configuration, and `#include`s are relative to.
 pub const CONFIG_DIR: &str = "/etc/asterisk";
 
@@ -58,30 +60,38 @@ pub fn scan(roots: &[PathBuf]) -> (Vec<Finding>, Vec<(PathBuf, io::Error)>) {
 }
 
 /// Calls `each` with every file of `roots` (as [`scan`] takes them) and of their
-/// `#include`s, once each; the files that could not be read.
+/// `#include`s as Asterisk follows them ([`asterisk_conf`]: relative to
+/// [`CONFIG_DIR`], globs, at most 10 deep), once each; the files that could not be read.
 fn walk(roots: &[PathBuf], mut each: impl FnMut(&Path, &str)) -> Vec<(PathBuf, io::Error)> {
     let roots = match roots {
         [] => default_files(Path::new(CONFIG_DIR)),
         given => given.to_vec(),
     };
-    let mut seen = Vec::new();
+    let mut seen: Vec<PathBuf> = Vec::new();
     let mut unread = Vec::new();
-    let mut queue: Vec<PathBuf> = roots.into_iter().rev().collect();
-    while let Some(file) = queue.pop() {
-        if seen.contains(&file) {
-            continue;
+    for root in roots {
+        // A file named on the command line is relative to where it was typed.
+        let root = std::path::absolute(&root).unwrap_or(root);
+        let conf = asterisk_conf::read(
+            &asterisk_conf::Disk,
+            Path::new(CONFIG_DIR),
+            &root.to_string_lossy(),
+        );
+        if conf.files.is_empty() && conf.unread.is_empty() {
+            unread.push((root, io::Error::from(io::ErrorKind::NotFound)));
         }
-        seen.push(file.clone());
-        let text = match std::fs::read(&file) {
-            Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
-            Err(e) => {
-                unread.push((file, e));
+        for (file, why) in conf.unread {
+            unread.push((file, io::Error::other(why)));
+        }
+        for file in conf.files {
+            if seen.contains(&file) {
                 continue;
             }
-        };
-        each(&file, &text);
-        for include in includes(&text).into_iter().rev() {
-            queue.extend(resolve_include(&include).into_iter().rev());
+            match std::fs::read(&file) {
+                Ok(bytes) => each(&file, &String::from_utf8_lossy(&bytes)),
+                Err(e) => unread.push((file.clone(), e)),
+            }
+            seen.push(file);
         }
     }
     unread
@@ -195,38 +205,18 @@ pub const OUTBOUND_MODULES: &[&str] = &[
     "res_agi",
 ];
 
-/// The needed modules `modules.conf` keeps from loading: with `autoload = no`, those
-/// without a `load` (or `require`) line; otherwise those with a `noload` line.
+/// The needed modules `modules.conf` keeps from loading, as Asterisk's loader decides
+/// ([`asterisk_conf::loads`]): with `autoload = no` (or unset), those without a `load`
+/// (or `require`) line; otherwise those with a `noload` line; all of them when Asterisk
+/// refuses the file.
 pub fn modules_not_loaded(modules_conf: &str) -> Vec<&'static str> {
-    let mut autoload = true;
-    let mut loads = Vec::new();
-    let mut noloads = Vec::new();
-    for raw in modules_conf.lines() {
-        let line = strip_comment(raw).trim();
-        let Some((key, value)) = line.split_once("=>").or_else(|| line.split_once('=')) else {
-            continue;
-        };
-        let (key, value) = (key.trim().to_ascii_lowercase(), value.trim());
-        let module = value.trim_end_matches(".so").to_string();
-        match key.as_str() {
-            "autoload" => {
-                autoload = matches!(
-                    value.to_ascii_lowercase().as_str(),
-                    "yes" | "true" | "1" | "on"
-                )
-            }
-            "load" | "require" | "preload" | "preload-require" => loads.push(module),
-            "noload" => noloads.push(module),
-            _ => {}
-        }
-    }
+    let dir = Path::new(CONFIG_DIR);
+    let files = asterisk_conf::Memory::of(dir, &[("modules.conf", modules_conf)]);
+    let conf = asterisk_conf::read(&files, dir, "modules.conf");
     OUTBOUND_MODULES
         .iter()
         .copied()
-        .filter(|m| match autoload {
-            true => noloads.iter().any(|n| n == m),
-            false => !loads.iter().any(|l| l == m),
-        })
+        .filter(|m| !asterisk_conf::loads(&conf, m))
         .collect()
 }
 
@@ -245,36 +235,6 @@ fn default_files(dir: &Path) -> Vec<PathBuf> {
         .collect();
     files.sort();
     files
-}
-
-/// An `#include`'s file(s): relative to [`CONFIG_DIR`] as Asterisk reads them, with `*`
-/// in the file name matched as Asterisk's glob does.
-fn resolve_include(name: &str) -> Vec<PathBuf> {
-    let path = match Path::new(name).is_absolute() {
-        true => PathBuf::from(name),
-        false => Path::new(CONFIG_DIR).join(name),
-    };
-    let Some(file) = path
-        .file_name()
-        .and_then(|f| f.to_str())
-        .filter(|f| f.contains('*'))
-    else {
-        return vec![path];
-    };
-    let (before, after) = file.split_once('*').unwrap_or((file, ""));
-    let mut matched: Vec<PathBuf> = std::fs::read_dir(path.parent().unwrap_or(Path::new("/")))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| {
-            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
-                n.len() >= before.len() + after.len() && n.starts_with(before) && n.ends_with(after)
-            })
-        })
-        .collect();
-    matched.sort();
-    matched
 }
 
 /// The lines of one file that run a shell with a caller's value — `(line, runs, value)`
@@ -327,14 +287,6 @@ fn include_of(line: &str) -> Option<Option<&str>> {
         .trim()
         .trim_matches(|c| c == '"' || c == '<' || c == '>');
     Some((!name.is_empty()).then_some(name))
-}
-
-/// The files a dialplan `#include`s, without reading its applications.
-fn includes(text: &str) -> Vec<String> {
-    text.lines()
-        .filter_map(|raw| include_of(strip_comment(raw).trim()).flatten())
-        .map(str::to_string)
-        .collect()
 }
 
 /// A line without its `;` comment (`\;` is a literal semicolon).

@@ -399,10 +399,24 @@ mod tests {
                 .map(|g| g.context)
                 .collect::<Vec<_>>()
         };
-        assert_eq!(guests("[general]\n", ""), ["default"]);
-        assert_eq!(guests("[general]\ncontext=guests\n", ""), ["guests"]);
-        assert!(guests("[general]\nallowguest=no\n", "").is_empty());
-        assert!(guests("[general]\n", "[modules]\nnoload => chan_sip.so\n").is_empty());
+        let autoload = "[modules]\nautoload=yes\n";
+        assert_eq!(guests("[general]\n", autoload), ["default"]);
+        assert_eq!(guests("[general]\ncontext=guests\n", autoload), ["guests"]);
+        assert!(guests("[general]\nallowguest=no\n", autoload).is_empty());
+        assert!(
+            guests(
+                "[general]\n",
+                "[modules]\nautoload=yes\nnoload => chan_sip.so\n"
+            )
+            .is_empty()
+        );
+        // Asterisk 20's modules.conf sample noloads chan_sip; without autoload only
+        // what is loaded by name is.
+        assert!(guests("[general]\n", "[modules]\n").is_empty());
+        assert_eq!(
+            guests("[general]\n", "[modules]\nload => chan_sip.so\n"),
+            ["default"]
+        );
     }
 
     #[test]

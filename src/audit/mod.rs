@@ -260,18 +260,9 @@ impl Asterisk {
         ]
     }
 
-    /// Whether Asterisk loads `module` (`chan_sip.so`): `noload` stops it, and with
-    /// `autoload = no` only a `load` starts it. No modules.conf: autoload.
+    /// Whether Asterisk loads `module` (`chan_sip.so`) by its modules.conf.
     pub fn loads(&self, module: &str) -> bool {
-        let Some(modules) = self.modules.named("modules").last() else {
-            return true;
-        };
-        let named = |key: &str| modules.all(key).any(|e| e.value == module);
-        if named("noload") {
-            return false;
-        }
-        let autoload = modules.get("autoload").is_none_or(yes);
-        autoload || named("load") || named("require") || named("preload")
+        asterisk_conf::loads(&self.modules, module)
     }
 }
 
@@ -412,10 +403,19 @@ mod tests {
                 crate::asterisk_conf::Memory::of(Path::new("/a"), &[("modules.conf", modules)]);
             Asterisk::read(&files, Path::new("/a")).loads("chan_sip.so")
         };
-        assert!(with(""));
+        // loader.c: autoload only when said; a file Asterisk refuses loads nothing.
+        assert!(!with(""));
+        assert!(!with("[modules]\n"));
         assert!(with("[modules]\nautoload=yes\n"));
         assert!(!with("[modules]\nautoload=yes\nnoload => chan_sip.so\n"));
+        assert!(!with("[modules]\nautoload=yes\nnoload => chan_sip\n"));
         assert!(!with("[modules]\nautoload=no\n"));
         assert!(with("[modules]\nautoload=no\nload => chan_sip.so\n"));
+        assert!(!with("autoload=yes\n[modules]\n"));
+        let none = crate::asterisk_conf::Memory::default();
+        assert!(
+            Asterisk::read(&none, Path::new("/a")).loads("chan_sip.so"),
+            "no file: the sample's autoload"
+        );
     }
 }
