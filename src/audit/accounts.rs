@@ -268,7 +268,11 @@ fn open_endpoints(asterisk: &Asterisk) -> Vec<(String, Finding)> {
     let mut found = Vec::new();
     for e in of_type(&asterisk.pjsip, "endpoint") {
         let no_auth = e.get("auth").is_none_or(|a| a.trim().is_empty());
-        if e.name.starts_with("anonymous") || !no_auth || identified.contains(&e.name.as_str()) {
+        if e.name.starts_with("anonymous")
+            || !no_auth
+            || identified.contains(&e.name.as_str())
+            || limited(e)
+        {
             continue;
         }
         found.push((e.name.clone(),
@@ -282,7 +286,11 @@ fn open_endpoints(asterisk: &Asterisk) -> Vec<(String, Finding)> {
         let dynamic = peer
             .get("host")
             .is_none_or(|h| h.eq_ignore_ascii_case("dynamic"));
-        if secret.is_none_or(str::is_empty) && dynamic && peer.get("type").is_some() {
+        if secret.is_none_or(str::is_empty)
+            && dynamic
+            && !limited(peer)
+            && peer.get("type").is_some()
+        {
             let f = Finding::new(
                 "endpoint-without-auth",
                 Severity::High,
@@ -295,6 +303,12 @@ fn open_endpoints(asterisk: &Asterisk) -> Vec<(String, Finding)> {
         }
     }
     found
+}
+
+/// Whether an ACL limits where the account may call from (`permit` or a named `acl`,
+/// on PJSIP endpoints and chan_sip peers alike): then no password is not anyone's.
+fn limited(section: &Section) -> bool {
+    section.get("permit").is_some() || section.get("acl").is_some()
 }
 
 /// The contexts an unauthenticated call lands in: PJSIP's `anonymous` endpoint (when
@@ -449,6 +463,26 @@ mod tests {
             Some("guess 25 of svcrack's default run")
         );
         assert!(f.what.contains("1001"));
+    }
+
+    #[test]
+    fn an_acl_is_as_good_as_an_identify() {
+        let ids = |pjsip: &str| -> Vec<&'static str> {
+            check(&asterisk(&[("pjsip.conf", pjsip)]))
+                .into_iter()
+                .map(|f| f.id)
+                .collect()
+        };
+        assert_eq!(
+            ids("[fax]\ntype=endpoint\ncontext=fax\n"),
+            ["endpoint-without-auth"]
+        );
+        assert!(ids("[fax]\ntype=endpoint\ndeny=0.0.0.0/0\npermit=192.0.2.7\n").is_empty());
+        assert!(ids("[fax]\ntype=endpoint\nacl=office\n").is_empty());
+        assert!(
+            ids("[fax]\ntype=endpoint\n[fax-id]\ntype=identify\nendpoint=fax\nmatch=192.0.2.7\n")
+                .is_empty()
+        );
     }
 
     #[test]
