@@ -1,8 +1,8 @@
 //! The dialplan as a graph, walked from every guest context: a guest chooses the number
 //! it dials, so every extension of the context and of what it `include`s is reachable;
 //! from there a priority leads to the next one, `Goto`/`GotoIf` (both branches, unless
-//! `[globals]` make the condition constant), `Gosub`, `Macro` and `Dial(Local/…)` lead
-//! elsewhere, and `Hangup`/`Goto`/`Return` end a line of execution. A `Dial` to a trunk
+//! `[globals]` make the condition constant), `Gosub`, `Macro`, `Dial(Local/…)` and the
+//! applications of an `ExecIf` lead elsewhere, and `Hangup`/`Goto`/`Return` end a line of execution. A `Dial` to a trunk
 //! reached this way is toll fraud without any password: it is printed as the chain that
 //! gets there (design.md §3h; FreePBX's `from-sip-external`, `ALLOW_SIP_ANON` and its
 //! `Dial(${OUT_${DIAL_TRUNK}}/…)` with `OUT_n` in `[globals]` understood).
@@ -514,6 +514,43 @@ fn jumps(ctx: &str, app: &str, args: &str) -> Jumps {
     Jumps { to, falls_through }
 }
 
+/// The applications a priority runs: itself, or for `ExecIf(cond?App(args):App(args))`
+/// the branch apps (one, when `[globals]` make the condition constant).
+fn runs_apps(app: &str, args: &str) -> Vec<(String, String)> {
+    if !app.eq_ignore_ascii_case("execif") {
+        return vec![(app.to_string(), args.to_string())];
+    }
+    let Some((condition, branches)) = args.split_once('?') else {
+        return Vec::new();
+    };
+    let mut depth = 0i32;
+    let split = branches.char_indices().find_map(|(i, c)| {
+        match c {
+            '(' | '[' | '{' => depth += 1,
+            ')' | ']' | '}' => depth -= 1,
+            ':' if depth == 0 => return Some(i),
+            _ => {}
+        }
+        None
+    });
+    let (yes, no) = match split {
+        Some(i) => (&branches[..i], &branches[i + 1..]),
+        None => (branches, ""),
+    };
+    let known = constant(condition);
+    [(yes, known != Some(false)), (no, known != Some(true))]
+        .into_iter()
+        .filter(|(branch, taken)| *taken && !branch.trim().is_empty())
+        .map(|(branch, _)| match branch.split_once('(') {
+            Some((a, rest)) => (
+                a.trim().to_string(),
+                rest.strip_suffix(')').unwrap_or(rest).to_string(),
+            ),
+            None => (branch.trim().to_string(), String::new()),
+        })
+        .collect()
+}
+
 /// Whether a priority runs extsecurity's check (System, AGI or FastAGI).
 fn runs_check(app: &str, args: &str) -> bool {
     let app = app.to_ascii_lowercase();
@@ -646,10 +683,22 @@ impl Walker<'_> {
             let context = &self.plan.contexts[n.ctx];
             let ext = &context.extensions[n.ext];
             let p = &ext.priorities[n.prio];
-            walk.checked |= runs_check(&p.app, &p.args);
-            let mut next = jumps(&context.name, &p.app, &p.args);
-            if p.app.eq_ignore_ascii_case("dial") {
-                let devices = split_args(&p.args)[0];
+            let mut next = Jumps {
+                to: Vec::new(),
+                falls_through: true,
+            };
+            let runs = runs_apps(&p.app, &p.args);
+            let conditional = runs.len() != 1 || !p.app.eq_ignore_ascii_case(&runs[0].0);
+            for (app, args) in &runs {
+                walk.checked |= runs_check(app, args);
+                let j = jumps(&context.name, app, args);
+                next.to.extend(j.to);
+                // ExecIf goes on to the next priority whatever its branch did not do.
+                next.falls_through &= j.falls_through || conditional;
+                if !app.eq_ignore_ascii_case("dial") {
+                    continue;
+                }
+                let devices = split_args(args)[0];
                 for device in devices.split('&') {
                     match self.trunks.device(device) {
                         Device::Trunk(t) => {
@@ -815,6 +864,10 @@ context=phones
             ("the trunk named in [globals]", "[globals]\nTRUNK=PJSIP/provider\n[guest]\nexten => _X.,1,Dial(${TRUNK}/${EXTEN})\n".to_string(), true),
             ("chan_dahdi is the PSTN", "[guest]\nexten => _X.,1,Dial(DAHDI/g0/${EXTEN})\n".to_string(), true),
             ("an unrelated context", format!("[guest]\nexten => s,1,Hangup()\n{OUTBOUND}"), false),
+            ("a Dial inside ExecIf", "[guest]\nexten => _X.,1,ExecIf($[${LEN(${EXTEN})} > 5]?Dial(PJSIP/${EXTEN}@provider))\n".to_string(), true),
+            ("a Goto in ExecIf's other branch", format!("[guest]\nexten => _X.,1,ExecIf($[${{CALLERID(num)}} = 1]?Hangup():Goto(outbound,${{EXTEN}},1))\nsame => n,Hangup()\n{OUTBOUND}"), true),
+            ("ExecIf made constant by [globals]", format!("[globals]\nOPEN=no\n[guest]\nexten => _X.,1,ExecIf($[\"${{OPEN}}\" = \"yes\"]?Goto(outbound,${{EXTEN}},1))\nsame => n,Hangup()\n{OUTBOUND}"), false),
+            ("ExecIf's Hangup does not end the line", format!("[guest]\nexten => _X.,1,ExecIf($[${{CALLERID(num)}} = 1]?Hangup())\nsame => n,Goto(outbound,${{EXTEN}},1)\n{OUTBOUND}"), true),
         ];
         for (name, plan, reaches) in table {
             let walk = walk_of(plan);
