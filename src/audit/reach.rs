@@ -2,9 +2,9 @@
 //! it dials, so every extension of the context and of what it `include`s is reachable;
 //! from there a priority leads to the next one, `Goto`/`GotoIf` (both branches, unless
 //! `[globals]` make the condition constant), `Gosub`, `Macro`, `Dial(Local/…)` and the
-//! applications of an `ExecIf` lead elsewhere, and `Hangup`/`Goto`/`Return` end a line of execution. A `Dial` to a trunk
-//! reached this way is toll fraud without any password: it is printed as the chain that
-//! gets there (design.md §3h; FreePBX's `from-sip-external`, `ALLOW_SIP_ANON` and its
+//! applications of an `ExecIf` lead elsewhere, and `Hangup`/`Goto`/`Return` end a line
+//! of execution. A `Dial` to a trunk reached this way is toll fraud without any
+//! password: it is printed as the chain that gets there (design.md §3h; FreePBX's `from-sip-external`, `ALLOW_SIP_ANON` and its
 //! `Dial(${OUT_${DIAL_TRUNK}}/…)` with `OUT_n` in `[globals]` understood).
 //!
 //! A `Local` channel is an edge, never a trunk; a cycle ends where it closes; a target
