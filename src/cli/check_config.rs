@@ -119,6 +119,21 @@ pub(crate) fn check_config(config: &(Config, Source), quiet: bool) -> u8 {
                 "# [nftables]: kernel bans OFF (enabled = true in [nftables] bans within milliseconds; fail2ban alone takes ~0.5 s)"
             ),
         }
+        match &c.edge {
+            Some(e) if e.rate_limit > 0 => println!(
+                "# [edge]: {}at most {}/s a source (burst {}) on the nftables ports; {} trusted networks and this host pass",
+                if e.dry_run {
+                    "DRY RUN, counting only: "
+                } else {
+                    ""
+                },
+                e.rate_limit,
+                e.rate_burst,
+                e.pass.len()
+            ),
+            Some(_) => println!("# [edge]: on, no rate limit"),
+            None => println!("# [edge]: off (enabled = true in [edge] drops floods in the kernel)"),
+        }
         if !writers.is_empty() {
             println!(
                 "# alert log {}: writable by {}",

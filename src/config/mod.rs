@@ -21,6 +21,7 @@ use toml::Spanned;
 mod ami;
 mod crowdsec;
 mod daemon;
+mod edge;
 pub mod effective;
 mod error;
 mod fraud;
@@ -33,6 +34,7 @@ mod secret;
 pub use ami::{AmiAuth, AmiConfig, AmiTls};
 pub use crowdsec::CrowdsecConfig;
 pub use daemon::{DEFAULT_CONTROL_SOCKET, DaemonConfig};
+pub use edge::EdgeConfig;
 pub use error::ConfigError;
 pub use fraud::{CallEnd, DEFAULT_HIGH_RISK_FILE, FraudConfig, MAX_LEARNED, read_high_risk};
 pub use nftables::NftablesConfig;
@@ -43,6 +45,7 @@ pub use secret::{Secret, SecretError, SecretSource, Shape};
 use ami::RawAmi;
 use crowdsec::RawCrowdsec;
 use daemon::RawDaemon;
+use edge::RawEdge;
 use fraud::RawFraud;
 use memory::RawMemory;
 use nftables::RawNftables;
@@ -107,6 +110,9 @@ pub struct Config {
     pub notify: Option<NotifyConfig>,
     /// Bans in the kernel (`[nftables]`); off unless `enabled = true`.
     pub nftables: Option<NftablesConfig>,
+    /// What the kernel drops before Asterisk sees it (`[edge]`); `nftables.edge` holds
+    /// the same, for the table's ruleset.
+    pub edge: Option<EdgeConfig>,
     /// `nftables.table` whether the bans are on or off: with them off, `serve` removes
     /// that table (and the bans it still holds) at start.
     pub nftables_table: String,
@@ -195,8 +201,16 @@ impl Config {
             notify: raw.notify.map(RawNotify::validate).transpose()?,
             nftables_table: raw.nftables.table(),
             nftables: raw.nftables.validate()?,
+            edge: None,
             fraud: raw.fraud.validate()?,
         };
+        let mut config = config;
+        config.edge = raw
+            .edge
+            .validate(config.nftables.as_ref(), &config.trusted_networks)?;
+        if let Some(n) = &mut config.nftables {
+            n.edge = config.edge.clone();
+        }
         Ok(config)
     }
 
@@ -287,6 +301,7 @@ struct RawConfig {
     crowdsec: Option<Spanned<RawCrowdsec>>,
     notify: Option<Spanned<RawNotify>>,
     nftables: RawNftables,
+    edge: RawEdge,
     fraud: RawFraud,
 }
 
@@ -313,6 +328,7 @@ impl Default for RawConfig {
             crowdsec: None,
             notify: None,
             nftables: RawNftables::default(),
+            edge: RawEdge::default(),
             fraud: RawFraud::default(),
         }
     }

@@ -24,6 +24,8 @@ pub struct NftablesConfig {
     pub increment: Option<crate::nftables::history::Increment>,
     /// Where the bans' history is kept across restarts.
     pub state_file: std::path::PathBuf,
+    /// `[edge]`, whose rules live in this table.
+    pub edge: Option<super::EdgeConfig>,
 }
 
 impl NftablesConfig {
@@ -33,6 +35,12 @@ impl NftablesConfig {
             table: &self.table,
             ports: &self.ports,
             max_elements: self.max_elements,
+            edge: self.edge.as_ref().map(|e| crate::nftables::Edge {
+                rate_limit: e.rate_limit,
+                rate_burst: e.rate_burst,
+                dry_run: e.dry_run,
+                pass: &e.pass,
+            }),
         }
     }
 }
@@ -154,6 +162,7 @@ impl RawNftables {
             max_elements: self.max_elements.into_inner(),
             increment,
             state_file,
+            edge: None,
         }))
     }
 }

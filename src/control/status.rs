@@ -23,6 +23,9 @@ pub struct Status {
     pub ami: Option<Ami>,
     pub crowdsec: Option<Crowdsec>,
     pub nftables: Option<Nftables>,
+    /// `[edge]`; `None` when off.
+    #[serde(default)]
+    pub edge: Option<Edge>,
     pub fraud: Option<Fraud>,
     /// Calls this daemon judged (guest and outbound).
     pub calls: Counts,
@@ -90,6 +93,17 @@ pub struct Nftables {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Edge {
+    /// Packets a second one source may send to the SIP ports; 0: no limit.
+    pub rate_limit: u32,
+    pub rate_burst: u32,
+    pub dry_run: bool,
+    /// Packets over the rate since the ruleset was written (dropped, or in a dry run
+    /// only counted); `None` when the kernel could not be asked.
+    pub over_rate: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Fraud {
     pub accounts: usize,
     pub quarantined: Vec<Quarantined>,
@@ -134,6 +148,7 @@ pub fn render(s: &Status) -> String {
     let _ = writeln!(out, "{:<11} {}", "AMI", ami_line(s));
     let _ = writeln!(out, "{:<11} {}", "CrowdSec", crowdsec_line(s));
     let _ = writeln!(out, "{:<11} {}", "nftables", nftables_line(s));
+    let _ = writeln!(out, "{:<11} {}", "edge", edge_line(s));
     let _ = writeln!(out, "{:<11} {}", "fraud", fraud_line(s));
     for (what, c) in [("calls", &s.calls), ("alerts", &s.alerts)] {
         let _ = writeln!(
@@ -234,6 +249,29 @@ fn nftables_line(s: &Status) -> String {
     )
 }
 
+fn edge_line(s: &Status) -> String {
+    let Some(e) = &s.edge else {
+        return "off (no [edge])".into();
+    };
+    if e.rate_limit == 0 {
+        return "on, no rate limit".into();
+    }
+    let over = match e.over_rate {
+        Some(n) => n.to_string(),
+        None => "? (nft could not be asked)".into(),
+    };
+    match e.dry_run {
+        true => format!(
+            "DRY RUN: {over} packets over {}/s a source (burst {}) counted, none dropped",
+            e.rate_limit, e.rate_burst
+        ),
+        false => format!(
+            "{over} packets over {}/s a source (burst {}) dropped",
+            e.rate_limit, e.rate_burst
+        ),
+    }
+}
+
 fn fraud_line(s: &Status) -> String {
     let Some(f) = &s.fraud else {
         return "off (no [fraud])".into();
@@ -325,6 +363,12 @@ mod tests {
                 failing: None,
                 rebuilt: 0,
             }),
+            edge: Some(Edge {
+                rate_limit: 50,
+                rate_burst: 100,
+                dry_run: true,
+                over_rate: Some(420),
+            }),
             fraud: Some(Fraud {
                 accounts: 7,
                 quarantined: vec![Quarantined {
@@ -366,6 +410,7 @@ mod tests {
             "NOT CONNECTED to 127.0.0.1:5038 since ",
             "off (no [crowdsec])",
             "table inet extsecurity: 12 addresses banned now",
+            "edge        DRY RUN: 420 packets over 50/s a source (burst 100) counted, none dropped",
             "7 accounts, 1 QUARANTINED: \"alice\" (concurrent, until ",
             "calls       31 in the last minute, 1204 in the last hour, 20311 since start",
             "extension_scan 20, auth_bruteforce 12 (last hour)",
@@ -408,6 +453,12 @@ mod tests {
         assert!(text.contains("last alerts none since start"));
         assert!(text.contains("off (no [fraud])"));
         assert!(!text.contains("reloads"));
+        s.edge.as_mut().unwrap().dry_run = false;
+        assert!(
+            render(&s).contains("edge        420 packets over 50/s a source (burst 100) dropped")
+        );
+        s.edge = None;
+        assert!(render(&s).contains("edge        off (no [edge])"));
     }
 
     #[test]

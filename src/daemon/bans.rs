@@ -455,7 +455,7 @@ fn heal(shared: &Shared, mut watch: Watch, weak: &std::sync::Weak<Sink>) {
 /// Rebuilds the table if it is not whole, with every ban the history says is running.
 fn rebuild_if_cut(shared: &Shared, sink: &Sink) -> Result<(), String> {
     let config = sink.config();
-    if crate::nftables::is_whole(&config.table).map_err(|e| e.to_string())? {
+    if crate::nftables::is_whole(config.layout()).map_err(|e| e.to_string())? {
         return Ok(());
     }
     let started = Instant::now();

@@ -3,7 +3,7 @@
 //! how it reads).
 
 use crate::control::status::{
-    Ami, Counts, Crowdsec, FastAgi, Fraud, Nftables, Quarantined, Status,
+    Ami, Counts, Crowdsec, Edge, FastAgi, Fraud, Nftables, Quarantined, Status,
 };
 use crate::daemon::Shared;
 
@@ -73,6 +73,16 @@ pub fn collect(shared: &Shared) -> Status {
             failing: metrics.bans.failing(),
             rebuilt: metrics.bans.rebuilt_total(),
         }),
+        edge: config
+            .nftables
+            .as_ref()
+            .and_then(|n| Some((n, n.edge.as_ref()?)))
+            .map(|(n, e)| Edge {
+                rate_limit: e.rate_limit,
+                rate_burst: e.rate_burst,
+                dry_run: e.dry_run,
+                over_rate: crate::nftables::rate_counted(&n.table).ok(),
+            }),
         fraud,
         calls: counts(&metrics.activity.calls, metrics.calls_total()),
         alerts: counts(&metrics.activity.alerts, metrics.activity.alerts_total()),

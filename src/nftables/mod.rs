@@ -33,7 +33,25 @@ pub struct Layout<'a> {
     pub table: &'a str,
     pub ports: &'a [u16],
     pub max_elements: u32,
+    /// `[edge]`'s rules, in a chain of their own that the input chain jumps to on the
+    /// ports; `None`: the chain is empty.
+    pub edge: Option<Edge<'a>>,
 }
+
+/// What the edge drops before Asterisk sees it (`[edge]`), handed in as the layout is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Edge<'a> {
+    /// Packets a second one source may send to the ports; 0: no limit.
+    pub rate_limit: u32,
+    pub rate_burst: u32,
+    /// Count, never drop.
+    pub dry_run: bool,
+    /// Sources never dropped (the trusted networks); this host always passes.
+    pub pass: &'a [ipnet::IpNet],
+}
+
+/// The comment that marks the rate limit's rules, whose counters `status` reads.
+pub const RATE_RULE: &str = "rate";
 
 /// The table, two sets and the input chain, as `nft -f -` reads them. The chain is
 /// flushed and its rules written again, so a restart never duplicates them; the sets
@@ -51,20 +69,93 @@ pub fn ruleset(layout: Layout<'_>) -> String {
             )
         }
     };
-    format!(
+    let mut out = format!(
         "table inet {t} {{\n\
          \x20 set v4 {{ type ipv4_addr; flags timeout; size {size}; }}\n\
          \x20 set v6 {{ type ipv6_addr; flags timeout; size {size}; }}\n\
          \x20 set n4 {{ type ipv4_addr; flags interval, timeout; size {size}; }}\n\
          \x20 set n6 {{ type ipv6_addr; flags interval, timeout; size {size}; }}\n\
+         \x20 set pass4 {{ type ipv4_addr; flags interval; auto-merge; }}\n\
+         \x20 set pass6 {{ type ipv6_addr; flags interval; auto-merge; }}\n\
+         \x20 set rate4 {{ type ipv4_addr; flags dynamic, timeout; timeout 60s; size {size}; }}\n\
+         \x20 set rate6 {{ type ipv6_addr; flags dynamic, timeout; timeout 60s; size {size}; }}\n\
          \x20 chain input {{ type filter hook input priority -10; policy accept; }}\n\
+         \x20 chain edge {{ }}\n\
          }}\n\
          flush chain inet {t} input\n\
+         flush chain inet {t} edge\n\
+         flush set inet {t} pass4\n\
+         flush set inet {t} pass6\n\
          add rule inet {t} input ip saddr @v4{ports} counter drop\n\
          add rule inet {t} input ip6 saddr @v6{ports} counter drop\n\
          add rule inet {t} input ip saddr @n4{ports} counter drop\n\
          add rule inet {t} input ip6 saddr @n6{ports} counter drop\n"
-    )
+    );
+    if let Some(edge) = layout.edge {
+        out.push_str(&edge_rules(t, &ports, edge));
+    }
+    out
+}
+
+/// The edge chain's rules, after the bans: this host and the trusted networks pass,
+/// then each source is held to the rate (counted only, in a dry run).
+fn edge_rules(t: &str, ports: &str, edge: Edge<'_>) -> String {
+    let mut out = String::new();
+    for (set, family) in [("pass4", true), ("pass6", false)] {
+        let nets: Vec<String> = edge
+            .pass
+            .iter()
+            .filter(|n| matches!(n, ipnet::IpNet::V4(_)) == family)
+            .map(|n| n.to_string())
+            .collect();
+        if !nets.is_empty() {
+            out += &format!("add element inet {t} {set} {{ {} }}\n", nets.join(", "));
+        }
+    }
+    out += &format!(
+        "add rule inet {t} input{ports} jump edge\n\
+         add rule inet {t} edge iif \"lo\" return\n\
+         add rule inet {t} edge ip saddr @pass4 return\n\
+         add rule inet {t} edge ip6 saddr @pass6 return\n"
+    );
+    if edge.rate_limit > 0 {
+        let verdict = if edge.dry_run { "" } else { " drop" };
+        let (rate, burst) = (edge.rate_limit, edge.rate_burst);
+        for (set, addr) in [("rate4", "ip saddr"), ("rate6", "ip6 saddr")] {
+            out += &format!(
+                "add rule inet {t} edge update @{set} {{ {addr} limit rate over {rate}/second burst {burst} packets }} counter{verdict} comment \"{RATE_RULE}\"\n"
+            );
+        }
+    }
+    out
+}
+
+/// What the rate limit's rules counted since the ruleset was written: packets over the
+/// rate (dropped, or in a dry run let through).
+pub fn rate_counted(table: &str) -> Result<u64, NftError> {
+    let out = Command::new("nft")
+        .args(["-j", "list", "chain", "inet", table, "edge"])
+        .output()
+        .map_err(NftError::Spawn)?;
+    if !out.status.success() {
+        return Err(refused(&out.stderr));
+    }
+    Ok(counted(&out.stdout, RATE_RULE))
+}
+
+/// The packets of the counters of the rules commented `comment`, in `nft -j`'s listing.
+fn counted(json: &[u8], comment: &str) -> u64 {
+    let Ok(listing) = serde_json::from_slice::<serde_json::Value>(json) else {
+        return 0;
+    };
+    listing["nftables"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|o| o["rule"]["comment"] == comment)
+        .flat_map(|o| o["rule"]["expr"].as_array().cloned().unwrap_or_default())
+        .filter_map(|e| e["counter"]["packets"].as_u64())
+        .sum()
 }
 
 /// Puts the table in place (one `nft` process, at start). Without `CAP_NET_ADMIN` this
@@ -104,33 +195,51 @@ const SETS: [&str; 4] = ["v4", "v6", "n4", "n6"];
 /// Drop rules in the chain: one per set.
 const RULES: usize = SETS.len();
 
-/// Whether table `table` is whole: its four sets, its input chain and the chain's four
-/// drop rules (`nft -t`: the sets' elements are not listed, whatever their number).
+/// Whether the table `layout` describes is whole: its four ban sets, its input chain
+/// with the four drop rules (and the jump to the edge), and the edge's rules when
+/// `[edge]` is on (`nft -t`: the sets' elements are not listed, whatever their number).
 /// `Ok(false)` when the table is gone.
-pub fn is_whole(table: &str) -> Result<bool, NftError> {
+pub fn is_whole(layout: Layout<'_>) -> Result<bool, NftError> {
     let out = Command::new("nft")
-        .args(["-t", "-j", "list", "table", "inet", table])
+        .args(["-t", "-j", "list", "table", "inet", layout.table])
         .output()
         .map_err(NftError::Spawn)?;
     match out.status.success() {
-        true => Ok(listing_is_whole(&out.stdout)),
+        true => Ok(listing_is_whole(&out.stdout, edge_rules_expected(layout))),
         false if String::from_utf8_lossy(&out.stderr).contains("No such file") => Ok(false),
         false => Err(refused(&out.stderr)),
     }
 }
 
-/// [`is_whole`] on `nft -j`'s listing of the table.
-fn listing_is_whole(json: &[u8]) -> bool {
+/// The rules [`ruleset`] writes in the edge chain: this host's and the two pass sets'
+/// returns, and one rate rule per family.
+fn edge_rules_expected(layout: Layout<'_>) -> usize {
+    match layout.edge {
+        None => 0,
+        Some(e) if e.rate_limit == 0 => 3,
+        Some(_) => 5,
+    }
+}
+
+/// [`is_whole`] on `nft -j`'s listing of the table, with `edge` rules expected in the
+/// edge chain (and then the input chain's jump to it).
+fn listing_is_whole(json: &[u8], edge: usize) -> bool {
     let Ok(listing) = serde_json::from_slice::<serde_json::Value>(json) else {
         return false;
     };
     let objects = listing["nftables"].as_array().cloned().unwrap_or_default();
     let named = |kind: &str, name: &str| objects.iter().any(|o| o[kind]["name"] == name);
-    let rules = objects
-        .iter()
-        .filter(|o| o["rule"]["chain"] == "input")
-        .count();
-    SETS.iter().all(|set| named("set", set)) && named("chain", "input") && rules >= RULES
+    let rules = |chain: &str| {
+        objects
+            .iter()
+            .filter(|o| o["rule"]["chain"] == chain)
+            .count()
+    };
+    let jump = usize::from(edge > 0);
+    SETS.iter().all(|set| named("set", set))
+        && named("chain", "input")
+        && rules("input") >= RULES + jump
+        && rules("edge") >= edge
 }
 
 /// A running daemon's claim on table `table`: an abstract socket named after it,
@@ -416,11 +525,25 @@ mod tests {
 
     #[test]
     fn a_table_is_whole_with_its_four_sets_its_chain_and_four_rules() {
-        assert!(listing_is_whole(&listing(&SETS, 4)));
+        assert!(listing_is_whole(&listing(&SETS, 4), 0));
         // `nft flush chain inet extsecurity input`: the sets stay, nothing is dropped.
-        assert!(!listing_is_whole(&listing(&SETS, 0)));
-        assert!(!listing_is_whole(&listing(&["v4", "v6", "n4"], 4)));
-        assert!(!listing_is_whole(b"not json"));
+        assert!(!listing_is_whole(&listing(&SETS, 0), 0));
+        assert!(!listing_is_whole(&listing(&["v4", "v6", "n4"], 4), 0));
+        assert!(!listing_is_whole(b"not json", 0));
+        // With the edge on: the jump and the edge chain's rules too.
+        assert!(
+            !listing_is_whole(&listing(&SETS, 4), 5),
+            "no jump, no edge rules"
+        );
+        let mut with_edge = String::from_utf8(listing(&SETS, 5)).unwrap();
+        let edge_rule = r#"{"rule": {"family": "inet", "table": "extsecurity", "chain": "edge", "handle": 9, "expr": []}}"#;
+        with_edge = with_edge.replacen(
+            r#"{"nftables": ["#,
+            &format!(r#"{{"nftables": [{}, "#, [edge_rule; 5].join(", ")),
+            1,
+        );
+        assert!(listing_is_whole(with_edge.as_bytes(), 5), "{with_edge}");
+        assert!(!listing_is_whole(with_edge.as_bytes(), 6));
     }
 
     #[test]
@@ -469,7 +592,64 @@ mod tests {
             table: "extsecurity",
             ports,
             max_elements: 65_536,
+            edge: None,
         }
+    }
+
+    #[test]
+    fn the_edge_jumps_on_the_ports_passes_trusted_and_limits_each_source() {
+        let pass: Vec<ipnet::IpNet> = vec![
+            "192.0.2.0/24".parse().unwrap(),
+            "2001:db8::/32".parse().unwrap(),
+        ];
+        let edge = Edge {
+            rate_limit: 50,
+            rate_burst: 100,
+            dry_run: false,
+            pass: &pass,
+        };
+        let r = ruleset(Layout {
+            edge: Some(edge),
+            ..layout(&[5060])
+        });
+        for line in [
+            "flush chain inet extsecurity edge\n",
+            "flush set inet extsecurity pass4\n",
+            "add element inet extsecurity pass4 { 192.0.2.0/24 }\n",
+            "add element inet extsecurity pass6 { 2001:db8::/32 }\n",
+            "add rule inet extsecurity input meta l4proto { tcp, udp } th dport { 5060 } jump edge\n",
+            "add rule inet extsecurity edge iif \"lo\" return\n",
+            "add rule inet extsecurity edge update @rate4 { ip saddr limit rate over 50/second burst 100 packets } counter drop comment \"rate\"\n",
+            "add rule inet extsecurity edge update @rate6 { ip6 saddr limit rate over 50/second burst 100 packets } counter drop comment \"rate\"\n",
+        ] {
+            assert!(r.contains(line), "{line} not in {r}");
+        }
+        let jump = r.find("jump edge").unwrap();
+        assert!(r.find("@n6").unwrap() < jump, "the bans come first");
+        let dry = ruleset(Layout {
+            edge: Some(Edge {
+                dry_run: true,
+                ..edge
+            }),
+            ..layout(&[5060])
+        });
+        assert!(
+            dry.contains("packets } counter comment \"rate\"\n"),
+            "{dry}"
+        );
+        assert!(!dry.contains("counter drop comment"), "{dry}");
+        let off = ruleset(layout(&[5060]));
+        assert!(off.contains("flush chain inet extsecurity edge\n") && !off.contains("jump edge"));
+    }
+
+    #[test]
+    fn the_rate_rules_counters_are_summed() {
+        let json = br#"{"nftables": [{"metainfo": {}}, {"chain": {"name": "edge"}},
+            {"rule": {"chain": "edge", "expr": [{"match": {}}, {"counter": {"packets": 7, "bytes": 700}}, {"drop": null}], "comment": "rate"}},
+            {"rule": {"chain": "edge", "expr": [{"counter": {"packets": 5, "bytes": 500}}], "comment": "rate"}},
+            {"rule": {"chain": "edge", "expr": [{"counter": {"packets": 99, "bytes": 1}}]}}]}"#;
+        assert_eq!(counted(json, RATE_RULE), 12);
+        assert_eq!(counted(b"{", RATE_RULE), 0);
     }
 
     #[test]
@@ -483,7 +663,10 @@ mod tests {
         assert!(r.contains(
             "add rule inet extsecurity input ip saddr @v4 meta l4proto { tcp, udp } th dport { 5060, 5061 } counter drop"
         ), "{r}");
-        assert!(!r.contains("flush set"), "bans survive a restart");
+        for set in SETS {
+            let flush = format!("flush set inet extsecurity {set}\n");
+            assert!(!r.contains(&flush), "bans survive a restart: {r}");
+        }
         let every = ruleset(layout(&[]));
         assert!(
             every.contains("input ip6 saddr @v6 counter drop"),

@@ -22,6 +22,7 @@ mod dialplan_system;
 mod dialplan_verdict;
 mod dist;
 mod doc_links;
+mod edge;
 mod fail2ban_filter;
 mod fail2ban_server;
 mod fleet;
