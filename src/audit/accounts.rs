@@ -61,7 +61,19 @@ fn pjsip_realm(asterisk: &Asterisk) -> String {
 pub fn credentials(asterisk: &Asterisk) -> Vec<Credential<'_>> {
     let mut found = Vec::new();
     let realm = pjsip_realm(asterisk);
-    for auth in of_type(&asterisk.pjsip, "auth") {
+    // An auth only a trunk's outbound_auth (or a registration's) names is what this PBX
+    // answers its provider's challenge with: no scanner can try it here.
+    let names = |key: &'static str| {
+        asterisk
+            .pjsip
+            .objects()
+            .filter_map(move |s| s.get(key))
+            .flat_map(|v| v.split(',').map(str::trim))
+    };
+    let inbound: Vec<&str> = names("auth").collect();
+    let outbound: Vec<&str> = names("outbound_auth").collect();
+    let answered_only = |name: &str| outbound.contains(&name) && !inbound.contains(&name);
+    for auth in of_type(&asterisk.pjsip, "auth").filter(|a| !answered_only(&a.name)) {
         let user = auth.get("username").unwrap_or(&auth.name).to_string();
         let realm = auth.get("realm").unwrap_or(&realm).to_string();
         let md5 = auth
@@ -482,6 +494,26 @@ mod tests {
         assert!(
             ids("[fax]\ntype=endpoint\n[fax-id]\ntype=identify\nendpoint=fax\nmatch=192.0.2.7\n")
                 .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_trunks_outbound_auth_is_not_a_secret_scanners_can_try_here() {
+        let a = asterisk(&[(
+            "pjsip.conf",
+            "[provider]\ntype=endpoint\noutbound_auth=provider-auth\n\
+             [provider-auth]\ntype=auth\nusername=acct\npassword=123\n\
+             [1001]\ntype=endpoint\nauth=1001-auth\n\
+             [1001-auth]\ntype=auth\nusername=1001\npassword=123\n",
+        )]);
+        let weak: Vec<String> = check(&a)
+            .into_iter()
+            .filter(|f| f.id == "weak-secret" || f.id == "reused-secret")
+            .map(|f| f.what)
+            .collect();
+        assert_eq!(
+            weak,
+            ["PJSIP auth 1001-auth: the secret is in svcrack's list"]
         );
     }
 
