@@ -40,7 +40,9 @@ impl Lab {
         // Unique per test process and per lab: tests of one binary run side by side.
         static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let id = (std::process::id() % 10_000) * 10 + n % 10;
+        // Room for a hundred labs a process: with ten, the 11th took the 1st's names,
+        // and a lab that failed to make them deleted a running one's on its way out.
+        let id = (std::process::id() % 10_000) * 100 + n % 100;
         let names = ["pbx", "atk", "inn"].map(|n| format!("xs{n}{id}"));
         let lab = Lab { names };
         let [pbx, atk, inn] = &lab.names;

@@ -98,6 +98,16 @@ fn the_attackers_datagrams_are_dropped_and_the_innocents_arrive() {
         "the ban",
     );
 
+    // fail2ban lists the ban before its action has run `nft`: wait for the kernel.
+    let ruleset = || {
+        let out = Command::new("ip")
+            .args(["netns", "exec", pbx, "nft", "list", "ruleset"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    wait_until("the ban in the kernel", || ruleset().contains(ATTACKER));
+
     // The kernel now drops the attacker's SIP datagrams; the innocent's still arrive.
     for round in 0..5 {
         send(atk, PBX_A, &format!("after{round}"));
@@ -112,11 +122,7 @@ fn the_attackers_datagrams_are_dropped_and_the_innocents_arrive() {
         !text.contains(&format!("{ATTACKER} after")),
         "the attacker got through:\n{text}"
     );
-    let rules = Command::new("ip")
-        .args(["netns", "exec", pbx, "nft", "list", "ruleset"])
-        .output()
-        .unwrap();
-    let rules = String::from_utf8_lossy(&rules.stdout);
+    let rules = ruleset();
     assert!(rules.contains(ATTACKER), "{rules}");
     let log = f2b.log();
     assert!(
