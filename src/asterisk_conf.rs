@@ -110,6 +110,12 @@ impl Conf {
         self.objects().filter(move |s| s.name == name)
     }
 
+    /// The objects with `type = kind` (sorcery's files: pjsip.conf, ari.conf).
+    pub fn of_type<'a>(&'a self, kind: &'a str) -> impl Iterator<Item = &'a Section> + 'a {
+        self.objects()
+            .filter(move |s| s.get("type").is_some_and(|t| t.eq_ignore_ascii_case(kind)))
+    }
+
     /// Whether the top file was found at all.
     pub fn exists(&self) -> bool {
         !self.files.is_empty()

@@ -5,12 +5,10 @@
 
 use std::collections::BTreeMap;
 
-use super::secrets::{self, Guess};
+use super::secrets::{self, Guess, MIN_SECRET_LEN};
 use super::{Asterisk, Finding, Severity, yes};
 use crate::asterisk_conf::{At, Conf, Section};
 
-/// Shorter than this is a short secret (NIST's minimum for a memorised one).
-pub const MIN_SECRET_LEN: usize = 8;
 /// Asterisk's realm when none is set (pjsip's `default_realm`, chan_sip's `realm`).
 const DEFAULT_REALM: &str = "asterisk";
 
@@ -44,14 +42,10 @@ pub struct Guest {
     pub at: At,
 }
 
-/// The sections of `conf` with `type = kind`.
-pub fn of_type<'a>(conf: &'a Conf, kind: &'a str) -> impl Iterator<Item = &'a Section> + 'a {
-    conf.objects()
-        .filter(move |s| s.get("type").is_some_and(|t| t.eq_ignore_ascii_case(kind)))
-}
-
 fn pjsip_realm(asterisk: &Asterisk) -> String {
-    of_type(&asterisk.pjsip, "global")
+    asterisk
+        .pjsip
+        .of_type("global")
         .find_map(|g| g.get("default_realm"))
         .unwrap_or(DEFAULT_REALM)
         .to_string()
@@ -73,7 +67,11 @@ pub fn credentials(asterisk: &Asterisk) -> Vec<Credential<'_>> {
     let inbound: Vec<&str> = names("auth").collect();
     let outbound: Vec<&str> = names("outbound_auth").collect();
     let answered_only = |name: &str| outbound.contains(&name) && !inbound.contains(&name);
-    for auth in of_type(&asterisk.pjsip, "auth").filter(|a| !answered_only(&a.name)) {
+    for auth in asterisk
+        .pjsip
+        .of_type("auth")
+        .filter(|a| !answered_only(&a.name))
+    {
         let user = auth.get("username").unwrap_or(&auth.name).to_string();
         let realm = auth.get("realm").unwrap_or(&realm).to_string();
         let md5 = auth
@@ -171,7 +169,7 @@ pub fn weak_accounts(asterisk: &Asterisk) -> BTreeMap<String, String> {
             .or_insert_with(|| "its secret is reused".into());
     }
     let mut out = BTreeMap::new();
-    for e in of_type(&asterisk.pjsip, "endpoint") {
+    for e in asterisk.pjsip.of_type("endpoint") {
         let auths: Vec<&str> = e
             .get("auth")
             .unwrap_or("")
@@ -274,11 +272,13 @@ fn reused_groups<'c, 'a>(credentials: &'c [Credential<'a>]) -> Vec<Vec<&'c Crede
 
 /// PJSIP endpoints with no `auth` and no `identify`: anyone who names them is them.
 fn open_endpoints(asterisk: &Asterisk) -> Vec<(String, Finding)> {
-    let identified: Vec<&str> = of_type(&asterisk.pjsip, "identify")
+    let identified: Vec<&str> = asterisk
+        .pjsip
+        .of_type("identify")
         .filter_map(|s| s.get("endpoint"))
         .collect();
     let mut found = Vec::new();
-    for e in of_type(&asterisk.pjsip, "endpoint") {
+    for e in asterisk.pjsip.of_type("endpoint") {
         let no_auth = e.get("auth").is_none_or(|a| a.trim().is_empty());
         if e.name.starts_with("anonymous")
             || !no_auth
@@ -328,10 +328,10 @@ fn limited(section: &Section) -> bool {
 /// said otherwise), an IAX2 `[guest]` user without secret.
 pub fn guests(asterisk: &Asterisk) -> Vec<Guest> {
     let mut found = Vec::new();
-    let order = super::exposure::identifier_order(asterisk);
+    let order = asterisk.identifier_order();
     let anonymous_on = asterisk.loads("res_pjsip_endpoint_identifier_anonymous.so")
         && order.iter().any(|o| o == "anonymous");
-    for e in of_type(&asterisk.pjsip, "endpoint").filter(|_| anonymous_on) {
+    for e in asterisk.pjsip.of_type("endpoint").filter(|_| anonymous_on) {
         if e.name == "anonymous" || e.name.starts_with("anonymous@") {
             found.push(Guest {
                 how: format!("PJSIP endpoint {}", e.name),

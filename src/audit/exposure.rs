@@ -7,29 +7,14 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::accounts::{MIN_SECRET_LEN, of_type};
-use super::secrets;
+use super::secrets::{self, MIN_SECRET_LEN};
 use super::{Asterisk, Finding, Severity, yes};
 use crate::asterisk_conf::{At, Files};
 
-/// pjsip's order when `endpoint_identifier_order` is not set.
-const DEFAULT_IDENTIFIER_ORDER: [&str; 3] = ["ip", "username", "anonymous"];
 /// Secrets harvested by Metasploit's `asterisk_creds` and every AMI scanner.
 const KNOWN_AMI_SECRETS: [&str; 4] = ["amp111", "admin", "password", "secret"];
 /// Where Asterisk writes its logs (`astlogdir`).
 const LOG_DIR: &str = "/var/log/asterisk";
-
-/// pjsip's `endpoint_identifier_order`, as set or by default.
-pub fn identifier_order(asterisk: &Asterisk) -> Vec<String> {
-    of_type(&asterisk.pjsip, "global")
-        .find_map(|g| g.get("endpoint_identifier_order"))
-        .map(|o| {
-            o.split(',')
-                .map(|s| s.trim().to_ascii_lowercase())
-                .collect()
-        })
-        .unwrap_or_else(|| DEFAULT_IDENTIFIER_ORDER.map(String::from).to_vec())
-}
 
 /// Whether an address (`bindaddr`, with or without a port) is this host only.
 pub fn loopback(addr: &str) -> bool {
@@ -165,7 +150,7 @@ fn http(asterisk: &Asterisk) -> Vec<Finding> {
         .named("general")
         .last()
         .is_none_or(|g| g.get("enabled").is_none_or(yes));
-    for user in of_type(&asterisk.ari, "user").filter(|_| ari_on) {
+    for user in asterisk.ari.of_type("user").filter(|_| ari_on) {
         let crypt = user
             .get("password_format")
             .is_some_and(|f| f.eq_ignore_ascii_case("crypt"));
@@ -191,11 +176,14 @@ fn identifier(asterisk: &Asterisk) -> Vec<Finding> {
     if !asterisk.pjsip.exists() {
         return Vec::new();
     }
-    let order = identifier_order(asterisk);
+    let order = asterisk.identifier_order();
     if order.iter().any(|o| o == "auth_username") {
         return Vec::new();
     }
-    let set = of_type(&asterisk.pjsip, "global").find_map(|g| g.entry("endpoint_identifier_order"));
+    let set = asterisk
+        .pjsip
+        .of_type("global")
+        .find_map(|g| g.entry("endpoint_identifier_order"));
     let at = set.map(|e| e.at.clone()).or_else(|| {
         asterisk.pjsip.files.first().map(|f| At {
             file: f.clone(),
@@ -383,7 +371,7 @@ mod tests {
     fn the_identifier_order_is_pjsip_s_default_unless_set() {
         let read = |pjsip: &str| {
             let files = Memory::of(Path::new("/a"), &[("pjsip.conf", pjsip)]);
-            identifier_order(&Asterisk::read(&files, Path::new("/a")))
+            Asterisk::read(&files, Path::new("/a")).identifier_order()
         };
         assert_eq!(
             read("[t]\ntype=transport\n"),

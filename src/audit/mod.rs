@@ -217,6 +217,9 @@ impl Default for Places {
     }
 }
 
+/// pjsip's order when `endpoint_identifier_order` is not set.
+const DEFAULT_IDENTIFIER_ORDER: [&str; 3] = ["ip", "username", "anonymous"];
+
 /// Asterisk's files as the audit needs them, each read once.
 pub struct Asterisk {
     pub pjsip: Conf,
@@ -258,6 +261,19 @@ impl Asterisk {
             &self.modules,
             &self.extensions,
         ]
+    }
+
+    /// pjsip's `endpoint_identifier_order`, as set or by default (`ip,username,anonymous`).
+    pub fn identifier_order(&self) -> Vec<String> {
+        self.pjsip
+            .of_type("global")
+            .find_map(|g| g.get("endpoint_identifier_order"))
+            .map(|o| {
+                o.split(',')
+                    .map(|s| s.trim().to_ascii_lowercase())
+                    .collect()
+            })
+            .unwrap_or_else(|| DEFAULT_IDENTIFIER_ORDER.map(String::from).to_vec())
     }
 
     /// Whether Asterisk loads `module` (`chan_sip.so`) by its modules.conf.

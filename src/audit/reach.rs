@@ -12,7 +12,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
-use super::accounts::{self, Guest, of_type};
+use super::accounts::{self, Guest};
 use super::{Asterisk, Finding, Severity};
 use crate::asterisk_conf::{At, Conf};
 
@@ -337,13 +337,17 @@ struct Trunks<'a> {
 impl Trunks<'_> {
     fn pjsip_endpoint(&self, name: &str) -> Option<bool> {
         let pjsip = &self.asterisk.pjsip;
-        let endpoint = of_type(pjsip, "endpoint").find(|e| e.name == name)?;
+        let endpoint = pjsip.of_type("endpoint").find(|e| e.name == name)?;
         let static_contact = endpoint.get("aors").is_some_and(|aors| {
             aors.split(',').any(|a| {
-                of_type(pjsip, "aor").any(|s| s.name == a.trim() && s.get("contact").is_some())
+                pjsip
+                    .of_type("aor")
+                    .any(|s| s.name == a.trim() && s.get("contact").is_some())
             })
         });
-        let registered = of_type(pjsip, "registration").any(|r| r.get("endpoint") == Some(name));
+        let registered = pjsip
+            .of_type("registration")
+            .any(|r| r.get("endpoint") == Some(name));
         Some(endpoint.get("outbound_auth").is_some() || static_contact || registered)
     }
 

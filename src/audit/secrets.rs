@@ -47,6 +47,9 @@ fn defaults_list() -> Vec<String> {
     list
 }
 
+/// Shorter than this is a short secret (NIST's minimum for a memorised one).
+pub const MIN_SECRET_LEN: usize = 8;
+
 /// The number of guesses `-D` adds before the default range.
 pub const DEFAULTS_LEN: usize = 2957;
 
