@@ -57,6 +57,12 @@ pub fn tables(c: &Config) -> Vec<Table> {
         ),
     ];
     out.push(nftables(c));
+    out.push(optional(
+        "edge",
+        c.edge.is_some(),
+        "nothing is dropped before Asterisk sees it",
+        || edge(c),
+    ));
     out.push(fraud(c));
     out.push(optional(
         "notify",
@@ -350,6 +356,18 @@ fn nftables(c: &Config) -> Table {
         .table(Some("nftables"))
 }
 
+fn edge(c: &Config) -> Table {
+    let Some(e) = &c.edge else {
+        return Builder::new("edge").table(Some("edge"));
+    };
+    Builder::new("edge")
+        .set("enabled", true)
+        .set("rate_limit", e.rate_limit)
+        .set("rate_burst", e.rate_burst)
+        .set("dry_run", e.dry_run)
+        .table(Some("edge"))
+}
+
 fn fraud(c: &Config) -> Table {
     use crate::fraud::Class;
     use crate::fraud::limits::Rule;
@@ -383,7 +401,8 @@ fn fraud(c: &Config) -> Table {
         .set("takeover_window_seconds", f.takeover_window.as_secs())
         .set("state_file", path(Some(&f.state_file)))
         .set("max_accounts", f.max_accounts)
-        .set("call_end", string(f.call_end.name()));
+        .set("call_end", string(f.call_end.name()))
+        .set("audit_dir", path(f.audit_dir.as_deref()));
     let limits = |b: Builder, prefix: &str, l: &crate::fraud::limits::ClassLimits| {
         let mut b = b
             .set(&format!("{prefix}.refuse"), l.refuse)
@@ -411,6 +430,9 @@ fn fraud(c: &Config) -> Table {
     };
     for class in Class::JUDGED {
         b = limits(b, &format!("class.{class}"), f.limits("", class));
+    }
+    for class in Class::JUDGED {
+        b = limits(b, &format!("weak.{class}"), f.weak_limits(class));
     }
     for account in f.overridden_accounts() {
         for class in Class::JUDGED {
@@ -446,9 +468,26 @@ mod tests {
             text.contains("account.\"call centre\".international.calls_per_minute = { warning = 40, critical = 60 }"),
             "{text}"
         );
+        assert!(
+            text.contains("weak.international.calls_per_minute = { warning = 2, critical = 3 }"),
+            "{text}"
+        );
+        assert!(text.contains("audit_dir = \"/etc/asterisk\""), "{text}");
         let again = config(&text);
         assert_eq!(settings(&again), settings(&c));
         assert!(render(&config("")).contains("# [fraud] absent: off"));
+        let edge = config(
+            "[nftables]\nenabled = true\nports = [5060]\n[edge]\nenabled = true\ndry_run = true\n",
+        );
+        let text = render(&edge);
+        assert!(
+            text.contains(
+                "\n[edge]\nenabled = true\nrate_limit = 50\nrate_burst = 100\ndry_run = true\n"
+            ),
+            "{text}"
+        );
+        assert_eq!(settings(&config(&text)), settings(&edge));
+        assert!(render(&config("")).contains("# [edge] absent: nothing is dropped"));
     }
 
     fn config(text: &str) -> Config {

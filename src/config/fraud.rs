@@ -77,6 +77,14 @@ impl FraudConfig {
             .expect("every class has limits")
     }
 
+    /// The limits `class` has for an account the audit finds weak (`[fraud.weak]`).
+    pub fn weak_limits(&self, class: Class) -> &ClassLimits {
+        self.weak
+            .get(&class)
+            .or_else(|| self.classes.get(&class))
+            .expect("every class has limits")
+    }
+
     /// `new_address` in whole days: the accounts keep the day each address was used.
     pub fn new_address_days(&self) -> u32 {
         u32::try_from(self.new_address.as_secs() / 86_400).unwrap_or(u32::MAX)
