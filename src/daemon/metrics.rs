@@ -881,6 +881,7 @@ pub fn render_parts(config: &crate::config::Config) -> String {
         ("ami", config.ami.is_some()),
         ("crowdsec", config.crowdsec.is_some()),
         ("nftables", config.nftables.is_some()),
+        ("edge", config.edge.is_some()),
         ("fraud", config.fraud.is_some()),
     ] {
         let _ = writeln!(
@@ -889,7 +890,29 @@ pub fn render_parts(config: &crate::config::Config) -> String {
             u8::from(on)
         );
     }
-    out
+    out + &render_edge(config)
+}
+
+/// `extsecurity_edge_over_rate_packets_total{dry_run}`: what the edge's rate limit
+/// counted, read from the kernel's rule counters at each scrape (they start again when
+/// the ruleset is rewritten, as a counter may). Nothing when the edge is off or the
+/// kernel cannot be asked.
+fn render_edge(config: &crate::config::Config) -> String {
+    let Some((n, e)) = config
+        .nftables
+        .as_ref()
+        .and_then(|n| Some((n, n.edge.as_ref()?)))
+    else {
+        return String::new();
+    };
+    let Ok(over) = crate::nftables::rate_counted(&n.table) else {
+        return String::new();
+    };
+    let name = "extsecurity_edge_over_rate_packets_total";
+    format!(
+        "# HELP {name} Packets over the edge's rate a source, dropped (dry_run=\"false\") or only counted.\n# TYPE {name} counter\n{name}{{dry_run=\"{}\"}} {over}\n",
+        e.dry_run
+    )
 }
 
 /// Answers every HTTP request on `listener` with the metrics, until the task is dropped.

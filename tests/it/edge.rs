@@ -12,7 +12,7 @@ use std::process::{Child, Command};
 use std::time::Duration;
 
 use common::netns::{
-    ATTACKER, Daemon, INNOCENT, Lab, PBX_A, PBX_I, arrivals, nft_list, timed_listener,
+    ATTACKER, Daemon, INNOCENT, Lab, PBX_A, PBX_I, arrivals, in_netns, nft_list, timed_listener,
     until_one_arrives,
 };
 use common::{Sandbox, wait_for};
@@ -90,10 +90,13 @@ fn over_rate(text: &str) -> u64 {
         .unwrap_or_else(|| panic!("no count: {line}"))
 }
 
+/// The metrics endpoint inside the namespace.
+const METRICS: u16 = 9851;
+
 fn config(dry_run: bool) -> String {
     format!(
         "tarpit_seconds = 0\ntrusted_networks = ['{INNOCENT}/32']\n\
-         [daemon]\ncontrol_socket = '@DIR@/control.sock'\n\
+         [daemon]\ncontrol_socket = '@DIR@/control.sock'\nmetrics_listen = '127.0.0.1:{METRICS}'\n\
          [nftables]\nenabled = true\nports = [5060]\n\
          [edge]\nenabled = true\nrate_limit = 50\nrate_burst = 50\ndry_run = {dry_run}\n"
     )
@@ -148,6 +151,16 @@ fn a_flood_is_held_to_its_rate_and_a_phones_pace_never_is() {
     );
     let dropped = over_rate(&status(pbx, &s));
     assert!(dropped >= 500, "status counts what was dropped: {dropped}");
+    let served = in_netns(pbx, || {
+        common::metric(
+            METRICS,
+            "extsecurity_edge_over_rate_packets_total{dry_run=\"false\"}",
+        )
+    });
+    assert!(
+        served >= dropped as f64,
+        "the metric counts it too: {served}"
+    );
 
     // Back to a phone's pace: 5 a second, every one arrives.
     let before = from(&sip, ATTACKER);
