@@ -15,7 +15,8 @@ pub const USAGE: u8 = 2;
 /// The request could not be judged: unparseable, or without a valid peer IP. A
 /// `CRITICAL` line was written (and an alert too when the caller broke the request).
 pub const BAD_REQUEST: u8 = 3;
-/// The configuration could not be read or is invalid.
+/// The configuration could not be read or is invalid; for `audit`, a file of
+/// Asterisk's could not be read and nothing high was found in the rest.
 pub const CONFIG: u8 = 4;
 /// The alert log could not be opened or written.
 pub const LOG: u8 = 5;
@@ -59,7 +60,10 @@ pub const MEANINGS: [(u8, &str); 13] = [
         BAD_REQUEST,
         "The request could not be judged: unparseable, or no valid peer address (a CRITICAL line was written, and an alert when the caller broke it).",
     ),
-    (CONFIG, "The configuration is missing or invalid."),
+    (
+        CONFIG,
+        "The configuration is missing or invalid (audit: a file of it could not be read, and nothing high was found in the rest).",
+    ),
     (
         LOG,
         "The alert log could not be opened or written (check-config: this user could not).",

@@ -39,6 +39,15 @@ pub(crate) fn audit(asterisk: &Path, fail2ban: &Path, json: bool) -> u8 {
     }
     match report.worst() {
         Some(Severity::High | Severity::Critical) => exits::AUDIT,
+        // Nothing found in files it could not read is no clean bill: cron must hear it.
+        _ if !report.unread.is_empty() => {
+            let files = match report.unread.len() {
+                1 => "1 file".to_string(),
+                n => format!("{n} files"),
+            };
+            eprintln!("extsecurity: the audit is incomplete: {files} could not be read");
+            exits::CONFIG
+        }
         _ => exits::OK,
     }
 }

@@ -301,3 +301,48 @@ fn check_config_names_the_weak_accounts_fraud_will_limit() {
     );
     assert!(text.lines().any(|l| l == want), "{text}");
 }
+
+/// A sound PBX whose pjsip.conf this user may not read: no finding is no clean bill,
+/// so the exit status says the audit is incomplete (a cron job hears it).
+#[test]
+fn an_audit_that_could_not_read_a_file_is_not_a_clean_bill() {
+    if !common::users::ensure() {
+        eprintln!("SKIP: not root: cannot become another user");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("pbx");
+    let status = Command::new("cp")
+        .arg("-r")
+        .arg(fixture("sound"))
+        .arg(&copy)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let status = Command::new("chmod")
+        .args(["-R", "a+rX"])
+        .arg(dir.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let hidden = copy.join("asterisk/pjsip.conf");
+    std::fs::set_permissions(&hidden, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let out = common::users::command_as("extsecurity", bin())
+        .arg("audit")
+        .arg("--asterisk-dir")
+        .arg(copy.join("asterisk"))
+        .arg("--fail2ban-dir")
+        .arg(copy.join("fail2ban"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    assert!(
+        stderr.contains("the audit is incomplete: 1 file could not be read"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("could not read {}", hidden.display())),
+        "{stderr}"
+    );
+}
