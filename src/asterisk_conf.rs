@@ -254,23 +254,32 @@ fn glob_from(p: &[char], n: &[char]) -> bool {
                     Some('!') | Some('^') => (true, &class[1..]),
                     _ => (false, class),
                 };
-                let mut hit = false;
-                let mut i = 0;
-                while i < class.len() {
-                    if i + 2 < class.len() && class[i + 1] == '-' {
-                        hit |= class[i] <= c && c <= class[i + 2];
-                        i += 3;
-                    } else {
-                        hit |= class[i] == c;
-                        i += 1;
-                    }
-                }
-                hit != negate && glob_from(&p[end + 1..], &n[1..])
+                in_class(class, c) != negate && glob_from(&p[end + 1..], &n[1..])
             }
             _ => n.first() == Some(&'[') && glob_from(&p[1..], &n[1..]),
         },
         Some(&c) => n.first() == Some(&c) && glob_from(&p[1..], &n[1..]),
     }
+}
+
+/// Whether `c` is in a `[…]` class's inside (`1-5#`: single characters and ranges), as
+/// glob(3) and Asterisk's extension patterns both read it.
+pub fn in_class(class: &[char], c: char) -> bool {
+    let mut i = 0;
+    while i < class.len() {
+        if i + 2 < class.len() && class[i + 1] == '-' {
+            if class[i] <= c && c <= class[i + 2] {
+                return true;
+            }
+            i += 3;
+        } else {
+            if class[i] == c {
+                return true;
+            }
+            i += 1;
+        }
+    }
+    false
 }
 
 /// `file` (relative to `dir`, Asterisk's configuration folder) and everything it includes.

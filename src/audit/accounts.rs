@@ -545,7 +545,7 @@ mod weak_accounts_tests {
     #[test]
     fn the_weak_fixture_s_weak_accounts_by_the_names_calls_carry() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/audit/weak/asterisk");
-        let weak = weak_accounts(&Asterisk::read(&Disk, &dir));
+        let weak = weak_accounts(&Asterisk::read_accounts(&Disk, &dir));
         let names: Vec<&str> = weak.keys().map(String::as_str).collect();
         assert_eq!(
             names,

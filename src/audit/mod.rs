@@ -237,15 +237,30 @@ impl Asterisk {
     pub fn read(files: &impl Files, dir: &Path) -> Self {
         let read = |name: &str| asterisk_conf::read(files, dir, name);
         Asterisk {
-            pjsip: read("pjsip.conf"),
-            sip: read("sip.conf"),
-            iax: read("iax.conf"),
             manager: read("manager.conf"),
             http: read("http.conf"),
             ari: read("ari.conf"),
             logger: read("logger.conf"),
-            modules: read("modules.conf"),
             extensions: read("extensions.conf"),
+            ..Asterisk::read_accounts(files, dir)
+        }
+    }
+
+    /// Only what the accounts are made of (pjsip.conf, sip.conf, iax.conf and what
+    /// loads them): the daemon's weak-account check at start and reload, and
+    /// check-config's list of them, need no dialplan, manager or logger.
+    pub fn read_accounts(files: &impl Files, dir: &Path) -> Self {
+        let read = |name: &str| asterisk_conf::read(files, dir, name);
+        Asterisk {
+            pjsip: read("pjsip.conf"),
+            sip: read("sip.conf"),
+            iax: read("iax.conf"),
+            modules: read("modules.conf"),
+            manager: Conf::default(),
+            http: Conf::default(),
+            ari: Conf::default(),
+            logger: Conf::default(),
+            extensions: Conf::default(),
         }
     }
 

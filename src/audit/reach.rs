@@ -239,7 +239,10 @@ fn split_args(text: &str) -> Vec<&str> {
 }
 
 /// Whether the dialled `number` matches extension `name` (`_` patterns: `X`, `Z`, `N`,
-/// `[…]`, `.` one or more, `!` zero or more; `-` ignored).
+/// `[…]`, `.` one or more, `!` zero or more; `-` ignored). Not the fraud check's
+/// `ExtensionPatterns`: that one refuses what is no dialled number (`s`, letters, `-`),
+/// as a setting must, and compiles a regex; a dialplan has thousands of names of every
+/// kind, each matched a few times.
 pub fn matches(name: &str, number: &str) -> bool {
     let Some(pattern) = name.strip_prefix('_') else {
         return name.eq_ignore_ascii_case(number);
@@ -268,19 +271,7 @@ fn match_from(p: &[char], n: &[char]) -> bool {
                 return false;
             };
             let Some(&d) = n.first() else { return false };
-            let class = &p[1..end];
-            let mut hit = false;
-            let mut i = 0;
-            while i < class.len() {
-                if i + 2 < class.len() && class[i + 1] == '-' {
-                    hit |= class[i] <= d && d <= class[i + 2];
-                    i += 3;
-                } else {
-                    hit |= class[i] == d;
-                    i += 1;
-                }
-            }
-            hit && match_from(&p[end + 1..], &n[1..])
+            crate::asterisk_conf::in_class(&p[1..end], d) && match_from(&p[end + 1..], &n[1..])
         }
         _ => {
             let Some(&d) = n.first() else { return false };

@@ -75,7 +75,7 @@ pub(crate) fn check_config(config: &(Config, Source), quiet: bool) -> u8 {
             && dir.is_dir()
         {
             let asterisk =
-                extsecurity::audit::Asterisk::read(&extsecurity::asterisk_conf::Disk, dir);
+                extsecurity::audit::Asterisk::read_accounts(&extsecurity::asterisk_conf::Disk, dir);
             let weak = extsecurity::audit::accounts::weak_accounts(&asterisk);
             let names: Vec<&str> = weak.keys().map(String::as_str).collect();
             println!(

@@ -36,7 +36,7 @@ pub fn mark_weak_accounts(fraud: &mut crate::config::FraudConfig) {
         );
         return;
     }
-    let asterisk = crate::audit::Asterisk::read(&crate::asterisk_conf::Disk, &dir);
+    let asterisk = crate::audit::Asterisk::read_accounts(&crate::asterisk_conf::Disk, &dir);
     for conf in [&asterisk.pjsip, &asterisk.sip, &asterisk.iax] {
         for (file, why) in &conf.unread {
             tracing::warn!(
