@@ -30,6 +30,22 @@ pub fn ip(args: &[&str]) -> Result<(), String> {
     }
 }
 
+/// A lab for a test that needs nft and namespaces; `None`, having said SKIP and why,
+/// where either is missing (`.ci/run` installs iproute2 and nftables, runs as root).
+pub fn lab_or_skip() -> Option<Lab> {
+    if Command::new("nft").arg("--version").output().is_err() {
+        eprintln!("SKIP: nft is not installed (apt-get install nftables)");
+        return None;
+    }
+    match Lab::new() {
+        Ok(lab) => Some(lab),
+        Err(e) => {
+            eprintln!("SKIP: cannot make network namespaces here: {e}");
+            None
+        }
+    }
+}
+
 /// The namespaces of one test run, deleted when dropped.
 pub struct Lab {
     names: [String; 3],

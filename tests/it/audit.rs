@@ -16,7 +16,13 @@ fn fixture(name: &str) -> PathBuf {
 }
 
 fn audit(dir: &Path, extra: &[&str]) -> Output {
-    Command::new(bin())
+    audit_by(Command::new(bin()), dir, extra)
+}
+
+/// `audit` of the PBX in `dir` (its `asterisk` and `fail2ban` folders), run by `command`:
+/// the binary, or the binary as another user.
+fn audit_by(mut command: Command, dir: &Path, extra: &[&str]) -> Output {
+    command
         .arg("audit")
         .arg("--asterisk-dir")
         .arg(dir.join("asterisk"))
@@ -27,6 +33,42 @@ fn audit(dir: &Path, extra: &[&str]) -> Output {
         .env("EXTSECURITY_CONFIG", "/nonexistent/extsecurity.toml")
         .output()
         .unwrap()
+}
+
+/// A copy of fixture `name` that every user may read but `file` (0600, root's), audited
+/// by the `extsecurity` user; `None` (the test skips) when not root.
+fn audit_with_one_file_hidden(
+    name: &str,
+    file: &str,
+    extra: &[&str],
+) -> Option<(tempfile::TempDir, PathBuf, Output)> {
+    if !common::users::ensure() {
+        eprintln!("SKIP: not root: cannot become another user");
+        return None;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("pbx");
+    let status = Command::new("cp")
+        .arg("-r")
+        .arg(fixture(name))
+        .arg(&copy)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let status = Command::new("chmod")
+        .args(["-R", "a+rX"])
+        .arg(dir.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let hidden = copy.join("asterisk").join(file);
+    std::fs::set_permissions(&hidden, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let out = audit_by(
+        common::users::command_as("extsecurity", bin()),
+        &copy,
+        extra,
+    );
+    Some((dir, hidden, out))
 }
 
 fn json(out: &Output) -> serde_json::Value {
@@ -219,38 +261,11 @@ fn a_missing_folder_is_said_and_is_a_config_error() {
 /// audits the rest, and does not call the readable include "missing".
 #[test]
 fn a_file_this_user_cannot_read_is_named() {
-    if !common::users::ensure() {
-        eprintln!("SKIP: not root: cannot become another user");
+    let Some((_dir, hidden, out)) =
+        audit_with_one_file_hidden("weak", "pjsip.endpoint.conf", &["--json"])
+    else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let copy = dir.path().join("pbx");
-    let status = Command::new("cp")
-        .args(["-r"])
-        .arg(fixture("weak"))
-        .arg(&copy)
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let status = Command::new("chmod")
-        .args(["-R", "a+rX"])
-        .arg(dir.path())
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let hidden = copy.join("asterisk/pjsip.endpoint.conf");
-    std::fs::set_permissions(&hidden, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-    let out = common::users::command_as("extsecurity", bin())
-        .arg("audit")
-        .arg("--asterisk-dir")
-        .arg(copy.join("asterisk"))
-        .arg("--fail2ban-dir")
-        .arg(copy.join("fail2ban"))
-        .arg("--json")
-        // The audit reads no extsecurity.toml: a broken one must not stop it.
-        .env("EXTSECURITY_CONFIG", "/nonexistent/extsecurity.toml")
-        .output()
-        .unwrap();
+    };
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains(&format!("could not read {}", hidden.display())),
@@ -306,35 +321,9 @@ fn check_config_names_the_weak_accounts_fraud_will_limit() {
 /// so the exit status says the audit is incomplete (a cron job hears it).
 #[test]
 fn an_audit_that_could_not_read_a_file_is_not_a_clean_bill() {
-    if !common::users::ensure() {
-        eprintln!("SKIP: not root: cannot become another user");
+    let Some((_dir, hidden, out)) = audit_with_one_file_hidden("sound", "pjsip.conf", &[]) else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let copy = dir.path().join("pbx");
-    let status = Command::new("cp")
-        .arg("-r")
-        .arg(fixture("sound"))
-        .arg(&copy)
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let status = Command::new("chmod")
-        .args(["-R", "a+rX"])
-        .arg(dir.path())
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let hidden = copy.join("asterisk/pjsip.conf");
-    std::fs::set_permissions(&hidden, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-    let out = common::users::command_as("extsecurity", bin())
-        .arg("audit")
-        .arg("--asterisk-dir")
-        .arg(copy.join("asterisk"))
-        .arg("--fail2ban-dir")
-        .arg(copy.join("fail2ban"))
-        .output()
-        .unwrap();
+    };
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(4), "{stderr}");
     assert!(

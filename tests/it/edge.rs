@@ -12,24 +12,10 @@ use std::process::{Child, Command};
 use std::time::Duration;
 
 use common::netns::{
-    ATTACKER, Daemon, INNOCENT, Lab, PBX_A, PBX_I, arrivals, in_netns, nft_list, timed_listener,
-    until_one_arrives,
+    ATTACKER, Daemon, INNOCENT, PBX_A, PBX_I, arrivals, in_netns, lab_or_skip, nft_list,
+    timed_listener, until_one_arrives,
 };
 use common::{Sandbox, wait_for};
-
-fn lab() -> Option<Lab> {
-    if Command::new("nft").arg("--version").output().is_err() {
-        eprintln!("SKIP: nft is not installed (apt-get install nftables)");
-        return None;
-    }
-    match Lab::new() {
-        Ok(lab) => Some(lab),
-        Err(e) => {
-            eprintln!("SKIP: cannot make network namespaces here: {e}");
-            None
-        }
-    }
-}
 
 /// `count` datagrams from `ns` to `to`:`port`, one every `every_ms`.
 fn send(ns: &str, to: &str, port: u16, count: u32, every_ms: f64) -> Child {
@@ -109,7 +95,7 @@ fn config(dry_run: bool) -> String {
 /// flushed ruleset comes back with the edge.
 #[test]
 fn a_flood_is_held_to_its_rate_and_a_phones_pace_never_is() {
-    let Some(lab) = lab() else { return };
+    let Some(lab) = lab_or_skip() else { return };
     let (pbx, atk, inn) = (lab.ns(0), lab.ns(1), lab.ns(2));
     let s = Sandbox::with_config(&config(false));
     let _daemon = Daemon::start(pbx, &s);
@@ -193,7 +179,7 @@ fn count_lines(path: &std::path::Path) -> usize {
 /// would have dropped.
 #[test]
 fn a_dry_run_counts_and_drops_nothing() {
-    let Some(lab) = lab() else { return };
+    let Some(lab) = lab_or_skip() else { return };
     let (pbx, atk) = (lab.ns(0), lab.ns(1));
     let s = Sandbox::with_config(&config(true));
     let _daemon = Daemon::start(pbx, &s);

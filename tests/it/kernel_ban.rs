@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use common::Sandbox;
 use common::fail2ban_server::StockFail2ban;
-use common::netns::{Lab, Listener};
+use common::netns::{Listener, lab_or_skip};
 
 use common::netns::{ATTACKER, INNOCENT, PBX_A, PBX_I};
 
@@ -50,17 +50,7 @@ fn wait_until(what: &str, done: impl Fn() -> bool) {
 
 #[test]
 fn the_attackers_datagrams_are_dropped_and_the_innocents_arrive() {
-    if Command::new("nft").arg("--version").output().is_err() {
-        eprintln!("SKIP: nft is not installed (apt-get install nftables)");
-        return;
-    }
-    let lab = match Lab::new() {
-        Ok(lab) => lab,
-        Err(e) => {
-            eprintln!("SKIP: cannot make network namespaces here: {e}");
-            return;
-        }
-    };
+    let Some(lab) = lab_or_skip() else { return };
     let (pbx, atk, inn) = (lab.ns(0), lab.ns(1), lab.ns(2));
     let s = Sandbox::new();
     let got = s.dir.path().join("received");

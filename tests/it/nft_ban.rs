@@ -16,28 +16,14 @@ use std::time::Duration;
 use common::agi_peer::fastagi_call;
 use common::asterisk::Channel;
 use common::netns::{
-    ATTACKER, Daemon, INNOCENT, Lab, PBX_A, PBX_I, arrivals, in_netns, nft_list, sender,
+    ATTACKER, Daemon, INNOCENT, PBX_A, PBX_I, arrivals, in_netns, lab_or_skip, nft_list, sender,
     timed_listener, until_one_arrives,
 };
 use common::{Sandbox, monotonic_ns, wait_for, wait_until};
 
-fn lab() -> Option<Lab> {
-    if Command::new("nft").arg("--version").output().is_err() {
-        eprintln!("SKIP: nft is not installed (apt-get install nftables)");
-        return None;
-    }
-    match Lab::new() {
-        Ok(lab) => Some(lab),
-        Err(e) => {
-            eprintln!("SKIP: cannot make network namespaces here: {e}");
-            None
-        }
-    }
-}
-
 #[test]
 fn an_alert_drops_the_attackers_next_packets_within_milliseconds() {
-    let Some(lab) = lab() else { return };
+    let Some(lab) = lab_or_skip() else { return };
     let (pbx, atk, inn) = (lab.ns(0), lab.ns(1), lab.ns(2));
     let s = Sandbox::with_config(&format!(
         "tarpit_seconds = 0\ntrusted_networks = ['{INNOCENT}/32']\n[nftables]\nenabled = true\n"
@@ -127,7 +113,7 @@ fn an_alert_drops_the_attackers_next_packets_within_milliseconds() {
 
 #[test]
 fn without_the_capability_serve_says_so_once_and_keeps_serving() {
-    let Some(lab) = lab() else { return };
+    let Some(lab) = lab_or_skip() else { return };
     let pbx = lab.ns(0);
     let s = Sandbox::with_config("tarpit_seconds = 0\n[nftables]\nenabled = true\n");
     // As an unprivileged user would run it: capsh drops CAP_NET_ADMIN for the daemon.
@@ -190,7 +176,7 @@ fn cli_in(ns: &str, sandbox: &Sandbox, args: &[&str]) -> std::process::Output {
 /// its next call is judged afresh (not a repeat offender) and its datagrams arrive.
 #[test]
 fn a_ban_can_be_seen_explained_and_lifted_for_good() {
-    let Some(lab) = lab() else { return };
+    let Some(lab) = lab_or_skip() else { return };
     let (pbx, atk) = (lab.ns(0), lab.ns(1));
     let s = Sandbox::new();
     let control = s.dir.path().join("control.sock");
@@ -295,7 +281,7 @@ fn a_ban_can_be_seen_explained_and_lifted_for_good() {
 #[test]
 fn a_flood_of_100000_addresses_lands_in_the_set() {
     use common::ami_peer::{AmiPeer, Script, Then, capture_events, from_address, split_events};
-    let Some(lab) = lab() else { return };
+    let Some(lab) = lab_or_skip() else { return };
     let pbx = lab.ns(0);
     let events = split_events(&capture_events("ami-wrongpw.bin"));
     let failure = events
@@ -386,7 +372,7 @@ fn a_flood_of_100000_addresses_lands_in_the_set() {
 #[test]
 fn ipv6_attackers_are_banned_and_own_addresses_never() {
     use common::netns::{ATTACKER6, PBX_A6};
-    let Some(lab) = lab() else { return };
+    let Some(lab) = lab_or_skip() else { return };
     let (pbx, atk) = (lab.ns(0), lab.ns(1));
     let s = Sandbox::with_config("tarpit_seconds = 0\n[nftables]\nenabled = true\n");
     let _daemon = Daemon::start(pbx, &s);
@@ -451,7 +437,7 @@ fn scan_from(pbx: &str, ip: &str) -> Option<String> {
 
 #[test]
 fn ports_and_ban_length_follow_a_reload_and_off_removes_the_table() {
-    let Some(lab) = lab() else { return };
+    let Some(lab) = lab_or_skip() else { return };
     let pbx = lab.ns(0);
     let s = Sandbox::with_config("tarpit_seconds = 0\n[nftables]\nenabled = true\n");
     let on = std::fs::read_to_string(&s.config).unwrap();
@@ -529,7 +515,7 @@ fn ports_and_ban_length_follow_a_reload_and_off_removes_the_table() {
 /// `extsecurity_bans_skipped_total{reason}` instead of vanishing.
 #[test]
 fn a_ban_not_made_is_said_and_counted() {
-    let Some(lab) = lab() else { return };
+    let Some(lab) = lab_or_skip() else { return };
     let pbx = lab.ns(0);
     let s = Sandbox::with_config(
         "tarpit_seconds = 0\ntrusted_networks = ['198.51.100.0/24']\n[daemon]\nmetrics_listen = '127.0.0.1:9847'\n[nftables]\nenabled = true\n",
@@ -580,7 +566,7 @@ fn element(pbx: &str, ip: &str) -> Option<String> {
 /// survives a restart (`nftables.state_file`), and `unban` makes the next ban a first.
 #[test]
 fn returning_addresses_are_banned_longer_and_an_alert_while_banned_extends() {
-    let Some(lab) = lab() else { return };
+    let Some(lab) = lab_or_skip() else { return };
     let pbx = lab.ns(0);
     const IP: &str = "203.0.113.81";
     let s = Sandbox::with_config(
@@ -701,7 +687,7 @@ fn cli(pbx: &str, s: &Sandbox, args: &[&str]) -> (i32, String, String) {
 /// every address the daemon banned inside it, and the daemon forgets them.
 #[test]
 fn bans_by_hand_in_the_kernel_and_the_log_and_a_range_lifted_whole() {
-    let Some(lab) = lab() else { return };
+    let Some(lab) = lab_or_skip() else { return };
     let pbx = lab.ns(0);
     let s = Sandbox::with_config(
         "tarpit_seconds = 0\ntrusted_networks = ['192.0.2.0/24']\n[nftables]\nenabled = true\n",
@@ -813,7 +799,7 @@ fn bans_by_hand_in_the_kernel_and_the_log_and_a_range_lifted_whole() {
 /// bans still running, their comments kept; a later alert is banned as before.
 #[test]
 fn a_flushed_ruleset_is_rebuilt_with_the_running_bans_within_a_second() {
-    let Some(lab) = lab() else { return };
+    let Some(lab) = lab_or_skip() else { return };
     let pbx = lab.ns(0);
     let s = Sandbox::with_config(
         "tarpit_seconds = 0\n[daemon]\nmetrics_listen = '127.0.0.1:9847'\n[nftables]\nenabled = true\n",
@@ -890,7 +876,7 @@ fn a_flushed_ruleset_is_rebuilt_with_the_running_bans_within_a_second() {
 /// used to delete the table the service's daemon bans in. It leaves it, and says why.
 #[test]
 fn a_second_daemon_without_nftables_leaves_the_first_ones_table() {
-    let Some(lab) = lab() else { return };
+    let Some(lab) = lab_or_skip() else { return };
     let pbx = lab.ns(0);
     let s = Sandbox::with_config("tarpit_seconds = 0\n[nftables]\nenabled = true\n");
     let _first = Daemon::start(pbx, &s);
@@ -921,7 +907,7 @@ fn a_second_daemon_without_nftables_leaves_the_first_ones_table() {
 /// made (the first ban expires) it lands and the shout goes.
 #[test]
 fn a_refused_ban_is_tried_again_and_status_shouts_meanwhile() {
-    let Some(lab) = lab() else { return };
+    let Some(lab) = lab_or_skip() else { return };
     let pbx = lab.ns(0);
     let s = Sandbox::with_config(
         "tarpit_seconds = 0\n[nftables]\nenabled = true\nmax_elements = 1\nban_seconds = 3\nban_increment = false\n",
