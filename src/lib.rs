@@ -20,6 +20,7 @@ pub mod crowdsec;
 pub mod daemon;
 pub mod diagnostics;
 pub mod dialplan;
+pub mod edge;
 pub mod exits;
 pub mod follow;
 pub mod fraud;

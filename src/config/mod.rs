@@ -34,7 +34,7 @@ mod secret;
 pub use ami::{AmiAuth, AmiConfig, AmiTls};
 pub use crowdsec::CrowdsecConfig;
 pub use daemon::{DEFAULT_CONTROL_SOCKET, DaemonConfig};
-pub use edge::EdgeConfig;
+pub use edge::{Countries, CountryRule, EdgeConfig};
 pub use error::ConfigError;
 pub use fraud::{CallEnd, DEFAULT_HIGH_RISK_FILE, FraudConfig, MAX_LEARNED, read_high_risk};
 pub use nftables::NftablesConfig;

@@ -40,6 +40,8 @@ impl NftablesConfig {
                 rate_burst: e.rate_burst,
                 dry_run: e.dry_run,
                 pass: &e.pass,
+                feeds: !e.feeds.is_empty(),
+                countries: e.countries.is_some(),
             }),
         }
     }

@@ -48,7 +48,33 @@ pub struct Edge<'a> {
     pub dry_run: bool,
     /// Sources never dropped (the trusted networks); this host always passes.
     pub pass: &'a [ipnet::IpNet],
+    /// Whether the feed and country rules are written (their sets are filled apart,
+    /// by [`fill`]).
+    pub feeds: bool,
+    pub countries: bool,
 }
+
+/// The interval sets the edge drops from, filled by [`fill`]: `<name>4`, `<name>6`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EdgeSet {
+    /// Every feed's networks, merged.
+    Feed,
+    /// The networks of the refused countries.
+    Country,
+}
+
+impl EdgeSet {
+    pub fn name(self) -> &'static str {
+        match self {
+            EdgeSet::Feed => "feed",
+            EdgeSet::Country => "country",
+        }
+    }
+}
+
+/// How long an address that logged in stays known (AMI `SuccessfulAuth`): the edge
+/// lets it through whatever its country or a feed says, for a day after its last login.
+pub const KNOWN_FOR: Duration = Duration::from_secs(86_400);
 
 /// The comment that marks the rate limit's rules, whose counters `status` reads.
 pub const RATE_RULE: &str = "rate";
@@ -97,8 +123,9 @@ pub fn ruleset(layout: Layout<'_>) -> String {
     out
 }
 
-/// The edge chain's rules, after the bans: this host and the trusted networks pass,
-/// then each source is held to the rate (counted only, in a dry run).
+/// The edge chain's rules, after the bans: this host, the trusted networks and the
+/// addresses that logged in pass; then feeds, countries, and each source held to the
+/// rate drop (count only, in a dry run).
 fn edge_rules(t: &str, ports: &str, edge: Edge<'_>) -> String {
     let mut out = String::new();
     for (set, family) in [("pass4", true), ("pass6", false)] {
@@ -116,10 +143,24 @@ fn edge_rules(t: &str, ports: &str, edge: Edge<'_>) -> String {
         "add rule inet {t} input{ports} jump edge\n\
          add rule inet {t} edge iif \"lo\" return\n\
          add rule inet {t} edge ip saddr @pass4 return\n\
-         add rule inet {t} edge ip6 saddr @pass6 return\n"
+         add rule inet {t} edge ip6 saddr @pass6 return\n\
+         add rule inet {t} edge ip saddr @known4 return\n\
+         add rule inet {t} edge ip6 saddr @known6 return\n"
     );
+    let verdict = if edge.dry_run { "" } else { " drop" };
+    for (on, set) in [
+        (edge.feeds, EdgeSet::Feed),
+        (edge.countries, EdgeSet::Country),
+    ] {
+        let name = set.name();
+        if on {
+            out += &format!(
+                "add rule inet {t} edge ip saddr @{name}4 counter{verdict} comment \"{name}\"\n\
+                 add rule inet {t} edge ip6 saddr @{name}6 counter{verdict} comment \"{name}\"\n"
+            );
+        }
+    }
     if edge.rate_limit > 0 {
-        let verdict = if edge.dry_run { "" } else { " drop" };
         let (rate, burst) = (edge.rate_limit, edge.rate_burst);
         for (set, addr) in [("rate4", "ip saddr"), ("rate6", "ip6 saddr")] {
             out += &format!(
@@ -128,6 +169,56 @@ fn edge_rules(t: &str, ports: &str, edge: Edge<'_>) -> String {
         }
     }
     out
+}
+
+/// Replaces the elements of an edge set (both families) in one transaction: a packet
+/// never meets the set half filled, and a list refused by the kernel leaves the old one.
+pub fn fill(table: &str, set: EdgeSet, nets: &crate::edge::Networks) -> Result<(), NftError> {
+    run_script(&fill_script(table, set, nets))
+}
+
+/// [`fill`]'s script: the flushes, then the elements a few thousand to a line.
+pub fn fill_script(table: &str, set: EdgeSet, nets: &crate::edge::Networks) -> String {
+    let name = set.name();
+    let mut out = format!("flush set inet {table} {name}4\nflush set inet {table} {name}6\n");
+    let v4: Vec<String> = nets.v4.iter().map(|n| n.to_string()).collect();
+    let v6: Vec<String> = nets.v6.iter().map(|n| n.to_string()).collect();
+    for (family, list) in [("4", v4), ("6", v6)] {
+        for chunk in list.chunks(4096) {
+            out += &format!(
+                "add element inet {table} {name}{family} {{ {} }}\n",
+                chunk.join(", ")
+            );
+        }
+    }
+    out
+}
+
+/// What the edge's rules marked `comment` counted since the ruleset was written:
+/// packets dropped (or in a dry run, let through).
+pub fn edge_counted(table: &str) -> Result<Counted, NftError> {
+    let out = Command::new("nft")
+        .args(["-j", "list", "chain", "inet", table, "edge"])
+        .output()
+        .map_err(NftError::Spawn)?;
+    if !out.status.success() {
+        return Err(NftError::Listing(
+            String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        ));
+    }
+    Ok(Counted {
+        rate: counted(&out.stdout, RATE_RULE),
+        feed: counted(&out.stdout, EdgeSet::Feed.name()),
+        country: counted(&out.stdout, EdgeSet::Country.name()),
+    })
+}
+
+/// Packets each edge rule counted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counted {
+    pub rate: u64,
+    pub feed: u64,
+    pub country: u64,
 }
 
 /// What the rate limit's rules counted since the ruleset was written: packets over the
@@ -161,6 +252,11 @@ fn counted(json: &[u8], comment: &str) -> u64 {
 /// Puts the table in place (one `nft` process, at start). Without `CAP_NET_ADMIN` this
 /// fails with nft's own "Operation not permitted".
 pub fn setup(layout: Layout<'_>) -> Result<(), NftError> {
+    run_script(&ruleset(layout))
+}
+
+/// One `nft -f -`: one transaction, all or nothing.
+fn run_script(script: &str) -> Result<(), NftError> {
     let mut child = Command::new("nft")
         .args(["-f", "-"])
         .stdin(Stdio::piped())
@@ -170,7 +266,7 @@ pub fn setup(layout: Layout<'_>) -> Result<(), NftError> {
         .map_err(NftError::Spawn)?;
     let mut stdin = child.stdin.take().expect("piped");
     stdin
-        .write_all(ruleset(layout).as_bytes())
+        .write_all(script.as_bytes())
         .map_err(NftError::Spawn)?;
     drop(stdin);
     let out = child.wait_with_output().map_err(NftError::Spawn)?;
@@ -211,14 +307,13 @@ pub fn is_whole(layout: Layout<'_>) -> Result<bool, NftError> {
     }
 }
 
-/// The rules [`ruleset`] writes in the edge chain: this host's and the two pass sets'
-/// returns, and one rate rule per family.
+/// How many rules [`ruleset`] writes in the edge chain.
 fn edge_rules_expected(layout: Layout<'_>) -> usize {
-    match layout.edge {
-        None => 0,
-        Some(e) if e.rate_limit == 0 => 3,
-        Some(_) => 5,
-    }
+    let edge_rule = format!("add rule inet {} edge ", layout.table);
+    ruleset(layout)
+        .lines()
+        .filter(|l| l.starts_with(&edge_rule))
+        .count()
 }
 
 /// [`is_whole`] on `nft -j`'s listing of the table, with `edge` rules expected in the
@@ -607,6 +702,8 @@ mod tests {
             rate_burst: 100,
             dry_run: false,
             pass: &pass,
+            feeds: false,
+            countries: false,
         };
         let r = ruleset(Layout {
             edge: Some(edge),
@@ -640,6 +737,83 @@ mod tests {
         assert!(!dry.contains("counter drop comment"), "{dry}");
         let off = ruleset(layout(&[5060]));
         assert!(off.contains("flush chain inet extsecurity edge\n") && !off.contains("jump edge"));
+        assert!(!r.contains("@feed4") && !r.contains("@country4"), "{r}");
+        assert_eq!(
+            edge_rules_expected(Layout {
+                edge: Some(edge),
+                ..layout(&[5060])
+            }),
+            7
+        );
+    }
+
+    #[test]
+    fn feeds_and_countries_drop_after_the_known_and_before_the_rate() {
+        let edge = Edge {
+            rate_limit: 50,
+            rate_burst: 100,
+            dry_run: false,
+            pass: &[],
+            feeds: true,
+            countries: true,
+        };
+        let with = Layout {
+            edge: Some(edge),
+            ..layout(&[5060])
+        };
+        let r = ruleset(with);
+        let at = |text: &str| r.find(text).unwrap_or_else(|| panic!("{text} not in {r}"));
+        assert!(
+            at("ip saddr @known4 return") < at("ip saddr @feed4 counter drop comment \"feed\"")
+        );
+        assert!(
+            at("ip6 saddr @feed6 counter drop")
+                < at("ip saddr @country4 counter drop comment \"country\"")
+        );
+        assert!(at("ip6 saddr @country6 counter drop") < at("@rate4"));
+        // Their contents are not the ruleset's: a reload keeps them.
+        assert!(!r.contains("flush set inet extsecurity feed4"));
+        assert_eq!(edge_rules_expected(with), 11);
+        let dry = ruleset(Layout {
+            edge: Some(Edge {
+                dry_run: true,
+                ..edge
+            }),
+            ..layout(&[5060])
+        });
+        assert!(
+            dry.contains("@feed4 counter comment \"feed\"") && !dry.contains("drop comment"),
+            "{dry}"
+        );
+    }
+
+    #[test]
+    fn a_fill_replaces_both_families_in_one_script() {
+        let nets = crate::edge::Networks::of(
+            ["81.2.69.0/24", "2a0d:5600::/29"]
+                .iter()
+                .map(|n| n.parse().unwrap()),
+        );
+        assert_eq!(
+            fill_script("t", EdgeSet::Feed, &nets),
+            "flush set inet t feed4\nflush set inet t feed6\n\
+             add element inet t feed4 { 81.2.69.0/24 }\n\
+             add element inet t feed6 { 2a0d:5600::/29 }\n"
+        );
+        let many = crate::edge::Networks::of((0..5000u32).map(|i| {
+            ipnet::IpNet::from(std::net::IpAddr::from(std::net::Ipv4Addr::from(
+                0x5100_0000 + i * 2,
+            )))
+        }));
+        let script = fill_script("t", EdgeSet::Country, &many);
+        assert_eq!(
+            script
+                .lines()
+                .filter(|l| l.starts_with("add element inet t country4"))
+                .count(),
+            2
+        );
+        assert_eq!(script.matches('/').count(), 5000);
     }
 
     #[test]
