@@ -20,7 +20,8 @@ pub struct EdgeConfig {
     pub rate_burst: u32,
     /// Count what each rule would drop; drop nothing.
     pub dry_run: bool,
-    /// Sources the edge never drops: the trusted networks (this host always passes).
+    /// Sources the edge never drops: the trusted networks, the AMI and LAPI peers (this
+    /// host always passes).
     pub pass: Vec<ipnet::IpNet>,
     /// Which countries' addresses are dropped, and from which database.
     pub countries: Option<Countries>,

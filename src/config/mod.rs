@@ -205,9 +205,16 @@ impl Config {
             fraud: raw.fraud.validate()?,
         };
         let mut config = config;
-        config.edge = raw
-            .edge
-            .validate(config.nftables.as_ref(), &config.trusted_networks)?;
+        // The AMI and LAPI peers pass the edge as trusted networks do: a country list
+        // must not cut the daemon off its own Asterisk or its fleet.
+        let lapi = config.crowdsec.as_ref().and_then(|c| {
+            let (host, _) = crate::crowdsec::host_port(&c.lapi_url)?;
+            host.parse::<std::net::IpAddr>().ok()
+        });
+        let ami = config.ami.as_ref().map(|a| a.address.ip());
+        let mut pass = config.trusted_networks.clone();
+        pass.extend(ami.into_iter().chain(lapi).map(ipnet::IpNet::from));
+        config.edge = raw.edge.validate(config.nftables.as_ref(), &pass)?;
         if let Some(n) = &mut config.nftables {
             n.edge = config.edge.clone();
         }

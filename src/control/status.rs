@@ -101,6 +101,39 @@ pub struct Edge {
     /// Packets over the rate since the ruleset was written (dropped, or in a dry run
     /// only counted); `None` when the kernel could not be asked.
     pub over_rate: Option<u64>,
+    /// Packets from a feed's and a refused country's addresses, counted as `over_rate`.
+    #[serde(default)]
+    pub from_feeds: Option<u64>,
+    #[serde(default)]
+    pub from_countries: Option<u64>,
+    #[serde(default)]
+    pub feeds: Vec<Feed>,
+    #[serde(default)]
+    pub country: Option<Country>,
+}
+
+/// One blocklist feed as the daemon keeps it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Feed {
+    pub url: String,
+    /// Entries of the copy in force (0: none yet).
+    pub entries: usize,
+    /// When the copy in force arrived, Unix seconds.
+    pub fetched: Option<u64>,
+    /// Why the last fetch gave nothing new, if it failed or was refused.
+    pub error: Option<String>,
+}
+
+/// The country database as the daemon read it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Country {
+    pub file: String,
+    /// Set entries dropped (merged), and the database's networks placed in a country.
+    pub networks: usize,
+    pub placed: usize,
+    /// When the database was built, Unix seconds.
+    pub built: Option<u64>,
+    pub error: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -149,6 +182,9 @@ pub fn render(s: &Status) -> String {
     let _ = writeln!(out, "{:<11} {}", "CrowdSec", crowdsec_line(s));
     let _ = writeln!(out, "{:<11} {}", "nftables", nftables_line(s));
     let _ = writeln!(out, "{:<11} {}", "edge", edge_line(s));
+    for line in edge_lists(s) {
+        let _ = writeln!(out, "{:<11} {line}", "");
+    }
     let _ = writeln!(out, "{:<11} {}", "fraud", fraud_line(s));
     for (what, c) in [("calls", &s.calls), ("alerts", &s.alerts)] {
         let _ = writeln!(
@@ -272,6 +308,62 @@ fn edge_line(s: &Status) -> String {
     }
 }
 
+/// One line per feed and one for the country database: what is in force, how old.
+fn edge_lists(s: &Status) -> Vec<String> {
+    let Some(e) = &s.edge else {
+        return Vec::new();
+    };
+    let verb = if e.dry_run { "counted" } else { "dropped" };
+    let count = |n: Option<u64>| n.map_or("?".to_string(), |n| n.to_string());
+    let mut lines = Vec::new();
+    if !e.feeds.is_empty() {
+        lines.push(format!("feeds: {} packets {verb}", count(e.from_feeds)));
+    }
+    for f in &e.feeds {
+        let age = f
+            .fetched
+            .map(|t| {
+                format!(
+                    "{} old",
+                    crate::clock::time_left(std::time::Duration::from_secs(
+                        s.now.saturating_sub(t)
+                    ))
+                )
+            })
+            .unwrap_or_else(|| "NO COPY YET".into());
+        let error = f
+            .error
+            .as_ref()
+            .map(|e| format!("; LAST FETCH FAILED: {e}"))
+            .unwrap_or_default();
+        lines.push(format!("  {}: {} entries, {age}{error}", f.url, f.entries));
+    }
+    if let Some(c) = &e.country {
+        let built = c
+            .built
+            .and_then(|t| jiff::Timestamp::from_second(t as i64).ok())
+            .map(|t| t.strftime("%Y-%m-%d").to_string());
+        let what = match (&built, &c.error) {
+            (Some(b), None) => format!(
+                "{} networks refused of {} (built {b})",
+                c.networks, c.placed
+            ),
+            (Some(b), Some(e)) => format!(
+                "{} networks refused (built {b}); RE-READ FAILED: {e}",
+                c.networks
+            ),
+            (None, Some(e)) => format!("NOT IN FORCE: {e}"),
+            (None, None) => "not read yet".into(),
+        };
+        lines.push(format!(
+            "countries: {} packets {verb}; {}: {what}",
+            count(e.from_countries),
+            c.file
+        ));
+    }
+    lines
+}
+
 fn fraud_line(s: &Status) -> String {
     let Some(f) = &s.fraud else {
         return "off (no [fraud])".into();
@@ -368,6 +460,29 @@ mod tests {
                 rate_burst: 100,
                 dry_run: true,
                 over_rate: Some(420),
+                from_feeds: Some(7),
+                from_countries: None,
+                feeds: vec![
+                    Feed {
+                        url: "https://www.spamhaus.org/drop/drop.txt".into(),
+                        entries: 1412,
+                        fetched: Some(1_799_996_400),
+                        error: None,
+                    },
+                    Feed {
+                        url: "https://lists.blocklist.de/lists/sip.txt".into(),
+                        entries: 0,
+                        fetched: None,
+                        error: Some("HTTP 503".into()),
+                    },
+                ],
+                country: Some(Country {
+                    file: "/var/lib/extsecurity/country.mmdb".into(),
+                    networks: 3000,
+                    placed: 600_000,
+                    built: Some(1_798_761_600),
+                    error: None,
+                }),
             }),
             fraud: Some(Fraud {
                 accounts: 7,
@@ -411,6 +526,10 @@ mod tests {
             "off (no [crowdsec])",
             "table inet extsecurity: 12 addresses banned now",
             "edge        DRY RUN: 420 packets over 50/s a source (burst 100) counted, none dropped",
+            "            feeds: 7 packets counted\n",
+            "              https://www.spamhaus.org/drop/drop.txt: 1412 entries, 2d 4h 4m 0s old\n",
+            "              https://lists.blocklist.de/lists/sip.txt: 0 entries, NO COPY YET; LAST FETCH FAILED: HTTP 503\n",
+            "            countries: ? packets counted; /var/lib/extsecurity/country.mmdb: 3000 networks refused of 600000 (built 2027-01-01)\n",
             "7 accounts, 1 QUARANTINED: \"alice\" (concurrent, until ",
             "calls       31 in the last minute, 1204 in the last hour, 20311 since start",
             "extension_scan 20, auth_bruteforce 12 (last hour)",

@@ -872,7 +872,7 @@ impl Metrics {
 
 /// `extsecurity_part_enabled{part}`: which parts the running configuration turns on,
 /// so that an alert rule on a part (the AMI link down) stays quiet where it is off.
-pub fn render_parts(config: &crate::config::Config) -> String {
+pub fn render_parts(config: &crate::config::Config, lists: &super::edge::Seen) -> String {
     let mut out = String::from(
         "# HELP extsecurity_part_enabled 1 for each part the running configuration turns on.\n# TYPE extsecurity_part_enabled gauge\n",
     );
@@ -890,7 +890,55 @@ pub fn render_parts(config: &crate::config::Config) -> String {
             u8::from(on)
         );
     }
-    out + &render_edge(config)
+    out + &render_edge(config) + &render_lists(lists, crate::clock::unix_now())
+}
+
+/// The edge's lists: each feed's entries and age, the country sets' size.
+fn render_lists(lists: &super::edge::Seen, now: u64) -> String {
+    let mut out = String::new();
+    if !lists.feeds.is_empty() {
+        let (entries, age) = (
+            "extsecurity_edge_feed_entries",
+            "extsecurity_edge_feed_age_seconds",
+        );
+        let _ = writeln!(
+            out,
+            "# HELP {entries} Entries of each feed's copy in force.\n# TYPE {entries} gauge"
+        );
+        for f in &lists.feeds {
+            let _ = writeln!(out, "{entries}{{feed=\"{}\"}} {}", label(&f.url), f.entries);
+        }
+        let _ = writeln!(
+            out,
+            "# HELP {age} Seconds since each feed's copy in force arrived (absent: none yet).\n# TYPE {age} gauge"
+        );
+        for f in &lists.feeds {
+            if let Some(t) = f.fetched {
+                let _ = writeln!(
+                    out,
+                    "{age}{{feed=\"{}\"}} {}",
+                    label(&f.url),
+                    now.saturating_sub(t)
+                );
+            }
+        }
+    }
+    if let Some(c) = &lists.country {
+        let name = "extsecurity_edge_country_networks";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Networks of refused countries in the edge's sets.\n# TYPE {name} gauge\n{name} {}",
+            c.networks
+        );
+    }
+    out
+}
+
+/// A Prometheus label value: backslash, quote and newline escaped.
+fn label(text: &str) -> String {
+    text.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// `extsecurity_edge_over_rate_packets_total{dry_run}`: what the edge's rate limit
@@ -905,14 +953,26 @@ fn render_edge(config: &crate::config::Config) -> String {
     else {
         return String::new();
     };
-    let Ok(over) = crate::nftables::rate_counted(&n.table) else {
+    let Ok(counted) = crate::nftables::edge_counted(&n.table) else {
         return String::new();
     };
     let name = "extsecurity_edge_over_rate_packets_total";
-    format!(
-        "# HELP {name} Packets over the edge's rate a source, dropped (dry_run=\"false\") or only counted.\n# TYPE {name} counter\n{name}{{dry_run=\"{}\"}} {over}\n",
-        e.dry_run
-    )
+    let mut out = format!(
+        "# HELP {name} Packets over the edge's rate a source, dropped (dry_run=\"false\") or only counted.\n# TYPE {name} counter\n{name}{{dry_run=\"{}\"}} {}\n",
+        e.dry_run, counted.rate
+    );
+    if !e.feeds.is_empty() || e.countries.is_some() {
+        let name = "extsecurity_edge_listed_packets_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Packets from addresses a feed lists or a refused country holds, dropped (dry_run=\"false\") or only counted.\n# TYPE {name} counter\n\
+             {name}{{list=\"feed\",dry_run=\"{d}\"}} {}\n{name}{{list=\"country\",dry_run=\"{d}\"}} {}",
+            counted.feed,
+            counted.country,
+            d = e.dry_run
+        );
+    }
+    out
 }
 
 /// Answers every HTTP request on `listener` with the metrics, until the task is dropped.
@@ -936,5 +996,51 @@ pub async fn serve(listener: TcpListener, render: impl Fn() -> String + Send + S
             let _ = stream.write_all(response.as_bytes()).await;
             let _ = stream.shutdown().await;
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_feed_is_a_labelled_gauge_and_a_hostile_url_stays_one_label() {
+        let seen = crate::daemon::edge::Seen {
+            feeds: vec![
+                crate::control::status::Feed {
+                    url: "https://x.example/a\"b\\c\nd".into(),
+                    entries: 12,
+                    fetched: Some(1000),
+                    error: None,
+                },
+                crate::control::status::Feed {
+                    url: "https://y.example/".into(),
+                    ..Default::default()
+                },
+            ],
+            country: None,
+        };
+        let out = render_lists(&seen, 1060);
+        let hostile = r#"feed="https://x.example/a\"b\\c\nd""#;
+        assert!(
+            out.contains(&format!("extsecurity_edge_feed_entries{{{hostile}}} 12\n")),
+            "{out}"
+        );
+        assert!(
+            out.contains(&format!(
+                "extsecurity_edge_feed_age_seconds{{{hostile}}} 60\n"
+            )),
+            "{out}"
+        );
+        assert!(out.contains("extsecurity_edge_feed_entries{feed=\"https://y.example/\"} 0\n"));
+        assert!(
+            !out.contains("age_seconds{feed=\"https://y.example/\"}"),
+            "no copy, no age: {out}"
+        );
+        assert_eq!(
+            out.lines().filter(|l| !l.starts_with('#')).count(),
+            3,
+            "{out}"
+        );
     }
 }

@@ -14,6 +14,7 @@ pub mod bans;
 pub mod connection;
 pub mod control;
 pub mod crowdsec;
+pub mod edge;
 pub mod fraud;
 pub mod legacy;
 pub mod metrics;
@@ -71,6 +72,8 @@ pub struct Shared {
     pub pending_restart: Mutex<Vec<(String, String, String)>>,
     /// What the secret files read at the last (re)load ([`reload::secret_prints`]).
     secret_prints: Mutex<Vec<(String, u64)>>,
+    /// What the edge's feeds and country database hold now ([`edge::Lists`]).
+    pub edge: Mutex<edge::Seen>,
 }
 
 /// An episode of failed alert-log writes: one CRITICAL when it starts, one INFO when
@@ -100,6 +103,7 @@ impl Shared {
             started: crate::clock::unix_now(),
             notifier: RwLock::new(None),
             pending_restart: Mutex::new(Vec::new()),
+            edge: Mutex::new(edge::Seen::default()),
         }
     }
 

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::{AmiConfig, Config, CrowdsecConfig, FraudConfig, NftablesConfig};
-use crate::daemon::{Shared, bans, crowdsec, fraud, notify};
+use crate::daemon::{Shared, bans, crowdsec, edge, fraud, notify};
 
 /// How often a part that could not start is tried again.
 pub const RETRY_EVERY: Duration = Duration::from_secs(5);
@@ -22,6 +22,8 @@ pub struct Parts {
     pusher: Pusher,
     bans: Option<Bans>,
     keeper: Option<Keeper>,
+    /// The edge's feeds and country database, while the bans' table is up.
+    lists: Option<edge::Lists>,
 }
 
 /// The task that keeps the outbound guard's state file, while `[fraud]` is on.
@@ -78,6 +80,7 @@ impl Parts {
             Some(nft) => parts.start_bans(shared, nft, never_banned(&config)),
             None => remove_table(&config.nftables_table, "[nftables] is off"),
         }
+        parts.follow_lists(shared, &config);
         if let Some(fraud) = &config.fraud {
             parts.start_keeper(shared, fraud, true);
         }
@@ -92,6 +95,7 @@ impl Parts {
     pub async fn follow(&mut self, shared: &Arc<Shared>, old: &Config, new: &Config) {
         self.follow_pusher(shared, old, new).await;
         self.follow_bans(shared, old, new);
+        self.follow_lists(shared, new);
         self.follow_keeper(shared, new).await;
         self.follow_watcher(shared, new).await;
         follow_notifier(shared, new);
@@ -383,6 +387,40 @@ impl Parts {
                     bans.sink.config().table
                 ),
             },
+        }
+    }
+
+    /// Starts, restarts or stops the edge's lists as `[edge]` says; the same settings
+    /// (a SIGHUP) read the database and ask the feeds again.
+    fn follow_lists(&mut self, shared: &Arc<Shared>, config: &Config) {
+        let wanted = match (&config.nftables, &self.bans) {
+            (Some(nft), Some(_)) => nft.edge.as_ref().map(|e| (e, nft.table.as_str())),
+            _ => None,
+        };
+        if let (Some((e, table)), Some(lists)) = (wanted, &self.lists)
+            && lists.config == *e
+            && lists.table == table
+        {
+            lists.again();
+            return;
+        }
+        let before = self.lists.take();
+        match wanted {
+            Some((e, table)) => self.lists = edge::Lists::start(shared, e, table),
+            None => *shared.edge.lock().unwrap_or_else(|e| e.into_inner()) = edge::Seen::default(),
+        }
+        if let Some(old) = before
+            && self.lists.is_none()
+        {
+            // Lists no longer wanted: what they held no longer drops anything.
+            let empty = crate::edge::Networks::default();
+            for set in [
+                crate::nftables::EdgeSet::Feed,
+                crate::nftables::EdgeSet::Country,
+            ] {
+                let _ = crate::nftables::fill(&old.table, set, &empty);
+            }
+            *shared.edge.lock().unwrap_or_else(|e| e.into_inner()) = edge::Seen::default();
         }
     }
 

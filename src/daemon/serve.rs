@@ -104,7 +104,14 @@ async fn serve(
         tokio::spawn(metrics::serve(listener, move || {
             let tracked = shared.memory.lock().map(|m| m.len()).unwrap_or(0);
             shared.metrics.render(tracked, shared.started)
-                + &metrics::render_parts(&shared.config())
+                + &metrics::render_parts(
+                    &shared.config(),
+                    &shared
+                        .edge
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .clone(),
+                )
         }));
     }
     let control_task = control

@@ -77,11 +77,23 @@ pub fn collect(shared: &Shared) -> Status {
             .nftables
             .as_ref()
             .and_then(|n| Some((n, n.edge.as_ref()?)))
-            .map(|(n, e)| Edge {
-                rate_limit: e.rate_limit,
-                rate_burst: e.rate_burst,
-                dry_run: e.dry_run,
-                over_rate: crate::nftables::rate_counted(&n.table).ok(),
+            .map(|(n, e)| {
+                let counted = crate::nftables::edge_counted(&n.table).ok();
+                let seen = shared
+                    .edge
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone();
+                Edge {
+                    rate_limit: e.rate_limit,
+                    rate_burst: e.rate_burst,
+                    dry_run: e.dry_run,
+                    over_rate: counted.map(|c| c.rate),
+                    from_feeds: counted.map(|c| c.feed),
+                    from_countries: counted.map(|c| c.country),
+                    feeds: seen.feeds,
+                    country: seen.country,
+                }
             }),
         fraud,
         calls: counts(&metrics.activity.calls, metrics.calls_total()),

@@ -5,6 +5,9 @@
 
 pub mod country;
 pub mod feed;
+pub mod fetch;
+pub mod lookup;
+pub mod what_if;
 
 use ipnet::IpNet;
 

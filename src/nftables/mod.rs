@@ -221,19 +221,6 @@ pub struct Counted {
     pub country: u64,
 }
 
-/// What the rate limit's rules counted since the ruleset was written: packets over the
-/// rate (dropped, or in a dry run let through).
-pub fn rate_counted(table: &str) -> Result<u64, NftError> {
-    let out = Command::new("nft")
-        .args(["-j", "list", "chain", "inet", table, "edge"])
-        .output()
-        .map_err(NftError::Spawn)?;
-    if !out.status.success() {
-        return Err(refused(&out.stderr));
-    }
-    Ok(counted(&out.stdout, RATE_RULE))
-}
-
 /// The packets of the counters of the rules commented `comment`, in `nft -j`'s listing.
 fn counted(json: &[u8], comment: &str) -> u64 {
     let Ok(listing) = serde_json::from_slice::<serde_json::Value>(json) else {
