@@ -36,6 +36,8 @@ pub const ALERT: u8 = 10;
 pub const NO_DAEMON: u8 = 11;
 /// `audit`: a high or critical finding.
 pub const AUDIT: u8 = 12;
+/// `edge update`: no country database could be fetched, or what came is none.
+pub const EDGE: u8 = 13;
 
 /// How Asterisk's `System()` reports a status of the per-call check (`check`, the
 /// seed's JSON form); `None` for the statuses only other commands exit with.
@@ -49,7 +51,7 @@ pub fn system_status(code: u8) -> Option<&'static str> {
 
 /// Every status with what it means, for the manual page (`extsecurity(1)`, EXIT STATUS);
 /// the README's "Exit status" table says the same with Asterisk's `SYSTEMSTATUS`.
-pub const MEANINGS: [(u8, &str); 13] = [
+pub const MEANINGS: [(u8, &str); 14] = [
     (
         OK,
         "The call was accepted, or alerted on without --fail-on-alert (as the seed).",
@@ -95,6 +97,10 @@ pub const MEANINGS: [(u8, &str); 13] = [
     (
         AUDIT,
         "audit: a high or critical finding (medium and info ones exit 0).",
+    ),
+    (
+        EDGE,
+        "edge update: no country database could be fetched, or what came is none; the file in place is kept.",
     ),
 ];
 

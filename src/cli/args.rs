@@ -95,6 +95,12 @@ pub(crate) enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The edge of [edge]: what it does with an address, fetch the country database,
+    /// replay the alert log against it
+    Edge {
+        #[command(subcommand)]
+        action: EdgeAction,
+    },
     /// Log in to the CrowdSec LAPI of [crowdsec] and say what is wrong, if anything
     CrowdsecCheck,
     /// Judge one call over AGI on stdin/stdout: AGI(/usr/bin/extsecurity,agi)
@@ -232,6 +238,34 @@ impl EncodedArgs {
             peer_name: self.peer_name.as_deref(),
         }
     }
+}
+
+#[derive(Subcommand)]
+pub(crate) enum EdgeAction {
+    /// The country the database places ADDR in, the feeds that list it, and what the
+    /// edge does with it
+    Lookup {
+        #[arg(value_name = "ADDR")]
+        address: std::net::IpAddr,
+    },
+    /// Fetch the country database (edge.country_url, this month's, else last month's),
+    /// check it, and put it in edge.country_file; the daemon reads it within a second
+    Update {
+        /// Fetch this instead of edge.country_url
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
+    },
+    /// Replay the alert log: the calls and alerts the edge's lists would have stopped,
+    /// and the accounts whose own addresses they would drop
+    WhatIf {
+        /// How far back, as 7d, 12h or 30m
+        #[arg(long, value_name = "DURATION", default_value = "7d", value_parser = parse_since)]
+        since: std::time::Duration,
+    },
+}
+
+fn parse_since(text: &str) -> Result<std::time::Duration, String> {
+    extsecurity::nftables::parse_duration(text)
 }
 
 #[derive(Subcommand)]

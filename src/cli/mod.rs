@@ -7,6 +7,7 @@ mod args;
 mod audit;
 mod bans;
 mod check_config;
+mod edge;
 mod fraud;
 mod judge;
 mod report;
@@ -16,6 +17,7 @@ pub(crate) use args::*;
 pub(crate) use audit::*;
 pub(crate) use bans::*;
 pub(crate) use check_config::*;
+pub(crate) use edge::*;
 pub(crate) use fraud::*;
 pub(crate) use judge::*;
 pub(crate) use report::*;
@@ -83,6 +85,11 @@ pub(crate) fn run(cli: Cli, args: &[OsString]) -> u8 {
             json,
         } => audit(&asterisk_dir, &fail2ban_dir, json),
         Command::CrowdsecCheck => crowdsec_check(&config.0),
+        Command::Edge { action } => match action {
+            EdgeAction::Lookup { address } => edge_lookup(&config.0, address),
+            EdgeAction::Update { url } => edge_update(&config.0, url),
+            EdgeAction::WhatIf { since } => edge_what_if(&config.0, since),
+        },
         Command::Agi { script } => {
             let script =
                 extsecurity::agi::session::Script::of(script.as_deref().map(str::as_bytes));

@@ -105,6 +105,12 @@ pub fn ruleset(layout: Layout<'_>) -> String {
          \x20 set pass6 {{ type ipv6_addr; flags interval; auto-merge; }}\n\
          \x20 set rate4 {{ type ipv4_addr; flags dynamic, timeout; timeout 60s; size {size}; }}\n\
          \x20 set rate6 {{ type ipv6_addr; flags dynamic, timeout; timeout 60s; size {size}; }}\n\
+         \x20 set known4 {{ type ipv4_addr; flags timeout; size {size}; }}\n\
+         \x20 set known6 {{ type ipv6_addr; flags timeout; size {size}; }}\n\
+         \x20 set feed4 {{ type ipv4_addr; flags interval; }}\n\
+         \x20 set feed6 {{ type ipv6_addr; flags interval; }}\n\
+         \x20 set country4 {{ type ipv4_addr; flags interval; }}\n\
+         \x20 set country6 {{ type ipv6_addr; flags interval; }}\n\
          \x20 chain input {{ type filter hook input priority -10; policy accept; }}\n\
          \x20 chain edge {{ }}\n\
          }}\n\
@@ -758,6 +764,17 @@ mod tests {
                 < at("ip saddr @country4 counter drop comment \"country\"")
         );
         assert!(at("ip6 saddr @country6 counter drop") < at("@rate4"));
+        // Every set a rule names is declared (nft refuses the whole ruleset otherwise).
+        for (i, _) in r.match_indices(" @") {
+            let name: String = r[i + 2..]
+                .chars()
+                .take_while(|c| c.is_alphanumeric())
+                .collect();
+            assert!(
+                r.contains(&format!("set {name} {{")),
+                "@{name} is not declared: {r}"
+            );
+        }
         // Their contents are not the ruleset's: a reload keeps them.
         assert!(!r.contains("flush set inet extsecurity feed4"));
         assert_eq!(edge_rules_expected(with), 11);

@@ -263,3 +263,36 @@ pub fn until_one_arrives(ns: &str, to: &str, got: &std::path::Path, source: &str
         arrivals(got).iter().any(|(src, _)| src == source)
     });
 }
+
+/// Gives `ns`'s link to `pbx` one more address (`/24` of the link's): a second source on
+/// the same wire, as the edge's tests need one per list.
+pub fn add_address(ns: &str, addr: &str) {
+    let out = Command::new("ip")
+        .args(["-n", ns, "-o", "link", "show", "type", "veth"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let dev = text
+        .split(':')
+        .nth(1)
+        .map(|d| d.trim().split('@').next().unwrap_or("").to_string())
+        .unwrap_or_else(|| panic!("no veth in {ns}: {text}"));
+    ip(&["-n", ns, "addr", "add", &format!("{addr}/24"), "dev", &dev]).unwrap();
+}
+
+/// Sends `count` datagrams from `ns`, source address `from`, to `to`:`port`, one every
+/// `every_ms`.
+pub fn send_from(ns: &str, from: &str, to: &str, port: u16, count: u32, every_ms: f64) -> Child {
+    let script = format!(
+        "import socket,time\n\
+         s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n\
+         s.bind(('{from}', 0))\n\
+         t=time.monotonic()\n\
+         for i in range({count}):\n    s.sendto(b'%d' % i, ('{to}', {port}))\n    \
+         t+={every_ms}/1000\n    time.sleep(max(0, t-time.monotonic()))\n"
+    );
+    Command::new("ip")
+        .args(["netns", "exec", ns, "python3", "-c", &script])
+        .spawn()
+        .unwrap()
+}

@@ -23,6 +23,7 @@ mod dialplan_verdict;
 mod dist;
 mod doc_links;
 mod edge;
+mod edge_lists;
 mod fail2ban_filter;
 mod fail2ban_server;
 mod fleet;

@@ -1,0 +1,276 @@
+//! `edge lookup`, `edge update`, `edge what-if`: the edge's lists from the command line,
+//! read from the files the daemon reads (the country database, the feeds' kept copies).
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use extsecurity::config::{Config, EdgeConfig};
+use extsecurity::edge::{country, feed, fetch, lookup, what_if};
+use extsecurity::exits;
+
+/// `[edge]`, or a line saying it is off.
+fn edge_of(config: &Config) -> Option<&EdgeConfig> {
+    if config.edge.is_none() {
+        println!("[edge] is off: nothing is dropped before Asterisk but the bans (doc/edge.md)");
+    }
+    config.edge.as_ref()
+}
+
+/// The country database, when the rule uses one; what went wrong said on stderr.
+fn open_db(edge: &EdgeConfig) -> Option<country::Db> {
+    let c = edge.countries.as_ref()?;
+    country::Db::open(&c.file)
+        .inspect_err(|e| eprintln!("extsecurity: {e} (run extsecurity edge update)"))
+        .ok()
+}
+
+/// The feeds whose kept copies list `ip`.
+fn feeds_listing(edge: &EdgeConfig, ip: IpAddr) -> Vec<String> {
+    edge.feeds
+        .iter()
+        .filter(|url| {
+            fetch::load(&edge.feed_dir, url)
+                .and_then(|(_, body)| feed::read(&body, &[]).ok())
+                .is_some_and(|l| l.networks.contains(ip))
+        })
+        .cloned()
+        .collect()
+}
+
+/// A judge of addresses as the daemon's chain judges them, from the files.
+fn judge(edge: &EdgeConfig) -> impl FnMut(IpAddr) -> lookup::Verdict + '_ {
+    let db = open_db(edge);
+    move |ip| {
+        let country = db.as_ref().and_then(|db| db.country(ip));
+        let feeds = feeds_listing(edge, ip);
+        lookup::verdict(
+            edge,
+            ip,
+            &lookup::Facts {
+                country: country.as_deref(),
+                feeds: &feeds,
+            },
+        )
+    }
+}
+
+pub(crate) fn edge_lookup(config: &Config, ip: IpAddr) -> u8 {
+    let Some(edge) = edge_of(config) else {
+        return exits::OK;
+    };
+    let db = open_db(edge);
+    let country = db.as_ref().and_then(|db| db.country(ip));
+    match (&edge.countries, &country) {
+        (None, _) => println!("country: no country rule (allow_countries, deny_countries)"),
+        (Some(c), Some(code)) => println!("country: {code} ({})", c.file.display()),
+        (Some(c), None) if db.is_some() => println!(
+            "country: none ({} places {ip} in no country)",
+            c.file.display()
+        ),
+        (Some(_), None) => println!("country: unknown (no database)"),
+    }
+    let feeds = feeds_listing(edge, ip);
+    match (edge.feeds.len(), feeds.len()) {
+        (0, _) => println!("feeds: none configured"),
+        (n, 0) => println!("feeds: listed by none of {n}"),
+        (_, _) => println!("feeds: listed by {}", feeds.join(", ")),
+    }
+    let verdict = lookup::verdict(
+        edge,
+        ip,
+        &lookup::Facts {
+            country: country.as_deref(),
+            feeds: &feeds,
+        },
+    );
+    println!("edge: {ip} {}", lookup::said(edge, &verdict));
+    exits::OK
+}
+
+pub(crate) fn edge_what_if(config: &Config, since: Duration) -> u8 {
+    let Some(edge) = edge_of(config) else {
+        return exits::OK;
+    };
+    let cutoff = jiff::Timestamp::now()
+        .checked_sub(jiff::SignedDuration::try_from(since).unwrap_or(jiff::SignedDuration::ZERO))
+        .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+        .to_zoned_datetime(extsecurity::clock::local_zone())
+        .strftime("%Y-%m-%d %H:%M:%S")
+        .to_string();
+    let mut judge = judge(edge);
+    let mut replay = what_if::WhatIf::default();
+    for path in extsecurity::report::with_rotations_and_backups(&config.log_file) {
+        let read = extsecurity::alert_log::open_log(&path).and_then(|input| {
+            extsecurity::alert_log::for_each_line(input, |line| {
+                if let Some(line) = line {
+                    replay.add_line(line, &cutoff, &mut judge);
+                }
+            })
+        });
+        if let Err(e) = read {
+            eprintln!("extsecurity: {}: {e}", path.display());
+            return exits::LOG;
+        }
+    }
+    let verb = if edge.dry_run {
+        "would stop (dry_run is on: nothing is dropped yet)"
+    } else {
+        "would have stopped"
+    };
+    println!("since {cutoff}, from {}:", config.log_file.display());
+    println!(
+        "  {} of {} calls and {} of {} alerts came from addresses the edge {verb}",
+        replay.calls_stopped, replay.calls, replay.alerts_stopped, replay.alerts
+    );
+    println!(
+        "  {} such addresses; {} alerting addresses would still reach Asterisk (the bans catch them)",
+        replay.stopped_sources, replay.alerting_passed
+    );
+    for (list, n) in &replay.by_list {
+        println!("  {list}: {n} alerts");
+    }
+    known_addresses(config, &mut judge)
+}
+
+/// The accounts' own addresses the lists would drop: the lock-outs to fix first.
+fn known_addresses(config: &Config, judge: &mut impl FnMut(IpAddr) -> lookup::Verdict) -> u8 {
+    let Some(fraud) = &config.fraud else {
+        println!("accounts: [fraud] is off, so no account's addresses are known to check");
+        return exits::OK;
+    };
+    let state = extsecurity::state_file::StateFile::new(&fraud.state_file);
+    let accounts = match state.load::<extsecurity::fraud::guard::Snapshot>() {
+        Ok(snapshot) => snapshot.map(|s| s.accounts).unwrap_or_default(),
+        Err(e) => {
+            eprintln!(
+                "extsecurity: cannot read {}: {e} (run as root)",
+                fraud.state_file.display()
+            );
+            return exits::FRAUD;
+        }
+    };
+    let known = accounts.iter().flat_map(|(name, account)| {
+        account
+            .addresses
+            .iter()
+            .map(move |seen| (name.as_str(), seen.ip))
+    });
+    let hit = what_if::known_hit(known, judge);
+    match hit.len() {
+        0 => println!("accounts: none of the addresses your accounts used is dropped"),
+        n => {
+            println!(
+                "accounts: {n} addresses your accounts used WOULD BE DROPPED (add them to trusted_networks, or allow their country):"
+            );
+            for (account, ip, list) in hit {
+                println!("  {account} from {ip}: {list}");
+            }
+        }
+    }
+    exits::OK
+}
+
+/// `{year}` and `{month}` of `url` for the month `back` months before now.
+fn for_month(url: &str, back: i8) -> String {
+    let now = jiff::Timestamp::now().strftime("%Y %m").to_string();
+    let (y, m) = now.split_once(' ').unwrap_or(("1970", "01"));
+    let months =
+        y.parse::<i32>().unwrap_or(1970) * 12 + m.parse::<i32>().unwrap_or(1) - 1 - i32::from(back);
+    url.replace("{year}", &format!("{:04}", months / 12))
+        .replace("{month}", &format!("{:02}", months % 12 + 1))
+}
+
+pub(crate) fn edge_update(config: &Config, url: Option<String>) -> u8 {
+    let Some(edge) = edge_of(config) else {
+        return exits::CONFIG;
+    };
+    let Some(c) = &edge.countries else {
+        eprintln!(
+            "extsecurity: no country rule in [edge] (allow_countries or deny_countries): nothing to update"
+        );
+        return exits::CONFIG;
+    };
+    let template = url.unwrap_or_else(|| edge.country_url.clone());
+    // DB-IP publishes on the first of the month: early on, last month's is the newest.
+    let mut tried = Vec::new();
+    let mut body = None;
+    for back in [0, 1] {
+        let url = for_month(&template, back);
+        if tried.contains(&url) {
+            break;
+        }
+        match fetch::fetch(&url, None) {
+            Ok(fetch::Fetched::Body { body: b, .. }) => {
+                body = Some((url, b));
+                break;
+            }
+            Ok(fetch::Fetched::Unchanged) => {}
+            Err(e) => eprintln!("extsecurity: {url}: {e}"),
+        }
+        tried.push(url);
+    }
+    let Some((url, bytes)) = body else {
+        eprintln!(
+            "extsecurity: no country database fetched; {} is left as it is",
+            c.file.display()
+        );
+        return exits::EDGE;
+    };
+    let bytes = match gunzipped(bytes) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!(
+                "extsecurity: {url}: {e}; {} is left as it is",
+                c.file.display()
+            );
+            return exits::EDGE;
+        }
+    };
+    let checked = country::Db::from_bytes(bytes.clone(), url.clone()).and_then(|db| {
+        let placed = db.refused(&c.rule, &[])?.placed;
+        Ok((db.built(), placed))
+    });
+    let (built, placed) = match checked {
+        Ok(found) => found,
+        Err(e) => {
+            eprintln!("extsecurity: {e}; {} is left as it is", c.file.display());
+            return exits::EDGE;
+        }
+    };
+    if let Err(e) = put(&c.file, &bytes) {
+        eprintln!("extsecurity: cannot write {}: {e}", c.file.display());
+        return exits::EDGE;
+    }
+    let built = jiff::Timestamp::from_second(built as i64)
+        .map(|t| t.strftime("%Y-%m-%d").to_string())
+        .unwrap_or_default();
+    println!(
+        "{}: {placed} networks placed in countries, built {built}, from {url}; a running daemon reads it within a second",
+        c.file.display()
+    );
+    exits::OK
+}
+
+/// A `.gz` body unpacked (at most 256 MiB), any other as it is.
+fn gunzipped(bytes: Vec<u8>) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    if !bytes.starts_with(&[0x1f, 0x8b]) {
+        return Ok(bytes);
+    }
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(&bytes[..])
+        .take(256 << 20)
+        .read_to_end(&mut out)
+        .map_err(|e| format!("not a whole gzip file ({e})"))?;
+    Ok(out)
+}
+
+/// Written beside and renamed: the daemon never reads half a database.
+fn put(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("part");
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
+}

@@ -1,0 +1,341 @@
+//! `[edge]` feeds and countries (issue 29): in network namespaces (`common/netns.rs`),
+//! `serve` in `pbx` with a country database made here by Debian's
+//! `libmaxmind-db-writer-perl` (`tests/fixtures/edge/make-country-db.pl`; `mmdblookup`
+//! from `mmdb-bin` is the oracle for `edge lookup`) and a feed served by Python's
+//! `http.server` inside `pbx`, which answers `If-Modified-Since` with 304. Sources in
+//! `atk` each stand for one case: an allowed country's phone, a feed address, an address
+//! in a feed's range, a refused country's scanner; the trusted innocent sits in a
+//! refused country. What arrives is counted by a real socket.
+//!
+//! Skips, saying why, where namespaces or nftables are unavailable; `.ci/run` installs
+//! everything and runs it as root.
+
+use crate::common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::netns::{
+    ATTACKER, Daemon, INNOCENT, PBX_A, PBX_I, add_address, arrivals, lab_or_skip, nft_list,
+    send_from, timed_listener, until_one_arrives,
+};
+use common::{Sandbox, wait_for};
+
+/// In the feed: one address and a range. In no country: the range.
+const LISTED: &str = "203.0.113.67";
+const IN_RANGE: &str = "203.0.113.90";
+/// In a refused country (CN), then, after the swap, an allowed one.
+const REFUSED: &str = "203.0.113.100";
+const HTTP: u16 = 8741;
+
+/// Writes a country database of `NETWORK CC` lines to `out`.
+pub fn make_db(out: &Path, networks: &str) {
+    let script = common::repo().join("tests/fixtures/edge/make-country-db.pl");
+    let mut child = Command::new("perl")
+        .arg(script)
+        .arg(out)
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("perl (apt-get install libmaxmind-db-writer-perl)");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(networks.as_bytes())
+        .unwrap();
+    assert!(child.wait().unwrap().success(), "make-country-db.pl failed");
+}
+
+const FIRST_DB: &str =
+    "203.0.113.64/28 FR\n203.0.113.96/28 CN\n198.51.100.0/24 CN\n2001:db8:66::/48 CN\n";
+const SECOND_DB: &str = "203.0.113.64/28 FR\n203.0.113.96/28 FR\n198.51.100.0/24 CN\n";
+
+fn config(db: &Path, feed_dir: &Path) -> String {
+    format!(
+        "tarpit_seconds = 0\ntrusted_networks = ['{INNOCENT}/32']\n\
+         [daemon]\ncontrol_socket = '@DIR@/control.sock'\n\
+         [nftables]\nenabled = true\nports = [5060]\n\
+         [edge]\nenabled = true\nrate_limit = 0\nallow_countries = ['FR']\n\
+         country_file = {db:?}\nfeeds = ['http://127.0.0.1:{HTTP}/list.txt']\nfeed_dir = {feed_dir:?}\n"
+    )
+}
+
+/// Python's file server on 127.0.0.1:`HTTP` inside `ns`, its request log in `log`.
+fn http_server(ns: &str, root: &Path, log: &Path) -> Child {
+    Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            ns,
+            "python3",
+            "-m",
+            "http.server",
+            "--bind",
+            "127.0.0.1",
+        ])
+        .arg(HTTP.to_string())
+        .arg("--directory")
+        .arg(root)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap()
+}
+
+fn run(ns: &str, s: &Sandbox, args: &[&str]) -> String {
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns])
+        .arg(common::bin())
+        .arg("--config")
+        .arg(&s.config)
+        .args(args)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
+fn from(path: &Path, source: &str) -> usize {
+    arrivals(path).iter().filter(|(s, _)| s == source).count()
+}
+
+/// Ten datagrams at a phone's pace (5/s) from each source; how many arrived from each.
+fn ten_each(atk: &str, inn: &str, sip: &Path, sources: &[&str]) -> Vec<usize> {
+    let before: Vec<usize> = sources.iter().map(|s| from(sip, s)).collect();
+    let mut senders: Vec<Child> = sources
+        .iter()
+        .map(|src| match *src {
+            INNOCENT => send_from(inn, src, PBX_I, 5060, 10, 200.0),
+            _ => send_from(atk, src, PBX_A, 5060, 10, 200.0),
+        })
+        .collect();
+    for s in &mut senders {
+        s.wait().unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    sources
+        .iter()
+        .zip(before)
+        .map(|(s, b)| from(sip, s) - b)
+        .collect()
+}
+
+fn kill(child: &mut Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// The whole life of the lists: what each list drops and what it never does, the
+/// oracle's countries, a conditional request, an HTML page refused with the last good
+/// copy kept across a restart, the database swapped while a phone talks.
+#[test]
+fn feeds_and_countries_drop_before_asterisk_and_keep_their_last_good_copy() {
+    let Some(lab) = lab_or_skip() else { return };
+    let (pbx, atk, inn) = (lab.ns(0), lab.ns(1), lab.ns(2));
+    for a in [LISTED, IN_RANGE, REFUSED] {
+        add_address(atk, a);
+    }
+    let work = tempfile::tempdir().unwrap();
+    let (db, feed_dir, www) = (
+        work.path().join("country.mmdb"),
+        work.path().join("feeds"),
+        work.path().join("www"),
+    );
+    std::fs::create_dir(&www).unwrap();
+    make_db(&db, FIRST_DB);
+    let list = www.join("list.txt");
+    std::fs::write(
+        &list,
+        format!("# a test feed\n{LISTED}\n203.0.113.88/29 ; a range\n10.0.0.0/8\n"),
+    )
+    .unwrap();
+    let http_log = work.path().join("http.log");
+    let mut http = http_server(pbx, &www, &http_log);
+    let s = Sandbox::with_config(&config(&db, &feed_dir));
+
+    // The oracle: mmdblookup and `edge lookup` place each address alike.
+    for addr in [
+        ATTACKER,
+        REFUSED,
+        INNOCENT,
+        "2001:db8:66::66",
+        "203.0.113.90",
+    ] {
+        let oracle = Command::new("mmdblookup")
+            .args(["--file"])
+            .arg(&db)
+            .args(["--ip", addr, "country", "iso_code"])
+            .output()
+            .expect("mmdblookup (apt-get install mmdb-bin)");
+        let oracle = String::from_utf8_lossy(&oracle.stdout);
+        let code = oracle.split('"').nth(1);
+        let said = run(pbx, &s, &["edge", "lookup", addr]);
+        match code {
+            Some(code) => assert!(
+                said.contains(&format!("country: {code} (")),
+                "{addr}: {oracle} vs {said}"
+            ),
+            None => assert!(said.contains("country: none"), "{addr}: {oracle} vs {said}"),
+        }
+    }
+
+    let mut daemon = Daemon::start(pbx, &s);
+    let filled = common::wait_until(Duration::from_secs(15), || {
+        let t = nft_list(pbx);
+        t.contains(LISTED) && t.contains("203.0.113.88/29") && t.contains("203.0.113.96/28")
+    });
+    assert!(
+        filled,
+        "the lists never reached the kernel: {}\n{}",
+        nft_list(pbx),
+        std::fs::read_to_string(s.dir.path().join("stderr")).unwrap_or_default()
+    );
+    let table = nft_list(pbx);
+    assert!(
+        !table.contains("10.0.0.0/8"),
+        "a private range is never dropped: {table}"
+    );
+    let sip = s.dir.path().join("sip");
+    let mut listener = timed_listener(pbx, &sip);
+    until_one_arrives(atk, PBX_A, &sip, ATTACKER);
+    let sources = [ATTACKER, LISTED, IN_RANGE, REFUSED, INNOCENT];
+    assert_eq!(
+        ten_each(atk, inn, &sip, &sources),
+        [10, 0, 0, 0, 10],
+        "allowed phone, feed address, feed range, refused country, trusted in a refused country"
+    );
+    // Another port is not the edge's.
+    let other = s.dir.path().join("other");
+    let mut other_listener = listen_on(pbx, 9999, &other);
+    wait_for(
+        "a refused country on another port",
+        Duration::from_secs(10),
+        || {
+            let _ = send_from(atk, REFUSED, PBX_A, 9999, 1, 1.0).wait();
+            std::fs::read_to_string(&other)
+                .unwrap_or_default()
+                .contains(REFUSED)
+        },
+    );
+    let status = run(pbx, &s, &["status"]);
+    assert!(
+        status.contains(&format!("http://127.0.0.1:{HTTP}/list.txt: 2 entries")),
+        "{status}"
+    );
+    assert!(
+        status.contains("countries: ") && status.contains("networks refused of 4"),
+        "{status}"
+    );
+    let said = run(pbx, &s, &["edge", "lookup", IN_RANGE]);
+    assert!(
+        said.contains(&format!(
+            "DROPPED: listed by http://127.0.0.1:{HTTP}/list.txt"
+        )),
+        "{said}"
+    );
+
+    // SIGHUP asks again, conditionally: the unchanged list is a 304.
+    let hup = |d: &Daemon| {
+        Command::new("kill")
+            .args(["-HUP", &d.0.id().to_string()])
+            .status()
+            .unwrap();
+    };
+    hup(&daemon);
+    wait_for(
+        "a conditional request answered 304",
+        Duration::from_secs(10),
+        || {
+            std::fs::read_to_string(&http_log)
+                .unwrap_or_default()
+                .contains("\" 304 ")
+        },
+    );
+
+    // The server breaks: an HTML page. Refused, said, the last good copy kept.
+    std::thread::sleep(Duration::from_millis(1100)); // a newer Last-Modified
+    std::fs::write(
+        &list,
+        "<!DOCTYPE html><html><body>502 Bad Gateway</body></html>\n",
+    )
+    .unwrap();
+    hup(&daemon);
+    wait_for("the HTML page refused", Duration::from_secs(10), || {
+        run(pbx, &s, &["status"]).contains("LAST FETCH FAILED: an HTML page")
+    });
+    assert_eq!(
+        ten_each(atk, inn, &sip, &[LISTED]),
+        [0],
+        "the last good copy is in force"
+    );
+
+    // A restart with the table gone and the page still broken: the kept copy.
+    kill(&mut daemon.0);
+    drop(daemon);
+    let del = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            pbx,
+            "nft",
+            "delete",
+            "table",
+            "inet",
+            "extsecurity",
+        ])
+        .status()
+        .unwrap();
+    assert!(del.success());
+    let daemon = Daemon::start(pbx, &s);
+    wait_for(
+        "the kept copy in force after the restart",
+        Duration::from_secs(15),
+        || nft_list(pbx).contains(LISTED),
+    );
+    assert_eq!(ten_each(atk, inn, &sip, &[LISTED, ATTACKER]), [0, 10]);
+    let stderr = std::fs::read_to_string(s.dir.path().join("stderr")).unwrap();
+    assert!(stderr.contains("feed's kept copy in force"), "{stderr}");
+
+    // The database swapped (written beside, renamed) while a phone talks: no gap for
+    // the phone, and the range that moved to an allowed country comes through.
+    let mut phone = send_from(atk, ATTACKER, PBX_A, 5060, 20, 200.0);
+    let before = from(&sip, ATTACKER);
+    std::thread::sleep(Duration::from_millis(1000));
+    let next = work.path().join("next.mmdb");
+    make_db(&next, SECOND_DB);
+    std::fs::rename(&next, &db).unwrap();
+    phone.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        from(&sip, ATTACKER) - before,
+        20,
+        "the phone lost nothing in the swap"
+    );
+    wait_for("the moved range allowed", Duration::from_secs(10), || {
+        let _ = send_from(atk, REFUSED, PBX_A, 5060, 1, 1.0).wait();
+        from(&sip, REFUSED) > 0
+    });
+    assert_eq!(ten_each(atk, inn, &sip, &[LISTED, INNOCENT]), [0, 10]);
+    drop(daemon);
+    for c in [&mut listener, &mut other_listener, &mut http] {
+        kill(c);
+    }
+}
+
+/// A socket on `port` in `ns` that writes the source of each datagram to `out`.
+fn listen_on(ns: &str, port: u16, out: &PathBuf) -> Child {
+    let script = format!(
+        "import socket,sys\n\
+         s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n\
+         s.bind(('0.0.0.0',{port}))\n\
+         f=open(sys.argv[1],'a',buffering=1)\n\
+         while True:\n    d,a=s.recvfrom(2048); f.write(a[0]+'\\n')\n"
+    );
+    Command::new("ip")
+        .args(["netns", "exec", ns, "python3", "-c", &script])
+        .arg(out)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
