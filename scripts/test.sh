@@ -29,6 +29,8 @@
 #                   target/phonenumbers-venv: the oracle of the destination classes
 #   chromium, fonts-dejavu-core  a headless browser loads report --html and takes the
 #                   screenshot the README shows
+#   libmaxmind-db-writer-perl, mmdb-bin  the edge's tests write a country database
+#                   (MaxMind's own writer) and check `edge lookup` against mmdblookup
 #   rustfmt, clippy the style gates
 # then runs cargo fmt --check, cargo clippy --all-targets -D warnings, cargo test, and
 # scripts/package.sh.
@@ -63,6 +65,8 @@ command -v promtool >/dev/null || need+=(prometheus)
 [ -e /usr/lib/python3/dist-packages/aiosmtpd ] || need+=(python3-aiosmtpd)
 command -v chromium >/dev/null || need+=(chromium)
 [ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
+perl -MMaxMind::DB::Writer::Tree -e1 2>/dev/null || need+=(libmaxmind-db-writer-perl)
+command -v mmdblookup >/dev/null || need+=(mmdb-bin)
 if ! command -v crowdsec >/dev/null; then
   if [ "$(id -u)" -eq 0 ] && [ ! -e /etc/crowdsec/online_api_credentials.yaml ]; then
     mkdir -p /etc/crowdsec
