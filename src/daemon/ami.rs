@@ -435,6 +435,9 @@ fn evaluate(shared: &Shared, mut rx: mpsc::Receiver<Vec<Verdict>>) {
             match verdict {
                 Verdict::Event(event) => {
                     shared.metrics.ami.event(event.kind);
+                    if event.kind == "SuccessfulAuth" {
+                        crate::daemon::edge::logged_in(shared, event.remote_ip);
+                    }
                     if config.fraud.is_some() {
                         phone_login(shared, &config, &event, now);
                     }

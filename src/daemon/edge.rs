@@ -142,6 +142,13 @@ impl Keeper {
             let rebuilt = self.shared.metrics.bans.rebuilt_total();
             if rebuilt != self.rebuilt {
                 self.rebuilt = rebuilt;
+                // The logins in the kernel went with the table: let the next ones in.
+                self.shared
+                    .known
+                    .0
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clear();
                 self.fill_feeds();
                 self.fill(EdgeSet::Country, &self.country.clone());
             }
@@ -374,4 +381,58 @@ fn refresh(f: &mut Feed, never: &[ipnet::IpNet], dir: &std::path::Path) -> Resul
     f.networks = list.networks;
     f.entries = list.entries;
     Ok(true)
+}
+
+/// How often one address's day is started again: a phone re-registers every minute or
+/// hour, and each `SuccessfulAuth` need not reach the kernel.
+const KNOWN_AGAIN: Duration = Duration::from_secs(3600);
+
+/// Addresses that logged in lately, for the edge to let through (doc/edge.md): a
+/// travelling user in a refused country, a phone behind an address a feed lists.
+pub struct Known(std::sync::Mutex<lru::LruCache<std::net::IpAddr, Instant>>);
+
+impl Default for Known {
+    fn default() -> Known {
+        Known(std::sync::Mutex::new(lru::LruCache::new(
+            std::num::NonZeroUsize::new(65_536).expect("not zero"),
+        )))
+    }
+}
+
+/// A `SuccessfulAuth` from `ip`: it passes the edge for a day, whatever its country or
+/// a feed says (the bans, before the edge, still drop it if it misbehaves).
+pub fn logged_in(shared: &Shared, ip: std::net::IpAddr) {
+    let config = shared.config();
+    let Some(nft) = config.nftables.as_ref().filter(|n| n.edge.is_some()) else {
+        return;
+    };
+    if shared
+        .bans
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .is_none()
+    {
+        return;
+    }
+    {
+        let mut known = shared.known.0.lock().unwrap_or_else(|e| e.into_inner());
+        if known.get(&ip).is_some_and(|at| at.elapsed() < KNOWN_AGAIN) {
+            return;
+        }
+        known.put(ip, Instant::now());
+    }
+    let done = crate::nftables::netlink::Socket::open()
+        .and_then(|mut s| s.know(&nft.table, ip, crate::nftables::KNOWN_FOR));
+    match done {
+        Ok(()) => tracing::debug!(%ip, "edge: logged in, passes for a day"),
+        Err(e) => {
+            shared
+                .known
+                .0
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .pop(&ip);
+            tracing::warn!(%ip, "edge: a login could not be let through ({e})");
+        }
+    }
 }

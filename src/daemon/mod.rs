@@ -74,6 +74,8 @@ pub struct Shared {
     secret_prints: Mutex<Vec<(String, u64)>>,
     /// What the edge's feeds and country database hold now ([`edge::Lists`]).
     pub edge: Mutex<edge::Seen>,
+    /// Addresses that logged in lately, let through the edge ([`edge::logged_in`]).
+    pub known: edge::Known,
 }
 
 /// An episode of failed alert-log writes: one CRITICAL when it starts, one INFO when
@@ -104,6 +106,7 @@ impl Shared {
             notifier: RwLock::new(None),
             pending_restart: Mutex::new(Vec::new()),
             edge: Mutex::new(edge::Seen::default()),
+            known: edge::Known::default(),
         }
     }
 

@@ -49,11 +49,26 @@ const NFTNL_UDATA_SET_ELEM_COMMENT: u8 = 0;
 
 /// The set an address belongs in, by family.
 pub fn set_name(ip: IpAddr) -> &'static str {
-    match ip {
-        IpAddr::V4(_) => "v4",
-        IpAddr::V6(_) => "v6",
+    BANS.of(ip)
+}
+
+/// A pair of sets of one table, IPv4 and IPv6.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sets(pub &'static str, pub &'static str);
+
+impl Sets {
+    pub fn of(self, ip: IpAddr) -> &'static str {
+        match ip {
+            IpAddr::V4(_) => self.0,
+            IpAddr::V6(_) => self.1,
+        }
     }
 }
+
+/// The bans' sets.
+pub const BANS: Sets = Sets("v4", "v6");
+/// The addresses that logged in lately, which the edge lets through.
+pub const KNOWN: Sets = Sets("known4", "known6");
 
 /// One element to add: the address, its timeout, and the comment `nft` shows (the
 /// alert's reason).
@@ -195,7 +210,7 @@ fn batch(first_seq: u32, messages: Vec<Vec<u8>>) -> Vec<u8> {
 /// A batch with one NEWSETELEM per set named that adds `elements` to the sets `v4` and
 /// `v6` of `inet table`; the sequence numbers of the messages to be acked.
 pub fn add_batch(table: &str, elements: &[Element], first_seq: u32) -> (Vec<u8>, Vec<u32>) {
-    replace_batch(table, &[], elements, first_seq)
+    replace_batch(table, BANS, &[], elements, first_seq)
 }
 
 /// A batch that first deletes `replaced` (addresses banned now, whose ban starts
@@ -204,17 +219,18 @@ pub fn add_batch(table: &str, elements: &[Element], first_seq: u32) -> (Vec<u8>,
 /// address that is not in its set fails the whole batch with ENOENT.
 pub fn replace_batch(
     table: &str,
+    sets: Sets,
     replaced: &[IpAddr],
     elements: &[Element],
     first_seq: u32,
 ) -> (Vec<u8>, Vec<u32>) {
     let mut messages = Vec::new();
     let mut acked = Vec::new();
-    for set in ["v4", "v6"] {
+    for set in [sets.0, sets.1] {
         let mine: Vec<IpAddr> = replaced
             .iter()
             .copied()
-            .filter(|ip| set_name(*ip) == set)
+            .filter(|ip| sets.of(*ip) == set)
             .collect();
         if mine.is_empty() {
             continue;
@@ -236,8 +252,8 @@ pub fn replace_batch(
             Some(&write),
         ));
     }
-    for set in ["v4", "v6"] {
-        let mine: Vec<&Element> = elements.iter().filter(|e| set_name(e.ip) == set).collect();
+    for set in [sets.0, sets.1] {
+        let mine: Vec<&Element> = elements.iter().filter(|e| sets.of(e.ip) == set).collect();
         if mine.is_empty() {
             continue;
         }
@@ -536,9 +552,31 @@ impl Socket {
             return self.add(table, elements);
         }
         let first = self.next_seq();
-        let (batch, acked) = replace_batch(table, replaced, elements, first);
+        let (batch, acked) = replace_batch(table, BANS, replaced, elements, first);
         match self.send(&batch, first, &acked) {
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => self.add(table, elements),
+            done => done,
+        }
+    }
+
+    /// Puts `ip` in the known sets for `for_how_long` from now, however long it had
+    /// left (the kernel keeps an element's timeout when it is added again: it is
+    /// deleted first, in the same transaction).
+    pub fn know(&mut self, table: &str, ip: IpAddr, for_how_long: Duration) -> io::Result<()> {
+        let element = Element {
+            ip,
+            timeout: for_how_long,
+            comment: "logged in".into(),
+        };
+        let first = self.next_seq();
+        let (batch, acked) =
+            replace_batch(table, KNOWN, &[ip], std::slice::from_ref(&element), first);
+        match self.send(&batch, first, &acked) {
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                let first = self.next_seq();
+                let (batch, acked) = replace_batch(table, KNOWN, &[], &[element], first);
+                self.send(&batch, first, &acked)
+            }
             done => done,
         }
     }

@@ -339,3 +339,106 @@ fn listen_on(ns: &str, port: u16, out: &PathBuf) -> Child {
         .spawn()
         .unwrap()
 }
+
+/// An address that logged in (AMI `SuccessfulAuth`, the capture `ami-rightpw.bin`'s try
+/// moved to that address, design §3b) passes the edge for a day though its country is
+/// refused: a travelling user's phone registers, then calls.
+#[test]
+fn a_login_lets_a_refused_countrys_address_through() {
+    use common::ami_peer::{AmiPeer, Script, Then, capture_events, from_address};
+    let Some(lab) = lab_or_skip() else { return };
+    let (pbx, atk, inn) = (lab.ns(0), lab.ns(1), lab.ns(2));
+    add_address(atk, REFUSED);
+    let work = tempfile::tempdir().unwrap();
+    let db = work.path().join("country.mmdb");
+    make_db(&db, FIRST_DB);
+    let login = from_address(&capture_events("ami-rightpw.bin"), REFUSED);
+    let peer = common::netns::in_netns(pbx, move || {
+        AmiPeer::start(vec![Script::paced(
+            vec![(Duration::from_secs(3), login)],
+            Then::Hold,
+        )])
+    });
+    let s = Sandbox::with_config(&format!(
+        "tarpit_seconds = 0\n[daemon]\ncontrol_socket = '@DIR@/control.sock'\n\
+         [ami]\naddress = '{}'\nusername = 'extsecurity'\nsecret = 's3cmon-test'\n\
+         [nftables]\nenabled = true\nports = [5060]\n\
+         [edge]\nenabled = true\nrate_limit = 0\nallow_countries = ['FR']\ncountry_file = {db:?}\n",
+        peer.addr
+    ));
+    let _daemon = Daemon::start(pbx, &s);
+    let sip = s.dir.path().join("sip");
+    let mut listener = timed_listener(pbx, &sip);
+    until_one_arrives(atk, PBX_A, &sip, ATTACKER);
+    assert_eq!(
+        ten_each(atk, inn, &sip, &[REFUSED]),
+        [0],
+        "refused before it logged in"
+    );
+    wait_for("the login let through", Duration::from_secs(15), || {
+        let t = nft_list(pbx);
+        t.split("set known4")
+            .nth(1)
+            .is_some_and(|set| set.split('}').next().unwrap_or("").contains(REFUSED))
+    });
+    assert_eq!(
+        ten_each(atk, inn, &sip, &[REFUSED]),
+        [10],
+        "through once it logged in"
+    );
+    kill(&mut listener);
+}
+
+/// `dry_run = true`: a feed's address and a refused country's all arrive, and `status`
+/// counts what each list would have dropped.
+#[test]
+fn a_dry_run_of_the_lists_counts_and_drops_nothing() {
+    let Some(lab) = lab_or_skip() else { return };
+    let (pbx, atk, inn) = (lab.ns(0), lab.ns(1), lab.ns(2));
+    for a in [LISTED, REFUSED] {
+        add_address(atk, a);
+    }
+    let work = tempfile::tempdir().unwrap();
+    let (db, list) = (
+        work.path().join("country.mmdb"),
+        work.path().join("mine.txt"),
+    );
+    make_db(&db, FIRST_DB);
+    std::fs::write(&list, format!("{LISTED}\n")).unwrap();
+    let s = Sandbox::with_config(&format!(
+        "tarpit_seconds = 0\n[daemon]\ncontrol_socket = '@DIR@/control.sock'\n\
+         [nftables]\nenabled = true\nports = [5060]\n\
+         [edge]\nenabled = true\ndry_run = true\nallow_countries = ['FR']\ncountry_file = {db:?}\n\
+         feeds = ['file://{}']\nfeed_dir = '@DIR@/feeds'\n",
+        list.display()
+    ));
+    let _daemon = Daemon::start(pbx, &s);
+    wait_for("the lists in the kernel", Duration::from_secs(15), || {
+        let t = nft_list(pbx);
+        t.contains(LISTED) && t.contains("203.0.113.96/28")
+    });
+    let sip = s.dir.path().join("sip");
+    let mut listener = timed_listener(pbx, &sip);
+    until_one_arrives(atk, PBX_A, &sip, ATTACKER);
+    assert_eq!(
+        ten_each(atk, inn, &sip, &[LISTED, REFUSED]),
+        [10, 10],
+        "nothing dropped"
+    );
+    let status = run(pbx, &s, &["status"]);
+    let counted = |what: &str| -> u64 {
+        let line = status
+            .lines()
+            .find(|l| l.trim_start().starts_with(what))
+            .unwrap_or_else(|| panic!("{what}: {status}"));
+        line.split_whitespace()
+            .nth(1)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{line}"))
+    };
+    assert!(counted("feeds:") >= 10, "{status}");
+    assert!(counted("countries:") >= 10, "{status}");
+    let said = run(pbx, &s, &["edge", "lookup", REFUSED]);
+    assert!(said.contains("WOULD BE DROPPED (dry_run"), "{said}");
+    kill(&mut listener);
+}
