@@ -113,7 +113,7 @@ mod tests {
         sorted.sort();
         sorted.dedup();
         assert_eq!(codes, sorted, "in order, each once");
-        assert_eq!(codes, (0..=12).collect::<Vec<u8>>());
+        assert_eq!(codes, (0..=13).collect::<Vec<u8>>());
         assert!(!codes.contains(&127));
     }
 }

@@ -37,6 +37,9 @@ _extsecurity() {
             extsecurity,crowdsec-check)
                 cmd="extsecurity__subcmd__crowdsec__subcmd__check"
                 ;;
+            extsecurity,edge)
+                cmd="extsecurity__subcmd__edge"
+                ;;
             extsecurity,explain)
                 cmd="extsecurity__subcmd__explain"
                 ;;
@@ -57,6 +60,30 @@ _extsecurity() {
                 ;;
             extsecurity,unban)
                 cmd="extsecurity__subcmd__unban"
+                ;;
+            extsecurity__subcmd__edge,help)
+                cmd="extsecurity__subcmd__edge__subcmd__help"
+                ;;
+            extsecurity__subcmd__edge,lookup)
+                cmd="extsecurity__subcmd__edge__subcmd__lookup"
+                ;;
+            extsecurity__subcmd__edge,update)
+                cmd="extsecurity__subcmd__edge__subcmd__update"
+                ;;
+            extsecurity__subcmd__edge,what-if)
+                cmd="extsecurity__subcmd__edge__subcmd__what__subcmd__if"
+                ;;
+            extsecurity__subcmd__edge__subcmd__help,help)
+                cmd="extsecurity__subcmd__edge__subcmd__help__subcmd__help"
+                ;;
+            extsecurity__subcmd__edge__subcmd__help,lookup)
+                cmd="extsecurity__subcmd__edge__subcmd__help__subcmd__lookup"
+                ;;
+            extsecurity__subcmd__edge__subcmd__help,update)
+                cmd="extsecurity__subcmd__edge__subcmd__help__subcmd__update"
+                ;;
+            extsecurity__subcmd__edge__subcmd__help,what-if)
+                cmd="extsecurity__subcmd__edge__subcmd__help__subcmd__what__subcmd__if"
                 ;;
             extsecurity__subcmd__fraud,dialplan)
                 cmd="extsecurity__subcmd__fraud__subcmd__dialplan"
@@ -103,6 +130,9 @@ _extsecurity() {
             extsecurity__subcmd__help,crowdsec-check)
                 cmd="extsecurity__subcmd__help__subcmd__crowdsec__subcmd__check"
                 ;;
+            extsecurity__subcmd__help,edge)
+                cmd="extsecurity__subcmd__help__subcmd__edge"
+                ;;
             extsecurity__subcmd__help,explain)
                 cmd="extsecurity__subcmd__help__subcmd__explain"
                 ;;
@@ -124,6 +154,15 @@ _extsecurity() {
             extsecurity__subcmd__help,unban)
                 cmd="extsecurity__subcmd__help__subcmd__unban"
                 ;;
+            extsecurity__subcmd__help__subcmd__edge,lookup)
+                cmd="extsecurity__subcmd__help__subcmd__edge__subcmd__lookup"
+                ;;
+            extsecurity__subcmd__help__subcmd__edge,update)
+                cmd="extsecurity__subcmd__help__subcmd__edge__subcmd__update"
+                ;;
+            extsecurity__subcmd__help__subcmd__edge,what-if)
+                cmd="extsecurity__subcmd__help__subcmd__edge__subcmd__what__subcmd__if"
+                ;;
             extsecurity__subcmd__help__subcmd__fraud,dialplan)
                 cmd="extsecurity__subcmd__help__subcmd__fraud__subcmd__dialplan"
                 ;;
@@ -140,7 +179,7 @@ _extsecurity() {
 
     case "${cmd}" in
         extsecurity)
-            opts="-h -V --config --help --version check explain check-config audit crowdsec-check agi report bans fraud unban ban status serve help"
+            opts="-h -V --config --help --version check explain check-config audit edge crowdsec-check agi report bans fraud unban ban status serve help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -228,12 +267,16 @@ _extsecurity() {
             return 0
             ;;
         extsecurity__subcmd__bans)
-            opts="-h --json --remove-table --config --help"
+            opts="-h --json --remove-table --explain --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --explain)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -324,6 +367,156 @@ _extsecurity() {
                 return 0
             fi
             case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        extsecurity__subcmd__edge)
+            opts="-h --config --help lookup update what-if help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        extsecurity__subcmd__edge__subcmd__help)
+            opts="lookup update what-if help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        extsecurity__subcmd__edge__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        extsecurity__subcmd__edge__subcmd__help__subcmd__lookup)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        extsecurity__subcmd__edge__subcmd__help__subcmd__update)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        extsecurity__subcmd__edge__subcmd__help__subcmd__what__subcmd__if)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        extsecurity__subcmd__edge__subcmd__lookup)
+            opts="-h --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        extsecurity__subcmd__edge__subcmd__update)
+            opts="-h --url --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        extsecurity__subcmd__edge__subcmd__what__subcmd__if)
+            opts="-h --since --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --since)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -540,7 +733,7 @@ _extsecurity() {
             return 0
             ;;
         extsecurity__subcmd__help)
-            opts="check explain check-config audit crowdsec-check agi report bans fraud unban ban status serve help"
+            opts="check explain check-config audit edge crowdsec-check agi report bans fraud unban ban status serve help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -640,6 +833,62 @@ _extsecurity() {
         extsecurity__subcmd__help__subcmd__crowdsec__subcmd__check)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        extsecurity__subcmd__help__subcmd__edge)
+            opts="lookup update what-if"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        extsecurity__subcmd__help__subcmd__edge__subcmd__lookup)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        extsecurity__subcmd__help__subcmd__edge__subcmd__update)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        extsecurity__subcmd__help__subcmd__edge__subcmd__what__subcmd__if)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi

@@ -147,6 +147,10 @@ pub(crate) enum Command {
         /// prerm does this on removal)
         #[arg(long)]
         remove_table: bool,
+        /// Say why ADDR is dropped or not: its ban, if any, then the edge's lists
+        /// (country, feeds) and what they do with it
+        #[arg(long, value_name = "ADDR", conflicts_with_all = ["json", "remove_table"])]
+        explain: Option<std::net::IpAddr>,
     },
     /// The outbound check of authenticated accounts ([fraud]): see accounts, lift a
     /// quarantine

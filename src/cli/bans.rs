@@ -48,6 +48,25 @@ pub(crate) fn bans(config: &Config, json: bool) -> u8 {
     exits::OK
 }
 
+/// `bans --explain ADDR`: the kernel's ban of ADDR (or the range holding it), then
+/// what the edge does with it.
+pub(crate) fn explain_ban(config: &Config, ip: std::net::IpAddr) -> u8 {
+    let table = nft_table(config);
+    match extsecurity::nftables::list(&table) {
+        Ok(banned) => match banned.iter().find(|b| b.net.contains(&ip)) {
+            Some(b) => println!(
+                "ban: {} banned for {} more, reason {}",
+                extsecurity::nftables::shown(&b.net),
+                extsecurity::clock::time_left(b.expires),
+                b.reason
+            ),
+            None => println!("ban: not banned (table inet {table})"),
+        },
+        Err(e) => println!("ban: unknown, the table cannot be read ({e})"),
+    }
+    crate::cli::edge_lookup(config, ip)
+}
+
 pub(crate) fn remove_table(config: &Config) -> u8 {
     let table = nft_table(config);
     match extsecurity::nftables::remove(&table) {

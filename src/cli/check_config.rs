@@ -121,7 +121,7 @@ pub(crate) fn check_config(config: &(Config, Source), quiet: bool) -> u8 {
         }
         match &c.edge {
             Some(e) if e.rate_limit > 0 => println!(
-                "# [edge]: {}at most {}/s a source (burst {}) on the nftables ports; {} trusted networks and this host pass",
+                "# [edge]: {}at most {}/s a source (burst {}) on the nftables ports; {} trusted networks or peers, the LAN and this host pass",
                 if e.dry_run {
                     "DRY RUN, counting only: "
                 } else {
@@ -133,6 +133,11 @@ pub(crate) fn check_config(config: &(Config, Source), quiet: bool) -> u8 {
             ),
             Some(_) => println!("# [edge]: on, no rate limit"),
             None => println!("# [edge]: off (enabled = true in [edge] drops floods in the kernel)"),
+        }
+        if let Some(e) = &c.edge {
+            for line in crate::cli::edge::summary(e) {
+                println!("# [edge] {line}");
+            }
         }
         if !writers.is_empty() {
             println!(

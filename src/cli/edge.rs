@@ -170,6 +170,46 @@ fn known_addresses(config: &Config, judge: &mut impl FnMut(IpAddr) -> lookup::Ve
     exits::OK
 }
 
+/// What `check-config` says of the lists: the country database (read, as the daemon
+/// will) and each feed's kept copy.
+pub(crate) fn summary(edge: &EdgeConfig) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(c) = &edge.countries {
+        let rule = match &c.rule {
+            extsecurity::config::CountryRule::Allow(l) => format!("only {} let in", l.join(", ")),
+            extsecurity::config::CountryRule::Deny(l) => format!("{} kept out", l.join(", ")),
+        };
+        let db =
+            country::Db::open(&c.file).and_then(|db| Ok((db.built(), db.refused(&c.rule, &[])?)));
+        out.push(match db {
+            Ok((built, refused)) => format!(
+                "countries: {rule}; {} built {}: {} of its {} networks refused",
+                c.file.display(),
+                jiff::Timestamp::from_second(built as i64)
+                    .map(|t| t.strftime("%Y-%m-%d").to_string())
+                    .unwrap_or_default(),
+                refused.refused,
+                refused.placed
+            ),
+            Err(e) => format!("countries: {rule}; NOT IN FORCE: {e} (run extsecurity edge update)"),
+        });
+    }
+    for url in &edge.feeds {
+        out.push(match fetch::load(&edge.feed_dir, url) {
+            Some((meta, body)) => {
+                let age = extsecurity::clock::unix_now().saturating_sub(meta.fetched);
+                let entries = feed::read(&body, &[]).map(|l| l.entries).unwrap_or(0);
+                format!(
+                    "feed {url}: kept copy of {entries} entries, {} old",
+                    extsecurity::clock::time_left(Duration::from_secs(age))
+                )
+            }
+            None => format!("feed {url}: no copy kept yet (the daemon fetches it at start)"),
+        });
+    }
+    out
+}
+
 /// `{year}` and `{month}` of `url` for the month `back` months before now.
 fn for_month(url: &str, back: i8) -> String {
     let now = jiff::Timestamp::now().strftime("%Y %m").to_string();

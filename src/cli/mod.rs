@@ -7,7 +7,7 @@ mod args;
 mod audit;
 mod bans;
 mod check_config;
-mod edge;
+pub(crate) mod edge;
 mod fraud;
 mod judge;
 mod report;
@@ -114,6 +114,9 @@ pub(crate) fn run(cli: Cli, args: &[OsString]) -> u8 {
         Command::Bans {
             remove_table: true, ..
         } => remove_table(&config.0),
+        Command::Bans {
+            explain: Some(ip), ..
+        } => explain_ban(&config.0, ip),
         Command::Bans { json, .. } => bans(&config.0, json),
         Command::Status { json } => daemon_status(&config.0, json),
         Command::Unban {

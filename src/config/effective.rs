@@ -360,11 +360,22 @@ fn edge(c: &Config) -> Table {
     let Some(e) = &c.edge else {
         return Builder::new("edge").table(Some("edge"));
     };
-    Builder::new("edge")
+    let mut b = Builder::new("edge")
         .set("enabled", true)
         .set("rate_limit", e.rate_limit)
         .set("rate_burst", e.rate_burst)
-        .set("dry_run", e.dry_run)
+        .set("dry_run", e.dry_run);
+    if let Some(c) = &e.countries {
+        b = match &c.rule {
+            crate::config::CountryRule::Allow(l) => b.set("allow_countries", list(l)),
+            crate::config::CountryRule::Deny(l) => b.set("deny_countries", list(l)),
+        };
+        b = b.set("country_file", string(&c.file.display().to_string()));
+    }
+    b.set("country_url", string(&e.country_url))
+        .set("feeds", list(&e.feeds))
+        .set("feed_refresh_seconds", e.feed_refresh.as_secs())
+        .set("feed_dir", string(&e.feed_dir.display().to_string()))
         .table(Some("edge"))
 }
 
@@ -487,6 +498,21 @@ mod tests {
             "{text}"
         );
         assert_eq!(settings(&config(&text)), settings(&edge));
+        let lists = config(
+            "[nftables]\nenabled = true\nports = [5060]\n[edge]\nenabled = true\ndeny_countries = ['cn']\nfeeds = ['https://x.example/l']\n",
+        );
+        let text = render(&lists);
+        assert!(
+            text.contains(
+                "deny_countries = [\"CN\"]\ncountry_file = \"/var/lib/extsecurity/country.mmdb\"\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("feeds = [\"https://x.example/l\"]\nfeed_refresh_seconds = 3600\n"),
+            "{text}"
+        );
+        assert_eq!(settings(&config(&text)), settings(&lists));
         assert!(render(&config("")).contains("# [edge] absent: nothing is dropped"));
     }
 
