@@ -224,6 +224,22 @@ fn the_shipped_ami_crowdsec_and_nftables_tables_uncommented_are_valid_and_restat
         nft.state_file.to_str(),
         Some("/var/lib/extsecurity/bans.state")
     );
+    let edge = config.edge.expect("[edge] uncommented");
+    assert_eq!(
+        (edge.rate_limit, edge.rate_burst, edge.dry_run),
+        (50, 100, false)
+    );
+    assert_eq!(
+        edge.countries.map(|c| (c.rule, c.file)),
+        Some((
+            extsecurity::config::CountryRule::Allow(vec!["FR".into(), "BE".into(), "CH".into()]),
+            "/var/lib/extsecurity/country.mmdb".into()
+        ))
+    );
+    assert_eq!(
+        (edge.feed_refresh.as_secs(), edge.feed_dir.to_str()),
+        (3600, Some("/var/lib/extsecurity/feeds"))
+    );
     let notify = config.notify.expect("[notify] uncommented");
     let smtp = notify.smtp.expect("the mail settings");
     assert_eq!(

@@ -237,7 +237,9 @@ fn feeds_and_countries_drop_before_asterisk_and_keep_their_last_good_copy() {
     let explained = run(pbx, &s, &["bans", "--explain", IN_RANGE]);
     assert!(explained.starts_with("ban: not banned"), "{explained}");
     assert!(
-        explained.contains(&format!("feeds: listed by http://127.0.0.1:{HTTP}/list.txt")),
+        explained.contains(&format!(
+            "feeds: listed by http://127.0.0.1:{HTTP}/list.txt"
+        )),
         "{explained}"
     );
 
