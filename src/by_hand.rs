@@ -212,6 +212,13 @@ pub fn unban(config: &Config, target: Target, fail2ban: &Fail2ban) -> Said {
     // The kernel: the address, or the range and every address in it.
     let mut lifted: Vec<IpAddr> = Vec::new();
     let mut no_table = false;
+    // Bans pulled from a CrowdSec LAPI come back at the next pull unless lifted there.
+    let from_lapi: Vec<(String, String)> = nftables::list(table)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|b| b.reason.starts_with("crowdsec:") && crate::edge::overlap(&b.net, &net))
+        .map(|b| (nftables::shown(&b.net), b.reason))
+        .collect();
     let kernel: Result<(), String> = (|| {
         let mut socket = netlink::Socket::open().map_err(|e| e.to_string())?;
         match socket.count(table, "v4") {
@@ -259,6 +266,17 @@ pub fn unban(config: &Config, target: Target, fail2ban: &Fail2ban) -> Said {
         Err(e) => said.fail(format!(
             "{shown}: cannot lift the kernel ban: {e} (run as root)"
         )),
+    }
+    for (what, reason) in from_lapi {
+        let flag = if what.contains('/') {
+            "--range"
+        } else {
+            "--ip"
+        };
+        said.say(format!(
+            "{what}: this ban came from the CrowdSec LAPI ({reason}): the daemon pulls it again \
+             unless it is lifted there too: cscli decisions delete {flag} {what}"
+        ));
     }
     // fail2ban: its own bans, which it would otherwise keep (and make again from the log).
     if fail2ban.running() {

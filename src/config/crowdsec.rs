@@ -24,6 +24,11 @@ pub struct CrowdsecConfig {
     /// Where the pusher keeps its place in the alert log (the last alert the LAPI
     /// accepted), so that a restart resumes there.
     pub state_file: PathBuf,
+    /// A bouncer's key (`cscli bouncers add`): with it, the daemon also pulls the
+    /// LAPI's decisions into its own table, and shares the numbers toll fraud learns.
+    pub bouncer_key: Option<Secret>,
+    /// How often the decisions are pulled.
+    pub pull: Duration,
 }
 
 /// The `[crowdsec]` table as written.
@@ -40,6 +45,9 @@ pub(super) struct RawCrowdsec {
     queue_size: Option<usize>,
     batch_size: Spanned<usize>,
     state_file: Spanned<String>,
+    bouncer_key: Spanned<String>,
+    bouncer_key_file: Spanned<String>,
+    pull_seconds: Spanned<u64>,
 }
 
 impl Default for RawCrowdsec {
@@ -54,6 +62,9 @@ impl Default for RawCrowdsec {
             queue_size: None,
             batch_size: Spanned::new(0..0, 100),
             state_file: text("/var/lib/extsecurity/crowdsec.position"),
+            bouncer_key: text(""),
+            bouncer_key_file: text(""),
+            pull_seconds: Spanned::new(0..0, 10),
         }
     }
 }
@@ -125,6 +136,19 @@ impl RawCrowdsec {
                 ),
             ));
         }
+        let bouncer_key = secret(
+            &raw.bouncer_key,
+            &raw.bouncer_key_file,
+            "crowdsec.bouncer_key",
+            Shape::Printable,
+        )?
+        .map(|(key, _)| key);
+        if !(1..=3600).contains(raw.pull_seconds.get_ref()) {
+            return Err((
+                raw.pull_seconds.span(),
+                "crowdsec.pull_seconds must be between 1 and 3600".into(),
+            ));
+        }
         Ok(CrowdsecConfig {
             lapi_url: url.to_string(),
             machine_id: machine.clone(),
@@ -133,6 +157,8 @@ impl RawCrowdsec {
             ban_length: Duration::from_secs(ban_seconds),
             batch_size: raw.batch_size.into_inner(),
             state_file,
+            bouncer_key,
+            pull: Duration::from_secs(*raw.pull_seconds.get_ref()),
         })
     }
 }

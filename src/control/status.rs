@@ -75,6 +75,19 @@ pub struct Crowdsec {
     pub backlog: u64,
     /// Seconds since the oldest of them was written.
     pub backlog_age_seconds: f64,
+    /// The LAPI's decisions pulled (`bouncer_key`); `None` when not pulling.
+    #[serde(default)]
+    pub pulled: Option<Pulled>,
+}
+
+/// What the LAPI's decisions hold here.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Pulled {
+    pub addresses: usize,
+    pub numbers: usize,
+    /// When the last pull succeeded, Unix seconds.
+    pub last: Option<u64>,
+    pub failing: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -260,8 +273,26 @@ fn crowdsec_line(s: &Status) -> String {
         0 => String::new(),
         _ => format!(", the oldest {}", duration(c.backlog_age_seconds as u64)),
     };
+    let pulled = match &c.pulled {
+        None => String::new(),
+        Some(p) => {
+            let last = p
+                .last
+                .map(|t| format!("last {} ago", duration(s.now.saturating_sub(t))))
+                .unwrap_or_else(|| "none yet".into());
+            let failing = p
+                .failing
+                .as_ref()
+                .map(|w| format!(", PULL FAILING: {w}"))
+                .unwrap_or_default();
+            format!(
+                "; pulling: {} addresses or ranges and {} numbers in force from the LAPI ({last}){failing}",
+                p.addresses, p.numbers
+            )
+        }
+    };
     format!(
-        "{state} to {}, {} alerts waiting{age}",
+        "{state} to {}, {} alerts waiting{age}{pulled}",
         c.lapi_url, c.backlog
     )
 }

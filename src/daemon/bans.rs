@@ -212,6 +212,26 @@ impl Sink {
         crate::state_file::StateFile::new(&config.state_file).save(&records)
     }
 
+    /// Why `ip` is never banned here (this host, a peer), if it is not to be.
+    pub fn never_bans(&self, ip: IpAddr) -> Option<&'static str> {
+        self.never
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .skip(ip)
+    }
+
+    /// Whether one of our own alerts banned `ip` and the ban runs still: a decision
+    /// lifted on the LAPI does not lift it.
+    pub fn bans_itself(&self, ip: IpAddr) -> bool {
+        let now = crate::clock::unix_now();
+        self.history
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .active(now)
+            .iter()
+            .any(|a| a.ip == ip)
+    }
+
     /// Offers an alert's address without waiting; one never banned is counted by why.
     pub fn offer(&self, ip: IpAddr, reason: &str, metrics: &BanMetrics) {
         let never = self.never.read().unwrap_or_else(|e| e.into_inner());

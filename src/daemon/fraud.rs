@@ -389,12 +389,20 @@ pub fn learn(shared: &Shared, config: &Config, call: &Call) {
             return;
         };
         let now = Now::current().unix;
-        if shared
+        let learned = shared
             .fraud
             .guard()
-            .learn(fraud, &high_risk, &call.exten, now)
-        {
+            .learn_key(fraud, &high_risk, &call.exten, now);
+        if let Some(number) = learned {
             tracing::debug!("fraud: learned a number an alerted guest call dialled");
+            // Shared with the fleet when the puller runs (a bouncer key is set).
+            if config
+                .crowdsec
+                .as_ref()
+                .is_some_and(|c| c.bouncer_key.is_some())
+            {
+                shared.to_share.push(number, fraud.learned);
+            }
         }
     }
 }

@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod notify;
 pub mod overload;
 pub mod parts;
+pub mod pull;
 pub mod reload;
 pub mod serve;
 pub mod status;
@@ -76,6 +77,10 @@ pub struct Shared {
     pub edge: Mutex<edge::Seen>,
     /// Addresses that logged in lately, let through the edge ([`edge::logged_in`]).
     pub known: edge::Known,
+    /// Learned numbers for the puller to share with the fleet ([`pull::Puller`]).
+    pub to_share: pull::ToShare,
+    /// What the LAPI's decisions hold here now.
+    pub pulled: Mutex<pull::Pulled>,
 }
 
 /// An episode of failed alert-log writes: one CRITICAL when it starts, one INFO when
@@ -107,6 +112,8 @@ impl Shared {
             pending_restart: Mutex::new(Vec::new()),
             edge: Mutex::new(edge::Seen::default()),
             known: edge::Known::default(),
+            to_share: pull::ToShare::default(),
+            pulled: Mutex::new(pull::Pulled::default()),
         }
     }
 

@@ -24,6 +24,8 @@ pub struct Parts {
     keeper: Option<Keeper>,
     /// The edge's feeds and country database, while the bans' table is up.
     lists: Option<edge::Lists>,
+    /// The LAPI's decisions pulled, while `[crowdsec]` has a bouncer key.
+    puller: Option<crate::daemon::pull::Puller>,
 }
 
 /// The task that keeps the outbound guard's state file, while `[fraud]` is on.
@@ -81,6 +83,7 @@ impl Parts {
             None => remove_table(&config.nftables_table, "[nftables] is off"),
         }
         parts.follow_lists(shared, &config);
+        parts.follow_puller(shared, &config);
         if let Some(fraud) = &config.fraud {
             parts.start_keeper(shared, fraud, true);
         }
@@ -96,6 +99,7 @@ impl Parts {
         self.follow_pusher(shared, old, new).await;
         self.follow_bans(shared, old, new);
         self.follow_lists(shared, new);
+        self.follow_puller(shared, new);
         self.follow_keeper(shared, new).await;
         self.follow_watcher(shared, new).await;
         follow_notifier(shared, new);
@@ -421,6 +425,19 @@ impl Parts {
                 let _ = crate::nftables::fill(&old.table, set, &empty);
             }
             *shared.edge.lock().unwrap_or_else(|e| e.into_inner()) = edge::Seen::default();
+        }
+    }
+
+    /// Starts, restarts or stops pulling the LAPI's decisions as `[crowdsec]` says.
+    fn follow_puller(&mut self, shared: &Arc<Shared>, config: &Config) {
+        let wanted = config.crowdsec.as_ref().filter(|c| c.bouncer_key.is_some());
+        if self.puller.as_ref().map(|p| &p.config) == wanted {
+            return;
+        }
+        self.puller = None;
+        *shared.pulled.lock().unwrap_or_else(|e| e.into_inner()) = Default::default();
+        if let Some(cs) = wanted {
+            self.puller = crate::daemon::pull::Puller::start(shared, cs);
         }
     }
 

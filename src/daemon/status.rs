@@ -64,6 +64,19 @@ pub fn collect(shared: &Shared) -> Status {
             failing: metrics.crowdsec.is_failing(),
             backlog: metrics.crowdsec.backlog(),
             backlog_age_seconds: metrics.crowdsec.backlog_age(),
+            pulled: c.bouncer_key.as_ref().map(|_| {
+                let p = shared
+                    .pulled
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone();
+                crate::control::status::Pulled {
+                    addresses: p.addresses,
+                    numbers: p.numbers,
+                    last: p.last,
+                    failing: p.failing,
+                }
+            }),
         }),
         nftables: config.nftables.as_ref().map(|n| Nftables {
             table: n.table.clone(),

@@ -571,14 +571,26 @@ impl Guard {
         number: &[u8],
         now: u64,
     ) -> bool {
+        self.learn_key(config, high_risk, number, now).is_some()
+    }
+
+    /// [`Guard::learn`], giving the number learned (E.164 digits), to share with the
+    /// fleet.
+    pub fn learn_key(
+        &mut self,
+        config: &FraudConfig,
+        high_risk: &Prefixes,
+        number: &[u8],
+        now: u64,
+    ) -> Option<u64> {
         if config.learned.is_zero() {
-            return false;
+            return None;
         }
         let d = classify_outbound(config, high_risk, number);
         let (Class::International | Class::HighRisk | Class::Premium, Some(key)) =
             (d.class, d.key())
         else {
-            return false;
+            return None;
         };
         // A premium number of the PBX's own country is no attacker's sale.
         if d.class == Class::Premium
@@ -586,7 +598,7 @@ impl Guard {
                 .as_deref()
                 .is_some_and(|e| e.starts_with(config.dial_plan.country_code.as_str()))
         {
-            return false;
+            return None;
         }
         self.learned.retain(|_, &mut until| until > now);
         if self.learned.len() >= MAX_LEARNED && !self.learned.contains_key(&key) {
@@ -601,7 +613,26 @@ impl Guard {
         }
         self.learned.insert(key, now + config.learned.as_secs());
         self.dirty = true;
-        true
+        Some(key)
+    }
+
+    /// A number another PBX of the fleet learned (a decision pulled from the LAPI),
+    /// refused here until `until`. The cap holds as for our own.
+    pub fn learn_from_fleet(&mut self, key: u64, until: u64, now: u64) {
+        self.learned.retain(|_, &mut t| t > now);
+        if self.learned.len() >= MAX_LEARNED && !self.learned.contains_key(&key) {
+            return;
+        }
+        let t = self.learned.entry(key).or_insert(until);
+        *t = (*t).max(until);
+        self.dirty = true;
+    }
+
+    /// A fleet decision deleted: the number is no longer refused for it.
+    pub fn unlearn(&mut self, key: u64) -> bool {
+        let known = self.learned.remove(&key).is_some();
+        self.dirty |= known;
+        known
     }
 
     /// What `fraud status` shows: one account, or every account (quarantined first).
@@ -1069,6 +1100,33 @@ mod tests {
             assert!(g.learn(&before_reload, &high_risk(), number.as_bytes(), T0));
             assert_eq!(class_of(&g, number), learned, "{number}");
         }
+    }
+
+    #[test]
+    fn a_number_the_fleet_learned_is_refused_here_until_its_decision_goes() {
+        let c = config("");
+        let mut g = Guard::default();
+        let class_of = |g: &Guard, number: &str| {
+            let destination = classify_outbound(&c, &high_risk(), number.as_bytes());
+            g.with_learned(destination, T0).class
+        };
+        // Another PBX learned it: we pull +44 871 2345678 (premium) as digits.
+        let key = g
+            .learn_key(&c, &high_risk(), b"00448712345678", T0)
+            .unwrap();
+        assert!(g.unlearn(key));
+        assert_eq!(class_of(&g, "00448712345678"), Class::Premium);
+        g.learn_from_fleet(key, T0 + 60, T0);
+        assert_eq!(class_of(&g, "00448712345678"), Class::Learned);
+        assert!(g.unlearn(key), "the decision deleted");
+        assert!(!g.unlearn(key));
+        assert_eq!(class_of(&g, "00448712345678"), Class::Premium);
+        g.learn_from_fleet(key, T0 - 1, T0);
+        assert_eq!(
+            class_of(&g, "00448712345678"),
+            Class::Premium,
+            "expired already"
+        );
     }
 
     #[test]

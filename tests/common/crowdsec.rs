@@ -31,6 +31,9 @@ pub struct Lapi {
 pub enum Db<'a> {
     Sqlite,
     Postgres(&'a Postgres),
+    /// Over the cluster's Unix socket: a LAPI in a network namespace cannot reach the
+    /// cluster's 127.0.0.1, but sees the same files.
+    PostgresSocket(&'a Postgres),
 }
 
 /// How to start a LAPI: which log its agent reads, on which database, in which
@@ -86,6 +89,10 @@ impl Lapi {
                 d.display()
             ),
             Db::Postgres(pg) => pg.db_config(),
+            Db::PostgresSocket(pg) => pg.db_config().replace(
+                "host: 127.0.0.1",
+                &format!("host: {}", pg.socket_dir().display()),
+            ),
         };
         std::fs::write(d.join("config.yaml"), config_yaml(d, &host, port, &db)).unwrap();
         std::fs::write(d.join("simulation.yaml"), "simulation: off\n").unwrap();
@@ -151,8 +158,17 @@ impl Lapi {
     }
 
     /// `cscli` on this instance's config.
+    /// `cscli` on the LAPI's host: in its namespace, if it has one, where its address is.
     pub fn cscli(&self, args: &[&str]) -> Output {
-        Command::new("cscli")
+        let mut command = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, "cscli"]);
+                c
+            }
+            None => Command::new("cscli"),
+        };
+        command
             .arg("-c")
             .arg(self.path("config.yaml"))
             .args(args)
@@ -448,6 +464,11 @@ impl Postgres {
             Some((ip.to_string(), n.trim().parse().ok()?))
         })
         .collect()
+    }
+
+    /// Where the cluster's Unix socket lives (`-k`).
+    pub fn socket_dir(&self) -> &Path {
+        self.dir.path()
     }
 
     fn db_config(&self) -> String {

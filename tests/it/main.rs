@@ -27,6 +27,7 @@ mod edge_lists;
 mod fail2ban_filter;
 mod fail2ban_server;
 mod fleet;
+mod fleet_pull;
 mod kernel_ban;
 mod late_answers;
 mod layers;

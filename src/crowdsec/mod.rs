@@ -7,6 +7,7 @@
 //! HTTP 500; a token that lasts an hour. A POST that failed with a 5xx may have stored
 //! its alerts anyway, so a retried batch can duplicate bans: harmless.
 
+pub mod stream;
 use std::net::{IpAddr, TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
@@ -22,6 +23,9 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// The LAPI's answer is read up to this; its error text is logged whole.
 const MAX_ANSWER: u64 = 64 * 1024;
+/// The most a decision stream may weigh: a startup pull of a fleet's LAPI with
+/// community blocklists holds tens of thousands of decisions.
+const MAX_STREAM: u64 = 64 << 20;
 /// The `origin` of our decisions (`cscli decisions list -a` shows them).
 pub const ORIGIN: &str = "extsecurity";
 
@@ -321,7 +325,48 @@ impl Client {
             text: &self.config.ban_duration,
             length: self.config.ban_length,
         };
-        let body = alerts_body(alerts, &ban, now);
+        self.post_alerts(&alerts_body(alerts, &ban, now))
+    }
+
+    /// Pushes learned numbers (E.164 digits, how long) as decisions of
+    /// [`stream::NUMBER_SCOPE`], for every PBX of the fleet to pull.
+    pub fn push_numbers(&mut self, numbers: &[(u64, Duration)]) -> Result<(), LapiError> {
+        self.post_alerts(&stream::numbers_body(numbers, jiff::Timestamp::now()))
+    }
+
+    /// Pulls the decision stream as a bouncer (`key`): every decision in force when
+    /// `startup`, else what changed since this bouncer's last pull.
+    pub fn pull(&self, key: &str, startup: bool) -> Result<stream::Stream, LapiError> {
+        let url = format!(
+            "{}/v1/decisions/stream?startup={startup}&scopes={}",
+            self.config.lapi_url,
+            stream::SCOPES
+        );
+        let mut response = self
+            .agent
+            .get(&url)
+            .header("X-Api-Key", key)
+            .call()
+            .map_err(|e| self.transport_error(e))?;
+        let status = response.status().as_u16();
+        let text = response
+            .body_mut()
+            .with_config()
+            .limit(MAX_STREAM)
+            .read_to_string()
+            .map_err(|e| self.failing(format!("reading the decision stream: {e}")))?;
+        match status {
+            200 => stream::parse(&text).map_err(|e| self.failing(e)),
+            403 | 401 => Err(LapiError::Refused {
+                url: self.config.lapi_url.clone(),
+                machine: "bouncer_key".into(),
+                why: format!("HTTP {status}: the bouncer key is unknown (cscli bouncers list)"),
+            }),
+            _ => Err(self.status_error(status, text)),
+        }
+    }
+
+    fn post_alerts(&mut self, body: &str) -> Result<(), LapiError> {
         for attempt in 0..2 {
             let stale = self
                 .token
@@ -331,7 +376,7 @@ impl Client {
                 self.login()?;
             }
             let token = self.token.as_ref().map(|t| t.value.clone());
-            let (status, text) = self.post("/v1/alerts", token.as_deref(), &body)?;
+            let (status, text) = self.post("/v1/alerts", token.as_deref(), body)?;
             match status {
                 200 | 201 => return Ok(()),
                 401 if attempt == 0 => self.token = None,
