@@ -294,6 +294,8 @@ fn crowdsec(c: &Config) -> Table {
         .set("ban_duration", string(&cs.ban_duration))
         .set("batch_size", cs.batch_size)
         .set("state_file", string(&cs.state_file.display().to_string()))
+        .secret("bouncer_key", cs.bouncer_key.as_ref())
+        .set("pull_seconds", cs.pull.as_secs())
         .table(Some("crowdsec"))
 }
 

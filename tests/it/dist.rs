@@ -201,6 +201,8 @@ fn the_shipped_ami_crowdsec_and_nftables_tables_uncommented_are_valid_and_restat
         ),
         ("4h", 100, "/var/lib/extsecurity/crowdsec.position")
     );
+    assert!(crowdsec.bouncer_key.is_none(), "push only, as shipped");
+    assert_eq!(crowdsec.pull.as_secs(), 10);
     let nft = config.nftables.expect("[nftables] uncommented");
     assert_eq!(
         (
