@@ -48,6 +48,7 @@ fn judge(edge: &EdgeConfig) -> impl FnMut(IpAddr) -> lookup::Verdict + '_ {
             ip,
             &lookup::Facts {
                 country: country.as_deref(),
+                db_read: db.is_some(),
                 feeds: &feeds,
             },
         )
@@ -80,6 +81,7 @@ pub(crate) fn edge_lookup(config: &Config, ip: IpAddr) -> u8 {
         ip,
         &lookup::Facts {
             country: country.as_deref(),
+            db_read: db.is_some(),
             feeds: &feeds,
         },
     );

@@ -129,11 +129,6 @@ impl Keeper {
             if stop.load(Ordering::Relaxed) {
                 return;
             }
-            self.publish();
-            std::thread::sleep(TICK);
-            if stop.load(Ordering::Relaxed) {
-                return;
-            }
             let now = Instant::now();
             if again.swap(false, Ordering::Relaxed) {
                 self.country_mtime = None;
@@ -158,6 +153,11 @@ impl Keeper {
             if self.country_file_changed() {
                 self.read_country();
             }
+            if stop.load(Ordering::Relaxed) {
+                return;
+            }
+            self.publish();
+            std::thread::sleep(TICK);
         }
     }
 
@@ -236,19 +236,18 @@ impl Keeper {
 
     /// Every feed's networks, merged, into the feed sets.
     fn fill_feeds(&self) {
-        let all = Networks::of(self.feeds.iter().flat_map(|f| {
-            let v4 = f.networks.v4.iter().map(|n| ipnet::IpNet::V4(*n));
-            let v6 = f.networks.v6.iter().map(|n| ipnet::IpNet::V6(*n));
-            v4.chain(v6).collect::<Vec<_>>()
-        }));
+        let all = self
+            .feeds
+            .iter()
+            .fold(Networks::default(), |all, f| all.union(&f.networks));
         self.fill(EdgeSet::Feed, &all);
     }
 
     fn fill(&self, set: EdgeSet, nets: &Networks) {
         let started = Instant::now();
         match crate::nftables::fill(&self.table, set, nets) {
-            Ok(()) => tracing::debug!(
-                "edge: {} set filled with {} networks in {} ms",
+            Ok(()) => tracing::info!(
+                "edge: {} sets filled with {} networks in {} ms",
                 set.name(),
                 nets.len(),
                 started.elapsed().as_millis()

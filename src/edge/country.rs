@@ -1,7 +1,8 @@
 //! A MaxMind-format country database (DB-IP Lite country, GeoLite2-Country) turned into
-//! the networks the edge drops: every network the database places in a refused country.
-//! An address the database does not place (new allocations, the LAN) is never dropped
-//! for its country.
+//! the addresses the edge drops. `deny_countries`: every network the database places in
+//! one of them. `allow_countries`: every address but the networks it places in one of
+//! them — unallocated space, which it places nowhere, included. Never the LAN, this
+//! host or a trusted network.
 
 use ipnet::IpNet;
 use std::collections::HashMap;
@@ -66,11 +67,11 @@ impl Db {
         decode_country(&self.reader.lookup(ip).ok()?)
     }
 
-    /// Every network the database places in a country `rule` refuses, never one that
-    /// touches `never` (the LAN, this host, trusted networks), merged.
+    /// What `rule` drops (see the module), never touching `never` (the LAN, this host,
+    /// trusted networks), merged.
     pub fn refused(&self, rule: &CountryRule, never: &[IpNet]) -> Result<Refused, DbError> {
         let mut by_record: HashMap<usize, bool> = HashMap::new();
-        let (mut nets, mut placed) = (Vec::new(), 0);
+        let (mut nets, mut allowed, mut placed) = (Vec::new(), Vec::new(), 0);
         let all = self
             .reader
             .networks(Default::default())
@@ -96,16 +97,24 @@ impl Db {
             let Some(net) = found.network().ok().and_then(ip_net) else {
                 continue;
             };
-            if refused && !never.iter().any(|n| overlap(n, &net)) {
-                nets.push(net);
+            match refused {
+                true if !never.iter().any(|n| overlap(n, &net)) => nets.push(net),
+                true => {}
+                false => allowed.push(net),
             }
         }
         if placed == 0 {
             return Err(DbError::NoCountries(self.path.clone()));
         }
-        let refused = nets.len();
+        let refused = placed - allowed.len();
+        let networks = match rule {
+            CountryRule::Deny(_) => Networks::of(nets),
+            CountryRule::Allow(_) => {
+                Networks::of(allowed.into_iter().chain(never.iter().copied())).complement()
+            }
+        };
         Ok(Refused {
-            networks: Networks::of(nets),
+            networks,
             placed,
             refused,
         })

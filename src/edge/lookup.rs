@@ -15,6 +15,8 @@ pub enum Verdict {
     Listed(Vec<String>),
     /// In a country the rule refuses.
     Refused(String),
+    /// In no country at all (unallocated space), with `allow_countries`.
+    Unplaced,
     /// Nothing drops it but its rate.
     Limited,
 }
@@ -23,6 +25,8 @@ pub enum Verdict {
 /// feeds whose kept copies name it.
 pub struct Facts<'a> {
     pub country: Option<&'a str>,
+    /// Whether the database was read (so that no country means placed nowhere).
+    pub db_read: bool,
     pub feeds: &'a [String],
 }
 
@@ -40,12 +44,17 @@ pub fn verdict(config: &EdgeConfig, ip: IpAddr, facts: &Facts<'_>) -> Verdict {
     if !facts.feeds.is_empty() {
         return Verdict::Listed(facts.feeds.to_vec());
     }
-    if let (Some(c), Some(country)) = (&config.countries, facts.country)
-        && c.rule.refuses(country)
-    {
-        return Verdict::Refused(country.to_string());
+    match (&config.countries, facts.country) {
+        (Some(c), Some(country)) if c.rule.refuses(country) => {
+            Verdict::Refused(country.to_string())
+        }
+        (Some(c), None)
+            if facts.db_read && matches!(c.rule, crate::config::CountryRule::Allow(_)) =>
+        {
+            Verdict::Unplaced
+        }
+        _ => Verdict::Limited,
     }
-    Verdict::Limited
 }
 
 /// The verdict as `edge lookup` prints it.
@@ -66,6 +75,13 @@ pub fn said(config: &EdgeConfig, verdict: &Verdict) -> String {
                 Some(crate::config::CountryRule::Deny(list)) =>
                     format!("deny_countries = {list:?}"),
                 None => String::new(),
+            }
+        ),
+        Verdict::Unplaced => format!(
+            "{action}: placed in no country (unallocated space), and allow_countries lets in only {}",
+            match config.countries.as_ref().map(|c| &c.rule) {
+                Some(crate::config::CountryRule::Allow(list)) => list.join(", "),
+                _ => String::new(),
             }
         ),
         Verdict::Limited => match config.rate_limit {
@@ -96,7 +112,11 @@ mod tests {
         let c = config();
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
         let listed = ["https://x.example/l".to_string()];
-        let facts = |country, feeds| Facts { country, feeds };
+        let facts = |country, feeds| Facts {
+            country,
+            db_read: true,
+            feeds,
+        };
         // Trusted first, whatever the lists say.
         assert!(matches!(
             verdict(&c, ip("198.51.100.44"), &facts(Some("CN"), &listed)),
@@ -118,11 +138,18 @@ mod tests {
             verdict(&c, ip("81.2.69.1"), &facts(Some("FR"), &[])),
             Verdict::Limited
         );
-        // Placed nowhere: no country to refuse.
+        // Placed nowhere: unallocated space, which an allow list keeps out too — unless
+        // the database could not be read.
         assert_eq!(
             verdict(&c, ip("81.2.69.1"), &facts(None, &[])),
-            Verdict::Limited
+            Verdict::Unplaced
         );
+        let unread = Facts {
+            country: None,
+            db_read: false,
+            feeds: &[],
+        };
+        assert_eq!(verdict(&c, ip("81.2.69.1"), &unread), Verdict::Limited);
         assert_eq!(
             said(&c, &Verdict::Refused("CN".into())),
             "DROPPED: country CN is refused (allow_countries = [\"FR\"])"

@@ -78,6 +78,7 @@ pub fn list_of(verdict: &Verdict) -> Option<String> {
     match verdict {
         Verdict::Listed(feeds) => Some(format!("feed {}", feeds[0])),
         Verdict::Refused(country) => Some(format!("country {country}")),
+        Verdict::Unplaced => Some("no country (unallocated)".into()),
         Verdict::Passes(_) | Verdict::Limited => None,
     }
 }
