@@ -19,7 +19,7 @@ fn edge_of(config: &Config) -> Option<&EdgeConfig> {
 /// The country database, when the rule uses one; what went wrong said on stderr.
 fn open_db(edge: &EdgeConfig) -> Option<country::Db> {
     let c = edge.countries.as_ref()?;
-    country::Db::open(&c.file)
+    fetch::open_db(&c.file)
         .inspect_err(|e| eprintln!("extsecurity: {e} (run extsecurity edge update)"))
         .ok()
 }
@@ -181,8 +181,7 @@ pub(crate) fn summary(edge: &EdgeConfig) -> Vec<String> {
             extsecurity::config::CountryRule::Allow(l) => format!("only {} let in", l.join(", ")),
             extsecurity::config::CountryRule::Deny(l) => format!("{} kept out", l.join(", ")),
         };
-        let db =
-            country::Db::open(&c.file).and_then(|db| Ok((db.built(), db.refused(&c.rule, &[])?)));
+        let db = fetch::open_db(&c.file).and_then(|db| Ok((db.built(), db.refused(&c.rule, &[])?)));
         out.push(match db {
             Ok((built, refused)) => format!(
                 "countries: {rule}; {} built {}: {} of its {} networks refused",

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::EdgeConfig;
 use crate::daemon::Shared;
-use crate::edge::{Networks, country, feed, fetch};
+use crate::edge::{Networks, feed, fetch};
 use crate::nftables::EdgeSet;
 
 /// How often the thread looks at its clocks, files and the stop flag.
@@ -276,7 +276,7 @@ impl Keeper {
         self.country_mtime = std::fs::metadata(&c.file).and_then(|m| m.modified()).ok();
         let started = Instant::now();
         let file = c.file.display().to_string();
-        let read = country::Db::open(&c.file)
+        let read = fetch::open_db(&c.file)
             .and_then(|db| Ok((db.built(), db.refused(&c.rule, &self.never)?)));
         match read {
             Ok((built, refused)) => {

@@ -39,12 +39,6 @@ pub struct Refused {
 }
 
 impl Db {
-    pub fn open(path: &std::path::Path) -> Result<Db, DbError> {
-        let name = path.display().to_string();
-        let bytes = std::fs::read(path).map_err(|e| DbError::Read(name.clone(), e))?;
-        Db::from_bytes(bytes, name)
-    }
-
     pub fn from_bytes(bytes: Vec<u8>, name: String) -> Result<Db, DbError> {
         let reader =
             maxminddb::Reader::from_source(bytes).map_err(|e| DbError::Format(name.clone(), e))?;

@@ -88,6 +88,13 @@ pub fn fetch(url: &str, known: Option<&Meta>) -> Result<Fetched, String> {
     }
 }
 
+/// The country database in `path`, read whole (a few MiB) and checked.
+pub fn open_db(path: &Path) -> Result<super::country::Db, super::country::DbError> {
+    let name = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|e| super::country::DbError::Read(name.clone(), e))?;
+    super::country::Db::from_bytes(bytes, name)
+}
+
 /// Where a feed's copy and its [`Meta`] live in `dir`: a name readable by whoever
 /// lists the folder, and a hash that keeps two feeds of one host apart.
 pub fn paths(dir: &Path, url: &str) -> (PathBuf, PathBuf) {

@@ -108,3 +108,24 @@ fn the_audit_imports_only_the_configuration_reader() {
         }
     }
 }
+
+#[test]
+fn the_edges_lists_are_pure_but_for_their_fetching() {
+    for (file, code) in sources("src/edge") {
+        if file.ends_with("fetch.rs") {
+            continue;
+        }
+        for name in crate_paths(&code) {
+            assert!(
+                matches!(name, "edge" | "config" | "alert_log"),
+                "{file} imports crate::{name}: the edge's lists are data in, networks out"
+            );
+        }
+        for io in ["std::fs", "ureq", "std::net::TcpStream", "Command::new"] {
+            assert!(
+                !code.contains(io),
+                "{file} does I/O ({io}): put it in fetch.rs or the daemon"
+            );
+        }
+    }
+}
