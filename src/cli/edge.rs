@@ -37,22 +37,28 @@ fn feeds_listing(edge: &EdgeConfig, ip: IpAddr) -> Vec<String> {
         .collect()
 }
 
+/// What the files say of `ip` — its country, the feeds listing it — and the chain's
+/// verdict on it.
+fn judged(
+    edge: &EdgeConfig,
+    db: Option<&country::Db>,
+    ip: IpAddr,
+) -> (Option<String>, Vec<String>, lookup::Verdict) {
+    let country = db.and_then(|db| db.country(ip));
+    let feeds = feeds_listing(edge, ip);
+    let facts = lookup::Facts {
+        country: country.as_deref(),
+        db_read: db.is_some(),
+        feeds: &feeds,
+    };
+    let verdict = lookup::verdict(edge, ip, &facts);
+    (country, feeds, verdict)
+}
+
 /// A judge of addresses as the daemon's chain judges them, from the files.
 fn judge(edge: &EdgeConfig) -> impl FnMut(IpAddr) -> lookup::Verdict + '_ {
     let db = open_db(edge);
-    move |ip| {
-        let country = db.as_ref().and_then(|db| db.country(ip));
-        let feeds = feeds_listing(edge, ip);
-        lookup::verdict(
-            edge,
-            ip,
-            &lookup::Facts {
-                country: country.as_deref(),
-                db_read: db.is_some(),
-                feeds: &feeds,
-            },
-        )
-    }
+    move |ip| judged(edge, db.as_ref(), ip).2
 }
 
 pub(crate) fn edge_lookup(config: &Config, ip: IpAddr) -> u8 {
@@ -60,7 +66,7 @@ pub(crate) fn edge_lookup(config: &Config, ip: IpAddr) -> u8 {
         return exits::OK;
     };
     let db = open_db(edge);
-    let country = db.as_ref().and_then(|db| db.country(ip));
+    let (country, feeds, verdict) = judged(edge, db.as_ref(), ip);
     match (&edge.countries, &country) {
         (None, _) => println!("country: no country rule (allow_countries, deny_countries)"),
         (Some(c), Some(code)) => println!("country: {code} ({})", c.file.display()),
@@ -70,21 +76,11 @@ pub(crate) fn edge_lookup(config: &Config, ip: IpAddr) -> u8 {
         ),
         (Some(_), None) => println!("country: unknown (no database)"),
     }
-    let feeds = feeds_listing(edge, ip);
     match (edge.feeds.len(), feeds.len()) {
         (0, _) => println!("feeds: none configured"),
         (n, 0) => println!("feeds: listed by none of {n}"),
         (_, _) => println!("feeds: listed by {}", feeds.join(", ")),
     }
-    let verdict = lookup::verdict(
-        edge,
-        ip,
-        &lookup::Facts {
-            country: country.as_deref(),
-            db_read: db.is_some(),
-            feeds: &feeds,
-        },
-    );
     println!("edge: {ip} {}", lookup::said(edge, &verdict));
     exits::OK
 }

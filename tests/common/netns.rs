@@ -296,3 +296,38 @@ pub fn send_from(ns: &str, from: &str, to: &str, port: u16, count: u32, every_ms
         .spawn()
         .unwrap()
 }
+
+/// `extsecurity …` in namespace `ns` with `s`'s config: (status, stdout, stderr).
+pub fn cli_in(ns: &str, s: &Sandbox, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns])
+        .arg(super::bin())
+        .arg("--config")
+        .arg(&s.config)
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A socket on `port` in `ns` that writes the source of each datagram, a line each,
+/// to `out`.
+pub fn listen_on(ns: &str, port: u16, out: &std::path::Path) -> Child {
+    let script = format!(
+        "import socket,sys\n\
+         s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n\
+         s.bind(('0.0.0.0',{port}))\n\
+         f=open(sys.argv[1],'a',buffering=1)\n\
+         while True:\n    d,a=s.recvfrom(2048); f.write(a[0]+'\\n')\n"
+    );
+    Command::new("ip")
+        .args(["netns", "exec", ns, "python3", "-c", &script])
+        .arg(out)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}

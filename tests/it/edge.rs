@@ -19,34 +19,12 @@ use common::{Sandbox, wait_for};
 
 /// `count` datagrams from `ns` to `to`:`port`, one every `every_ms`.
 fn send(ns: &str, to: &str, port: u16, count: u32, every_ms: f64) -> Child {
-    let script = format!(
-        "import socket,time\n\
-         s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n\
-         t=time.monotonic()\n\
-         for i in range({count}):\n    s.sendto(b'%d' % i, ('{to}', {port}))\n    \
-         t+={every_ms}/1000\n    time.sleep(max(0, t-time.monotonic()))\n"
-    );
-    Command::new("ip")
-        .args(["netns", "exec", ns, "python3", "-c", &script])
-        .spawn()
-        .unwrap()
+    common::netns::send_from(ns, "0.0.0.0", to, port, count, every_ms)
 }
 
 /// A socket on `port` in `ns` that writes one line per datagram to `out`.
 fn listen(ns: &str, port: u16, out: &std::path::Path) -> Child {
-    let script = format!(
-        "import socket,sys\n\
-         s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n\
-         s.bind(('0.0.0.0',{port}))\n\
-         f=open(sys.argv[1],'a',buffering=1)\n\
-         while True:\n    d,a=s.recvfrom(2048); f.write(a[0]+'\\n')\n"
-    );
-    Command::new("ip")
-        .args(["netns", "exec", ns, "python3", "-c", &script])
-        .arg(out)
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap()
+    common::netns::listen_on(ns, port, out)
 }
 
 fn from(path: &std::path::Path, source: &str) -> usize {

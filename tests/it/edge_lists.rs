@@ -12,7 +12,7 @@
 
 use crate::common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -84,16 +84,10 @@ fn http_server(ns: &str, root: &Path, log: &Path) -> Child {
         .unwrap()
 }
 
+/// What `extsecurity ARGS` said, stdout then stderr.
 fn run(ns: &str, s: &Sandbox, args: &[&str]) -> String {
-    let out = Command::new("ip")
-        .args(["netns", "exec", ns])
-        .arg(common::bin())
-        .arg("--config")
-        .arg(&s.config)
-        .args(args)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+    let (_, out, err) = common::netns::cli_in(ns, s, args);
+    out + &err
 }
 
 fn from(path: &Path, source: &str) -> usize {
@@ -234,7 +228,7 @@ fn feeds_and_countries_drop_before_asterisk_and_keep_their_last_good_copy() {
     );
     // Another port is not the edge's.
     let other = s.dir.path().join("other");
-    let mut other_listener = listen_on(pbx, 9999, &other);
+    let mut other_listener = common::netns::listen_on(pbx, 9999, &other);
     wait_for(
         "a refused country on another port",
         Duration::from_secs(10),
@@ -356,23 +350,6 @@ fn feeds_and_countries_drop_before_asterisk_and_keep_their_last_good_copy() {
     for c in [&mut listener, &mut other_listener, &mut http] {
         kill(c);
     }
-}
-
-/// A socket on `port` in `ns` that writes the source of each datagram to `out`.
-fn listen_on(ns: &str, port: u16, out: &PathBuf) -> Child {
-    let script = format!(
-        "import socket,sys\n\
-         s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n\
-         s.bind(('0.0.0.0',{port}))\n\
-         f=open(sys.argv[1],'a',buffering=1)\n\
-         while True:\n    d,a=s.recvfrom(2048); f.write(a[0]+'\\n')\n"
-    );
-    Command::new("ip")
-        .args(["netns", "exec", ns, "python3", "-c", &script])
-        .arg(out)
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
 }
 
 /// An address that logged in (AMI `SuccessfulAuth`, the capture `ami-rightpw.bin`'s try

@@ -9,7 +9,6 @@
 
 use crate::common;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::agi_peer::{fastagi_call, outbound_call};
@@ -37,16 +36,10 @@ fn pbx_config(lapi: &Lapi, machine: &str, key: &str) -> String {
     )
 }
 
+/// What `extsecurity ARGS` said, stdout then stderr.
 fn run(ns: &str, s: &Sandbox, args: &[&str]) -> String {
-    let out = Command::new("ip")
-        .args(["netns", "exec", ns])
-        .arg(common::bin())
-        .arg("--config")
-        .arg(&s.config)
-        .args(args)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+    let (_, out, err) = common::netns::cli_in(ns, s, args);
+    out + &err
 }
 
 /// The attacker's datagrams that reached PBX 2 after `since` (CLOCK_MONOTONIC ns).

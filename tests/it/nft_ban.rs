@@ -666,19 +666,7 @@ fn returning_addresses_are_banned_longer_and_an_alert_while_banned_extends() {
 
 /// `extsecurity …` in the pbx namespace with `s`'s config: (status, stdout, stderr).
 fn cli(pbx: &str, s: &Sandbox, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new("ip")
-        .args(["netns", "exec", pbx])
-        .arg(common::bin())
-        .arg("--config")
-        .arg(&s.config)
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    common::netns::cli_in(pbx, s, args)
 }
 
 /// Issue 21: bans by hand. An address: the kernel set for the time given, and an alert
