@@ -163,6 +163,18 @@ impl RawCrowdsec {
     }
 }
 
+/// `host` (brackets of an IPv6 literal removed) and port of an `http(s)://` base URL.
+pub fn host_port(url: &str) -> Option<(String, u16)> {
+    let (scheme, rest) = url.split_once("://")?;
+    let authority = rest.split('/').next()?;
+    let default = if scheme == "https" { 443 } else { 80 };
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) if !p.contains(']') => (h, p.parse().ok()?),
+        _ => (authority, default),
+    };
+    Some((host.trim_matches(['[', ']']).to_string(), port))
+}
+
 /// `4h`, `90m`, `1h30m`, `45s`: what CrowdSec (Go's `time.ParseDuration`) takes for a
 /// decision, whole numbers of hours, minutes and seconds, not zero; in seconds.
 fn go_duration_seconds(text: &str) -> Option<u64> {

@@ -32,7 +32,7 @@ mod patterns;
 mod secret;
 
 pub use ami::{AmiAuth, AmiConfig, AmiTls};
-pub use crowdsec::CrowdsecConfig;
+pub use crowdsec::{CrowdsecConfig, host_port};
 pub use daemon::{DEFAULT_CONTROL_SOCKET, DaemonConfig};
 pub use edge::{Countries, CountryRule, EdgeConfig};
 pub use error::ConfigError;
@@ -208,7 +208,7 @@ impl Config {
         // The AMI and LAPI peers pass the edge as trusted networks do: a country list
         // must not cut the daemon off its own Asterisk or its fleet.
         let lapi = config.crowdsec.as_ref().and_then(|c| {
-            let (host, _) = crate::crowdsec::host_port(&c.lapi_url)?;
+            let (host, _) = crowdsec::host_port(&c.lapi_url)?;
             host.parse::<std::net::IpAddr>().ok()
         });
         let ami = config.ami.as_ref().map(|a| a.address.ip());

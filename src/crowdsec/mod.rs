@@ -511,17 +511,8 @@ pub fn probe(lapi_url: &str, timeout: Duration) -> bool {
         .any(|addr| TcpStream::connect_timeout(&addr, timeout).is_ok())
 }
 
-/// `host` (brackets of an IPv6 literal removed) and port of an `http(s)://` base URL.
-pub fn host_port(url: &str) -> Option<(String, u16)> {
-    let (scheme, rest) = url.split_once("://")?;
-    let authority = rest.split('/').next()?;
-    let default = if scheme == "https" { 443 } else { 80 };
-    let (host, port) = match authority.rsplit_once(':') {
-        Some((h, p)) if !p.contains(']') => (h, p.parse().ok()?),
-        _ => (authority, default),
-    };
-    Some((host.trim_matches(['[', ']']).to_string(), port))
-}
+/// Where the LAPI's URL says it is; the setting's own reading.
+pub use crate::config::host_port;
 
 #[cfg(test)]
 mod tests {
