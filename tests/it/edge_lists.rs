@@ -453,3 +453,106 @@ fn a_dry_run_of_the_lists_counts_and_drops_nothing() {
     assert!(said.contains("WOULD BE DROPPED (dry_run"), "{said}");
     kill(&mut listener);
 }
+
+/// `edge update` fetches this month's database (or last month's) from `country_url`,
+/// unpacks it, checks it and renames it into place; an HTML page or a city database
+/// instead is refused with status 13 and the file in place kept. `edge what-if` then
+/// replays an alert log against the new database.
+#[test]
+fn update_fetches_checks_and_replaces_and_what_if_replays() {
+    let work = tempfile::tempdir().unwrap();
+    let www = work.path().join("www");
+    std::fs::create_dir(&www).unwrap();
+    let now = Command::new("date")
+        .args(["-u", "+%Y-%m"])
+        .output()
+        .unwrap();
+    let month = String::from_utf8_lossy(&now.stdout).trim().to_string();
+    let fresh = work.path().join("fresh.mmdb");
+    make_db(&fresh, FIRST_DB);
+    let gz = std::process::Command::new("gzip")
+        .args(["-c"])
+        .arg(&fresh)
+        .output()
+        .unwrap();
+    std::fs::write(www.join(format!("db-{month}.mmdb.gz")), gz.stdout).unwrap();
+    std::fs::write(www.join("broken.mmdb.gz"), "<html><body>404</body></html>").unwrap();
+    let port = common::free_port();
+    let mut http = Command::new("python3")
+        .args([
+            "-m",
+            "http.server",
+            "--bind",
+            "127.0.0.1",
+            &port.to_string(),
+            "--directory",
+        ])
+        .arg(&www)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for("the file server", Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let db = work.path().join("country.mmdb");
+    std::fs::write(&db, "the old file").unwrap();
+    let s = Sandbox::with_config(&format!(
+        "[nftables]\nenabled = true\nports = [5060]\n\
+         [edge]\nenabled = true\ndeny_countries = ['CN']\ncountry_file = {db:?}\n\
+         country_url = 'http://127.0.0.1:{port}/db-{{year}}-{{month}}.mmdb.gz'\n"
+    ));
+    let cli = |args: &[&str]| {
+        let out = Command::new(common::bin())
+            .arg("--config")
+            .arg(&s.config)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let broken = format!("http://127.0.0.1:{port}/broken.mmdb.gz");
+    let (code, said) = cli(&["edge", "update", "--url", &broken]);
+    assert_eq!(code, Some(13), "{said}");
+    assert!(said.contains("is left as it is"), "{said}");
+    assert_eq!(std::fs::read_to_string(&db).unwrap(), "the old file");
+    let (code, said) = cli(&["edge", "update"]);
+    assert_eq!(code, Some(0), "{said}");
+    assert!(said.contains("4 networks placed in countries"), "{said}");
+    assert_eq!(
+        std::fs::read(&db).unwrap(),
+        std::fs::read(&fresh).unwrap(),
+        "unpacked and in place"
+    );
+
+    // The alert log replayed: the refused country's alerts counted, the others not.
+    let line = |ip: &str, reason: &str| {
+        format!(
+            "2026-12-01 08:00:00.000 ERROR ip={ip} reason={reason} callerid_num='1' dest_exten='00' user_agent='' peer_name=''\n"
+        )
+    };
+    std::fs::write(
+        &s.log,
+        [
+            line(REFUSED, "extension_scan"),
+            line(REFUSED, "blocked_user_agent"),
+            line(ATTACKER, "exten_too_short"),
+        ]
+        .concat(),
+    )
+    .unwrap();
+    let (code, said) = cli(&["edge", "what-if", "--since", "36500d"]);
+    assert_eq!(code, Some(0), "{said}");
+    assert!(
+        said.contains(
+            "2 of 3 calls and 2 of 3 alerts came from addresses the edge would have stopped"
+        ),
+        "{said}"
+    );
+    assert!(said.contains("country CN: 2 alerts"), "{said}");
+    kill(&mut http);
+}
