@@ -16,8 +16,10 @@ use crate::nftables::EdgeSet;
 
 /// How often the thread looks at its clocks, files and the stop flag.
 const TICK: Duration = Duration::from_secs(1);
-/// A feed that could not be fetched is asked again this soon.
+/// A feed that could not be fetched is asked again after 10 s, then twice as long
+/// each time, up to this (the network may not be up yet at boot).
 const RETRY: Duration = Duration::from_secs(300);
+const FIRST_RETRY: Duration = Duration::from_secs(10);
 
 /// What the lists hold now, for `status` and the metrics.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -83,6 +85,8 @@ struct Feed {
     entries: usize,
     due: Instant,
     error: Option<String>,
+    /// Fetches failed in a row.
+    failures: u32,
 }
 
 struct Keeper {
@@ -172,6 +176,7 @@ impl Keeper {
                 entries: 0,
                 due: now,
                 error: None,
+                failures: 0,
             };
             if let Some((meta, body)) = fetch::load(&self.config.feed_dir, url)
                 && let Ok(list) = feed::read(&body, &self.never)
@@ -211,6 +216,7 @@ impl Keeper {
                 Ok(new) => {
                     changed |= new;
                     f.error = None;
+                    f.failures = 0;
                     f.due = Instant::now() + every;
                 }
                 Err(why) => {
@@ -225,7 +231,8 @@ impl Keeper {
                         );
                     }
                     f.error = Some(why);
-                    f.due = Instant::now() + RETRY.min(every);
+                    f.failures += 1;
+                    f.due = Instant::now() + retry_after(f.failures).min(every);
                 }
             }
         }
@@ -335,6 +342,13 @@ impl Keeper {
     }
 }
 
+/// How long after its `failures`th failure in a row a feed is asked again.
+fn retry_after(failures: u32) -> Duration {
+    FIRST_RETRY
+        .saturating_mul(1 << failures.saturating_sub(1).min(8))
+        .min(RETRY)
+}
+
 /// Asks for one feed; `Ok(true)` when a new list is in force, `Ok(false)` when the
 /// server said it had not changed.
 fn refresh(f: &mut Feed, never: &[ipnet::IpNet], dir: &std::path::Path) -> Result<bool, String> {
@@ -433,5 +447,14 @@ pub fn logged_in(shared: &Shared, ip: std::net::IpAddr) {
                 .pop(&ip);
             tracing::warn!(%ip, "edge: a login could not be let through ({e})");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_failing_feed_is_asked_again_sooner_first() {
+        let secs: Vec<u64> = (1..=7).map(|n| super::retry_after(n).as_secs()).collect();
+        assert_eq!(secs, [10, 20, 40, 80, 160, 300, 300]);
     }
 }

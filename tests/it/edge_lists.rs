@@ -17,8 +17,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::netns::{
-    ATTACKER, Daemon, INNOCENT, PBX_A, PBX_I, add_address, arrivals, lab_or_skip, nft_list,
-    send_from, timed_listener, until_one_arrives,
+    ATTACKER, Daemon, INNOCENT, PBX_A, PBX_I, add_address, arrivals, in_netns, lab_or_skip,
+    nft_list, send_from, timed_listener, until_one_arrives,
 };
 use common::{Sandbox, wait_for};
 
@@ -167,6 +167,11 @@ fn feeds_and_countries_drop_before_asterisk_and_keep_their_last_good_copy() {
     .unwrap();
     let http_log = work.path().join("http.log");
     let mut http = http_server(pbx, &www, &http_log);
+    wait_for("the feed's server", Duration::from_secs(10), || {
+        in_netns(pbx, || {
+            std::net::TcpStream::connect(("127.0.0.1", HTTP)).is_ok()
+        })
+    });
     let s = Sandbox::with_config(&config(&db, &feed_dir));
 
     // The oracle: mmdblookup and `edge lookup` place each address alike.

@@ -501,12 +501,18 @@ fn ports_and_ban_length_follow_a_reload_and_off_removes_the_table() {
     let off = Sandbox::with_config("[nftables]\nenabled = false\n");
     let _daemon = Daemon::start(pbx, &off);
     assert!(nft_list(pbx).is_empty(), "{}", nft_list(pbx));
-    let said = std::fs::read_to_string(off.dir.path().join("stderr")).unwrap();
+    // The line follows the removal: read it once written, not at the same instant.
+    let line = "[nftables] is off: removed table inet extsecurity with its drop rule and 0 bans";
+    let stderr = off.dir.path().join("stderr");
+    let said = common::wait_until(Duration::from_secs(5), || {
+        std::fs::read_to_string(&stderr)
+            .unwrap_or_default()
+            .contains(line)
+    });
     assert!(
-        said.contains(
-            "[nftables] is off: removed table inet extsecurity with its drop rule and 0 bans"
-        ),
-        "{said}"
+        said,
+        "{}",
+        std::fs::read_to_string(&stderr).unwrap_or_default()
     );
 }
 
