@@ -220,6 +220,12 @@ impl Sink {
             .skip(ip)
     }
 
+    /// This host's addresses and the peers: what a range must not hold.
+    pub fn protected(&self) -> Vec<IpAddr> {
+        let never = self.never.read().unwrap_or_else(|e| e.into_inner());
+        never.own.iter().chain(&never.peers).copied().collect()
+    }
+
     /// Whether one of our own alerts banned `ip` and the ban runs still: a decision
     /// lifted on the LAPI does not lift it.
     pub fn bans_itself(&self, ip: IpAddr) -> bool {

@@ -204,12 +204,8 @@ fn apply(shared: &Shared, stream: &Stream, in_force: &mut InForce) {
                 }
             }
             Target::Range(net) => {
-                if let Some(table) = &table
-                    && !shared
-                        .config()
-                        .trusted_networks
-                        .iter()
-                        .any(|t| crate::edge::overlap(t, net))
+                if let (Some(table), Some(sink)) = (&table, &sink)
+                    && range_passes(shared, sink, net)
                 {
                     match crate::nftables::add_range(
                         table,
@@ -250,10 +246,28 @@ fn apply(shared: &Shared, stream: &Stream, in_force: &mut InForce) {
     }
 }
 
-/// Whether a pulled address may be banned here: never this host, a peer or a trusted
-/// network, whatever the fleet says.
+/// Whether a pulled address may be banned here: never this host, a peer, a trusted
+/// network or the LAN's ranges, whatever the fleet says (another site's 10.0.0.7 is
+/// not ours).
 fn passes(shared: &Shared, sink: &crate::daemon::bans::Sink, ip: IpAddr) -> bool {
-    sink.never_bans(ip).is_none() && !shared.config().is_trusted(ip)
+    sink.never_bans(ip).is_none()
+        && !shared.config().is_trusted(ip)
+        && !crate::edge::never_dropped().iter().any(|n| n.contains(&ip))
+}
+
+/// [`passes`] for a range: none of those addresses or ranges may be in it.
+fn range_passes(shared: &Shared, sink: &crate::daemon::bans::Sink, net: &ipnet::IpNet) -> bool {
+    let config = shared.config();
+    let mut protected = crate::edge::never_dropped();
+    protected.extend(config.trusted_networks.iter().copied());
+    protected.extend(sink.protected().into_iter().map(ipnet::IpNet::from));
+    let passes = !protected.iter().any(|p| crate::edge::overlap(p, net));
+    if !passes {
+        tracing::warn!(
+            "CrowdSec: range {net} not banned here: it holds this host, a peer, a trusted network or the LAN"
+        );
+    }
+    passes
 }
 
 /// The comment `bans` shows: where the ban comes from.

@@ -155,6 +155,30 @@ fn the_fleets_decisions_and_learned_numbers_reach_every_pbx() {
         "{unban}"
     );
 
+    // What the fleet cannot make PBX 2 drop: a range holding PBX 2's own address, another
+    // site's private address. A range beside them is banned (and shows the pull ran).
+    for args in [
+        ["--range", "203.0.113.0/24"],
+        ["--ip", "10.9.9.9"],
+        ["--range", "192.0.2.0/24"],
+    ] {
+        let added = lapi.cscli(&["decisions", "add", args[0], args[1], "--duration", "1h"]);
+        assert!(
+            added.status.success(),
+            "{}",
+            String::from_utf8_lossy(&added.stderr)
+        );
+    }
+    wait_for("the range pulled", limit + Duration::from_secs(5), || {
+        nft_list(pbx2).contains("192.0.2.0/24")
+    });
+    let table = nft_list(pbx2);
+    assert!(
+        !table.contains("203.0.113.0/24"),
+        "its own network: {table}"
+    );
+    assert!(!table.contains("10.9.9.9"), "another site's LAN: {table}");
+
     // PBX 1 learns a number from a scanner's call; PBX 2 refuses it to its own phones.
     let number = "00972501234567";
     let scan = Channel {
