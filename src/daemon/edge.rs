@@ -353,7 +353,15 @@ fn retry_after(failures: u32) -> Duration {
 /// server said it had not changed.
 fn refresh(f: &mut Feed, never: &[ipnet::IpNet], dir: &std::path::Path) -> Result<bool, String> {
     let (body, etag, last_modified) = match fetch::fetch(&f.url, f.meta.as_ref())? {
-        fetch::Fetched::Unchanged => return Ok(false),
+        fetch::Fetched::Unchanged => {
+            // Confirmed current: its age starts again, or a list its server keeps
+            // answering 304 for would look stale.
+            if let Some(meta) = f.meta.as_mut() {
+                meta.fetched = crate::clock::unix_now();
+                let _ = fetch::store_meta(dir, meta);
+            }
+            return Ok(false);
+        }
         fetch::Fetched::Body {
             body,
             etag,

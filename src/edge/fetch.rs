@@ -146,6 +146,15 @@ pub fn store(dir: &Path, meta: &Meta, body: &[u8]) -> std::io::Result<()> {
     )
 }
 
+/// Keeps what we know of a copy whose body did not change (a 304).
+pub fn store_meta(dir: &Path, meta: &Meta) -> std::io::Result<()> {
+    let (_, meta_path) = paths(dir, &meta.url);
+    write_whole(
+        &meta_path,
+        &serde_json::to_vec_pretty(meta).expect("plain data"),
+    )
+}
+
 fn write_whole(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, bytes)?;
@@ -169,6 +178,13 @@ mod tests {
         store(dir.path(), &meta, b"1.10.16.0/20 ; SBL256894\n").unwrap();
         let (read, body) = load(dir.path(), url).unwrap();
         assert_eq!(read, meta);
+        // A 304 moves the date on and keeps the body.
+        let later = Meta {
+            fetched: 1_700_003_600,
+            ..meta.clone()
+        };
+        store_meta(dir.path(), &later).unwrap();
+        assert_eq!(load(dir.path(), url).unwrap().0.fetched, 1_700_003_600);
         assert_eq!(body, b"1.10.16.0/20 ; SBL256894\n");
         assert!(load(dir.path(), "https://www.spamhaus.org/drop/edrop.txt").is_none());
         let (list, _) = paths(dir.path(), url);
