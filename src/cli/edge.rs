@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use extsecurity::config::{Config, EdgeConfig};
-use extsecurity::edge::{country, feed, fetch, lookup, what_if};
+use extsecurity::edge::{Networks, country, feed, fetch, lookup, what_if};
 use extsecurity::exits;
 
 /// `[edge]`, or a line saying it is off.
@@ -24,53 +24,70 @@ fn open_db(edge: &EdgeConfig) -> Option<country::Db> {
         .ok()
 }
 
-/// The feeds whose kept copies list `ip`.
-fn feeds_listing(edge: &EdgeConfig, ip: IpAddr) -> Vec<String> {
-    edge.feeds
-        .iter()
-        .filter(|url| {
-            fetch::load(&edge.feed_dir, url)
-                .and_then(|(_, body)| feed::read(&body, &[]).ok())
-                .is_some_and(|l| l.networks.contains(ip))
-        })
-        .cloned()
-        .collect()
+/// What the daemon's lists are made of, read from its files once: the country
+/// database and each feed's kept copy (a what-if asks about every address of a log).
+struct Lists {
+    db: Option<country::Db>,
+    feeds: Vec<(String, Networks)>,
 }
 
-/// What the files say of `ip` — its country, the feeds listing it — and the chain's
-/// verdict on it.
-fn judged(
-    edge: &EdgeConfig,
-    db: Option<&country::Db>,
-    ip: IpAddr,
-) -> (Option<String>, Vec<String>, lookup::Verdict) {
-    let country = db.and_then(|db| db.country(ip));
-    let feeds = feeds_listing(edge, ip);
-    let facts = lookup::Facts {
-        country: country.as_deref(),
-        db_read: db.is_some(),
-        feeds: &feeds,
-    };
-    let verdict = lookup::verdict(edge, ip, &facts);
-    (country, feeds, verdict)
+impl Lists {
+    fn read(edge: &EdgeConfig) -> Lists {
+        let feeds = edge
+            .feeds
+            .iter()
+            .filter_map(|url| {
+                let (_, body) = fetch::load(&edge.feed_dir, url)?;
+                let list = feed::read(&body, &[]).ok()?;
+                Some((url.clone(), list.networks))
+            })
+            .collect();
+        Lists {
+            db: open_db(edge),
+            feeds,
+        }
+    }
+
+    /// What the files say of `ip` — its country, the feeds listing it — and the
+    /// chain's verdict on it.
+    fn judged(
+        &self,
+        edge: &EdgeConfig,
+        ip: IpAddr,
+    ) -> (Option<String>, Vec<String>, lookup::Verdict) {
+        let country = self.db.as_ref().and_then(|db| db.country(ip));
+        let feeds: Vec<String> = self
+            .feeds
+            .iter()
+            .filter(|(_, nets)| nets.contains(ip))
+            .map(|(url, _)| url.clone())
+            .collect();
+        let facts = lookup::Facts {
+            country: country.as_deref(),
+            db_read: self.db.is_some(),
+            feeds: &feeds,
+        };
+        let verdict = lookup::verdict(edge, ip, &facts);
+        (country, feeds, verdict)
+    }
 }
 
 /// A judge of addresses as the daemon's chain judges them, from the files.
 fn judge(edge: &EdgeConfig) -> impl FnMut(IpAddr) -> lookup::Verdict + '_ {
-    let db = open_db(edge);
-    move |ip| judged(edge, db.as_ref(), ip).2
+    let lists = Lists::read(edge);
+    move |ip| lists.judged(edge, ip).2
 }
 
 pub(crate) fn edge_lookup(config: &Config, ip: IpAddr) -> u8 {
     let Some(edge) = edge_of(config) else {
         return exits::OK;
     };
-    let db = open_db(edge);
-    let (country, feeds, verdict) = judged(edge, db.as_ref(), ip);
+    let lists = Lists::read(edge);
+    let (country, feeds, verdict) = lists.judged(edge, ip);
     match (&edge.countries, &country) {
         (None, _) => println!("country: no country rule (allow_countries, deny_countries)"),
         (Some(c), Some(code)) => println!("country: {code} ({})", c.file.display()),
-        (Some(c), None) if db.is_some() => println!(
+        (Some(c), None) if lists.db.is_some() => println!(
             "country: none ({} places {ip} in no country)",
             c.file.display()
         ),

@@ -104,7 +104,7 @@ struct Keeper {
 
 impl Keeper {
     fn new(shared: Arc<Shared>, config: EdgeConfig, table: String) -> Keeper {
-        let mut never = crate::edge::never_dropped();
+        let mut never = crate::edge::never_dropped().to_vec();
         never.extend(config.pass.iter().copied());
         never.extend(
             crate::nftables::own_addresses()

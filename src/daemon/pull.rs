@@ -258,7 +258,7 @@ fn passes(shared: &Shared, sink: &crate::daemon::bans::Sink, ip: IpAddr) -> bool
 /// [`passes`] for a range: none of those addresses or ranges may be in it.
 fn range_passes(shared: &Shared, sink: &crate::daemon::bans::Sink, net: &ipnet::IpNet) -> bool {
     let config = shared.config();
-    let mut protected = crate::edge::never_dropped();
+    let mut protected = crate::edge::never_dropped().to_vec();
     protected.extend(config.trusted_networks.iter().copied());
     protected.extend(sink.protected().into_iter().map(ipnet::IpNet::from));
     let passes = !protected.iter().any(|p| crate::edge::overlap(p, net));

@@ -102,7 +102,7 @@ mod tests {
     use super::*;
 
     fn never() -> Vec<IpNet> {
-        let mut never = super::super::never_dropped();
+        let mut never = super::super::never_dropped().to_vec();
         never.push("198.51.100.0/24".parse().unwrap()); // trusted
         never
     }

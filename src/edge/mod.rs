@@ -34,12 +34,15 @@ pub const NEVER_DROPPED: [&str; 15] = [
     "2002::/16",
 ];
 
-/// [`NEVER_DROPPED`] parsed.
-pub fn never_dropped() -> Vec<IpNet> {
-    NEVER_DROPPED
-        .iter()
-        .map(|n| n.parse().expect("a valid network"))
-        .collect()
+/// [`NEVER_DROPPED`] parsed, once: it is asked per address by lookups and the puller.
+pub fn never_dropped() -> &'static [IpNet] {
+    static PARSED: std::sync::LazyLock<Vec<IpNet>> = std::sync::LazyLock::new(|| {
+        NEVER_DROPPED
+            .iter()
+            .map(|n| n.parse().expect("a valid network"))
+            .collect()
+    });
+    &PARSED
 }
 
 /// Whether two networks share an address.

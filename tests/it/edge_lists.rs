@@ -508,12 +508,7 @@ fn update_fetches_checks_and_replaces_and_what_if_replays() {
          country_url = 'http://127.0.0.1:{port}/db-{{year}}-{{month}}.mmdb.gz'\n"
     ));
     let cli = |args: &[&str]| {
-        let out = Command::new(common::bin())
-            .arg("--config")
-            .arg(&s.config)
-            .args(args)
-            .output()
-            .unwrap();
+        let out = s.command().args(args).output().unwrap();
         (
             out.status.code(),
             String::from_utf8_lossy(&out.stdout).into_owned()
