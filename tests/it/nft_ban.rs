@@ -496,6 +496,10 @@ fn ports_and_ban_length_follow_a_reload_and_off_removes_the_table() {
 
     // A table left by an earlier run with the bans on is removed at a start with them off.
     let daemon = Daemon::start(pbx, &Sandbox::with_config("[nftables]\nenabled = true\n"));
+    // The table is made beside the FastAGI port, not before it opens: wait for it.
+    wait_for("the first daemon's table", Duration::from_secs(5), || {
+        !nft_list(pbx).is_empty()
+    });
     drop(daemon);
     assert!(!nft_list(pbx).is_empty());
     let off = Sandbox::with_config("[nftables]\nenabled = false\n");
