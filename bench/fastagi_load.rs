@@ -275,8 +275,6 @@ async fn drive(
     run
 }
 
-const OUTBOUND_HEAD: &str =
-    "agi_network: yes\nagi_network_script: outbound\nagi_request: agi://127.0.0.1/outbound\n";
 const CHECK_HEAD: &str =
     "agi_network: yes\nagi_network_script: check\nagi_request: agi://127.0.0.1/check\n";
 const BLOCK: &str = "agi_channel: PJSIP/anonymous-00000002\n\
@@ -290,14 +288,21 @@ const BLOCK: &str = "agi_channel: PJSIP/anonymous-00000002\n\
 async fn one_call(addr: SocketAddr, caller: &Caller) -> bool {
     let mut stream = TcpStream::connect(addr).await.expect("connect");
     stream.set_nodelay(true).unwrap();
-    let head = match caller.outbound {
-        Some(_) => OUTBOUND_HEAD,
-        None => CHECK_HEAD,
+    // The shipped `[extsec-outbound]`: its values in the URL, the number as argument 1.
+    let request = match &caller.outbound {
+        Some((account, number)) => {
+            let script = format!(
+                "outbound?key=&address={}:5060&account={account}&live=1",
+                caller.ip
+            );
+            format!(
+                "agi_network: yes\nagi_network_script: {script}\nagi_request: agi://127.0.0.1/{script}\n{}",
+                BLOCK.replace("\n\n", &format!("\nagi_arg_1: {number}\n\n"))
+            )
+        }
+        None => format!("{CHECK_HEAD}{BLOCK}"),
     };
-    stream
-        .write_all(format!("{head}{BLOCK}").as_bytes())
-        .await
-        .unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
     let (mut buffer, mut eof, mut stalled) = (Vec::new(), false, false);
     let mut chunk = [0u8; 4096];
     loop {
@@ -352,6 +357,18 @@ fn reply(command: &str, caller: &Caller) -> String {
 
 fn substitute(arg: &str, caller: &Caller) -> String {
     let (account, number) = caller.outbound.clone().unwrap_or_default();
+    // `${SET(NAME=value)}` reads as its value.
+    let mut arg = arg.to_string();
+    while let Some(at) = arg.find("${SET(") {
+        let Some(end) = arg[at..].find(")}").map(|e| at + e) else {
+            break;
+        };
+        let value = arg[at + 6..end]
+            .split_once('=')
+            .map(|(_, v)| v.to_string())
+            .unwrap_or_default();
+        arg.replace_range(at..end + 2, &value);
+    }
     arg.replace(
         "${CHANNEL(pjsip,remote_addr)}",
         &format!("{}:5060", caller.ip),

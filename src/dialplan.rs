@@ -200,6 +200,8 @@ pub const OUTBOUND_MODULES: &[&str] = &[
     "func_channel",
     "func_dialplan",
     "func_timeout",
+    "func_logic",
+    "app_exec",
     "app_verbose",
     "res_speech",
     "res_agi",

@@ -50,17 +50,20 @@ pub fn verdict_command(plan: &Plan) -> Vec<u8> {
     mset(&verdict_variables(plan))
 }
 
-/// The outbound check's answer (doc/toll-fraud.md, "Toll fraud: the outbound check"): `EXTSEC_RESULT` (`OK`, `ALERT`,
-/// `ERROR`), `EXTSEC_REASON`, `EXTSEC_MAX_SECONDS` (a cap on the call's length, 0 for
-/// none) and `EXTSEC_CLASS` (the destination class, which the hangup handler hands
-/// back), in one `EXEC MSet`; a call that goes on with a cap also gets
-/// `TIMEOUT(absolute)` there (MSet writes functions too, design §3e), which saves the
-/// dialplan priorities that would set it. `None`: the call could not be judged.
+/// The outbound check's answer (doc/toll-fraud.md, "Toll fraud: the outbound check"):
+/// `EXTSEC_RESULT` (`OK`, `ALERT`, `ERROR`), `EXTSEC_REASON`, `EXTSEC_MAX_SECONDS` (a
+/// cap on the call's length, 0 for none) and `EXTSEC_CLASS` (the destination class,
+/// which the hangup handler hands back); a call that goes on with a cap also gets
+/// `TIMEOUT(absolute)` (MSet and SET() write functions too, design §3e), which saves
+/// the dialplan priorities that would set it. `None`: the call could not be judged.
 ///
 /// `end` names the hangup handler the dialplan pushes for a call that goes on:
 /// `EXTSEC_END` is `-ami` when the call's end comes as an AMI `UserEvent`
 /// (`[extsec-outbound-end-ami]`), empty for the AGI one.
-pub fn outbound_command(judgement: Option<&crate::fraud::Judgement>, end: &str) -> Vec<u8> {
+pub fn outbound_variables(
+    judgement: Option<&crate::fraud::Judgement>,
+    end: &str,
+) -> Vec<(&'static str, String)> {
     let mut variables = match judgement {
         Some(j) => vec![
             ("EXTSEC_RESULT", j.result().to_string()),
@@ -81,7 +84,31 @@ pub fn outbound_command(judgement: Option<&crate::fraud::Judgement>, end: &str) 
             variables.push(("TIMEOUT(absolute)", j.max_seconds.to_string()));
         }
     }
-    mset(&variables)
+    variables
+}
+
+/// The one-command answer to the shipped subroutine: [`outbound_variables`], but a
+/// call that goes on gets its hangup handler pushed here (`CHANNEL(hangup_handler_push)`
+/// written by the same `SET()`s), instead of `EXTSEC_END` and a dialplan priority that
+/// pushes it: each priority run costs Asterisk a channel snapshot.
+pub fn outbound_answer(
+    judgement: Option<&crate::fraud::Judgement>,
+    end: &str,
+) -> Vec<(&'static str, String)> {
+    let mut variables = outbound_variables(judgement, end);
+    if let Some(at) = variables.iter().position(|(name, _)| *name == "EXTSEC_END") {
+        variables[at] = (
+            "CHANNEL(hangup_handler_push)",
+            format!("extsec-outbound-end{end},s,1"),
+        );
+    }
+    variables
+}
+
+/// [`outbound_variables`] in one `EXEC MSet`: the answer to an older subroutine, whose
+/// values were asked, and the correction of a verdict that did not hold.
+pub fn outbound_command(judgement: Option<&crate::fraud::Judgement>, end: &str) -> Vec<u8> {
+    mset(&outbound_variables(judgement, end))
 }
 
 /// A request that was not judged, and why (`wrong_key`): `EXTSEC_RESULT=ERROR`, so that

@@ -10,6 +10,16 @@
 //!   ends with `T6`, which no caller can predict; LFs inside it are part of values;
 //! - any line where the reply was due, and any value holding a LF, is tampering: the
 //!   call is alerted on, against the transport's address read in that same reply.
+//!
+//! The shipped outbound subroutine saves a round trip: it writes the account, the
+//! address and the live count into the URL (`agi_network_script`, the block's second
+//! line, before any caller byte) and the number as `agi_arg_1`, and the verdict goes
+//! back in one token-framed `GET FULL VARIABLE` whose `${SET(…)}`s write it
+//! ([`Session::verdict`]). The number may then have been read from a block a caller
+//! ended early, but the rest of the real block reaches us before the answer to that
+//! command, which no caller can forge: the verdict holds only if nothing else came
+//! first ([`Request::Answered`]); otherwise the daemon takes it back before it closes,
+//! and the dialplan reads `EXTSEC_RESULT` only once the connection is closed.
 
 use std::net::IpAddr;
 
@@ -99,6 +109,12 @@ pub enum Request {
         call_id: String,
         class: Vec<u8>,
         answered: u32,
+    },
+    /// Asterisk's answer to [`Session::verdict`]; `tampered`: why a line that was not
+    /// that answer came first (the block judged was a caller's), if one did and the
+    /// verdict did not already judge tampering.
+    Answered {
+        tampered: Option<&'static str>,
     },
 }
 
@@ -243,6 +259,9 @@ fn guest_expressions(channel_type: &[u8]) -> &'static [&'static str] {
 enum Phase {
     Block,
     Reply,
+    /// The outbound request was read from the URL and the block: the driver judges it
+    /// and sends [`Session::verdict`].
+    Judging,
     Done,
 }
 
@@ -258,6 +277,8 @@ pub struct Session {
     /// Keys a newer Asterisk may add, seen: few or none.
     seen_other: Vec<Vec<u8>>,
     next_arg: usize,
+    /// `agi_arg_1`: the number, for an outbound check that passes it there.
+    arg1: Option<Vec<u8>>,
     channel_type: Vec<u8>,
     /// `agi_uniqueid`: Asterisk's id of the channel, which the outbound check and the
     /// call's hangup handler both name.
@@ -278,6 +299,10 @@ pub struct Session {
     script: Script,
     /// `<Tn>)`: the end of our reply, `n` the number of values asked.
     reply_end: Vec<u8>,
+    /// The reply due answers [`Session::verdict`], not a query.
+    answering: bool,
+    /// The tampering known when the verdict was sent, which that verdict judged.
+    judged_tampering: bool,
 }
 
 impl Session {
@@ -289,6 +314,7 @@ impl Session {
             seen: 0,
             seen_other: Vec::new(),
             next_arg: 1,
+            arg1: None,
             channel_type: Vec::new(),
             uniqueid: Vec::new(),
             network_script: None,
@@ -300,6 +326,8 @@ impl Session {
             hung_up: false,
             script: Script::Guest,
             reply_end: Vec::new(),
+            answering: false,
+            judged_tampering: false,
         }
     }
 
@@ -337,6 +365,12 @@ impl Session {
         matches!(self.phase, Phase::Reply)
     }
 
+    /// Whether the request was read whole from the URL and the block, and waits for
+    /// [`Session::verdict`].
+    pub fn judging(&self) -> bool {
+        matches!(self.phase, Phase::Judging)
+    }
+
     /// Why the exchange looks tampered with, if it does.
     pub fn tampering(&self) -> Option<&'static str> {
         self.tampered
@@ -347,6 +381,11 @@ impl Session {
         match self.phase {
             Phase::Block => self.on_block_line(line),
             Phase::Reply => self.on_reply_line(line),
+            // Nothing is due before our verdict: whatever comes is the block's rest.
+            Phase::Judging => {
+                self.tamper("a line after the agi_* block, before our verdict");
+                Step::Read
+            }
             Phase::Done => Step::Read,
         }
     }
@@ -379,8 +418,15 @@ impl Session {
             if !REQUIRED.clone().all(|i| self.seen & (1 << i) != 0) {
                 self.tamper("the agi_* block ended early");
             }
-            self.phase = Phase::Reply;
             self.script = Script::of(self.network_script.as_deref());
+            let script = self.network_script.clone().unwrap_or_default();
+            if self.script == Script::Outbound
+                && let Some(given) = Given::read(&script)
+            {
+                self.phase = Phase::Judging;
+                return Step::Done(self.given(given));
+            }
+            self.phase = Phase::Reply;
             return Step::Send(self.query());
         }
         self.on_block_entry(&text);
@@ -395,10 +441,17 @@ impl Session {
             return self.tamper("a line in the agi_* block that is not an agi_ variable");
         };
         if let Some(n) = key.strip_prefix(b"arg_") {
+            if n == b"1" && self.next_arg == 1 {
+                self.arg1 = Some(value.to_vec());
+            }
             return self.on_arg(n);
         }
         let Some(index) = ORDER.iter().position(|k| k.as_bytes() == key) else {
-            // A key a newer Asterisk may add: harmless, we read no block value.
+            // A key a newer Asterisk may add: harmless, we read no block value; but
+            // Asterisk writes the arguments last.
+            if self.next_arg > 1 {
+                return self.tamper("agi_ variables out of order");
+            }
             if self.seen_other.iter().any(|k| k == key) {
                 return self.tamper("a duplicated agi_ variable");
             }
@@ -435,6 +488,60 @@ impl Session {
             Some(k) if k < self.next_arg && k > 0 => self.tamper("a duplicated agi_ variable"),
             _ => self.tamper("agi_arg_N out of order"),
         }
+    }
+
+    /// The outbound request from the URL's values and `agi_arg_1`. The account, the
+    /// address and the count came before any caller byte; the number did not, and is
+    /// believed only once [`Session::verdict`]'s answer comes with nothing before it.
+    fn given(&mut self, given: Given<'_>) -> Result<Request, BadRequest> {
+        if self.next_arg != 2 {
+            self.tamper("not one agi_arg_N after the block");
+        }
+        let bad = |error: String| BadRequest {
+            error,
+            raw: self.network_script.clone().unwrap_or_default(),
+            blame: None,
+        };
+        let account = account(given.account).map_err(bad)?;
+        // Only a Local channel may have none: every other has a transport.
+        let address = match given.address {
+            b"" if self.channel_type == b"Local" => None,
+            value => Some(address(value).map_err(bad)?),
+        };
+        let live = count(given.live).map_err(bad)?;
+        Ok(Request::Outbound(Outbound {
+            account,
+            number: self.arg1.clone().unwrap_or_default(),
+            address,
+            live,
+            call_id: self.call_id(),
+            tampered: self.tampered.is_some(),
+        }))
+    }
+
+    /// `GET FULL VARIABLE "<T0>${SET(NAME=value)}…<T1>"`: the verdict, written by
+    /// Asterisk's `SET()` as it substitutes (func_logic.c splits at the first `=` only),
+    /// answered between our tokens. Our own names and values only (`[A-Za-z0-9_(),-]`),
+    /// never a caller's.
+    pub fn verdict(&mut self, variables: &[(&str, String)]) -> Vec<u8> {
+        let t = &self.tokens;
+        let mut command = format!("GET FULL VARIABLE \"{}", t.get(0));
+        for (name, value) in variables {
+            debug_assert!(
+                value
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_(),-".contains(&b))
+            );
+            command.push_str(&format!("${{SET({name}={value})}}"));
+        }
+        command.push_str(t.get(1));
+        command.push_str("\"\n");
+        self.reply_end = format!("{})", t.get(1)).into_bytes();
+        self.reply = None;
+        self.answering = true;
+        self.judged_tampering = self.tampered.is_some();
+        self.phase = Phase::Reply;
+        command.into_bytes()
     }
 
     /// `GET FULL VARIABLE "<T0>${peer}<T1>${num}<T2>${name}<T3>${exten}<T4>${ua}<T5>${peer name}<T6>"`
@@ -487,6 +594,11 @@ impl Session {
         };
         if reply.ends_with(&self.reply_end) {
             self.phase = Phase::Done;
+            if self.answering {
+                return Step::Done(Ok(Request::Answered {
+                    tampered: self.tampered.filter(|_| !self.judged_tampering),
+                }));
+            }
             return Step::Done(self.judge(&reply));
         }
         if reply.len() > 8 * 64 * 1024 {
@@ -551,15 +663,7 @@ impl Session {
                     b"" if self.channel_type == b"Local" => None,
                     value => Some(address(value).map_err(bad)?),
                 };
-                let live = std::str::from_utf8(values[3])
-                    .ok()
-                    .and_then(|n| n.parse().ok())
-                    .ok_or_else(|| {
-                        bad(format!(
-                            "AGI: GROUP_COUNT(@extsec-outbound) is not a count: {:?} (the dialplan must set GROUP(extsec-outbound) first: [extsec-outbound])",
-                            String::from_utf8_lossy(values[3])
-                        ))
-                    })?;
+                let live = count(values[3]).map_err(bad)?;
                 Ok(Request::Outbound(Outbound {
                     account,
                     number: values[1].to_vec(),
@@ -586,6 +690,55 @@ impl Session {
 fn address(value: &[u8]) -> Result<IpAddr, String> {
     let peer = String::from_utf8_lossy(value);
     parse_peer_ip(&peer).map_err(|e| format!("AGI: {e}: {peer:?}"))
+}
+
+/// `GROUP_COUNT(@extsec-outbound)`: the account's calls up, this one included.
+fn count(value: &[u8]) -> Result<u32, String> {
+    std::str::from_utf8(value)
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| {
+            format!(
+                "AGI: GROUP_COUNT(@extsec-outbound) is not a count: {:?} (the dialplan must set GROUP(extsec-outbound) first: [extsec-outbound])",
+                String::from_utf8_lossy(value)
+            )
+        })
+}
+
+/// What the shipped outbound subroutine writes into its URL, after the key:
+/// `outbound?key=K&address=A&account=NAME&live=N`. The account is everything between
+/// `account=` and the last `&live=`, whatever it holds: it is the administrator's
+/// name, not a caller's, and the count, written last, comes after it (the dialplan
+/// puts the channel in the account's group as it writes the name, then counts).
+/// `None`: a URL without them (an older subroutine, which is asked the values).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Given<'a> {
+    live: &'a [u8],
+    address: &'a [u8],
+    account: &'a [u8],
+}
+
+impl<'a> Given<'a> {
+    fn read(network_script: &'a [u8]) -> Option<Given<'a>> {
+        let query = network_script.splitn(2, |&b| b == b'?').nth(1)?;
+        let starts = |i: usize, name: &[u8]| {
+            query[i..].starts_with(name) && (i == 0 || query[i - 1] == b'&')
+        };
+        let account = (0..query.len()).find(|&i| starts(i, b"account="))?;
+        let live = (account..query.len())
+            .rev()
+            .find(|&i| starts(i, b"live="))?;
+        let address = query[..account]
+            .split(|&b| b == b'&')
+            .find_map(|pair| pair.strip_prefix(b"address="))
+            .unwrap_or_default();
+        Some(Given {
+            live: &query[live + b"live=".len()..],
+            address,
+            // `live - 1` is the `&` before `live=`, after all of `account=`.
+            account: &query[account + b"account=".len()..live - 1],
+        })
+    }
 }
 
 /// An account name as the dialplan set it: the PBX's own, but read as hostile all the
@@ -1034,5 +1187,135 @@ mod tests {
                 answered: 185,
             })))
         );
+    }
+
+    const GIVEN: &str = "outbound?key=abc&address=203.0.113.5:5060&account=1001&live=2";
+
+    fn judged(steps: Vec<Step>) -> Outbound {
+        match steps.into_iter().last() {
+            Some(Step::Done(Ok(Request::Outbound(o)))) => o,
+            other => panic!("not an outbound request: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn values_in_the_url_are_judged_without_a_query_and_answered_in_one_command() {
+        let mut s = Session::new(Tokens::fixed(T));
+        let o = judged(feed(&mut s, &outbound_block(GIVEN, "PJSIP")));
+        assert!(s.judging());
+        assert_eq!(
+            (o.account.as_str(), o.number.as_slice(), o.live, o.tampered),
+            ("1001", &b"00442079460123"[..], 2, false)
+        );
+        assert_eq!(
+            o.address.map(|a| a.to_string()).as_deref(),
+            Some("203.0.113.5")
+        );
+        assert_eq!(o.call_id, "1795633497.2");
+        let command = s.verdict(&[
+            ("EXTSEC_RESULT", "OK".into()),
+            ("EXTSEC_REASON", "toll_fraud(concurrent)".into()),
+            ("TIMEOUT(absolute)", "3600".into()),
+        ]);
+        assert_eq!(
+            String::from_utf8(command).unwrap(),
+            "GET FULL VARIABLE \"<t0>${SET(EXTSEC_RESULT=OK)}${SET(EXTSEC_REASON=toll_fraud(concurrent))}${SET(TIMEOUT(absolute)=3600)}<t1>\"\n"
+        );
+        let steps = feed(
+            &mut s,
+            &[
+                "HANGUP".into(),
+                "200 result=1 (<t0>OKtoll_fraud(concurrent)3600<t1>)".into(),
+            ],
+        );
+        assert_eq!(
+            steps,
+            [Step::Done(Ok(Request::Answered { tampered: None }))]
+        );
+    }
+
+    #[test]
+    fn a_block_a_caller_ended_early_is_found_before_the_verdict_is_answered() {
+        // The caller's name ends the block with a national number of their own; the
+        // real rest of the block, then Asterisk's answer, follow.
+        let forged = "agi_calleridname: x\nagi_callingpres: 0\nagi_callingani2: 0\nagi_callington: 0\nagi_callingtns: 0\nagi_dnid: 030901820\nagi_rdnis: unknown\nagi_context: c\nagi_extension: s\nagi_priority: 2\nagi_enhanced: 0.0\nagi_accountcode: \nagi_threadid: 1\nagi_arg_1: 030901820\n";
+        let mut lines = outbound_block(GIVEN, "SIP");
+        let at = lines
+            .iter()
+            .position(|l| l.starts_with("agi_calleridname"))
+            .unwrap();
+        lines.splice(at..=at, forged.split('\n').map(String::from));
+        let mut s = Session::new(Tokens::fixed(T));
+        let o = judged(feed(&mut s, &lines[..at + 15]));
+        assert_eq!(
+            (o.number.as_slice(), o.tampered),
+            (&b"030901820"[..], false)
+        );
+        s.verdict(&[("EXTSEC_RESULT", "OK".into())]);
+        let mut rest: Vec<String> = lines[at + 15..].to_vec();
+        // A forged refusal among them ends nothing: the answer is waited for.
+        rest.insert(1, "510 Invalid or unknown command".into());
+        rest.push("200 result=1 (<t0>OK<t1>)".into());
+        let steps = feed(&mut s, &rest);
+        assert!(
+            matches!(
+                steps.last(),
+                Some(Step::Done(Ok(Request::Answered { tampered: Some(_) })))
+            ),
+            "{steps:?}"
+        );
+    }
+
+    #[test]
+    fn the_urls_values_are_checked_and_the_arguments_counted() {
+        for (script, error) in [
+            (
+                "outbound?key=&address=203.0.113.5&account=&live=2",
+                "no account",
+            ),
+            (
+                "outbound?address=203.0.113.5&account=10 01&live=2",
+                "printable ASCII",
+            ),
+            (
+                "outbound?address=203.0.113.5&account=1001&live=",
+                "is not a count",
+            ),
+            (
+                "outbound?address=203.0.113.5&account=1001&live=2x",
+                "is not a count",
+            ),
+            ("outbound?address=nowhere&account=1001&live=1", "AGI:"),
+            ("outbound?account=1001&live=1", "AGI:"),
+        ] {
+            let mut s = Session::new(Tokens::fixed(T));
+            let steps = feed(&mut s, &outbound_block(script, "PJSIP"));
+            let Some(Step::Done(Err(bad))) = steps.into_iter().last() else {
+                panic!("{script}: not refused")
+            };
+            assert!(bad.error.contains(error), "{script}: {}", bad.error);
+        }
+        // An account may hold anything printable, `&live=` included: the count is last.
+        let mut s = Session::new(Tokens::fixed(T));
+        let o = judged(feed(
+            &mut s,
+            &outbound_block("outbound?address=&account=a&live=9&live=1", "Local"),
+        ));
+        assert_eq!(
+            (o.account.as_str(), o.live, o.address),
+            ("a&live=9", 1, None)
+        );
+        // No `account=` or no `live=` after it: an older subroutine, asked the values.
+        assert_eq!(Given::read(b"outbound?key=x&myaccount=1&live=1"), None);
+        assert_eq!(Given::read(b"outbound?live=1&account=1001"), None);
+        // Two arguments, or a key after the arguments: the block is not Asterisk's.
+        let mut two = outbound_block(GIVEN, "PJSIP");
+        two.insert(two.len() - 1, "agi_arg_2: x".into());
+        let mut after = outbound_block(GIVEN, "PJSIP");
+        after.insert(after.len() - 1, "agi_newkey: x".into());
+        for lines in [two, after] {
+            let mut s = Session::new(Tokens::fixed(T));
+            assert!(judged(feed(&mut s, &lines)).tampered, "{lines:?}");
+        }
     }
 }

@@ -17,7 +17,7 @@ use tokio::net::TcpStream;
 
 use crate::agi::lines::{Line, LineBuffer};
 use crate::agi::session::{Answer, Request, Script, Session, Step, Tokens};
-use crate::agi::{BLOCK_TIMEOUT, MAX_LINE, outbound_command, verdict_command};
+use crate::agi::{BLOCK_TIMEOUT, MAX_LINE, outbound_answer, outbound_command, verdict_command};
 use crate::alert_log::Line as LogLine;
 use crate::call::Call;
 use crate::check::{self, Plan};
@@ -79,6 +79,10 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, shared: &Shared) {
     }
     let deadline = || tokio::time::Instant::now() + ACK_TIMEOUT;
     match (session.script(), result) {
+        // The shipped subroutine's request: values in the URL, the verdict in one command.
+        (Script::Outbound, Ok(Request::Outbound(call))) if session.judging() => {
+            outbound_in_one(shared, &config, &mut asterisk, &mut session, &call, peer).await;
+        }
         (Script::Outbound, Ok(Request::Outbound(call))) => {
             let judged = fraud::judge(shared, &config, &call);
             let command = outbound_command(judged.as_ref().ok(), call_end(shared, &config));
@@ -118,6 +122,61 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, shared: &Shared) {
         }
     }
     shared.metrics.connection_closed();
+}
+
+/// The outbound check in one command: the verdict goes back as a token-framed `GET
+/// FULL VARIABLE` whose `SET()`s write it. It holds only if Asterisk's answer comes
+/// with nothing before it; a line before it means a caller ended the block early and
+/// the number judged may be theirs: the call is judged again as tampering. An answer
+/// that never comes (a refusal, a closed connection) takes the verdict back too.
+/// Either way Asterisk is told before the connection closes, and the dialplan reads
+/// `EXTSEC_RESULT` only once it is closed (session.rs, the module's doc).
+async fn outbound_in_one(
+    shared: &Shared,
+    config: &Config,
+    asterisk: &mut Asterisk<'_>,
+    session: &mut Session,
+    call: &crate::call::Outbound,
+    peer: SocketAddr,
+) {
+    let judged = fraud::judge(shared, config, call);
+    if let Err(bad) = &judged {
+        unjudged(shared, config, bad, peer);
+    }
+    let verdict = session.verdict(&outbound_answer(
+        judged.as_ref().ok(),
+        call_end(shared, config),
+    ));
+    let answer = match asterisk.send(&verdict).await {
+        Ok(()) => exchange(asterisk, session).await,
+        Err(e) => session.on_eof(&format!("writing to Asterisk failed ({e})")),
+    };
+    let tampered = match answer {
+        Ok(Request::Answered { tampered: None }) => return,
+        Ok(Request::Answered { tampered }) => tampered,
+        Ok(_) => None,
+        Err(bad) => {
+            unjudged(shared, config, &bad, peer);
+            None
+        }
+    };
+    if judged.as_ref().is_ok_and(|j| !j.is_refused()) {
+        fraud::forget(shared, call);
+    }
+    let correction = match tampered {
+        Some(why) => {
+            shared.metrics.tampering();
+            tracing::warn!(%peer, why, "AGI stream reshaped by a caller's bytes");
+            let again = crate::call::Outbound {
+                tampered: true,
+                ..call.clone()
+            };
+            outbound_command(fraud::judge(shared, config, &again).as_ref().ok(), "")
+        }
+        _ => outbound_command(None, ""),
+    };
+    let deadline = tokio::time::Instant::now() + ACK_TIMEOUT;
+    let _ = asterisk.command(&correction, deadline).await;
 }
 
 /// Judges a guest call with the per-call rules and those with memory; a number an

@@ -319,6 +319,15 @@ fn fraud_event(judgement: &Judgement, call: &Outbound) -> Option<crate::notify::
     })
 }
 
+/// A verdict that let `call` go on was taken back before Asterisk acted on it: the
+/// call is no longer counted as up.
+pub fn forget(shared: &Shared, call: &Outbound) {
+    shared
+        .fraud
+        .guard()
+        .forget_live(&call.account, &call.call_id);
+}
+
 /// An outbound call ended (its hangup handler's AGI): its answered seconds count.
 pub fn ended(
     shared: &Shared,

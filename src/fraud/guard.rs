@@ -494,6 +494,14 @@ impl Guard {
         })
     }
 
+    /// Forgets `call_id` as a live call of `account`, counting nothing: a verdict that
+    /// was taken back before the call could start (its AGI answer did not hold).
+    pub fn forget_live(&mut self, account: &str, call_id: &str) {
+        if let Some(state) = self.accounts.peek_mut(account) {
+            state.call_ended(call_id);
+        }
+    }
+
     /// The end of `call_id`, told by an AMI event whose content is not believed alone
     /// (`ami::codec::CallEnd`): only a live call this guard judged for `account` ends,
     /// with its own class, and its minutes run from the judgement to `now` (ringing
@@ -913,6 +921,22 @@ mod tests {
             ..call("00442079460126")
         };
         assert_eq!(judge(&mut g, &c, &fourth, at(100)), "ok");
+    }
+
+    /// A verdict taken back (its AGI answer did not hold) leaves no live call behind.
+    #[test]
+    fn a_forgotten_call_no_longer_counts_as_up() {
+        let c = config("");
+        let mut g = Guard::default();
+        let first = call("00442079460123");
+        assert_eq!(judge(&mut g, &c, &first, at(0)), "ok");
+        g.forget_live("1001", &first.call_id);
+        g.forget_live("nobody", &first.call_id);
+        let second = Outbound {
+            live: 2,
+            ..call("00442079460124")
+        };
+        assert_eq!(judge(&mut g, &c, &second, at(1)), "ok");
     }
 
     /// An end told over AMI is not believed alone: only a live call this guard judged

@@ -8,7 +8,7 @@ use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::process::{Child, ChildStdin, ChildStdout};
 
-use super::asterisk::{Channel, substitute};
+use super::asterisk::{Channel, Driver, substitute};
 
 /// The non-caller parts of a block, defaulting to capture `A0-plain-pjsip.bin`'s.
 #[derive(Debug, Clone)]
@@ -49,13 +49,41 @@ impl Block {
         }
     }
 
-    /// The block of `AGI(agi://127.0.0.1/outbound)` in `[extsec-outbound]` (design §3e).
+    /// The block of `AGI(agi://127.0.0.1/outbound)` in an older `[extsec-outbound]`,
+    /// which passed no values: the daemon asks them (design §3e).
     pub fn outbound() -> Block {
         Block {
             request: "agi://127.0.0.1/outbound".into(),
             network_script: Some("outbound".into()),
             args: vec![],
             ..Block::pjsip()
+        }
+    }
+
+    /// The block of the shipped `[extsec-outbound]`'s `AGI()` for `channel`: the
+    /// account, address and live count in the URL, the number (`ARG1`) as argument 1.
+    pub fn outbound_given(channel: &Channel, key: &str) -> Block {
+        // `__EXTSEC_ADDRESS`, as the subroutine set it from the driver's function.
+        let sip = channel.driver == Some(Driver::Sip);
+        let address = match substitute("${EXTSEC_ADDRESS}", channel) {
+            set if !set.is_empty() => set,
+            _ if sip => substitute("${CHANNEL(peerip)}", channel),
+            _ => substitute("${CHANNEL(pjsip,remote_addr)}", channel),
+        };
+        let script = String::from_utf8(substitute(
+            &format!("outbound?key={key}&address={}&account=${{GROUP(extsec-outbound)}}&live=${{GROUP_COUNT(@extsec-outbound)}}", String::from_utf8_lossy(&address)),
+            channel,
+        ))
+        .unwrap();
+        Block {
+            request: format!("agi://127.0.0.1/{script}"),
+            network_script: Some(script),
+            args: vec![String::from_utf8_lossy(&substitute("${ARG1}", channel)).into_owned()],
+            ..if sip {
+                Block::chan_sip()
+            } else {
+                Block::pjsip()
+            }
         }
     }
 
@@ -158,7 +186,8 @@ pub struct Exchange {
 }
 
 impl Exchange {
-    /// The value a `SET VARIABLE NAME "value"` or an `EXEC MSet NAME=value,…` gave `name`.
+    /// The value a `SET VARIABLE NAME "value"`, an `EXEC MSet NAME=value,…` or a
+    /// `${SET(NAME=value)}` in a `GET FULL VARIABLE` gave `name`, the last one written.
     pub fn variable(&self, name: &str) -> Option<String> {
         self.commands.iter().rev().find_map(|c| {
             let c = String::from_utf8_lossy(c);
@@ -168,11 +197,45 @@ impl Exchange {
                     .find(|(n, _)| n == name)
                     .map(|(_, v)| v);
             }
+            if c.starts_with("GET FULL VARIABLE ") {
+                return set_pairs(&c)
+                    .into_iter()
+                    .rev()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, v)| v);
+            }
             c.strip_prefix(&format!("SET VARIABLE {name} \""))?
                 .strip_suffix('"')
                 .map(str::to_string)
         })
     }
+}
+
+/// Each `${SET(NAME=value)}` of a command, as func_logic.c's `set()` splits it: at the
+/// first `=`, the function's argument ending at the `)` that closes it.
+fn set_pairs(command: &str) -> Vec<(String, String)> {
+    let mut pairs = Vec::new();
+    let mut rest = command;
+    while let Some(at) = rest.find("${SET(") {
+        let body = &rest[at + 6..];
+        let mut depth = 1;
+        let end = body
+            .char_indices()
+            .find_map(|(i, c)| {
+                match c {
+                    '(' => depth += 1,
+                    ')' => depth -= 1,
+                    _ => {}
+                }
+                (depth == 0).then_some(i)
+            })
+            .expect("a closed SET(");
+        if let Some((n, v)) = body[..end].split_once('=') {
+            pairs.push((n.to_string(), v.to_string()));
+        }
+        rest = &body[end..];
+    }
+    pairs
 }
 
 /// `NAME=value,NAME=value` as MSet splits it (main/pbx_variables.c: the arguments at
@@ -333,10 +396,15 @@ pub fn fastagi_call_with(
 /// One whole outbound check to a daemon on `127.0.0.1:port`, as `[extsec-outbound]`
 /// makes it for `channel` (its group, `ARG1` and live count set: `Channel::outbound`).
 pub fn outbound_call(port: u16, channel: &Channel) -> Exchange {
+    outbound_call_with(port, channel, &Block::outbound_given(channel, ""))
+}
+
+/// [`outbound_call`] with the block `block` (an older subroutine's, a forged one).
+pub fn outbound_call_with(port: u16, channel: &Channel, block: &Block) -> Exchange {
     let stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     stream.set_nodelay(true).unwrap();
     let reader = stream.try_clone().unwrap();
-    serve(stream, reader, &Block::outbound().bytes(channel), |c| {
+    serve(stream, reader, &block.bytes(channel), |c| {
         Some(reply_to(c, channel))
     })
 }

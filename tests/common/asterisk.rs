@@ -130,6 +130,12 @@ impl Channel {
         if let Some((_, v)) = self.variables.iter().find(|(n, _)| n == name) {
             return v.clone();
         }
+        // func_logic.c's SET(NAME=value) reads as its value; what it writes is the
+        // reader's to apply (`agi_peer::Exchange::variable`).
+        if let Some(pair) = name.strip_prefix("SET(").and_then(|p| p.strip_suffix(')')) {
+            let (_, value) = pair.split_once('=').expect("SET(NAME=value)");
+            return value.as_bytes().to_vec();
+        }
         if !self.answers(name) {
             return Vec::new();
         }
@@ -206,6 +212,37 @@ pub fn substitute(data: &str, channel: &Channel) -> Vec<u8> {
             out.extend_from_slice(&channel.value(&after[..end]));
             rest = &after[end + 1..];
         }
+    }
+    out.extend_from_slice(rest.as_bytes());
+    out
+}
+
+/// [`substitute`], where `${SET(NAME=value)}` also writes, as func_logic.c's `set()`
+/// does while pbx_variables.c substitutes left to right: its argument substituted first
+/// (nested `${…}` included), split at the first `=`, the value written (a leading `__`
+/// only marks inheritance) and read in its place. An `AGI()` line of the shipped
+/// subroutine sets the group and the inherited variables this way.
+pub fn substitute_setting(data: &str, channel: &mut Channel) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut rest = data;
+    while let Some(start) = rest.find("${") {
+        out.extend_from_slice(&rest.as_bytes()[..start]);
+        let after = &rest[start + 2..];
+        let end = matching_brace(after);
+        match after[..end]
+            .strip_prefix("SET(")
+            .and_then(|a| a.strip_suffix(')'))
+        {
+            Some(argument) => {
+                let argument = substitute_setting(argument, channel);
+                let argument = String::from_utf8(argument).expect("UTF-8 in the tests");
+                let (name, value) = argument.split_once('=').expect("SET(NAME=value)");
+                channel.set(name.trim_start_matches('_'), value.as_bytes().to_vec());
+                out.extend_from_slice(value.as_bytes());
+            }
+            None => out.extend_from_slice(&substitute(&rest[start..start + end + 3], channel)),
+        }
+        rest = &after[end + 1..];
     }
     out.extend_from_slice(rest.as_bytes());
     out
@@ -331,7 +368,7 @@ pub fn run_call_with(
             "Hangup" => return Outcome::HungUp,
             "Congestion" => return Outcome::Congested,
             "AGI" => {
-                let url = String::from_utf8(substitute(data, call)).unwrap();
+                let url = String::from_utf8(substitute_setting(data, call)).unwrap();
                 (apps.agi)(&url, call);
             }
             "Log" | "NoOp" => {}
@@ -404,11 +441,23 @@ pub fn run_call_with(
             }
             "GotoIf" => {
                 let (taken, label) = goto_if(conf, app, data, call);
+                // `?label:exten,1`: the other branch is another extension's first line.
+                let (label, otherwise) = match label.split_once(':') {
+                    Some((label, other)) => (label, Some(other)),
+                    None => (label, None),
+                };
                 if taken {
                     at = steps
                         .iter()
                         .position(|(l, _)| l.as_deref() == Some(label))
                         .unwrap_or_else(|| panic!("[{context}] {exten}: no label {label}"));
+                } else if let Some(other) = otherwise {
+                    let ext = other
+                        .strip_suffix(",1")
+                        .unwrap_or_else(|| panic!("not emulated: {app}"));
+                    let ext = String::from_utf8(substitute(ext, call)).unwrap();
+                    steps = find_extension(&extensions, &ext, context);
+                    at = 0;
                 }
             }
             _ => panic!("not emulated: {app}"),

@@ -727,7 +727,11 @@ fn with_call_end_ami_a_calls_end_comes_as_a_user_event() {
         common::agi_peer::outbound_call(port, &c)
     };
     let first = call("1001", a, 1, b"00442079460123");
-    assert_eq!(first.variable("EXTSEC_END").as_deref(), Some("-ami"));
+    // The shipped subroutine's check: the daemon's answer pushes the AMI handler.
+    assert_eq!(
+        first.variable("CHANNEL(hangup_handler_push)").as_deref(),
+        Some("extsec-outbound-end-ami,s,1")
+    );
     assert_eq!(first.variable("TIMEOUT(absolute)").as_deref(), Some("3600"));
     call("1001", "1796618375.911", 2, b"00442079460124");
     call("2001", "1796618375.921", 1, b"00442079460125");

@@ -59,8 +59,14 @@ struct FastAgi {
 }
 
 impl FastAgi {
-    fn run(&mut self, url: &str, channel: &mut Channel) {
-        self.runs.push(url.to_string());
+    fn run(&mut self, data: &str, channel: &mut Channel) {
+        // `AGI(url,arg…)`: app_agi splits at commas (the number has none: Gosub split
+        // its own arguments first). The runs name the URL up to its key.
+        let mut args = data.split(',');
+        let url = args.next().unwrap_or_default();
+        let args: Vec<String> = args.map(str::to_string).collect();
+        self.runs
+            .push(url.split('&').next().unwrap_or_default().to_string());
         // Not an agi:// URL (EXTSEC_AGI unset): res_agi looks for a local script of that
         // name, finds none, and sets nothing.
         let Some((address, script)) = url.strip_prefix("agi://").and_then(|u| u.split_once('/'))
@@ -79,7 +85,7 @@ impl FastAgi {
             },
             request: url.into(),
             network_script: Some(script.into()),
-            args: vec![],
+            args,
             ..Block::pjsip()
         };
         let stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -89,6 +95,13 @@ impl FastAgi {
             Some(reply_to(c, seen))
         });
         assert!(ex.written_early.is_empty(), "one command at a time");
+        // The shipped subroutine passes the values: the verdict is one command, the
+        // token-framed GET FULL VARIABLE whose SET()s write it.
+        if script.starts_with("outbound?") {
+            assert!(script.contains("&account="), "{script}");
+            assert_eq!(ex.commands.len(), 1, "{:?}", ex.commands);
+            assert!(ex.commands[0].starts_with(b"GET FULL VARIABLE \"ext"));
+        }
         for name in [
             "EXTSEC_RESULT",
             "EXTSEC_REASON",
@@ -96,6 +109,7 @@ impl FastAgi {
             "EXTSEC_CLASS",
             "TIMEOUT(absolute)",
             "EXTSEC_END",
+            "CHANNEL(hangup_handler_push)",
         ] {
             if let Some(value) = ex.variable(name) {
                 channel.set(name, value.into_bytes());

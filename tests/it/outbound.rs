@@ -443,6 +443,48 @@ fn hostile_numbers_are_refused_or_judged_never_split_a_line() {
     );
 }
 
+/// The shipped subroutine's check is one command (src/agi/session.rs): the values in
+/// the URL, the number as `agi_arg_1`, the verdict written by `SET()`s in a
+/// token-framed `GET FULL VARIABLE`. A caller's name (design §3a: Asterisk writes it
+/// raw) that ends the block early with a number of its own is judged first, but the
+/// block's real rest reaches the daemon before Asterisk answers that verdict: it is
+/// taken back by a second command before the connection closes, and the call judged
+/// as tampering, against the address in the URL.
+#[test]
+fn a_block_a_caller_ended_early_has_its_verdict_taken_back() {
+    let (serve, port) = daemon("");
+    let clean = dial(port, &Channel::outbound("5101", b"030901820", ATTACKER));
+    assert_eq!(clean.commands.len(), 1, "{:?}", clean.commands);
+    assert_eq!(verdict(&clean).0, "OK");
+    let mut forged = Channel::outbound("5102", b"00449098790000", ATTACKER);
+    forged.callerid_name = b"x\nagi_callingpres: 0\nagi_callingani2: 0\nagi_callington: 0\n\
+        agi_callingtns: 0\nagi_dnid: 030901820\nagi_rdnis: unknown\nagi_context: c\n\
+        agi_extension: s\nagi_priority: 2\nagi_enhanced: 0.0\nagi_accountcode: \n\
+        agi_threadid: 1\nagi_arg_1: 030901820\n"
+        .to_vec();
+    let ex = dial(port, &forged);
+    assert!(ex.written_early.is_empty(), "one command at a time");
+    assert_eq!(ex.commands.len(), 2, "{:?}", ex.commands);
+    let first = String::from_utf8_lossy(&ex.commands[0]);
+    assert!(first.contains("${SET(EXTSEC_RESULT=OK)}"), "{first}");
+    assert!(ex.commands[1].starts_with(b"EXEC MSet EXTSEC_RESULT=ALERT,"));
+    let got = verdict(&ex);
+    assert_eq!(
+        (got.0.as_str(), got.1.as_str()),
+        ("ALERT", "toll_fraud(request_tampering)")
+    );
+    let lines = serve.sandbox.log_lines();
+    let tampering = lines
+        .iter()
+        .find(|l| l.contains("request_tampering"))
+        .unwrap_or_else(|| panic!("{lines:?}"));
+    assert!(
+        tampering.contains(&format!("ip={ATTACKER} ")),
+        "{tampering}"
+    );
+    assert!(tampering.contains("account='5102'"), "{tampering}");
+}
+
 /// With `[fraud]` off the outbound check cannot judge: ERROR for the dialplan (which
 /// follows EXTSEC_ON_ERROR), a CRITICAL line saying how to switch it on.
 #[test]
