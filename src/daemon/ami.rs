@@ -202,7 +202,7 @@ async fn session(
     if !pending.is_empty() && tx.send(pending).await.is_err() {
         return End::Failed("the evaluator stopped".into());
     }
-    End::Failed(read_events(&mut stream, &mut framer, config, tx).await)
+    End::Failed(read_events(shared, &mut stream, &mut framer, config, tx).await)
 }
 
 /// The connection to the manager: TCP, or TLS over it.
@@ -374,6 +374,7 @@ async fn read_banner(stream: &mut Conn) -> Result<Vec<u8>, End> {
 /// Reads until the connection fails; returns why. Sends `Ping` every
 /// `ping_interval` and gives up on a connection silent for three of them.
 async fn read_events(
+    shared: &Shared,
     stream: &mut Conn,
     framer: &mut Framer,
     config: &AmiConfig,
@@ -394,7 +395,19 @@ async fn read_events(
                 };
                 last_read = tokio::time::Instant::now();
                 let mut batch = Vec::with_capacity(n / 256);
-                framer.feed(&buf[..n], |m| batch.push(codec::classify(m)));
+                framer.feed(&buf[..n], |m| match codec::classify(m) {
+                    // Here, not on the evaluator's thread: a call's end is a few
+                    // microseconds under the guard's lock, and waking that thread for
+                    // it cost more than the work (doc/performance.md).
+                    Verdict::CallEnd(end) => crate::daemon::fraud::ended_by_ami(
+                        shared,
+                        &shared.config(),
+                        &end.account,
+                        &end.call_id,
+                    ),
+                    Verdict::NotAnEvent => {}
+                    verdict => batch.push(verdict),
+                });
                 if !batch.is_empty() && tx.send(batch).await.is_err() {
                     return "the evaluator stopped".into();
                 }
@@ -448,14 +461,12 @@ fn evaluate(shared: &Shared, mut rx: mpsc::Receiver<Vec<Verdict>>) {
                         alert(shared, &config, &limits, &event, found, now);
                     }
                 }
-                Verdict::CallEnd(end) => {
-                    crate::daemon::fraud::ended_by_ami(shared, &config, &end.account, &end.call_id)
-                }
                 Verdict::Tampering(why) => {
                     shared.metrics.ami.tampered();
                     warnings.warn(now, why);
                 }
-                Verdict::NotAnEvent => {}
+                // The reader handles these itself.
+                Verdict::CallEnd(_) | Verdict::NotAnEvent => {}
             }
         }
         shared.metrics.ami.tracked(watch.len());
