@@ -25,6 +25,8 @@ use crate::daemon::Shared;
 
 /// How often the queue is sampled.
 pub const INTERVAL: Duration = Duration::from_millis(250);
+/// While the queue is empty, `/proc/net/netstat` is read every this many samples.
+const NETSTAT_EVERY: u64 = 16;
 /// Overloaded this long in every sample before it is an overload.
 pub const BEGIN_AFTER: Duration = Duration::from_millis(500);
 /// Clear this long in every sample before the overload is over.
@@ -179,7 +181,8 @@ pub async fn watch(
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let start = listen_overflows();
     let mut episodes = Episodes::default();
-    loop {
+    let mut dropped = 0;
+    for tick in 0u64.. {
         ticks.tick().await;
         // SAFETY: `run` owns the listener and drops this task before closing it.
         let fd = unsafe { BorrowedFd::borrow_raw(listener) };
@@ -191,10 +194,15 @@ pub async fn watch(
             busy: max - slots.available_permits(),
             max,
         };
-        let dropped = match (start, listen_overflows()) {
-            (Some(a), Some(b)) => b.saturating_sub(a),
-            _ => 0,
-        };
+        // The kernel formats its ~120 counters at each read of the file: while the
+        // queue is empty it is read every few seconds only (a drop needs a full queue,
+        // and the count is kept: a short burst between samples is still counted).
+        if queue.waiting > 0 || episodes.is_on() || tick % NETSTAT_EVERY == 0 {
+            dropped = match (start, listen_overflows()) {
+                (Some(a), Some(b)) => b.saturating_sub(a),
+                _ => dropped,
+            };
+        }
         let change = episodes.sample(sample.overloaded(), Instant::now());
         shared
             .metrics
