@@ -155,8 +155,10 @@ async fn outbound_in_one(
         Ok(Request::Answered { tampered: None }) => return,
         Ok(Request::Answered { tampered }) => tampered,
         Ok(_) => None,
+        // The call was judged and its line written; Asterisk hung up or refused the
+        // answer: said here, not as a call that could not be judged.
         Err(bad) => {
-            unjudged(shared, config, &bad, peer);
+            tracing::warn!(%peer, error = bad.error, "the outbound verdict was not confirmed by Asterisk: taken back (EXTSEC_RESULT=ERROR)");
             None
         }
     };

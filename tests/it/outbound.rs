@@ -485,6 +485,36 @@ fn a_block_a_caller_ended_early_has_its_verdict_taken_back() {
     assert!(tampering.contains("account='5102'"), "{tampering}");
 }
 
+/// An answer to the one-command verdict that is not Asterisk's framed one (a refusal,
+/// which Asterisk 20 never gives `GET FULL VARIABLE`, so a caller's) takes the verdict
+/// back: `EXTSEC_RESULT=ERROR` by a second command, the outage rules decide, and the
+/// call no longer counts as up (the account's next two calls abroad are its first).
+#[test]
+fn a_verdict_asterisk_did_not_confirm_is_taken_back() {
+    let (logged, port) = daemon("");
+    let channel = Channel::outbound("5201", b"00442079460123", ATTACKER);
+    let block = Block::outbound_given(&channel, "");
+    let stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let reader = stream.try_clone().unwrap();
+    let ex = serve(stream, reader, &block.bytes(&channel), |c| {
+        Some(match c.starts_with(b"GET FULL VARIABLE") {
+            true => b"510 Invalid or unknown command\n".to_vec(),
+            false => reply_to(c, &channel),
+        })
+    });
+    assert_eq!(ex.commands.len(), 2, "{:?}", ex.commands);
+    assert!(ex.commands[1].starts_with(b"EXEC MSet EXTSEC_RESULT=ERROR,"));
+    assert_eq!(ex.variable("EXTSEC_RESULT").as_deref(), Some("ERROR"));
+    assert!(logged.stderr().contains("not confirmed by Asterisk"));
+    // Two calls abroad up is a warning: this one is the account's first.
+    let live = |n: u32, number: &str| {
+        let mut c = Channel::outbound("5201", number.as_bytes(), ATTACKER);
+        c.live = n;
+        verdict(&dial(port, &c)).1
+    };
+    assert_eq!(live(2, "00442079460124"), "ok");
+}
+
 /// With `[fraud]` off the outbound check cannot judge: ERROR for the dialplan (which
 /// follows EXTSEC_ON_ERROR), a CRITICAL line saying how to switch it on.
 #[test]
