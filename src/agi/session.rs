@@ -419,8 +419,10 @@ impl Session {
                 self.tamper("the agi_* block ended early");
             }
             self.script = Script::of(self.network_script.as_deref());
-            let script = self.network_script.clone().unwrap_or_default();
+            // Copied (the request borrows it while the session changes) for the
+            // outbound check only: the guest check, the hot path, allocates nothing.
             if self.script == Script::Outbound
+                && let Some(script) = self.network_script.clone()
                 && let Some(given) = Given::read(&script)
             {
                 self.phase = Phase::Judging;
@@ -497,23 +499,35 @@ impl Session {
         if self.next_arg != 2 {
             self.tamper("not one agi_arg_N after the block");
         }
-        let bad = |error: String| BadRequest {
-            error,
-            raw: self.network_script.clone().unwrap_or_default(),
-            blame: None,
-        };
-        let account = account(given.account).map_err(bad)?;
+        let number = self.arg1.clone().unwrap_or_default();
+        self.outbound(given.account, &number, given.address, given.live)
+            .map_err(|error| BadRequest {
+                error,
+                raw: self.network_script.clone().unwrap_or_default(),
+                blame: None,
+            })
+    }
+
+    /// An outbound request from its four values, however they came (the query's
+    /// reply, or the URL and the block).
+    fn outbound(
+        &self,
+        account_name: &[u8],
+        number: &[u8],
+        transport: &[u8],
+        live: &[u8],
+    ) -> Result<Request, String> {
+        let account = account(account_name)?;
         // Only a Local channel may have none: every other has a transport.
-        let address = match given.address {
+        let address = match transport {
             b"" if self.channel_type == b"Local" => None,
-            value => Some(address(value).map_err(bad)?),
+            value => Some(address(value)?),
         };
-        let live = count(given.live).map_err(bad)?;
         Ok(Request::Outbound(Outbound {
             account,
-            number: self.arg1.clone().unwrap_or_default(),
+            number: number.to_vec(),
             address,
-            live,
+            live: count(live)?,
             call_id: self.call_id(),
             tampered: self.tampered.is_some(),
         }))
@@ -656,23 +670,9 @@ impl Session {
                     anomaly: self.tampered.map(|_| Anomaly::RequestTampering),
                 }))
             }
-            Script::Outbound => {
-                let account = account(values[0]).map_err(bad)?;
-                // Only a Local channel may have none: every other has a transport.
-                let address = match values[2] {
-                    b"" if self.channel_type == b"Local" => None,
-                    value => Some(address(value).map_err(bad)?),
-                };
-                let live = count(values[3]).map_err(bad)?;
-                Ok(Request::Outbound(Outbound {
-                    account,
-                    number: values[1].to_vec(),
-                    address,
-                    live,
-                    call_id: self.call_id(),
-                    tampered: self.tampered.is_some(),
-                }))
-            }
+            Script::Outbound => self
+                .outbound(values[0], values[1], values[2], values[3])
+                .map_err(bad),
             Script::OutboundEnd => Ok(Request::OutboundEnd {
                 account: account(values[0]).map_err(bad)?,
                 call_id: self.call_id(),
