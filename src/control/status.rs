@@ -80,9 +80,10 @@ pub struct Crowdsec {
     pub pulled: Option<Pulled>,
 }
 
-/// What the LAPI's decisions hold here.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// What the LAPI's decisions hold here, as the puller keeps it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Pulled {
+    /// Decisions in force from the LAPI: addresses and ranges in our table, numbers.
     pub addresses: usize,
     pub numbers: usize,
     /// When the last pull succeeded, Unix seconds.

@@ -49,16 +49,8 @@ impl ToShare {
     }
 }
 
-/// What the puller did, for `status` and the metrics.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Pulled {
-    /// Decisions in force from the LAPI: addresses and ranges in our table, numbers.
-    pub addresses: usize,
-    pub numbers: usize,
-    /// When the last pull succeeded, Unix seconds.
-    pub last: Option<u64>,
-    pub failing: Option<String>,
-}
+/// What the puller did: kept as `status` reports it.
+pub use crate::control::status::Pulled;
 
 /// The running thread; stopped when dropped.
 pub struct Puller {

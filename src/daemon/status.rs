@@ -65,17 +65,11 @@ pub fn collect(shared: &Shared) -> Status {
             backlog: metrics.crowdsec.backlog(),
             backlog_age_seconds: metrics.crowdsec.backlog_age(),
             pulled: c.bouncer_key.as_ref().map(|_| {
-                let p = shared
+                shared
                     .pulled
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
-                    .clone();
-                crate::control::status::Pulled {
-                    addresses: p.addresses,
-                    numbers: p.numbers,
-                    last: p.last,
-                    failing: p.failing,
-                }
+                    .clone()
             }),
         }),
         nftables: config.nftables.as_ref().map(|n| Nftables {
