@@ -83,6 +83,12 @@ async fn serve(
     let mut usr1 = signal(SignalKind::user_defined1())?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
+    // Every port is bound before the FastAGI port accepts: whoever waits for that
+    // port (systemd's ExecStartPost, a test, a monitor) then finds the metrics too.
+    let metrics_listener = match config.daemon.metrics_listen {
+        Some(addr) => Some(bind_metrics(addr)?),
+        None => None,
+    };
     let addr = listen.unwrap_or(config.daemon.listen);
     let listener = match config.daemon.fastagi {
         true => Some(
@@ -92,7 +98,6 @@ async fn serve(
         false => None,
     };
     say_start(&config, &source, listener.as_ref().map(|_| addr));
-    let metrics_addr = config.daemon.metrics_listen;
     let (stop, stopping) = tokio::sync::watch::channel(false);
     let shared = Arc::new(Shared::new(config, source, stopping));
     // The outbound check judges with it; a list that does not read stops that check
@@ -104,10 +109,7 @@ async fn serve(
     if let Err(e) = daemon::legacy::spawn(shared.clone()) {
         tracing::warn!("cannot start the thread that counts legacy JSON requests: {e}");
     }
-    if let Some(addr) = metrics_addr {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("cannot listen for metrics on {addr}"))?;
+    if let Some(listener) = metrics_listener {
         let shared = shared.clone();
         tokio::spawn(metrics::serve(listener, move || {
             let tracked = shared.memory.lock().map(|m| m.len()).unwrap_or(0);
@@ -168,6 +170,13 @@ async fn serve(
     drop(control);
     tracing::info!("stopped");
     Ok(())
+}
+
+fn bind_metrics(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    let bound = std::net::TcpListener::bind(addr)
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
+        .with_context(|| format!("cannot listen for metrics on {addr}"))?;
+    Ok(tokio::net::TcpListener::from_std(bound)?)
 }
 
 /// SIGHUP: a new config swapped in whole (or refused, the running one kept), said

@@ -617,3 +617,46 @@ fn overload_is_visible_in_a_metric_and_one_warning() {
     );
     assert!(stderr.contains(" WARN "), "{stderr}");
 }
+
+/// Whoever waits for the FastAGI port (a test, a monitor, systemd's ExecStartPost)
+/// finds the metrics answering too. CI once caught the metrics port bound only after
+/// the start's other work: here the kernel bans' `nft`, taking a second, stands for
+/// a loaded host.
+#[test]
+fn the_metrics_answer_once_the_fastagi_port_accepts() {
+    let s = Sandbox::new();
+    let slow = s.dir.path().join("bin");
+    std::fs::create_dir(&slow).unwrap();
+    let nft = slow.join("nft");
+    std::fs::write(&nft, "#!/bin/sh\ncat > /dev/null\nsleep 1\nexit 1\n").unwrap();
+    std::fs::set_permissions(&nft, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let (port, metrics_port) = (free_port(), free_port());
+    std::fs::write(
+        &s.config,
+        format!(
+            "log_file = {:?}\n[daemon]\nlisten = '127.0.0.1:{port}'\nmetrics_listen = '127.0.0.1:{metrics_port}'\ncontrol_socket = {:?}\n[nftables]\nenabled = true\nports = [5060]\n",
+            s.log,
+            s.dir.path().join("control.sock")
+        ),
+    )
+    .unwrap();
+    let path = format!("{}:{}", slow.display(), std::env::var("PATH").unwrap());
+    let _child = KillOnDrop(
+        s.command()
+            .arg("serve")
+            .env("PATH", path)
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for_port(format!("127.0.0.1:{port}").parse().unwrap());
+    let metrics = TcpStream::connect(("127.0.0.1", metrics_port));
+    assert!(
+        metrics.is_ok(),
+        "the FastAGI port accepts, the metrics port refuses: {metrics:?}"
+    );
+    assert!(
+        http_get(format!("127.0.0.1:{metrics_port}").parse().unwrap())
+            .contains("extsecurity_calls_checked_total 0\n")
+    );
+}
