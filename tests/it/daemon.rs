@@ -319,6 +319,16 @@ fn wait_for_port(addr: SocketAddr) {
     }
 }
 
+/// A config for the real binary: the sandbox's log and control socket, metrics on
+/// `metrics_port`; `top` before `[daemon]`, `rest` inside it and after.
+fn with_metrics(s: &Sandbox, metrics_port: u16, top: &str, rest: &str) -> String {
+    format!(
+        "log_file = {:?}\n{top}[daemon]\nmetrics_listen = '127.0.0.1:{metrics_port}'\ncontrol_socket = {:?}\n{rest}",
+        s.log,
+        s.dir.path().join("control.sock")
+    )
+}
+
 fn http_get(addr: SocketAddr) -> String {
     let mut s = TcpStream::connect(addr).unwrap();
     s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -347,10 +357,11 @@ fn signals_reload_reopen_and_stop() {
     let write_config = |extra: &str| {
         std::fs::write(
             &s.config,
-            format!(
-                "log_file = {:?}\ntarpit_seconds = 0\n{extra}[daemon]\nmetrics_listen = '127.0.0.1:{metrics_port}'\ncontrol_socket = {:?}\n",
-                s.log,
-                s.dir.path().join("control.sock")
+            with_metrics(
+                &s,
+                metrics_port,
+                &format!("tarpit_seconds = 0\n{extra}"),
+                "",
             ),
         )
         .unwrap()
@@ -631,15 +642,8 @@ fn the_metrics_answer_once_the_fastagi_port_accepts() {
     std::fs::write(&nft, "#!/bin/sh\ncat > /dev/null\nsleep 1\nexit 1\n").unwrap();
     std::fs::set_permissions(&nft, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let (port, metrics_port) = (free_port(), free_port());
-    std::fs::write(
-        &s.config,
-        format!(
-            "log_file = {:?}\n[daemon]\nlisten = '127.0.0.1:{port}'\nmetrics_listen = '127.0.0.1:{metrics_port}'\ncontrol_socket = {:?}\n[nftables]\nenabled = true\nports = [5060]\n",
-            s.log,
-            s.dir.path().join("control.sock")
-        ),
-    )
-    .unwrap();
+    let rest = format!("listen = '127.0.0.1:{port}'\n[nftables]\nenabled = true\nports = [5060]\n");
+    std::fs::write(&s.config, with_metrics(&s, metrics_port, "", &rest)).unwrap();
     let path = format!("{}:{}", slow.display(), std::env::var("PATH").unwrap());
     let _child = KillOnDrop(
         s.command()
