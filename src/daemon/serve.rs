@@ -172,11 +172,20 @@ async fn serve(
     Ok(())
 }
 
+/// With `SO_REUSEADDR`, as tokio's own `bind` does: the daemon closes each scrape's
+/// connection, and a restart within a minute of the last would otherwise find the
+/// port held by those connections' `TIME_WAIT`.
 fn bind_metrics(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
-    let bound = std::net::TcpListener::bind(addr)
-        .and_then(|l| l.set_nonblocking(true).map(|()| l))
-        .with_context(|| format!("cannot listen for metrics on {addr}"))?;
-    Ok(tokio::net::TcpListener::from_std(bound)?)
+    let bind = || {
+        let socket = match addr {
+            SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+            SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+        };
+        socket.set_reuseaddr(true)?;
+        socket.bind(addr)?;
+        socket.listen(1024)
+    };
+    bind().with_context(|| format!("cannot listen for metrics on {addr}"))
 }
 
 /// SIGHUP: a new config swapped in whole (or refused, the running one kept), said

@@ -630,9 +630,9 @@ fn overload_is_visible_in_a_metric_and_one_warning() {
 }
 
 /// Whoever waits for the FastAGI port (a test, a monitor, systemd's ExecStartPost)
-/// finds the metrics answering too. CI once caught the metrics port bound only after
-/// the start's other work: here the kernel bans' `nft`, taking a second, stands for
-/// a loaded host.
+/// finds the metrics answering too, after a restart as well. CI once caught the
+/// metrics port bound only after the start's other work: here the kernel bans' `nft`,
+/// taking a second, stands for a loaded host.
 #[test]
 fn the_metrics_answer_once_the_fastagi_port_accepts() {
     let s = Sandbox::new();
@@ -645,22 +645,34 @@ fn the_metrics_answer_once_the_fastagi_port_accepts() {
     let rest = format!("listen = '127.0.0.1:{port}'\n[nftables]\nenabled = true\nports = [5060]\n");
     std::fs::write(&s.config, with_metrics(&s, metrics_port, "", &rest)).unwrap();
     let path = format!("{}:{}", slow.display(), std::env::var("PATH").unwrap());
-    let _child = KillOnDrop(
-        s.command()
-            .arg("serve")
-            .env("PATH", path)
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    wait_for_port(format!("127.0.0.1:{port}").parse().unwrap());
-    let metrics = TcpStream::connect(("127.0.0.1", metrics_port));
-    assert!(
-        metrics.is_ok(),
-        "the FastAGI port accepts, the metrics port refuses: {metrics:?}"
-    );
-    assert!(
-        http_get(format!("127.0.0.1:{metrics_port}").parse().unwrap())
-            .contains("extsecurity_calls_checked_total 0\n")
-    );
+    let start = || {
+        KillOnDrop(
+            s.command()
+                .arg("serve")
+                .env("PATH", &path)
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
+    };
+    let scraped = || {
+        wait_for_port(format!("127.0.0.1:{port}").parse().unwrap());
+        let metrics = TcpStream::connect(("127.0.0.1", metrics_port));
+        assert!(
+            metrics.is_ok(),
+            "the FastAGI port accepts, the metrics port refuses: {metrics:?}"
+        );
+        assert!(
+            http_get(format!("127.0.0.1:{metrics_port}").parse().unwrap())
+                .contains("extsecurity_calls_checked_total 0\n")
+        );
+    };
+    let mut first = start();
+    scraped();
+    // A restart right after a scrape: the daemon closed that connection, which now
+    // holds the port in TIME_WAIT for a minute.
+    kill(first.0.id(), "-TERM");
+    assert!(first.0.wait().unwrap().success());
+    let _second = start();
+    scraped();
 }
