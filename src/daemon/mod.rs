@@ -286,14 +286,22 @@ impl Shared {
 /// ([`connection_options`]) are set here once: Linux copies them to every accepted
 /// socket, which spares six `setsockopt` calls a call.
 pub fn bind(addr: std::net::SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
+    let socket = reusable_socket(addr)?;
+    connection_options(socket2::SockRef::from(&socket));
+    socket.bind(addr)?;
+    socket.listen(backlog)
+}
+
+/// A socket for a listener on `addr`, with `SO_REUSEADDR` as tokio's own `bind` sets
+/// it: the daemon closes connections itself (each scrape's, each call's), and a
+/// restart within a minute would otherwise find its port held by their `TIME_WAIT`.
+pub fn reusable_socket(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpSocket> {
     let socket = match addr {
         std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
         std::net::SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
     };
     socket.set_reuseaddr(true)?;
-    connection_options(socket2::SockRef::from(&socket));
-    socket.bind(addr)?;
-    socket.listen(backlog)
+    Ok(socket)
 }
 
 /// What every FastAGI connection needs:

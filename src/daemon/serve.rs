@@ -172,16 +172,9 @@ async fn serve(
     Ok(())
 }
 
-/// With `SO_REUSEADDR`, as tokio's own `bind` does: the daemon closes each scrape's
-/// connection, and a restart within a minute of the last would otherwise find the
-/// port held by those connections' `TIME_WAIT`.
 fn bind_metrics(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
     let bind = || {
-        let socket = match addr {
-            SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
-            SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
-        };
-        socket.set_reuseaddr(true)?;
+        let socket = daemon::reusable_socket(addr)?;
         socket.bind(addr)?;
         socket.listen(1024)
     };
