@@ -33,7 +33,7 @@ struct Daemon {
 }
 
 impl Daemon {
-    /// Ready once the metrics port answers: it is bound after the FastAGI one.
+    /// Ready once the FastAGI port accepts: the daemon binds every other port first.
     fn start(config: &str) -> Daemon {
         let (port, metrics_port) = (free_port(), free_port());
         let sandbox = Sandbox::with_config(&format!(
@@ -41,7 +41,7 @@ impl Daemon {
              [daemon]\nlisten = \"127.0.0.1:{port}\"\nmetrics_listen = \"127.0.0.1:{metrics_port}\"\n"
         ));
         Daemon {
-            serve: LoggedServe::start(sandbox, metrics_port),
+            serve: LoggedServe::start(sandbox, port),
             port,
             metrics_port,
         }
@@ -388,7 +388,7 @@ fn a_restart_resumes_where_the_lapi_last_accepted() {
         "{said}"
     );
     lapi.start_again();
-    d.serve.restart(d.metrics_port);
+    d.serve.restart(d.port);
     wait_for(
         "the five after the restart",
         Duration::from_secs(30),
@@ -436,7 +436,7 @@ fn a_state_file_it_cannot_use_stops_the_pusher_alone_and_is_said_everywhere() {
             std::fs::write(&position, "{\"not\": \"a position\"}").unwrap();
         }
         let d = Daemon {
-            serve: LoggedServe::start(s, metrics_port),
+            serve: LoggedServe::start(s, port),
             port,
             metrics_port,
         };
@@ -560,7 +560,7 @@ fn alerts_in_rotated_logs_are_delivered_after_an_outage_and_a_restart() {
         said.lines().any(|l| l.starts_with("6 alerts in ")),
         "{said}"
     );
-    d.serve.restart(d.metrics_port);
+    d.serve.restart(d.port);
     for ip in &ips[6..] {
         assert_eq!(d.call(&bad_call(ip)), "wrong_exten_min_length(3)");
     }

@@ -16,7 +16,7 @@ use common::asterisk::Channel;
 use common::crowdsec::{Lapi, Postgres};
 use common::lapi_proxy::LapiProxy;
 use common::users::pbx_sandbox;
-use common::{LoggedServe, Sandbox, free_port, metric, repo, wait_for};
+use common::{LoggedServe, Sandbox, free_port, metric, repo, wait_for, wait_until};
 
 const MACHINE: &str = "pbx1";
 const PASSWORD: &str = "faults-test-password-0123456789";
@@ -48,7 +48,7 @@ fn daemon(sandbox: Sandbox) -> (LoggedServe, u16, u16) {
         ),
     )
     .unwrap();
-    (LoggedServe::start(sandbox, metrics), port, metrics)
+    (LoggedServe::start(sandbox, port), port, metrics)
 }
 
 /// One call every rule objects to, from `ip`.
@@ -142,7 +142,7 @@ fn three_rotations_during_an_outage_and_a_restart_lose_nothing() {
     );
 
     // The same config, so the same ports.
-    serve.restart(metrics);
+    serve.restart(port);
     round(port, 3);
     lapi.start_again();
     wait_for("every ban stored", Duration::from_secs(60), || {
@@ -292,9 +292,15 @@ fn a_lapi_that_refuses_every_batch_is_failing_and_loses_nothing() {
     assert!(!said.contains("dropped"), "{said}");
 
     refusing.store(false, std::sync::atomic::Ordering::SeqCst);
-    wait_for("all twelve delivered", Duration::from_secs(60), || {
-        metric(metrics, "extsecurity_crowdsec_delivered_total") == 12.0
-    });
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            metric(metrics, "extsecurity_crowdsec_delivered_total") == 12.0
+        }),
+        "all twelve delivered: {} so far, {} rejected; {}",
+        metric(metrics, "extsecurity_crowdsec_delivered_total"),
+        metric(metrics, "extsecurity_crowdsec_rejected_total"),
+        serve.stderr()
+    );
     assert_eq!(metric(metrics, "extsecurity_crowdsec_rejected_total"), 0.0);
     assert_eq!(metric(metrics, "extsecurity_crowdsec_failing"), 0.0);
     let bans = pg.bans_per_address();

@@ -47,7 +47,7 @@ impl Pbx {
             lapi.url()
         ));
         Pbx {
-            serve: LoggedServe::start(sandbox, metrics_port),
+            serve: LoggedServe::start(sandbox, port),
             port,
             metrics_port,
         }
@@ -213,7 +213,7 @@ fn a_daemon_killed_and_restarted_mid_way_loses_none() {
     std::thread::sleep(Duration::from_millis(400));
     pbx.serve.child.kill().unwrap();
     pbx.serve.child.wait().unwrap();
-    pbx.serve.restart(pbx.metrics_port);
+    pbx.serve.restart(pbx.port);
     a.join().unwrap();
     b.join().unwrap();
     let alerted = |p: &Pbx| -> Vec<String> {
