@@ -9,7 +9,7 @@ use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use crate::config::NftablesConfig;
+use crate::config::{Config, NftablesConfig};
 use crate::daemon::Shared;
 use crate::daemon::metrics::BanMetrics;
 use crate::nftables::history::{History, Record, ordinal};
@@ -94,6 +94,25 @@ pub struct Never {
 }
 
 impl Never {
+    /// This host's addresses and the peers it talks to: banning them would cut the
+    /// daemon off from Asterisk or CrowdSec.
+    pub fn of(config: &Config) -> Never {
+        let lapi_host: Option<IpAddr> = config.crowdsec.as_ref().and_then(|c| {
+            let (host, _) = crate::crowdsec::host_port(&c.lapi_url)?;
+            host.parse().ok()
+        });
+        Never {
+            own: crate::nftables::own_addresses(),
+            peers: config
+                .ami
+                .as_ref()
+                .map(|a| a.address.ip())
+                .into_iter()
+                .chain(lapi_host)
+                .collect(),
+        }
+    }
+
     /// Why `ip` is never banned, if it is not: a reason of
     /// [`crate::daemon::metrics::SKIP_REASONS`].
     pub fn skip(&self, ip: IpAddr) -> Option<&'static str> {

@@ -5,7 +5,6 @@
 //! a part that cannot start says so once (CRITICAL for the pusher, which means bans
 //! not shared) and is tried again every [`RETRY_EVERY`].
 
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -79,7 +78,7 @@ impl Parts {
             parts.start_pusher(shared, cs);
         }
         match &config.nftables {
-            Some(nft) => parts.start_bans(shared, nft, never_banned(&config)),
+            Some(nft) => parts.start_bans(shared, nft, bans::Never::of(&config)),
             None => remove_table(&config.nftables_table, "[nftables] is off"),
         }
         parts.follow_lists(shared, &config);
@@ -355,7 +354,7 @@ impl Parts {
     }
 
     fn follow_bans(&mut self, shared: &Arc<Shared>, old: &Config, new: &Config) {
-        let never = never_banned(new);
+        let never = bans::Never::of(new);
         match (&old.nftables, &new.nftables, &self.bans) {
             (_, None, Some(_)) => {
                 self.stop_bans(shared);
@@ -491,24 +490,5 @@ fn remove_table(table: &str, why: &str) {
         Ok(None) => {}
         Err(e @ crate::nftables::NftError::InUse(_)) => tracing::info!("{why}: {e}"),
         Err(e) => tracing::debug!("{why}: table inet {table} not checked: {e}"),
-    }
-}
-
-/// This host's addresses and the peers it talks to: banning them would cut the daemon
-/// off from Asterisk or CrowdSec.
-pub fn never_banned(config: &Config) -> bans::Never {
-    let lapi_host: Option<IpAddr> = config.crowdsec.as_ref().and_then(|c| {
-        let (host, _) = crate::crowdsec::host_port(&c.lapi_url)?;
-        host.parse().ok()
-    });
-    bans::Never {
-        own: crate::nftables::own_addresses(),
-        peers: config
-            .ami
-            .as_ref()
-            .map(|a| a.address.ip())
-            .into_iter()
-            .chain(lapi_host)
-            .collect(),
     }
 }
