@@ -19,6 +19,7 @@
 //! [`WARN_AFTER`] — a single `database is locked` answered right on the retry is not
 //! one — and one INFO when it ends, each with the LAPI's reason in full.
 
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -26,6 +27,7 @@ use std::time::{Duration, Instant};
 use crate::config::{Config, CrowdsecConfig};
 use crate::crowdsec::{Alert, Client, LapiError};
 use crate::daemon::Shared;
+use crate::daemon::bans::Never;
 use crate::daemon::metrics::CrowdsecMetrics;
 use crate::follow::{Follower, Position, Saved};
 use crate::state_file::StateFile;
@@ -47,6 +49,9 @@ const WARN_AFTER: Duration = Duration::from_secs(2);
 const SAVE_EVERY: Duration = Duration::from_secs(1);
 /// At shutdown, how long to go on delivering what the log still holds.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long this host's addresses, once read, stand before they are read again (a
+/// DHCP lease renewed, an address added).
+const OWN_ADDRESSES_FOR: Duration = Duration::from_secs(60);
 
 /// The daemon's handle on the pusher thread: wake it, stop it.
 #[derive(Debug, Default)]
@@ -195,11 +200,7 @@ const UNSENT_LINES_PER_SCAN: usize = 200_000;
 impl Unsent {
     pub fn new(log: &Path, begin: &Begin) -> std::io::Result<Unsent> {
         Ok(Unsent {
-            backlog: Backlog {
-                follower: begin.follower(log)?,
-                line: Vec::with_capacity(512),
-                files: std::collections::VecDeque::new(),
-            },
+            backlog: Backlog::reading(begin.follower(log)?),
         })
     }
 
@@ -281,6 +282,7 @@ pub fn spawn(
         outage: Outage::default(),
         accepted: false,
         backlog: scanner,
+        not_pushed: NotPushed::default(),
     };
     pusher.save().map_err(state_error)?;
     let thread = std::thread::Builder::new()
@@ -343,11 +345,7 @@ pub fn waiting(config: &Config, cs: &CrowdsecConfig) -> std::io::Result<Option<u
     }
     let state = StateFile::new(&cs.state_file);
     let (follower, _) = Follower::resume(&config.log_file, &saved.position, state.saved_at())?;
-    let mut backlog = Backlog {
-        follower: follower.without_grace(),
-        line: Vec::with_capacity(512),
-        files: std::collections::VecDeque::new(),
-    };
+    let mut backlog = Backlog::reading(follower.without_grace());
     let mut found = 0;
     backlog.count(config, &mut found)?;
     Ok(Some(found))
@@ -362,6 +360,7 @@ struct Backlog {
     /// the pusher has not read of a file deleted before it got there is lost, and this
     /// says how much. Files the pusher has gone past are dropped.
     files: std::collections::VecDeque<(String, u64)>,
+    not_pushed: NotPushed,
 }
 
 impl Backlog {
@@ -371,11 +370,16 @@ impl Backlog {
             Some(at) => Follower::resume(log, &at, Some(jiff::Timestamp::now()))?.0,
             None => Follower::at_end(log)?,
         };
-        Ok(Backlog {
+        Ok(Backlog::reading(follower))
+    }
+
+    fn reading(follower: Follower) -> Backlog {
+        Backlog {
             follower,
             line: Vec::with_capacity(512),
             files: std::collections::VecDeque::new(),
-        })
+            not_pushed: NotPushed::default(),
+        }
     }
 
     /// The pusher moved from the file begun with `from` to the one begun with `to`:
@@ -423,7 +427,7 @@ impl Backlog {
             if !self.follower.next_line(&mut self.line)? {
                 break;
             }
-            let pushed = pushable(&self.line, config);
+            let pushed = pushable(&self.line, config, &mut self.not_pushed);
             if first.is_none() {
                 *first = pushed.as_ref().map(|a| a.at);
             }
@@ -439,10 +443,38 @@ impl Backlog {
     }
 }
 
-/// The alert a log line asks to push: an `ERROR` line whose address is not trusted
+/// The alert a log line asks to push: an `ERROR` line whose address may be pushed
 /// (the LAPI's own whitelist does not apply to pushed alerts, design.md §3c).
-fn pushable(line: &[u8], config: &Config) -> Option<Alert> {
-    Alert::from_log_line(line).filter(|a| !config.is_trusted(a.ip))
+fn pushable(line: &[u8], config: &Config, not_pushed: &mut NotPushed) -> Option<Alert> {
+    Alert::from_log_line(line).filter(|a| !not_pushed.holds(config, a.ip))
+}
+
+/// The addresses never pushed: trusted networks, and those the kernel bans never ban
+/// (loopback, this host, the AMI and LAPI hosts). A ban pushed for one of them would
+/// reach every firewall bouncer of the fleet, this host's own among them: a local SIP
+/// proxy's `127.0.0.1` alerted on would cut this host off from itself. This host's
+/// addresses are read only when an alert is at hand.
+#[derive(Debug, Default)]
+struct NotPushed {
+    never: Option<(Instant, Never)>,
+}
+
+impl NotPushed {
+    fn holds(&mut self, config: &Config, ip: IpAddr) -> bool {
+        if config.is_trusted(ip) {
+            return true;
+        }
+        if self
+            .never
+            .as_ref()
+            .is_none_or(|(read, _)| read.elapsed() >= OWN_ADDRESSES_FOR)
+        {
+            self.never = Some((Instant::now(), Never::of(config)));
+        }
+        self.never
+            .as_ref()
+            .is_some_and(|(_, never)| never.skip(ip).is_some())
+    }
 }
 
 struct Pusher {
@@ -463,6 +495,7 @@ struct Pusher {
     /// The LAPI took the last batch: a 400 for a lone alert after it is that
     /// alert's fault, not the LAPI's.
     accepted: bool,
+    not_pushed: NotPushed,
 }
 
 enum Sent {
@@ -584,7 +617,7 @@ impl Pusher {
         let mut line = Vec::with_capacity(512);
         while alerts.len() < max && self.follower.next_line(&mut line)? {
             self.note_file();
-            alerts.extend(pushable(&line, config));
+            alerts.extend(pushable(&line, config, &mut self.not_pushed));
         }
         Ok(alerts)
     }
@@ -887,9 +920,40 @@ mod tests {
         let line = |ip: &str| {
             format!("2026-12-01 10:00:00.000 ERROR ip={ip} reason=auth_bruteforce tries=5")
         };
-        assert_eq!(pushable(line("192.0.2.7").as_bytes(), &config), None);
-        let pushed = pushable(line("203.0.113.7").as_bytes(), &config).unwrap();
-        assert_eq!(pushed.ip.to_string(), "203.0.113.7");
+        let mut not_pushed = NotPushed::default();
+        let mut pushed = |ip| pushable(line(ip).as_bytes(), &config, &mut not_pushed);
+        assert_eq!(pushed("192.0.2.7"), None);
+        assert_eq!(pushed("203.0.113.7").unwrap().ip.to_string(), "203.0.113.7");
+    }
+
+    /// A ban pushed reaches every bouncer of the fleet, this host's own firewall
+    /// bouncer among them: never one for this host, loopback or a peer.
+    #[test]
+    fn an_alert_on_this_host_loopback_or_a_peer_is_never_pushed() {
+        let config = Config::from_toml(
+            "[ami]\naddress = '198.51.100.80:5038'\nusername = 'u'\nsecret = 's'\n",
+            Path::new("t.toml"),
+        )
+        .unwrap();
+        let line =
+            |ip: &str| format!("2026-12-01 10:00:00.000 ERROR ip={ip} reason=extension_banned");
+        let mut not_pushed = NotPushed::default();
+        let mut pushed = |ip: &str| pushable(line(ip).as_bytes(), &config, &mut not_pushed);
+        let own = crate::nftables::own_addresses();
+        assert!(
+            own.iter().any(|ip| !ip.is_loopback()),
+            "an interface's address besides loopback: {own:?}"
+        );
+        for ip in own.iter().map(ToString::to_string) {
+            assert_eq!(pushed(&ip), None, "this host's {ip}");
+        }
+        for ip in ["127.0.0.1", "127.8.8.8", "::1", "0.0.0.0", "198.51.100.80"] {
+            assert_eq!(pushed(ip), None, "{ip}");
+        }
+        assert_eq!(
+            pushed("198.51.100.81").unwrap().ip.to_string(),
+            "198.51.100.81"
+        );
     }
 
     #[test]

@@ -155,7 +155,7 @@ fn our_log_is_a_crowdsec_source_and_forged_text_bans_no_one() {
 }
 
 #[test]
-fn the_daemon_pushes_every_alert_but_never_a_trusted_network() {
+fn the_daemon_pushes_every_alert_but_never_a_trusted_network_or_this_host() {
     let lapi = Lapi::start(None);
     lapi.add_machine(MACHINE, PASSWORD);
     let check = Sandbox::with_config(&push_config(&lapi, PASSWORD)).run(&["crowdsec-check"]);
@@ -175,6 +175,9 @@ fn the_daemon_pushes_every_alert_but_never_a_trusted_network() {
         push_config(&lapi, PASSWORD),
         peer.addr
     ));
+    // A local SIP proxy's address, alerted on first: the line is written (fail2ban
+    // ignores its own host), the ban never pushed to the fleet's bouncers.
+    assert_eq!(d.call(&bad_call("127.0.0.1")), "wrong_exten_min_length(3)");
     assert_eq!(
         d.call(&bad_call("203.0.113.5")),
         "wrong_exten_min_length(3)"
@@ -197,6 +200,18 @@ fn the_daemon_pushes_every_alert_but_never_a_trusted_network() {
     assert!(
         lapi.decisions("192.0.2.10").is_null(),
         "trusted: never pushed"
+    );
+    assert!(
+        lapi.decisions("127.0.0.1").is_null(),
+        "this host: never pushed"
+    );
+    assert!(
+        d.serve
+            .sandbox
+            .log_text()
+            .contains("ERROR ip=127.0.0.1 reason=wrong_exten_min_length"),
+        "{}",
+        d.serve.sandbox.log_text()
     );
     assert_eq!(d.metric("extsecurity_crowdsec_delivered_total"), 2.0);
 }
