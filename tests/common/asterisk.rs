@@ -70,7 +70,11 @@ impl Channel {
     pub fn ordinary(ip: &str) -> Channel {
         Channel {
             peerip: ip.into(),
-            remote_addr: format!("{ip}:5060"),
+            // As chan_pjsip writes it: IPv6 in brackets (design §3).
+            remote_addr: match ip.contains(':') {
+                true => format!("[{ip}]:5060"),
+                false => format!("{ip}:5060"),
+            },
             callerid_num: b"5551234".to_vec(),
             callerid_name: b"Alice".to_vec(),
             exten: b"4915112345678".to_vec(),
