@@ -474,7 +474,8 @@ fn evaluate(shared: &Shared, mut rx: mpsc::Receiver<Vec<Verdict>>) {
 }
 
 /// Writes the alert line and marks the address in the per-call memory, so that a call
-/// it places next is a repeat offender.
+/// it places next is a repeat offender — unless it is this host's, which stands for
+/// every caller behind a local proxy (`this_host.rs`).
 fn alert(
     shared: &Shared,
     config: &crate::config::Config,
@@ -493,11 +494,14 @@ fn alert(
     shared.metrics.ami.alert(&reason);
     // A failed write is counted and said by `write`, once per outage.
     let _ = shared.write(config, &line);
-    shared
-        .memory
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .mark_alerted(event.remote_ip, now);
+    // A local proxy's address stands for every caller behind it (this_host.rs).
+    if !shared.this_host.holds(event.remote_ip) {
+        shared
+            .memory
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .mark_alerted(event.remote_ip, now);
+    }
 }
 
 /// An AMI rule's alert line: `ip=ADDR reason=CODE names|tries|requests=N

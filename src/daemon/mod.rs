@@ -25,6 +25,7 @@ pub mod pull;
 pub mod reload;
 pub mod serve;
 pub mod status;
+pub mod this_host;
 
 use std::future::Future;
 use std::sync::{Arc, Mutex, RwLock};
@@ -81,6 +82,8 @@ pub struct Shared {
     pub to_share: pull::ToShare,
     /// What the LAPI's decisions hold here now.
     pub pulled: Mutex<pull::Pulled>,
+    /// This host's addresses, which the rules with memory never count.
+    pub this_host: this_host::ThisHost,
 }
 
 /// An episode of failed alert-log writes: one CRITICAL when it starts, one INFO when
@@ -114,6 +117,7 @@ impl Shared {
             known: edge::Known::default(),
             to_share: pull::ToShare::default(),
             pulled: Mutex::new(pull::Pulled::default()),
+            this_host: this_host::ThisHost::default(),
         }
     }
 

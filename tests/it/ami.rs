@@ -324,6 +324,24 @@ fn serve_with_nothing_to_serve_says_so() {
     );
 }
 
+/// A SIP proxy beside Asterisk makes every login's address this host: its password
+/// guessers are alerted on, but the proxy's address is no repeat offender for the
+/// calls that follow through it (daemon/this_host.rs).
+#[test]
+fn an_ami_alert_on_this_host_marks_no_repeat_offender() {
+    let peer = AmiPeer::start(vec![Script::accept(
+        wrong_passwords("127.0.0.1", 6),
+        Then::Hold,
+    )]);
+    let port = free_port();
+    let w = Watcher::start_with(&peer, "", &format!("listen = \"127.0.0.1:{port}\""), "");
+    w.wait_for("the AMI alert", || !w.alerts().is_empty());
+    let reason = fastagi_call(port, &Channel::ordinary("127.0.0.1"))
+        .variable("EXTSEC_REASON")
+        .unwrap_or_default();
+    assert_eq!(reason, "ok");
+}
+
 #[test]
 fn fastagi_and_ami_share_one_memory() {
     // A password guesser banned through AMI that then places a call through FastAGI:

@@ -676,3 +676,36 @@ fn the_metrics_answer_once_the_fastagi_port_accepts() {
     let _second = start();
     scraped();
 }
+
+/// A SIP proxy beside Asterisk (Kamailio, a local SBC) makes every call's peer this
+/// host. One scanner's call through it is refused, the office's calls after it are
+/// not, and a busy hour of them is no extension scan; the same calls from a remote
+/// address are remembered as before.
+#[test]
+fn calls_from_this_host_are_judged_one_by_one_never_remembered() {
+    let s = Sandbox::new();
+    let d = Daemon::start(&s);
+    let own = extsecurity::nftables::own_addresses();
+    let lan = own
+        .iter()
+        .find(|ip| !ip.is_loopback())
+        .expect("an interface");
+    for ip in ["127.0.0.1".to_string(), "::1".to_string(), lan.to_string()] {
+        assert_eq!(result(&d.call(&caller(&ip, "100"))), "ALERT", "{ip}");
+        for i in 0..60 {
+            let ex = d.call(&caller(&ip, &format!("49151000{i:05}")));
+            assert_eq!(
+                result(&ex),
+                "OK",
+                "{ip}, call {i}: {:?}",
+                ex.variable("EXTSEC_REASON")
+            );
+        }
+    }
+    assert_eq!(result(&d.call(&caller(CALLER, "100"))), "ALERT");
+    let next = d.call(&caller(CALLER, "4915112345678"));
+    assert_eq!(
+        next.variable("EXTSEC_REASON").as_deref(),
+        Some("repeat_offender")
+    );
+}
