@@ -97,20 +97,25 @@ impl Never {
     /// This host's addresses and the peers it talks to: banning them would cut the
     /// daemon off from Asterisk or CrowdSec.
     pub fn of(config: &Config) -> Never {
+        Never {
+            own: crate::nftables::own_addresses(),
+            peers: Never::peers(config),
+        }
+    }
+
+    /// The AMI and LAPI hosts `config` names (by address; a name is not looked up).
+    pub fn peers(config: &Config) -> Vec<IpAddr> {
         let lapi_host: Option<IpAddr> = config.crowdsec.as_ref().and_then(|c| {
             let (host, _) = crate::crowdsec::host_port(&c.lapi_url)?;
             host.parse().ok()
         });
-        Never {
-            own: crate::nftables::own_addresses(),
-            peers: config
-                .ami
-                .as_ref()
-                .map(|a| a.address.ip())
-                .into_iter()
-                .chain(lapi_host)
-                .collect(),
-        }
+        config
+            .ami
+            .as_ref()
+            .map(|a| a.address.ip())
+            .into_iter()
+            .chain(lapi_host)
+            .collect()
     }
 
     /// Why `ip` is never banned, if it is not: a reason of

@@ -29,6 +29,7 @@ use crate::crowdsec::{Alert, Client, LapiError};
 use crate::daemon::Shared;
 use crate::daemon::bans::Never;
 use crate::daemon::metrics::CrowdsecMetrics;
+use crate::daemon::this_host::ThisHost;
 use crate::follow::{Follower, Position, Saved};
 use crate::state_file::StateFile;
 
@@ -49,9 +50,6 @@ const WARN_AFTER: Duration = Duration::from_secs(2);
 const SAVE_EVERY: Duration = Duration::from_secs(1);
 /// At shutdown, how long to go on delivering what the log still holds.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long this host's addresses, once read, stand before they are read again (a
-/// DHCP lease renewed, an address added).
-const OWN_ADDRESSES_FOR: Duration = Duration::from_secs(60);
 
 /// The daemon's handle on the pusher thread: wake it, stop it.
 #[derive(Debug, Default)]
@@ -282,7 +280,6 @@ pub fn spawn(
         outage: Outage::default(),
         accepted: false,
         backlog: scanner,
-        not_pushed: NotPushed::default(),
     };
     pusher.save().map_err(state_error)?;
     let thread = std::thread::Builder::new()
@@ -360,7 +357,7 @@ struct Backlog {
     /// the pusher has not read of a file deleted before it got there is lost, and this
     /// says how much. Files the pusher has gone past are dropped.
     files: std::collections::VecDeque<(String, u64)>,
-    not_pushed: NotPushed,
+    this_host: ThisHost,
 }
 
 impl Backlog {
@@ -378,7 +375,7 @@ impl Backlog {
             follower,
             line: Vec::with_capacity(512),
             files: std::collections::VecDeque::new(),
-            not_pushed: NotPushed::default(),
+            this_host: ThisHost::default(),
         }
     }
 
@@ -427,7 +424,7 @@ impl Backlog {
             if !self.follower.next_line(&mut self.line)? {
                 break;
             }
-            let pushed = pushable(&self.line, config, &mut self.not_pushed);
+            let pushed = pushable(&self.line, config, &self.this_host);
             if first.is_none() {
                 *first = pushed.as_ref().map(|a| a.at);
             }
@@ -445,36 +442,19 @@ impl Backlog {
 
 /// The alert a log line asks to push: an `ERROR` line whose address may be pushed
 /// (the LAPI's own whitelist does not apply to pushed alerts, design.md §3c).
-fn pushable(line: &[u8], config: &Config, not_pushed: &mut NotPushed) -> Option<Alert> {
-    Alert::from_log_line(line).filter(|a| !not_pushed.holds(config, a.ip))
+fn pushable(line: &[u8], config: &Config, this_host: &ThisHost) -> Option<Alert> {
+    Alert::from_log_line(line).filter(|a| !never_pushed(config, this_host, a.ip))
 }
 
-/// The addresses never pushed: trusted networks, and those the kernel bans never ban
-/// (loopback, this host, the AMI and LAPI hosts). A ban pushed for one of them would
-/// reach every firewall bouncer of the fleet, this host's own among them: a local SIP
-/// proxy's `127.0.0.1` alerted on would cut this host off from itself. This host's
-/// addresses are read only when an alert is at hand.
-#[derive(Debug, Default)]
-struct NotPushed {
-    never: Option<(Instant, Never)>,
-}
-
-impl NotPushed {
-    fn holds(&mut self, config: &Config, ip: IpAddr) -> bool {
-        if config.is_trusted(ip) {
-            return true;
-        }
-        if self
-            .never
-            .as_ref()
-            .is_none_or(|(read, _)| read.elapsed() >= OWN_ADDRESSES_FOR)
-        {
-            self.never = Some((Instant::now(), Never::of(config)));
-        }
-        self.never
-            .as_ref()
-            .is_some_and(|(_, never)| never.skip(ip).is_some())
-    }
+/// Trusted networks, and what the kernel bans never ban (`bans::Never`): loopback,
+/// this host, the AMI and LAPI hosts. A ban pushed for one of them would reach every
+/// firewall bouncer of the fleet, this host's own among them: a local SIP proxy's
+/// `127.0.0.1` alerted on would cut the PBX off from itself.
+fn never_pushed(config: &Config, this_host: &ThisHost, ip: IpAddr) -> bool {
+    config.is_trusted(ip)
+        || ip.is_unspecified()
+        || this_host.holds(ip)
+        || Never::peers(config).contains(&ip)
 }
 
 struct Pusher {
@@ -495,7 +475,6 @@ struct Pusher {
     /// The LAPI took the last batch: a 400 for a lone alert after it is that
     /// alert's fault, not the LAPI's.
     accepted: bool,
-    not_pushed: NotPushed,
 }
 
 enum Sent {
@@ -617,7 +596,7 @@ impl Pusher {
         let mut line = Vec::with_capacity(512);
         while alerts.len() < max && self.follower.next_line(&mut line)? {
             self.note_file();
-            alerts.extend(pushable(&line, config, &mut self.not_pushed));
+            alerts.extend(pushable(&line, config, &self.shared.this_host));
         }
         Ok(alerts)
     }
@@ -920,8 +899,8 @@ mod tests {
         let line = |ip: &str| {
             format!("2026-12-01 10:00:00.000 ERROR ip={ip} reason=auth_bruteforce tries=5")
         };
-        let mut not_pushed = NotPushed::default();
-        let mut pushed = |ip| pushable(line(ip).as_bytes(), &config, &mut not_pushed);
+        let this_host = ThisHost::default();
+        let pushed = |ip| pushable(line(ip).as_bytes(), &config, &this_host);
         assert_eq!(pushed("192.0.2.7"), None);
         assert_eq!(pushed("203.0.113.7").unwrap().ip.to_string(), "203.0.113.7");
     }
@@ -937,8 +916,8 @@ mod tests {
         .unwrap();
         let line =
             |ip: &str| format!("2026-12-01 10:00:00.000 ERROR ip={ip} reason=extension_banned");
-        let mut not_pushed = NotPushed::default();
-        let mut pushed = |ip: &str| pushable(line(ip).as_bytes(), &config, &mut not_pushed);
+        let this_host = ThisHost::default();
+        let pushed = |ip: &str| pushable(line(ip).as_bytes(), &config, &this_host);
         let own = crate::nftables::own_addresses();
         assert!(
             own.iter().any(|ip| !ip.is_loopback()),

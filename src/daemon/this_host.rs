@@ -1,4 +1,5 @@
-//! This host's own addresses, as the rules with memory see them.
+//! This host's own addresses: the rules with memory never count them, the CrowdSec
+//! pusher never pushes them.
 //!
 //! A call whose peer is this host came through a SIP proxy or SBC running beside
 //! Asterisk (Kamailio, OpenSIPS, a local B2BUA) — or from the PBX itself. That address
