@@ -204,12 +204,16 @@ impl Unsent {
 
     /// Counts what was appended since the last scan; the first alert found dates the
     /// backlog's age.
-    pub fn scan(&mut self, config: &Config, metrics: &CrowdsecMetrics) {
+    pub fn scan(&mut self, config: &Config, this_host: &ThisHost, metrics: &CrowdsecMetrics) {
         let mut found = 0;
         let mut first = None;
-        let _ = self
-            .backlog
-            .count_some(config, &mut found, &mut first, UNSENT_LINES_PER_SCAN);
+        let _ = self.backlog.count_some(
+            config,
+            this_host,
+            &mut found,
+            &mut first,
+            UNSENT_LINES_PER_SCAN,
+        );
         metrics.found(found);
         if metrics.backlog_age() == 0.0
             && let Some(at) = first
@@ -344,7 +348,7 @@ pub fn waiting(config: &Config, cs: &CrowdsecConfig) -> std::io::Result<Option<u
     let (follower, _) = Follower::resume(&config.log_file, &saved.position, state.saved_at())?;
     let mut backlog = Backlog::reading(follower.without_grace());
     let mut found = 0;
-    backlog.count(config, &mut found)?;
+    backlog.count(config, &ThisHost::default(), &mut found)?;
     Ok(Some(found))
 }
 
@@ -357,7 +361,6 @@ struct Backlog {
     /// the pusher has not read of a file deleted before it got there is lost, and this
     /// says how much. Files the pusher has gone past are dropped.
     files: std::collections::VecDeque<(String, u64)>,
-    this_host: ThisHost,
 }
 
 impl Backlog {
@@ -375,7 +378,6 @@ impl Backlog {
             follower,
             line: Vec::with_capacity(512),
             files: std::collections::VecDeque::new(),
-            this_host: ThisHost::default(),
         }
     }
 
@@ -400,15 +402,20 @@ impl Backlog {
 
     /// Counts the alerts appended since the last scan (a read error ends the scan;
     /// the next one goes on from there).
-    fn scan(&mut self, config: &Config, metrics: &CrowdsecMetrics) {
+    fn scan(&mut self, config: &Config, this_host: &ThisHost, metrics: &CrowdsecMetrics) {
         let mut found = 0;
-        let _ = self.count(config, &mut found);
+        let _ = self.count(config, this_host, &mut found);
         metrics.found(found);
     }
 
     /// Adds to `found` the alerts to push from here to the end of the log.
-    fn count(&mut self, config: &Config, found: &mut u64) -> std::io::Result<()> {
-        self.count_some(config, found, &mut None, usize::MAX)
+    fn count(
+        &mut self,
+        config: &Config,
+        this_host: &ThisHost,
+        found: &mut u64,
+    ) -> std::io::Result<()> {
+        self.count_some(config, this_host, found, &mut None, usize::MAX)
     }
 
     /// [`count`](Self::count) over `lines` lines at most; `first` gets the time of the
@@ -416,6 +423,7 @@ impl Backlog {
     fn count_some(
         &mut self,
         config: &Config,
+        this_host: &ThisHost,
         found: &mut u64,
         first: &mut Option<jiff::Timestamp>,
         lines: usize,
@@ -424,7 +432,7 @@ impl Backlog {
             if !self.follower.next_line(&mut self.line)? {
                 break;
             }
-            let pushed = pushable(&self.line, config, &self.this_host);
+            let pushed = pushable(&self.line, config, this_host);
             if first.is_none() {
                 *first = pushed.as_ref().map(|a| a.at);
             }
@@ -550,7 +558,11 @@ impl Pusher {
 
     fn scan(&mut self) {
         let config = self.shared.config();
-        self.backlog.scan(&config, &self.shared.metrics.crowdsec);
+        self.backlog.scan(
+            &config,
+            &self.shared.this_host,
+            &self.shared.metrics.crowdsec,
+        );
     }
 
     /// A log that did not exist at start: its start is where a restart must resume,

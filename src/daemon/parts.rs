@@ -117,7 +117,11 @@ impl Parts {
             ..
         } = &mut self.pusher
         {
-            unsent.scan(&shared.config(), &shared.metrics.crowdsec);
+            unsent.scan(
+                &shared.config(),
+                &shared.this_host,
+                &shared.metrics.crowdsec,
+            );
         }
     }
 
